@@ -1,0 +1,1 @@
+//! CUDA C emission and NVRTC compilation (being written).

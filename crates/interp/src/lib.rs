@@ -1,0 +1,1 @@
+//! CPU interpreter for KIR (being written).

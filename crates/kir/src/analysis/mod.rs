@@ -1,0 +1,1 @@
+//! KIR analyses (being written).

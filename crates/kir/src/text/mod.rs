@@ -1,0 +1,1 @@
+//! The KIR text format (being written).

@@ -1,0 +1,1 @@
+//! The KIR verifier (being written).
