@@ -1,0 +1,85 @@
+//! Block reductions built on warp shuffles, and the row-sum kernel.
+//!
+//! [`block_reduce`] is the building block: a butterfly of `xor` shuffles
+//! reduces each warp (every lane ends with its warp's total), lane 0 of each
+//! warp publishes to shared memory, and after one barrier every warp reduces
+//! the per-warp partials the same way, so *every* thread holds the block's
+//! result without a second barrier. All shuffles and the barrier sit under
+//! block-uniform control, as KIR requires.
+
+use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, KernelDef, LaunchShape, Scalar, Shared, Type, Value};
+
+/// Threads per block of the reduction kernels.
+pub const THREADS: u32 = 256;
+
+/// Reduces `value` over the whole block with `op` (`Add`, `Max` or `Min`),
+/// whose identity is `identity`. `scratch` must be a shared array of at least
+/// `threads / 32` elements of the value's type, not in use by anything else
+/// until the next barrier. `threads` must be a multiple of 32, at most 1024.
+pub fn block_reduce(
+    b: &mut KernelBuilder,
+    value: Value,
+    op: BinaryOp,
+    identity: Scalar,
+    scratch: Shared,
+    threads: u32,
+) -> Value {
+    let warps = threads / 32;
+    let warp_total = warp_reduce(b, value, op);
+    let lane = b.lane_id();
+    let tid = b.thread_id(Axis::X);
+    let c32 = b.const_i32(32);
+    let warp = b.div(tid, c32);
+    let zero = b.const_i32(0);
+    let is_lane0 = b.eq(lane, zero);
+    b.if_(is_lane0, |b| b.shared_store(scratch, warp, warp_total));
+    b.barrier();
+    // Every warp reads the partials (lanes past the last warp read a valid
+    // slot and then substitute the identity).
+    let last = b.const_i32(warps as i32 - 1);
+    let slot = b.min(lane, last);
+    let partial = b.shared_load(scratch, slot);
+    let nwarps = b.const_i32(warps as i32);
+    let live = b.lt(lane, nwarps);
+    let ident = b.constant(identity);
+    let v = b.select(live, partial, ident);
+    warp_reduce(b, v, op)
+}
+
+/// Butterfly reduction across the 32 lanes of each warp; every lane gets the total.
+pub fn warp_reduce(b: &mut KernelBuilder, value: Value, op: BinaryOp) -> Value {
+    let mut v = value;
+    for mask in [16, 8, 4, 2, 1] {
+        let other = b.shuffle_xor(v, mask);
+        v = b.binary(op, v, other);
+    }
+    v
+}
+
+/// `out[r] = Σ_c x[r, c]` for a row-major `f32` matrix: one block per row,
+/// each thread summing a strided slice, then a shuffle-based block reduction.
+pub fn row_sum(rows: u32, cols: u32) -> KernelDef {
+    let mut b = KernelBuilder::new("row_sum", LaunchShape::linear(rows.max(1), THREADS));
+    let x = b.buffer("x", Type::F32, rows as u64 * cols as u64, Access::Read);
+    let out = b.buffer("out", Type::F32, rows as u64, Access::Write);
+    let scratch = b.shared_array(Type::F32, THREADS / 32);
+    let row = b.block_id(Axis::X);
+    let c_cols = b.const_i32(cols as i32);
+    let base = b.mul(row, c_cols);
+    let zero = b.const_f32(0.0);
+    let acc = b.var_init(zero);
+    let tid = b.thread_id(Axis::X);
+    b.for_range(tid, c_cols, THREADS as i64, |b, c| {
+        let idx = b.add(base, c);
+        let v = b.load(x, idx);
+        let cur = b.get(acc);
+        let next = b.add(cur, v);
+        b.set(acc, next);
+    });
+    let partial = b.get(acc);
+    let total = block_reduce(&mut b, partial, BinaryOp::Add, Scalar::F32(0.0), scratch, THREADS);
+    let zero_i = b.const_i32(0);
+    let first = b.eq(tid, zero_i);
+    b.if_(first, |b| b.store(out, row, total));
+    b.finish()
+}
