@@ -1,0 +1,415 @@
+//! Arithmetic, comparison, select and cast over lane arrays, with GPU semantics.
+//!
+//! Each entry point dispatches on the operation and the type *once* and then
+//! runs one monomorphised closure over the active lanes (see [`crate::lanes`]),
+//! which is what keeps the interpreter fast. The semantics are CUDA's:
+//!
+//! - `f32` arithmetic is done in `f32` (never widened to `f64`); `fma` is one
+//!   rounding (`f32::mul_add`). `f16`/`bf16` are computed in `f32` and rounded
+//!   back to the type after every operation.
+//! - Math functions come from the pure-Rust `libm` crate, so results are the
+//!   same bits on every host; `rsqrt` is `1 / sqrt`.
+//! - Float `min`/`max` return the non-NaN operand (`fminf`/`fmaxf`).
+//! - Integer arithmetic wraps; `div`/`rem` truncate toward zero (C), and a zero
+//!   divisor is a fault; shift amounts are taken modulo the bit width.
+//! - Float comparisons are ordered (NaN compares false) except `ne`.
+//! - Casts follow C: float→int truncates toward zero and saturates, NaN → 0;
+//!   int→float rounds to nearest; int→int wraps; `bool` converts as 0/1 and
+//!   anything converts to `bool` as `!= 0`.
+//!
+//! Lane bits are kept canonical (`Scalar::to_bits`: integers zero-extended from
+//! their width, `bool` as 0/1) so that type-agnostic operations (select,
+//! shuffles, stores) can move bits without knowing the type.
+
+use half::{bf16, f16};
+use weft_kir::{BinaryOp, CmpOp, Type, UnaryOp};
+
+use crate::lanes::{map1, map2, map3, try_map2, Lanes};
+
+/// Why an operation could not be applied.
+#[derive(Clone, PartialEq, Debug)]
+pub(crate) enum OpFault {
+    /// Integer division or remainder by zero in this lane.
+    DivisionByZero { lane: usize },
+    /// The operation is not defined for the type (the verifier rejects this).
+    Unsupported(String),
+}
+
+fn unsupported<T>(what: impl std::fmt::Display, ty: Type) -> Result<T, OpFault> {
+    Err(OpFault::Unsupported(format!("`{what}` is not defined on `{ty}`")))
+}
+
+/// A float type's lane encoding: every float type is computed in `f32`.
+trait FloatLane {
+    fn get(bits: u64) -> f32;
+    fn put(v: f32) -> u64;
+}
+
+struct F32;
+struct F16;
+struct BF16;
+
+impl FloatLane for F32 {
+    #[inline(always)]
+    fn get(bits: u64) -> f32 {
+        f32::from_bits(bits as u32)
+    }
+    #[inline(always)]
+    fn put(v: f32) -> u64 {
+        v.to_bits() as u64
+    }
+}
+
+impl FloatLane for F16 {
+    #[inline(always)]
+    fn get(bits: u64) -> f32 {
+        f16::from_bits(bits as u16).to_f32()
+    }
+    #[inline(always)]
+    fn put(v: f32) -> u64 {
+        f16::from_f32(v).to_bits() as u64
+    }
+}
+
+impl FloatLane for BF16 {
+    #[inline(always)]
+    fn get(bits: u64) -> f32 {
+        bf16::from_bits(bits as u16).to_f32()
+    }
+    #[inline(always)]
+    fn put(v: f32) -> u64 {
+        bf16::from_f32(v).to_bits() as u64
+    }
+}
+
+/// Sign-correct value of integer (and `bool`) lane bits of type `ty`.
+#[inline(always)]
+pub(crate) fn int_value(ty: Type, bits: u64) -> i64 {
+    match ty {
+        Type::I32 => bits as u32 as i32 as i64,
+        Type::U32 => bits as u32 as i64,
+        Type::Bool => (bits & 1) as i64,
+        _ => bits as i64,
+    }
+}
+
+/// Canonical lane bits of integer value `v` converted (wrapping) to `ty`.
+#[inline(always)]
+pub(crate) fn int_bits(ty: Type, v: i64) -> u64 {
+    match ty {
+        Type::I32 | Type::U32 => v as u32 as u64,
+        Type::Bool => (v != 0) as u64,
+        _ => v as u64,
+    }
+}
+
+// Integer kernels are macros rather than generics: each needs the native
+// wrapping operations of its Rust type.
+macro_rules! int_unary {
+    ($t:ty, $put:expr, $op:expr, $ty:expr, $lanes:expr, $dst:expr, $a:expr) => {{
+        let put = $put;
+        match $op {
+            UnaryOp::Neg => map1($lanes, $dst, $a, |x| put((x as $t).wrapping_neg())),
+            UnaryOp::Not => map1($lanes, $dst, $a, |x| put(!(x as $t))),
+            #[allow(unused_comparisons)]
+            UnaryOp::Abs => map1($lanes, $dst, $a, |x| {
+                let v = x as $t;
+                put(if v < 0 { v.wrapping_neg() } else { v })
+            }),
+            op => return unsupported(op.name(), $ty),
+        }
+        Ok(())
+    }};
+}
+
+macro_rules! int_binary {
+    ($t:ty, $put:expr, $op:expr, $ty:expr, $lanes:expr, $dst:expr, $a:expr, $b:expr) => {{
+        let put = $put;
+        let (lanes, dst, a, b) = ($lanes, $dst, $a, $b);
+        match $op {
+            BinaryOp::Add => map2(lanes, dst, a, b, |x, y| put((x as $t).wrapping_add(y as $t))),
+            BinaryOp::Sub => map2(lanes, dst, a, b, |x, y| put((x as $t).wrapping_sub(y as $t))),
+            BinaryOp::Mul => map2(lanes, dst, a, b, |x, y| put((x as $t).wrapping_mul(y as $t))),
+            // Wrapping division: MIN / -1 gives MIN, as on the GPU.
+            BinaryOp::Div => {
+                try_map2(lanes, dst, a, b, |x, y| ((y as $t) != 0).then(|| put((x as $t).wrapping_div(y as $t))))
+                    .map_err(|lane| OpFault::DivisionByZero { lane })?
+            }
+            BinaryOp::Rem => {
+                try_map2(lanes, dst, a, b, |x, y| ((y as $t) != 0).then(|| put((x as $t).wrapping_rem(y as $t))))
+                    .map_err(|lane| OpFault::DivisionByZero { lane })?
+            }
+            BinaryOp::Min => map2(lanes, dst, a, b, |x, y| put(std::cmp::min(x as $t, y as $t))),
+            BinaryOp::Max => map2(lanes, dst, a, b, |x, y| put(std::cmp::max(x as $t, y as $t))),
+            BinaryOp::And => map2(lanes, dst, a, b, |x, y| put((x as $t) & (y as $t))),
+            BinaryOp::Or => map2(lanes, dst, a, b, |x, y| put((x as $t) | (y as $t))),
+            BinaryOp::Xor => map2(lanes, dst, a, b, |x, y| put((x as $t) ^ (y as $t))),
+            // `wrapping_sh*` take the amount modulo the bit width; `shr` is
+            // arithmetic on signed types and logical on unsigned ones.
+            BinaryOp::Shl => map2(lanes, dst, a, b, |x, y| put((x as $t).wrapping_shl(y as u32))),
+            BinaryOp::Shr => map2(lanes, dst, a, b, |x, y| put((x as $t).wrapping_shr(y as u32))),
+        }
+        let _ = $ty;
+        Ok(())
+    }};
+}
+
+// ---- unary --------------------------------------------------------------
+
+pub(crate) fn unary(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) -> Result<(), OpFault> {
+    match ty {
+        Type::F32 => float_unary::<F32>(op, ty, lanes, dst, a),
+        Type::F16 => float_unary::<F16>(op, ty, lanes, dst, a),
+        Type::BF16 => float_unary::<BF16>(op, ty, lanes, dst, a),
+        Type::I32 => int_unary!(i32, |v: i32| v as u32 as u64, op, ty, lanes, dst, a),
+        Type::U32 => int_unary!(u32, |v: u32| v as u64, op, ty, lanes, dst, a),
+        Type::I64 => int_unary!(i64, |v: i64| v as u64, op, ty, lanes, dst, a),
+        Type::Bool => match op {
+            UnaryOp::Not => {
+                map1(lanes, dst, a, |x| (x & 1) ^ 1);
+                Ok(())
+            }
+            _ => unsupported(op.name(), ty),
+        },
+    }
+}
+
+fn float_unary<F: FloatLane>(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) -> Result<(), OpFault> {
+    let f: fn(f32) -> f32 = match op {
+        UnaryOp::Neg => |x| -x,
+        UnaryOp::Abs => f32::abs,
+        UnaryOp::Exp => libm::expf,
+        UnaryOp::Log => libm::logf,
+        UnaryOp::Sqrt => f32::sqrt,
+        UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
+        UnaryOp::Tanh => libm::tanhf,
+        UnaryOp::Erf => libm::erff,
+        UnaryOp::Floor => f32::floor,
+        UnaryOp::Ceil => f32::ceil,
+        UnaryOp::Not => return unsupported(op.name(), ty),
+    };
+    // Each arm gets its own monomorphised loop; the cheap ones vectorise.
+    match op {
+        UnaryOp::Neg => map1(lanes, dst, a, |x| F::put(-F::get(x))),
+        UnaryOp::Abs => map1(lanes, dst, a, |x| F::put(F::get(x).abs())),
+        UnaryOp::Sqrt => map1(lanes, dst, a, |x| F::put(F::get(x).sqrt())),
+        _ => map1(lanes, dst, a, |x| F::put(f(F::get(x)))),
+    }
+    Ok(())
+}
+
+// ---- binary -------------------------------------------------------------
+
+pub(crate) fn binary(
+    op: BinaryOp,
+    ty: Type,
+    lanes: Lanes,
+    dst: &mut [u64],
+    a: &[u64],
+    b: &[u64],
+) -> Result<(), OpFault> {
+    match ty {
+        Type::F32 => float_binary::<F32>(op, ty, lanes, dst, a, b),
+        Type::F16 => float_binary::<F16>(op, ty, lanes, dst, a, b),
+        Type::BF16 => float_binary::<BF16>(op, ty, lanes, dst, a, b),
+        Type::I32 => int_binary!(i32, |v: i32| v as u32 as u64, op, ty, lanes, dst, a, b),
+        Type::U32 => int_binary!(u32, |v: u32| v as u64, op, ty, lanes, dst, a, b),
+        Type::I64 => int_binary!(i64, |v: i64| v as u64, op, ty, lanes, dst, a, b),
+        Type::Bool => {
+            match op {
+                BinaryOp::And => map2(lanes, dst, a, b, |x, y| x & y & 1),
+                BinaryOp::Or => map2(lanes, dst, a, b, |x, y| (x | y) & 1),
+                BinaryOp::Xor => map2(lanes, dst, a, b, |x, y| (x ^ y) & 1),
+                _ => return unsupported(op.name(), ty),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn float_binary<F: FloatLane>(
+    op: BinaryOp,
+    ty: Type,
+    lanes: Lanes,
+    dst: &mut [u64],
+    a: &[u64],
+    b: &[u64],
+) -> Result<(), OpFault> {
+    match op {
+        BinaryOp::Add => map2(lanes, dst, a, b, |x, y| F::put(F::get(x) + F::get(y))),
+        BinaryOp::Sub => map2(lanes, dst, a, b, |x, y| F::put(F::get(x) - F::get(y))),
+        BinaryOp::Mul => map2(lanes, dst, a, b, |x, y| F::put(F::get(x) * F::get(y))),
+        BinaryOp::Div => map2(lanes, dst, a, b, |x, y| F::put(F::get(x) / F::get(y))),
+        // `f32::min`/`max` return the non-NaN operand, like `fminf`/`fmaxf`.
+        BinaryOp::Min => map2(lanes, dst, a, b, |x, y| F::put(F::get(x).min(F::get(y)))),
+        BinaryOp::Max => map2(lanes, dst, a, b, |x, y| F::put(F::get(x).max(F::get(y)))),
+        _ => return unsupported(op.name(), ty),
+    }
+    Ok(())
+}
+
+// ---- fma ------------------------------------------------------------------
+
+pub(crate) fn fma(ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64], b: &[u64], c: &[u64]) -> Result<(), OpFault> {
+    match ty {
+        Type::F32 => map3(lanes, dst, a, b, c, |x, y, z| F32::put(F32::get(x).mul_add(F32::get(y), F32::get(z)))),
+        Type::F16 => map3(lanes, dst, a, b, c, |x, y, z| F16::put(F16::get(x).mul_add(F16::get(y), F16::get(z)))),
+        Type::BF16 => map3(lanes, dst, a, b, c, |x, y, z| BF16::put(BF16::get(x).mul_add(BF16::get(y), BF16::get(z)))),
+        Type::I32 | Type::U32 => {
+            map3(lanes, dst, a, b, c, |x, y, z| (x as u32).wrapping_mul(y as u32).wrapping_add(z as u32) as u64)
+        }
+        Type::I64 => map3(lanes, dst, a, b, c, |x, y, z| x.wrapping_mul(y).wrapping_add(z)),
+        Type::Bool => return unsupported("fma", ty),
+    }
+    Ok(())
+}
+
+// ---- compare and select ---------------------------------------------------
+
+pub(crate) fn cmp(op: CmpOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64], b: &[u64]) {
+    macro_rules! compare {
+        ($conv:expr) => {{
+            let conv = $conv;
+            match op {
+                CmpOp::Eq => map2(lanes, dst, a, b, |x, y| (conv(x) == conv(y)) as u64),
+                CmpOp::Ne => map2(lanes, dst, a, b, |x, y| (conv(x) != conv(y)) as u64),
+                CmpOp::Lt => map2(lanes, dst, a, b, |x, y| (conv(x) < conv(y)) as u64),
+                CmpOp::Le => map2(lanes, dst, a, b, |x, y| (conv(x) <= conv(y)) as u64),
+                CmpOp::Gt => map2(lanes, dst, a, b, |x, y| (conv(x) > conv(y)) as u64),
+                CmpOp::Ge => map2(lanes, dst, a, b, |x, y| (conv(x) >= conv(y)) as u64),
+            }
+        }};
+    }
+    // Rust's float comparisons are IEEE ordered ones, `!=` unordered: exactly
+    // the KIR rule. Integers compare by their sign-correct value.
+    match ty {
+        Type::F32 => compare!(F32::get),
+        Type::F16 => compare!(F16::get),
+        Type::BF16 => compare!(BF16::get),
+        Type::I32 => compare!(|x: u64| x as u32 as i32),
+        Type::U32 => compare!(|x: u64| x as u32),
+        Type::I64 => compare!(|x: u64| x as i64),
+        Type::Bool => compare!(|x: u64| x & 1),
+    }
+}
+
+pub(crate) fn select(lanes: Lanes, dst: &mut [u64], cond: &[u64], t: &[u64], f: &[u64]) {
+    map3(lanes, dst, cond, t, f, |c, t, f| if c & 1 != 0 { t } else { f });
+}
+
+// ---- cast -------------------------------------------------------------------
+
+/// A source type of a cast: how to read its lane bits as an integer or a float.
+trait CastSource {
+    const FLOAT: bool;
+    fn int(bits: u64) -> i64;
+    fn float(bits: u64) -> f32;
+}
+
+macro_rules! int_source {
+    ($name:ident, $conv:expr) => {
+        struct $name;
+        impl CastSource for $name {
+            const FLOAT: bool = false;
+            #[inline(always)]
+            fn int(bits: u64) -> i64 {
+                $conv(bits)
+            }
+            #[inline(always)]
+            fn float(bits: u64) -> f32 {
+                Self::int(bits) as f32
+            }
+        }
+    };
+}
+
+int_source!(BoolSrc, |b: u64| (b & 1) as i64);
+int_source!(I32Src, |b: u64| b as u32 as i32 as i64);
+int_source!(U32Src, |b: u64| b as u32 as i64);
+int_source!(I64Src, |b: u64| b as i64);
+
+impl<F: FloatLane> CastSource for F {
+    const FLOAT: bool = true;
+    #[inline(always)]
+    fn int(bits: u64) -> i64 {
+        F::get(bits) as i64
+    }
+    #[inline(always)]
+    fn float(bits: u64) -> f32 {
+        F::get(bits)
+    }
+}
+
+pub(crate) fn cast(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
+    match from {
+        Type::Bool => cast_from::<BoolSrc>(to, lanes, dst, a),
+        Type::I32 => cast_from::<I32Src>(to, lanes, dst, a),
+        Type::U32 => cast_from::<U32Src>(to, lanes, dst, a),
+        Type::I64 => cast_from::<I64Src>(to, lanes, dst, a),
+        Type::F32 => cast_from::<F32>(to, lanes, dst, a),
+        Type::F16 => cast_from::<F16>(to, lanes, dst, a),
+        Type::BF16 => cast_from::<BF16>(to, lanes, dst, a),
+    }
+}
+
+fn cast_from<S: CastSource>(to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
+    // Rust's float-to-int `as` truncates toward zero, saturates and maps NaN
+    // to 0; int-to-float `as` rounds to nearest: C semantics as the GPU
+    // implements them (`cvt.rzi.sat`, `cvt.rn`).
+    match to {
+        Type::Bool if S::FLOAT => map1(lanes, dst, a, |x| (S::float(x) != 0.0) as u64),
+        Type::Bool => map1(lanes, dst, a, |x| (S::int(x) != 0) as u64),
+        Type::I32 if S::FLOAT => map1(lanes, dst, a, |x| S::float(x) as i32 as u32 as u64),
+        Type::U32 if S::FLOAT => map1(lanes, dst, a, |x| S::float(x) as u32 as u64),
+        Type::I64 if S::FLOAT => map1(lanes, dst, a, |x| S::float(x) as i64 as u64),
+        Type::I32 | Type::U32 | Type::I64 => map1(lanes, dst, a, |x| int_bits(to, S::int(x))),
+        Type::F32 if S::FLOAT => map1(lanes, dst, a, |x| F32::put(S::float(x))),
+        Type::F32 => map1(lanes, dst, a, |x| F32::put(S::int(x) as f32)),
+        // Every f16/bf16 value is exact in f32, so float→half rounds once;
+        // integers go through f64 (exact up to 2^53, far beyond half's range).
+        Type::F16 if S::FLOAT => map1(lanes, dst, a, |x| F16::put(S::float(x))),
+        Type::F16 => map1(lanes, dst, a, |x| f16::from_f64(S::int(x) as f64).to_bits() as u64),
+        Type::BF16 if S::FLOAT => map1(lanes, dst, a, |x| BF16::put(S::float(x))),
+        Type::BF16 => map1(lanes, dst, a, |x| bf16::from_f64(S::int(x) as f64).to_bits() as u64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_binary(op: BinaryOp, ty: Type, a: u64, b: u64) -> Result<u64, OpFault> {
+        let mut dst = [0u64];
+        binary(op, ty, Lanes::All(1), &mut dst, &[a], &[b])?;
+        Ok(dst[0])
+    }
+
+    #[test]
+    fn int_division_truncates_and_faults_on_zero() {
+        let m7 = (-7i32) as u32 as u64;
+        assert_eq!(run_binary(BinaryOp::Div, Type::I32, m7, 2).unwrap(), (-3i32) as u32 as u64);
+        assert_eq!(run_binary(BinaryOp::Rem, Type::I32, m7, 2).unwrap(), (-1i32) as u32 as u64);
+        assert_eq!(run_binary(BinaryOp::Div, Type::I32, 5, 0), Err(OpFault::DivisionByZero { lane: 0 }));
+        let min = i32::MIN as u32 as u64;
+        let m1 = (-1i32) as u32 as u64;
+        assert_eq!(run_binary(BinaryOp::Div, Type::I32, min, m1).unwrap(), min);
+    }
+
+    #[test]
+    fn half_casts_round_once() {
+        let mut dst = [0u64];
+        cast(Type::I32, Type::F16, Lanes::All(1), &mut dst, &[2049]);
+        assert_eq!(f16::from_bits(dst[0] as u16).to_f32(), 2048.0);
+        cast(Type::F32, Type::U32, Lanes::All(1), &mut dst, &[(-3.5f32).to_bits() as u64]);
+        assert_eq!(dst[0], 0);
+    }
+
+    #[test]
+    fn bool_ops_keep_canonical_bits() {
+        assert_eq!(run_binary(BinaryOp::Xor, Type::Bool, 1, 1).unwrap(), 0);
+        assert!(matches!(run_binary(BinaryOp::Add, Type::Bool, 1, 1), Err(OpFault::Unsupported(_))));
+        let mut dst = [7u64];
+        unary(UnaryOp::Not, Type::Bool, Lanes::All(1), &mut dst, &[0]).unwrap();
+        assert_eq!(dst[0], 1);
+    }
+}
