@@ -1,1 +1,53 @@
-//! CUDA runtime (being written).
+//! weft-cuda: weft's CUDA runtime, on top of cudarc's safe driver API.
+//!
+//! This room owns the device side: probing for a GPU without panicking
+//! ([`device`]), and a context wrapper with buffers, modules, launches,
+//! streams and timing events ([`runtime`]). It knows nothing about KIR or
+//! tenants: kernels arrive as PTX text and arguments as raw buffers and
+//! scalars, so the packer and the executor above decide what to run.
+//!
+//! cudarc panics when libcuda cannot be loaded, so every entry point here
+//! checks `cudarc::driver::sys::is_culib_present()` before its first driver
+//! call and returns [`CudaError::NoDevice`] instead; callers fall back to the
+//! CPU interpreter.
+
+pub mod device;
+pub mod runtime;
+
+pub use device::{probe, probe_device, require_gpu_or_skip, DeviceInfo};
+pub use runtime::{driver_available, DeviceBuffer, Event, Function, Gpu, KernelArg, LaunchDims, Module, Stream};
+
+/// Everything that can go wrong on the CUDA side.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CudaError {
+    /// No usable GPU: no driver library, no device, or the driver failed to start.
+    #[error("no CUDA device: {reason}")]
+    NoDevice { reason: String },
+    /// A driver call failed.
+    #[error("CUDA driver call `{op}` failed: {}", describe(source))]
+    Driver {
+        op: &'static str,
+        #[source]
+        source: cudarc::driver::DriverError,
+    },
+    /// An argument the driver would reject or cudarc would panic on.
+    #[error("invalid argument to `{op}`: {reason}")]
+    InvalidArgument { op: &'static str, reason: String },
+    /// A launch asks for more than the device offers.
+    #[error("{what} exceeds the device limit: needs {needed}, limit {limit}")]
+    LimitExceeded { what: String, limit: u64, needed: u64 },
+}
+
+impl CudaError {
+    /// Wraps a driver error from operation `op`.
+    pub fn driver(op: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+        move |source| CudaError::Driver { op, source }
+    }
+}
+
+fn describe(e: &cudarc::driver::DriverError) -> String {
+    match (e.error_name(), e.error_string()) {
+        (Ok(name), Ok(text)) => format!("{} ({})", name.to_string_lossy(), text.to_string_lossy()),
+        _ => format!("{:?}", e.0),
+    }
+}

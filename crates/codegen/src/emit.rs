@@ -1,0 +1,996 @@
+//! KIR → CUDA C: the one emitter.
+//!
+//! Everything weft launches on a GPU goes through [`emit_cuda_with`], so the
+//! CUDA semantics of KIR are decided in this file alone:
+//!
+//! - **Bit-exact constants.** Floats are written as their bit patterns
+//!   (`__uint_as_float(0x3f800000u)`), never as decimal text a compiler could
+//!   round differently; the decimal form follows in a comment for people.
+//! - **No contraction.** `f32` add/sub/mul/div/sqrt/fma use the `_rn`
+//!   intrinsics, which NVRTC never fuses, so results do not depend on
+//!   `--fmad` and match the interpreter's one rounding per op.
+//! - **f16/bf16 compute in float.** Each op converts its operands to `float`,
+//!   computes, and rounds back to nearest-even: exactly what the interpreter
+//!   does after every op. Values are carried as their bits (`weft_f16`,
+//!   `weft_bf16` = `unsigned short`) with a small prelude of conversions
+//!   instead of `cuda_fp16.h`/`cuda_bf16.h`: NVRTC 13.0 does not bundle those
+//!   headers, and the prelude reproduces Rust's `half` crate bit for bit,
+//!   NaN payloads included.
+//! - **No C undefined behaviour.** Signed `i32`/`i64` arithmetic wraps (done in
+//!   the unsigned type and cast back); shifts mask their amount to the bit
+//!   width; division by zero and `MIN / -1` go through small helpers. The
+//!   interpreter reports integer division by zero as an error; a GPU kernel
+//!   cannot, so the emitted code yields 0 instead of undefined behaviour.
+//! - **Saturating float→int casts** via `__float2int_rz` and friends (NaN → 0),
+//!   matching `as` in Rust and therefore the interpreter.
+//! - **Logical ids.** Block ids, thread ids and the lane are read into locals
+//!   (`bid_x`, `tid_x`, `lane_id`) by one prologue written by a
+//!   [`BlockMapping`]; the packer swaps that hook to map physical blocks onto
+//!   logical ones without touching kernel bodies. Block and grid *dimensions*
+//!   are the kernel's static logical launch shape, emitted as constants.
+//!
+//! Emission is fallible and rejects what it cannot emit with an [`EmitError`]
+//! naming the kernel and instruction, so unsupported IR is found here and not
+//! as an NVRTC error later. Output is deterministic: the same kernel always
+//! gives the same text (golden files depend on it).
+
+use std::collections::{BTreeSet, HashSet};
+
+use weft_kir::{
+    Access, Axis, BinaryOp, CmpOp, Inst, InstData, KernelDef, ParamKind, Region, Scalar, ShuffleKind, Special, Type,
+    UnaryOp, Value,
+};
+
+/// Emitted CUDA C for one kernel.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct CudaSource {
+    /// The `extern "C"` function name (the KIR name, sanitized to a C identifier).
+    pub name: String,
+    /// The whole translation unit.
+    pub code: String,
+}
+
+/// Why a kernel could not be emitted.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum EmitError {
+    /// An instruction the emitter cannot express (usually ill-typed IR that the
+    /// verifier would also reject).
+    #[error("cannot emit kernel `{kernel}`: instruction {inst} (`{mnemonic}`): {reason}")]
+    Inst { kernel: String, inst: String, mnemonic: &'static str, reason: String },
+    /// A problem with the kernel as a whole (launch shape, declarations).
+    #[error("cannot emit kernel `{kernel}`: {reason}")]
+    Kernel { kernel: String, reason: String },
+}
+
+/// Writes the prologue that defines the logical ids a kernel body reads.
+///
+/// The prologue must define `const int bid_x, bid_y, bid_z` (logical block
+/// id, in `0..grid`) and `const int tid_x, tid_y, tid_z` (thread id in the
+/// logical block). It may `return` early for physical threads that have no
+/// logical work, provided no barrier can then be reached by their block-mates.
+pub trait BlockMapping {
+    fn prologue(&self, kernel: &KernelDef, w: &mut CodeWriter);
+}
+
+/// One physical block per logical block: ids are CUDA's own.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct DirectBlocks;
+
+impl BlockMapping for DirectBlocks {
+    fn prologue(&self, _kernel: &KernelDef, w: &mut CodeWriter) {
+        w.line("// Logical block and thread ids (one physical block per logical block).");
+        for a in Axis::ALL {
+            w.line(format!("const int bid_{0} = (int)blockIdx.{0};", a.name()));
+        }
+        for a in Axis::ALL {
+            w.line(format!("const int tid_{0} = (int)threadIdx.{0};", a.name()));
+        }
+    }
+}
+
+/// Knobs of one emission.
+#[derive(Clone, Copy)]
+pub struct EmitOptions<'a> {
+    /// Writes the logical-id prologue.
+    pub block_mapping: &'a dyn BlockMapping,
+}
+
+impl Default for EmitOptions<'_> {
+    fn default() -> Self {
+        EmitOptions { block_mapping: &DirectBlocks }
+    }
+}
+
+/// Indented line writer used by the emitter and by [`BlockMapping`]s.
+#[derive(Default, Debug)]
+pub struct CodeWriter {
+    out: String,
+    indent: usize,
+}
+
+impl CodeWriter {
+    /// Writes one line at the current indentation.
+    pub fn line(&mut self, s: impl AsRef<str>) {
+        let s = s.as_ref();
+        if !s.is_empty() {
+            for _ in 0..self.indent {
+                self.out.push_str("    ");
+            }
+            self.out.push_str(s);
+        }
+        self.out.push('\n');
+    }
+
+    /// Writes `s` and indents what follows (`s` usually ends with `{`).
+    pub fn open(&mut self, s: impl AsRef<str>) {
+        self.line(s);
+        self.indent += 1;
+    }
+
+    /// Dedents and writes `s` (usually `}`).
+    pub fn close(&mut self, s: impl AsRef<str>) {
+        self.indent = self.indent.saturating_sub(1);
+        self.line(s);
+    }
+
+    pub fn into_string(self) -> String {
+        self.out
+    }
+}
+
+/// Emits `kernel` with the default options (direct block mapping).
+pub fn emit_cuda(kernel: &KernelDef) -> Result<CudaSource, EmitError> {
+    emit_cuda_with(kernel, &EmitOptions::default())
+}
+
+/// Emits `kernel` as one CUDA C translation unit.
+pub fn emit_cuda_with(kernel: &KernelDef, options: &EmitOptions<'_>) -> Result<CudaSource, EmitError> {
+    Emitter::new(kernel)?.run(options)
+}
+
+/// The CUDA C spelling of a KIR type.
+pub fn c_type(t: Type) -> &'static str {
+    match t {
+        Type::Bool => "bool",
+        Type::I32 => "int",
+        Type::U32 => "unsigned int",
+        Type::I64 => "long long",
+        Type::F32 => "float",
+        Type::F16 => "weft_f16",
+        Type::BF16 => "weft_bf16",
+    }
+}
+
+/// Helper functions the body may call; only those used are written, in this order.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Helper {
+    F16,
+    BF16,
+    RoundToOdd,
+    DivI32,
+    RemI32,
+    DivU32,
+    RemU32,
+    DivI64,
+    RemI64,
+}
+
+impl Helper {
+    fn code(self) -> &'static str {
+        match self {
+            Helper::F16 => F16_PRELUDE,
+            Helper::BF16 => BF16_PRELUDE,
+            Helper::RoundToOdd => ROUND_TO_ODD_PRELUDE,
+            Helper::DivI32 => {
+                "__device__ __forceinline__ int weft_div_i32(int a, int b) { return b == 0 ? 0 : b == -1 ? (int)(0u - (unsigned int)a) : a / b; }"
+            }
+            Helper::RemI32 => {
+                "__device__ __forceinline__ int weft_rem_i32(int a, int b) { return (b == 0 || b == -1) ? 0 : a % b; }"
+            }
+            Helper::DivU32 => {
+                "__device__ __forceinline__ unsigned int weft_div_u32(unsigned int a, unsigned int b) { return b == 0u ? 0u : a / b; }"
+            }
+            Helper::RemU32 => {
+                "__device__ __forceinline__ unsigned int weft_rem_u32(unsigned int a, unsigned int b) { return b == 0u ? 0u : a % b; }"
+            }
+            Helper::DivI64 => {
+                "__device__ __forceinline__ long long weft_div_i64(long long a, long long b) { return b == 0 ? 0 : b == -1 ? (long long)(0ull - (unsigned long long)a) : a / b; }"
+            }
+            Helper::RemI64 => {
+                "__device__ __forceinline__ long long weft_rem_i64(long long a, long long b) { return (b == 0 || b == -1) ? 0 : a % b; }"
+            }
+        }
+    }
+}
+
+/// f16 without `cuda_fp16.h`: NVRTC 13.0 does not bundle that header, and
+/// these few lines also make NaN handling match Rust's `half` crate (which
+/// the interpreter uses) bit for bit; hardware `cvt` does the rest.
+const F16_PRELUDE: &str = "\
+// f16 values are IEEE binary16 bits; ops convert to float and round back to nearest-even.
+typedef unsigned short weft_f16;
+__device__ __forceinline__ float weft_f16_to_f32(weft_f16 h)
+{
+    if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0u) {
+        return __uint_as_float(((unsigned int)(h & 0x8000u) << 16) | 0x7fc00000u | ((unsigned int)(h & 0x3ffu) << 13));
+    }
+    float f;
+    asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));
+    return f;
+}
+__device__ __forceinline__ weft_f16 weft_f32_to_f16(float f)
+{
+    const unsigned int x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+        return (weft_f16)(((x >> 16) & 0x8000u) | 0x7e00u | ((x & 0x7fffffu) >> 13));
+    }
+    weft_f16 h;
+    asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));
+    return h;
+}";
+
+/// bf16 likewise, in plain C (no sm_80 `cvt.bf16` needed).
+const BF16_PRELUDE: &str = "\
+// bf16 values are bfloat16 bits; ops convert to float and round back to nearest-even.
+typedef unsigned short weft_bf16;
+__device__ __forceinline__ float weft_bf16_to_f32(weft_bf16 b)
+{
+    const unsigned int x = b;
+    return __uint_as_float(((x & 0x7fffu) > 0x7f80u ? (x | 0x40u) : x) << 16);
+}
+__device__ __forceinline__ weft_bf16 weft_f32_to_bf16(float f)
+{
+    const unsigned int x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+        return (weft_bf16)((x >> 16) | 0x40u);
+    }
+    return (weft_bf16)((x >> 16) + (((x & 0x8000u) != 0u && (x & 0x17fffu) != 0u) ? 1u : 0u));
+}";
+
+/// Integer → f16/bf16 with one correct rounding: round to float toward zero,
+/// mark inexact results odd, then round to nearest-even (round-to-odd makes
+/// the double rounding exact since float has more than 2 extra bits).
+const ROUND_TO_ODD_PRELUDE: &str = "\
+__device__ __forceinline__ float weft_ll_to_f32_odd(long long x)
+{
+    const float f = __ll2float_rz(x);
+    return __float2ll_rz(f) != x ? __uint_as_float(__float_as_uint(f) | 1u) : f;
+}";
+
+struct Emitter<'k> {
+    k: &'k KernelDef,
+    fn_name: String,
+    param_names: Vec<String>,
+    helpers: BTreeSet<Helper>,
+    uses_lane: bool,
+}
+
+type R<T> = Result<T, String>;
+
+impl<'k> Emitter<'k> {
+    fn new(k: &'k KernelDef) -> Result<Self, EmitError> {
+        let mut used = HashSet::new();
+        let fn_name = c_ident(&k.name, &mut used);
+        let param_names = k.params.values().map(|p| c_ident(&p.name, &mut used)).collect();
+        Ok(Emitter { k, fn_name, param_names, helpers: BTreeSet::new(), uses_lane: false })
+    }
+
+    fn kernel_err(&self, reason: impl Into<String>) -> EmitError {
+        EmitError::Kernel { kernel: self.k.name.clone(), reason: reason.into() }
+    }
+
+    fn run(mut self, options: &EmitOptions<'_>) -> Result<CudaSource, EmitError> {
+        let k = self.k;
+        let launch = k.launch;
+        if launch.grid.contains(&0) || launch.block.contains(&0) {
+            return Err(self.kernel_err(format!(
+                "launch shape has a zero dimension (grid {:?}, block {:?})",
+                launch.grid, launch.block
+            )));
+        }
+        let threads = launch.threads_per_block();
+        if threads > 1024 {
+            return Err(self.kernel_err(format!("{threads} threads per block exceeds CUDA's limit of 1024")));
+        }
+        for (s, data) in k.shared.iter() {
+            if data.len == 0 {
+                return Err(self.kernel_err(format!("shared array {s} has length 0")));
+            }
+        }
+
+        // The body first: it decides which helpers and locals are needed.
+        let mut body = CodeWriter { out: String::new(), indent: 1 };
+        self.region(k.body, &mut body)?;
+
+        let mut w = CodeWriter::default();
+        w.line(format!("// Generated by weft-codegen from KIR kernel `{}`. Do not edit.", k.name.replace('\n', " ")));
+        w.line(format!(
+            "// Logical launch: grid [{}, {}, {}], block [{}, {}, {}], {} bytes of static shared memory.",
+            launch.grid[0],
+            launch.grid[1],
+            launch.grid[2],
+            launch.block[0],
+            launch.block[1],
+            launch.block[2],
+            k.shared_bytes()
+        ));
+        if self.uses_type(Type::F16) {
+            self.helpers.insert(Helper::F16);
+        }
+        if self.uses_type(Type::BF16) {
+            self.helpers.insert(Helper::BF16);
+        }
+        let mut division_comment = false;
+        for h in &self.helpers {
+            let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd);
+            if !is_div || !division_comment {
+                w.line("");
+            }
+            if is_div && !division_comment {
+                w.line("// Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).");
+                division_comment = true;
+            }
+            for l in h.code().lines() {
+                w.line(l);
+            }
+        }
+        w.line("");
+        let params: Vec<String> = k
+            .params
+            .values()
+            .zip(&self.param_names)
+            .map(|(p, name)| match p.kind {
+                ParamKind::Buffer { elem, access: Access::Read, .. } => {
+                    format!("const {}* __restrict__ {name}", c_type(elem))
+                }
+                ParamKind::Buffer { elem, .. } => format!("{}* __restrict__ {name}", c_type(elem)),
+                ParamKind::Scalar { ty } => format!("{} {name}", c_type(ty)),
+            })
+            .collect();
+        w.line(format!(
+            "extern \"C\" __global__ void __launch_bounds__({threads}) {}({})",
+            self.fn_name,
+            params.join(", ")
+        ));
+        w.open("{");
+        options.block_mapping.prologue(k, &mut w);
+        if self.uses_lane {
+            let [bx, by, _] = launch.block;
+            let linear = match (bx, by, launch.block[2]) {
+                (_, 1, 1) => "tid_x".to_string(),
+                (_, _, 1) => format!("tid_x + tid_y * {bx}"),
+                _ => format!("tid_x + (tid_y + tid_z * {by}) * {bx}"),
+            };
+            w.line(format!("const int lane_id = ({linear}) & 31;"));
+        }
+        for (s, data) in k.shared.iter() {
+            w.line(format!("__shared__ {} {s}[{}];", c_type(data.elem), data.len));
+        }
+        for (x, data) in k.vars.iter() {
+            w.line(format!("{} {x};", c_type(data.ty)));
+        }
+        let mut code = w.into_string();
+        code.push_str(&body.into_string());
+        code.push_str("}\n");
+        Ok(CudaSource { name: self.fn_name, code })
+    }
+
+    fn uses_type(&self, t: Type) -> bool {
+        let k = self.k;
+        k.params.values().any(|p| p.ty() == t)
+            || k.shared.values().any(|s| s.elem == t)
+            || k.vars.values().any(|v| v.ty == t)
+            || k.values.values().any(|v| v.ty == t)
+            || k.insts.values().any(|i| matches!(i, InstData::Cast { to, .. } if *to == t))
+    }
+
+    fn region(&mut self, r: Region, w: &mut CodeWriter) -> Result<(), EmitError> {
+        let insts = self.k.regions.get(r).ok_or_else(|| self.kernel_err(format!("region {r} does not exist")))?;
+        for &inst in insts {
+            self.inst(inst, w).map_err(|reason| EmitError::Inst {
+                kernel: self.k.name.clone(),
+                inst: inst.to_string(),
+                mnemonic: self.k.insts.get(inst).map_or("?", InstData::mnemonic),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn ty(&self, v: Value) -> R<Type> {
+        match self.k.values.get(v) {
+            Some(d) if d.def != weft_kir::ValueDef::Undefined => Ok(d.ty),
+            Some(_) => Err(format!("value {v} is used but never defined")),
+            None => Err(format!("value {v} does not exist")),
+        }
+    }
+
+    fn inst(&mut self, inst: Inst, w: &mut CodeWriter) -> Result<(), String> {
+        let k = self.k;
+        let data = k.insts.get(inst).ok_or_else(|| format!("instruction {inst} does not exist"))?;
+        let result = k.inst_result.get(inst).copied().flatten();
+        // Instructions without a value: statements and control flow.
+        match *data {
+            InstData::Store { buf, index, value } => {
+                let (elem, access) = match k.params.get(buf).map(|p| &p.kind) {
+                    Some(ParamKind::Buffer { elem, access, .. }) => (*elem, *access),
+                    _ => return Err(format!("{buf} is not a buffer parameter")),
+                };
+                if !access.can_write() {
+                    return Err(format!("store to read-only buffer {buf}"));
+                }
+                self.int_index(index)?;
+                self.same(value, elem, "stored value")?;
+                w.line(format!("{}[{index}] = {value};", self.param_names[buf.as_u32() as usize]));
+                return Ok(());
+            }
+            InstData::SharedStore { array, index, value } => {
+                let elem = k.shared.get(array).ok_or_else(|| format!("shared array {array} does not exist"))?.elem;
+                self.int_index(index)?;
+                self.same(value, elem, "stored value")?;
+                w.line(format!("{array}[{index}] = {value};"));
+                return Ok(());
+            }
+            InstData::VarSet { var, value } => {
+                let ty = k.vars.get(var).ok_or_else(|| format!("variable {var} does not exist"))?.ty;
+                self.same(value, ty, "assigned value")?;
+                w.line(format!("{var} = {value};"));
+                return Ok(());
+            }
+            InstData::Barrier => {
+                w.line("__syncthreads();");
+                return Ok(());
+            }
+            InstData::For { index, start, end, step, body } => {
+                let ty = self.ty(start)?;
+                if !ty.is_int() {
+                    return Err(format!("loop bounds must be integers, not {ty}"));
+                }
+                self.same(end, ty, "loop end")?;
+                if self.k.values.get(index).map(|d| d.ty) != Some(ty) {
+                    return Err(format!("loop index {index} must have the bounds' type {ty}"));
+                }
+                if step <= 0 {
+                    return Err(format!("loop step must be positive, not {step}"));
+                }
+                let step_lit = int_literal(ty, step).ok_or_else(|| format!("loop step {step} does not fit {ty}"))?;
+                w.open(format!("for ({} {index} = {start}; {index} < {end}; {index} += {step_lit}) {{", c_type(ty)));
+                self.region_str(body, w)?;
+                w.close("}");
+                return Ok(());
+            }
+            InstData::If { cond, then, else_ } => {
+                self.same(cond, Type::Bool, "if condition")?;
+                w.open(format!("if ({cond}) {{"));
+                self.region_str(then, w)?;
+                if let Some(e) = else_ {
+                    w.close("} else {");
+                    w.indent += 1;
+                    self.region_str(e, w)?;
+                }
+                w.close("}");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let v = result.ok_or("instruction defines no value")?;
+        let rt = self.ty(v)?;
+        let (expr, comment) = self.expr(data, rt)?;
+        let comment = comment.map(|c| format!(" // {c}")).unwrap_or_default();
+        w.line(format!("const {} {v} = {expr};{comment}", c_type(rt)));
+        Ok(())
+    }
+
+    /// Emits a nested region. The error is reported against the enclosing
+    /// `for`/`if`, with the innermost failing instruction named in the reason.
+    fn region_str(&mut self, r: Region, w: &mut CodeWriter) -> Result<(), String> {
+        self.region(r, w).map_err(|e| match e {
+            EmitError::Inst { inst, mnemonic, reason, .. } => format!("in nested {inst} (`{mnemonic}`): {reason}"),
+            EmitError::Kernel { reason, .. } => reason,
+        })
+    }
+
+    fn same(&self, v: Value, expected: Type, what: &str) -> R<()> {
+        let t = self.ty(v)?;
+        if t == expected {
+            Ok(())
+        } else {
+            Err(format!("{what} {v} has type {t}, expected {expected}"))
+        }
+    }
+
+    fn int_index(&self, v: Value) -> R<()> {
+        let t = self.ty(v)?;
+        if t.is_int() {
+            Ok(())
+        } else {
+            Err(format!("index {v} has type {t}, expected an integer"))
+        }
+    }
+
+    /// The right-hand side of `const T vN = ...;` and an optional comment.
+    fn expr(&mut self, data: &InstData, rt: Type) -> R<(String, Option<String>)> {
+        let k = self.k;
+        Ok(match *data {
+            InstData::Const(s) => {
+                if s.ty() != rt {
+                    return Err(format!("constant of type {} defines a value of type {rt}", s.ty()));
+                }
+                const_expr(s)
+            }
+            InstData::Special(sp) => {
+                if rt != Type::I32 {
+                    return Err(format!("special registers are i32, not {rt}"));
+                }
+                let e = match sp {
+                    Special::BlockId(a) => format!("bid_{}", a.name()),
+                    Special::ThreadId(a) => format!("tid_{}", a.name()),
+                    Special::BlockDim(a) => k.launch.block[a.index()].to_string(),
+                    Special::GridDim(a) => k.launch.grid[a.index()].to_string(),
+                    Special::LaneId => {
+                        self.uses_lane = true;
+                        "lane_id".to_string()
+                    }
+                };
+                (e, matches!(sp, Special::BlockDim(_) | Special::GridDim(_)).then(|| sp.name()))
+            }
+            InstData::ScalarParam(p) => match k.params.get(p).map(|d| &d.kind) {
+                Some(ParamKind::Scalar { ty }) if *ty == rt => (self.param_names[p.as_u32() as usize].clone(), None),
+                Some(ParamKind::Scalar { ty }) => return Err(format!("scalar {p} is {ty}, result is {rt}")),
+                _ => return Err(format!("{p} is not a scalar parameter")),
+            },
+            InstData::Unary { op, arg } => {
+                let t = self.ty(arg)?;
+                if t != rt {
+                    return Err(format!("operand {arg} is {t} but the result is {rt}"));
+                }
+                (unary(op, t, &arg.to_string())?, None)
+            }
+            InstData::Binary { op, lhs, rhs } => {
+                let t = self.ty(lhs)?;
+                self.same(rhs, t, "right operand")?;
+                if t != rt {
+                    return Err(format!("operands are {t} but the result is {rt}"));
+                }
+                (self.binary(op, t, &lhs.to_string(), &rhs.to_string())?, None)
+            }
+            InstData::Fma { a, b, c } => {
+                let t = self.ty(a)?;
+                self.same(b, t, "operand b")?;
+                self.same(c, t, "operand c")?;
+                if t != rt {
+                    return Err(format!("operands are {t} but the result is {rt}"));
+                }
+                let e = if t.is_float() {
+                    round_to(t, format!("__fmaf_rn({}, {}, {})", as_f32(t, a), as_f32(t, b), as_f32(t, c)))
+                } else if t.is_int() {
+                    let u = ucast(t);
+                    wrap_int(t, &format!("{u}{a} * {u}{b} + {u}{c}"))
+                } else {
+                    return Err("fma on bool".into());
+                };
+                (e, None)
+            }
+            InstData::Cmp { op, lhs, rhs } => {
+                let t = self.ty(lhs)?;
+                self.same(rhs, t, "right operand")?;
+                if rt != Type::Bool {
+                    return Err(format!("comparisons produce bool, not {rt}"));
+                }
+                let sym = match op {
+                    CmpOp::Eq => "==",
+                    CmpOp::Ne => "!=",
+                    CmpOp::Lt => "<",
+                    CmpOp::Le => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::Ge => ">=",
+                };
+                (format!("{} {sym} {}", as_f32(t, lhs), as_f32(t, rhs)), None)
+            }
+            InstData::Select { cond, if_true, if_false } => {
+                self.same(cond, Type::Bool, "condition")?;
+                self.same(if_true, rt, "true operand")?;
+                self.same(if_false, rt, "false operand")?;
+                (format!("{cond} ? {if_true} : {if_false}"), None)
+            }
+            InstData::Cast { to, arg } => {
+                if to != rt {
+                    return Err(format!("cast to {to} defines a value of type {rt}"));
+                }
+                let from = self.ty(arg)?;
+                if from.is_int() && matches!(to, Type::F16 | Type::BF16) {
+                    self.helpers.insert(Helper::RoundToOdd);
+                }
+                (cast(from, to, &arg.to_string()), None)
+            }
+            InstData::Load { buf, index } => {
+                let elem = match k.params.get(buf).map(|p| &p.kind) {
+                    Some(ParamKind::Buffer { elem, .. }) => *elem,
+                    _ => return Err(format!("{buf} is not a buffer parameter")),
+                };
+                if elem != rt {
+                    return Err(format!("buffer {buf} holds {elem} but the result is {rt}"));
+                }
+                self.int_index(index)?;
+                (format!("{}[{index}]", self.param_names[buf.as_u32() as usize]), None)
+            }
+            InstData::SharedLoad { array, index } => {
+                let elem = k.shared.get(array).ok_or_else(|| format!("shared array {array} does not exist"))?.elem;
+                if elem != rt {
+                    return Err(format!("shared array {array} holds {elem} but the result is {rt}"));
+                }
+                self.int_index(index)?;
+                (format!("{array}[{index}]"), None)
+            }
+            InstData::VarGet(var) => {
+                let ty = k.vars.get(var).ok_or_else(|| format!("variable {var} does not exist"))?.ty;
+                if ty != rt {
+                    return Err(format!("variable {var} is {ty} but the result is {rt}"));
+                }
+                (var.to_string(), None)
+            }
+            InstData::Shuffle { kind, value, operand, width } => {
+                self.same(value, rt, "shuffled value")?;
+                let ot = self.ty(operand)?;
+                if !ot.is_int() {
+                    return Err(format!("shuffle operand {operand} is {ot}, expected an integer"));
+                }
+                if !(1..=32).contains(&width) || !width.is_power_of_two() {
+                    return Err(format!("shuffle width {width} is not a power of two in 1..=32"));
+                }
+                let (f, op) = match kind {
+                    ShuffleKind::Idx => ("__shfl_sync", format!("(int){operand}")),
+                    ShuffleKind::Up => ("__shfl_up_sync", format!("(unsigned int){operand}")),
+                    ShuffleKind::Down => ("__shfl_down_sync", format!("(unsigned int){operand}")),
+                    ShuffleKind::Xor => ("__shfl_xor_sync", format!("(int){operand}")),
+                };
+                let call = |x: String| format!("{f}(0xffffffffu, {x}, {op}, {width})");
+                // f16/bf16/bool travel as their bits in an int: exact, and
+                // independent of which overloads the headers provide.
+                let e = match rt {
+                    Type::F16 | Type::BF16 => format!("({}){}", c_type(rt), call(format!("(unsigned int){value}"))),
+                    Type::Bool => format!("{} != 0", call(format!("(int){value}"))),
+                    _ => call(value.to_string()),
+                };
+                (e, None)
+            }
+            InstData::Store { .. }
+            | InstData::SharedStore { .. }
+            | InstData::VarSet { .. }
+            | InstData::Barrier
+            | InstData::For { .. }
+            | InstData::If { .. } => return Err("instruction defines no value".into()),
+        })
+    }
+
+    fn binary(&mut self, op: BinaryOp, t: Type, a: &str, b: &str) -> R<String> {
+        let bad = || format!("`{}` is not defined on {t}", op.name());
+        Ok(match t {
+            Type::F32 | Type::F16 | Type::BF16 => {
+                let (fa, fb) = (as_f32_str(t, a), as_f32_str(t, b));
+                let e = match op {
+                    BinaryOp::Add => format!("__fadd_rn({fa}, {fb})"),
+                    BinaryOp::Sub => format!("__fsub_rn({fa}, {fb})"),
+                    BinaryOp::Mul => format!("__fmul_rn({fa}, {fb})"),
+                    BinaryOp::Div => format!("__fdiv_rn({fa}, {fb})"),
+                    BinaryOp::Min => format!("fminf({fa}, {fb})"),
+                    BinaryOp::Max => format!("fmaxf({fa}, {fb})"),
+                    _ => return Err(bad()),
+                };
+                round_to(t, e)
+            }
+            Type::I32 | Type::U32 | Type::I64 => {
+                let u = ucast(t);
+                let bits = if t == Type::I64 { "63" } else { "31" };
+                match op {
+                    BinaryOp::Add => wrap_int(t, &format!("{u}{a} + {u}{b}")),
+                    BinaryOp::Sub => wrap_int(t, &format!("{u}{a} - {u}{b}")),
+                    BinaryOp::Mul => wrap_int(t, &format!("{u}{a} * {u}{b}")),
+                    BinaryOp::Div | BinaryOp::Rem => {
+                        let h = match (op, t) {
+                            (BinaryOp::Div, Type::I32) => Helper::DivI32,
+                            (BinaryOp::Div, Type::U32) => Helper::DivU32,
+                            (BinaryOp::Div, _) => Helper::DivI64,
+                            (_, Type::I32) => Helper::RemI32,
+                            (_, Type::U32) => Helper::RemU32,
+                            _ => Helper::RemI64,
+                        };
+                        self.helpers.insert(h);
+                        format!("weft_{}_{}({a}, {b})", op.name(), t.name())
+                    }
+                    BinaryOp::Min => format!("{a} < {b} ? {a} : {b}"),
+                    BinaryOp::Max => format!("{a} > {b} ? {a} : {b}"),
+                    BinaryOp::And => format!("{a} & {b}"),
+                    BinaryOp::Or => format!("{a} | {b}"),
+                    BinaryOp::Xor => format!("{a} ^ {b}"),
+                    BinaryOp::Shl => wrap_int(t, &format!("{u}{a} << ({b} & {bits})")),
+                    BinaryOp::Shr => format!("{a} >> ({b} & {bits})"),
+                }
+            }
+            Type::Bool => match op {
+                BinaryOp::And => format!("{a} && {b}"),
+                BinaryOp::Or => format!("{a} || {b}"),
+                BinaryOp::Xor => format!("{a} != {b}"),
+                _ => return Err(bad()),
+            },
+        })
+    }
+}
+
+/// `(unsigned int)` / `(unsigned long long)` for signed types, nothing for u32.
+fn ucast(t: Type) -> &'static str {
+    match t {
+        Type::I32 => "(unsigned int)",
+        Type::I64 => "(unsigned long long)",
+        _ => "",
+    }
+}
+
+/// Casts an unsigned-domain expression back to `t` (a no-op for u32).
+fn wrap_int(t: Type, unsigned_expr: &str) -> String {
+    match t {
+        Type::I32 => format!("(int)({unsigned_expr})"),
+        Type::I64 => format!("(long long)({unsigned_expr})"),
+        _ => unsigned_expr.to_string(),
+    }
+}
+
+fn as_f32(t: Type, v: Value) -> String {
+    as_f32_str(t, &v.to_string())
+}
+
+/// A float-typed operand read as `float` (ints and bools unchanged).
+fn as_f32_str(t: Type, v: &str) -> String {
+    match t {
+        Type::F16 => format!("weft_f16_to_f32({v})"),
+        Type::BF16 => format!("weft_bf16_to_f32({v})"),
+        _ => v.to_string(),
+    }
+}
+
+/// Rounds a `float` expression to `t` (nearest-even).
+fn round_to(t: Type, e: String) -> String {
+    match t {
+        Type::F16 => format!("weft_f32_to_f16({e})"),
+        Type::BF16 => format!("weft_f32_to_bf16({e})"),
+        _ => e,
+    }
+}
+
+fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
+    let bad = || format!("`{}` is not defined on {t}", op.name());
+    if t.is_float() {
+        let fa = as_f32_str(t, a);
+        let e = match op {
+            UnaryOp::Neg => format!("-{fa}"),
+            UnaryOp::Not => return Err(bad()),
+            UnaryOp::Abs => format!("fabsf({fa})"),
+            UnaryOp::Exp => format!("expf({fa})"),
+            UnaryOp::Log => format!("logf({fa})"),
+            UnaryOp::Sqrt => format!("__fsqrt_rn({fa})"),
+            UnaryOp::Rsqrt => format!("rsqrtf({fa})"),
+            UnaryOp::Tanh => format!("tanhf({fa})"),
+            UnaryOp::Erf => format!("erff({fa})"),
+            UnaryOp::Floor => format!("floorf({fa})"),
+            UnaryOp::Ceil => format!("ceilf({fa})"),
+        };
+        return Ok(round_to(t, e));
+    }
+    let u = ucast(t);
+    Ok(match (op, t) {
+        (UnaryOp::Not, Type::Bool) => format!("!{a}"),
+        (_, Type::Bool) => return Err(bad()),
+        (UnaryOp::Neg, _) => wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t))),
+        (UnaryOp::Not, _) => format!("~{a}"),
+        (UnaryOp::Abs, Type::U32) => a.to_string(),
+        (UnaryOp::Abs, _) => format!("{a} < 0 ? {} : {a}", wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t)))),
+        _ => return Err(bad()),
+    })
+}
+
+fn zero_suffix(t: Type) -> &'static str {
+    match t {
+        Type::I64 => "ull",
+        _ => "u",
+    }
+}
+
+/// An integer literal of type `t`, if `v` fits.
+fn int_literal(t: Type, v: i64) -> Option<String> {
+    match t {
+        Type::I32 => i32::try_from(v).ok().map(|v| v.to_string()),
+        Type::U32 => u32::try_from(v).ok().map(|v| format!("{v}u")),
+        Type::I64 => Some(format!("{v}ll")),
+        _ => None,
+    }
+}
+
+fn const_expr(s: Scalar) -> (String, Option<String>) {
+    match s {
+        Scalar::Bool(b) => (b.to_string(), None),
+        Scalar::I32(i32::MIN) => ("(int)(-2147483647 - 1)".into(), None),
+        Scalar::I32(v) => (v.to_string(), None),
+        Scalar::U32(v) => (format!("{v}u"), None),
+        Scalar::I64(i64::MIN) => ("(long long)(-9223372036854775807ll - 1ll)".into(), None),
+        Scalar::I64(v) => (format!("{v}ll"), None),
+        Scalar::F32(v) => (format!("__uint_as_float({:#010x}u)", v.to_bits()), Some(s.to_string())),
+        Scalar::F16(v) => (format!("(weft_f16){:#06x}u", v.to_bits()), Some(s.to_string())),
+        Scalar::BF16(v) => (format!("(weft_bf16){:#06x}u", v.to_bits()), Some(s.to_string())),
+    }
+}
+
+/// A conversion with C semantics; float→int saturates and maps NaN to 0.
+fn cast(from: Type, to: Type, a: &str) -> String {
+    if from == to {
+        return a.to_string();
+    }
+    let fa = as_f32_str(from, a);
+    match (from, to) {
+        (_, Type::Bool) => {
+            if from.is_float() {
+                format!("{fa} != 0.0f")
+            } else {
+                format!("{a} != 0")
+            }
+        }
+        (Type::Bool, _) => match to {
+            Type::F16 => format!("(weft_f16)({a} ? 0x3c00u : 0u)"),
+            Type::BF16 => format!("(weft_bf16)({a} ? 0x3f80u : 0u)"),
+            _ => format!("({}){a}", c_type(to)),
+        },
+        // Float to integer: truncate, saturate, NaN -> 0 (PTX cvt.rzi semantics).
+        (_, Type::I32) if from.is_float() => format!("__float2int_rz({fa})"),
+        (_, Type::U32) if from.is_float() => format!("__float2uint_rz({fa})"),
+        (_, Type::I64) if from.is_float() => format!("__float2ll_rz({fa})"),
+        // Float to float: through float (exact for f16/bf16), then round.
+        (_, Type::F32) if from.is_float() => fa,
+        (_, Type::F16 | Type::BF16) if from.is_float() => round_to(to, fa),
+        // Integer to float: one correctly rounded conversion.
+        (Type::I32, Type::F32) => format!("__int2float_rn({a})"),
+        (Type::U32, Type::F32) => format!("__uint2float_rn({a})"),
+        (Type::I64, Type::F32) => format!("__ll2float_rn({a})"),
+        (_, Type::F16 | Type::BF16) => round_to(to, format!("weft_ll_to_f32_odd((long long){a})")),
+        // Integer to integer: two's-complement truncation or extension.
+        (Type::I64, Type::I32) => format!("(int)(unsigned int){a}"),
+        (_, to) => format!("({}){a}", c_type(to)),
+    }
+}
+
+const RESERVED: &[&str] = &[
+    // C++ keywords and alternative tokens.
+    "alignas",
+    "alignof",
+    "and",
+    "and_eq",
+    "asm",
+    "auto",
+    "bitand",
+    "bitor",
+    "bool",
+    "break",
+    "case",
+    "catch",
+    "char",
+    "char16_t",
+    "char32_t",
+    "char8_t",
+    "class",
+    "compl",
+    "concept",
+    "const",
+    "const_cast",
+    "consteval",
+    "constexpr",
+    "constinit",
+    "continue",
+    "co_await",
+    "co_return",
+    "co_yield",
+    "decltype",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "dynamic_cast",
+    "else",
+    "enum",
+    "explicit",
+    "export",
+    "extern",
+    "false",
+    "float",
+    "for",
+    "friend",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "mutable",
+    "namespace",
+    "new",
+    "noexcept",
+    "not",
+    "not_eq",
+    "nullptr",
+    "operator",
+    "or",
+    "or_eq",
+    "private",
+    "protected",
+    "public",
+    "register",
+    "reinterpret_cast",
+    "requires",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "static_assert",
+    "static_cast",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "thread_local",
+    "throw",
+    "true",
+    "try",
+    "typedef",
+    "typeid",
+    "typename",
+    "union",
+    "unsigned",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "wchar_t",
+    "while",
+    "xor",
+    "xor_eq",
+    "main",
+    // CUDA built-ins.
+    "threadIdx",
+    "blockIdx",
+    "blockDim",
+    "gridDim",
+    "warpSize",
+    // Names the emitter itself defines.
+    "bid_x",
+    "bid_y",
+    "bid_z",
+    "tid_x",
+    "tid_y",
+    "tid_z",
+    "lane_id",
+];
+
+/// Turns a KIR name into a C identifier that cannot clash with C++ keywords,
+/// CUDA built-ins, the emitter's own names (`v12`, `x0`, `s1`, `bid_x`,
+/// `weft_*`, `__*`) or a name already in `used`.
+pub fn c_ident(name: &str, used: &mut HashSet<String>) -> String {
+    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let generated = |s: &str| {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some('v' | 'x' | 's' | 'i' | 'p' | 'r' | 'k'))
+            && s.len() > 1
+            && chars.all(|c| c.is_ascii_digit())
+    };
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with('_') {
+        s = format!("p_{}", s.trim_start_matches('_'));
+    }
+    if RESERVED.contains(&s.as_str()) || generated(&s) || s.starts_with("weft_") || s.starts_with("__") {
+        s.push('_');
+    }
+    let mut candidate = s.clone();
+    let mut n = 2;
+    while used.contains(&candidate) {
+        candidate = format!("{s}_{n}");
+        n += 1;
+    }
+    used.insert(candidate.clone());
+    candidate
+}

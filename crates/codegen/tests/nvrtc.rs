@@ -1,0 +1,78 @@
+//! Emitted CUDA C compiles with NVRTC; NVRTC failures and absence are typed.
+//!
+//! These tests need libnvrtc (found through `CudaSearch::from_env`, which
+//! includes the workspace's `.cuda/`). Without it they print why they skip,
+//! except under `CI=true`, where they fail.
+
+mod common;
+
+use common::{block_sum, compiler_or_skip, every_instruction, vector_add};
+use weft_codegen::{emit_cuda, Arch, CompileError, Compiler, CudaSearch, CudaSource};
+use weft_kir::Type;
+
+#[test]
+fn every_instruction_and_type_compiles() {
+    let Some(c) = compiler_or_skip("every_instruction_and_type_compiles") else { return };
+    for t in Type::ALL {
+        let src = emit_cuda(&every_instruction(t)).unwrap();
+        let ptx = c.compile(&src).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert!(ptx.ptx.contains(&format!(".entry {}", src.name)), "{t}: no entry in PTX");
+        assert!(ptx.ptx.contains(".target sm_90"), "{t}: wrong target");
+    }
+}
+
+#[test]
+fn sample_kernels_compile() {
+    let Some(c) = compiler_or_skip("sample_kernels_compile") else { return };
+    for k in [vector_add(1000), block_sum()] {
+        let src = emit_cuda(&k).unwrap();
+        let ptx = c.compile(&src).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        assert!(ptx.ptx.contains(".visible .entry"), "{}", ptx.ptx);
+    }
+}
+
+#[test]
+fn nvrtc_failure_carries_log_and_source() {
+    let Some(c) = compiler_or_skip("nvrtc_failure_carries_log_and_source") else { return };
+    let src = CudaSource {
+        name: "broken".into(),
+        code: "extern \"C\" __global__ void broken(float* out) { out[0] = undeclared_thing; }\n".into(),
+    };
+    match c.compile(&src) {
+        Err(CompileError::Nvrtc { kernel, log, source }) => {
+            assert_eq!(kernel, "broken");
+            assert!(log.contains("undeclared_thing"), "log: {log}");
+            assert_eq!(source, src.code);
+            let msg = CompileError::Nvrtc { kernel, log, source }.to_string();
+            assert!(msg.contains("--- source ---") && msg.contains("undeclared_thing"));
+        }
+        other => panic!("expected an NVRTC error, got {other:?}"),
+    }
+    assert_eq!(c.stats().nvrtc_invocations, 1);
+}
+
+#[test]
+fn missing_nvrtc_is_a_typed_error_with_a_hint() {
+    let empty = std::env::temp_dir().join(format!("weft-no-nvrtc-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let c = Compiler::new(Arch::SM_90).with_cache_dir(None).with_search(CudaSearch::with_roots([empty.clone()]));
+    let err = c.compile(&emit_cuda(&vector_add(16)).unwrap()).unwrap_err();
+    match &err {
+        CompileError::NoNvrtc { searched, hint } => {
+            assert!(searched.iter().any(|s| s.starts_with(empty.to_str().unwrap())), "{searched:?}");
+            assert!(hint.contains("scripts/setup-cuda") && hint.contains("WEFT_CUDA_HOME"), "{hint}");
+        }
+        other => panic!("expected NoNvrtc, got {other:?}"),
+    }
+    assert!(err.to_string().contains("NVRTC"));
+    assert_eq!(c.stats().nvrtc_invocations, 0);
+}
+
+#[test]
+fn nvrtc_version_is_reported() {
+    if compiler_or_skip("nvrtc_version_is_reported").is_none() {
+        return;
+    }
+    let (major, _minor) = weft_codegen::nvrtc_version().unwrap();
+    assert!(major >= 12, "NVRTC {major}");
+}
