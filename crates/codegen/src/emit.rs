@@ -768,7 +768,9 @@ fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
             UnaryOp::Exp => format!("expf({fa})"),
             UnaryOp::Log => format!("logf({fa})"),
             UnaryOp::Sqrt => format!("__fsqrt_rn({fa})"),
-            UnaryOp::Rsqrt => format!("rsqrtf({fa})"),
+            // Two correctly rounded ops, as the interpreter computes it;
+            // `rsqrtf` is an approximation (2 ulp) and would break bit equality.
+            UnaryOp::Rsqrt => format!("__fdiv_rn(1.0f, __fsqrt_rn({fa}))"),
             UnaryOp::Tanh => format!("tanhf({fa})"),
             UnaryOp::Erf => format!("erff({fa})"),
             UnaryOp::Floor => format!("floorf({fa})"),
