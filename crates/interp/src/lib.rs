@@ -6,18 +6,18 @@
 //!
 //! How it is shaped, and why:
 //!
-//! - **Lock-step blocks** ([`block`](crate::block)): a block executes each
+//! - **Lock-step blocks** (`block.rs`): a block executes each
 //!   instruction for all its threads at once over an active lane set, which
 //!   gives barriers and shuffles their exact meaning and keeps dispatch cost
 //!   per instruction rather than per thread.
-//! - **Lane arrays** ([`lanes`](crate::lanes), [`ops`](crate::ops)): a value is
+//! - **Lane arrays** (`lanes.rs`, `ops.rs`): a value is
 //!   one `u64` of bits per thread; each instruction dispatches on its type once
 //!   and loops over lanes, which is what makes the interpreter fast.
-//! - **Atomic global memory** ([`memory`](crate::memory)): blocks run in
+//! - **Atomic global memory** (`memory.rs`): blocks run in
 //!   parallel (rayon), and buffers are slices of relaxed atomics, so
 //!   concurrent blocks never race in the Rust sense; race-free kernels give
 //!   deterministic results on any number of threads.
-//! - **Errors, never panics** ([`error`](crate::error)): out-of-bounds
+//! - **Errors, never panics** (`error.rs`): out-of-bounds
 //!   accesses, divergent barriers and shuffles, division by zero and reads of
 //!   unset variables are [`InterpError`]s naming kernel, instruction, block and
 //!   thread. When several blocks fail, the lowest block id's error is reported.

@@ -3,6 +3,7 @@
 //! (modules below) so the workspace links it once.
 
 mod common;
+mod conformance;
 mod control;
 mod errors;
 mod launch;
