@@ -8,6 +8,7 @@
 pub use weft_codegen as codegen;
 pub use weft_cuda as cuda;
 pub use weft_interp as interp;
+pub use weft_kernels as kernels;
 pub use weft_kir as kir;
 
 pub mod gpu;
