@@ -10,17 +10,7 @@ use weft_kir::{
 /// NVRTC is missing. Under `CI=true` a missing NVRTC fails the test instead:
 /// CI must prove every emitted kernel compiles.
 pub fn compiler_or_skip(test: &str) -> Option<Compiler> {
-    let c = Compiler::new(Arch::SM_90).with_cache_dir(None);
-    match c.nvrtc() {
-        Ok(_) => Some(c),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: NVRTC is required when CI=true: {e}");
-            }
-            eprintln!("skipping {test}: {e}");
-            None
-        }
-    }
+    weft_codegen::compiler::require_nvrtc_or_skip(test, Arch::SM_90)
 }
 
 pub fn vector_add(n: u64) -> KernelDef {
