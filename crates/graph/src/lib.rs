@@ -1,0 +1,20 @@
+//! weft's model graphs.
+//!
+//! A [`Graph`] holds a model as a petgraph of operator [`Node`]s over typed,
+//! statically shaped tensors, with its weights as constants. Graphs come from
+//! ONNX files or are written in Rust; shape inference runs as nodes are added,
+//! so every tensor's shape is always known; a naive reference evaluator
+//! (accumulating in `f64`) is the oracle lowering is tested against.
+
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod tensor;
+
+pub use dtype::DType;
+pub use error::GraphError;
+pub use graph::{Graph, Node, TensorId, TensorInfo};
+pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+pub use tensor::{Shape, Tensor, TensorData};

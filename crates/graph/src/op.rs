@@ -1,0 +1,304 @@
+//! The operators of a model graph, with their attributes normalised.
+//!
+//! Importers (ONNX, the builder) produce these; everything downstream (shape
+//! inference, the reference evaluator, lowering) matches on them. Attributes
+//! that ONNX passes as constant *inputs* in newer opsets (Clip's bounds,
+//! Reshape's shape, Split's sizes, Squeeze/Unsqueeze axes, Resize's scales)
+//! are folded into attributes at import, so an op's semantics never depend on
+//! which opset a model used. Ops that compute shapes at run time in ONNX
+//! (`Shape`, `ConstantOfShape`, `Range`, `Expand` of constants) are folded at
+//! import where static and never reach the graph.
+
+use crate::dtype::DType;
+
+/// Elementwise single-input operators.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum UnaryOp {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+    Sqrt,
+    Erf,
+    Neg,
+    Abs,
+    Reciprocal,
+    Floor,
+    Ceil,
+    /// `x < 0 ? alpha * x : x`.
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// `min(max(x, min), max)`.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
+    HardSwish,
+    /// GELU with the exact erf form: `0.5 x (1 + erf(x / √2))`.
+    Gelu,
+}
+
+/// Elementwise two-input operators with numpy-style broadcasting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Max,
+    Min,
+    Equal,
+    Less,
+    Greater,
+}
+
+/// Padding of a spatial op, resolved against the input shape by shape inference.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Padding {
+    /// `[begin_0, begin_1, …, end_0, end_1, …]` as in ONNX `pads`.
+    Explicit(Vec<usize>),
+    /// ONNX `auto_pad=SAME_UPPER` (extra padding at the end).
+    SameUpper,
+    /// ONNX `auto_pad=SAME_LOWER` (extra padding at the beginning).
+    SameLower,
+}
+
+/// Attributes shared by convolutions and pooling over `N×C×spatial…` tensors.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Window {
+    /// Spatial extent of the kernel (e.g. `[3, 3]`).
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub padding: Padding,
+}
+
+/// Interpolation mode of `Resize`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ResizeMode {
+    Nearest,
+    Linear,
+}
+
+/// How `Resize` maps output coordinates to input coordinates (ONNX
+/// `coordinate_transformation_mode`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CoordinateTransform {
+    HalfPixel,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+/// Rounding of `Resize` in nearest mode (ONNX `nearest_mode`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NearestMode {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// One operator. Inputs and outputs are the node's tensors, in ONNX order.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Op {
+    /// Inputs: X `[N, C, spatial…]`, W `[M, C/groups, k…]`, optional B `[M]`.
+    Conv {
+        window: Window,
+        groups: usize,
+    },
+    /// Inputs: X, W `[C, M/groups, k…]`, optional B. `output_padding` per spatial dim.
+    ConvTranspose {
+        window: Window,
+        groups: usize,
+        output_padding: Vec<usize>,
+    },
+    /// Inputs: X, scale, bias, mean, var (inference form).
+    BatchNormalization {
+        epsilon: f32,
+    },
+    /// `alpha · op(A) · op(B) + beta · C`; inputs A, B, optional C.
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// numpy `matmul` with batch broadcasting.
+    MatMul,
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// Elementwise sum of any number of inputs, broadcast.
+    Sum,
+    /// `cond ? x : y`, broadcast.
+    Where,
+    Cast {
+        to: DType,
+    },
+    Softmax {
+        axis: i64,
+    },
+    /// Normalises over the dimensions from `axis` on; inputs X, scale, optional bias.
+    LayerNormalization {
+        axis: i64,
+        epsilon: f32,
+    },
+    ReduceMean {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    ReduceSum {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    ReduceMax {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    MaxPool {
+        window: Window,
+        ceil_mode: bool,
+    },
+    AveragePool {
+        window: Window,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    GlobalAveragePool,
+    GlobalMaxPool,
+    /// Local response normalisation across channels.
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
+    Concat {
+        axis: i64,
+    },
+    /// Sizes along `axis`, one per output.
+    Split {
+        axis: i64,
+        sizes: Vec<usize>,
+    },
+    /// The target shape with ONNX `0` (copy) and `-1` (infer) entries.
+    Reshape {
+        shape: Vec<i64>,
+        allow_zero: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Squeeze {
+        axes: Vec<i64>,
+    },
+    Unsqueeze {
+        axes: Vec<i64>,
+    },
+    /// Inputs: data, integer indices.
+    Gather {
+        axis: i64,
+    },
+    /// Inputs: X; output scale per dimension (sizes are resolved to scales at import).
+    Resize {
+        scales: Vec<f32>,
+        mode: ResizeMode,
+        transform: CoordinateTransform,
+        nearest: NearestMode,
+    },
+    /// Pads with a constant; `[begin…, end…]`.
+    Pad {
+        pads: Vec<usize>,
+        value: f32,
+    },
+    /// Static slice: per axis `start..end` by `step` (already clamped).
+    Slice {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        axes: Vec<i64>,
+        steps: Vec<i64>,
+    },
+    /// Passes its input through (Identity, Dropout in inference).
+    Identity,
+}
+
+impl Op {
+    /// The operator's ONNX-style name, for messages and `weft inspect`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv { .. } => "Conv",
+            Op::ConvTranspose { .. } => "ConvTranspose",
+            Op::BatchNormalization { .. } => "BatchNormalization",
+            Op::Gemm { .. } => "Gemm",
+            Op::MatMul => "MatMul",
+            Op::Unary(u) => match u {
+                UnaryOp::Relu => "Relu",
+                UnaryOp::Sigmoid => "Sigmoid",
+                UnaryOp::Tanh => "Tanh",
+                UnaryOp::Exp => "Exp",
+                UnaryOp::Log => "Log",
+                UnaryOp::Sqrt => "Sqrt",
+                UnaryOp::Erf => "Erf",
+                UnaryOp::Neg => "Neg",
+                UnaryOp::Abs => "Abs",
+                UnaryOp::Reciprocal => "Reciprocal",
+                UnaryOp::Floor => "Floor",
+                UnaryOp::Ceil => "Ceil",
+                UnaryOp::LeakyRelu { .. } => "LeakyRelu",
+                UnaryOp::Clip { .. } => "Clip",
+                UnaryOp::HardSigmoid { .. } => "HardSigmoid",
+                UnaryOp::HardSwish => "HardSwish",
+                UnaryOp::Gelu => "Gelu",
+            },
+            Op::Binary(b) => match b {
+                BinaryOp::Add => "Add",
+                BinaryOp::Sub => "Sub",
+                BinaryOp::Mul => "Mul",
+                BinaryOp::Div => "Div",
+                BinaryOp::Pow => "Pow",
+                BinaryOp::Max => "Max",
+                BinaryOp::Min => "Min",
+                BinaryOp::Equal => "Equal",
+                BinaryOp::Less => "Less",
+                BinaryOp::Greater => "Greater",
+            },
+            Op::Sum => "Sum",
+            Op::Where => "Where",
+            Op::Cast { .. } => "Cast",
+            Op::Softmax { .. } => "Softmax",
+            Op::LayerNormalization { .. } => "LayerNormalization",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::ReduceSum { .. } => "ReduceSum",
+            Op::ReduceMax { .. } => "ReduceMax",
+            Op::MaxPool { .. } => "MaxPool",
+            Op::AveragePool { .. } => "AveragePool",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::Lrn { .. } => "LRN",
+            Op::Concat { .. } => "Concat",
+            Op::Split { .. } => "Split",
+            Op::Reshape { .. } => "Reshape",
+            Op::Flatten { .. } => "Flatten",
+            Op::Transpose { .. } => "Transpose",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Gather { .. } => "Gather",
+            Op::Resize { .. } => "Resize",
+            Op::Pad { .. } => "Pad",
+            Op::Slice { .. } => "Slice",
+            Op::Identity => "Identity",
+        }
+    }
+}

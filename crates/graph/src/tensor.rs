@@ -1,0 +1,123 @@
+//! Static shapes and constant tensors (weights, folded constants, and the
+//! reference evaluator's values).
+
+use std::fmt;
+
+use crate::dtype::DType;
+
+/// A static shape: weft compiles per shape, so every dimension is known.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
+        Shape(dims.into())
+    }
+
+    pub fn scalar() -> Shape {
+        Shape(Vec::new())
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// Number of elements (1 for a scalar).
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// Row-major strides in elements.
+    pub fn strides(&self) -> Vec<usize> {
+        let mut s = vec![1; self.0.len()];
+        for i in (0..self.0.len().saturating_sub(1)).rev() {
+            s[i] = s[i + 1] * self.0[i + 1];
+        }
+        s
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "[{}]", dims.join("x"))
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(v: Vec<usize>) -> Shape {
+        Shape(v)
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(v: &[usize]) -> Shape {
+        Shape(v.to_vec())
+    }
+}
+
+/// Element storage of a constant tensor.
+#[derive(Clone, PartialEq, Debug)]
+pub enum TensorData {
+    /// `f32`, and `f16`/`bf16` widened to `f32` (exactly).
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl TensorData {
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A constant tensor: dtype, shape and data (`data.len() == shape.numel()`).
+#[derive(Clone, PartialEq, Debug)]
+pub struct Tensor {
+    pub dtype: DType,
+    pub shape: Shape,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    pub fn f32(shape: impl Into<Shape>, data: Vec<f32>) -> Tensor {
+        Tensor { dtype: DType::F32, shape: shape.into(), data: TensorData::F32(data) }
+    }
+
+    pub fn i64(shape: impl Into<Shape>, data: Vec<i64>) -> Tensor {
+        Tensor { dtype: DType::I64, shape: shape.into(), data: TensorData::I64(data) }
+    }
+
+    /// Every element as `f64` (booleans as 0/1).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match &self.data {
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+        }
+    }
+
+    /// Integer contents (for shape-like tensors), if the dtype is an integer type.
+    pub fn as_i64s(&self) -> Option<Vec<i64>> {
+        match &self.data {
+            TensorData::I64(v) => Some(v.clone()),
+            TensorData::I32(v) => Some(v.iter().map(|&x| x as i64).collect()),
+            _ => None,
+        }
+    }
+}

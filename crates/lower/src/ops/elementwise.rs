@@ -1,0 +1,12 @@
+//! Lowering of the elementwise op family (being written).
+
+use weft_graph::Node;
+
+use crate::context::LowerCtx;
+use crate::epilogue::Epilogue;
+use crate::error::LowerError;
+
+pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
+    let _ = (ctx, epi);
+    Err(super::not_yet(node))
+}
