@@ -4,8 +4,8 @@
 //! where the GPU's outputs are also compared with the interpreter's.
 
 use weft::interp::Interpreter;
-use weft_kernels::reference::rel_l2;
 use weft_kernels::conformance_cases;
+use weft_kernels::reference::rel_l2;
 
 #[test]
 fn reference_kernels_match_f64_on_the_interpreter() {
@@ -57,4 +57,3 @@ fn reference_kernels_match_on_the_gpu() {
     }
     assert!(failures.is_empty(), "GPU conformance failures:\n{}", failures.join("\n"));
 }
-
