@@ -11,6 +11,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod stats;
 pub mod tensor;
 
 pub use dtype::DType;
