@@ -7,12 +7,19 @@
 //! the result into the *last* tensor of the chain. Binary ops read their other
 //! operand with numpy broadcasting from the output's linear index. Intermediate
 //! tensors of the chain are never materialised.
+//!
+//! The scalar emitters [`emit_unary`], [`emit_binary`], [`emit_pow_const`] and
+//! [`convert`] live here too: they are the single definition of what every
+//! graph elementwise op computes in KIR, shared by the epilogue, the
+//! standalone elementwise templates and any other template that needs them,
+//! so a fused op and an unfused one compute bit-identical results.
 
-use weft_graph::{BinaryOp, TensorId, UnaryOp};
-use weft_kir::{KernelBuilder, Param, Value};
+use weft_graph::{BinaryOp, TensorData, TensorId, UnaryOp};
+use weft_kir::{Access, KernelBuilder, Param, Type, Value};
 
-use crate::context::LowerCtx;
+use crate::context::{kir_type, LowerCtx};
 use crate::error::LowerError;
+use crate::index::{broadcast_index, check_numel};
 use crate::program::BufferId;
 
 /// One fused elementwise step.
@@ -57,23 +64,34 @@ impl Epilogue {
         self.ops.is_empty()
     }
 
+    fn node_names(&self) -> String {
+        self.nodes.join(", ")
+    }
+
     /// Declares a read-only buffer parameter for every binary operand; the
     /// template appends `params.buffers` to its step's arguments in the same
     /// order as the parameters were declared.
     pub fn declare(&self, ctx: &mut LowerCtx, b: &mut KernelBuilder) -> Result<EpilogueParams, LowerError> {
-        let _ = (ctx, b);
-        if self.ops.is_empty() {
-            return Ok(EpilogueParams::default());
+        let mut out = EpilogueParams::default();
+        for op in &self.ops {
+            let EpilogueOp::Binary { other, .. } = op else { continue };
+            let info = ctx.graph.info(*other);
+            let (dtype, numel) = (info.dtype, info.shape.numel());
+            check_numel(&self.node_names(), "epilogue", numel)?;
+            // Parameter names must be unique C identifiers; numbering by
+            // position keeps them stable whatever the template declared.
+            let name = format!("epi{}", out.params.len());
+            let p = b.buffer(&name, kir_type(dtype), numel.max(1) as u64, Access::Read);
+            out.params.push(p);
+            out.buffers.push(ctx.buffer_of(*other));
         }
-        Err(LowerError::Unsupported {
-            node: self.nodes.join(", "),
-            op: "epilogue".into(),
-            reason: "epilogue fusion not written yet".into(),
-        })
+        Ok(out)
     }
 
     /// Applies the chain to `value`, the producer's result for the output
     /// element at linear (row-major) index `out_index` of the output shape.
+    /// `out_index` must be provably in `[0, numel - 1]` (computed under the
+    /// template's guard or loop), so the broadcast reads are proven too.
     pub fn apply(
         &self,
         ctx: &LowerCtx,
@@ -82,7 +100,293 @@ impl Epilogue {
         value: Value,
         out_index: Value,
     ) -> Result<Value, LowerError> {
-        let _ = (ctx, b, params, out_index);
-        Ok(value)
+        let out_dims = ctx.graph.info(self.output).shape.dims().to_vec();
+        let mut acc = value;
+        let mut next_param = 0;
+        for (k, op) in self.ops.iter().enumerate() {
+            let node = self.nodes.get(k).cloned().unwrap_or_else(|| self.node_names());
+            match *op {
+                EpilogueOp::Unary(u) => acc = emit_unary(b, u, acc),
+                EpilogueOp::Binary { op, other, acc_is_lhs } => {
+                    let Some(&param) = params.params.get(next_param) else {
+                        return Err(LowerError::Internal {
+                            node,
+                            message: "epilogue applied with fewer parameters than it declared".into(),
+                        });
+                    };
+                    next_param += 1;
+                    // A splat constant exponent is known at compile time:
+                    // x^2 becomes x*x, exact for negative x too.
+                    if let (BinaryOp::Pow, true) = (op, acc_is_lhs) {
+                        if let Some(e) = splat_constant(ctx, other) {
+                            acc = emit_pow_const(b, acc, e);
+                            continue;
+                        }
+                    }
+                    let other_dims = ctx.graph.info(other).shape.dims().to_vec();
+                    let Some(idx) = broadcast_index(b, out_index, &out_dims, &other_dims) else {
+                        return Err(LowerError::Internal {
+                            node,
+                            message: format!(
+                                "epilogue operand of shape {other_dims:?} does not broadcast to {out_dims:?}"
+                            ),
+                        });
+                    };
+                    let loaded = b.load(param, idx);
+                    let acc_ty = b.kernel().value_type(acc);
+                    let y = convert(b, loaded, acc_ty);
+                    acc = if acc_is_lhs { emit_binary(b, op, acc, y) } else { emit_binary(b, op, y, acc) };
+                }
+            }
+        }
+        Ok(acc)
     }
+}
+
+/// The single value of a constant tensor whose elements are all equal.
+pub fn splat_constant(ctx: &LowerCtx, t: TensorId) -> Option<f64> {
+    let c = ctx.graph.constants.get(&t)?;
+    let first = match &c.data {
+        TensorData::F32(v) => *v.first()? as f64,
+        TensorData::I32(v) => *v.first()? as f64,
+        TensorData::I64(v) => *v.first()? as f64,
+        TensorData::Bool(_) => return None,
+    };
+    c.to_f64().iter().all(|&x| x == first).then_some(first)
+}
+
+fn ty_of(b: &KernelBuilder, v: Value) -> Type {
+    b.kernel().value_type(v)
+}
+
+/// `v` converted to `to` with ONNX `Cast` semantics: identity when the types
+/// agree (KIR rejects identity casts), `x != 0` to `bool`, C casts otherwise
+/// (floats truncate toward zero going to integers).
+pub fn convert(b: &mut KernelBuilder, v: Value, to: Type) -> Value {
+    let from = ty_of(b, v);
+    if from == to {
+        v
+    } else if to == Type::Bool {
+        let zero = constant(b, from, 0.0);
+        b.ne(v, zero)
+    } else {
+        b.cast(to, v)
+    }
+}
+
+/// A constant `x` of type `ty` (floats rounded, integers truncated).
+fn constant(b: &mut KernelBuilder, ty: Type, x: f64) -> Value {
+    if ty.is_float() {
+        b.const_float(ty, x)
+    } else {
+        b.constant(weft_kir::Scalar::from_f64(ty, x))
+    }
+}
+
+/// Computes `f` in `f32` for a non-float `v` and converts back: the
+/// transcendental graph ops are float ops, and ONNX only defines them on
+/// floats, so this path exists to never fail rather than for speed.
+fn via_f32(b: &mut KernelBuilder, v: Value, f: impl FnOnce(&mut KernelBuilder, Value) -> Value) -> Value {
+    let ty = ty_of(b, v);
+    let x = convert(b, v, Type::F32);
+    let r = f(b, x);
+    convert(b, r, ty)
+}
+
+/// A graph unary op applied to `v`; the result has `v`'s type. Float types
+/// compute in KIR float math; integers keep exact integer arithmetic where the
+/// op has one (Relu, Neg, Abs, Clip) and go through `f32` otherwise.
+pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
+    let ty = ty_of(b, v);
+    if ty == Type::Bool {
+        return via_f32(b, v, |b, x| emit_unary(b, op, x));
+    }
+    if !ty.is_float() {
+        return match op {
+            UnaryOp::Relu => {
+                let z = constant(b, ty, 0.0);
+                b.max(v, z)
+            }
+            UnaryOp::Neg => b.neg(v),
+            UnaryOp::Abs => b.abs(v),
+            UnaryOp::Clip { min, max } => {
+                let lo = constant(b, ty, min as f64);
+                let hi = constant(b, ty, max as f64);
+                let m = b.max(v, lo);
+                b.min(m, hi)
+            }
+            _ => via_f32(b, v, |b, x| emit_unary(b, op, x)),
+        };
+    }
+    match op {
+        UnaryOp::Relu => {
+            let z = b.const_float(ty, 0.0);
+            b.max(v, z)
+        }
+        UnaryOp::Sigmoid => {
+            let one = b.const_float(ty, 1.0);
+            let n = b.neg(v);
+            let e = b.exp(n);
+            let d = b.add(one, e);
+            b.div(one, d)
+        }
+        UnaryOp::Tanh => b.tanh(v),
+        UnaryOp::Exp => b.exp(v),
+        UnaryOp::Log => b.log(v),
+        UnaryOp::Sqrt => b.sqrt(v),
+        UnaryOp::Erf => b.erf(v),
+        UnaryOp::Neg => b.neg(v),
+        UnaryOp::Abs => b.abs(v),
+        UnaryOp::Reciprocal => {
+            let one = b.const_float(ty, 1.0);
+            b.div(one, v)
+        }
+        UnaryOp::Floor => b.floor(v),
+        UnaryOp::Ceil => b.ceil(v),
+        UnaryOp::LeakyRelu { alpha } => {
+            let z = b.const_float(ty, 0.0);
+            let a = b.const_float(ty, alpha as f64);
+            let neg = b.lt(v, z);
+            let scaled = b.mul(a, v);
+            b.select(neg, scaled, v)
+        }
+        UnaryOp::Clip { min, max } => {
+            let lo = b.const_float(ty, min as f64);
+            let hi = b.const_float(ty, max as f64);
+            let m = b.max(v, lo);
+            b.min(m, hi)
+        }
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            let a = b.const_float(ty, alpha as f64);
+            let c = b.const_float(ty, beta as f64);
+            let lin = b.fma(a, v, c);
+            clamp01(b, lin)
+        }
+        UnaryOp::HardSwish => {
+            let six = b.const_float(ty, 6.0);
+            let half = b.const_float(ty, 0.5);
+            let q = b.div(v, six);
+            let lin = b.add(q, half);
+            let gate = clamp01(b, lin);
+            b.mul(v, gate)
+        }
+        UnaryOp::Gelu => {
+            let half = b.const_float(ty, 0.5);
+            let one = b.const_float(ty, 1.0);
+            let r2 = b.const_float(ty, std::f64::consts::FRAC_1_SQRT_2);
+            let s = b.mul(v, r2);
+            let e = b.erf(s);
+            let p = b.add(one, e);
+            let hx = b.mul(half, v);
+            b.mul(hx, p)
+        }
+    }
+}
+
+fn clamp01(b: &mut KernelBuilder, v: Value) -> Value {
+    let ty = ty_of(b, v);
+    let z = b.const_float(ty, 0.0);
+    let one = b.const_float(ty, 1.0);
+    let m = b.min(v, one);
+    b.max(m, z)
+}
+
+/// A graph binary op on `x` and `y` (`y` is converted to `x`'s type first).
+/// Arithmetic results have `x`'s type; `Equal`, `Less` and `Greater` return
+/// `bool`. Integer division by zero divides by one instead of trapping (ONNX
+/// leaves it undefined; a trap would take down every tenant of the launch).
+pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> Value {
+    let ty = ty_of(b, x);
+    let y = convert(b, y, ty);
+    if ty == Type::Bool && !matches!(op, BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater) {
+        // Arithmetic on booleans: compute on integers, back to bool.
+        let xi = convert(b, x, Type::I32);
+        let yi = convert(b, y, Type::I32);
+        let r = emit_binary(b, op, xi, yi);
+        return convert(b, r, Type::Bool);
+    }
+    match op {
+        BinaryOp::Add => b.add(x, y),
+        BinaryOp::Sub => b.sub(x, y),
+        BinaryOp::Mul => b.mul(x, y),
+        BinaryOp::Div if ty.is_float() => b.div(x, y),
+        BinaryOp::Div => {
+            let zero = constant(b, ty, 0.0);
+            let one = constant(b, ty, 1.0);
+            let is_zero = b.eq(y, zero);
+            let safe = b.select(is_zero, one, y);
+            b.div(x, safe)
+        }
+        BinaryOp::Max => b.max(x, y),
+        BinaryOp::Min => b.min(x, y),
+        BinaryOp::Pow if ty.is_float() => emit_pow(b, x, y),
+        BinaryOp::Pow => {
+            let xf = convert(b, x, Type::F32);
+            let yf = convert(b, y, Type::F32);
+            let r = emit_pow(b, xf, yf);
+            convert(b, r, ty)
+        }
+        BinaryOp::Equal => b.eq(x, y),
+        BinaryOp::Less => b.lt(x, y),
+        BinaryOp::Greater => b.gt(x, y),
+    }
+}
+
+/// `x^y` for floats of one type with a run-time exponent:
+/// `exp(y · log|x|)`, negated for negative `x` and odd integer `y`, NaN for
+/// negative `x` and non-integer `y`, and `1` for `y = 0` (C `pow` semantics).
+pub fn emit_pow(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
+    let ty = ty_of(b, x);
+    let zero = b.const_float(ty, 0.0);
+    let one = b.const_float(ty, 1.0);
+    let half = b.const_float(ty, 0.5);
+    let nan = b.const_float(ty, f64::NAN);
+    let ax = b.abs(x);
+    let l = b.log(ax);
+    let yl = b.mul(y, l);
+    let mag = b.exp(yl);
+    let yf = b.floor(y);
+    let is_int = b.eq(yf, y);
+    let hy = b.mul(y, half);
+    let hf = b.floor(hy);
+    let odd = b.ne(hf, hy);
+    let neg = b.lt(x, zero);
+    let neg_odd = b.and(neg, odd);
+    let flip = b.and(neg_odd, is_int);
+    let negated = b.neg(mag);
+    let signed = b.select(flip, negated, mag);
+    let not_int = b.not(is_int);
+    let bad = b.and(neg, not_int);
+    let r = b.select(bad, nan, signed);
+    let y0 = b.eq(y, zero);
+    b.select(y0, one, r)
+}
+
+/// `x^e` for a compile-time exponent: small integer powers by repeated
+/// multiplication (exact like the reference for `x^2`), `0.5` as `sqrt`,
+/// anything else through [`emit_pow`] with a constant exponent.
+pub fn emit_pow_const(b: &mut KernelBuilder, x: Value, e: f64) -> Value {
+    let ty = ty_of(b, x);
+    if !ty.is_float() {
+        let xf = convert(b, x, Type::F32);
+        let r = emit_pow_const(b, xf, e);
+        return convert(b, r, ty);
+    }
+    if e == 0.5 {
+        return b.sqrt(x);
+    }
+    if e.fract() == 0.0 && e.abs() <= 4.0 {
+        let n = e.abs() as u32;
+        let mut r = if n == 0 { b.const_float(ty, 1.0) } else { x };
+        for _ in 1..n {
+            r = b.mul(r, x);
+        }
+        if e < 0.0 {
+            let one = b.const_float(ty, 1.0);
+            r = b.div(one, r);
+        }
+        return r;
+    }
+    let y = b.const_float(ty, e);
+    emit_pow(b, x, y)
 }

@@ -9,6 +9,7 @@
 pub mod context;
 pub mod epilogue;
 pub mod error;
+pub mod index;
 pub mod lower;
 pub mod ops;
 pub mod program;
