@@ -6,16 +6,21 @@
 //! so every tensor's shape is always known; a naive reference evaluator
 //! (accumulating in `f64`) is the oracle lowering is tested against.
 
+pub mod builder;
 pub mod dtype;
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod infer;
+pub mod models;
 pub mod op;
 pub mod stats;
 pub mod tensor;
 
+pub use builder::{GraphBuilder, SplitMix64};
 pub use dtype::DType;
 pub use error::GraphError;
+pub use eval::{eval_node, evaluate, evaluate_all};
 pub use graph::{Graph, Node, TensorId, TensorInfo};
 pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 pub use tensor::{Shape, Tensor, TensorData};

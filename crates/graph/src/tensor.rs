@@ -121,3 +121,52 @@ impl Tensor {
         }
     }
 }
+
+impl Tensor {
+    pub fn i32(shape: impl Into<Shape>, data: Vec<i32>) -> Tensor {
+        Tensor { dtype: DType::I32, shape: shape.into(), data: TensorData::I32(data) }
+    }
+
+    pub fn bool(shape: impl Into<Shape>, data: Vec<bool>) -> Tensor {
+        Tensor { dtype: DType::Bool, shape: shape.into(), data: TensorData::Bool(data) }
+    }
+
+    /// A tensor of `dtype` from `f64` values, each rounded as the dtype stores
+    /// it: to `f32`, to `f16`/`bf16` (then widened exactly), integers truncated
+    /// toward zero (saturating), booleans as `x != 0`.
+    pub fn from_f64(dtype: DType, shape: impl Into<Shape>, values: &[f64]) -> Tensor {
+        let data = match dtype {
+            DType::F32 => TensorData::F32(values.iter().map(|&x| x as f32).collect()),
+            DType::F16 => TensorData::F32(values.iter().map(|&x| half::f16::from_f64(x).to_f32()).collect()),
+            DType::BF16 => TensorData::F32(values.iter().map(|&x| half::bf16::from_f64(x).to_f32()).collect()),
+            DType::I32 => TensorData::I32(values.iter().map(|&x| x as i32).collect()),
+            DType::I64 => TensorData::I64(values.iter().map(|&x| x as i64).collect()),
+            DType::Bool => TensorData::Bool(values.iter().map(|&x| x != 0.0).collect()),
+        };
+        Tensor { dtype, shape: shape.into(), data }
+    }
+
+    /// Checks that the storage variant fits the dtype and the element count
+    /// fits the shape; says what is wrong otherwise.
+    pub fn validate(&self) -> Result<(), String> {
+        let fits = matches!(
+            (self.dtype, &self.data),
+            (DType::F32 | DType::F16 | DType::BF16, TensorData::F32(_))
+                | (DType::I32, TensorData::I32(_))
+                | (DType::I64, TensorData::I64(_))
+                | (DType::Bool, TensorData::Bool(_))
+        );
+        if !fits {
+            return Err(format!("dtype {} does not match its storage", self.dtype));
+        }
+        if self.data.len() != self.shape.numel() {
+            return Err(format!(
+                "has {} elements but shape {} needs {}",
+                self.data.len(),
+                self.shape,
+                self.shape.numel()
+            ));
+        }
+        Ok(())
+    }
+}
