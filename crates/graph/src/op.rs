@@ -223,7 +223,9 @@ pub enum Op {
         pads: Vec<usize>,
         value: f32,
     },
-    /// Static slice: per axis `start..end` by `step` (already clamped).
+    /// Static slice with ONNX semantics: per listed axis `starts`/`ends` may be
+    /// negative (counted from the end) and are clamped by shape inference; to
+    /// slice down through index 0 with a negative step, `end` is `i64::MIN`.
     Slice {
         starts: Vec<i64>,
         ends: Vec<i64>,
