@@ -132,9 +132,10 @@ impl Epilogue {
                             ),
                         });
                     };
-                    let loaded = b.load(param, idx);
-                    let acc_ty = b.kernel().value_type(acc);
-                    let y = convert(b, loaded, acc_ty);
+                    // emit_binary converts its right operand to the left's
+                    // type, which is the node's output type (Pow's exponent
+                    // may be an integer tensor on either side).
+                    let y = b.load(param, idx);
                     acc = if acc_is_lhs { emit_binary(b, op, acc, y) } else { emit_binary(b, op, y, acc) };
                 }
             }
