@@ -13,6 +13,7 @@ pub mod index;
 pub mod lower;
 pub mod ops;
 pub mod program;
+pub mod tile;
 
 pub use context::{kir_type, LowerCtx, LowerOptions};
 pub use epilogue::{Epilogue, EpilogueOp, EpilogueParams};
