@@ -27,10 +27,19 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Program, LowerErro
         let Some(&first) = node.outputs.first() else {
             return Err(LowerError::Internal { node: node.name.clone(), message: "node has no outputs".into() });
         };
+        // A BatchNormalization folded into the conv's weights is part of the
+        // conv's kernel: the epilogue chain starts after it (see ops::conv).
+        let mut start = first;
+        if options.fold_batchnorm {
+            if let Some(bn) = ops::conv::foldable_batchnorm(graph, node) {
+                fused.insert(bn);
+                start = graph.nodes[bn].outputs[0];
+            }
+        }
         let epi = if options.fuse_epilogues && ops::accepts_epilogue(&node.op) && node.outputs.len() == 1 {
-            chain(&ctx, graph, first, &consumers, &outputs, &mut fused)
+            chain(&ctx, graph, start, &consumers, &outputs, &mut fused)
         } else {
-            Epilogue::none(first)
+            Epilogue::none(start)
         };
         match ops::lower_node(&mut ctx, node, &epi) {
             Ok(()) => {}
