@@ -1,12 +1,584 @@
-//! Lowering of the reduce op family (being written).
+//! Lowering of reductions: Softmax, LayerNormalization, ReduceMean,
+//! ReduceSum and ReduceMax.
+//!
+//! Two shapes of kernel cover them:
+//!
+//! - **block per row** when the reduced elements of one output are contiguous
+//!   and there are many of them (Softmax over the innermost axis, every
+//!   LayerNormalization, large reductions): each block loops over its rows
+//!   ([`block_stride_loop`]), its threads stride over the row, and a shuffle
+//!   block reduction ([`block_reduce`]) combines the partials so every thread
+//!   holds the row's result. The row loop's bounds are block-uniform, so the
+//!   barriers inside it are legal; a barrier ends every row so the next row's
+//!   partials never overwrite shared scratch another warp is still reading.
+//! - **thread per output** otherwise (Softmax over an outer axis, small
+//!   reductions): one thread walks the reduced elements of its output
+//!   serially, in a grid-stride loop over outputs.
+//!
+//! Half-precision inputs are widened to `f32` for accumulation and rounded
+//! once at the store. Reduced elements are addressed as
+//! `ravel(kept coords) + ravel(reduced coords)` with one term per axis, which
+//! the range analysis proves in bounds without guards.
 
-use weft_graph::Node;
+use weft_graph::{Node, Op, TensorId};
+use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, LaunchShape, Scalar, Shared, Type, Value};
 
-use crate::context::LowerCtx;
-use crate::epilogue::Epilogue;
+use crate::context::{kir_type, LowerCtx};
+use crate::epilogue::{convert, Epilogue};
 use crate::error::LowerError;
+use crate::index::{
+    block_stride_loop, broadcast_index, check_numel, const_index, grid_stride_loop, linear_launch, ravel, strides,
+    unravel, MAX_BLOCKS,
+};
+use crate::program::BufferId;
+
+/// Most blocks a block-per-row kernel launches; more rows loop.
+const MAX_ROW_BLOCKS: usize = 65535;
+
+/// Reduced sizes from which one block (rather than one thread) reduces each output.
+const BLOCK_REDUCE_MIN: usize = 256;
 
 pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
-    let _ = (ctx, epi);
-    Err(super::not_yet(node))
+    let x = match node.inputs.first() {
+        Some(Some(x)) => *x,
+        _ => return Err(internal(node, "missing input 0")),
+    };
+    let dims = ctx.graph.info(x).shape.dims().to_vec();
+    check_numel(&node.name, node.op.name(), dims.iter().product())?;
+    match &node.op {
+        Op::Softmax { axis } => {
+            let a = norm_axis(node, *axis, dims.len())?;
+            softmax(ctx, node, epi, x, &dims, a)
+        }
+        Op::LayerNormalization { axis, epsilon } => {
+            let a = norm_axis(node, *axis, dims.len())?;
+            layer_norm(ctx, node, epi, x, &dims, a, *epsilon)
+        }
+        Op::ReduceMean { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Mean),
+        Op::ReduceSum { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Sum),
+        Op::ReduceMax { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Max),
+        _ => Err(super::not_yet(node)),
+    }
+}
+
+fn internal(node: &Node, message: &str) -> LowerError {
+    LowerError::Internal { node: node.name.clone(), message: message.to_string() }
+}
+
+fn norm_axis(node: &Node, axis: i64, rank: usize) -> Result<usize, LowerError> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a >= rank as i64 {
+        return Err(internal(node, &format!("axis {axis} out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+/// The type partials are accumulated in: `f32` for every float type (half
+/// types would lose the sum), the element type for integers.
+fn acc_type(elem: Type) -> Type {
+    if elem.is_float() {
+        Type::F32
+    } else {
+        elem
+    }
+}
+
+/// Threads of a block-per-row kernel for rows of `len` elements: a multiple
+/// of 32 (full warps for the shuffles), at most 256.
+fn row_threads(len: usize) -> u32 {
+    (len.div_ceil(32) * 32).clamp(32, 256) as u32
+}
+
+/// Reduces `value` over the block with `op`; every thread gets the result.
+/// A butterfly of `xor` shuffles reduces each warp, lane 0 of each warp
+/// publishes to `scratch` (at least `threads / 32` elements), and after one
+/// barrier every warp reduces the partials the same way. The caller must
+/// place a barrier before `scratch` is written again.
+pub fn block_reduce(
+    b: &mut KernelBuilder,
+    value: Value,
+    op: BinaryOp,
+    identity: Scalar,
+    scratch: Shared,
+    threads: u32,
+) -> Value {
+    let warps = threads / 32;
+    let warp_total = warp_reduce(b, value, op);
+    if warps == 1 {
+        return warp_total;
+    }
+    let lane = b.lane_id();
+    let tid = b.thread_id(Axis::X);
+    let c32 = b.const_i32(32);
+    let warp = b.div(tid, c32);
+    let zero = b.const_i32(0);
+    let is_lane0 = b.eq(lane, zero);
+    b.if_(is_lane0, |b| b.shared_store(scratch, warp, warp_total));
+    b.barrier();
+    let last = b.const_i32(warps as i32 - 1);
+    let slot = b.min(lane, last);
+    let partial = b.shared_load(scratch, slot);
+    let nwarps = b.const_i32(warps as i32);
+    let live = b.lt(lane, nwarps);
+    let ident = b.constant(identity);
+    let v = b.select(live, partial, ident);
+    warp_reduce(b, v, op)
+}
+
+/// Butterfly reduction across the 32 lanes of each warp; every lane gets the total.
+pub fn warp_reduce(b: &mut KernelBuilder, value: Value, op: BinaryOp) -> Value {
+    let mut v = value;
+    for mask in [16, 8, 4, 2, 1] {
+        let other = b.shuffle_xor(v, mask);
+        v = b.binary(op, v, other);
+    }
+    v
+}
+
+/// The identity of `op` in type `ty`.
+fn identity(op: BinaryOp, ty: Type) -> Scalar {
+    match (op, ty) {
+        (BinaryOp::Max, Type::F32) => Scalar::F32(f32::NEG_INFINITY),
+        (BinaryOp::Max, Type::I32) => Scalar::I32(i32::MIN),
+        (BinaryOp::Max, Type::I64) => Scalar::I64(i64::MIN),
+        (BinaryOp::Max, Type::U32) => Scalar::U32(0),
+        _ => Scalar::from_f64(ty, 0.0),
+    }
+}
+
+/// Pushes the step and marks `epi.output` (and the node's outputs) computed.
+fn finish(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    b: KernelBuilder,
+    mut args: Vec<BufferId>,
+    epi_buffers: Vec<BufferId>,
+) -> Result<(), LowerError> {
+    args.extend(epi_buffers);
+    let mut nodes = vec![node.name.clone()];
+    nodes.extend(epi.nodes.iter().cloned());
+    ctx.push_step(b.finish(), args, nodes)?;
+    ctx.mark_available(epi.output);
+    Ok(())
+}
+
+/// Applies the epilogue to `v` for output element `idx`, converts to the
+/// output type and stores; an epilogue error is kept for the caller.
+#[allow(clippy::too_many_arguments)]
+fn store_out(
+    ctx: &LowerCtx,
+    b: &mut KernelBuilder,
+    epi: &Epilogue,
+    epi_params: &crate::epilogue::EpilogueParams,
+    out: weft_kir::Param,
+    out_ty: Type,
+    idx: Value,
+    v: Value,
+    err: &mut Option<LowerError>,
+) {
+    match epi.apply(ctx, b, epi_params, v, idx) {
+        Ok(v) => {
+            let v = convert(b, v, out_ty);
+            b.store(out, idx, v);
+        }
+        Err(e) => *err = Some(e),
+    }
+}
+
+fn softmax(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    a: usize,
+) -> Result<(), LowerError> {
+    let outer: usize = dims[..a].iter().product();
+    let len = dims[a];
+    let inner: usize = dims[a + 1..].iter().product();
+    let n = outer * len * inner;
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    if n == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    let name = ctx.kernel_name("softmax");
+    let mut err = None;
+    if inner == 1 {
+        // Block per row over contiguous rows.
+        let threads = row_threads(len);
+        let launch = LaunchShape::linear(outer.min(MAX_ROW_BLOCKS) as u32, threads);
+        let mut b = KernelBuilder::new(name, launch);
+        let xp = b.buffer("x", elem, n as u64, Access::Read);
+        let out = b.buffer("out", out_ty, n as u64, Access::Write);
+        let epi_params = epi.declare(ctx, &mut b)?;
+        let max_s = b.shared_array(Type::F32, threads / 32);
+        let sum_s = b.shared_array(Type::F32, threads / 32);
+        block_stride_loop(&mut b, outer, |b, row| {
+            let c_len = const_index(b, len);
+            let base = b.mul(row, c_len);
+            let tid = b.thread_id(Axis::X);
+            let ninf = b.const_f32(f32::NEG_INFINITY);
+            let lmax = b.var_init(ninf);
+            b.for_range(tid, c_len, threads as i64, |b, c| {
+                let idx = b.add(base, c);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let cur = b.get(lmax);
+                let m = b.max(cur, v);
+                b.set(lmax, m);
+            });
+            let lm = b.get(lmax);
+            let rmax = block_reduce(b, lm, BinaryOp::Max, Scalar::F32(f32::NEG_INFINITY), max_s, threads);
+            let zero = b.const_f32(0.0);
+            let lsum = b.var_init(zero);
+            b.for_range(tid, c_len, threads as i64, |b, c| {
+                let idx = b.add(base, c);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let d = b.sub(v, rmax);
+                let e = b.exp(d);
+                let cur = b.get(lsum);
+                let s = b.add(cur, e);
+                b.set(lsum, s);
+            });
+            let ls = b.get(lsum);
+            let rsum = block_reduce(b, ls, BinaryOp::Add, Scalar::F32(0.0), sum_s, threads);
+            let one = b.const_f32(1.0);
+            let inv = b.div(one, rsum);
+            b.for_range(tid, c_len, threads as i64, |b, c| {
+                let idx = b.add(base, c);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let d = b.sub(v, rmax);
+                let e = b.exp(d);
+                let y = b.mul(e, inv);
+                store_out(ctx, b, epi, &epi_params, out, out_ty, idx, y, &mut err);
+            });
+            // The next row's block reductions rewrite the scratch arrays.
+            b.barrier();
+        });
+        let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
+        if let Some(e) = err {
+            return Err(e);
+        }
+        finish(ctx, node, epi, b, args, epi_params.buffers)
+    } else {
+        // Thread per (outer, inner) pair, walking the axis with stride `inner`.
+        let pairs = outer * inner;
+        let mut b = KernelBuilder::new(name, linear_launch(pairs, MAX_BLOCKS));
+        let xp = b.buffer("x", elem, n as u64, Access::Read);
+        let out = b.buffer("out", out_ty, n as u64, Access::Write);
+        let epi_params = epi.declare(ctx, &mut b)?;
+        grid_stride_loop(&mut b, pairs, |b, p| {
+            let c_inner = const_index(b, inner);
+            let o = b.div(p, c_inner);
+            let r = b.rem(p, c_inner);
+            let c_row = const_index(b, len * inner);
+            let ob = b.mul(o, c_row);
+            let base = b.add(ob, r);
+            let zero_i = const_index(b, 0);
+            let c_len = const_index(b, len);
+            let at = |b: &mut KernelBuilder, k: Value| {
+                let ci = const_index(b, inner);
+                let off = b.mul(k, ci);
+                b.add(base, off)
+            };
+            let ninf = b.const_f32(f32::NEG_INFINITY);
+            let lmax = b.var_init(ninf);
+            b.for_range(zero_i, c_len, 1, |b, k| {
+                let idx = at(b, k);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let cur = b.get(lmax);
+                let m = b.max(cur, v);
+                b.set(lmax, m);
+            });
+            let rmax = b.get(lmax);
+            let zero = b.const_f32(0.0);
+            let lsum = b.var_init(zero);
+            b.for_range(zero_i, c_len, 1, |b, k| {
+                let idx = at(b, k);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let d = b.sub(v, rmax);
+                let e = b.exp(d);
+                let cur = b.get(lsum);
+                let s = b.add(cur, e);
+                b.set(lsum, s);
+            });
+            let rsum = b.get(lsum);
+            let one = b.const_f32(1.0);
+            let inv = b.div(one, rsum);
+            b.for_range(zero_i, c_len, 1, |b, k| {
+                let idx = at(b, k);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, Type::F32);
+                let d = b.sub(v, rmax);
+                let e = b.exp(d);
+                let y = b.mul(e, inv);
+                store_out(ctx, b, epi, &epi_params, out, out_ty, idx, y, &mut err);
+            });
+        });
+        let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
+        if let Some(e) = err {
+            return Err(e);
+        }
+        finish(ctx, node, epi, b, args, epi_params.buffers)
+    }
+}
+
+fn layer_norm(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    a: usize,
+    epsilon: f32,
+) -> Result<(), LowerError> {
+    let rows: usize = dims[..a].iter().product();
+    let norm_dims = dims[a..].to_vec();
+    let cols: usize = norm_dims.iter().product();
+    let n = rows * cols;
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    if n == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    let scale = match node.inputs.get(1) {
+        Some(Some(s)) => *s,
+        _ => return Err(internal(node, "missing input 1 (Scale)")),
+    };
+    let bias = node.inputs.get(2).copied().flatten();
+    let sdims = ctx.graph.info(scale).shape.dims().to_vec();
+    let bdims = bias.map(|t| ctx.graph.info(t).shape.dims().to_vec());
+    for d in std::iter::once(&sdims).chain(bdims.as_ref()) {
+        if crate::index::broadcast_strides(d, &norm_dims).is_none() {
+            return Err(internal(node, &format!("scale/bias of shape {d:?} does not broadcast to {norm_dims:?}")));
+        }
+    }
+    let threads = row_threads(cols);
+    let name = ctx.kernel_name("layer_norm");
+    let mut b = KernelBuilder::new(name, LaunchShape::linear(rows.min(MAX_ROW_BLOCKS) as u32, threads));
+    let xp = b.buffer("x", elem, n as u64, Access::Read);
+    let sp =
+        b.buffer("scale", kir_type(ctx.graph.info(scale).dtype), sdims.iter().product::<usize>() as u64, Access::Read);
+    let bp = match (bias, &bdims) {
+        (Some(t), Some(d)) => {
+            Some(b.buffer("bias", kir_type(ctx.graph.info(t).dtype), d.iter().product::<usize>() as u64, Access::Read))
+        }
+        _ => None,
+    };
+    let out = b.buffer("out", out_ty, n as u64, Access::Write);
+    let epi_params = epi.declare(ctx, &mut b)?;
+    let mean_s = b.shared_array(Type::F32, threads / 32);
+    let var_s = b.shared_array(Type::F32, threads / 32);
+    let mut err = None;
+    block_stride_loop(&mut b, rows, |b, row| {
+        let c_cols = const_index(b, cols);
+        let base = b.mul(row, c_cols);
+        let tid = b.thread_id(Axis::X);
+        let inv_n = b.const_f32(1.0 / cols as f32);
+        let load_x = |b: &mut KernelBuilder, c: Value| {
+            let idx = b.add(base, c);
+            let v = b.load(xp, idx);
+            (idx, convert(b, v, Type::F32))
+        };
+        // Pass 1: mean.
+        let zero = b.const_f32(0.0);
+        let acc = b.var_init(zero);
+        b.for_range(tid, c_cols, threads as i64, |b, c| {
+            let (_, v) = load_x(b, c);
+            let cur = b.get(acc);
+            let s = b.add(cur, v);
+            b.set(acc, s);
+        });
+        let part = b.get(acc);
+        let total = block_reduce(b, part, BinaryOp::Add, Scalar::F32(0.0), mean_s, threads);
+        let mean = b.mul(total, inv_n);
+        // Pass 2: variance around the mean (two-pass: no cancellation).
+        let zero = b.const_f32(0.0);
+        let acc2 = b.var_init(zero);
+        b.for_range(tid, c_cols, threads as i64, |b, c| {
+            let (_, v) = load_x(b, c);
+            let d = b.sub(v, mean);
+            let cur = b.get(acc2);
+            let s = b.fma(d, d, cur);
+            b.set(acc2, s);
+        });
+        let part2 = b.get(acc2);
+        let total2 = block_reduce(b, part2, BinaryOp::Add, Scalar::F32(0.0), var_s, threads);
+        let var = b.mul(total2, inv_n);
+        let eps = b.const_f32(epsilon);
+        let ve = b.add(var, eps);
+        let sd = b.sqrt(ve);
+        let one = b.const_f32(1.0);
+        let inv_sd = b.div(one, sd);
+        // Pass 3: normalise, scale, shift.
+        b.for_range(tid, c_cols, threads as i64, |b, c| {
+            let (idx, v) = load_x(b, c);
+            let d = b.sub(v, mean);
+            let y = b.mul(d, inv_sd);
+            let si = broadcast_index(b, c, &norm_dims, &sdims).unwrap_or(c);
+            let s = b.load(sp, si);
+            let s = convert(b, s, Type::F32);
+            let y = match (bp, &bdims) {
+                (Some(bp), Some(bd)) => {
+                    let bi = broadcast_index(b, c, &norm_dims, bd).unwrap_or(c);
+                    let bv = b.load(bp, bi);
+                    let bv = convert(b, bv, Type::F32);
+                    b.fma(y, s, bv)
+                }
+                _ => b.mul(y, s),
+            };
+            store_out(ctx, b, epi, &epi_params, out, out_ty, idx, y, &mut err);
+        });
+        b.barrier();
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let mut args = vec![ctx.buffer_of(x), ctx.buffer_of(scale)];
+    if let Some(t) = bias {
+        args.push(ctx.buffer_of(t));
+    }
+    args.push(ctx.buffer_of(epi.output));
+    finish(ctx, node, epi, b, args, epi_params.buffers)
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Reduction {
+    Sum,
+    Mean,
+    Max,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    axes: &[i64],
+    kind: Reduction,
+) -> Result<(), LowerError> {
+    let rank = dims.len();
+    let mut reduced = vec![false; rank];
+    if axes.is_empty() {
+        reduced.iter_mut().for_each(|r| *r = true);
+    }
+    for &ax in axes {
+        reduced[norm_axis(node, ax, rank)?] = true;
+    }
+    let st = strides(dims);
+    let (mut kept_dims, mut kept_strides, mut red_dims, mut red_strides) = (vec![], vec![], vec![], vec![]);
+    for k in 0..rank {
+        if reduced[k] {
+            red_dims.push(dims[k]);
+            red_strides.push(st[k]);
+        } else {
+            kept_dims.push(dims[k]);
+            kept_strides.push(st[k]);
+        }
+    }
+    let n_in: usize = dims.iter().product();
+    let n_out: usize = kept_dims.iter().product();
+    let n_red: usize = red_dims.iter().product();
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    if n_out == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    let acc_ty = acc_type(elem);
+    let op = if kind == Reduction::Max { BinaryOp::Max } else { BinaryOp::Add };
+    let ident = identity(op, acc_ty);
+    // When the reduced axes form one contiguous row-major block (e.g. the
+    // innermost axes), the reduced offset is the reduced index itself.
+    let red_contiguous = red_strides == strides(&red_dims);
+    let offset_of = move |b: &mut KernelBuilder, r: Value| {
+        if red_contiguous {
+            r
+        } else {
+            let coords = unravel(b, r, &red_dims);
+            ravel(b, &coords, &red_strides)
+        }
+    };
+    let finalize = move |b: &mut KernelBuilder, total: Value| {
+        if kind == Reduction::Mean {
+            let cnt = if acc_ty.is_float() {
+                b.const_float(acc_ty, n_red as f64)
+            } else {
+                b.constant(Scalar::from_f64(acc_ty, n_red.max(1) as f64))
+            };
+            b.div(total, cnt)
+        } else {
+            total
+        }
+    };
+    let base_name = match kind {
+        Reduction::Sum => "reduce_sum",
+        Reduction::Mean => "reduce_mean",
+        Reduction::Max => "reduce_max",
+    };
+    let name = ctx.kernel_name(base_name);
+    let mut err = None;
+    let block_mode = n_red >= BLOCK_REDUCE_MIN;
+    let launch = if block_mode {
+        LaunchShape::linear(n_out.min(MAX_ROW_BLOCKS) as u32, row_threads(n_red))
+    } else {
+        linear_launch(n_out, MAX_BLOCKS)
+    };
+    let threads = launch.block[0];
+    let mut b = KernelBuilder::new(name, launch);
+    let xp = b.buffer("x", elem, n_in.max(1) as u64, Access::Read);
+    let out = b.buffer("out", out_ty, n_out as u64, Access::Write);
+    let epi_params = epi.declare(ctx, &mut b)?;
+    let body = |b: &mut KernelBuilder, o: Value, start: Value, step: i64| {
+        let kc = unravel(b, o, &kept_dims);
+        let base = ravel(b, &kc, &kept_strides);
+        let init = b.constant(ident);
+        let acc = b.var_init(init);
+        let end = const_index(b, n_red);
+        b.for_range(start, end, step, |b, r| {
+            let off = offset_of(b, r);
+            let idx = b.add(base, off);
+            let v = b.load(xp, idx);
+            let v = convert(b, v, acc_ty);
+            let cur = b.get(acc);
+            let nv = b.binary(op, cur, v);
+            b.set(acc, nv);
+        });
+        b.get(acc)
+    };
+    if block_mode {
+        let scratch = b.shared_array(acc_ty, threads / 32);
+        block_stride_loop(&mut b, n_out, |b, o| {
+            let tid = b.thread_id(Axis::X);
+            let part = body(b, o, tid, threads as i64);
+            let total = block_reduce(b, part, op, ident, scratch, threads);
+            let y = finalize(b, total);
+            let zero = const_index(b, 0);
+            let first = b.eq(tid, zero);
+            b.if_(first, |b| store_out(ctx, b, epi, &epi_params, out, out_ty, o, y, &mut err));
+            b.barrier();
+        });
+    } else {
+        grid_stride_loop(&mut b, n_out, |b, o| {
+            let zero = const_index(b, 0);
+            let total = body(b, o, zero, 1);
+            let y = finalize(b, total);
+            store_out(ctx, b, epi, &epi_params, out, out_ty, o, y, &mut err);
+        });
+    }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
+    finish(ctx, node, epi, b, args, epi_params.buffers)
 }

@@ -1,0 +1,141 @@
+//! Softmax, LayerNormalization and Reduce* templates against the reference evaluator.
+
+mod common;
+
+use common::{check, node, Rng};
+use weft_graph::{BinaryOp, DType, Graph, Op, Tensor, UnaryOp};
+
+#[test]
+fn softmax_over_every_axis() {
+    let mut rng = Rng::new(21);
+    let shapes: &[&[usize]] = &[&[7], &[3, 10], &[2, 3, 300], &[4, 5, 6], &[2, 1000], &[3, 33, 2]];
+    for dims in shapes {
+        for axis in -(dims.len() as i64)..dims.len() as i64 {
+            let mut g = Graph::new("softmax");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let y = node(&mut g, "sm", Op::Softmax { axis }, &[x]);
+            g.add_output(y);
+            let p = check(&g, &[rng.f32(dims, -4.0, 4.0)]);
+            assert_eq!(p.steps.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn softmax_with_more_rows_than_blocks_loops() {
+    let mut rng = Rng::new(22);
+    let dims = [70000, 3];
+    let mut g = Graph::new("softmax");
+    let x = g.add_input("x", DType::F32, dims.to_vec());
+    let y = node(&mut g, "sm", Op::Softmax { axis: 1 }, &[x]);
+    g.add_output(y);
+    check(&g, &[rng.f32(&dims, -4.0, 4.0)]);
+}
+
+#[test]
+fn layer_norm_with_and_without_bias() {
+    let mut rng = Rng::new(23);
+    let cases: &[(&[usize], i64)] =
+        &[(&[4, 16], -1), (&[2, 3, 300], -1), (&[2, 3, 5], 1), (&[3, 7], 0), (&[1, 2, 1000], 2)];
+    for &(dims, axis) in cases {
+        let a = if axis < 0 { axis + dims.len() as i64 } else { axis } as usize;
+        let norm = &dims[a..];
+        for with_bias in [true, false] {
+            let mut g = Graph::new("ln");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let s = g.add_constant("scale", rng.f32(norm, 0.5, 1.5));
+            let mut ins = vec![Some(x), Some(s)];
+            if with_bias {
+                ins.push(Some(g.add_constant("bias", rng.f32(norm, -1.0, 1.0))));
+            }
+            let y = g.add_node("ln", Op::LayerNormalization { axis, epsilon: 1e-5 }, ins).unwrap()[0];
+            g.add_output(y);
+            check(&g, &[rng.f32(dims, -3.0, 3.0)]);
+        }
+    }
+    // A scale that broadcasts over the normalised dims.
+    let mut g = Graph::new("ln_bcast");
+    let x = g.add_input("x", DType::F32, vec![2, 4, 6]);
+    let s = g.add_input("scale", DType::F32, vec![6]);
+    let y = g.add_node("ln", Op::LayerNormalization { axis: 1, epsilon: 1e-5 }, vec![Some(x), Some(s)]).unwrap()[0];
+    g.add_output(y);
+    check(&g, &[rng.f32(&[2, 4, 6], -3.0, 3.0), rng.f32(&[6], 0.5, 1.5)]);
+}
+
+#[test]
+fn reductions_over_any_axes_with_keepdims() {
+    let mut rng = Rng::new(24);
+    let cases: &[(&[usize], &[i64])] = &[
+        (&[5, 7], &[1]),
+        (&[5, 7], &[0]),
+        (&[5, 7], &[]),
+        (&[2, 3, 4, 5], &[1, 3]),
+        (&[2, 3, 4, 5], &[-1, -2]),
+        (&[2, 300, 3], &[1]),
+        (&[4, 1000], &[1]),
+        (&[3, 20, 20], &[0, 2]),
+        (&[600], &[0]),
+    ];
+    for &(dims, axes) in cases {
+        for keepdims in [true, false] {
+            for kind in 0..3 {
+                let op = match kind {
+                    0 => Op::ReduceSum { axes: axes.to_vec(), keepdims },
+                    1 => Op::ReduceMean { axes: axes.to_vec(), keepdims },
+                    _ => Op::ReduceMax { axes: axes.to_vec(), keepdims },
+                };
+                let mut g = Graph::new("reduce");
+                let x = g.add_input("x", DType::F32, dims.to_vec());
+                let y = node(&mut g, "r", op, &[x]);
+                g.add_output(y);
+                // Positive data: a sum of mixed signs cancels, and the
+                // f32-vs-f64 difference of a near-zero sum is not a lowering bug.
+                check(&g, &[rng.f32(dims, 0.5, 2.0)]);
+            }
+        }
+    }
+}
+
+#[test]
+fn integer_reductions_are_exact() {
+    let mut rng = Rng::new(25);
+    for dims in [&[4usize, 9][..], &[3, 400]] {
+        for max in [false, true] {
+            let op = if max {
+                Op::ReduceMax { axes: vec![1], keepdims: false }
+            } else {
+                Op::ReduceSum { axes: vec![1], keepdims: false }
+            };
+            let mut g = Graph::new("ireduce");
+            let x = g.add_input("x", DType::I64, dims.to_vec());
+            let y = node(&mut g, "r", op, &[x]);
+            g.add_output(y);
+            check(&g, &[rng.i64(dims, -1000, 1000)]);
+        }
+    }
+}
+
+#[test]
+fn hand_built_layer_norm_lowers_through_reduce_and_elementwise() {
+    let mut rng = Rng::new(26);
+    let (rows, cols) = (6, 48);
+    let mut g = Graph::new("ln_by_hand");
+    let x = g.add_input("x", DType::F32, vec![rows, cols]);
+    let two = g.add_constant("two", Tensor::f32(vec![], vec![2.0]));
+    let eps = g.add_constant("eps", Tensor::f32(vec![], vec![1e-5]));
+    let gamma = g.add_constant("gamma", rng.f32(&[cols], 0.5, 1.5));
+    let beta = g.add_constant("beta", rng.f32(&[cols], -1.0, 1.0));
+    let mean = node(&mut g, "mean", Op::ReduceMean { axes: vec![-1], keepdims: true }, &[x]);
+    let d = node(&mut g, "sub", Op::Binary(BinaryOp::Sub), &[x, mean]);
+    let sq = node(&mut g, "pow", Op::Binary(BinaryOp::Pow), &[d, two]);
+    let var = node(&mut g, "var", Op::ReduceMean { axes: vec![-1], keepdims: true }, &[sq]);
+    let ve = node(&mut g, "add_eps", Op::Binary(BinaryOp::Add), &[var, eps]);
+    let sd = node(&mut g, "sqrt", Op::Unary(UnaryOp::Sqrt), &[ve]);
+    let n = node(&mut g, "div", Op::Binary(BinaryOp::Div), &[d, sd]);
+    let s = node(&mut g, "mul", Op::Binary(BinaryOp::Mul), &[n, gamma]);
+    let y = node(&mut g, "add", Op::Binary(BinaryOp::Add), &[s, beta]);
+    g.add_output(y);
+    let p = check(&g, &[rng.f32(&[rows, cols], -3.0, 3.0)]);
+    // mean, sub (+pow is not fusable: `d` has two consumers), pow, var (+eps, sqrt fused), div (+mul, add fused).
+    assert!(p.steps.len() <= 6, "{} kernels", p.steps.len());
+}
