@@ -1,12 +1,653 @@
-//! Lowering of the movement op family (being written).
+//! Lowering of data movement: views (Reshape, Flatten, Squeeze, Unsqueeze,
+//! Identity), Transpose, Concat, Split, Slice, Gather, Pad and Resize.
+//!
+//! Views alias the input's buffer and emit nothing, except where a graph
+//! output would otherwise share a buffer that is not an activation of its
+//! own (a graph input, a weight, or another graph output): executors may
+//! hand outputs back by buffer, so those get a copy kernel instead.
+//!
+//! Every other op is one kernel over its output elements (Split: over its
+//! input) in a grid-stride loop, reading the source at an affine index built
+//! from the element's coordinates ([`crate::index`]), which the range
+//! analysis proves in bounds. Where the source index is data-dependent or
+//! conditional (Concat's input choice, Pad's border, Gather's indices,
+//! Resize's tables), the read sits under an `if` whose comparisons bound the
+//! coordinate, which the analysis uses to prove it.
+//!
+//! Gather clamps each index into `[0, dim − 1]` after wrapping negatives
+//! (ONNX calls out-of-range indices an error; a kernel cannot report one, and
+//! clamping keeps every tenant's reads inside its own buffer). Resize
+//! resolves its coordinate transform and rounding on the host, in `f64`,
+//! into per-axis tables (source indices, interpolation weights) stored as
+//! weights, so the kernel matches ONNX's reference arithmetic exactly and
+//! does no float coordinate math.
 
-use weft_graph::Node;
+use weft_graph::infer::slice_ranges;
+use weft_graph::{CoordinateTransform, NearestMode, Node, Op, ResizeMode, TensorId};
+use weft_kir::{Access, HostBuffer, KernelBuilder, Param, Scalar, Type, Value};
 
-use crate::context::LowerCtx;
-use crate::epilogue::Epilogue;
+use crate::context::{kir_type, LowerCtx};
+use crate::epilogue::{convert, Epilogue, EpilogueParams};
 use crate::error::LowerError;
+use crate::index::{
+    affine_index, check_numel, const_index, grid_stride_loop, linear_launch, ravel, strides, unravel, AffineAxis,
+    MAX_BLOCKS,
+};
+use crate::ops::elementwise::{map_kernel, Operand};
+use crate::program::{BufferId, BufferKind};
 
 pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
-    let _ = (ctx, epi);
-    Err(super::not_yet(node))
+    let inputs: Vec<TensorId> = node.inputs.iter().flatten().copied().collect();
+    let Some(&x) = inputs.first() else { return Err(internal(node, "missing input 0")) };
+    for &t in inputs.iter().chain(&node.outputs) {
+        check_numel(&node.name, node.op.name(), ctx.graph.info(t).shape.numel())?;
+    }
+    if node.outputs.len() > 1 && !epi.is_empty() {
+        return Err(internal(node, "an epilogue cannot follow a multi-output op"));
+    }
+    match &node.op {
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Identity => {
+            view(ctx, node, epi, x)
+        }
+        Op::Transpose { perm } => transpose(ctx, node, epi, x, perm),
+        Op::Concat { axis } => concat(ctx, node, epi, &inputs, *axis),
+        Op::Split { axis, sizes } => split(ctx, node, x, *axis, sizes),
+        Op::Slice { starts, ends, axes, steps } => slice(ctx, node, epi, x, starts, ends, axes, steps),
+        Op::Gather { axis } => match inputs.get(1) {
+            Some(&idx) => gather(ctx, node, epi, x, idx, *axis),
+            None => Err(internal(node, "missing input 1 (indices)")),
+        },
+        Op::Pad { pads, value } => pad(ctx, node, epi, x, pads, *value),
+        Op::Resize { scales, mode, transform, nearest } => {
+            resize(ctx, node, epi, x, scales, *mode, *transform, *nearest)
+        }
+        _ => Err(super::not_yet(node)),
+    }
+}
+
+fn internal(node: &Node, message: &str) -> LowerError {
+    LowerError::Internal { node: node.name.clone(), message: message.to_string() }
+}
+
+fn norm_axis(node: &Node, axis: i64, rank: usize) -> Result<usize, LowerError> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a >= rank as i64 {
+        return Err(internal(node, &format!("axis {axis} out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+fn dims_of(ctx: &LowerCtx, t: TensorId) -> Vec<usize> {
+    ctx.graph.info(t).shape.dims().to_vec()
+}
+
+/// A constant of type `ty` holding `v` (`v != 0` for `bool`).
+fn typed_const(b: &mut KernelBuilder, ty: Type, v: f64) -> Value {
+    match ty {
+        Type::Bool => b.const_bool(v != 0.0),
+        t if t.is_float() => b.const_float(t, v),
+        t => b.constant(Scalar::from_f64(t, v)),
+    }
+}
+
+/// Reshape and friends: alias the input's buffer, or copy where aliasing
+/// would make a graph output share a buffer it does not own.
+fn view(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue, x: TensorId) -> Result<(), LowerError> {
+    let out = node.outputs[0];
+    let is_output = ctx.graph.outputs.contains(&out);
+    let xb = ctx.buffer_of(x);
+    let not_owned = ctx.program.buffers[xb].kind != BufferKind::Activation || ctx.graph.outputs.contains(&x);
+    if epi.is_empty() && !(is_output && not_owned) {
+        ctx.alias(out, x);
+        return Ok(());
+    }
+    // Same elements in the same order: read the input at the output's index.
+    let mut op = Operand::of_tensor(ctx, x);
+    op.dims = dims_of(ctx, out);
+    map_kernel(ctx, node, epi, "copy", &[op], |_, v| v[0])
+}
+
+/// Emits one kernel over the elements of `epi.output`: `f(b, i, params)`
+/// computes element `i` from the declared input parameters; the epilogue is
+/// applied and the result stored. `inputs` are (buffer, element type, length).
+fn gather_kernel(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    base_name: &str,
+    inputs: &[(BufferId, Type, usize)],
+    f: impl FnOnce(&mut KernelBuilder, Value, &[Param]) -> Value,
+) -> Result<(), LowerError> {
+    let info = ctx.graph.info(epi.output);
+    let n = info.shape.numel();
+    let out_ty = kir_type(info.dtype);
+    if n == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    let name = ctx.kernel_name(base_name);
+    let mut b = KernelBuilder::new(name, linear_launch(n, MAX_BLOCKS));
+    let params: Vec<Param> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, ty, len))| b.buffer(&format!("in{k}"), ty, len.max(1) as u64, Access::Read))
+        .collect();
+    let out = b.buffer("out", out_ty, n as u64, Access::Write);
+    let epi_params: EpilogueParams = epi.declare(ctx, &mut b)?;
+    let mut err = None;
+    grid_stride_loop(&mut b, n, |b, i| {
+        let v = f(b, i, &params);
+        match epi.apply(ctx, b, &epi_params, v, i) {
+            Ok(v) => {
+                let v = convert(b, v, out_ty);
+                b.store(out, i, v);
+            }
+            Err(e) => err = Some(e),
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let mut args: Vec<BufferId> = inputs.iter().map(|i| i.0).collect();
+    args.push(ctx.buffer_of(epi.output));
+    args.extend(epi_params.buffers);
+    let mut nodes = vec![node.name.clone()];
+    nodes.extend(epi.nodes.iter().cloned());
+    ctx.push_step(b.finish(), args, nodes)?;
+    ctx.mark_available(epi.output);
+    Ok(())
+}
+
+fn input_of(ctx: &mut LowerCtx, t: TensorId) -> (BufferId, Type, usize) {
+    let info = ctx.graph.info(t);
+    let (ty, n) = (kir_type(info.dtype), info.shape.numel());
+    (ctx.buffer_of(t), ty, n)
+}
+
+fn transpose(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue, x: TensorId, perm: &[usize]) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let r = in_dims.len();
+    let perm: Vec<usize> = if perm.is_empty() { (0..r).rev().collect() } else { perm.to_vec() };
+    if perm.len() != r || perm.iter().any(|&p| p >= r) {
+        return Err(internal(node, &format!("perm {perm:?} is not a permutation of 0..{r}")));
+    }
+    let in_st = strides(&in_dims);
+    let out_dims: Vec<usize> = perm.iter().map(|&p| in_dims[p]).collect();
+    let st: Vec<usize> = perm.iter().map(|&p| in_st[p]).collect();
+    let input = input_of(ctx, x);
+    gather_kernel(ctx, node, epi, "transpose", &[input], |b, i, p| {
+        let c = unravel(b, i, &out_dims);
+        let idx = ravel(b, &c, &st);
+        b.load(p[0], idx)
+    })
+}
+
+/// Decomposes an index over `[outer, mid, inner]` into its three coordinates.
+fn split3(b: &mut KernelBuilder, i: Value, outer: usize, mid: usize, inner: usize) -> (Value, Value, Value) {
+    let c = unravel(b, i, &[outer, mid, inner]);
+    (c[0], c[1], c[2])
+}
+
+/// The index of (o, m − off, r) in an `[outer, size, inner]` tensor, with one
+/// term per coordinate so each stays provably in range under `off ≤ m < off + size`.
+fn index3(b: &mut KernelBuilder, o: Value, m: Value, off: usize, size: usize, r: Value, inner: usize) -> Value {
+    affine_index(
+        b,
+        &[o, m, r],
+        &[
+            AffineAxis { start: 0, step: 1, stride: size * inner },
+            AffineAxis { start: -(off as i64), step: 1, stride: inner },
+            AffineAxis { start: 0, step: 1, stride: 1 },
+        ],
+    )
+}
+
+/// `lo ≤ v < hi` on `i32` values.
+fn in_range(b: &mut KernelBuilder, v: Value, lo: usize, hi: usize) -> Value {
+    let l = const_index(b, lo);
+    let h = const_index(b, hi);
+    let ge = b.ge(v, l);
+    let lt = b.lt(v, h);
+    b.and(ge, lt)
+}
+
+fn concat(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue, inputs: &[TensorId], axis: i64) -> Result<(), LowerError> {
+    let out_dims = dims_of(ctx, node.outputs[0]);
+    let a = norm_axis(node, axis, out_dims.len())?;
+    let outer: usize = out_dims[..a].iter().product();
+    let inner: usize = out_dims[a + 1..].iter().product();
+    let total = out_dims[a];
+    let mut parts = Vec::new();
+    let mut off = 0;
+    for &t in inputs {
+        let size = dims_of(ctx, t)[a];
+        if size > 0 {
+            parts.push((off, size));
+        }
+        off += size;
+    }
+    let nonempty: Vec<TensorId> = inputs.iter().copied().filter(|&t| dims_of(ctx, t)[a] > 0).collect();
+    let ins: Vec<_> = nonempty.iter().map(|&t| input_of(ctx, t)).collect();
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    let elem = ins.first().map_or(out_ty, |i| i.1);
+    gather_kernel(ctx, node, epi, "concat", &ins, |b, i, p| {
+        let (o, m, r) = split3(b, i, outer, total, inner);
+        let zero = typed_const(b, elem, 0.0);
+        let res = b.var_init(zero);
+        for (k, &(off, size)) in parts.iter().enumerate() {
+            let cond = in_range(b, m, off, off + size);
+            b.if_(cond, |b| {
+                let idx = index3(b, o, m, off, size, r, inner);
+                let v = b.load(p[k], idx);
+                b.set(res, v);
+            });
+        }
+        b.get(res)
+    })
+}
+
+fn split(ctx: &mut LowerCtx, node: &Node, x: TensorId, axis: i64, sizes: &[usize]) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let a = norm_axis(node, axis, in_dims.len())?;
+    let outer: usize = in_dims[..a].iter().product();
+    let inner: usize = in_dims[a + 1..].iter().product();
+    let total = in_dims[a];
+    if sizes.len() != node.outputs.len() || sizes.iter().sum::<usize>() != total {
+        return Err(internal(node, &format!("split sizes {sizes:?} do not match {} outputs", node.outputs.len())));
+    }
+    let n = outer * total * inner;
+    if n == 0 {
+        for &t in &node.outputs {
+            ctx.mark_available(t);
+        }
+        return Ok(());
+    }
+    let (xb, elem, _) = input_of(ctx, x);
+    let name = ctx.kernel_name("split");
+    let mut b = KernelBuilder::new(name, linear_launch(n, MAX_BLOCKS));
+    let xp = b.buffer("x", elem, n as u64, Access::Read);
+    let mut outs = Vec::new();
+    let mut args = vec![xb];
+    let mut off = 0;
+    for (k, (&size, &t)) in sizes.iter().zip(&node.outputs).enumerate() {
+        if size > 0 {
+            let p = b.buffer(
+                &format!("out{k}"),
+                kir_type(ctx.graph.info(t).dtype),
+                (outer * size * inner) as u64,
+                Access::Write,
+            );
+            outs.push((p, off, size));
+            args.push(ctx.buffer_of(t));
+        }
+        off += size;
+    }
+    grid_stride_loop(&mut b, n, |b, i| {
+        let v = b.load(xp, i);
+        let (o, m, r) = split3(b, i, outer, total, inner);
+        for &(p, off, size) in &outs {
+            let cond = in_range(b, m, off, off + size);
+            b.if_(cond, |b| {
+                let idx = index3(b, o, m, off, size, r, inner);
+                b.store(p, idx, v);
+            });
+        }
+    });
+    ctx.push_step(b.finish(), args, vec![node.name.clone()])?;
+    for &t in &node.outputs {
+        ctx.mark_available(t);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn slice(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[i64],
+    steps: &[i64],
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let ranges = slice_ranges(&in_dims, starts, ends, axes, steps).map_err(|m| internal(node, &m))?;
+    let out_dims: Vec<usize> = ranges.iter().map(|r| r.count).collect();
+    if out_dims != dims_of(ctx, epi.output) {
+        return Err(internal(node, "resolved slice disagrees with the inferred output shape"));
+    }
+    let in_st = strides(&in_dims);
+    let affine: Vec<AffineAxis> =
+        ranges.iter().zip(&in_st).map(|(r, &s)| AffineAxis { start: r.start, step: r.step, stride: s }).collect();
+    let input = input_of(ctx, x);
+    gather_kernel(ctx, node, epi, "slice", &[input], |b, i, p| {
+        let c = unravel(b, i, &out_dims);
+        let idx = affine_index(b, &c, &affine);
+        b.load(p[0], idx)
+    })
+}
+
+fn gather(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    indices: TensorId,
+    axis: i64,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let a = norm_axis(node, axis, in_dims.len())?;
+    let outer: usize = in_dims[..a].iter().product();
+    let inner: usize = in_dims[a + 1..].iter().product();
+    let d = in_dims[a];
+    let nq = ctx.graph.info(indices).shape.numel();
+    let data = input_of(ctx, x);
+    let idx_in = input_of(ctx, indices);
+    let (elem, ity) = (data.1, idx_in.1);
+    if !matches!(ity, Type::I32 | Type::I64) {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "Gather".into(),
+            reason: format!("indices of type {ity}; expected i32 or i64"),
+        });
+    }
+    if d == 0 {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "Gather".into(),
+            reason: "gathering from an empty axis".into(),
+        });
+    }
+    gather_kernel(ctx, node, epi, "gather", &[data, idx_in], |b, i, p| {
+        let (o, q, r) = split3(b, i, outer, nq, inner);
+        let raw = b.load(p[1], q);
+        // Wrap negatives, then clamp into [0, d - 1] (see the module doc).
+        let zero = b.constant(Scalar::from_f64(ity, 0.0));
+        let dim = b.constant(Scalar::from_f64(ity, d as f64));
+        let last = b.constant(Scalar::from_f64(ity, (d - 1) as f64));
+        let neg = b.lt(raw, zero);
+        let wrapped_v = b.add(raw, dim);
+        let wrapped = b.select(neg, wrapped_v, raw);
+        let lo = b.max(wrapped, zero);
+        let g = b.min(lo, last);
+        let g = convert(b, g, Type::I32);
+        let init = typed_const(b, elem, 0.0);
+        let res = b.var_init(init);
+        // Always true after the clamp; it is what lets the range analysis
+        // bound a loaded (data-dependent) index.
+        let ok = in_range(b, g, 0, d);
+        b.if_(ok, |b| {
+            let idx = index3(b, o, g, 0, d, r, inner);
+            let v = b.load(p[0], idx);
+            b.set(res, v);
+        });
+        b.get(res)
+    })
+}
+
+fn pad(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    pads: &[usize],
+    value: f32,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let r = in_dims.len();
+    if pads.len() != 2 * r {
+        return Err(internal(node, &format!("pads {pads:?} do not fit rank {r}")));
+    }
+    let out_dims = dims_of(ctx, epi.output);
+    let in_st = strides(&in_dims);
+    let input = input_of(ctx, x);
+    let elem = input.1;
+    let affine: Vec<AffineAxis> =
+        (0..r).map(|k| AffineAxis { start: -(pads[k] as i64), step: 1, stride: in_st[k] }).collect();
+    let empty_input = in_dims.contains(&0);
+    gather_kernel(ctx, node, epi, "pad", &[input], |b, i, p| {
+        let fill = typed_const(b, elem, value as f64);
+        let res = b.var_init(fill);
+        if empty_input {
+            return b.get(res);
+        }
+        let c = unravel(b, i, &out_dims);
+        let mut cond: Option<Value> = None;
+        for k in 0..r {
+            if pads[k] == 0 && pads[r + k] == 0 {
+                continue;
+            }
+            let ck = in_range(b, c[k], pads[k], pads[k] + in_dims[k]);
+            cond = Some(match cond {
+                Some(prev) => b.and(prev, ck),
+                None => ck,
+            });
+        }
+        let load = |b: &mut KernelBuilder| {
+            let idx = affine_index(b, &c, &affine);
+            let v = b.load(p[0], idx);
+            b.set(res, v);
+        };
+        match cond {
+            Some(cond) => b.if_(cond, load),
+            None => load(b),
+        }
+        b.get(res)
+    })
+}
+
+/// Where output coordinate `x` of an axis samples the input, per ONNX
+/// `coordinate_transformation_mode` (`scale` as given, `o`/`d` the sizes).
+fn source_coord(t: CoordinateTransform, x: usize, scale: f64, o: usize, d: usize) -> f64 {
+    let x = x as f64;
+    match t {
+        CoordinateTransform::HalfPixel => (x + 0.5) / scale - 0.5,
+        CoordinateTransform::PytorchHalfPixel => {
+            if o > 1 {
+                (x + 0.5) / scale - 0.5
+            } else {
+                0.0
+            }
+        }
+        CoordinateTransform::AlignCorners => {
+            if o > 1 {
+                x * (d as f64 - 1.0) / (o as f64 - 1.0)
+            } else {
+                0.0
+            }
+        }
+        CoordinateTransform::Asymmetric => x / scale,
+    }
+}
+
+/// ONNX nearest rounding of a source coordinate.
+fn nearest_index(mode: NearestMode, c: f64) -> f64 {
+    let f = c.floor();
+    if c == f {
+        return c;
+    }
+    match mode {
+        NearestMode::RoundPreferFloor => {
+            if c - f <= 0.5 {
+                f
+            } else {
+                f + 1.0
+            }
+        }
+        NearestMode::RoundPreferCeil => {
+            if c - f < 0.5 {
+                f
+            } else {
+                f + 1.0
+            }
+        }
+        NearestMode::Floor => f,
+        NearestMode::Ceil => c.ceil(),
+    }
+}
+
+/// How one axis of a Resize samples its input.
+enum AxisSample {
+    /// Output coordinate = input coordinate.
+    Identity,
+    /// One source index per output coordinate.
+    Nearest(Vec<i32>),
+    /// Two source indices and the weight of the second.
+    Linear(Vec<i32>, Vec<i32>, Vec<f32>),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resize(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    scales: &[f32],
+    mode: ResizeMode,
+    transform: CoordinateTransform,
+    nearest: NearestMode,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let out_dims = dims_of(ctx, epi.output);
+    let r = in_dims.len();
+    if scales.len() != r || out_dims.len() != r {
+        return Err(internal(node, "scales do not match the input rank"));
+    }
+    if in_dims.contains(&0) && !out_dims.contains(&0) {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "Resize".into(),
+            reason: "resizing an empty tensor to a non-empty one".into(),
+        });
+    }
+    let clamp = |v: f64, d: usize| v.clamp(0.0, d.saturating_sub(1) as f64) as i32;
+    let samples: Vec<AxisSample> = (0..r)
+        .map(|k| {
+            let (d, o, s) = (in_dims[k], out_dims[k], scales[k] as f64);
+            let coords: Vec<f64> = (0..o).map(|xo| source_coord(transform, xo, s, o, d)).collect();
+            match mode {
+                ResizeMode::Nearest => {
+                    let idx: Vec<i32> = coords.iter().map(|&c| clamp(nearest_index(nearest, c), d)).collect();
+                    if o == d && idx.iter().enumerate().all(|(i, &v)| v == i as i32) {
+                        AxisSample::Identity
+                    } else {
+                        AxisSample::Nearest(idx)
+                    }
+                }
+                ResizeMode::Linear => {
+                    let i0: Vec<i32> = coords.iter().map(|&c| clamp(c.floor(), d)).collect();
+                    let i1: Vec<i32> = coords.iter().map(|&c| clamp(c.floor() + 1.0, d)).collect();
+                    let w: Vec<f32> = coords.iter().map(|&c| (c - c.floor()) as f32).collect();
+                    let trivial =
+                        o == d && w.iter().all(|&w| w == 0.0) && i0.iter().enumerate().all(|(i, &v)| v == i as i32);
+                    if trivial {
+                        AxisSample::Identity
+                    } else if w.iter().all(|&w| w == 0.0) {
+                        AxisSample::Nearest(i0)
+                    } else {
+                        AxisSample::Linear(i0, i1, w)
+                    }
+                }
+            }
+        })
+        .collect();
+    // Tables become weights; remember which parameter holds which table.
+    let mut inputs = vec![input_of(ctx, x)];
+    let elem = inputs[0].1;
+    let mut table_param = vec![Vec::new(); r];
+    for (k, s) in samples.iter().enumerate() {
+        let mut add = |ctx: &mut LowerCtx, suffix: &str, data: HostBuffer| {
+            let len = data.len();
+            let buf = ctx.add_weight(&format!("{}_resize_{suffix}{k}", node.name), vec![len], data);
+            inputs.push((buf, if suffix == "w" { Type::F32 } else { Type::I32 }, len));
+            inputs.len() - 1
+        };
+        match s {
+            AxisSample::Identity => {}
+            AxisSample::Nearest(idx) => table_param[k] = vec![add(ctx, "idx", HostBuffer::from_i32(idx))],
+            AxisSample::Linear(i0, i1, w) => {
+                let a = add(ctx, "lo", HostBuffer::from_i32(i0));
+                let bb = add(ctx, "hi", HostBuffer::from_i32(i1));
+                let c = add(ctx, "w", HostBuffer::from_f32(w));
+                table_param[k] = vec![a, bb, c];
+            }
+        }
+    }
+    let in_st = strides(&in_dims);
+    gather_kernel(ctx, node, epi, "resize", &inputs, |b, i, p| {
+        let c = unravel(b, i, &out_dims);
+        // Per axis: the candidate source coordinates (1 or 2) and, for
+        // linear axes, the weight of the second.
+        let mut srcs: Vec<Vec<Value>> = Vec::with_capacity(r);
+        let mut weights: Vec<Option<Value>> = Vec::with_capacity(r);
+        let mut cond: Option<Value> = None;
+        for k in 0..r {
+            let tp = &table_param[k];
+            let (list, w) = match &samples[k] {
+                AxisSample::Identity => (vec![c[k]], None),
+                AxisSample::Nearest(_) => (vec![b.load(p[tp[0]], c[k])], None),
+                AxisSample::Linear(..) => {
+                    let lo = b.load(p[tp[0]], c[k]);
+                    let hi = b.load(p[tp[1]], c[k]);
+                    (vec![lo, hi], Some(b.load(p[tp[2]], c[k])))
+                }
+            };
+            if !matches!(samples[k], AxisSample::Identity) {
+                // Tables hold clamped indices: always true, and it bounds them.
+                for &v in &list {
+                    let ok = in_range(b, v, 0, in_dims[k]);
+                    cond = Some(match cond {
+                        Some(prev) => b.and(prev, ok),
+                        None => ok,
+                    });
+                }
+            }
+            srcs.push(list);
+            weights.push(w);
+        }
+        let zero = typed_const(b, elem, 0.0);
+        let res = b.var_init(zero);
+        let body = |b: &mut KernelBuilder| {
+            let lin: Vec<usize> = (0..r).filter(|&k| weights[k].is_some()).collect();
+            if lin.is_empty() {
+                let coords: Vec<Value> = srcs.iter().map(|l| l[0]).collect();
+                let idx = ravel(b, &coords, &in_st);
+                let v = b.load(p[0], idx);
+                b.set(res, v);
+                return;
+            }
+            let zero_f = b.const_f32(0.0);
+            let one = b.const_f32(1.0);
+            let mut acc = zero_f;
+            for corner in 0..(1usize << lin.len()) {
+                let mut coords: Vec<Value> = srcs.iter().map(|l| l[0]).collect();
+                let mut wt: Option<Value> = None;
+                for (bit, &k) in lin.iter().enumerate() {
+                    let Some(w) = weights[k] else { continue };
+                    let hi = corner >> bit & 1 == 1;
+                    coords[k] = srcs[k][hi as usize];
+                    let f = if hi { w } else { b.sub(one, w) };
+                    wt = Some(match wt {
+                        Some(prev) => b.mul(prev, f),
+                        None => f,
+                    });
+                }
+                let idx = ravel(b, &coords, &in_st);
+                let v = b.load(p[0], idx);
+                let v = convert(b, v, Type::F32);
+                acc = match wt {
+                    Some(w) => b.fma(w, v, acc),
+                    None => b.add(acc, v),
+                };
+            }
+            let v = convert(b, acc, elem);
+            b.set(res, v);
+        };
+        match cond {
+            Some(cond) => b.if_(cond, body),
+            None => body(b),
+        }
+        b.get(res)
+    })
 }

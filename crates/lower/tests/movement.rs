@@ -1,0 +1,223 @@
+//! Movement templates (views, Transpose, Concat, Split, Slice, Gather, Pad,
+//! Resize) against the reference evaluator.
+
+mod common;
+
+use common::{check, node, Rng};
+use weft_graph::{CoordinateTransform, DType, Graph, NearestMode, Op, ResizeMode, Tensor, UnaryOp};
+use weft_lower::BufferKind;
+
+#[test]
+fn views_alias_without_kernels() {
+    let mut rng = Rng::new(31);
+    let mut g = Graph::new("views");
+    let x = g.add_input("x", DType::F32, vec![2, 3, 4]);
+    let a = node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
+    let r = node(&mut g, "reshape", Op::Reshape { shape: vec![6, -1], allow_zero: false }, &[a]);
+    let u = node(&mut g, "unsq", Op::Unsqueeze { axes: vec![0] }, &[r]);
+    let s = node(&mut g, "sq", Op::Squeeze { axes: vec![0] }, &[u]);
+    let f = node(&mut g, "flat", Op::Flatten { axis: 1 }, &[s]);
+    let i = node(&mut g, "id", Op::Identity, &[f]);
+    g.add_output(i);
+    let p = check(&g, &[rng.f32(&[2, 3, 4], -1.0, 1.0)]);
+    assert_eq!(p.steps.len(), 1, "only the relu runs");
+}
+
+#[test]
+fn a_view_of_a_graph_input_that_is_an_output_is_copied() {
+    let mut rng = Rng::new(32);
+    let mut g = Graph::new("copy");
+    let x = g.add_input("x", DType::F32, vec![3, 5]);
+    let r = node(&mut g, "reshape", Op::Reshape { shape: vec![15], allow_zero: false }, &[x]);
+    g.add_output(r);
+    let p = check(&g, &[rng.f32(&[3, 5], -1.0, 1.0)]);
+    assert_eq!(p.steps.len(), 1);
+    let out = p.outputs[0].buffer;
+    assert_eq!(p.buffers[out].kind, BufferKind::Activation);
+}
+
+#[test]
+fn transpose_with_general_perms() {
+    let mut rng = Rng::new(33);
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[3, 5], &[1, 0]),
+        (&[2, 3, 4], &[2, 0, 1]),
+        (&[2, 3, 4, 5], &[0, 2, 3, 1]),
+        (&[4, 1, 7], &[]),
+        (&[6], &[0]),
+    ];
+    for (dims, perm) in cases {
+        let mut g = Graph::new("transpose");
+        let x = g.add_input("x", DType::F32, dims.to_vec());
+        let y = node(&mut g, "t", Op::Transpose { perm: perm.to_vec() }, &[x]);
+        g.add_output(y);
+        check(&g, &[rng.f32(dims, -1.0, 1.0)]);
+    }
+}
+
+#[test]
+fn concat_on_every_axis() {
+    let mut rng = Rng::new(34);
+    for axis in [0i64, 1, 2, -1] {
+        let a = axis.rem_euclid(3) as usize;
+        let mut g = Graph::new("concat");
+        let sizes = [2usize, 3, 1];
+        let mut ins = Vec::new();
+        let mut vals = Vec::new();
+        for (k, &s) in sizes.iter().enumerate() {
+            let mut d = vec![2, 3, 4];
+            d[a] = s;
+            ins.push(g.add_input(format!("x{k}"), DType::F32, d.clone()));
+            vals.push(rng.f32(&d, -1.0, 1.0));
+        }
+        let y = node(&mut g, "cat", Op::Concat { axis }, &ins);
+        g.add_output(y);
+        check(&g, &vals);
+    }
+    // i64 concat (shape-like tensors).
+    let mut g = Graph::new("concat_i64");
+    let a = g.add_input("a", DType::I64, vec![3]);
+    let b = g.add_constant("b", Tensor::i64(vec![2], vec![-7, 9]));
+    let y = node(&mut g, "cat", Op::Concat { axis: 0 }, &[a, b]);
+    g.add_output(y);
+    check(&g, &[rng.i64(&[3], -100, 100)]);
+}
+
+#[test]
+fn split_writes_every_output() {
+    let mut rng = Rng::new(35);
+    for (axis, sizes) in [(1i64, vec![1usize, 4, 2]), (0, vec![2, 1]), (-1, vec![3, 2])] {
+        let dims = [3usize, 7, 5];
+        let a = axis.rem_euclid(3) as usize;
+        let mut d = dims.to_vec();
+        d[a] = sizes.iter().sum();
+        let mut g = Graph::new("split");
+        let x = g.add_input("x", DType::F32, d.clone());
+        let outs = g.add_node("split", Op::Split { axis, sizes: sizes.clone() }, vec![Some(x)]).unwrap();
+        for o in outs {
+            g.add_output(o);
+        }
+        let p = check(&g, &[rng.f32(&d, -1.0, 1.0)]);
+        assert_eq!(p.steps.len(), 1);
+    }
+}
+
+#[test]
+fn slice_with_steps_and_negative_indices() {
+    let mut rng = Rng::new(36);
+    let dims = [6usize, 7, 8];
+    // (starts, ends, axes, steps)
+    type Case = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>);
+    let cases: Vec<Case> = vec![
+        (vec![1], vec![5], vec![0], vec![1]),
+        (vec![0, 1], vec![-1, 100], vec![1, 2], vec![2, 3]),
+        (vec![-1], vec![i64::MIN], vec![2], vec![-1]),
+        (vec![5, -2], vec![0, 1], vec![0, 1], vec![-2, -3]),
+        (vec![2], vec![3], vec![-1], vec![1]),
+    ];
+    for (starts, ends, axes, steps) in cases {
+        let mut g = Graph::new("slice");
+        let x = g.add_input("x", DType::F32, dims.to_vec());
+        let y = node(&mut g, "slice", Op::Slice { starts, ends, axes, steps }, &[x]);
+        g.add_output(y);
+        check(&g, &[rng.f32(&dims, -1.0, 1.0)]);
+    }
+}
+
+#[test]
+fn gather_on_any_axis_with_negative_indices() {
+    let mut rng = Rng::new(37);
+    let dims = [4usize, 5, 6];
+    for axis in [0i64, 1, 2, -1] {
+        let a = axis.rem_euclid(3) as usize;
+        let d = dims[a] as i64;
+        for idx_dims in [vec![3usize], vec![2, 2], vec![]] {
+            let mut g = Graph::new("gather");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let idx = g.add_input("idx", DType::I64, idx_dims.clone());
+            let y = node(&mut g, "gather", Op::Gather { axis }, &[x, idx]);
+            g.add_output(y);
+            check(&g, &[rng.f32(&dims, -1.0, 1.0), rng.i64(&idx_dims, -d, d)]);
+        }
+    }
+    // Embedding-style lookup with constant i32 indices.
+    let mut g = Graph::new("embed");
+    let table = g.add_input("table", DType::F32, vec![10, 4]);
+    let idx = g.add_constant(
+        "ids",
+        Tensor {
+            dtype: DType::I32,
+            shape: vec![2, 3].into(),
+            data: weft_graph::TensorData::I32(vec![0, 9, -1, 3, 3, 5]),
+        },
+    );
+    let y = node(&mut g, "gather", Op::Gather { axis: 0 }, &[table, idx]);
+    g.add_output(y);
+    check(&g, &[rng.f32(&[10, 4], -1.0, 1.0)]);
+}
+
+#[test]
+fn gather_clamps_out_of_range_indices() {
+    let mut g = Graph::new("gather_oob");
+    let x = g.add_input("x", DType::F32, vec![4]);
+    let idx = g.add_input("idx", DType::I64, vec![3]);
+    let y = node(&mut g, "gather", Op::Gather { axis: 0 }, &[x, idx]);
+    g.add_output(y);
+    let p = weft_lower::lower(&g, &Default::default()).unwrap();
+    common::assert_kernels_proven(&p);
+    let xs = weft_kir::HostBuffer::from_f32(&[1.0, 2.0, 3.0, 4.0]);
+    let is = weft_kir::HostBuffer::from_f64(weft_kir::Type::I64, &[7.0, -9.0, 1.0]);
+    let out = p.run(&weft_interp::Interpreter::new(), &[xs, is]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![4.0, 1.0, 2.0]);
+}
+
+#[test]
+fn constant_pad() {
+    let mut rng = Rng::new(38);
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[3, 4], &[1, 2, 0, 3]),
+        (&[1, 2, 5, 5], &[0, 0, 1, 1, 0, 0, 2, 2]),
+        (&[7], &[0, 0]),
+        (&[2, 3], &[2, 0, 0, 1]),
+    ];
+    for (dims, pads) in cases {
+        let mut g = Graph::new("pad");
+        let x = g.add_input("x", DType::F32, dims.to_vec());
+        let y = node(&mut g, "pad", Op::Pad { pads: pads.to_vec(), value: 0.25 }, &[x]);
+        g.add_output(y);
+        check(&g, &[rng.f32(dims, -1.0, 1.0)]);
+    }
+}
+
+#[test]
+fn resize_every_mode_and_transform() {
+    let mut rng = Rng::new(39);
+    let transforms = [
+        CoordinateTransform::HalfPixel,
+        CoordinateTransform::PytorchHalfPixel,
+        CoordinateTransform::AlignCorners,
+        CoordinateTransform::Asymmetric,
+    ];
+    let nearests = [NearestMode::RoundPreferFloor, NearestMode::RoundPreferCeil, NearestMode::Floor, NearestMode::Ceil];
+    let cases: &[(&[usize], &[f32])] = &[
+        (&[1, 2, 4, 5], &[1.0, 1.0, 2.0, 2.0]),
+        (&[1, 1, 6, 9], &[1.0, 1.0, 0.5, 1.0 / 3.0]),
+        (&[2, 3, 5, 4], &[1.0, 1.0, 1.7, 2.5]),
+        (&[1, 1, 3, 1], &[1.0, 1.0, 3.0, 1.0]),
+    ];
+    for (dims, scales) in cases {
+        for &transform in &transforms {
+            for mode in [ResizeMode::Nearest, ResizeMode::Linear] {
+                let ns: &[NearestMode] = if mode == ResizeMode::Nearest { &nearests } else { &nearests[..1] };
+                for &nearest in ns {
+                    let mut g = Graph::new("resize");
+                    let x = g.add_input("x", DType::F32, dims.to_vec());
+                    let op = Op::Resize { scales: scales.to_vec(), mode, transform, nearest };
+                    let y = node(&mut g, "resize", op, &[x]);
+                    g.add_output(y);
+                    check(&g, &[rng.f32(dims, -1.0, 1.0)]);
+                }
+            }
+        }
+    }
+}
