@@ -304,3 +304,29 @@ fn unfused_lowering_matches_too() {
     let p = common::check_with(&g, &[rng.f32(&[4, 6], -2.0, 2.0)], 1e-5, &opts);
     assert_eq!(p.steps.len(), 2);
 }
+
+#[test]
+fn half_precision_computes_in_f32_and_rounds() {
+    let mut rng = Rng::new(14);
+    for dtype in [DType::F16, DType::BF16] {
+        let mut g = Graph::new("half");
+        let a = g.add_input("a", dtype, vec![3, 8]);
+        let b = g.add_input("b", dtype, vec![8]);
+        let s = node(&mut g, "add", Op::Binary(BinaryOp::Add), &[a, b]);
+        let r = node(&mut g, "gelu", Op::Unary(UnaryOp::Gelu), &[s]);
+        g.add_output(r);
+        let mut half = |dims: &[usize]| {
+            let mut t = rng.f32(dims, -2.0, 2.0);
+            t.dtype = dtype;
+            if let weft_graph::TensorData::F32(v) = &mut t.data {
+                for x in v.iter_mut() {
+                    // Representable in both half formats.
+                    *x = (*x * 8.0).round() / 8.0;
+                }
+            }
+            t
+        };
+        let inputs = [half(&[3, 8]), half(&[8])];
+        common::check_with(&g, &inputs, 1e-2, &weft_lower::LowerOptions::default());
+    }
+}
