@@ -27,6 +27,13 @@
 //!
 //! The tile shape is chosen per problem by [`TileConfig::choose`]: see its
 //! doc for the rule.
+//!
+//! Measured (ResNet-50's 3×3 conv, C = M = 64 at 56×56, batch 1, 64×64
+//! tiles): 2.18 interpreter thread-instructions per FMA (1.5 in the inner
+//! loop: 8 shared loads per 16 FMAs; the rest staging and the per-step
+//! accumulator reads/writes); ptxas for sm_90 keeps the hoisted shared
+//! indices without spilling (64 registers, 8.25 KiB shared). An 8×4 register
+//! tile would bring it to 2.04 at half the threads per block.
 
 use weft_kir::{Axis, KernelBuilder, LaunchShape, Param, Type, Value};
 
