@@ -1,0 +1,553 @@
+//! ONNX import: a `ModelProto` to a weft [`Graph`] with static shapes.
+//!
+//! The protobuf types come from the `onnx-protobuf` crate, which ships code
+//! generated ahead of time, so building weft needs no `protoc`.
+//!
+//! What import does, in order:
+//!
+//! 1. Checks the opset (default domain, versions 9 to 17) and collects *every*
+//!    node whose operator weft does not support, across the whole model, into
+//!    one [`ImportError::Unsupported`], so a user sees the full gap at once.
+//! 2. Gives each graph input a static shape: ONNX dims that are fixed in the
+//!    file are used as they are; dynamic ones (`dim_param` such as `batch`, or
+//!    unnamed) must be bound through [`ImportOptions`], either per input
+//!    (`shapes`, the CLI's `--shape NAME=1x3x224x224`) or per symbolic name
+//!    (`dims`, `--dim batch=1`). Nothing is defaulted: a silently chosen batch
+//!    size would compile a different program than the user meant.
+//! 3. Walks the nodes in file order (ONNX requires a topological order).
+//!    Initializers and `Constant` nodes are import-time values; `Shape` of any
+//!    tensor is known since shapes are static; every node whose inputs are all
+//!    known is evaluated by [`fold`] (shape arithmetic, `ConstantOfShape`,
+//!    `Range`, `Expand`, …) and never reaches the graph. Other nodes become
+//!    [`Op`]s, with the inputs that newer opsets use for attributes (Clip's
+//!    bounds, Reshape's shape, Split's sizes, Squeeze/Unsqueeze axes, Pad's
+//!    pads, Slice's bounds, Resize's scales or sizes, ReduceSum's axes) read
+//!    from constants into attributes, so an [`Op`] means the same thing
+//!    whatever opset the model used. A constant reaches the graph (as a weight)
+//!    only when a node consumes it as data.
+//! 4. Marks the model's outputs.
+//!
+//! Opset differences handled here rather than downstream: Softmax before
+//! opset 13 normalises over all dimensions from `axis` on (the input coerced to
+//! 2-D), which becomes Reshape → Softmax → Reshape when `axis` is not the last
+//! dimension; `Upsample` and opset-10 `Resize` become `Resize` with asymmetric
+//! coordinates and floor rounding; `Dropout` and `Identity` become
+//! [`Op::Identity`]; `Expand` of a computed tensor becomes a broadcasting
+//! multiply by ones, since weft has no expand operator.
+
+mod attrs;
+pub mod error;
+mod fold;
+mod ops;
+pub mod tensor;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use onnx_protobuf::{Message, ModelProto, NodeProto};
+
+pub use error::ImportError;
+
+use crate::dtype::DType;
+use crate::graph::{Graph, TensorId};
+use crate::op::Op;
+use crate::tensor::{Shape, Tensor};
+use attrs::Attrs;
+use fold::FoldNode;
+
+/// The lowest and highest default-domain opsets the importer understands.
+pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=17;
+
+/// How to give a model's dynamic input dimensions static values.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Full shapes of graph inputs by input name (`--shape NAME=1x3x224x224`).
+    /// Dimensions fixed in the file must agree.
+    pub shapes: HashMap<String, Vec<usize>>,
+    /// Values of symbolic dimensions by `dim_param` name (`--dim batch=1`),
+    /// for every input that uses the name.
+    pub dims: HashMap<String, usize>,
+}
+
+impl ImportOptions {
+    /// Binds the full shape of input `name`.
+    pub fn with_shape(mut self, name: impl Into<String>, dims: impl Into<Vec<usize>>) -> ImportOptions {
+        self.shapes.insert(name.into(), dims.into());
+        self
+    }
+
+    /// Binds the symbolic dimension `name` (an ONNX `dim_param`).
+    pub fn with_dim(mut self, name: impl Into<String>, value: usize) -> ImportOptions {
+        self.dims.insert(name.into(), value);
+        self
+    }
+}
+
+/// Parses an ONNX model and imports it.
+pub fn import_onnx(bytes: &[u8], options: &ImportOptions) -> Result<Graph, ImportError> {
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+    import_model(&model, options)
+}
+
+/// Reads and imports the ONNX file at `path`.
+pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Result<Graph, ImportError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ImportError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    import_onnx(&bytes, options).map_err(|e| match e {
+        ImportError::Decode(m) => ImportError::Decode(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// Imports a decoded model.
+pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph, ImportError> {
+    let opset = default_opset(model)?;
+    let Some(proto) = model.graph.as_ref() else {
+        return Err(ImportError::Decode("the model has no graph".into()));
+    };
+    check_supported(&proto.node)?;
+
+    let name = if proto.name.is_empty() { "model".to_string() } else { proto.name.clone() };
+    let mut imp = Importer { graph: Graph::new(name), values: HashMap::new(), opset, node_names: HashSet::new() };
+
+    let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
+    for t in &proto.initializer {
+        imp.values.insert(t.name.clone(), Value::Const(tensor::tensor_from_proto(t)?));
+    }
+    for input in &proto.input {
+        // Before IR 4 every initializer is also listed as an input; it is a
+        // weight, not something a caller feeds.
+        if initializers.contains(input.name.as_str()) {
+            continue;
+        }
+        let (dtype, shape) = input_type(input, options)?;
+        let id = imp.graph.add_input(input.name.clone(), dtype, shape);
+        imp.values.insert(input.name.clone(), Value::Tensor(id));
+    }
+    for (index, node) in proto.node.iter().enumerate() {
+        imp.import_node(index, node)?;
+    }
+    for output in &proto.output {
+        let id = imp.tensor(&output.name).map_err(|_| ImportError::Node {
+            node: "(graph outputs)".into(),
+            op_type: "output".into(),
+            message: format!("output `{}` is not produced by any node", output.name),
+        })?;
+        imp.graph.add_output(id);
+    }
+    imp.prune_constants();
+    Ok(imp.graph)
+}
+
+fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
+    let found = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx");
+    let Some(set) = found else {
+        return Err(ImportError::Opset("the model imports no default-domain (ai.onnx) opset".into()));
+    };
+    if !OPSET_RANGE.contains(&set.version) {
+        return Err(ImportError::Opset(format!(
+            "the model uses opset {}; weft imports opsets {} to {}: convert it with \
+             `onnx.version_converter.convert_version(model, 17)`",
+            set.version,
+            OPSET_RANGE.start(),
+            OPSET_RANGE.end()
+        )));
+    }
+    Ok(set.version)
+}
+
+/// The operators import understands: those with an [`Op`], and those that
+/// only ever fold to constants.
+const SUPPORTED: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Greater",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LRN",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "Log",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Neg",
+    "Pad",
+    "Pow",
+    "Range",
+    "Reciprocal",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Shape",
+    "Sigmoid",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Upsample",
+    "Where",
+];
+
+fn check_supported(nodes: &[NodeProto]) -> Result<(), ImportError> {
+    let mut ops = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        if !default_domain {
+            ops.push((format!("{}.{}", n.domain, n.op_type), display_name(n, i)));
+        } else if !SUPPORTED.contains(&n.op_type.as_str()) {
+            ops.push((n.op_type.clone(), display_name(n, i)));
+        }
+    }
+    if ops.is_empty() {
+        Ok(())
+    } else {
+        Err(ImportError::Unsupported { ops })
+    }
+}
+
+/// A node's name for messages: its ONNX name, or (many exporters leave it
+/// empty) its operator, position and first output.
+fn display_name(n: &NodeProto, index: usize) -> String {
+    if !n.name.is_empty() {
+        n.name.clone()
+    } else {
+        format!("{}#{index} -> {}", n.op_type, n.output.first().map(String::as_str).unwrap_or("?"))
+    }
+}
+
+fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) -> Result<(DType, Shape), ImportError> {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    use onnx_protobuf::type_proto::Value as Type;
+    let err = |message: String| ImportError::Input { input: input.name.clone(), message };
+    let Some(Type::TensorType(tt)) = input.type_.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(err("is not a tensor (sequences, maps and optionals are not supported)".into()));
+    };
+    let dtype = tensor::dtype_of(tt.elem_type).map_err(err)?;
+    let Some(shape) = tt.shape.as_ref() else {
+        return match options.shapes.get(&input.name) {
+            Some(dims) => Ok((dtype, Shape(dims.clone()))),
+            None => {
+                Err(err(format!("has no shape in the model: pass `--shape {}=DIMS` (e.g. 1x3x224x224)", input.name)))
+            }
+        };
+    };
+    let file_dims: Vec<Option<usize>> = shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(Dim::DimValue(v)) if *v >= 0 => Some(*v as usize),
+            Some(Dim::DimParam(p)) => options.dims.get(p).copied(),
+            _ => None,
+        })
+        .collect();
+    let shown = || -> String {
+        let parts: Vec<String> = shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(Dim::DimValue(v)) if *v >= 0 => v.to_string(),
+                Some(Dim::DimParam(p)) => p.clone(),
+                _ => "?".into(),
+            })
+            .collect();
+        format!("[{}]", parts.join(", "))
+    };
+    if let Some(bound) = options.shapes.get(&input.name) {
+        if bound.len() != file_dims.len() {
+            return Err(err(format!(
+                "bound to a rank-{} shape {}, but the model declares rank {} {}",
+                bound.len(),
+                Shape(bound.clone()),
+                file_dims.len(),
+                shown()
+            )));
+        }
+        for (i, (b, f)) in bound.iter().zip(&file_dims).enumerate() {
+            if let Some(f) = f {
+                if f != b {
+                    return Err(err(format!(
+                        "bound to {} but dimension {i} is {f} in the model {}",
+                        Shape(bound.clone()),
+                        shown()
+                    )));
+                }
+            }
+        }
+        return Ok((dtype, Shape(bound.clone())));
+    }
+    match file_dims.iter().copied().collect::<Option<Vec<usize>>>() {
+        Some(dims) => Ok((dtype, Shape(dims))),
+        None => Err(err(format!(
+            "has dynamic dimensions {}: bind them with `--shape {}=DIMS` (e.g. `--shape {}=1x3x224x224`), \
+             or name each symbolic dimension with `--dim NAME=VALUE`",
+            shown(),
+            input.name,
+            input.name
+        ))),
+    }
+}
+
+/// A name's value during import.
+#[derive(Clone, Debug)]
+enum Value {
+    /// Known at import; not in the graph until a node consumes it as data.
+    Const(Tensor),
+    /// A graph tensor (an input, a node output, or a materialised constant).
+    Tensor(TensorId),
+}
+
+/// One node as the converters see it.
+pub(crate) struct NodeView<'a> {
+    /// Unique node name for the graph and for messages.
+    pub name: String,
+    pub op_type: &'a str,
+    pub attrs: Attrs<'a>,
+    /// Inputs by position; `None` where ONNX passes `""` for an omitted one.
+    pub inputs: Vec<Option<&'a str>>,
+    pub outputs: &'a [String],
+    pub opset: i64,
+}
+
+impl NodeView<'_> {
+    pub fn err(&self, message: impl Into<String>) -> ImportError {
+        ImportError::Node { node: self.name.clone(), op_type: self.op_type.to_string(), message: message.into() }
+    }
+
+    pub fn fold_node(&self) -> FoldNode<'_> {
+        FoldNode { name: &self.name, op_type: self.op_type, opset: self.opset, attrs: self.attrs }
+    }
+}
+
+pub(crate) struct Importer {
+    graph: Graph,
+    values: HashMap<String, Value>,
+    opset: i64,
+    node_names: HashSet<String>,
+}
+
+impl Importer {
+    fn import_node(&mut self, index: usize, node: &NodeProto) -> Result<(), ImportError> {
+        let mut name = display_name(node, index);
+        if self.node_names.contains(&name) {
+            name = format!("{name}#{index}");
+        }
+        self.node_names.insert(name.clone());
+        let view = NodeView {
+            name,
+            op_type: node.op_type.as_str(),
+            attrs: Attrs { op_type: node.op_type.as_str(), list: &node.attribute },
+            inputs: node.input.iter().map(|s| (!s.is_empty()).then_some(s.as_str())).collect(),
+            outputs: &node.output,
+            opset: self.opset,
+        };
+        for input in view.inputs.iter().flatten() {
+            if !self.values.contains_key(*input) {
+                return Err(view.err(format!(
+                    "input `{input}` is not a graph input, an initializer or an earlier node's output \
+                     (is the model topologically sorted?)"
+                )));
+            }
+        }
+        match view.op_type {
+            "Constant" => {
+                let value = constant_value(&view)?;
+                self.set_const(&view, 0, value);
+                return Ok(());
+            }
+            "Shape" | "Size" => {
+                let dims = self.shape_of(view.inputs.first().copied().flatten().ok_or_else(|| view.err("no input"))?);
+                let value = if view.op_type == "Size" {
+                    Tensor::i64(Shape::scalar(), vec![dims.iter().product::<usize>() as i64])
+                } else {
+                    let rank = dims.len() as i64;
+                    let clampi = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                    let start = clampi(view.attrs.int("start", &view.name)?.unwrap_or(0));
+                    let end = clampi(view.attrs.int("end", &view.name)?.unwrap_or(rank));
+                    let dims: Vec<i64> =
+                        dims.get(start..end.max(start)).unwrap_or(&[]).iter().map(|&d| d as i64).collect();
+                    Tensor::i64(vec![dims.len()], dims)
+                };
+                self.set_const(&view, 0, value);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let consts: Vec<Option<Tensor>> =
+            view.inputs.iter().map(|i| i.and_then(|i| self.const_of(i).cloned())).collect();
+        let all_const = view.inputs.iter().zip(&consts).all(|(i, c)| i.is_none() || c.is_some());
+        if all_const && view.inputs.iter().any(Option::is_some) {
+            let refs: Vec<Option<&Tensor>> = consts.iter().map(Option::as_ref).collect();
+            if let Some(outs) = fold::fold(&view.fold_node(), &refs)? {
+                for (i, t) in outs.into_iter().enumerate() {
+                    self.set_const(&view, i, t);
+                }
+                return Ok(());
+            }
+        }
+        ops::convert(self, &view)
+    }
+
+    fn set_const(&mut self, view: &NodeView<'_>, output: usize, value: Tensor) {
+        if let Some(name) = view.outputs.get(output) {
+            if !name.is_empty() {
+                self.values.insert(name.clone(), Value::Const(value));
+            }
+        }
+    }
+
+    /// The import-time value of `name`, if it has one.
+    pub(crate) fn const_of(&self, name: &str) -> Option<&Tensor> {
+        match self.values.get(name)? {
+            Value::Const(t) => Some(t),
+            Value::Tensor(id) => self.graph.constants.get(id),
+        }
+    }
+
+    pub(crate) fn shape_of(&self, name: &str) -> Vec<usize> {
+        match self.values.get(name) {
+            Some(Value::Const(t)) => t.shape.dims().to_vec(),
+            Some(Value::Tensor(id)) => self.graph.info(*id).shape.dims().to_vec(),
+            None => Vec::new(),
+        }
+    }
+
+    pub(crate) fn dtype_of(&self, name: &str) -> Option<DType> {
+        match self.values.get(name)? {
+            Value::Const(t) => Some(t.dtype),
+            Value::Tensor(id) => Some(self.graph.info(*id).dtype),
+        }
+    }
+
+    /// The graph tensor for `name`, adding an import-time value to the graph
+    /// as a constant the first time a node consumes it.
+    pub(crate) fn tensor(&mut self, name: &str) -> Result<TensorId, ImportError> {
+        match self.values.get(name) {
+            Some(Value::Tensor(id)) => Ok(*id),
+            Some(Value::Const(t)) => {
+                let id = self.graph.add_constant(name, t.clone());
+                self.values.insert(name.to_string(), Value::Tensor(id));
+                Ok(id)
+            }
+            None => Err(ImportError::Tensor { tensor: name.into(), message: "is not defined".into() }),
+        }
+    }
+
+    /// Drops constants that no node consumes and that are not outputs: the
+    /// inputs of nodes folded after their constants reached the graph.
+    fn prune_constants(&mut self) {
+        let mut used: HashSet<TensorId> = self.graph.outputs.iter().copied().collect();
+        for node in self.graph.nodes.node_weights() {
+            used.extend(node.inputs.iter().flatten().copied());
+        }
+        self.graph.constants.retain(|id, _| used.contains(id));
+    }
+
+    /// Adds a constant the importer made up (ones for Expand, and the like).
+    pub(crate) fn add_constant(&mut self, name: String, value: Tensor) -> TensorId {
+        self.graph.add_constant(name, value)
+    }
+
+    /// Adds `op` as node `name`; its outputs get the given ONNX names.
+    pub(crate) fn emit(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: Vec<Option<TensorId>>,
+        outputs: &[String],
+    ) -> Result<Vec<TensorId>, ImportError> {
+        // A node over constants only (a weight transposed or reshaped in the
+        // file, say) is evaluated now by the reference evaluator, so the
+        // graph carries its result as a weight rather than recomputing it.
+        let consts: Option<Vec<Option<&Tensor>>> = inputs
+            .iter()
+            .map(|t| match t {
+                Some(id) => self.graph.constants.get(id).map(Some),
+                None => Some(None),
+            })
+            .collect();
+        if let Some(consts) = consts.filter(|c| c.iter().any(Option::is_some)) {
+            let values = crate::eval::eval_node(name, &op, &consts)?;
+            let mut ids = Vec::new();
+            for (i, value) in values.into_iter().enumerate() {
+                let out = outputs.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| format!("{name}:{i}"));
+                // Added lazily, like any other import-time value.
+                self.values.insert(out.clone(), Value::Const(value));
+                ids.push(self.tensor(&out)?);
+            }
+            return Ok(ids);
+        }
+        let ids = self.graph.add_node_named(name, op, inputs, outputs)?;
+        for (id, out) in ids.iter().zip(outputs) {
+            if !out.is_empty() {
+                self.values.insert(out.clone(), Value::Tensor(*id));
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// The value of a `Constant` node, from whichever attribute holds it.
+fn constant_value(view: &NodeView<'_>) -> Result<Tensor, ImportError> {
+    let a = &view.attrs;
+    let n = &view.name;
+    if let Some(t) = a.tensor("value", n)? {
+        return tensor::tensor_from_proto(t).map_err(|e| match e {
+            ImportError::Tensor { message, .. } => view.err(message),
+            other => other,
+        });
+    }
+    if let Some(f) = a.float("value_float", n)? {
+        return Ok(Tensor::f32(Shape::scalar(), vec![f]));
+    }
+    if let Some(v) = a.floats("value_floats", n)? {
+        return Ok(Tensor::f32(vec![v.len()], v));
+    }
+    if let Some(i) = a.int("value_int", n)? {
+        return Ok(Tensor::i64(Shape::scalar(), vec![i]));
+    }
+    if let Some(v) = a.ints("value_ints", n)? {
+        return Ok(Tensor::i64(vec![v.len()], v));
+    }
+    if a.has("sparse_value") || a.has("value_string") || a.has("value_strings") {
+        return Err(view.err("sparse and string constants are not supported"));
+    }
+    Err(view.err("has no value attribute"))
+}

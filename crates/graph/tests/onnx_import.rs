@@ -1,0 +1,499 @@
+//! ONNX import on small models built here with the protobuf types: operator
+//! mapping, opset-specific attribute forms, constant folding, and the errors
+//! (unsupported operators, malformed files, unbound dynamic dims).
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::type_proto;
+use onnx_protobuf::{
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use protobuf::Enum;
+use weft_graph::eval::evaluate;
+use weft_graph::{import_onnx, ImportError, ImportOptions, Op, Tensor, UnaryOp};
+
+enum D {
+    V(i64),
+    P(&'static str),
+}
+
+fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for d in dims {
+        let mut dim = Dimension::new();
+        dim.value = Some(match d {
+            D::V(v) => dimension::Value::DimValue(*v),
+            D::P(p) => dimension::Value::DimParam(p.to_string()),
+        });
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = elem.value();
+    tt.shape = Some(shape).into();
+    let mut tp = TypeProto::new();
+    tp.value = Some(type_proto::Value::TensorType(tt));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.into();
+    vi.type_ = Some(tp).into();
+    vi
+}
+
+fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
+    value_info(name, DataType::FLOAT, &dims.iter().map(|&d| D::V(d)).collect::<Vec<_>>())
+}
+
+fn tensor_f32(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = DataType::FLOAT.value();
+    // raw_data, as most exporters write it.
+    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    t
+}
+
+fn tensor_i64(name: &str, data: Vec<i64>) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = vec![data.len() as i64];
+    t.data_type = DataType::INT64.value();
+    t.int64_data = data;
+    t
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INTS.into();
+    a.ints = v.to_vec();
+    a
+}
+
+fn attr_float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::FLOAT.into();
+    a.f = v;
+    a
+}
+
+fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::TENSOR.into();
+    a.t = Some(t).into();
+    a
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n.attribute = attrs;
+    n
+}
+
+fn model(
+    opset: i64,
+    inputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+    nodes: Vec<NodeProto>,
+    outputs: &[&str],
+) -> Vec<u8> {
+    let mut g = GraphProto::new();
+    g.name = "test".into();
+    g.input = inputs;
+    g.initializer = inits;
+    g.node = nodes;
+    g.output = outputs.iter().map(|o| f32_input(o, &[])).collect();
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    let mut set = OperatorSetIdProto::new();
+    set.version = opset;
+    m.opset_import.push(set);
+    m.graph = Some(g).into();
+    m.write_to_bytes().expect("serialises")
+}
+
+fn run(bytes: &[u8], inputs: &[Tensor]) -> Vec<Tensor> {
+    let g = import_onnx(bytes, &ImportOptions::default()).expect("imports");
+    evaluate(&g, inputs).expect("evaluates")
+}
+
+fn close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{a:?} vs {b:?}");
+    }
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_f64().iter().map(|&x| x as f32).collect()
+}
+
+#[test]
+fn conv_relu() {
+    // 1x1x3x3 input, a 2x2 kernel of ones and bias -10: each output is the
+    // sum of a 2x2 window minus 10, then ReLU.
+    let bytes = model(
+        11,
+        vec![f32_input("x", &[1, 1, 3, 3])],
+        vec![tensor_f32("w", &[1, 1, 2, 2], vec![1.0; 4]), tensor_f32("b", &[1], vec![-10.0])],
+        vec![
+            node("Conv", "conv", &["x", "w", "b"], &["c"], vec![attr_ints("kernel_shape", &[2, 2])]),
+            node("Relu", "relu", &["c"], &["y"], vec![]),
+        ],
+        &["y"],
+    );
+    let g = import_onnx(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(g.nodes.node_count(), 2);
+    let y = g.tensor_by_name("y").unwrap();
+    assert_eq!(g.info(y).shape.dims(), &[1, 1, 2, 2]);
+    let x = Tensor::f32(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
+    let out = run(&bytes, &[x]);
+    // Windows: 1+2+4+5=12, 2+3+5+6=16, 4+5+7+8=24, 5+6+8+9=28.
+    close(&f32s(&out[0]), &[2.0, 6.0, 14.0, 18.0]);
+}
+
+#[test]
+fn reshape_with_constant_shape_input_and_folded_shape_subgraph() {
+    // shape = Concat(Gather(Shape(x), 0), [-1]): the exporter's way of
+    // writing "flatten after the batch dim", folded at import.
+    let bytes = model(
+        13,
+        vec![f32_input("x", &[2, 3, 4])],
+        vec![tensor_i64("zero", vec![0]), tensor_i64("minus_one", vec![-1])],
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node("Gather", "gather", &["s", "zero"], &["n"], vec![attr_int("axis", 0)]),
+            node("Concat", "concat", &["n", "minus_one"], &["target"], vec![attr_int("axis", 0)]),
+            node("Reshape", "reshape", &["x", "target"], &["y"], vec![]),
+        ],
+        &["y"],
+    );
+    let g = import_onnx(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(g.nodes.node_count(), 1, "only the Reshape reaches the graph");
+    let node = g.nodes.node_weights().next().unwrap();
+    assert_eq!(node.op, Op::Reshape { shape: vec![2, -1], allow_zero: false });
+    assert_eq!(node.inputs.len(), 1, "the shape input became an attribute");
+    assert_eq!(g.info(g.outputs[0]).shape.dims(), &[2, 12]);
+}
+
+#[test]
+fn clip_bounds_as_attributes_before_opset_11_and_inputs_after() {
+    let old = model(
+        9,
+        vec![f32_input("x", &[4])],
+        vec![],
+        vec![node("Clip", "clip", &["x"], &["y"], vec![attr_float("min", -1.0), attr_float("max", 2.0)])],
+        &["y"],
+    );
+    let new = model(
+        13,
+        vec![f32_input("x", &[4])],
+        vec![tensor_f32("lo", &[], vec![-1.0]), tensor_f32("hi", &[], vec![2.0])],
+        vec![node("Clip", "clip", &["x", "lo", "hi"], &["y"], vec![])],
+        &["y"],
+    );
+    // Opset 11+ with only a lower bound: the upper one is +inf.
+    let min_only = model(
+        12,
+        vec![f32_input("x", &[4])],
+        vec![tensor_f32("lo", &[], vec![0.0])],
+        vec![node("Clip", "clip", &["x", "lo", ""], &["y"], vec![])],
+        &["y"],
+    );
+    for bytes in [&old, &new] {
+        let g = import_onnx(bytes, &ImportOptions::default()).unwrap();
+        let n = g.nodes.node_weights().next().unwrap();
+        assert_eq!(n.op, Op::Unary(UnaryOp::Clip { min: -1.0, max: 2.0 }));
+        assert_eq!(n.inputs.len(), 1);
+    }
+    let g = import_onnx(&min_only, &ImportOptions::default()).unwrap();
+    let n = g.nodes.node_weights().next().unwrap();
+    assert_eq!(n.op, Op::Unary(UnaryOp::Clip { min: 0.0, max: f32::INFINITY }));
+    let out = run(&new, &[Tensor::f32(vec![4], vec![-3.0, 0.5, 1.5, 9.0])]);
+    close(&f32s(&out[0]), &[-1.0, 0.5, 1.5, 2.0]);
+}
+
+#[test]
+fn squeeze_unsqueeze_axes_as_attribute_before_13_and_input_after() {
+    let old = model(
+        11,
+        vec![f32_input("x", &[1, 3, 1])],
+        vec![],
+        vec![
+            node("Squeeze", "sq", &["x"], &["s"], vec![attr_ints("axes", &[0, 2])]),
+            node("Unsqueeze", "unsq", &["s"], &["y"], vec![attr_ints("axes", &[1])]),
+        ],
+        &["y"],
+    );
+    let new = model(
+        13,
+        vec![f32_input("x", &[1, 3, 1])],
+        vec![tensor_i64("sq_axes", vec![0, 2]), tensor_i64("unsq_axes", vec![1])],
+        vec![
+            node("Squeeze", "sq", &["x", "sq_axes"], &["s"], vec![]),
+            node("Unsqueeze", "unsq", &["s", "unsq_axes"], &["y"], vec![]),
+        ],
+        &["y"],
+    );
+    for bytes in [&old, &new] {
+        let g = import_onnx(bytes, &ImportOptions::default()).unwrap();
+        assert_eq!(g.info(g.outputs[0]).shape.dims(), &[3, 1]);
+        let ops: Vec<Op> = g.nodes.node_weights().map(|n| n.op.clone()).collect();
+        assert!(ops.contains(&Op::Squeeze { axes: vec![0, 2] }), "{ops:?}");
+        assert!(ops.contains(&Op::Unsqueeze { axes: vec![1] }), "{ops:?}");
+    }
+}
+
+#[test]
+fn split_sizes_as_attribute_before_13_input_after_and_even_by_default() {
+    let old = model(
+        11,
+        vec![f32_input("x", &[6])],
+        vec![],
+        vec![node("Split", "split", &["x"], &["a", "b"], vec![attr_ints("split", &[2, 4])])],
+        &["a", "b"],
+    );
+    let new = model(
+        13,
+        vec![f32_input("x", &[6])],
+        vec![tensor_i64("sizes", vec![2, 4])],
+        vec![node("Split", "split", &["x", "sizes"], &["a", "b"], vec![])],
+        &["a", "b"],
+    );
+    let even = model(
+        13,
+        vec![f32_input("x", &[6])],
+        vec![],
+        vec![node("Split", "split", &["x"], &["a", "b", "c"], vec![])],
+        &["a", "b", "c"],
+    );
+    for bytes in [&old, &new] {
+        let x = Tensor::f32(vec![6], (0..6).map(|v| v as f32).collect());
+        let out = run(bytes, &[x]);
+        close(&f32s(&out[0]), &[0.0, 1.0]);
+        close(&f32s(&out[1]), &[2.0, 3.0, 4.0, 5.0]);
+    }
+    let g = import_onnx(&even, &ImportOptions::default()).unwrap();
+    assert_eq!(g.nodes.node_weights().next().unwrap().op, Op::Split { axis: 0, sizes: vec![2, 2, 2] });
+}
+
+#[test]
+fn softmax_before_opset_13_normalises_over_all_trailing_dims() {
+    // [1, 2, 2] with axis=1: before 13 the four values form one
+    // distribution; from 13 each column of two does.
+    let x = Tensor::f32(vec![1, 2, 2], vec![0.0, 1.0, 2.0, 3.0]);
+    let attrs = || vec![attr_int("axis", 1)];
+    let old = model(
+        11,
+        vec![f32_input("x", &[1, 2, 2])],
+        vec![],
+        vec![node("Softmax", "sm", &["x"], &["y"], attrs())],
+        &["y"],
+    );
+    let new = model(
+        13,
+        vec![f32_input("x", &[1, 2, 2])],
+        vec![],
+        vec![node("Softmax", "sm", &["x"], &["y"], attrs())],
+        &["y"],
+    );
+    let e: Vec<f32> = [0.0f32, 1.0, 2.0, 3.0].iter().map(|v| v.exp()).collect();
+    let total: f32 = e.iter().sum();
+    let out_old = run(&old, std::slice::from_ref(&x));
+    assert_eq!(out_old[0].shape.dims(), &[1, 2, 2]);
+    close(&f32s(&out_old[0]), &e.iter().map(|v| v / total).collect::<Vec<_>>());
+    let out_new = run(&new, &[x]);
+    close(
+        &f32s(&out_new[0]),
+        &[e[0] / (e[0] + e[2]), e[1] / (e[1] + e[3]), e[2] / (e[0] + e[2]), e[3] / (e[1] + e[3])],
+    );
+    // The default axis differs too: 1 before 13, -1 after; on a rank-2 input
+    // both are the last axis, so no reshapes are needed.
+    let g = import_onnx(
+        &model(9, vec![f32_input("x", &[2, 5])], vec![], vec![node("Softmax", "sm", &["x"], &["y"], vec![])], &["y"]),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(g.nodes.node_count(), 1);
+}
+
+#[test]
+fn constant_nodes_in_every_form_and_folding_of_constant_only_nodes() {
+    let mut value_ints = AttributeProto::new();
+    value_ints.name = "value_ints".into();
+    value_ints.type_ = AttributeType::INTS.into();
+    value_ints.ints = vec![1, 4];
+    let bytes = model(
+        13,
+        vec![f32_input("x", &[4])],
+        vec![],
+        vec![
+            node(
+                "Constant",
+                "",
+                &[],
+                &["bias"],
+                vec![attr_tensor("value", tensor_f32("", &[4], vec![1.0, 2.0, 3.0, 4.0]))],
+            ),
+            node("Constant", "", &[], &["two"], vec![attr_float("value_float", 2.0)]),
+            node("Constant", "", &[], &["shape"], vec![value_ints]),
+            // Folded: bias * 2 never reaches the graph as a node.
+            node("Mul", "scale", &["bias", "two"], &["bias2"], vec![]),
+            node("Add", "add", &["x", "bias2"], &["sum"], vec![]),
+            node("Reshape", "reshape", &["sum", "shape"], &["y"], vec![]),
+        ],
+        &["y"],
+    );
+    let g = import_onnx(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(g.nodes.node_count(), 2, "Add and Reshape only");
+    let out = evaluate(&g, &[Tensor::f32(vec![4], vec![0.0; 4])]).unwrap();
+    assert_eq!(out[0].shape.dims(), &[1, 4]);
+    close(&f32s(&out[0]), &[2.0, 4.0, 6.0, 8.0]);
+}
+
+#[test]
+fn every_unsupported_operator_is_reported_at_once() {
+    let bytes = model(
+        13,
+        vec![f32_input("x", &[4])],
+        vec![],
+        vec![
+            node("Relu", "ok", &["x"], &["a"], vec![]),
+            node("NonMaxSuppression", "nms", &["a"], &["b"], vec![]),
+            node("TopK", "topk_1", &["b"], &["c"], vec![]),
+            node("TopK", "topk_2", &["c"], &["y"], vec![]),
+        ],
+        &["y"],
+    );
+    let err = import_onnx(&bytes, &ImportOptions::default()).unwrap_err();
+    match &err {
+        ImportError::Unsupported { ops } => {
+            let names: Vec<&str> = ops.iter().map(|(_, n)| n.as_str()).collect();
+            assert_eq!(names, ["nms", "topk_1", "topk_2"]);
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("NonMaxSuppression (node `nms`)"), "{msg}");
+    assert!(msg.contains("TopK (nodes `topk_1`, `topk_2`)"), "{msg}");
+}
+
+#[test]
+fn operators_of_other_domains_are_unsupported() {
+    let mut n = node("FusedGemm", "fg", &["x"], &["y"], vec![]);
+    n.domain = "com.microsoft".into();
+    let bytes = model(13, vec![f32_input("x", &[4])], vec![], vec![n], &["y"]);
+    let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("com.microsoft.FusedGemm (node `fg`)"), "{msg}");
+}
+
+#[test]
+fn malformed_bytes_are_an_error_not_a_panic() {
+    for bytes in [&b"definitely not protobuf \xff\xff\xff"[..], &[0x0a, 0xff, 0xff, 0xff, 0x0f][..]] {
+        let err = import_onnx(bytes, &ImportOptions::default()).unwrap_err();
+        assert!(matches!(err, ImportError::Decode(_)), "{err:?}");
+    }
+    // Well-formed protobuf, but no graph.
+    let empty = ModelProto::new().write_to_bytes().unwrap();
+    assert!(import_onnx(&empty, &ImportOptions::default()).is_err());
+    // Truncated real model.
+    let bytes = model(13, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
+    assert!(import_onnx(&bytes[..bytes.len() / 2], &ImportOptions::default()).is_err());
+}
+
+#[test]
+fn unsupported_opset_is_an_error_with_the_fix() {
+    let bytes = model(7, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
+    let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("opset 7") && msg.contains("convert_version"), "{msg}");
+}
+
+#[test]
+fn dynamic_dims_must_be_bound_and_the_error_names_the_input() {
+    let bytes = model(
+        13,
+        vec![value_info("pixels", DataType::FLOAT, &[D::P("batch"), D::V(3), D::P("h"), D::P("w")])],
+        vec![],
+        vec![node("Relu", "r", &["pixels"], &["y"], vec![])],
+        &["y"],
+    );
+    let err = import_onnx(&bytes, &ImportOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ImportError::Input { ref input, .. } if input == "pixels"), "{err:?}");
+    assert!(msg.contains("--shape pixels=") && msg.contains("[batch, 3, h, w]"), "{msg}");
+
+    let g = import_onnx(&bytes, &ImportOptions::default().with_shape("pixels", vec![2, 3, 8, 8])).unwrap();
+    assert_eq!(g.info(g.inputs[0]).shape.dims(), &[2, 3, 8, 8]);
+    let g =
+        import_onnx(&bytes, &ImportOptions::default().with_dim("batch", 1).with_dim("h", 4).with_dim("w", 5)).unwrap();
+    assert_eq!(g.info(g.inputs[0]).shape.dims(), &[1, 3, 4, 5]);
+    // A binding that contradicts a fixed dim is refused.
+    let err = import_onnx(&bytes, &ImportOptions::default().with_shape("pixels", vec![1, 4, 8, 8])).unwrap_err();
+    assert!(err.to_string().contains("dimension 1 is 3"), "{err}");
+}
+
+#[test]
+fn expand_of_a_runtime_tensor_broadcasts() {
+    let bytes = model(
+        13,
+        vec![f32_input("x", &[2, 1])],
+        vec![tensor_i64("shape", vec![2, 3])],
+        vec![node("Expand", "expand", &["x", "shape"], &["y"], vec![])],
+        &["y"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![2, 1], vec![1.0, 2.0])]);
+    assert_eq!(out[0].shape.dims(), &[2, 3]);
+    close(&f32s(&out[0]), &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+}
+
+#[test]
+fn slice_attributes_before_opset_10_and_inputs_after_are_clamped() {
+    let old = model(
+        9,
+        vec![f32_input("x", &[5])],
+        vec![],
+        vec![node("Slice", "s", &["x"], &["y"], vec![attr_ints("starts", &[1]), attr_ints("ends", &[i64::MAX])])],
+        &["y"],
+    );
+    let new = model(
+        13,
+        vec![f32_input("x", &[5])],
+        vec![
+            tensor_i64("starts", vec![-1]),
+            tensor_i64("ends", vec![i64::MIN]),
+            tensor_i64("axes", vec![0]),
+            tensor_i64("steps", vec![-2]),
+        ],
+        vec![node("Slice", "s", &["x", "starts", "ends", "axes", "steps"], &["y"], vec![])],
+        &["y"],
+    );
+    let x = || Tensor::f32(vec![5], vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+    close(&f32s(&run(&old, &[x()])[0]), &[1.0, 2.0, 3.0, 4.0]);
+    close(&f32s(&run(&new, &[x()])[0]), &[4.0, 2.0, 0.0]);
+}
+
+#[test]
+fn external_data_is_refused_with_the_fix() {
+    let mut w = tensor_f32("w", &[4], vec![0.0; 4]);
+    w.raw_data.clear();
+    w.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    let bytes =
+        model(13, vec![f32_input("x", &[4])], vec![w], vec![node("Add", "a", &["x", "w"], &["y"], vec![])], &["y"]);
+    let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("tensor `w`") && msg.contains("save_as_external_data=False"), "{msg}");
+}
