@@ -17,7 +17,7 @@
 //! 3. Walks the nodes in file order (ONNX requires a topological order).
 //!    Initializers and `Constant` nodes are import-time values; `Shape` of any
 //!    tensor is known since shapes are static; every node whose inputs are all
-//!    known is evaluated by [`fold`] (shape arithmetic, `ConstantOfShape`,
+//!    known is evaluated by the `fold` module (shape arithmetic, `ConstantOfShape`,
 //!    `Range`, `Expand`, …) and never reaches the graph. Other nodes become
 //!    [`Op`]s, with the inputs that newer opsets use for attributes (Clip's
 //!    bounds, Reshape's shape, Split's sizes, Squeeze/Unsqueeze axes, Pad's
