@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::emit::CudaSource;
 use crate::nvrtc::{self, NvrtcInfo};
-use crate::ptxas::{Ptxas, PtxasError, ResourceReport};
+use crate::ptxas::{report_for, Ptxas, PtxasError, ResourceReport};
 use crate::toolkit::CudaSearch;
 
 /// A GPU architecture as a compute capability (`sm_90` is 9.0).
@@ -156,6 +156,8 @@ pub struct Compiler {
     cache_dir: Option<PathBuf>,
     nvrtc: OnceLock<Result<NvrtcInfo, CompileError>>,
     memory: Mutex<HashMap<String, Arc<CompiledPtx>>>,
+    /// ptxas reports by PTX cache key.
+    reports: Mutex<HashMap<String, ResourceReport>>,
     counters: Counters,
 }
 
@@ -181,6 +183,7 @@ impl Compiler {
             cache_dir: default_cache_dir(),
             nvrtc: OnceLock::new(),
             memory: Mutex::new(HashMap::new()),
+            reports: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         }
     }
@@ -287,12 +290,32 @@ impl Compiler {
     }
 
     /// Runs ptxas on `compiled` for this compiler's real architecture;
-    /// `Ok(None)` when no ptxas is installed.
+    /// `Ok(None)` when no ptxas is installed. Reports are cached beside the
+    /// PTX (in memory and as `<key>.ptxas` on disk), so a second compile of
+    /// the same model runs neither NVRTC nor ptxas.
     pub fn resource_report(&self, compiled: &CompiledPtx) -> Result<Option<ResourceReport>, CompileError> {
-        match Ptxas::locate(&self.search) {
-            Some(p) => Ok(Some(p.report(&compiled.ptx, self.arch, &compiled.name)?)),
-            None => Ok(None),
+        if let Some(hit) = self.reports.lock().unwrap_or_else(|e| e.into_inner()).get(&compiled.key) {
+            return Ok(Some(hit.clone()));
         }
+        let disk = self.cache_dir.as_ref().map(|d| d.join(format!("{}.ptxas", compiled.key)));
+        let cached = disk.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let report = match cached.as_deref().map(|text| report_for(text, &compiled.name)) {
+            Some(Ok(report)) => report,
+            // Missing or unreadable entry: run ptxas and (re)write it.
+            _ => {
+                let Some(ptxas) = Ptxas::locate(&self.search) else { return Ok(None) };
+                let text = ptxas.verbose_output(&compiled.ptx, self.arch, &compiled.name)?;
+                let report = report_for(&text, &compiled.name)?;
+                if let Some(path) = &disk {
+                    if write_atomic(path, &text).is_err() {
+                        self.counters.disk_write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                report
+            }
+        };
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(compiled.key.clone(), report.clone());
+        Ok(Some(report))
     }
 
     fn entry_path(&self, key: &str) -> Option<PathBuf> {

@@ -19,5 +19,5 @@ pub mod toolkit;
 pub use compiler::{default_cache_dir, require_nvrtc_or_skip, Arch, CompileError, CompileStats, CompiledPtx, Compiler};
 pub use emit::{emit_cuda, emit_cuda_with, BlockMapping, CodeWriter, CudaSource, DirectBlocks, EmitError, EmitOptions};
 pub use nvrtc::{nvrtc_version, NvrtcInfo};
-pub use ptxas::{parse_ptxas_output, Ptxas, PtxasError, ResourceReport};
+pub use ptxas::{parse_ptxas_output, report_for, Ptxas, PtxasError, ResourceReport};
 pub use toolkit::CudaSearch;

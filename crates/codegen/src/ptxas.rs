@@ -101,6 +101,14 @@ pub fn parse_ptxas_output(text: &str) -> Vec<ResourceReport> {
     reports
 }
 
+/// The report for entry `kernel` in ptxas output `text`.
+pub fn report_for(text: &str, kernel: &str) -> Result<ResourceReport, PtxasError> {
+    parse_ptxas_output(text)
+        .into_iter()
+        .find(|r| r.kernel == kernel)
+        .ok_or_else(|| PtxasError::NoReport { kernel: kernel.into(), output: text.to_string() })
+}
+
 /// A located ptxas executable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ptxas {
@@ -116,6 +124,13 @@ impl Ptxas {
 
     /// Assembles `ptx` for `arch` and returns the report for entry `kernel`.
     pub fn report(&self, ptx: &str, arch: Arch, kernel: &str) -> Result<ResourceReport, PtxasError> {
+        let text = self.verbose_output(ptx, arch, kernel)?;
+        report_for(&text, kernel)
+    }
+
+    /// Assembles `ptx` for `arch` with `-v` and returns ptxas's output text
+    /// (what [`parse_ptxas_output`] reads; the compiler caches it on disk).
+    pub fn verbose_output(&self, ptx: &str, arch: Arch, kernel: &str) -> Result<String, PtxasError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let stem = format!("weft-ptxas-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let dir = std::env::temp_dir();
@@ -137,10 +152,7 @@ impl Ptxas {
         if !out.status.success() {
             return Err(PtxasError::Failed { kernel: kernel.into(), status: out.status.to_string(), output: text });
         }
-        parse_ptxas_output(&text)
-            .into_iter()
-            .find(|r| r.kernel == kernel)
-            .ok_or(PtxasError::NoReport { kernel: kernel.into(), output: text })
+        Ok(text)
     }
 
     pub fn path(&self) -> &Path {

@@ -61,6 +61,8 @@ pub struct LowerCtx<'g> {
     /// Tensors whose values exist at this point of the kernel stream.
     available: HashSet<TensorId>,
     kernel_names: HashMap<String, usize>,
+    /// Kernels emitted so far by their text without the name.
+    kernel_bodies: HashMap<String, Arc<KernelDef>>,
 }
 
 impl<'g> LowerCtx<'g> {
@@ -75,6 +77,7 @@ impl<'g> LowerCtx<'g> {
             tensor_buf: HashMap::new(),
             available,
             kernel_names: HashMap::new(),
+            kernel_bodies: HashMap::new(),
         }
     }
 
@@ -161,10 +164,21 @@ impl<'g> LowerCtx<'g> {
                 ),
             });
         }
+        // Code is keyed by kernel bodies: a kernel identical to an earlier one
+        // but for its name (the same layer shape twice) reuses that kernel, so
+        // it is emitted and compiled once.
+        let body = KernelDef { name: String::new(), ..kernel.clone() }.to_string();
+        if let Some(same) = self.kernel_bodies.get(&body) {
+            let kernel = same.clone();
+            self.program.steps.push(Step { kernel, args, nodes });
+            return Ok(());
+        }
         if let Err(e) = weft_kir::verifier::verify(&kernel) {
             return Err(LowerError::Internal { node: nodes.join(", "), message: e.to_string() });
         }
-        self.program.steps.push(Step { kernel: Arc::new(kernel), args, nodes });
+        let kernel = Arc::new(kernel);
+        self.kernel_bodies.insert(body, kernel.clone());
+        self.program.steps.push(Step { kernel, args, nodes });
         Ok(())
     }
 
