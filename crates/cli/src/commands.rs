@@ -1,0 +1,363 @@
+//! The `weft` subcommands.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use weft::codegen::{emit_cuda, Arch, Compiler, CudaSource};
+use weft::gpu::GpuExecutor;
+use weft::interp::Interpreter;
+use weft::kir::{analysis, HostBuffer, Scalar, Type};
+use weft_graph::onnx::{import_onnx_file, ImportOptions};
+use weft_graph::{stats, Graph};
+use weft_lower::{lower, LowerOptions, Program};
+
+use crate::npy;
+use crate::Backend;
+
+/// Any failure of a subcommand, with the cause in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Import(#[from] weft_graph::onnx::ImportError),
+    #[error(transparent)]
+    Lower(#[from] weft_lower::LowerError),
+    #[error(transparent)]
+    Run(#[from] weft_lower::RunError),
+    #[error(transparent)]
+    Emit(#[from] weft::codegen::EmitError),
+    #[error(transparent)]
+    Compile(#[from] weft::codegen::CompileError),
+    #[error(transparent)]
+    Gpu(#[from] weft::gpu::GpuError),
+    #[error(transparent)]
+    Npy(#[from] npy::NpyError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io { path: path.display().to_string(), source }
+}
+
+/// Parses `NAME=1x3x224x224` bindings.
+pub fn parse_shapes(specs: &[String]) -> Result<HashMap<String, Vec<usize>>, CliError> {
+    let mut shapes = HashMap::new();
+    for spec in specs {
+        let (name, dims) = spec
+            .rsplit_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--shape `{spec}`: expected NAME=DIMS, e.g. input=1x3x224x224")))?;
+        let dims: Result<Vec<usize>, _> = dims.split(['x', ',']).map(str::parse).collect();
+        let dims = dims.map_err(|_| {
+            CliError::Usage(format!("--shape `{spec}`: dimensions must be positive integers separated by `x`"))
+        })?;
+        if dims.contains(&0) {
+            return Err(CliError::Usage(format!("--shape `{spec}`: dimensions must be positive")));
+        }
+        shapes.insert(name.to_string(), dims);
+    }
+    Ok(shapes)
+}
+
+/// Parses `NAME=VALUE` bindings of symbolic dimensions.
+pub fn parse_dims(specs: &[String]) -> Result<HashMap<String, usize>, CliError> {
+    let mut dims = HashMap::new();
+    for spec in specs {
+        let parsed = spec.rsplit_once('=').and_then(|(name, v)| Some((name, v.parse::<usize>().ok()?)));
+        match parsed {
+            Some((name, v)) if v > 0 => {
+                dims.insert(name.to_string(), v);
+            }
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--dim `{spec}`: expected NAME=VALUE with a positive VALUE, e.g. batch=1"
+                )))
+            }
+        }
+    }
+    Ok(dims)
+}
+
+/// How a model's dynamic dimensions are bound: `--shape` and `--dim` flags.
+pub struct Bindings<'a> {
+    pub shapes: &'a [String],
+    pub dims: &'a [String],
+}
+
+fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
+    let options = ImportOptions { shapes: parse_shapes(bind.shapes)?, dims: parse_dims(bind.dims)? };
+    Ok(import_onnx_file(model, &options)?)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+pub fn inspect(model: &Path, bind: &Bindings, list_nodes: bool) -> Result<(), CliError> {
+    let graph = load(model, bind)?;
+    println!("model: {} ({})", graph.name, model.display());
+    for &t in &graph.inputs {
+        let i = graph.info(t);
+        println!("  input  {:<24} {} {}", i.name, i.dtype, i.shape);
+    }
+    for &t in &graph.outputs {
+        let i = graph.info(t);
+        println!("  output {:<24} {} {}", i.name, i.dtype, i.shape);
+    }
+    let mut per_op: HashMap<&'static str, (usize, u64)> = HashMap::new();
+    let order = graph.topo_order();
+    for &n in &order {
+        let node = &graph.nodes[n];
+        let e = per_op.entry(node.op.name()).or_default();
+        e.0 += 1;
+        e.1 += stats::node_flops(&graph, node);
+    }
+    let mut ops: Vec<_> = per_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
+    println!("ops ({} nodes):", order.len());
+    for (op, (count, flops)) in ops {
+        println!("  {op:<22} {count:>5} nodes  {:>10}FLOPs", human(flops));
+    }
+    println!("parameters: {}", human(stats::parameter_count(&graph)));
+    println!("FLOPs: {}", human(stats::graph_flops(&graph)));
+    if list_nodes {
+        println!("nodes:");
+        for &n in &order {
+            let node = &graph.nodes[n];
+            let outs: Vec<String> = node.outputs.iter().map(|&t| graph.info(t).shape.to_string()).collect();
+            println!(
+                "  {:<40} {:<20} -> {}  {}FLOPs",
+                node.name,
+                node.op.name(),
+                outs.join(", "),
+                human(stats::node_flops(&graph, node))
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_arch(arch: &str) -> Result<Arch, CliError> {
+    let digits = arch.trim_start_matches("sm_").trim_start_matches("compute_");
+    let bad = || CliError::Usage(format!("--arch `{arch}`: expected sm_XY, e.g. sm_90"));
+    if digits.len() < 2 {
+        return Err(bad());
+    }
+    let (major, minor) = digits.split_at(digits.len() - 1);
+    Ok(Arch::new(major.parse().map_err(|_| bad())?, minor.parse().map_err(|_| bad())?))
+}
+
+pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) -> Result<(), CliError> {
+    let graph = load(model, bind)?;
+    let program = lower(&graph, &LowerOptions::default())?;
+    let arch = match arch {
+        Some(a) => parse_arch(a)?,
+        None => match weft::cuda::probe() {
+            Ok(info) => Arch::new(info.compute_capability.0, info.compute_capability.1),
+            Err(_) => Arch::SM_90,
+        },
+    };
+    let compiler = Compiler::new(arch);
+    compiler.nvrtc()?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+
+    // Kernels of identical source compile once.
+    let mut sources: Vec<CudaSource> = Vec::new();
+    let mut unique: HashMap<String, usize> = HashMap::new();
+    let mut step_source = Vec::with_capacity(program.steps.len());
+    for step in &program.steps {
+        let src = emit_cuda(&step.kernel)?;
+        let path = out.join(format!("{}.cu", step.kernel.name));
+        std::fs::write(&path, &src.code).map_err(io_err(&path))?;
+        let idx = *unique.entry(src.code.clone()).or_insert_with(|| {
+            sources.push(src.clone());
+            sources.len() - 1
+        });
+        step_source.push(idx);
+    }
+
+    let started = Instant::now();
+    let bar = ProgressBar::new(sources.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("compiling {pos}/{len} distinct kernels [{bar:30}] {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Distinct kernels compile in parallel; the compiler's caches are shared.
+    let compiled: Vec<_> = sources
+        .par_iter()
+        .map(|src| {
+            let r = compiler.compile(src).and_then(|ptx| {
+                let report = compiler.resource_report(&ptx)?;
+                Ok((ptx, report))
+            });
+            bar.inc(1);
+            r
+        })
+        .collect::<Result<_, _>>()?;
+    bar.finish_and_clear();
+
+    let mut table = String::from("kernel\tgrid\tblock\tregisters\tshared_bytes\tflops\tbytes_moved\tnodes\n");
+    println!(
+        "{:<28} {:>16} {:>12} {:>5} {:>8} {:>10} {:>10}",
+        "kernel", "grid", "block", "regs", "smem", "FLOPs", "bytes"
+    );
+    for (step, &idx) in program.steps.iter().zip(&step_source) {
+        let (ptx, report) = &compiled[idx];
+        let path = out.join(format!("{}.ptx", step.kernel.name));
+        std::fs::write(&path, &ptx.ptx).map_err(io_err(&path))?;
+        let cost = analysis::cost(&step.kernel);
+        let launch = step.kernel.launch;
+        let grid = format!("{}x{}x{}", launch.grid[0], launch.grid[1], launch.grid[2]);
+        let block = format!("{}x{}x{}", launch.block[0], launch.block[1], launch.block[2]);
+        let regs = report.as_ref().map_or("-".to_string(), |r| r.registers.to_string());
+        let bytes = cost.global_read_bytes + cost.global_write_bytes;
+        println!(
+            "{:<28} {:>16} {:>12} {:>5} {:>8} {:>10} {:>10}",
+            step.kernel.name,
+            grid,
+            block,
+            regs,
+            step.kernel.shared_bytes(),
+            human(cost.flops),
+            human(bytes)
+        );
+        table.push_str(&format!(
+            "{}\t{grid}\t{block}\t{regs}\t{}\t{}\t{bytes}\t{}\n",
+            step.kernel.name,
+            step.kernel.shared_bytes(),
+            cost.flops,
+            step.nodes.join(",")
+        ));
+    }
+    let path = out.join("kernels.tsv");
+    std::fs::write(&path, table).map_err(io_err(&path))?;
+    let stats = compiler.stats();
+    println!(
+        "{} kernels ({} distinct) for {} in {:.2} s: {} compiled by NVRTC, {} from the cache; written to {}",
+        program.steps.len(),
+        sources.len(),
+        compiler.arch().sm_name(),
+        started.elapsed().as_secs_f64(),
+        stats.nvrtc_invocations,
+        stats.memory_hits + stats.disk_hits,
+        out.display()
+    );
+    Ok(())
+}
+
+/// Seeded random values for an input: floats uniform in [-1, 1), integers in
+/// {0, 1} (valid as indices and masks for any model), booleans random.
+fn random_input(elem: Type, len: usize, seed: u64) -> HostBuffer {
+    let mut state = seed ^ 0x5851_f42d_4c95_7f2d;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut buf = HostBuffer::zeros(elem, len);
+    for i in 0..len {
+        let r = next();
+        let v = if elem.is_float() {
+            Scalar::from_f64(elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        } else {
+            Scalar::from_f64(elem, (r & 1) as f64)
+        };
+        buf.set(i, v);
+    }
+    buf
+}
+
+fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<HostBuffer>, CliError> {
+    let mut given: HashMap<String, &Path> = HashMap::new();
+    for spec in specs {
+        let (name, file) =
+            spec.split_once('=').ok_or_else(|| CliError::Usage(format!("--input `{spec}`: expected NAME=FILE.npy")))?;
+        if !program.inputs.iter().any(|b| b.name == name) {
+            let names: Vec<&str> = program.inputs.iter().map(|b| b.name.as_str()).collect();
+            return Err(CliError::Usage(format!(
+                "--input `{name}`: the model has no such input (inputs: {})",
+                names.join(", ")
+            )));
+        }
+        given.insert(name.to_string(), Path::new(file));
+    }
+    let mut inputs = Vec::new();
+    for (i, binding) in program.inputs.iter().enumerate() {
+        let info = &program.buffers[binding.buffer];
+        match given.get(&binding.name) {
+            Some(path) => {
+                let arr = npy::read(path, info.elem)?;
+                if arr.shape != binding.shape {
+                    return Err(CliError::Usage(format!(
+                        "--input {}: {} has shape {:?} but the model expects {:?}",
+                        binding.name,
+                        path.display(),
+                        arr.shape,
+                        binding.shape
+                    )));
+                }
+                inputs.push(arr.data);
+            }
+            None => inputs.push(random_input(info.elem, info.len(), seed.wrapping_add(i as u64))),
+        }
+    }
+    Ok(inputs)
+}
+
+pub fn run(
+    model: &Path,
+    backend: Backend,
+    bind: &Bindings,
+    input_specs: &[String],
+    seed: u64,
+    output_dir: &Path,
+) -> Result<(), CliError> {
+    let graph = load(model, bind)?;
+    let program = lower(&graph, &LowerOptions::default())?;
+    let inputs = inputs_for(&program, input_specs, seed)?;
+    let gpu = match backend {
+        Backend::Interp => None,
+        Backend::Cuda => Some(GpuExecutor::new()?),
+        Backend::Auto => match GpuExecutor::new() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("weft: no GPU ({e}); using the CPU interpreter");
+                None
+            }
+        },
+    };
+    let started = Instant::now();
+    let bar = ProgressBar::new(program.steps.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("running {pos}/{len} kernels [{bar:30}] {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = |i: usize, step: &weft_lower::Step| {
+        bar.set_position(i as u64);
+        bar.set_message(step.kernel.name.clone());
+    };
+    let (outputs, used) = match &gpu {
+        Some(g) => (program.run_with(g, &inputs, progress)?, "cuda"),
+        None => (program.run_with(&Interpreter::new(), &inputs, progress)?, "interp"),
+    };
+    bar.finish_and_clear();
+    std::fs::create_dir_all(output_dir).map_err(io_err(output_dir))?;
+    for (binding, data) in program.outputs.iter().zip(&outputs) {
+        let path = output_dir.join(format!("{}.npy", npy::sanitize(&binding.name)));
+        npy::write(&path, &binding.shape, data)?;
+        println!("wrote {} {:?} to {}", binding.name, binding.shape, path.display());
+    }
+    println!("ran {} kernels on {used} in {:.2} s", program.steps.len(), started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The `weft` binary end to end: help, inspect, compile (twice, the second
+//! from the cache), run (random and given inputs), and one-line errors.
+//!
+//! The model is the small PP-OCR classifier that `scripts/fetch-models` puts
+//! in `.cache/models/`; without it these tests print why and pass, except
+//! under `CI=true`, where they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("the weft binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Path::new(&manifest).join("../..")
+}
+
+fn classifier() -> Option<PathBuf> {
+    let path =
+        workspace_root().join(".cache/models/rapidocr/rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{} is missing: run scripts/fetch-models", path.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true makes this a failure)");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn read_f32_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).expect("npy written");
+    let file = npyz::NpyFile::new(&bytes[..]).expect("valid npy");
+    let shape = file.shape().to_vec();
+    (shape, file.into_vec::<f32>().expect("f32 data"))
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["inspect", "compile", "run"] {
+        let o = weft(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help failed: {}", stderr(&o));
+        assert!(stdout(&o).contains("--shape"), "{sub} --help does not document --shape");
+    }
+    assert!(weft(&["--help"]).status.success());
+}
+
+#[test]
+fn errors_are_one_line_and_non_zero() {
+    let o = weft(&["inspect", "no-such-model.onnx"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.starts_with("weft: error: ") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(err.contains("no-such-model.onnx"), "{err}");
+
+    let o = weft(&["inspect", "m.onnx", "--shape", "x=1xtwo"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--shape `x=1xtwo`"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_lists_inputs_ops_and_flops() {
+    let Some(model) = classifier() else { return };
+    let m = model.to_str().expect("utf-8 path");
+    // The model's input has dynamic dims: without a binding the error says how to bind them.
+    let o = weft(&["inspect", m]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--shape x="), "{}", stderr(&o));
+
+    let o = weft(&["inspect", m, "--shape", "x=1x3x48x192", "--nodes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("input  x") && out.contains("[1x3x48x192]"), "{out}");
+    assert!(out.contains("Conv") && out.contains("FLOPs:") && out.contains("parameters:"), "{out}");
+}
+
+#[test]
+fn compile_writes_kernels_and_hits_the_cache_the_second_time() {
+    let Some(model) = classifier() else { return };
+    let nvrtc = weft::codegen::Compiler::new(weft::codegen::Arch::SM_90);
+    if let Err(e) = nvrtc.nvrtc() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("NVRTC is required when CI=true: {e}");
+        }
+        eprintln!("skipping compile test: {e}");
+        return;
+    }
+    let out = temp_dir("compile");
+    let cache = temp_dir("compile-cache");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["compile", model.to_str().unwrap(), "--shape", "x=1x3x48x192", "--out", out.to_str().unwrap()])
+            .env("WEFT_CACHE_DIR", &cache)
+            .output()
+            .expect("weft runs")
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let table = std::fs::read_to_string(out.join("kernels.tsv")).expect("kernels.tsv written");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(rows.len() > 10, "expected many kernels, got {}", rows.len());
+    for row in &rows {
+        let name = row.split('\t').next().unwrap();
+        assert!(out.join(format!("{name}.cu")).exists() && out.join(format!("{name}.ptx")).exists(), "{name}");
+    }
+    assert!(!stdout(&first).contains(" 0 compiled by NVRTC"), "{}", stdout(&first));
+    let second = run();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains(" 0 compiled by NVRTC"),
+        "second compile was not served from the cache: {}",
+        stdout(&second)
+    );
+}
+
+#[test]
+fn run_writes_outputs_and_given_inputs_reproduce_them() {
+    let Some(model) = classifier() else { return };
+    let m = model.to_str().unwrap();
+    let dir = temp_dir("run");
+    let o = weft(&[
+        "run",
+        m,
+        "--backend",
+        "interp",
+        "--shape",
+        "x=1x3x48x192",
+        "--seed",
+        "3",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("save_infer_model_scale_0.tmp_1.npy");
+    let (shape, probs) = read_f32_npy(&out);
+    assert_eq!(shape, vec![1, 2]);
+    let sum: f32 = probs.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5, "softmax output should sum to 1, got {probs:?}");
+
+    // The same input given explicitly gives the same output bit for bit.
+    let input = dir.join("x.npy");
+    let values: Vec<f32> = (0..3 * 48 * 192).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    {
+        use npyz::WriterBuilder;
+        let f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        let mut w =
+            npyz::WriteOptions::<f32>::new().default_dtype().shape(&[1, 3, 48, 192]).writer(f).begin_nd().unwrap();
+        w.extend(values.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+    let spec = format!("x={}", input.display());
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for d in [&a, &b] {
+        let o = weft(&[
+            "run",
+            m,
+            "--backend",
+            "interp",
+            "--shape",
+            "x=1x3x48x192",
+            "--input",
+            &spec,
+            "--output-dir",
+            d.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let ra = read_f32_npy(&a.join("save_infer_model_scale_0.tmp_1.npy")).1;
+    let rb = read_f32_npy(&b.join("save_infer_model_scale_0.tmp_1.npy")).1;
+    assert_eq!(ra, rb);
+    assert_ne!(ra, probs, "a different input should change the output");
+
+    // A wrongly shaped input is a one-line error naming the input.
+    let o = weft(&[
+        "run",
+        m,
+        "--backend",
+        "interp",
+        "--shape",
+        "x=1x3x48x96",
+        "--input",
+        &spec,
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--input x"), "{}", stderr(&o));
+}
