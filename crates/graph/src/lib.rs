@@ -25,4 +25,4 @@ pub use eval::{eval_node, evaluate, evaluate_all};
 pub use graph::{Graph, Node, TensorId, TensorInfo};
 pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 pub use tensor::{Shape, Tensor, TensorData};
-pub use onnx::{import_onnx, import_onnx_file, ImportError, ImportOptions};
+pub use onnx::{export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError, ImportOptions};

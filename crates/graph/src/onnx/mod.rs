@@ -37,6 +37,7 @@
 
 mod attrs;
 pub mod error;
+pub mod export;
 mod fold;
 mod ops;
 pub mod tensor;
@@ -47,6 +48,7 @@ use std::path::Path;
 use onnx_protobuf::{Message, ModelProto, NodeProto};
 
 pub use error::ImportError;
+pub use export::{export_model, export_onnx, export_onnx_default, ExportError};
 
 use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
