@@ -1,0 +1,92 @@
+//! Slots and bundles.
+//!
+//! A **slot** is one kernel launch of one tenant with a block budget; a
+//! **bundle** is one launch of several slots. What a bundle compiles to
+//! depends only on its [`LaunchClass`]: the distinct kernel bodies it holds
+//! and its block size. Tenants, buffers, block ranges and budgets are data
+//! (the [`SlotTable`] and the slots' arguments), so admitting another tenant
+//! of a model already compiled compiles nothing.
+
+use std::sync::Arc;
+
+use weft_kir::KernelDef;
+use weft_lower::BufferId;
+
+use crate::table::SlotTable;
+
+/// A tenant instance (one model instance with its own buffers and weights).
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct TenantId(pub u32);
+
+/// How many physical blocks a slot runs on.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Budget {
+    /// One physical block per logical block (plain coalescing).
+    Full,
+    /// `n` persistent physical blocks that loop over the logical grid
+    /// (constraining); `n` is clamped to the logical block count.
+    Blocks(u32),
+}
+
+impl Budget {
+    /// Physical blocks for a kernel of `logical` blocks.
+    pub fn physical_blocks(self, logical: u64) -> u32 {
+        let logical = logical.min(u32::MAX as u64) as u32;
+        match self {
+            Budget::Full => logical,
+            Budget::Blocks(n) => n.clamp(1, logical.max(1)),
+        }
+    }
+}
+
+/// One kernel launch of one tenant inside a bundle.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub kernel: Arc<KernelDef>,
+    pub tenant: TenantId,
+    pub budget: Budget,
+    /// The tenant's buffer bound to each kernel parameter, in order.
+    pub args: Vec<BufferId>,
+}
+
+/// What a bundle's compiled module depends on: its distinct kernel bodies
+/// (in first-use order) and the block size of the launch.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct LaunchClass {
+    /// Fingerprints of the distinct kernel bodies ([`body_fingerprint`]).
+    pub bodies: Vec<u64>,
+    /// Threads per physical block: the widest slot's.
+    pub block_threads: u32,
+}
+
+/// A fingerprint of a kernel's body: its KIR text (name included, since the
+/// emitted code names the body). Equal kernels have equal fingerprints within
+/// one process; it is a key for in-memory tables, never stored.
+pub fn body_fingerprint(kernel: &KernelDef) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    kernel.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// One launch of several slots.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub slots: Vec<Slot>,
+    /// Distinct kernel bodies, indexed by `SlotEntry::body`.
+    pub bodies: Vec<Arc<KernelDef>>,
+    pub table: SlotTable,
+    pub class: LaunchClass,
+}
+
+impl Bundle {
+    /// Bytes of shared memory a physical block needs: the most any body
+    /// needs, since a block runs one slot's body at a time.
+    pub fn shared_bytes(&self) -> u64 {
+        self.bodies.iter().map(|k| k.shared_bytes()).max().unwrap_or(0)
+    }
+
+    pub fn block_threads(&self) -> u32 {
+        self.class.block_threads
+    }
+}

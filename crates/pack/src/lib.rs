@@ -1,0 +1,15 @@
+//! weft's packer: many tenants' kernels in one launch.
+//!
+//! At batch 1 a tenant's kernel fills a few SMs. The packer treats the
+//! tenants' kernel streams like a VLIW compiler treats instruction streams: it
+//! fills each launch (a [`Bundle`]) with ready kernels of different tenants
+//! ([`Slot`]s), giving each slot a disjoint range of physical blocks
+//! (coalescing) and, where useful, a budget of persistent blocks that loop over
+//! its logical grid (constraining). The mapping lives in a [`SlotTable`] that
+//! travels at launch, so compiled code depends only on kernel bodies.
+
+pub mod bundle;
+pub mod table;
+
+pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
+pub use table::{SlotEntry, SlotTable};
