@@ -9,7 +9,9 @@
 //! travels at launch, so compiled code depends only on kernel bodies.
 
 pub mod bundle;
+pub mod exec;
 pub mod table;
 
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
+pub use exec::BundleExecutor;
 pub use table::{SlotEntry, SlotTable};
