@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod exec;
 pub mod table;
+pub mod timeline;
 
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
 pub use exec::BundleExecutor;
