@@ -14,8 +14,8 @@ pub const THREADS: u32 = 256;
 
 /// Reduces `value` over the whole block with `op` (`Add`, `Max` or `Min`),
 /// whose identity is `identity`. `scratch` must be a shared array of at least
-/// `threads / 32` elements of the value's type, not in use by anything else
-/// until the next barrier. `threads` must be a multiple of 32, at most 1024.
+/// `threads / 32` elements of the value's type; the caller must place a
+/// barrier before `scratch` is written again. `threads` must be a multiple of 32, at most 1024.
 pub fn block_reduce(
     b: &mut KernelBuilder,
     value: Value,
@@ -26,6 +26,10 @@ pub fn block_reduce(
 ) -> Value {
     let warps = threads / 32;
     let warp_total = warp_reduce(b, value, op);
+    if warps == 1 {
+        // One warp: the butterfly already gave every lane the total.
+        return warp_total;
+    }
     let lane = b.lane_id();
     let tid = b.thread_id(Axis::X);
     let c32 = b.const_i32(32);

@@ -21,7 +21,7 @@
 //! the range analysis proves in bounds without guards.
 
 use weft_graph::{Node, Op, TensorId};
-use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, LaunchShape, Scalar, Shared, Type, Value};
+use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, LaunchShape, Scalar, Type, Value};
 
 use crate::context::{kir_type, LowerCtx};
 use crate::epilogue::{convert, Epilogue};
@@ -89,51 +89,9 @@ fn row_threads(len: usize) -> u32 {
     (len.div_ceil(32) * 32).clamp(32, 256) as u32
 }
 
-/// Reduces `value` over the block with `op`; every thread gets the result.
-/// A butterfly of `xor` shuffles reduces each warp, lane 0 of each warp
-/// publishes to `scratch` (at least `threads / 32` elements), and after one
-/// barrier every warp reduces the partials the same way. The caller must
-/// place a barrier before `scratch` is written again.
-pub fn block_reduce(
-    b: &mut KernelBuilder,
-    value: Value,
-    op: BinaryOp,
-    identity: Scalar,
-    scratch: Shared,
-    threads: u32,
-) -> Value {
-    let warps = threads / 32;
-    let warp_total = warp_reduce(b, value, op);
-    if warps == 1 {
-        return warp_total;
-    }
-    let lane = b.lane_id();
-    let tid = b.thread_id(Axis::X);
-    let c32 = b.const_i32(32);
-    let warp = b.div(tid, c32);
-    let zero = b.const_i32(0);
-    let is_lane0 = b.eq(lane, zero);
-    b.if_(is_lane0, |b| b.shared_store(scratch, warp, warp_total));
-    b.barrier();
-    let last = b.const_i32(warps as i32 - 1);
-    let slot = b.min(lane, last);
-    let partial = b.shared_load(scratch, slot);
-    let nwarps = b.const_i32(warps as i32);
-    let live = b.lt(lane, nwarps);
-    let ident = b.constant(identity);
-    let v = b.select(live, partial, ident);
-    warp_reduce(b, v, op)
-}
-
-/// Butterfly reduction across the 32 lanes of each warp; every lane gets the total.
-pub fn warp_reduce(b: &mut KernelBuilder, value: Value, op: BinaryOp) -> Value {
-    let mut v = value;
-    for mask in [16, 8, 4, 2, 1] {
-        let other = b.shuffle_xor(v, mask);
-        v = b.binary(op, v, other);
-    }
-    v
-}
+/// The shuffle-based block and warp reductions shared with the reference
+/// kernels: every thread gets the block's result after one barrier.
+pub use weft_kernels::reduce::{block_reduce, warp_reduce};
 
 /// The identity of `op` in type `ty`.
 fn identity(op: BinaryOp, ty: Type) -> Scalar {
