@@ -143,6 +143,19 @@ fn window_params(window: &Window, kernel: &[usize]) -> Result<(Vec<usize>, Vec<u
     Ok((fill(&window.strides, "strides")?, fill(&window.dilations, "dilations")?))
 }
 
+/// `a + b`, or an error saying the window arithmetic overflowed (attributes
+/// of a damaged model can be anywhere up to `i64::MAX`).
+fn add(a: usize, b: usize) -> Result<usize, String> {
+    a.checked_add(b).ok_or_else(|| format!("window arithmetic overflows ({a} + {b})"))
+}
+
+/// The extent of a dilated kernel, `d·(k − 1) + 1` (`k ≥ 1` is checked).
+fn dilated_span(d: usize, k: usize) -> Result<usize, String> {
+    d.checked_mul(k - 1)
+        .and_then(|x| x.checked_add(1))
+        .ok_or_else(|| format!("the dilated kernel extent {d}·({k} − 1) + 1 overflows"))
+}
+
 fn explicit_pads(pads: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>), String> {
     if pads.is_empty() {
         return Ok((vec![0; n], vec![0; n]));
@@ -159,13 +172,20 @@ fn explicit_pads(pads: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>), S
 
 /// Splits a total padding for `SAME_UPPER` (odd extra at the end) or
 /// `SAME_LOWER` (odd extra at the beginning), as ONNX Conv and pooling do.
-fn same_pads(window: &Window, input: &[usize], kernel: &[usize], s: &[usize], d: &[usize]) -> (Vec<usize>, Vec<usize>) {
+fn same_pads(
+    window: &Window,
+    input: &[usize],
+    kernel: &[usize],
+    s: &[usize],
+    d: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), String> {
     let n = input.len();
     let (mut b, mut e) = (vec![0; n], vec![0; n]);
     for i in 0..n {
         let out = input[i].div_ceil(s[i]);
-        let span = d[i] * (kernel[i] - 1) + 1;
-        let total = ((out.saturating_sub(1)) * s[i] + span).saturating_sub(input[i]);
+        let span = dilated_span(d[i], kernel[i])?;
+        // (out − 1)·s ≤ input − 1, so only the span can overflow here.
+        let total = add((out.saturating_sub(1)) * s[i], span)?.saturating_sub(input[i]);
         let small = total / 2;
         if window.padding == Padding::SameLower {
             b[i] = total - small;
@@ -175,7 +195,7 @@ fn same_pads(window: &Window, input: &[usize], kernel: &[usize], s: &[usize], d:
             e[i] = total - small;
         }
     }
-    (b, e)
+    Ok((b, e))
 }
 
 /// Geometry of a convolution over spatial `input` dims with a kernel of
@@ -208,12 +228,12 @@ fn windowed(window: &Window, input: &[usize], kernel: &[usize], ceil_mode: bool)
     let (strides, dilations) = window_params(window, kernel)?;
     let (pads_begin, pads_end) = match &window.padding {
         Padding::Explicit(p) => explicit_pads(p, n)?,
-        _ => same_pads(window, input, kernel, &strides, &dilations),
+        _ => same_pads(window, input, kernel, &strides, &dilations)?,
     };
     let mut output = vec![0; n];
     for i in 0..n {
-        let padded = input[i] + pads_begin[i] + pads_end[i];
-        let span = dilations[i] * (kernel[i] - 1) + 1;
+        let padded = add(add(input[i], pads_begin[i])?, pads_end[i])?;
+        let span = dilated_span(dilations[i], kernel[i])?;
         if padded < span {
             return Err(format!(
                 "spatial dim {i}: the padded input ({} + {} + {} = {padded}) is smaller than the dilated kernel \
@@ -261,8 +281,14 @@ pub fn conv_transpose_geometry(
             ));
         }
     }
-    let full: Vec<usize> =
-        (0..n).map(|i| strides[i] * (input[i].max(1) - 1) + op[i] + dilations[i] * (kernel[i] - 1) + 1).collect();
+    let full: Vec<usize> = (0..n)
+        .map(|i| {
+            let stretched = strides[i]
+                .checked_mul(input[i].max(1) - 1)
+                .ok_or_else(|| format!("window arithmetic overflows ({} · {})", strides[i], input[i] - 1))?;
+            add(add(stretched, op[i])?, dilated_span(dilations[i], kernel[i])?)
+        })
+        .collect::<Result<_, String>>()?;
     let (pads_begin, pads_end) = match &window.padding {
         Padding::Explicit(p) => explicit_pads(p, n)?,
         pad => {
@@ -270,7 +296,7 @@ pub fn conv_transpose_geometry(
             // smaller half at the beginning for SAME_UPPER.
             let (mut b, mut e) = (vec![0; n], vec![0; n]);
             for i in 0..n {
-                let total = full[i].saturating_sub(input[i] * strides[i]);
+                let total = full[i].saturating_sub(input[i].saturating_mul(strides[i]));
                 let small = total / 2;
                 if *pad == Padding::SameUpper {
                     b[i] = small;
@@ -285,7 +311,7 @@ pub fn conv_transpose_geometry(
     };
     let mut output = vec![0; n];
     for i in 0..n {
-        let cut = pads_begin[i] + pads_end[i];
+        let cut = add(pads_begin[i], pads_end[i])?;
         if full[i] <= cut {
             return Err(format!(
                 "spatial dim {i}: pads {} + {} remove the whole output of extent {}",
