@@ -89,7 +89,8 @@ pub struct Bindings<'a> {
 }
 
 fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
-    let options = ImportOptions { shapes: parse_shapes(bind.shapes)?, dims: parse_dims(bind.dims)? };
+    let options =
+        ImportOptions { shapes: parse_shapes(bind.shapes)?, dims: parse_dims(bind.dims)?, ..ImportOptions::default() };
     Ok(import_onnx_file(model, &options)?)
 }
 

@@ -28,6 +28,12 @@ pub enum ImportError {
     /// A node's attributes or inputs are not ones weft can import.
     #[error("node `{node}` ({op_type}): {message}")]
     Node { node: String, op_type: String, message: String },
+    /// A tensor the model asks for (an input, a weight, a folded constant, a
+    /// node's output) would have more elements than
+    /// [`ImportOptions::max_elements`](super::ImportOptions::max_elements)
+    /// allows. Checked before anything of that size is allocated.
+    #[error("{what}: shape {shape} has {needed} elements, more than the limit of {limit}")]
+    LimitExceeded { what: String, shape: String, needed: String, limit: usize },
     /// The imported node did not fit the graph (shape inference refused it).
     #[error(transparent)]
     Graph(#[from] GraphError),

@@ -28,11 +28,18 @@ pub struct FoldNode<'a> {
     pub op_type: &'a str,
     pub opset: i64,
     pub attrs: Attrs<'a>,
+    /// The most elements a folded tensor may have.
+    pub max_elements: usize,
 }
 
 impl FoldNode<'_> {
     fn err(&self, message: impl Into<String>) -> ImportError {
         ImportError::Node { node: self.name.to_string(), op_type: self.op_type.to_string(), message: message.into() }
+    }
+
+    /// Refuses an output of `dims` beyond the element limit, before it is built.
+    fn check_size(&self, dims: &[usize]) -> Result<(), ImportError> {
+        super::tensor::check_elements(|| format!("node `{}` ({})", self.name, self.op_type), dims, self.max_elements)
     }
 }
 
@@ -58,17 +65,26 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
                 Some(t) => super::tensor::tensor_from_proto(t)?,
                 None => Tensor::f32(Shape::scalar(), vec![0.0]),
             };
+            node.check_size(&dims)?;
+            if value.data.is_empty() {
+                return Err(node.err("attribute `value` is empty"));
+            }
             let n: usize = dims.iter().product();
             let idx = vec![0usize; n];
             Tensor { dtype: value.dtype, shape: Shape(dims), data: take(&value.data, &idx) }
         }
         "Range" => {
             let (start, limit, delta) = (input(0)?, input(1)?, input(2)?);
-            let (s, l, d) = (start.to_f64()[0], limit.to_f64()[0], delta.to_f64()[0]);
-            if d == 0.0 {
-                return Err(node.err("delta is zero"));
+            let scalar = |t: &Tensor, what: &str| {
+                t.to_f64().first().copied().ok_or_else(|| node.err(format!("{what} is empty")))
+            };
+            let (s, l, d) = (scalar(start, "start")?, scalar(limit, "limit")?, scalar(delta, "delta")?);
+            if d == 0.0 || !d.is_finite() {
+                return Err(node.err(format!("delta is {d}")));
             }
+            // Saturates to usize::MAX for an infinite or huge count.
             let n = ((l - s) / d).ceil().max(0.0) as usize;
+            node.check_size(&[n])?;
             let vals: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
             from_f64(start.dtype, Shape(vec![n]), &vals)
         }
@@ -77,6 +93,7 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
             let target = to_dims(node, &ints(1)?)?;
             let shape = broadcast(x.shape.dims(), &target)
                 .ok_or_else(|| node.err(format!("cannot broadcast {} to {}", x.shape, Shape(target.clone()))))?;
+            node.check_size(&shape)?;
             let idx = broadcast_index(x.shape.dims(), &shape);
             Tensor { dtype: x.dtype, shape: Shape(shape), data: take(&x.data, &idx) }
         }
@@ -86,6 +103,13 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
             let rank = data.shape.rank();
             let axis = norm_axis(node, node.attrs.int("axis", node.name)?.unwrap_or(0), rank)?;
             let dims = data.shape.dims();
+            if rank == 0 {
+                return Err(node.err("cannot gather from a scalar"));
+            }
+            let mut shape = dims[..axis].to_vec();
+            shape.extend_from_slice(indices.shape.dims());
+            shape.extend_from_slice(&dims[axis + 1..]);
+            node.check_size(&shape)?;
             let outer: usize = dims[..axis].iter().product();
             let inner: usize = dims[axis + 1..].iter().product();
             let mut idx = Vec::with_capacity(outer * idxs.len() * inner);
@@ -100,15 +124,15 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
                     }
                 }
             }
-            let mut shape = dims[..axis].to_vec();
-            shape.extend_from_slice(indices.shape.dims());
-            shape.extend_from_slice(&dims[axis + 1..]);
             Tensor { dtype: data.dtype, shape: Shape(shape), data: take(&data.data, &idx) }
         }
         "Concat" => {
             let parts: Vec<&Tensor> = inputs.iter().flatten().copied().collect();
             let first = parts.first().ok_or_else(|| node.err("no inputs"))?;
             let rank = first.shape.rank();
+            if rank == 0 {
+                return Err(node.err("cannot concatenate scalars"));
+            }
             let axis_attr =
                 node.attrs.int("axis", node.name)?.ok_or_else(|| node.err("attribute `axis` is missing"))?;
             let axis = norm_axis(node, axis_attr, rank)?;
@@ -120,8 +144,13 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
                 if p.shape.rank() != rank || p.dtype != first.dtype {
                     return Err(node.err("inputs differ in rank or dtype"));
                 }
-                out_dims[axis] += p.shape.dims()[axis];
+                let (p_dims, f_dims) = (p.shape.dims(), first.shape.dims());
+                if (0..rank).any(|k| k != axis && p_dims[k] != f_dims[k]) {
+                    return Err(node.err(format!("inputs {} and {} differ off axis {axis}", first.shape, p.shape)));
+                }
+                out_dims[axis] = out_dims[axis].saturating_add(p_dims[axis]);
             }
+            node.check_size(&out_dims)?;
             // Interleave each input's rows of the outer loop, by dtype.
             let mut pieces: Vec<TensorData> = Vec::new();
             for o in 0..outer {
@@ -182,6 +211,7 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
             let s1 = broadcast(c.shape.dims(), a.shape.dims());
             let shape =
                 s1.and_then(|s| broadcast(&s, b.shape.dims())).ok_or_else(|| node.err("inputs do not broadcast"))?;
+            node.check_size(&shape)?;
             let (ci, ai, bi) = (
                 broadcast_index(c.shape.dims(), &shape),
                 broadcast_index(a.shape.dims(), &shape),
@@ -225,6 +255,7 @@ fn from_f64(dtype: DType, shape: Shape, v: &[f64]) -> Tensor {
 fn binary(node: &FoldNode<'_>, a: &Tensor, b: &Tensor) -> Result<Tensor, ImportError> {
     let shape = broadcast(a.shape.dims(), b.shape.dims())
         .ok_or_else(|| node.err(format!("shapes {} and {} do not broadcast", a.shape, b.shape)))?;
+    node.check_size(&shape)?;
     let (ai, bi) = (broadcast_index(a.shape.dims(), &shape), broadcast_index(b.shape.dims(), &shape));
     let int = !a.dtype.is_float() && a.dtype != DType::Bool;
     if let (true, Some(av), Some(bv)) = (int, a.as_i64s(), b.as_i64s()) {
@@ -426,14 +457,17 @@ pub fn reshape_dims(
             _ => return Err(node.err(format!("invalid target shape {shape:?}"))),
         }
     }
-    let known: usize = out.iter().product();
+    let product = |v: &[usize]| v.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let Some(known) = product(&out) else {
+        return Err(node.err(format!("target shape {shape:?} has more elements than memory can hold")));
+    };
     if let Some(i) = infer {
         if known == 0 || !numel.is_multiple_of(known) {
             return Err(node.err(format!("cannot reshape {} elements to {shape:?}", numel)));
         }
         out[i] = numel / known;
     }
-    if out.iter().product::<usize>() != numel {
+    if product(&out) != Some(numel) {
         return Err(node.err(format!("cannot reshape {} to {shape:?}", Shape(dims.to_vec()))));
     }
     Ok(out)
@@ -503,7 +537,9 @@ pub fn slice_index(dims: &[usize], s: &ResolvedSlice) -> (Vec<usize>, Vec<usize>
         let mut x = start;
         while (step > 0 && x < end) || (step < 0 && x > end && x >= 0) {
             v.push(x as usize);
-            x += step;
+            // A step past i64's range ends the walk rather than wrapping.
+            let Some(next) = x.checked_add(step) else { break };
+            x = next;
         }
         keep[s.axes[i] as usize] = v;
     }

@@ -69,7 +69,15 @@ pub struct ImportOptions {
     /// Values of symbolic dimensions by `dim_param` name (`--dim batch=1`),
     /// for every input that uses the name.
     pub dims: HashMap<String, usize>,
+    /// The most elements any one tensor may have: inputs, weights, folded
+    /// constants and node outputs ([`DEFAULT_MAX_ELEMENTS`] when `None`). A
+    /// model asking for more is refused before anything that size is
+    /// allocated, so a damaged or hostile file cannot exhaust memory.
+    pub max_elements: Option<usize>,
 }
+
+/// The default [`ImportOptions::max_elements`]: 2^31 elements (8 GiB of `f32`).
+pub const DEFAULT_MAX_ELEMENTS: usize = 1 << 31;
 
 impl ImportOptions {
     /// Binds the full shape of input `name`.
@@ -82,6 +90,11 @@ impl ImportOptions {
     pub fn with_dim(mut self, name: impl Into<String>, value: usize) -> ImportOptions {
         self.dims.insert(name.into(), value);
         self
+    }
+
+    /// The element limit in force.
+    pub fn element_limit(&self) -> usize {
+        self.max_elements.unwrap_or(DEFAULT_MAX_ELEMENTS)
     }
 }
 
@@ -96,8 +109,14 @@ pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Resu
     let path = path.as_ref();
     let bytes = std::fs::read(path)
         .map_err(|e| ImportError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    if bytes.is_empty() {
+        // An empty file decodes as an empty model, which would only be
+        // refused later for lacking an opset.
+        return Err(ImportError::Decode(format!("{}: the file is empty", path.display())));
+    }
     import_onnx(&bytes, options).map_err(|e| match e {
         ImportError::Decode(m) => ImportError::Decode(format!("{}: {m}", path.display())),
+        ImportError::Opset(m) => ImportError::Opset(format!("{}: {m}", path.display())),
         other => other,
     })
 }
@@ -111,11 +130,15 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
     check_supported(&proto.node)?;
 
     let name = if proto.name.is_empty() { "model".to_string() } else { proto.name.clone() };
-    let mut imp = Importer { graph: Graph::new(name), values: HashMap::new(), opset, node_names: HashSet::new() };
+    let max_elements = options.element_limit();
+    let mut imp =
+        Importer { graph: Graph::new(name), values: HashMap::new(), opset, node_names: HashSet::new(), max_elements };
 
     let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
     for t in &proto.initializer {
-        imp.values.insert(t.name.clone(), Value::Const(tensor::tensor_from_proto(t)?));
+        let value = tensor::tensor_from_proto(t)?;
+        tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), max_elements)?;
+        imp.values.insert(t.name.clone(), Value::Const(value));
     }
     for input in &proto.input {
         // Before IR 4 every initializer is also listed as an input; it is a
@@ -124,6 +147,7 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
             continue;
         }
         let (dtype, shape) = input_type(input, options)?;
+        tensor::check_elements(|| format!("input `{}`", input.name), shape.dims(), max_elements)?;
         let id = imp.graph.add_input(input.name.clone(), dtype, shape);
         imp.values.insert(input.name.clone(), Value::Tensor(id));
     }
@@ -346,6 +370,8 @@ pub(crate) struct NodeView<'a> {
     pub inputs: Vec<Option<&'a str>>,
     pub outputs: &'a [String],
     pub opset: i64,
+    /// [`ImportOptions::max_elements`].
+    pub max_elements: usize,
 }
 
 impl NodeView<'_> {
@@ -354,7 +380,13 @@ impl NodeView<'_> {
     }
 
     pub fn fold_node(&self) -> FoldNode<'_> {
-        FoldNode { name: &self.name, op_type: self.op_type, opset: self.opset, attrs: self.attrs }
+        FoldNode {
+            name: &self.name,
+            op_type: self.op_type,
+            opset: self.opset,
+            attrs: self.attrs,
+            max_elements: self.max_elements,
+        }
     }
 }
 
@@ -363,6 +395,7 @@ pub(crate) struct Importer {
     values: HashMap<String, Value>,
     opset: i64,
     node_names: HashSet<String>,
+    max_elements: usize,
 }
 
 impl Importer {
@@ -379,6 +412,7 @@ impl Importer {
             inputs: node.input.iter().map(|s| (!s.is_empty()).then_some(s.as_str())).collect(),
             outputs: &node.output,
             opset: self.opset,
+            max_elements: self.max_elements,
         };
         for input in view.inputs.iter().flatten() {
             if !self.values.contains_key(*input) {
@@ -388,9 +422,17 @@ impl Importer {
                 )));
             }
         }
+        // ONNX graphs are in SSA form; a second definition would silently
+        // rewire every later consumer.
+        for (i, out) in view.outputs.iter().enumerate() {
+            if !out.is_empty() && (self.values.contains_key(out) || view.outputs[..i].contains(out)) {
+                return Err(view.err(format!("output `{out}` is already defined (each name must be assigned once)")));
+            }
+        }
         match view.op_type {
             "Constant" => {
                 let value = constant_value(&view)?;
+                tensor::check_elements(|| format!("node `{}` (Constant)", view.name), value.shape.dims(), self.max_elements)?;
                 self.set_const(&view, 0, value);
                 return Ok(());
             }
@@ -487,6 +529,10 @@ impl Importer {
         self.graph.add_constant(name, value)
     }
 
+    fn check_output(&self, name: &str, op: &Op, dims: &[usize]) -> Result<(), ImportError> {
+        tensor::check_elements(|| format!("node `{name}` ({})", op.name()), dims, self.max_elements)
+    }
+
     /// Adds `op` as node `name`; its outputs get the given ONNX names.
     pub(crate) fn emit(
         &mut self,
@@ -506,6 +552,12 @@ impl Importer {
             })
             .collect();
         if let Some(consts) = consts.filter(|c| c.iter().any(Option::is_some)) {
+            // Sized before evaluation allocates anything.
+            let infos: Vec<Option<&crate::graph::TensorInfo>> =
+                inputs.iter().map(|t| t.map(|t| self.graph.info(t))).collect();
+            for (_, shape) in crate::infer::infer_node(name, &op, &infos, &consts)? {
+                self.check_output(name, &op, shape.dims())?;
+            }
             let values = crate::eval::eval_node(name, &op, &consts)?;
             let mut ids = Vec::new();
             for (i, value) in values.into_iter().enumerate() {
@@ -516,7 +568,12 @@ impl Importer {
             }
             return Ok(ids);
         }
+        let op_name = op.name();
         let ids = self.graph.add_node_named(name, op, inputs, outputs)?;
+        for &id in &ids {
+            let dims = self.graph.info(id).shape.dims().to_vec();
+            tensor::check_elements(|| format!("node `{name}` ({op_name})"), &dims, self.max_elements)?;
+        }
         for (id, out) in ids.iter().zip(outputs) {
             if !out.is_empty() {
                 self.values.insert(out.clone(), Value::Tensor(*id));

@@ -475,6 +475,7 @@ fn expand(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     if out == dims {
         return emit_one(imp, n, Op::Identity, 1);
     }
+    super::tensor::check_elements(|| format!("node `{}` (Expand)", n.name), &out, n.max_elements)?;
     let dtype = imp.dtype_of(x).unwrap_or(DType::F32);
     let count = target.iter().product();
     let data = match dtype {
@@ -518,6 +519,9 @@ fn resize(imp: &Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
             // shape inference reproduces the requested size exactly.
             let mut v = Vec::new();
             for (&d, &s) in dims.iter().zip(&sizes) {
+                if d == 0 && s != 0 {
+                    return Err(n.err(format!("cannot resize an empty dimension to {s}")));
+                }
                 let mut scale = s as f32 / d.max(1) as f32;
                 while ((d as f32) * scale).floor() < s as f32 {
                     scale = f32::from_bits(scale.to_bits() + 1);

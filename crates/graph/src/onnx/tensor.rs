@@ -44,6 +44,22 @@ fn stored_dtype(elem_type: i32) -> Result<DType, String> {
     }
 }
 
+/// Checks that a tensor of `dims` stays within `limit` elements, counting a
+/// zero dimension as one so that every partial product of the dims (which
+/// shape arithmetic forms freely) is within the limit too.
+pub(crate) fn check_elements(what: impl FnOnce() -> String, dims: &[usize], limit: usize) -> Result<(), ImportError> {
+    let mut needed: u128 = 1;
+    for &d in dims {
+        needed = needed.saturating_mul(d.max(1) as u128);
+    }
+    if needed <= limit as u128 {
+        return Ok(());
+    }
+    let shown: Vec<String> = dims.iter().map(usize::to_string).collect();
+    let needed = if needed == u128::MAX { "more than 2^128".to_string() } else { needed.to_string() };
+    Err(ImportError::LimitExceeded { what: what(), shape: format!("[{}]", shown.join("x")), needed, limit })
+}
+
 /// Converts an initializer or a `Constant`'s value.
 pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
     let err = |message: String| ImportError::Tensor { tensor: t.name.clone(), message };
@@ -61,16 +77,21 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
     for &d in &t.dims {
         dims.push(usize::try_from(d).map_err(|_| err(format!("negative dimension {d}")))?);
     }
+    // Dims that disagree with the data are refused below; first make sure
+    // their product is a number at all.
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| err(format!("dims {:?} have more elements than memory can hold", t.dims)))?;
     let shape = Shape(dims);
-    let n = shape.numel();
     let dtype = stored_dtype(t.data_type).map_err(err)?;
     let kind = DataType::from_i32(t.data_type).unwrap_or(DataType::UNDEFINED);
     let raw = &t.raw_data;
     let has_raw = !raw.is_empty();
     // Elements of `width` bytes from raw_data, checked against the shape.
     let chunks = |width: usize| -> Result<std::slice::ChunksExact<'_, u8>, ImportError> {
-        if raw.len() != n * width {
-            return Err(err(format!("raw_data has {} bytes, shape {shape} needs {}", raw.len(), n * width)));
+        if n.checked_mul(width) != Some(raw.len()) {
+            return Err(err(format!("raw_data has {} bytes, shape {shape} needs {n} elements of {width}", raw.len())));
         }
         Ok(raw.chunks_exact(width))
     };
