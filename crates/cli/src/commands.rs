@@ -298,7 +298,10 @@ fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<Host
         let info = &program.buffers[binding.buffer];
         match given.get(&binding.name) {
             Some(path) => {
-                let arr = npy::read(path, info.elem)?;
+                // Name the input as well as the file: the npy error alone
+                // does not say which binding it came from.
+                let arr = npy::read(path, info.elem)
+                    .map_err(|e| CliError::Usage(format!("--input {}: {e}", binding.name)))?;
                 if arr.shape != binding.shape {
                     return Err(CliError::Usage(format!(
                         "--input {}: {} has shape {:?} but the model expects {:?}",

@@ -30,7 +30,15 @@ pub struct NpyArray {
 /// Reads `path` and converts its elements to `elem`.
 pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
     let p = path.display().to_string();
-    let io = |source| NpyError::Io { path: p.clone(), source };
+    let io = |source: std::io::Error| {
+        // npyz reports a short file as "failed to fill whole buffer".
+        let source = if source.kind() == std::io::ErrorKind::UnexpectedEof {
+            std::io::Error::new(source.kind(), "the file ends before the data its header describes (truncated?)")
+        } else {
+            source
+        };
+        NpyError::Io { path: p.clone(), source }
+    };
     let bytes = std::fs::read(path).map_err(io)?;
     let file = npyz::NpyFile::new(&bytes[..]).map_err(io)?;
     let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
