@@ -1,0 +1,317 @@
+//! Bad input through the `weft` binary: damaged and unsupported models, shape
+//! bindings that do not fit, and `.npy` inputs of the wrong type or shape.
+//! Each must exit non-zero with one line on stderr that names what is wrong
+//! and where. The models are built here, so these tests need no downloads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::type_proto;
+use onnx_protobuf::{
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use protobuf::Enum;
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("the weft binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-bad-input-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Asserts a non-zero exit with exactly one `weft: error:` line on stderr
+/// containing every needle; returns the line.
+fn fails_with(o: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "weft succeeded; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
+    assert!(lines[0].starts_with("weft: error: "), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{}` does not mention `{n}`", lines[0]);
+    }
+    lines[0].to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+// ----------------------------------------------------------------- models
+
+enum D {
+    V(i64),
+    P(&'static str),
+}
+
+fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for d in dims {
+        let mut dim = Dimension::new();
+        dim.value = Some(match d {
+            D::V(v) => dimension::Value::DimValue(*v),
+            D::P(p) => dimension::Value::DimParam(p.to_string()),
+        });
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = elem.value();
+    tt.shape = Some(shape).into();
+    let mut tp = TypeProto::new();
+    tp.value = Some(type_proto::Value::TensorType(tt));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.into();
+    vi.type_ = Some(tp).into();
+    vi
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n.attribute = attrs;
+    n
+}
+
+fn write_model(
+    dir: &Path,
+    file: &str,
+    inputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+    nodes: Vec<NodeProto>,
+    outputs: &[&str],
+) -> PathBuf {
+    let mut g = GraphProto::new();
+    g.name = "bad_input".into();
+    g.input = inputs;
+    g.initializer = inits;
+    g.node = nodes;
+    g.output = outputs.iter().map(|o| value_info(o, DataType::FLOAT, &[])).collect();
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    let mut set = OperatorSetIdProto::new();
+    set.version = 13;
+    m.opset_import.push(set);
+    m.graph = Some(g).into();
+    let path = dir.join(file);
+    std::fs::write(&path, m.write_to_bytes().expect("serialises")).expect("model written");
+    path
+}
+
+/// `y = relu(x)` with `x` of shape 2x3, float or int64.
+fn relu_model(dir: &Path, elem: DataType) -> PathBuf {
+    let x = value_info("x", elem, &[D::V(2), D::V(3)]);
+    write_model(dir, "relu.onnx", vec![x], vec![], vec![node("Relu", "relu", &["x"], &["y"], vec![])], &["y"])
+}
+
+/// A 3x3 Conv over 3 channels of a fully dynamic input `x`.
+fn conv_model(dir: &Path) -> PathBuf {
+    let x = value_info("x", DataType::FLOAT, &[D::P("batch"), D::P("c"), D::P("h"), D::P("w")]);
+    let mut w = TensorProto::new();
+    w.name = "w".into();
+    w.dims = vec![4, 3, 3, 3];
+    w.data_type = DataType::FLOAT.value();
+    w.float_data = vec![0.1; 108];
+    let mut k = AttributeProto::new();
+    k.name = "kernel_shape".into();
+    k.type_ = AttributeType::INTS.into();
+    k.ints = vec![3, 3];
+    write_model(
+        dir,
+        "conv.onnx",
+        vec![x],
+        vec![w],
+        vec![node("Conv", "the_conv", &["x", "w"], &["y"], vec![k])],
+        &["y"],
+    )
+}
+
+// ------------------------------------------------------------------ .npy
+
+/// A version-1.0 `.npy` file with any `descr`, written by hand so that
+/// element types npyz would not write (complex, strings) can be tested.
+fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n', padded to 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn write_npy(dir: &Path, file: &str, descr: &str, shape: &[usize], data: &[u8]) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, npy_bytes(descr, shape, data)).expect("npy written");
+    path
+}
+
+fn f32_bytes(n: usize) -> Vec<u8> {
+    (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
+}
+
+fn run_with_input(model: &Path, npy: &Path, out: &Path) -> Output {
+    let input = format!("x={}", s(npy));
+    weft(&["run", s(model), "--backend", "interp", "--input", &input, "--output-dir", s(out)])
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn a_truncated_model_is_refused() {
+    let dir = temp_dir("truncated");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&weft(&["inspect", s(&cut)]), &["not a valid ONNX model", "cut.onnx"]);
+    fails_with(&weft(&["run", s(&cut), "--backend", "interp", "--output-dir", s(&dir)]), &["cut.onnx"]);
+}
+
+#[test]
+fn random_bytes_are_refused() {
+    let dir = temp_dir("random");
+    let path = dir.join("noise.onnx");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&path, noise).unwrap();
+    fails_with(&weft(&["inspect", s(&path)]), &["noise.onnx"]);
+    let empty = dir.join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    fails_with(&weft(&["inspect", s(&empty)]), &["empty.onnx"]);
+}
+
+#[test]
+fn an_unknown_operator_is_named_with_its_node() {
+    let dir = temp_dir("unknown-op");
+    let x = value_info("x", DataType::FLOAT, &[D::V(2)]);
+    let model = write_model(
+        &dir,
+        "unknown.onnx",
+        vec![x],
+        vec![],
+        vec![node("Relu", "r", &["x"], &["a"], vec![]), node("FrobnicateV2", "frob", &["a"], &["y"], vec![])],
+        &["y"],
+    );
+    fails_with(&weft(&["inspect", s(&model)]), &["unsupported", "FrobnicateV2", "`frob`"]);
+}
+
+#[test]
+fn a_shape_that_breaks_a_conv_names_the_node() {
+    let dir = temp_dir("conv-shape");
+    let model = conv_model(&dir);
+    // Sanity: the right channel count imports.
+    let ok = weft(&["inspect", s(&model), "--shape", "x=1x3x8x8"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // Two channels where the weight has three.
+    fails_with(&weft(&["inspect", s(&model), "--shape", "x=1x2x8x8"]), &["the_conv", "Conv"]);
+    // Smaller than the kernel.
+    fails_with(&weft(&["inspect", s(&model), "--shape", "x=1x3x2x2"]), &["the_conv", "kernel"]);
+    // A rank the model does not declare.
+    fails_with(&weft(&["inspect", s(&model), "--shape", "x=1x3x8"]), &["`x`", "rank"]);
+}
+
+#[test]
+fn an_unbound_dynamic_input_says_how_to_bind_it() {
+    let dir = temp_dir("unbound");
+    let model = conv_model(&dir);
+    let line = fails_with(&weft(&["inspect", s(&model)]), &["`x`", "--shape x="]);
+    assert!(line.contains("batch"), "{line}");
+    // Binding only some of the symbolic dims is still not enough.
+    fails_with(&weft(&["inspect", s(&model), "--dim", "batch=1"]), &["`x`"]);
+    fails_with(
+        &weft(&["run", s(&model), "--backend", "interp", "--output-dir", s(&dir)]),
+        &["`x`", "dynamic dimensions"],
+    );
+}
+
+#[test]
+fn a_huge_shape_binding_is_refused_before_allocating() {
+    let dir = temp_dir("huge");
+    let model = conv_model(&dir);
+    fails_with(&weft(&["inspect", s(&model), "--shape", "x=65536x3x65536x65536"]), &["`x`", "limit"]);
+}
+
+#[test]
+fn a_complex_npy_is_refused() {
+    let dir = temp_dir("complex");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let npy = write_npy(&dir, "complex.npy", "<c8", &[2, 3], &[0u8; 48]);
+    fails_with(&run_with_input(&model, &npy, &dir), &["complex.npy", "c8", "--input x"]);
+}
+
+#[test]
+fn a_string_npy_is_refused() {
+    let dir = temp_dir("string");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let npy = write_npy(&dir, "strings.npy", "<U3", &[2, 3], &[0u8; 72]);
+    fails_with(&run_with_input(&model, &npy, &dir), &["strings.npy", "U3", "--input x"]);
+}
+
+#[test]
+fn a_float64_npy_for_a_float_input_is_accepted() {
+    // f8 is documented as accepted (rounded to the input's type).
+    let dir = temp_dir("f8");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let data: Vec<u8> = (0..6).flat_map(|i| (i as f64 - 2.0).to_le_bytes()).collect();
+    let npy = write_npy(&dir, "f8.npy", "<f8", &[2, 3], &data);
+    let o = run_with_input(&model, &npy, &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_truncated_npy_is_refused() {
+    let dir = temp_dir("npy-cut");
+    let model = relu_model(&dir, DataType::FLOAT);
+    // The header promises six floats; the file holds two.
+    let npy = write_npy(&dir, "short.npy", "<f4", &[2, 3], &f32_bytes(2));
+    fails_with(&run_with_input(&model, &npy, &dir), &["short.npy", "--input x", "truncated"]);
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"not an npy file at all").unwrap();
+    fails_with(&run_with_input(&model, &garbage, &dir), &["garbage.npy", "--input x"]);
+}
+
+#[test]
+fn an_npy_of_the_wrong_shape_is_refused() {
+    let dir = temp_dir("npy-shape");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let npy = write_npy(&dir, "wrong.npy", "<f4", &[3, 2], &f32_bytes(6));
+    let line = fails_with(&run_with_input(&model, &npy, &dir), &["wrong.npy", "--input x"]);
+    assert!(line.contains("[3, 2]") && line.contains("[2, 3]"), "{line}");
+    // Same element count, different rank.
+    let npy = write_npy(&dir, "flat.npy", "<f4", &[6], &f32_bytes(6));
+    fails_with(&run_with_input(&model, &npy, &dir), &["flat.npy", "[6]"]);
+}
+
+#[test]
+fn an_input_the_model_lacks_is_refused() {
+    let dir = temp_dir("no-such-input");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let npy = write_npy(&dir, "x.npy", "<f4", &[2, 3], &f32_bytes(6));
+    let spec = format!("nope={}", s(&npy));
+    let o = weft(&["run", s(&model), "--backend", "interp", "--input", &spec, "--output-dir", s(&dir)]);
+    fails_with(&o, &["`nope`", "x"]);
+}
