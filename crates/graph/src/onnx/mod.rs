@@ -432,7 +432,11 @@ impl Importer {
         match view.op_type {
             "Constant" => {
                 let value = constant_value(&view)?;
-                tensor::check_elements(|| format!("node `{}` (Constant)", view.name), value.shape.dims(), self.max_elements)?;
+                tensor::check_elements(
+                    || format!("node `{}` (Constant)", view.name),
+                    value.shape.dims(),
+                    self.max_elements,
+                )?;
                 self.set_const(&view, 0, value);
                 return Ok(());
             }
