@@ -83,6 +83,16 @@ pub enum InterpError {
     #[error("kernel `{kernel}`: {inst} `{mnemonic}`: {what}")]
     Unsupported { kernel: String, inst: Inst, mnemonic: &'static str, what: String },
 
+    /// A failure inside one slot of a mapped run (a bundle): which slot,
+    /// which kernel, and what went wrong there.
+    #[error("slot {slot} (kernel `{kernel}`): {error}")]
+    Slot { slot: usize, kernel: String, error: Box<InterpError> },
+
+    /// A mapped run's block mapping names a slot or logical block that does
+    /// not exist, or does not run every logical block exactly once.
+    #[error("invalid block mapping: {reason}")]
+    InvalidMapping { reason: String },
+
     #[error("could not start the interpreter's thread pool: {0}")]
     ThreadPool(String),
 }

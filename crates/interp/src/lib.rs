@@ -17,6 +17,10 @@
 //!   parallel (rayon), and buffers are slices of relaxed atomics, so
 //!   concurrent blocks never race in the Rust sense; race-free kernels give
 //!   deterministic results on any number of threads.
+//! - **Mapped runs** (`mapped.rs`): [`Interpreter::run_mapped`] runs
+//!   several kernels in one launch, each physical block running a list of
+//!   (slot, logical block) pairs: how packer bundles run here, bit-identical
+//!   to running each slot alone.
 //! - **Errors, never panics** (`error.rs`): out-of-bounds
 //!   accesses, divergent barriers and shuffles, division by zero and reads of
 //!   unset variables are [`InterpError`]s naming kernel, instruction, block and
@@ -43,6 +47,7 @@
 mod block;
 mod error;
 mod lanes;
+mod mapped;
 mod memory;
 mod ops;
 mod warp;
@@ -58,6 +63,7 @@ use weft_kir::{check_args, verifier, ArgValue, Executor, KernelDef, ParamKind};
 
 use crate::block::{run_block, BlockState, Launch};
 pub use crate::error::{InterpError, MemorySpace};
+pub use crate::mapped::MappedSlot;
 
 /// Most threads a block may have (CUDA's limit).
 pub const MAX_THREADS_PER_BLOCK: u64 = 1024;

@@ -8,11 +8,18 @@
 //! its logical grid (constraining). The mapping lives in a [`SlotTable`] that
 //! travels at launch, so compiled code depends only on kernel bodies.
 
+pub mod builder;
 pub mod bundle;
+pub mod error;
 pub mod exec;
+pub mod interp;
+pub mod isolate;
 pub mod table;
 pub mod timeline;
 
+pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
+pub use error::PackError;
 pub use exec::BundleExecutor;
+pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use table::{SlotEntry, SlotTable};
