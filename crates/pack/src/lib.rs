@@ -14,6 +14,9 @@ pub mod error;
 pub mod exec;
 pub mod interp;
 pub mod isolate;
+pub mod occupancy;
+pub mod run;
+pub mod schedule;
 pub mod table;
 pub mod timeline;
 
@@ -22,4 +25,9 @@ pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
 pub use error::PackError;
 pub use exec::BundleExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
+pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
+pub use run::{run_multi, run_plan, MultiRun, RunError, TenantState};
+pub use schedule::{
+    block_time, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,
+};
 pub use table::{SlotEntry, SlotTable};

@@ -1,0 +1,317 @@
+//! The bundle scheduler on synthetic tenants: stream order, resource limits,
+//! budgets, the latency/throughput knob, refusals, and packed runs of the
+//! plans on the interpreter against solo runs.
+
+use std::sync::Arc;
+
+use weft_interp::Interpreter;
+use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
+use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
+use weft_pack::{
+    plan, run_multi, Budget, DeviceLimits, KernelResources, Occupancy, PackMode, Plan, Policy, RefusalReason,
+    ScheduleError, TenantId,
+};
+
+/// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
+/// loop iterations of work per thread and, when `shared_elems > 0`, a
+/// round trip through a shared array of that many f32s.
+fn kernel(name: &str, blocks: u32, threads: u32, trips: i32, shared_elems: u32) -> Arc<KernelDef> {
+    let n = blocks as u64 * threads as u64;
+    let mut b = KernelBuilder::new(name, LaunchShape::linear(blocks, threads));
+    let x = b.buffer("x", Type::F32, n, Access::ReadWrite);
+    let i = b.global_thread_id(Axis::X);
+    let v = b.load(x, i);
+    let acc = b.var(Type::F32);
+    b.set(acc, v);
+    b.for_const(0, trips, 1, |b, _| {
+        let a = b.get(acc);
+        let half = b.const_f32(0.5);
+        let m = b.mul(a, half);
+        let s = b.add(m, v);
+        b.set(acc, s);
+    });
+    let mut out = b.get(acc);
+    if shared_elems > 0 {
+        let s = b.shared_array(Type::F32, shared_elems);
+        let tid = b.thread_id(Axis::X);
+        b.shared_store(s, tid, out);
+        b.barrier();
+        out = b.shared_load(s, tid);
+    }
+    b.store(x, i, out);
+    Arc::new(b.finish())
+}
+
+/// A program running `kernels` in order on one buffer (its input and output).
+fn program(name: &str, kernels: &[Arc<KernelDef>]) -> Program {
+    let len = kernels.iter().map(|k| k.launch.total_threads() as usize).max().unwrap_or(1);
+    let mut p = Program { name: name.to_string(), ..Program::default() };
+    let x = p.buffers.push(BufferInfo {
+        name: "x".to_string(),
+        elem: Type::F32,
+        shape: vec![len],
+        kind: BufferKind::Input,
+    });
+    for k in kernels {
+        assert_eq!(k.launch.total_threads() as usize, len, "kernels of one test program share one buffer");
+        p.steps.push(Step { kernel: k.clone(), args: vec![x], nodes: vec![k.name.clone()] });
+    }
+    p.inputs.push(Binding { name: "x".to_string(), buffer: x, shape: vec![len] });
+    p.outputs.push(Binding { name: "y".to_string(), buffer: x, shape: vec![len] });
+    p
+}
+
+/// Four tenants with streams of different lengths and kernel shapes.
+fn mixed_tenants() -> Vec<Program> {
+    vec![
+        program("light", &[kernel("l0", 8, 128, 2, 0), kernel("l1", 16, 64, 1, 0), kernel("l2", 4, 256, 3, 0)]),
+        program(
+            "heavy",
+            &[
+                kernel("h0", 64, 256, 40, 0),
+                kernel("h1", 512, 32, 30, 0),
+                kernel("h2", 128, 128, 60, 256),
+                kernel("h3", 32, 512, 10, 0),
+            ],
+        ),
+        program("shared", &[kernel("s0", 32, 256, 5, 2048), kernel("s1", 64, 128, 5, 128)]),
+        program("wide", &[kernel("w0", 1024, 256, 4, 0), kernel("w1", 512, 512, 4, 0), kernel("w2", 2048, 128, 4, 0)]),
+    ]
+}
+
+fn with_ids(programs: &[Program]) -> Vec<(TenantId, &Program)> {
+    programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), p)).collect()
+}
+
+fn policies() -> Vec<Policy> {
+    let mut out = Vec::new();
+    for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
+        for knob in [0.0, 0.5, 1.0] {
+            out.push(Policy::new(mode, knob));
+        }
+    }
+    out
+}
+
+fn order(plan: &Plan) -> Vec<(u32, usize, String, Budget)> {
+    plan.bundles
+        .iter()
+        .flat_map(|b| {
+            b.slots.iter().zip(&b.bundle.slots).map(|(p, s)| (p.tenant.0, p.step, s.kernel.name.clone(), s.budget))
+        })
+        .collect()
+}
+
+#[test]
+fn every_kernel_runs_once_in_stream_order() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    for limits in [DeviceLimits::sm_90(), DeviceLimits::sm_80()] {
+        for policy in policies() {
+            let plan = plan(&tenants, &limits, &policy).expect("plans");
+            for (t, p) in &tenants {
+                let steps: Vec<usize> =
+                    order(&plan).into_iter().filter(|(u, ..)| *u == t.0).map(|(_, s, ..)| s).collect();
+                assert_eq!(steps, (0..p.steps.len()).collect::<Vec<_>>(), "{policy:?}: tenant {}", t.0);
+            }
+            for b in &plan.bundles {
+                let mut tenants_in: Vec<u32> = b.slots.iter().map(|s| s.tenant.0).collect();
+                tenants_in.sort();
+                tenants_in.dedup();
+                assert_eq!(tenants_in.len(), b.slots.len(), "one kernel per tenant per bundle");
+                for (p, s) in b.slots.iter().zip(&b.bundle.slots) {
+                    assert_eq!(s.tenant, p.tenant);
+                    assert_eq!(s.args, programs[p.tenant.0 as usize].steps[p.step].args);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bundles_respect_resource_limits_and_capacity() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    let limits = DeviceLimits::sm_90();
+    for policy in policies() {
+        let plan = plan(&tenants, &limits, &policy).expect("plans");
+        for b in &plan.bundles {
+            // The block asks for the most of every slot's resources.
+            let res = b
+                .bundle
+                .slots
+                .iter()
+                .map(|s| KernelResources::of(&s.kernel, None))
+                .reduce(KernelResources::max)
+                .expect("bundles are non-empty");
+            assert_eq!(b.resources, res);
+            assert_eq!(b.occupancy, Occupancy::of(res, &limits));
+            assert!(b.occupancy.fits());
+            assert!(b.bundle.block_threads() <= limits.max_threads_per_block);
+            assert!(b.bundle.shared_bytes() <= limits.shared_bytes_per_block);
+            // Every member keeps the blocks per SM it needs.
+            for s in &b.bundle.slots {
+                let solo = Occupancy::of(KernelResources::of(&s.kernel, None), &limits);
+                let grid_per_sm = s.kernel.launch.num_blocks().div_ceil(limits.sm_count as u64);
+                let need = (solo.blocks_per_sm as u64).min(grid_per_sm);
+                assert!(b.occupancy.blocks_per_sm as u64 >= need, "{policy:?}: `{}` starved", s.kernel.name);
+            }
+            let resident = b.occupancy.resident_blocks(&limits);
+            let total = b.bundle.table.total_blocks() as u64;
+            if b.coalesced {
+                assert!(b.bundle.slots.iter().all(|s| s.budget == Budget::Full));
+                if policy.mode == PackMode::Auto {
+                    assert!(total <= resident, "auto coalesces only what fits in one wave");
+                }
+            } else {
+                assert!(b.bundle.slots.iter().all(|s| matches!(s.budget, Budget::Blocks(_))));
+                assert!(total <= resident, "{policy:?}: budgets {total} exceed {resident} resident blocks");
+                assert!(b.waves <= 1.0);
+            }
+            match policy.mode {
+                PackMode::Coalesce => assert!(b.coalesced),
+                PackMode::Constrain => assert!(!b.coalesced),
+                PackMode::Auto => {}
+            }
+            // The predicted bundle time is its slowest slot's.
+            let slowest = b.slots.iter().map(|s| s.time).fold(0.0, f64::max);
+            assert_eq!(b.time, slowest);
+        }
+    }
+}
+
+#[test]
+fn knob_trades_bundle_width_for_latency() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    let limits = DeviceLimits::sm_90();
+    for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
+        let latency = plan(&tenants, &limits, &Policy::new(mode, 0.0)).unwrap();
+        let throughput = plan(&tenants, &limits, &Policy::new(mode, 1.0)).unwrap();
+        // Knob 0: nobody finishes later than alone.
+        for b in &latency.bundles {
+            for s in &b.slots {
+                assert!(b.time <= s.solo_time * (1.0 + 1e-9), "{mode:?}: knob 0 slowed tenant {}", s.tenant.0);
+            }
+        }
+        // Knob 1: wider bundles, hence fewer launches.
+        assert!(
+            throughput.mean_width() > latency.mean_width(),
+            "{mode:?}: width {} at knob 1 vs {} at knob 0",
+            throughput.mean_width(),
+            latency.mean_width()
+        );
+        assert!(throughput.bundles.len() < latency.bundles.len());
+        assert!(latency.refusals.iter().any(|r| matches!(r.reason, RefusalReason::Slowdown { .. })));
+        assert!(!throughput.refusals.iter().any(|r| matches!(r.reason, RefusalReason::Slowdown { .. })));
+    }
+
+    // Identical small kernels slow nobody: at knob 0 they still share one bundle.
+    let same: Vec<Program> = (0..4).map(|i| program(&format!("t{i}"), &[kernel("k", 8, 128, 4, 0)])).collect();
+    let p = plan(&with_ids(&same), &limits, &Policy::new(PackMode::Auto, 0.0)).unwrap();
+    assert_eq!(p.bundles.len(), 1);
+    assert!(p.bundles[0].coalesced);
+    assert_eq!(p.bundles[0].bundle.bodies.len(), 1, "one body for four tenants");
+}
+
+#[test]
+fn a_combination_that_drops_occupancy_is_refused() {
+    // 1024 threads and 100 KiB shared: 2 blocks per SM (233472 / 103424).
+    let big = program("big", &[kernel("big", 264, 1024, 2, 25 * 1024)]);
+    // 128 threads, 16 blocks per SM needed for 2112 blocks on 132 SMs.
+    let small = program("small", &[kernel("small", 2112, 128, 2, 0)]);
+    let limits = DeviceLimits::sm_90();
+    let tenants = [(TenantId(0), &big), (TenantId(1), &small)];
+    for policy in policies() {
+        let plan = plan(&tenants, &limits, &policy).unwrap();
+        assert_eq!(plan.bundles.len(), 2, "{policy:?}");
+        assert!(plan.bundles.iter().all(|b| b.slots.len() == 1));
+        let refusal = &plan.refusals[0];
+        assert_eq!((refusal.bundle, refusal.tenant, refusal.step), (0, TenantId(1), 0));
+        match &refusal.reason {
+            RefusalReason::Occupancy { member, needs, would_get, .. } => {
+                assert_eq!((*member, *needs, *would_get), (TenantId(1), 16, 2));
+            }
+            other => panic!("expected an occupancy refusal, got {other}"),
+        }
+        let text = refusal.to_string();
+        assert!(text.contains("occupancy") && text.contains("`small`") && text.contains("needs 16"), "{text}");
+    }
+}
+
+#[test]
+fn constrained_budgets_follow_work_and_finish_together() {
+    // Same grid, three times the work: about three times the blocks.
+    let a = program("a", &[kernel("a", 4096, 256, 10, 0)]);
+    let b = program("b", &[kernel("b", 4096, 256, 30, 0)]);
+    let limits = DeviceLimits::sm_90();
+    let plan = plan(&[(TenantId(0), &a), (TenantId(1), &b)], &limits, &Policy::new(PackMode::Constrain, 1.0)).unwrap();
+    assert_eq!(plan.bundles.len(), 1);
+    let pb = &plan.bundles[0];
+    let [sa, sb] = [&pb.slots[0], &pb.slots[1]];
+    let ratio = sb.blocks as f64 / sa.blocks as f64;
+    assert!((2.4..=3.6).contains(&ratio), "budgets {} and {}", sa.blocks, sb.blocks);
+    assert!(sa.blocks as u64 + sb.blocks as u64 <= pb.occupancy.resident_blocks(&limits));
+    // They finish within one block round of each other.
+    assert!((sa.time - sb.time).abs() <= sb.block_time, "times {} and {}", sa.time, sb.time);
+
+    // Auto coalesces what fits in one wave and constrains what does not.
+    let small = program("s", &[kernel("s", 64, 256, 10, 0)]);
+    let auto = Policy::new(PackMode::Auto, 1.0);
+    let fits = super_plan(&[&small, &small.clone()], &limits, &auto);
+    assert!(fits.bundles[0].coalesced);
+    let spills = super_plan(&[&a, &b], &limits, &auto);
+    assert!(!spills.bundles[0].coalesced);
+}
+
+fn super_plan(programs: &[&Program], limits: &DeviceLimits, policy: &Policy) -> Plan {
+    let tenants: Vec<(TenantId, &Program)> =
+        programs.iter().enumerate().map(|(i, &p)| (TenantId(i as u32), p)).collect();
+    plan(&tenants, limits, policy).unwrap()
+}
+
+#[test]
+fn plans_are_deterministic() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    for policy in policies() {
+        let a = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
+        let b = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
+        assert_eq!(order(&a), order(&b));
+        assert_eq!(a.refusals, b.refusals);
+    }
+}
+
+#[test]
+fn a_kernel_no_sm_can_hold_is_an_error() {
+    // 240 KiB of shared memory exceeds 227 KiB per block.
+    let huge = program("huge", &[kernel("huge", 4, 256, 1, 60 * 1024)]);
+    let err = plan(&[(TenantId(3), &huge)], &DeviceLimits::sm_90(), &Policy::default()).unwrap_err();
+    assert!(matches!(err, ScheduleError::Unlaunchable { tenant: TenantId(3), step: 0, .. }), "{err}");
+    assert!(err.to_string().contains("shared memory"), "{err}");
+    let twice = plan(&[(TenantId(1), &huge), (TenantId(1), &huge)], &DeviceLimits::sm_90(), &Policy::default());
+    assert!(matches!(twice, Err(ScheduleError::DuplicateTenant(TenantId(1)))));
+}
+
+#[test]
+fn packed_runs_match_solo_runs_bit_for_bit() {
+    let programs = mixed_tenants();
+    let interp = Interpreter::new();
+    let inputs: Vec<Vec<HostBuffer>> = programs
+        .iter()
+        .enumerate()
+        .map(|(t, p)| {
+            let n = p.buffers.values().next().map_or(0, |b| b.len());
+            vec![HostBuffer::from_f32(&(0..n).map(|i| ((i * 7 + t * 13) % 101) as f32 / 17.0).collect::<Vec<_>>())]
+        })
+        .collect();
+    let solo: Vec<Vec<HostBuffer>> =
+        programs.iter().zip(&inputs).map(|(p, x)| p.run(&interp, x).expect("solo run")).collect();
+    let refs: Vec<&Program> = programs.iter().collect();
+    for policy in policies() {
+        let run = run_multi(&refs, &inputs, &DeviceLimits::sm_90(), &policy, &interp).expect("packed run");
+        for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
+            assert!(got.iter().zip(want).all(|(g, w)| g.bytes() == w.bytes()), "{policy:?}: tenant {t} differs");
+        }
+    }
+}
