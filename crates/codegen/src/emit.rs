@@ -28,6 +28,14 @@
 //!   [`BlockMapping`]; the packer swaps that hook to map physical blocks onto
 //!   logical ones without touching kernel bodies. Block and grid *dimensions*
 //!   are the kernel's static logical launch shape, emitted as constants.
+//! - **Two function forms.** [`emit_cuda_with`] writes a standalone
+//!   `__global__` entry point; [`emit_device_function`] writes the same body
+//!   as a `__device__` function for a bundle (`crate::bundle`): the logical
+//!   block id arrives as arguments, shared arrays become typed views into one
+//!   dynamic pool ([`shared_pool_layout`]), and barriers take the
+//!   [`BarrierForm`] the bundle asks for. The single-kernel output is the
+//!   default and is byte-for-byte what it was before the second form existed
+//!   (the committed `kernels-ptx/` files check that).
 //!
 //! Emission is fallible and rejects what it cannot emit with an [`EmitError`]
 //! naming the kernel and instruction, so unsupported IR is found here and not
@@ -101,6 +109,122 @@ impl Default for EmitOptions<'_> {
     }
 }
 
+/// How a KIR `barrier` is spelled.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub enum BarrierForm {
+    /// `__syncthreads()`: every thread of the physical block takes part.
+    #[default]
+    Block,
+    /// `bar.sync id, threads`: only the first `threads` threads (whole warps)
+    /// of the physical block take part. A bundle body narrower than the
+    /// launch uses this, since the launch's other warps have returned and a
+    /// `__syncthreads()` would wait for them (principle 4).
+    Named { id: u32, threads: u32 },
+}
+
+/// A kernel body emitted as a `__device__` function for a bundle, instead of
+/// a standalone `__global__` entry point.
+///
+/// The function takes the kernel's parameters (as the entry point would),
+/// then `const int weft_bid_x, weft_bid_y, weft_bid_z` (the logical block id,
+/// chosen by the bundle's dispatcher) and `unsigned char* weft_smem` (the
+/// launch's dynamic shared-memory pool). The [`BlockMapping`] of the
+/// [`EmitOptions`] still writes the prologue and must define the usual
+/// `bid_*`/`tid_*` locals from those arguments and `threadIdx`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DeviceForm {
+    /// The function's C name (must not collide with other bodies of the module).
+    pub name: String,
+    pub barrier: BarrierForm,
+}
+
+/// One body emitted by [`emit_device_function`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DeviceFunction {
+    /// The function's C name.
+    pub name: String,
+    /// The helpers the function calls; a module holding several bodies writes
+    /// the union once ([`Prelude::write`]) before the functions.
+    pub prelude: Prelude,
+    /// The function definition.
+    pub code: String,
+    /// Byte offset of each shared array (in declaration order) in the pool.
+    pub shared_offsets: Vec<u64>,
+    /// Bytes of the pool the body uses: its last array's end, rounded up to
+    /// [`SHARED_POOL_ALIGN`].
+    pub shared_pool_bytes: u64,
+}
+
+/// Alignment of every shared array inside a bundle's shared-memory pool:
+/// enough for any KIR element type and for vectorised accesses later.
+pub const SHARED_POOL_ALIGN: u64 = 16;
+
+/// Where each shared array of `kernel` lives in a shared-memory pool, and
+/// the pool bytes it needs (see [`DeviceFunction::shared_pool_bytes`]).
+pub fn shared_pool_layout(kernel: &KernelDef) -> (Vec<u64>, u64) {
+    let mut end = 0u64;
+    let offsets = kernel
+        .shared
+        .values()
+        .map(|data| {
+            let at = end.next_multiple_of(SHARED_POOL_ALIGN);
+            end = at + data.bytes();
+            at
+        })
+        .collect();
+    (offsets, end.next_multiple_of(SHARED_POOL_ALIGN))
+}
+
+/// A set of helper functions (f16/bf16 conversions, integer division without
+/// undefined behaviour, ...) that emitted code calls. Opaque so that the
+/// order and spelling of helpers stay decided here.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Prelude {
+    helpers: BTreeSet<Helper>,
+}
+
+impl Prelude {
+    /// Adds every helper of `other`.
+    pub fn merge(&mut self, other: &Prelude) {
+        self.helpers.extend(other.helpers.iter().copied());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.helpers.is_empty()
+    }
+
+    /// Writes the helpers' definitions, each preceded by a blank line, in a
+    /// fixed order (so the output is deterministic).
+    pub fn write(&self, w: &mut CodeWriter) {
+        let mut division_comment = false;
+        for h in &self.helpers {
+            let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd);
+            if !is_div || !division_comment {
+                w.line("");
+            }
+            if is_div && !division_comment {
+                w.line("// Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).");
+                division_comment = true;
+            }
+            for l in h.code().lines() {
+                w.line(l);
+            }
+        }
+    }
+}
+
+/// Emits `kernel` as a `__device__` function for a bundle (see
+/// [`DeviceForm`]). `options.block_mapping` writes the prologue.
+pub fn emit_device_function(
+    kernel: &KernelDef,
+    options: &EmitOptions<'_>,
+    form: &DeviceForm,
+) -> Result<DeviceFunction, EmitError> {
+    let mut e = Emitter::new(kernel)?;
+    e.barrier = form.barrier;
+    e.device_function(options, form)
+}
+
 /// Indented line writer used by the emitter and by [`BlockMapping`]s.
 #[derive(Default, Debug)]
 pub struct CodeWriter {
@@ -131,6 +255,11 @@ impl CodeWriter {
     pub fn close(&mut self, s: impl AsRef<str>) {
         self.indent = self.indent.saturating_sub(1);
         self.line(s);
+    }
+
+    /// Indents what follows by one more level.
+    pub fn indent_more(&mut self) {
+        self.indent += 1;
     }
 
     pub fn into_string(self) -> String {
@@ -263,6 +392,7 @@ struct Emitter<'k> {
     param_names: Vec<String>,
     helpers: BTreeSet<Helper>,
     uses_lane: bool,
+    barrier: BarrierForm,
 }
 
 type R<T> = Result<T, String>;
@@ -272,14 +402,15 @@ impl<'k> Emitter<'k> {
         let mut used = HashSet::new();
         let fn_name = c_ident(&k.name, &mut used);
         let param_names = k.params.values().map(|p| c_ident(&p.name, &mut used)).collect();
-        Ok(Emitter { k, fn_name, param_names, helpers: BTreeSet::new(), uses_lane: false })
+        Ok(Emitter { k, fn_name, param_names, helpers: BTreeSet::new(), uses_lane: false, barrier: BarrierForm::Block })
     }
 
     fn kernel_err(&self, reason: impl Into<String>) -> EmitError {
         EmitError::Kernel { kernel: self.k.name.clone(), reason: reason.into() }
     }
 
-    fn run(mut self, options: &EmitOptions<'_>) -> Result<CudaSource, EmitError> {
+    /// Rejects launch shapes and declarations no CUDA function can have.
+    fn check_kernel(&self) -> Result<(), EmitError> {
         let k = self.k;
         let launch = k.launch;
         if launch.grid.contains(&0) || launch.block.contains(&0) {
@@ -297,10 +428,66 @@ impl<'k> Emitter<'k> {
                 return Err(self.kernel_err(format!("shared array {s} has length 0")));
             }
         }
+        Ok(())
+    }
 
-        // The body first: it decides which helpers and locals are needed.
+    /// Emits the body (which decides the helpers and locals needed) and
+    /// completes the helper set with the f16/bf16 conversions.
+    fn body(&mut self) -> Result<String, EmitError> {
         let mut body = CodeWriter { out: String::new(), indent: 1 };
-        self.region(k.body, &mut body)?;
+        self.region(self.k.body, &mut body)?;
+        if self.uses_type(Type::F16) {
+            self.helpers.insert(Helper::F16);
+        }
+        if self.uses_type(Type::BF16) {
+            self.helpers.insert(Helper::BF16);
+        }
+        Ok(body.into_string())
+    }
+
+    /// The parameter declarations of the emitted function.
+    fn param_decls(&self) -> Vec<String> {
+        self.k
+            .params
+            .values()
+            .zip(&self.param_names)
+            .map(|(p, name)| match p.kind {
+                ParamKind::Buffer { elem, access: Access::Read, .. } => {
+                    format!("const {}* __restrict__ {name}", c_type(elem))
+                }
+                ParamKind::Buffer { elem, .. } => format!("{}* __restrict__ {name}", c_type(elem)),
+                ParamKind::Scalar { ty } => format!("{} {name}", c_type(ty)),
+            })
+            .collect()
+    }
+
+    /// The prologue's ids, then `lane_id` when used.
+    fn ids(&self, options: &EmitOptions<'_>, w: &mut CodeWriter) {
+        let launch = self.k.launch;
+        options.block_mapping.prologue(self.k, w);
+        if self.uses_lane {
+            let [bx, by, _] = launch.block;
+            let linear = match (bx, by, launch.block[2]) {
+                (_, 1, 1) => "tid_x".to_string(),
+                (_, _, 1) => format!("tid_x + tid_y * {bx}"),
+                _ => format!("tid_x + (tid_y + tid_z * {by}) * {bx}"),
+            };
+            w.line(format!("const int lane_id = ({linear}) & 31;"));
+        }
+    }
+
+    fn vars(&self, w: &mut CodeWriter) {
+        for (x, data) in self.k.vars.iter() {
+            w.line(format!("{} {x};", c_type(data.ty)));
+        }
+    }
+
+    fn run(mut self, options: &EmitOptions<'_>) -> Result<CudaSource, EmitError> {
+        self.check_kernel()?;
+        let k = self.k;
+        let launch = k.launch;
+        let threads = launch.threads_per_block();
+        let body = self.body()?;
 
         let mut w = CodeWriter::default();
         w.line(format!("// Generated by weft-codegen from KIR kernel `{}`. Do not edit.", k.name.replace('\n', " ")));
@@ -314,65 +501,72 @@ impl<'k> Emitter<'k> {
             launch.block[2],
             k.shared_bytes()
         ));
-        if self.uses_type(Type::F16) {
-            self.helpers.insert(Helper::F16);
-        }
-        if self.uses_type(Type::BF16) {
-            self.helpers.insert(Helper::BF16);
-        }
-        let mut division_comment = false;
-        for h in &self.helpers {
-            let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd);
-            if !is_div || !division_comment {
-                w.line("");
-            }
-            if is_div && !division_comment {
-                w.line("// Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).");
-                division_comment = true;
-            }
-            for l in h.code().lines() {
-                w.line(l);
-            }
-        }
+        Prelude { helpers: self.helpers.clone() }.write(&mut w);
         w.line("");
-        let params: Vec<String> = k
-            .params
-            .values()
-            .zip(&self.param_names)
-            .map(|(p, name)| match p.kind {
-                ParamKind::Buffer { elem, access: Access::Read, .. } => {
-                    format!("const {}* __restrict__ {name}", c_type(elem))
-                }
-                ParamKind::Buffer { elem, .. } => format!("{}* __restrict__ {name}", c_type(elem)),
-                ParamKind::Scalar { ty } => format!("{} {name}", c_type(ty)),
-            })
-            .collect();
         w.line(format!(
             "extern \"C\" __global__ void __launch_bounds__({threads}) {}({})",
             self.fn_name,
-            params.join(", ")
+            self.param_decls().join(", ")
         ));
         w.open("{");
-        options.block_mapping.prologue(k, &mut w);
-        if self.uses_lane {
-            let [bx, by, _] = launch.block;
-            let linear = match (bx, by, launch.block[2]) {
-                (_, 1, 1) => "tid_x".to_string(),
-                (_, _, 1) => format!("tid_x + tid_y * {bx}"),
-                _ => format!("tid_x + (tid_y + tid_z * {by}) * {bx}"),
-            };
-            w.line(format!("const int lane_id = ({linear}) & 31;"));
-        }
+        self.ids(options, &mut w);
         for (s, data) in k.shared.iter() {
             w.line(format!("__shared__ {} {s}[{}];", c_type(data.elem), data.len));
         }
-        for (x, data) in k.vars.iter() {
-            w.line(format!("{} {x};", c_type(data.ty)));
-        }
+        self.vars(&mut w);
         let mut code = w.into_string();
-        code.push_str(&body.into_string());
+        code.push_str(&body);
         code.push_str("}\n");
         Ok(CudaSource { name: self.fn_name, code })
+    }
+
+    /// The body as a bundle's `__device__` function (see [`DeviceForm`]).
+    fn device_function(mut self, options: &EmitOptions<'_>, form: &DeviceForm) -> Result<DeviceFunction, EmitError> {
+        self.check_kernel()?;
+        let k = self.k;
+        let launch = k.launch;
+        let body = self.body()?;
+        let (shared_offsets, shared_pool_bytes) = shared_pool_layout(k);
+
+        let mut w = CodeWriter::default();
+        w.line(format!(
+            "// Body of KIR kernel `{}`: logical grid [{}, {}, {}], block [{}, {}, {}], {} bytes of shared memory.",
+            k.name.replace('\n', " "),
+            launch.grid[0],
+            launch.grid[1],
+            launch.grid[2],
+            launch.block[0],
+            launch.block[1],
+            launch.block[2],
+            k.shared_bytes()
+        ));
+        let mut params = self.param_decls();
+        params.extend(
+            ["const int weft_bid_x", "const int weft_bid_y", "const int weft_bid_z", "unsigned char* weft_smem"]
+                .map(String::from),
+        );
+        // Inlined into the dispatcher's switch: a real call would go through
+        // the ABI (stack, fixed registers) on every logical block.
+        w.line(format!("static __device__ __forceinline__ void {}({})", form.name, params.join(", ")));
+        w.open("{");
+        self.ids(options, &mut w);
+        // Shared arrays are typed views of the launch's one dynamic pool, so
+        // a bundle needs the most any body needs, not the sum.
+        for ((s, data), offset) in k.shared.iter().zip(&shared_offsets) {
+            let t = c_type(data.elem);
+            w.line(format!("{t}* const {s} = ({t}*)(weft_smem + {offset}); // {} elements", data.len));
+        }
+        self.vars(&mut w);
+        let mut code = w.into_string();
+        code.push_str(&body);
+        code.push_str("}\n");
+        Ok(DeviceFunction {
+            name: form.name.clone(),
+            prelude: Prelude { helpers: self.helpers },
+            code,
+            shared_offsets,
+            shared_pool_bytes,
+        })
     }
 
     fn uses_type(&self, t: Type) -> bool {
@@ -438,7 +632,12 @@ impl<'k> Emitter<'k> {
                 return Ok(());
             }
             InstData::Barrier => {
-                w.line("__syncthreads();");
+                match self.barrier {
+                    BarrierForm::Block => w.line("__syncthreads();"),
+                    BarrierForm::Named { id, threads } => {
+                        w.line(format!("asm volatile(\"bar.sync {id}, {threads};\" ::: \"memory\");"))
+                    }
+                }
                 return Ok(());
             }
             InstData::For { index, start, end, step, body } => {

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    sys::CUevent_flags, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
-    PushKernelArg,
+    sys::{CUevent_flags, CUfunction_attribute_enum},
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 
 use crate::device::{driver_present, probe_device, DeviceInfo};
@@ -46,6 +46,15 @@ impl DeviceBuffer {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The buffer's device address, for tables of pointers the device reads
+    /// (a bundle's argument words). The address stays valid while `self`
+    /// lives; work that reads it must be ordered on `stream` (or synchronised)
+    /// before the buffer is dropped.
+    pub fn device_address(&self, stream: &Stream) -> u64 {
+        let (ptr, _read_recorded) = self.slice.device_ptr(&stream.inner);
+        ptr
+    }
 }
 
 /// A loaded PTX module.
@@ -64,6 +73,18 @@ pub struct Function {
 impl Function {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Allows launches with up to `bytes` of dynamic shared memory. Needed
+    /// above 48 KiB, which the driver refuses by default.
+    pub fn set_max_dynamic_shared_bytes(&self, bytes: u32) -> Result<(), CudaError> {
+        let value = i32::try_from(bytes).map_err(|_| CudaError::InvalidArgument {
+            op: "cuFuncSetAttribute",
+            reason: format!("{bytes} bytes of dynamic shared memory do not fit an int"),
+        })?;
+        self.inner
+            .set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, value)
+            .map_err(CudaError::driver("cuFuncSetAttribute"))
     }
 }
 
