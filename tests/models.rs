@@ -45,21 +45,18 @@ fn unavailable(what: &str) {
     eprintln!("skipping: {msg}");
 }
 
-/// A deterministic generator (SplitMix64), so inputs are the same every run.
-struct Rng(u64);
+/// A deterministic generator (the graph builder's SplitMix64), so inputs
+/// are the same every run.
+struct Rng(weft_graph::builder::SplitMix64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.uniform(0.0, 1.0)
     }
 
     /// Standard normal (Box–Muller).
@@ -87,7 +84,7 @@ struct ModelCase {
 }
 
 fn make_inputs(graph: &Graph, case: &ModelCase, seed: u64) -> Vec<Tensor> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(weft_graph::builder::SplitMix64::new(seed));
     graph
         .inputs
         .iter()

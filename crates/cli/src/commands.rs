@@ -258,21 +258,13 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
 /// Seeded random values for an input: floats uniform in [-1, 1), integers in
 /// {0, 1} (valid as indices and masks for any model), booleans random.
 fn random_input(elem: Type, len: usize, seed: u64) -> HostBuffer {
-    let mut state = seed ^ 0x5851_f42d_4c95_7f2d;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = weft_graph::builder::SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d);
     let mut buf = HostBuffer::zeros(elem, len);
     for i in 0..len {
-        let r = next();
         let v = if elem.is_float() {
-            Scalar::from_f64(elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            Scalar::from_f64(elem, rng.uniform(-1.0, 1.0))
         } else {
-            Scalar::from_f64(elem, (r & 1) as f64)
+            Scalar::from_f64(elem, (rng.next_u64() & 1) as f64)
         };
         buf.set(i, v);
     }

@@ -17,22 +17,21 @@ use crate::graph::{Graph, TensorId};
 use crate::op::{BinaryOp, Op, Padding, UnaryOp, Window};
 use crate::tensor::{Shape, Tensor};
 
-/// SplitMix64: fast, seedable, and stable forever (the same stream as
-/// `weft-kernels`' test generator, without depending on it).
+/// Seeded weights and test inputs: SplitMix64 (from `rand_xoshiro`), whose
+/// stream is fixed by its definition, so a seed means the same values on
+/// every machine and every version.
 #[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+pub struct SplitMix64(rand_xoshiro::SplitMix64);
 
 impl SplitMix64 {
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
+        use rand_xoshiro::rand_core::SeedableRng;
+        SplitMix64(rand_xoshiro::SplitMix64::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        use rand_xoshiro::rand_core::Rng;
+        self.0.next_u64()
     }
 
     /// Uniform in `[lo, hi)`.

@@ -11,25 +11,20 @@ use weft_kir::HostBuffer;
 use weft_lower::context::tensor_to_host;
 use weft_lower::{lower, LowerOptions, Program};
 
-/// A small deterministic generator (SplitMix64) so tests do not depend on
-/// another crate's test helpers.
-pub struct Rng(u64);
+/// Seeded test values, on the graph builder's generator.
+pub struct Rng(weft_graph::builder::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(weft_graph::builder::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+        self.0.uniform(lo, hi)
     }
 
     pub fn f32(&mut self, dims: &[usize], lo: f64, hi: f64) -> Tensor {
