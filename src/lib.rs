@@ -2,13 +2,31 @@
 //!
 //! This facade re-exports the rooms of the project: the kernel IR
 //! ([`kir`]), its CPU interpreter ([`interp`]), CUDA C emission and NVRTC
-//! compilation ([`codegen`]) and the CUDA runtime ([`cuda`]); [`gpu`] runs
-//! KIR kernels on a GPU through the latter two.
+//! compilation ([`codegen`]), the CUDA runtime ([`cuda`]), model graphs
+//! ([`graph`]), lowering ([`lower`]) and the packer ([`pack`]); [`gpu`] runs
+//! KIR kernels and bundles on a GPU through codegen and the runtime.
 
 pub use weft_codegen as codegen;
 pub use weft_cuda as cuda;
+pub use weft_graph as graph;
 pub use weft_interp as interp;
 pub use weft_kernels as kernels;
 pub use weft_kir as kir;
+pub use weft_lower as lower;
+pub use weft_pack as pack;
 
 pub mod gpu;
+
+/// The packer's view of a device: its limits as the driver reports them.
+pub fn device_limits(info: &cuda::DeviceInfo) -> pack::DeviceLimits {
+    pack::DeviceLimits::new(
+        info.sm_count,
+        info.max_threads_per_sm,
+        info.max_threads_per_block,
+        info.max_blocks_per_sm,
+        info.registers_per_sm,
+        info.shared_bytes_per_sm,
+        info.shared_bytes_per_block_optin,
+        info.warp_size,
+    )
+}

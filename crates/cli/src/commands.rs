@@ -88,7 +88,7 @@ pub struct Bindings<'a> {
     pub dims: &'a [String],
 }
 
-fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
+pub fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
     let options =
         ImportOptions { shapes: parse_shapes(bind.shapes)?, dims: parse_dims(bind.dims)?, ..ImportOptions::default() };
     Ok(import_onnx_file(model, &options)?)
@@ -257,7 +257,7 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
 
 /// Seeded random values for an input: floats uniform in [-1, 1), integers in
 /// {0, 1} (valid as indices and masks for any model), booleans random.
-fn random_input(elem: Type, len: usize, seed: u64) -> HostBuffer {
+pub fn random_input(elem: Type, len: usize, seed: u64) -> HostBuffer {
     let mut rng = weft_graph::builder::SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d);
     let mut buf = HostBuffer::zeros(elem, len);
     for i in 0..len {

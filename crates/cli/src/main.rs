@@ -3,6 +3,7 @@
 //! ```text
 //! weft inspect MODEL.onnx [--shape NAME=1x3x224x224]… [--dim NAME=N]…
 //! weft compile MODEL.onnx [--shape …] [--arch sm_90] --out DIR
+//! weft pack MODEL.onnx[xN] MODEL2.onnx … [--mode coalesce|constrain|auto] [--knob 0..1] [--out DIR]
 //! weft run MODEL.onnx [--backend auto|interp|cuda] [--shape …] [--input NAME=FILE.npy]… [--seed N] --output-dir DIR
 //! ```
 //!
@@ -10,6 +11,7 @@
 
 mod commands;
 mod npy;
+mod pack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,38 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Plan how several tenants share the GPU: print the bundles (slots,
+    /// budgets, predicted occupancy), verify them on the interpreter, and write
+    /// the plan as a Chrome/Perfetto trace and an SVG timeline.
+    Pack {
+        /// Models, each optionally with a tenant count: `resnet.onnxx4 bert.onnx`.
+        #[arg(required = true, value_name = "MODEL.onnx[xN]")]
+        models: Vec<String>,
+        /// Coalesce (full grids side by side), constrain (block budgets) or auto.
+        #[arg(long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        /// 0 = latency (nobody slower than alone) … 1 = throughput (widest bundles).
+        #[arg(long, default_value_t = 1.0)]
+        knob: f64,
+        /// Binds a dynamic input's shape in every model, e.g. `--shape input=1x3x224x224` (repeatable).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Folder for plan.trace.json and plan.svg.
+        #[arg(long, default_value = "weft-pack")]
+        out: PathBuf,
+        /// Skip running the plan on the interpreter.
+        #[arg(long)]
+        no_verify: bool,
+        /// Seed of the tenants' random inputs for verification.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Draw only the first N bundles in plan.svg (the trace has them all).
+        #[arg(long, value_name = "N")]
+        draw_first: Option<usize>,
+    },
     /// Run a model and write every graph output to DIR/<name>.npy.
     Run {
         model: PathBuf,
@@ -81,6 +115,13 @@ enum Command {
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Coalesce,
+    Constrain,
+    Auto,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     Auto,
     Interp,
@@ -95,6 +136,22 @@ fn main() -> ExitCode {
         }
         Command::Compile { model, shapes, dims, arch, out } => {
             commands::compile(&model, &Bindings { shapes: &shapes, dims: &dims }, arch.as_deref(), &out)
+        }
+        Command::Pack { models, mode, knob, shapes, dims, out, no_verify, seed, draw_first } => {
+            pack::pack(&pack::PackArgs {
+                models: &models,
+                mode: match mode {
+                    Mode::Coalesce => weft::pack::PackMode::Coalesce,
+                    Mode::Constrain => weft::pack::PackMode::Constrain,
+                    Mode::Auto => weft::pack::PackMode::Auto,
+                },
+                knob,
+                bind: Bindings { shapes: &shapes, dims: &dims },
+                out: &out,
+                verify: !no_verify,
+                seed,
+                draw_first,
+            })
         }
         Command::Run { model, backend, shapes, dims, inputs, seed, output_dir } => {
             commands::run(&model, backend, &Bindings { shapes: &shapes, dims: &dims }, &inputs, seed, &output_dir)

@@ -204,3 +204,24 @@ fn run_writes_outputs_and_given_inputs_reproduce_them() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--input x"), "{}", stderr(&o));
 }
+
+#[test]
+fn pack_prints_bundles_verifies_them_and_draws_the_plan() {
+    let Some(model) = classifier() else { return };
+    let two = format!("{}x2", model.display());
+    let out = temp_dir("pack");
+    for mode in ["coalesce", "constrain", "auto"] {
+        let o = weft(&["pack", &two, "--shape", "x=1x3x48x192", "--mode", mode, "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("2 tenants") && text.contains("bundle 0:"), "{mode}: {text}");
+        assert!(text.contains("bit-identical to their solo runs"), "{mode}: {text}");
+        let trace = std::fs::read_to_string(out.join("plan.trace.json")).expect("trace written");
+        assert!(trace.starts_with('{') && trace.contains("\"traceEvents\""), "{mode}");
+        assert!(trace.matches("\"cat\":\"slot\"").count() >= 2 * 60, "{mode}: every kernel of both tenants is a slot");
+        let svg = std::fs::read_to_string(out.join("plan.svg")).expect("svg written");
+        assert!(svg.starts_with("<svg") && svg.contains("_cls_infer#1"), "{mode}");
+    }
+    let o = weft(&["pack", &two, "--shape", "x=1x3x48x192", "--knob", "2", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("--knob"), "{}", stderr(&o));
+}

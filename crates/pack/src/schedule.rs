@@ -258,17 +258,11 @@ impl Plan {
                     kernel: s.kernel.name.clone(),
                     first_block: e.first_block,
                     blocks: e.num_blocks,
-                    start_us: start,
-                    duration_us: p.time,
+                    start,
+                    duration: p.time,
                 })
                 .collect();
-            out.push(BundleSpan {
-                index,
-                start_us: start,
-                duration_us: b.time,
-                total_blocks: b.bundle.table.total_blocks(),
-                slots,
-            });
+            out.push(BundleSpan { index, start, duration: b.time, total_blocks: b.bundle.table.total_blocks(), slots });
             start += b.time;
         }
         out

@@ -3,8 +3,9 @@
 //! Both show the same thing: bundles one after another in time, and inside
 //! each bundle every slot's range of physical blocks for as long as the slot
 //! is predicted to run, coloured by tenant. Times are the scheduler's
-//! predictions (model time units, or microseconds where a measured model is
-//! used), never measurements: the pictures are labelled so.
+//! predictions in its model units, never measurements: the pictures are
+//! labelled so (the trace format counts in microseconds, so there one unit
+//! shows as one microsecond).
 
 use std::fmt::Write as _;
 
@@ -18,17 +19,17 @@ pub struct SlotSpan {
     /// Physical block range `[first_block, first_block + blocks)`.
     pub first_block: u32,
     pub blocks: u32,
-    /// Start and duration in microseconds (predicted).
-    pub start_us: f64,
-    pub duration_us: f64,
+    /// Start and duration in the plan's time units (predicted).
+    pub start: f64,
+    pub duration: f64,
 }
 
 /// One bundle's slots and extent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BundleSpan {
     pub index: usize,
-    pub start_us: f64,
-    pub duration_us: f64,
+    pub start: f64,
+    pub duration: f64,
     pub total_blocks: u32,
     pub slots: Vec<SlotSpan>,
 }
@@ -74,8 +75,8 @@ pub fn chrome_trace(bundles: &[BundleSpan]) -> String {
         events.push(format!(
             r#"{{"name":"bundle {}","cat":"bundle","ph":"X","ts":{:.3},"dur":{:.3},"pid":0,"tid":0,"args":{{"slots":{},"blocks":{}}}}}"#,
             b.index,
-            b.start_us,
-            b.duration_us,
+            b.start,
+            b.duration,
             b.slots.len(),
             b.total_blocks
         ));
@@ -83,8 +84,8 @@ pub fn chrome_trace(bundles: &[BundleSpan]) -> String {
             events.push(format!(
                 r#"{{"name":"{}","cat":"slot","ph":"X","ts":{:.3},"dur":{:.3},"pid":{},"tid":0,"args":{{"bundle":{},"blocks":"{}..{}"}}}}"#,
                 escape_json(&s.kernel),
-                s.start_us,
-                s.duration_us,
+                s.start,
+                s.duration,
                 s.tenant + 1,
                 b.index,
                 s.first_block,
@@ -106,10 +107,10 @@ fn colour(tenant: u32) -> String {
 /// bottom (scaled to the tallest bundle), one rectangle per slot coloured by
 /// tenant, with a legend.
 pub fn svg_timeline(bundles: &[BundleSpan], title: &str) -> String {
-    let (width, height, left, top, legend_w) = (1000.0, 420.0, 60.0, 40.0, 180.0);
+    let (width, height, left, top, legend_w) = (1100.0, 420.0, 60.0, 40.0, 250.0);
     let plot_w = width - left - legend_w - 20.0;
     let plot_h = height - top - 40.0;
-    let end = bundles.iter().map(|b| b.start_us + b.duration_us).fold(0.0f64, f64::max).max(1e-9);
+    let end = bundles.iter().map(|b| b.start + b.duration).fold(0.0f64, f64::max).max(1e-9);
     let max_blocks = bundles.iter().map(|b| b.total_blocks).max().unwrap_or(1).max(1) as f64;
     let x = |t: f64| left + t / end * plot_w;
     let y = |blk: f64| top + blk / max_blocks * plot_h;
@@ -122,7 +123,7 @@ pub fn svg_timeline(bundles: &[BundleSpan], title: &str) -> String {
     let _ = writeln!(svg, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, escape_xml(title));
     let _ = writeln!(
         svg,
-        r##"<text x="{left}" y="{}" fill="#555">time (predicted, µs) →    bundles: {}    physical blocks ↓</text>"##,
+        r##"<text x="{left}" y="{}" fill="#555">time (predicted, model units) →    bundles drawn: {}    ·    physical blocks of each launch ↓</text>"##,
         height - 12.0,
         bundles.len()
     );
@@ -130,23 +131,23 @@ pub fn svg_timeline(bundles: &[BundleSpan], title: &str) -> String {
         let _ = writeln!(
             svg,
             r##"<rect x="{:.2}" y="{top}" width="{:.2}" height="{plot_h}" fill="none" stroke="#999" stroke-dasharray="3,2"/>"##,
-            x(b.start_us),
-            (x(b.start_us + b.duration_us) - x(b.start_us)).max(0.5)
+            x(b.start),
+            (x(b.start + b.duration) - x(b.start)).max(0.5)
         );
         for s in &b.slots {
             let _ = writeln!(
                 svg,
-                r##"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{}" stroke="white" stroke-width="0.5"><title>{} · {} · blocks {}..{} · {:.1} µs</title></rect>"##,
-                x(s.start_us),
+                r##"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{}" stroke="white" stroke-width="0.5"><title>{} · {} · blocks {}..{} · {:.1} units</title></rect>"##,
+                x(s.start),
                 y(s.first_block as f64),
-                (x(s.start_us + s.duration_us) - x(s.start_us)).max(0.5),
+                (x(s.start + s.duration) - x(s.start)).max(0.5),
                 (y((s.first_block + s.blocks) as f64) - y(s.first_block as f64)).max(0.5),
                 colour(s.tenant),
                 escape_xml(&s.tenant_name),
                 escape_xml(&s.kernel),
                 s.first_block,
                 s.first_block + s.blocks,
-                s.duration_us
+                s.duration
             );
         }
     }
@@ -158,7 +159,13 @@ pub fn svg_timeline(bundles: &[BundleSpan], title: &str) -> String {
     for (i, (t, name)) in tenants.iter().enumerate().take(24) {
         let ly = top + i as f64 * 16.0;
         let _ = writeln!(svg, r#"<rect x="{lx}" y="{ly}" width="12" height="12" fill="{}"/>"#, colour(*t));
-        let _ = writeln!(svg, r#"<text x="{}" y="{}">{}</text>"#, lx + 18.0, ly + 10.0, escape_xml(name));
+        // Long names are cut to fit the legend; the full name is in each slot's tooltip.
+        let shown: String = if name.chars().count() > 34 {
+            name.chars().take(16).chain("…".chars()).chain(name.chars().skip(name.chars().count() - 17)).collect()
+        } else {
+            name.clone()
+        };
+        let _ = writeln!(svg, r#"<text x="{}" y="{}">{}</text>"#, lx + 18.0, ly + 10.0, escape_xml(&shown));
     }
     if tenants.len() > 24 {
         let _ = writeln!(
@@ -183,21 +190,21 @@ mod tests {
             kernel: "conv \"3x3\"".into(),
             first_block: first,
             blocks,
-            start_us: start,
-            duration_us: dur,
+            start,
+            duration: dur,
         };
         vec![
             BundleSpan {
                 index: 0,
-                start_us: 0.0,
-                duration_us: 10.0,
+                start: 0.0,
+                duration: 10.0,
                 total_blocks: 64,
                 slots: vec![slot(0, 0, 32, 0.0, 10.0), slot(1, 32, 32, 0.0, 8.0)],
             },
             BundleSpan {
                 index: 1,
-                start_us: 10.0,
-                duration_us: 5.0,
+                start: 10.0,
+                duration: 5.0,
                 total_blocks: 16,
                 slots: vec![slot(2, 0, 16, 10.0, 5.0)],
             },
