@@ -12,8 +12,8 @@ pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod infer;
-pub mod onnx;
 pub mod models;
+pub mod onnx;
 pub mod op;
 pub mod stats;
 pub mod tensor;
@@ -23,6 +23,8 @@ pub use dtype::DType;
 pub use error::GraphError;
 pub use eval::{eval_node, evaluate, evaluate_all};
 pub use graph::{Graph, Node, TensorId, TensorInfo};
+pub use onnx::{
+    export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError, ImportOptions,
+};
 pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 pub use tensor::{Shape, Tensor, TensorData};
-pub use onnx::{export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError, ImportOptions};
