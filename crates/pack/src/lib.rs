@@ -26,7 +26,7 @@ pub use error::PackError;
 pub use exec::BundleExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
-pub use run::{run_multi, run_plan, MultiRun, RunError, TenantState};
+pub use run::{run_bundle, run_multi, run_plan, MultiRun, ProgramRef, RunError, TenantState};
 pub use schedule::{
     block_time, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,
 };

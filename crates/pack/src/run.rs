@@ -16,11 +16,12 @@
 //! so a wrong plan is an error rather than wrong numbers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use weft_kir::{check_args, ArgValue, HostBuffer, ParamKind};
 use weft_lower::{BufferId, BufferKind, Program};
 
-use crate::bundle::TenantId;
+use crate::bundle::{Bundle, TenantId};
 use crate::exec::BundleExecutor;
 use crate::occupancy::DeviceLimits;
 use crate::schedule::{plan, Plan, Policy, ScheduleError};
@@ -52,11 +53,30 @@ pub enum RunError {
     Schedule(#[from] ScheduleError),
 }
 
+/// A tenant's program, borrowed (a run that owns its programs) or shared
+/// (a long-lived server whose requests outlive any one borrow).
+#[derive(Clone, Debug)]
+pub enum ProgramRef<'p> {
+    Borrowed(&'p Program),
+    Shared(Arc<Program>),
+}
+
+impl std::ops::Deref for ProgramRef<'_> {
+    type Target = Program;
+
+    fn deref(&self) -> &Program {
+        match self {
+            ProgramRef::Borrowed(p) => p,
+            ProgramRef::Shared(p) => p,
+        }
+    }
+}
+
 /// One tenant during a multi-tenant run: its program and live buffers.
 #[derive(Clone, Debug)]
 pub struct TenantState<'p> {
     pub tenant: TenantId,
-    pub program: &'p Program,
+    pub program: ProgramRef<'p>,
     /// Inputs and activations written so far (weights stay in the program).
     live: HashMap<BufferId, HostBuffer>,
     /// Index of the next step to run.
@@ -67,6 +87,24 @@ impl<'p> TenantState<'p> {
     /// A tenant about to run `program` on `inputs` (one per graph input, in
     /// order; checked like [`Program::run`] checks them).
     pub fn new(tenant: TenantId, program: &'p Program, inputs: &[HostBuffer]) -> Result<TenantState<'p>, RunError> {
+        TenantState::with_program(tenant, ProgramRef::Borrowed(program), inputs)
+    }
+
+    /// Like [`TenantState::new`] with a shared program, for states that must
+    /// not borrow (a server's in-flight requests).
+    pub fn shared(
+        tenant: TenantId,
+        program: Arc<Program>,
+        inputs: &[HostBuffer],
+    ) -> Result<TenantState<'static>, RunError> {
+        TenantState::with_program(tenant, ProgramRef::Shared(program), inputs)
+    }
+
+    fn with_program(
+        tenant: TenantId,
+        program: ProgramRef<'p>,
+        inputs: &[HostBuffer],
+    ) -> Result<TenantState<'p>, RunError> {
         let fail = |source| RunError::Program { tenant, source };
         if inputs.len() != program.inputs.len() {
             return Err(fail(weft_lower::RunError::InputCount {
@@ -78,7 +116,7 @@ impl<'p> TenantState<'p> {
         let mut live = HashMap::new();
         for (binding, given) in program.inputs.iter().zip(inputs) {
             let Some(info) = program.buffers.get(binding.buffer) else {
-                return Err(fail(malformed(program, format!("input `{}` has no buffer", binding.name))));
+                return Err(fail(malformed(&program, format!("input `{}` has no buffer", binding.name))));
             };
             if given.elem() != info.elem || given.len() != info.len() {
                 return Err(fail(weft_lower::RunError::InputMismatch {
@@ -114,7 +152,7 @@ impl<'p> TenantState<'p> {
         if let Some(v) = self.live.get(&b) {
             return Ok(v.clone());
         }
-        let program = self.program;
+        let program: &Program = &self.program;
         let info = program.buffers.get(b).ok_or_else(|| RunError::Program {
             tenant: self.tenant,
             source: malformed(program, format!("step refers to missing buffer {b}")),
@@ -138,87 +176,102 @@ fn malformed(program: &Program, message: String) -> weft_lower::RunError {
 /// finished when the plan ends.
 pub fn run_plan<E: BundleExecutor>(plan: &Plan, tenants: &mut [TenantState<'_>], exec: &E) -> Result<(), RunError> {
     for (index, planned) in plan.bundles.iter().enumerate() {
-        let bundle = &planned.bundle;
-        // Which tenant state each slot belongs to, checked before anything runs.
-        let mut owners = Vec::with_capacity(bundle.slots.len());
-        if planned.slots.len() != bundle.slots.len() {
+        if planned.slots.len() != planned.bundle.slots.len() {
             return Err(RunError::Bundle {
                 bundle: index,
-                slots: format!("{} slots", bundle.slots.len()),
+                slots: format!("{} slots", planned.bundle.slots.len()),
                 executor: exec.name().to_string(),
                 message: format!("the plan describes {} slots", planned.slots.len()),
             });
         }
-        for (slot, slot_plan) in bundle.slots.iter().zip(&planned.slots) {
-            let owner = tenants
-                .iter()
-                .position(|t| t.tenant == slot.tenant)
-                .ok_or(RunError::UnknownTenant { bundle: index, tenant: slot.tenant })?;
-            let state = &tenants[owner];
-            // The builder may have replaced the kernel by a guarded copy, so
-            // order is checked by step index and arguments, not by kernel.
-            let in_order = slot_plan.tenant == slot.tenant
-                && slot_plan.step == state.next
-                && state.program.steps.get(state.next).is_some_and(|s| s.args == slot.args);
-            if !in_order || owners.contains(&owner) {
-                return Err(RunError::OutOfOrder {
-                    bundle: index,
-                    tenant: slot.tenant,
-                    kernel: slot.kernel.name.clone(),
-                    expected: state.next,
-                    steps: state.program.steps.len(),
-                });
-            }
-            owners.push(owner);
-        }
-        let describe = || {
-            bundle
-                .slots
-                .iter()
-                .map(|s| format!("tenant {} `{}`", s.tenant.0, s.kernel.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut args: Vec<Vec<ArgValue>> = Vec::with_capacity(bundle.slots.len());
-        for (slot, &owner) in bundle.slots.iter().zip(&owners) {
-            let state = &tenants[owner];
-            let values = slot
-                .args
-                .iter()
-                .map(|&b| state.buffer_value(b).map(ArgValue::Buffer))
-                .collect::<Result<Vec<_>, _>>()?;
-            check_args(&slot.kernel, &values).map_err(|e| RunError::Bundle {
-                bundle: index,
-                slots: describe(),
-                executor: exec.name().to_string(),
-                message: format!("tenant {} `{}`: {e}", slot.tenant.0, slot.kernel.name),
-            })?;
-            args.push(values);
-        }
-        exec.execute_bundle(bundle, &mut args).map_err(|e| RunError::Bundle {
-            bundle: index,
-            slots: describe(),
-            executor: exec.name().to_string(),
-            message: e.to_string(),
-        })?;
-        for ((slot, &owner), values) in bundle.slots.iter().zip(&owners).zip(args) {
-            let state = &mut tenants[owner];
-            // In parameter order, like Program::run: a later parameter bound
-            // to the same buffer wins.
-            for ((_, param), (arg, &b)) in slot.kernel.params.iter().zip(values.into_iter().zip(&slot.args)) {
-                if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(buf)) = (&param.kind, arg) {
-                    if access.can_write() {
-                        state.live.insert(b, buf);
-                    }
-                }
-            }
-            state.next += 1;
-        }
+        let steps: Vec<(TenantId, usize)> = planned.slots.iter().map(|p| (p.tenant, p.step)).collect();
+        run_bundle_steps(index, &planned.bundle, Some(&steps), tenants, exec)?;
     }
     for t in tenants.iter() {
         if !t.is_finished() {
             return Err(RunError::Unfinished { tenant: t.tenant, ran: t.next, steps: t.program.steps.len() });
         }
+    }
+    Ok(())
+}
+
+/// Runs one bundle whose every slot is its tenant's next step (a server
+/// forming bundles as requests arrive), advancing those tenants by one step.
+/// `index` names the bundle in errors.
+pub fn run_bundle<E: BundleExecutor>(
+    index: usize,
+    bundle: &Bundle,
+    tenants: &mut [TenantState<'_>],
+    exec: &E,
+) -> Result<(), RunError> {
+    run_bundle_steps(index, bundle, None, tenants, exec)
+}
+
+fn run_bundle_steps<E: BundleExecutor>(
+    index: usize,
+    bundle: &Bundle,
+    planned: Option<&[(TenantId, usize)]>,
+    tenants: &mut [TenantState<'_>],
+    exec: &E,
+) -> Result<(), RunError> {
+    // Which tenant state each slot belongs to, checked before anything runs.
+    let mut owners = Vec::with_capacity(bundle.slots.len());
+    for (i, slot) in bundle.slots.iter().enumerate() {
+        let owner = tenants
+            .iter()
+            .position(|t| t.tenant == slot.tenant)
+            .ok_or(RunError::UnknownTenant { bundle: index, tenant: slot.tenant })?;
+        let state = &tenants[owner];
+        // The builder may have replaced the kernel by a guarded copy, so
+        // order is checked by step index and arguments, not by kernel.
+        let planned_ok =
+            planned.is_none_or(|p| p.get(i).is_some_and(|&(t, step)| t == slot.tenant && step == state.next));
+        let in_order = planned_ok && state.program.steps.get(state.next).is_some_and(|s| s.args == slot.args);
+        if !in_order || owners.contains(&owner) {
+            return Err(RunError::OutOfOrder {
+                bundle: index,
+                tenant: slot.tenant,
+                kernel: slot.kernel.name.clone(),
+                expected: state.next,
+                steps: state.program.steps.len(),
+            });
+        }
+        owners.push(owner);
+    }
+    let describe = || {
+        bundle.slots.iter().map(|s| format!("tenant {} `{}`", s.tenant.0, s.kernel.name)).collect::<Vec<_>>().join(", ")
+    };
+    let mut args: Vec<Vec<ArgValue>> = Vec::with_capacity(bundle.slots.len());
+    for (slot, &owner) in bundle.slots.iter().zip(&owners) {
+        let state = &tenants[owner];
+        let values =
+            slot.args.iter().map(|&b| state.buffer_value(b).map(ArgValue::Buffer)).collect::<Result<Vec<_>, _>>()?;
+        check_args(&slot.kernel, &values).map_err(|e| RunError::Bundle {
+            bundle: index,
+            slots: describe(),
+            executor: exec.name().to_string(),
+            message: format!("tenant {} `{}`: {e}", slot.tenant.0, slot.kernel.name),
+        })?;
+        args.push(values);
+    }
+    exec.execute_bundle(bundle, &mut args).map_err(|e| RunError::Bundle {
+        bundle: index,
+        slots: describe(),
+        executor: exec.name().to_string(),
+        message: e.to_string(),
+    })?;
+    for ((slot, &owner), values) in bundle.slots.iter().zip(&owners).zip(args) {
+        let state = &mut tenants[owner];
+        // In parameter order, like Program::run: a later parameter bound
+        // to the same buffer wins.
+        for ((_, param), (arg, &b)) in slot.kernel.params.iter().zip(values.into_iter().zip(&slot.args)) {
+            if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(buf)) = (&param.kind, arg) {
+                if access.can_write() {
+                    state.live.insert(b, buf);
+                }
+            }
+        }
+        state.next += 1;
     }
     Ok(())
 }
