@@ -1,0 +1,52 @@
+//! The predictor interface every model implements, and what goes in and out.
+
+use crate::features::BundleFeatures;
+
+/// A predicted launch time.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Prediction {
+    /// From launch to the last slot's completion, launch overhead included.
+    pub total_us: f64,
+    /// From launch to each slot's completion, in slot order.
+    pub per_slot_us: Vec<f64>,
+}
+
+/// A measured launch time (CUDA events on a GPU; the simulator in tests).
+#[derive(Clone, PartialEq, Debug)]
+pub struct Measured {
+    pub total_us: f64,
+    /// Per-slot completion times where the executor reports them (the
+    /// simulator does; one pair of CUDA events around a launch does not).
+    pub per_slot_us: Option<Vec<f64>>,
+}
+
+impl Measured {
+    /// A measurement of the whole launch only.
+    pub fn total(total_us: f64) -> Measured {
+        Measured { total_us, per_slot_us: None }
+    }
+}
+
+/// A model of bundle latency under co-location.
+pub trait Predictor {
+    /// Predicted time of the bundle described by `f`.
+    fn predict(&self, f: &BundleFeatures) -> Prediction;
+    /// Learns from one measured launch of the bundle described by `f`
+    /// (a no-op for static models). Non-finite or non-positive
+    /// measurements are ignored.
+    fn observe(&mut self, f: &BundleFeatures, measured: &Measured);
+    /// A short name for tables.
+    fn name(&self) -> &str;
+}
+
+impl<P: Predictor + ?Sized> Predictor for Box<P> {
+    fn predict(&self, f: &BundleFeatures) -> Prediction {
+        (**self).predict(f)
+    }
+    fn observe(&mut self, f: &BundleFeatures, measured: &Measured) {
+        (**self).observe(f, measured)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
