@@ -4,7 +4,8 @@
 //! ([`kir`]), its CPU interpreter ([`interp`]), CUDA C emission and NVRTC
 //! compilation ([`codegen`]), the CUDA runtime ([`cuda`]), model graphs
 //! ([`graph`]), lowering ([`lower`]) and the packer ([`pack`]); [`gpu`] runs
-//! KIR kernels and bundles on a GPU through codegen and the runtime.
+//! KIR kernels and bundles on a GPU through codegen and the runtime; [`Engine`]
+//! is the serving API: tenants, asynchronous requests, metrics.
 
 pub use weft_codegen as codegen;
 pub use weft_cuda as cuda;
@@ -15,7 +16,10 @@ pub use weft_kir as kir;
 pub use weft_lower as lower;
 pub use weft_pack as pack;
 
+pub mod engine;
 pub mod gpu;
+
+pub use engine::{Backend, Engine, EngineConfig, EngineError, Pending, RequestError, Response, Tenant, TenantMetrics};
 
 /// The packer's view of a device: its limits as the driver reports them.
 pub fn device_limits(info: &cuda::DeviceInfo) -> pack::DeviceLimits {

@@ -1,0 +1,544 @@
+//! The engine: weft's public serving API.
+//!
+//! Register tenants (a lowered model, a latency objective and a weight),
+//! submit requests and receive results asynchronously, remove tenants while
+//! their requests are in flight, and read per-tenant metrics. A worker
+//! thread owns the executor (CUDA where a GPU is present, the CPU
+//! interpreter otherwise) and forms bundles from the in-flight requests:
+//! each request's next kernel is a slot, earliest deadline first, so kernels
+//! of different tenants (and of several requests of one tenant) share each
+//! launch.
+//!
+//! What the engine guarantees, and how:
+//!
+//! - **Nobody's results are mixed up.** Every request runs in its own
+//!   [`TenantState`] (its own activations; weights shared through the
+//!   program's `Arc`), and a bundle's slots are bit-identical to solo runs on
+//!   the interpreter (the packer's oracle). Results go back on the request's
+//!   own channel.
+//! - **Removal is safe.** Removing a tenant refuses its new requests
+//!   ([`EngineError::TenantRemoved`]); requests already admitted complete.
+//! - **Overload is explicit and bounded.** Each tenant's queue is bounded;
+//!   a request that would overflow it, or whose predicted completion (the
+//!   queue ahead of it times the tenant's recent service time) already
+//!   exceeds its SLO, is rejected at once with [`EngineError::Rejected`].
+//!   Metrics keep a bounded window of latencies. Memory therefore stays
+//!   bounded however far load exceeds capacity.
+//! - **A failed launch fails only its requests.** The requests whose kernels
+//!   were in the failed bundle get [`RequestError::Execution`]; the others
+//!   continue, and the engine keeps serving.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use weft_interp::Interpreter;
+use weft_kir::HostBuffer;
+use weft_lower::Program;
+use weft_pack::{run_bundle, Budget, BundleBuilder, BundleExecutor, Slot, TenantId, TenantState};
+
+use crate::gpu::GpuExecutor;
+
+/// Which executor the engine runs on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// CUDA where a GPU is present, else the interpreter.
+    Auto,
+    Interp,
+    Cuda,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Requests a tenant may have queued or in flight; more are rejected.
+    pub max_queue: usize,
+    /// Requests (slots) one bundle may hold.
+    pub max_bundle_slots: usize,
+    /// Latencies kept per tenant for percentiles (a sliding window).
+    pub latency_window: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { max_queue: 64, max_bundle_slots: 32, latency_window: 4096 }
+    }
+}
+
+/// A registered tenant.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tenant(pub u32);
+
+/// Why a call to the engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown tenant {0:?}: register it first")]
+    UnknownTenant(Tenant),
+    #[error("tenant {0:?} was removed: it takes no new requests")]
+    TenantRemoved(Tenant),
+    #[error("tenant {tenant:?}: input {index} (`{name}`) expects {expected} but was given {given}")]
+    Input { tenant: Tenant, index: usize, name: String, expected: String, given: String },
+    #[error("tenant {tenant:?}: {given} inputs given, the model takes {expected}")]
+    InputCount { tenant: Tenant, expected: usize, given: usize },
+    #[error("tenant {tenant:?}: request rejected: {reason}")]
+    Rejected { tenant: Tenant, reason: String },
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("no executor: {0}")]
+    Backend(String),
+}
+
+/// Why an admitted request produced no result.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum RequestError {
+    #[error("the launch running this request failed: {0}")]
+    Execution(String),
+    #[error("the engine stopped before the request finished")]
+    Stopped,
+}
+
+/// The result of one request: the model's outputs, and how long it took.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub outputs: Vec<HostBuffer>,
+    pub latency: Duration,
+    pub met_slo: bool,
+}
+
+/// A submitted request; [`Pending::wait`] blocks until its result.
+pub struct Pending {
+    rx: Receiver<Result<Response, RequestError>>,
+}
+
+impl Pending {
+    pub fn wait(self) -> Result<Response, RequestError> {
+        self.rx.recv().unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// The result if it is ready.
+    pub fn try_wait(&self) -> Option<Result<Response, RequestError>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Per-tenant counters and latency percentiles.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TenantMetrics {
+    pub submitted: u64,
+    pub rejected: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub met_slo: u64,
+    /// Completed requests within SLO over requests submitted (rejections count as misses).
+    pub slo_attainment: f64,
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    /// Requests queued or in flight now.
+    pub in_flight: usize,
+}
+
+struct TenantInfo {
+    program: Arc<Program>,
+    slo: Duration,
+    weight: f64,
+    removed: bool,
+    in_flight: usize,
+    /// Moving average of request service time, for admission.
+    service_ema: Option<f64>,
+    submitted: u64,
+    rejected: u64,
+    completed: u64,
+    failed: u64,
+    met_slo: u64,
+    latencies: VecDeque<Duration>,
+}
+
+struct Shared {
+    tenants: HashMap<Tenant, TenantInfo>,
+    next_tenant: u32,
+    config: EngineConfig,
+}
+
+struct Request {
+    id: u64,
+    tenant: Tenant,
+    arrival: Instant,
+    deadline: Instant,
+    /// Ordering key: arrival + SLO / weight, so a heavier tenant's requests
+    /// go earlier among equal SLOs.
+    priority: Instant,
+    /// Taken out while the request's slot runs in a bundle.
+    state: Option<TenantState<'static>>,
+    reply: Sender<Result<Response, RequestError>>,
+}
+
+enum Command {
+    Submit(Box<Request>),
+    Stop,
+}
+
+/// The serving engine. Dropping it stops the worker after the requests in
+/// flight (which then get [`RequestError::Stopped`] if unfinished).
+pub struct Engine {
+    shared: Arc<Mutex<Shared>>,
+    tx: Sender<Command>,
+    worker: Option<JoinHandle<()>>,
+    next_request: Mutex<u64>,
+    backend: &'static str,
+}
+
+impl Engine {
+    /// An engine on `backend`.
+    pub fn new(backend: Backend, config: EngineConfig) -> Result<Engine, EngineError> {
+        let gpu = match backend {
+            Backend::Interp => None,
+            Backend::Cuda => Some(GpuExecutor::new().map_err(|e| EngineError::Backend(e.to_string()))?),
+            Backend::Auto => GpuExecutor::new().ok(),
+        };
+        Ok(match gpu {
+            Some(g) => Engine::with_executor(g, "cuda", config),
+            None => Engine::with_executor(Interpreter::new(), "interp", config),
+        })
+    }
+
+    /// An engine on any bundle executor (tests inject faults this way).
+    pub fn with_executor<E: BundleExecutor + Send + 'static>(
+        exec: E,
+        name: &'static str,
+        config: EngineConfig,
+    ) -> Engine {
+        let shared = Arc::new(Mutex::new(Shared { tenants: HashMap::new(), next_tenant: 0, config }));
+        let (tx, rx) = mpsc::channel();
+        let worker_shared = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name("weft-engine".into())
+            .spawn(move || worker_loop(exec, rx, worker_shared))
+            .ok();
+        Engine { shared, tx, worker, next_request: Mutex::new(0), backend: name }
+    }
+
+    /// `cuda` or `interp` (or the injected executor's name).
+    pub fn backend(&self) -> &str {
+        self.backend
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a tenant running `program` with latency objective `slo` and
+    /// fairness `weight` (> 0). Tenants of one model share the program's
+    /// kernels and weights.
+    pub fn register(&self, program: Arc<Program>, slo: Duration, weight: f64) -> Tenant {
+        let mut s = self.lock();
+        let t = Tenant(s.next_tenant);
+        s.next_tenant += 1;
+        s.tenants.insert(
+            t,
+            TenantInfo {
+                program,
+                slo,
+                weight: if weight > 0.0 { weight } else { 1.0 },
+                removed: false,
+                in_flight: 0,
+                service_ema: None,
+                submitted: 0,
+                rejected: 0,
+                completed: 0,
+                failed: 0,
+                met_slo: 0,
+                latencies: VecDeque::new(),
+            },
+        );
+        t
+    }
+
+    /// Removes a tenant: new requests are refused, admitted ones complete.
+    pub fn remove(&self, tenant: Tenant) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+        info.removed = true;
+        Ok(())
+    }
+
+    /// Submits one request (one input per model input, in order).
+    pub fn submit(&self, tenant: Tenant, inputs: Vec<HostBuffer>) -> Result<Pending, EngineError> {
+        let id = {
+            let mut n = self.next_request.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n
+        };
+        let (program, slo, weight) = {
+            let mut s = self.lock();
+            let max_queue = s.config.max_queue;
+            let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+            if info.removed {
+                return Err(EngineError::TenantRemoved(tenant));
+            }
+            check_inputs(tenant, &info.program, &inputs)?;
+            info.submitted += 1;
+            if info.in_flight >= max_queue {
+                info.rejected += 1;
+                return Err(EngineError::Rejected {
+                    tenant,
+                    reason: format!("its queue is full ({max_queue} requests in flight)"),
+                });
+            }
+            if let Some(service) = info.service_ema {
+                // Requests ahead of this one run at best one after another
+                // per tenant step, so the wait grows with the queue.
+                let predicted = service * (info.in_flight as f64 + 1.0);
+                if predicted > info.slo.as_secs_f64() {
+                    info.rejected += 1;
+                    return Err(EngineError::Rejected {
+                        tenant,
+                        reason: format!(
+                            "its SLO of {:.1} ms cannot be met at the current load (predicted {:.1} ms with {} \
+                             ahead)",
+                            info.slo.as_secs_f64() * 1e3,
+                            predicted * 1e3,
+                            info.in_flight
+                        ),
+                    });
+                }
+            }
+            info.in_flight += 1;
+            (info.program.clone(), info.slo, info.weight)
+        };
+        let state = TenantState::shared(TenantId(0), program, &inputs).map_err(|e| EngineError::Input {
+            tenant,
+            index: 0,
+            name: String::new(),
+            expected: String::new(),
+            given: e.to_string(),
+        })?;
+        let (reply, rx) = mpsc::channel();
+        let arrival = Instant::now();
+        let priority = arrival + slo.div_f64(weight);
+        let request = Request { id, tenant, arrival, deadline: arrival + slo, priority, state: Some(state), reply };
+        if self.tx.send(Command::Submit(Box::new(request))).is_err() {
+            return Err(EngineError::Stopped);
+        }
+        Ok(Pending { rx })
+    }
+
+    /// The tenant's metrics so far.
+    pub fn metrics(&self, tenant: Tenant) -> Result<TenantMetrics, EngineError> {
+        let s = self.lock();
+        let info = s.tenants.get(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+        let mut sorted: Vec<Duration> = info.latencies.iter().copied().collect();
+        sorted.sort();
+        let pct = |q: f64| (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize]);
+        Ok(TenantMetrics {
+            submitted: info.submitted,
+            rejected: info.rejected,
+            completed: info.completed,
+            failed: info.failed,
+            met_slo: info.met_slo,
+            slo_attainment: if info.submitted == 0 { 1.0 } else { info.met_slo as f64 / info.submitted as f64 },
+            p50: pct(0.5),
+            p99: pct(0.99),
+            in_flight: info.in_flight,
+        })
+    }
+
+    /// Jain's fairness index over the tenants' SLO attainment (1 = every
+    /// tenant attains its SLO equally often).
+    pub fn fairness(&self) -> f64 {
+        let s = self.lock();
+        let xs: Vec<f64> =
+            s.tenants.values().filter(|t| t.submitted > 0).map(|t| t.met_slo as f64 / t.submitted as f64).collect();
+        jain(&xs)
+    }
+}
+
+/// Jain's fairness index of `xs`: `(Σx)² / (n Σx²)`, 1 when all are equal.
+pub fn jain(xs: &[f64]) -> f64 {
+    let sum: f64 = xs.iter().sum();
+    let sq: f64 = xs.iter().map(|x| x * x).sum();
+    if xs.is_empty() || sq == 0.0 {
+        1.0
+    } else {
+        sum * sum / (xs.len() as f64 * sq)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Stop);
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn check_inputs(tenant: Tenant, program: &Program, inputs: &[HostBuffer]) -> Result<(), EngineError> {
+    if inputs.len() != program.inputs.len() {
+        return Err(EngineError::InputCount { tenant, expected: program.inputs.len(), given: inputs.len() });
+    }
+    for (index, (binding, given)) in program.inputs.iter().zip(inputs).enumerate() {
+        let Some(info) = program.buffers.get(binding.buffer) else { continue };
+        if given.elem() != info.elem || given.len() != info.len() {
+            return Err(EngineError::Input {
+                tenant,
+                index,
+                name: binding.name.clone(),
+                expected: format!("{} elements of {} (shape {:?})", info.len(), info.elem, binding.shape),
+                given: format!("{} elements of {}", given.len(), given.elem()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn worker_loop<E: BundleExecutor>(exec: E, rx: Receiver<Command>, shared: Arc<Mutex<Shared>>) {
+    let mut active: Vec<Request> = Vec::new();
+    let mut bundles = 0usize;
+    let max_slots = shared.lock().map(|s| s.config.max_bundle_slots.max(1)).unwrap_or(32);
+    loop {
+        // Take every waiting command; block only when there is nothing to run.
+        let mut stop = false;
+        loop {
+            let cmd = if active.is_empty() {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => Command::Stop,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                }
+            };
+            match cmd {
+                Command::Submit(r) => active.push(*r),
+                Command::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        if stop {
+            for r in active.drain(..) {
+                let _ = r.reply.send(Err(RequestError::Stopped));
+            }
+            return;
+        }
+        // Requests whose program has no kernels complete at once.
+        let (done, rest): (Vec<Request>, Vec<Request>) =
+            active.into_iter().partition(|r| r.state.as_ref().is_none_or(|s| s.is_finished()));
+        active = rest;
+        for r in done {
+            complete(&shared, r, Ok(()));
+        }
+        if active.is_empty() {
+            continue;
+        }
+        // Earliest (weighted) deadline first; one slot per request.
+        active.sort_by_key(|r| (r.priority, r.id));
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut builder = BundleBuilder::new();
+        for (i, r) in active.iter().enumerate().take(max_slots) {
+            let Some(state) = &r.state else { continue };
+            let step = &state.program.steps[state.steps_run()];
+            let slot = Slot {
+                kernel: step.kernel.clone(),
+                tenant: TenantId(i as u32),
+                budget: Budget::Full,
+                args: step.args.clone(),
+            };
+            // A slot whose block shape cannot share the launch waits.
+            if BundleBuilder::new().slot(slot.clone()).build().is_ok() {
+                let mut trial = builder.clone();
+                trial.push(slot.clone());
+                if trial.build().is_ok() || chosen.is_empty() {
+                    builder.push(slot);
+                    chosen.push(i);
+                }
+            }
+        }
+        if chosen.is_empty() {
+            // Nothing can launch: fail the most urgent request rather than spin.
+            let r = active.remove(0);
+            complete(&shared, r, Err("its kernel cannot be launched".into()));
+            continue;
+        }
+        let bundle = match builder.build() {
+            Ok(b) => b,
+            Err(e) => {
+                for i in chosen.into_iter().rev() {
+                    let r = active.remove(i);
+                    complete(&shared, r, Err(e.to_string()));
+                }
+                continue;
+            }
+        };
+        // Slot k of the bundle is request chosen[k]: its state runs as tenant k.
+        let mut states: Vec<TenantState<'static>> = Vec::with_capacity(chosen.len());
+        let mut renumbered = bundle;
+        for (k, &i) in chosen.iter().enumerate() {
+            if let Some(mut s) = active[i].state.take() {
+                s.tenant = TenantId(k as u32);
+                states.push(s);
+            }
+        }
+        for (k, slot) in renumbered.slots.iter_mut().enumerate() {
+            slot.tenant = TenantId(k as u32);
+        }
+        let result = run_bundle(bundles, &renumbered, &mut states, &exec);
+        bundles += 1;
+        match result {
+            Ok(()) => {
+                for (&i, s) in chosen.iter().zip(states) {
+                    active[i].state = Some(s);
+                }
+            }
+            Err(e) => {
+                // Only this bundle's requests fail; the rest continue.
+                let msg = e.to_string();
+                for i in chosen.into_iter().rev() {
+                    let r = active.remove(i);
+                    complete(&shared, r, Err(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), String>) {
+    let latency = r.arrival.elapsed();
+    let met = latency <= r.deadline.duration_since(r.arrival);
+    let reply = match (result, &r.state) {
+        (Ok(()), Some(state)) => state
+            .outputs()
+            .map(|outputs| Response { outputs, latency, met_slo: met })
+            .map_err(|e| RequestError::Execution(e.to_string())),
+        (Ok(()), None) => Err(RequestError::Execution("the request's state was lost".into())),
+        (Err(msg), _) => Err(RequestError::Execution(msg)),
+    };
+    if let Ok(mut s) = shared.lock() {
+        let window = s.config.latency_window.max(1);
+        if let Some(info) = s.tenants.get_mut(&r.tenant) {
+            info.in_flight = info.in_flight.saturating_sub(1);
+            match &reply {
+                Ok(_) => {
+                    info.completed += 1;
+                    if met {
+                        info.met_slo += 1;
+                    }
+                    let secs = latency.as_secs_f64() / (info.in_flight as f64 + 1.0);
+                    info.service_ema = Some(info.service_ema.map_or(secs, |e| 0.8 * e + 0.2 * secs));
+                    if info.latencies.len() == window {
+                        info.latencies.pop_front();
+                    }
+                    info.latencies.push_back(latency);
+                }
+                Err(_) => info.failed += 1,
+            }
+        }
+    }
+    let _ = r.reply.send(reply);
+}
