@@ -9,6 +9,28 @@
 //! of different tenants (and of several requests of one tenant) share each
 //! launch.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use weft::graph::{builder::GraphBuilder, DType};
+//! use weft::kir::HostBuffer;
+//! use weft::{Backend, Engine, EngineConfig};
+//!
+//! // A model: y = relu(x), lowered once and shared by its tenants.
+//! let mut g = GraphBuilder::new("tiny");
+//! let x = g.input("x", DType::F32, &[1, 8]);
+//! let y = g.relu(x).unwrap();
+//! g.output(y);
+//! let program = Arc::new(weft::lower::lower(&g.finish(), &Default::default()).unwrap());
+//!
+//! let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
+//! let tenant = engine.register(program, Duration::from_millis(500), 1.0);
+//! let input = HostBuffer::from_f32(&[-1.0, 2.0, -3.0, 4.0, 0.5, -0.5, 0.0, 1.0]);
+//! let response = engine.submit(tenant, vec![input]).unwrap().wait().unwrap();
+//! assert_eq!(response.outputs[0].to_f32_vec(), vec![0.0, 2.0, 0.0, 4.0, 0.5, 0.0, 0.0, 1.0]);
+//! assert_eq!(engine.metrics(tenant).unwrap().completed, 1);
+//! ```
+//!
 //! What the engine guarantees, and how:
 //!
 //! - **Nobody's results are mixed up.** Every request runs in its own
