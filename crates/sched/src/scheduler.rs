@@ -1,0 +1,620 @@
+//! The scheduler: tenants, bounded request queues, deadlines, admission, and
+//! the choice of the next bundle.
+//!
+//! **Requests.** A request is `(tenant, id, arrival)`; its deadline is
+//! `arrival + SLO`; it runs its tenant's program steps in order. A tenant
+//! serves its queue **one request at a time**: a tenant instance owns one set
+//! of activation buffers (a [`TenantId`] in the packer), so its next request
+//! starts when the previous one's last step has run. More concurrency for one
+//! model is more tenants. Queued (not yet started) requests are bounded by
+//! [`SchedulerConfig::queue_capacity`]; with at most one request running per
+//! tenant, the live state is bounded by `tenants × (capacity + 1)` however
+//! far the offered load exceeds capacity.
+//!
+//! **Ready kernels.** Each tenant with a running request offers one ready
+//! kernel: the request's current step. [`Scheduler::next_bundle`] forms a
+//! bundle from them according to the policy ([`PolicyKind`]); the caller runs
+//! it and reports the measured time with [`Scheduler::complete`], which
+//! advances every member's request by one step, completes requests whose last
+//! step ran, and feeds the measurement to the predictor.
+//!
+//! **SLO-aware bundles** ([`PolicyKind::SloAware`]). For each ready kernel,
+//! `remaining` is the predicted solo time of its request's steps from the
+//! current one on (sum of the predictor's solo step times) and `slack =
+//! deadline - now - remaining`; a request with `slack >= 0` is *on track*.
+//! Candidates are ordered on-track first, then by an *effective deadline*
+//! `now + (deadline - now) / (weight × (1 + fairness_gain × lag))`, where
+//! `lag` is how far the tenant's recent SLO attainment trails the mean of all
+//! tenants (plain EDF when weights are equal and nobody lags). The first
+//! candidate always runs; each next one joins if
+//!
+//! 1. the packer's occupancy rules allow the wider bundle ([`crate::shape`]),
+//! 2. the wider bundle is predicted to be faster than the current one
+//!    followed by the candidate alone (packing must pay), and
+//! 3. every on-track member stays on track at the pace the knob allows: the
+//!    bundle's predicted time `T` satisfies `T <= solo × (1 + knob × slack /
+//!    remaining)` for each member (its share of its slack, spread over its
+//!    remaining steps; knob 0: nobody slower than alone).
+//!
+//! Requests already behind (negative slack) are served after on-track ones
+//! and do not constrain bundles: they miss anyway, and protecting them would
+//! make on-track requests miss too.
+//!
+//! **Admission** (SloAware, when enabled). An arrival is rejected with
+//! [`SchedError::Rejected`] when its queue is full, or when its predicted
+//! latency exceeds `admission_margin × SLO`: the predicted latency is the
+//! time it has already waited plus `max(own × stretch, (own + ahead) /
+//! speedup)`, where `own` is the predicted solo work of its tenant's running
+//! and queued requests plus its own, `ahead` the work of other tenants'
+//! requests with earlier deadlines, `speedup` the measured packing gain
+//! (solo work per bundle time, a moving average) and `stretch` the measured
+//! mean slowdown of a step in a bundle. Other policies only bound queues.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use weft_kir::KernelDef;
+use weft_lower::{BufferId, Program};
+use weft_pack::{Budget, Bundle, DeviceLimits, TenantId};
+use weft_predict::{BundleFeatures, FeatureExtractor, Measured, Predictor};
+
+use crate::error::{RejectReason, SchedError};
+use crate::policy::{PolicyKind, SchedulerConfig};
+use crate::shape::{assemble, budgets, Member, PreparedKernel, ShapeRefusal};
+
+/// A tenant: a model instance with an SLO and a weight.
+#[derive(Clone, Debug)]
+pub struct TenantSpec {
+    pub id: TenantId,
+    pub name: String,
+    pub program: Arc<Program>,
+    /// Latency objective from arrival to completion, µs.
+    pub slo_us: f64,
+    /// Relative importance in ordering (1 = equal).
+    pub weight: f64,
+}
+
+/// A request for one run of a tenant's program.
+#[derive(Copy, Clone, PartialEq, Debug)]
+pub struct Request {
+    pub tenant: TenantId,
+    pub id: u64,
+    pub arrival_us: f64,
+}
+
+/// One member of a dispatched bundle: which request's which step.
+#[derive(Copy, Clone, PartialEq, Debug)]
+pub struct DispatchedStep {
+    pub tenant: TenantId,
+    pub request: u64,
+    pub step: usize,
+}
+
+/// A bundle to run, as [`Scheduler::next_bundle`] chose it.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub bundle: Bundle,
+    /// One per slot of `bundle`, in slot order.
+    pub members: Vec<DispatchedStep>,
+    /// The predictor's estimate (SloAware only).
+    pub predicted_us: Option<f64>,
+    features: Option<BundleFeatures>,
+}
+
+/// What the executor measured for a dispatched bundle.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Timing {
+    pub total_us: f64,
+    /// Per slot, where the executor reports it.
+    pub per_slot_us: Option<Vec<f64>>,
+}
+
+/// A request that ran its last step.
+#[derive(Copy, Clone, PartialEq, Debug)]
+pub struct Finished {
+    pub request: Request,
+    pub latency_us: f64,
+    pub met_slo: bool,
+}
+
+/// A request being served: its current step.
+#[derive(Copy, Clone, Debug)]
+struct Running {
+    request: Request,
+    step: usize,
+}
+
+#[derive(Debug)]
+struct TenantEntry {
+    spec: TenantSpec,
+    /// Per step: index into the scheduler's kernel table, and the buffers.
+    steps: Vec<(usize, Vec<BufferId>)>,
+    /// `suffix_us[i]`: predicted solo time of steps `i..` (len steps + 1).
+    suffix_us: Vec<f64>,
+    queue: VecDeque<Request>,
+    running: Option<Running>,
+    /// Recent SLO attainment (a moving average over finished requests).
+    attainment: f64,
+}
+
+impl TenantEntry {
+    fn program_us(&self) -> f64 {
+        self.suffix_us.first().copied().unwrap_or(0.0)
+    }
+
+    fn deadline(&self, r: &Request) -> f64 {
+        r.arrival_us + self.spec.slo_us
+    }
+}
+
+/// A ready kernel being considered for the next bundle.
+#[derive(Clone, Debug)]
+struct Candidate {
+    tenant_index: usize,
+    request: Request,
+    step: usize,
+    deadline: f64,
+    remaining: f64,
+    slack: f64,
+    solo: f64,
+    key: f64,
+}
+
+/// Weight of the newest finished request in a tenant's attainment average.
+const ATTAINMENT_ALPHA: f64 = 0.05;
+/// Weight of the newest bundle in the measured packing gain and stretch.
+const GAIN_ALPHA: f64 = 0.05;
+
+/// The SLO-aware multi-tenant scheduler; see the module docs.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    limits: DeviceLimits,
+    predictor: Box<dyn Predictor>,
+    extractor: FeatureExtractor,
+    tenants: Vec<TenantEntry>,
+    /// Distinct prepared kernels and their predicted solo times.
+    kernels: Vec<Arc<PreparedKernel>>,
+    solo_us: Vec<f64>,
+    /// Source kernel (by `Arc` address, kept alive by the programs) → index.
+    kernel_index: HashMap<usize, usize>,
+    bundles: u64,
+    /// Measured solo work per bundle time (> 1 when packing pays).
+    speedup: f64,
+    /// Measured bundle time over a member's solo time, mean over members.
+    stretch: f64,
+    dispatched: bool,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("policy", &self.name())
+            .field("tenants", &self.tenants.len())
+            .field("bundles", &self.bundles)
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler running `config` on a device with `limits`, predicting
+    /// with `predictor` (only SloAware consults it for decisions).
+    pub fn new(config: SchedulerConfig, limits: DeviceLimits, predictor: Box<dyn Predictor>) -> Scheduler {
+        let extractor = FeatureExtractor::new(weft_predict::DeviceModel::sm_90_with(limits));
+        Scheduler {
+            config,
+            limits,
+            predictor,
+            extractor,
+            tenants: Vec::new(),
+            kernels: Vec::new(),
+            solo_us: Vec::new(),
+            kernel_index: HashMap::new(),
+            bundles: 0,
+            speedup: 1.0,
+            stretch: 1.0,
+            dispatched: false,
+        }
+    }
+
+    /// The policy's name for tables: the baselines by kind, SloAware by
+    /// its predictor.
+    pub fn name(&self) -> String {
+        if let Some(label) = &self.config.label {
+            return label.clone();
+        }
+        match self.config.kind {
+            PolicyKind::TimeOnlyFifo => "time-only FIFO".to_string(),
+            PolicyKind::SpaceOnly => "space-only".to_string(),
+            PolicyKind::PackedGreedy => "packed greedy".to_string(),
+            PolicyKind::SloAware => format!("packed + {}", self.predictor.name()),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Registers a tenant; its kernels are verified and isolated now.
+    pub fn add_tenant(&mut self, spec: TenantSpec) -> Result<(), SchedError> {
+        if self.tenants.iter().any(|t| t.spec.id == spec.id) {
+            return Err(SchedError::DuplicateTenant { tenant: spec.id });
+        }
+        let invalid = |message: &str| SchedError::InvalidTenant {
+            tenant: spec.id,
+            name: spec.name.clone(),
+            message: message.to_string(),
+        };
+        if !(spec.slo_us > 0.0 && spec.slo_us.is_finite()) {
+            return Err(invalid("the SLO must be a positive number of µs"));
+        }
+        if !(spec.weight > 0.0 && spec.weight.is_finite()) {
+            return Err(invalid("the weight must be positive"));
+        }
+        if spec.program.steps.is_empty() {
+            return Err(invalid("the program has no steps"));
+        }
+        let mut steps = Vec::with_capacity(spec.program.steps.len());
+        for (i, step) in spec.program.steps.iter().enumerate() {
+            let index = self.prepare(&step.kernel)?;
+            let k = &self.kernels[index];
+            if !k.solo.fits() {
+                return Err(SchedError::Unlaunchable {
+                    tenant: spec.id,
+                    step: i,
+                    kernel: k.kernel.name.clone(),
+                    limiter: k.solo.limiter,
+                });
+            }
+            steps.push((index, step.args.clone()));
+        }
+        let mut entry =
+            TenantEntry { spec, steps, suffix_us: Vec::new(), queue: VecDeque::new(), running: None, attainment: 1.0 };
+        entry.suffix_us = suffix(&entry.steps, &self.solo_us);
+        self.tenants.push(entry);
+        Ok(())
+    }
+
+    /// The kernel-table index of `kernel`, preparing it (and predicting its
+    /// solo time) on first sight; equal kernels of different tenants share one entry.
+    fn prepare(&mut self, kernel: &Arc<KernelDef>) -> Result<usize, SchedError> {
+        let key = Arc::as_ptr(kernel) as usize;
+        if let Some(&i) = self.kernel_index.get(&key) {
+            return Ok(i);
+        }
+        let prepared = PreparedKernel::new(kernel, &self.limits)?;
+        let found =
+            self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let f = self.extractor.solo(&prepared.kernel, &|_| None);
+                self.solo_us.push(self.predictor.predict(&f).total_us.max(0.0));
+                self.kernels.push(Arc::new(prepared));
+                self.kernels.len() - 1
+            }
+        };
+        self.kernel_index.insert(key, index);
+        Ok(index)
+    }
+
+    /// Re-predicts every kernel's solo time (the predictor may have learned).
+    fn refresh(&mut self) {
+        for (k, solo) in self.kernels.iter().zip(self.solo_us.iter_mut()) {
+            let f = self.extractor.solo(&k.kernel, &|_| None);
+            *solo = self.predictor.predict(&f).total_us.max(0.0);
+        }
+        for t in &mut self.tenants {
+            t.suffix_us = suffix(&t.steps, &self.solo_us);
+        }
+    }
+
+    fn tenant_index(&self, tenant: TenantId) -> Result<usize, SchedError> {
+        self.tenants.iter().position(|t| t.spec.id == tenant).ok_or(SchedError::UnknownTenant { tenant })
+    }
+
+    /// Predicted solo latency of one request of `tenant` (sum of its steps'
+    /// predicted solo times).
+    pub fn solo_latency_us(&self, tenant: TenantId) -> Result<f64, SchedError> {
+        Ok(self.tenants[self.tenant_index(tenant)?].program_us())
+    }
+
+    /// Requests queued (not started) for `tenant`.
+    pub fn queue_len(&self, tenant: TenantId) -> Result<usize, SchedError> {
+        Ok(self.tenants[self.tenant_index(tenant)?].queue.len())
+    }
+
+    /// Requests queued or running, all tenants.
+    pub fn live_requests(&self) -> usize {
+        self.tenants.iter().map(|t| t.queue.len() + usize::from(t.running.is_some())).sum()
+    }
+
+    /// The longest queue of any tenant.
+    pub fn longest_queue(&self) -> usize {
+        self.tenants.iter().map(|t| t.queue.len()).max().unwrap_or(0)
+    }
+
+    /// The registered tenants, in registration order.
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantSpec> {
+        self.tenants.iter().map(|t| &t.spec)
+    }
+
+    /// Offers a request at time `now_us` (at or after its arrival). Refused
+    /// with [`SchedError::UnknownTenant`] or [`SchedError::Rejected`].
+    pub fn submit(&mut self, request: Request, now_us: f64) -> Result<(), SchedError> {
+        let i = self.tenant_index(request.tenant)?;
+        let reject = |reason| SchedError::Rejected { tenant: request.tenant, request: request.id, reason };
+        let capacity = self.config.queue_capacity.max(1);
+        if self.tenants[i].queue.len() >= capacity {
+            return Err(reject(RejectReason::QueueFull { capacity }));
+        }
+        if self.config.kind == PolicyKind::SloAware && self.config.admission {
+            let predicted_us = self.predicted_latency(i, &request, now_us);
+            let slo_us = self.tenants[i].spec.slo_us;
+            if predicted_us > self.config.admission_margin * slo_us {
+                return Err(reject(RejectReason::SloUnreachable { predicted_us, slo_us }));
+            }
+        }
+        self.tenants[i].queue.push_back(request);
+        Ok(())
+    }
+
+    /// The admission estimate of `request`'s latency (module docs).
+    fn predicted_latency(&self, i: usize, request: &Request, now_us: f64) -> f64 {
+        let me = &self.tenants[i];
+        let deadline = me.deadline(request);
+        let running = |t: &TenantEntry| t.running.map_or(0.0, |r| t.suffix_us.get(r.step).copied().unwrap_or(0.0));
+        let own = running(me) + (me.queue.len() as f64 + 1.0) * me.program_us();
+        let mut ahead = 0.0;
+        for (j, t) in self.tenants.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            if let Some(r) = t.running {
+                if t.deadline(&r.request) <= deadline {
+                    ahead += running(t);
+                }
+            }
+            ahead += t.queue.iter().filter(|r| t.deadline(r) <= deadline).count() as f64 * t.program_us();
+        }
+        let waited = (now_us - request.arrival_us).max(0.0);
+        waited + (own * self.stretch.max(1.0)).max((own + ahead) / self.speedup.max(1e-3))
+    }
+
+    /// Chooses the next bundle at time `now_us`, or `None` when no request
+    /// is waiting. Call [`Scheduler::complete`] with its timing before the
+    /// next call.
+    pub fn next_bundle(&mut self, now_us: f64) -> Result<Option<Dispatch>, SchedError> {
+        if self.dispatched {
+            return Err(SchedError::Completion { message: "the previous bundle has not been completed".to_string() });
+        }
+        // Tenants without a running request start their oldest queued one.
+        for t in &mut self.tenants {
+            if t.running.is_none() {
+                if let Some(request) = t.queue.pop_front() {
+                    t.running = Some(Running { request, step: 0 });
+                }
+            }
+        }
+        let mut cands = self.candidates(now_us);
+        if cands.is_empty() {
+            return Ok(None);
+        }
+        let dispatch = match self.config.kind {
+            PolicyKind::TimeOnlyFifo => {
+                cands.sort_by(|a, b| {
+                    a.request.arrival_us.total_cmp(&b.request.arrival_us).then(a.tenant_index.cmp(&b.tenant_index))
+                });
+                cands.truncate(1);
+                self.dispatch(&cands, vec![Budget::Full], None)?
+            }
+            PolicyKind::SpaceOnly => {
+                // Streams share the hardware whatever their shapes, except
+                // that a bundle cannot mix block shapes illegally: such a
+                // kernel waits for the next round.
+                let mut chosen: Vec<Candidate> = Vec::new();
+                for c in cands {
+                    let mut trial = chosen.clone();
+                    trial.push(c);
+                    let fits = match budgets(&self.members(&trial), &self.limits, weft_pack::PackMode::Coalesce) {
+                        Ok(_) | Err(ShapeRefusal::Occupancy { .. }) | Err(ShapeRefusal::Capacity { .. }) => true,
+                        Err(ShapeRefusal::BlockShape { .. }) => chosen.is_empty(),
+                    };
+                    if fits {
+                        chosen = trial;
+                    }
+                }
+                let full = vec![Budget::Full; chosen.len()];
+                self.dispatch(&chosen, full, None)?
+            }
+            PolicyKind::PackedGreedy => {
+                cands.sort_by(|a, b| a.deadline.total_cmp(&b.deadline).then(a.tenant_index.cmp(&b.tenant_index)));
+                let mut chosen = vec![cands[0].clone()];
+                let mut shape = self.shape(&chosen, cands[0].tenant_index)?;
+                for c in cands.iter().skip(1) {
+                    let mut trial = chosen.clone();
+                    trial.push(c.clone());
+                    if let Ok(b) = budgets(&self.members(&trial), &self.limits, self.config.mode) {
+                        chosen = trial;
+                        shape = b;
+                    }
+                }
+                self.dispatch(&chosen, shape, None)?
+            }
+            PolicyKind::SloAware => self.slo_aware(cands)?,
+        };
+        self.dispatched = true;
+        Ok(Some(dispatch))
+    }
+
+    /// Every running request's current step, with its deadline arithmetic.
+    fn candidates(&self, now_us: f64) -> Vec<Candidate> {
+        let finished: Vec<f64> = self.tenants.iter().map(|t| t.attainment).collect();
+        let mean = finished.iter().sum::<f64>() / finished.len().max(1) as f64;
+        self.tenants
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let r = t.running?;
+                let (kernel, _) = t.steps.get(r.step)?;
+                let deadline = t.deadline(&r.request);
+                let remaining = t.suffix_us.get(r.step).copied().unwrap_or(0.0);
+                let lag = (mean - t.attainment).max(0.0);
+                let urgency = t.spec.weight * (1.0 + self.config.fairness_gain * lag);
+                Some(Candidate {
+                    tenant_index: i,
+                    request: r.request,
+                    step: r.step,
+                    deadline,
+                    remaining,
+                    slack: deadline - now_us - remaining,
+                    solo: self.solo_us.get(*kernel).copied().unwrap_or(0.0),
+                    key: now_us + (deadline - now_us) / urgency.max(1e-9),
+                })
+            })
+            .collect()
+    }
+
+    /// The SLO-aware choice (module docs, rules 1–3).
+    fn slo_aware(&mut self, mut cands: Vec<Candidate>) -> Result<Dispatch, SchedError> {
+        cands.sort_by(|a, b| {
+            (a.slack < 0.0)
+                .cmp(&(b.slack < 0.0))
+                .then(a.key.total_cmp(&b.key))
+                .then(a.tenant_index.cmp(&b.tenant_index))
+        });
+        let mut chosen = vec![cands[0].clone()];
+        let shape = self.shape(&chosen, cands[0].tenant_index)?;
+        let mut bundle = assemble(&self.members(&chosen), &shape)?;
+        let mut features = self.extractor.bundle(&bundle, &|_| None);
+        let mut time = self.predictor.predict(&features).total_us;
+        let knob = self.config.knob.clamp(0.0, 1.0);
+        for c in cands.iter().skip(1) {
+            let mut trial = chosen.clone();
+            trial.push(c.clone());
+            let Ok(trial_shape) = budgets(&self.members(&trial), &self.limits, self.config.mode) else { continue };
+            let trial_bundle = assemble(&self.members(&trial), &trial_shape)?;
+            let trial_features = self.extractor.bundle(&trial_bundle, &|_| None);
+            let t = self.predictor.predict(&trial_features).total_us;
+            if !(t < time + c.solo) {
+                continue;
+            }
+            let on_pace = trial.iter().all(|m| {
+                if m.slack < 0.0 {
+                    return true;
+                }
+                let pace = 1.0 + knob * m.slack / m.remaining.max(1e-9);
+                t <= m.solo * pace * (1.0 + 1e-9)
+            });
+            if on_pace {
+                chosen = trial;
+                bundle = trial_bundle;
+                features = trial_features;
+                time = t;
+            }
+        }
+        let members = chosen
+            .iter()
+            .map(|c| DispatchedStep { tenant: c.request.tenant, request: c.request.id, step: c.step })
+            .collect();
+        Ok(Dispatch { bundle, members, predicted_us: Some(time), features: Some(features) })
+    }
+
+    /// The budgets of `chosen`, which must form a bundle (the first member
+    /// alone always does: it fits its own SM, checked at registration).
+    fn shape(&self, chosen: &[Candidate], tenant_index: usize) -> Result<Vec<Budget>, SchedError> {
+        budgets(&self.members(chosen), &self.limits, self.config.mode).map_err(|refusal| {
+            let t = &self.tenants[tenant_index];
+            SchedError::InvalidTenant {
+                tenant: t.spec.id,
+                name: t.spec.name.clone(),
+                message: format!("a kernel cannot form a bundle alone: {refusal:?}"),
+            }
+        })
+    }
+
+    fn members(&self, chosen: &[Candidate]) -> Vec<Member> {
+        chosen
+            .iter()
+            .filter_map(|c| {
+                let t = &self.tenants[c.tenant_index];
+                let (kernel, args) = t.steps.get(c.step)?;
+                Some(Member { kernel: self.kernels[*kernel].clone(), tenant: t.spec.id, args: args.clone() })
+            })
+            .collect()
+    }
+
+    fn dispatch(
+        &mut self,
+        chosen: &[Candidate],
+        shape: Vec<Budget>,
+        predicted_us: Option<f64>,
+    ) -> Result<Dispatch, SchedError> {
+        let bundle = assemble(&self.members(chosen), &shape)?;
+        let members = chosen
+            .iter()
+            .map(|c| DispatchedStep { tenant: c.request.tenant, request: c.request.id, step: c.step })
+            .collect();
+        Ok(Dispatch { bundle, members, predicted_us, features: None })
+    }
+
+    /// Reports that `dispatch` ran in `timing` and ended at `end_us`:
+    /// advances its members, returns the requests that finished, and lets
+    /// the predictor learn from the measurement.
+    pub fn complete(&mut self, dispatch: Dispatch, timing: &Timing, end_us: f64) -> Result<Vec<Finished>, SchedError> {
+        if !self.dispatched {
+            return Err(SchedError::Completion { message: "no bundle was dispatched".to_string() });
+        }
+        self.dispatched = false;
+        if let Some(f) = &dispatch.features {
+            let measured = Measured { total_us: timing.total_us, per_slot_us: timing.per_slot_us.clone() };
+            self.predictor.observe(f, &measured);
+        }
+        let mut finished = Vec::new();
+        let mut solo_sum = 0.0;
+        let mut stretch_sum = 0.0;
+        for m in &dispatch.members {
+            let i = self.tenant_index(m.tenant)?;
+            let t = &mut self.tenants[i];
+            let Some(running) = t.running.as_mut().filter(|r| r.request.id == m.request && r.step == m.step) else {
+                return Err(SchedError::Completion {
+                    message: format!("tenant {} request {} step {} is not running", m.tenant.0, m.request, m.step),
+                });
+            };
+            let solo = t.steps.get(m.step).and_then(|(k, _)| self.solo_us.get(*k)).copied().unwrap_or(0.0);
+            solo_sum += solo;
+            stretch_sum += timing.total_us / solo.max(1e-9);
+            running.step += 1;
+            if running.step >= t.steps.len() {
+                let request = running.request;
+                let latency_us = end_us - request.arrival_us;
+                let met_slo = latency_us <= t.spec.slo_us;
+                t.attainment += ATTAINMENT_ALPHA * (f64::from(u8::from(met_slo)) - t.attainment);
+                t.running = None;
+                finished.push(Finished { request, latency_us, met_slo });
+            }
+        }
+        if timing.total_us > 0.0 && timing.total_us.is_finite() && !dispatch.members.is_empty() {
+            self.speedup += GAIN_ALPHA * (solo_sum / timing.total_us - self.speedup);
+            self.stretch += GAIN_ALPHA * (stretch_sum / dispatch.members.len() as f64 - self.stretch);
+        }
+        self.bundles += 1;
+        if self.config.kind == PolicyKind::SloAware && self.bundles.is_multiple_of(self.config.refresh_every.max(1)) {
+            self.refresh();
+        }
+        Ok(finished)
+    }
+
+    /// Bundles completed so far.
+    pub fn bundles(&self) -> u64 {
+        self.bundles
+    }
+}
+
+/// Suffix sums of predicted solo step times.
+fn suffix(steps: &[(usize, Vec<BufferId>)], solo_us: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; steps.len() + 1];
+    for (i, (k, _)) in steps.iter().enumerate().rev() {
+        out[i] = out[i + 1] + solo_us.get(*k).copied().unwrap_or(0.0);
+    }
+    out
+}
