@@ -1,0 +1,300 @@
+//! The parts of `weft-bench` its subcommands share: the GPU context and the
+//! reasons to skip, the run's metadata (device, driver, commit, command),
+//! statistics, and writing raw numbers (JSON, CSV) beside a human table.
+//!
+//! Every subcommand measures with CUDA events on the device, excludes
+//! warm-up repetitions and reports medians of several; nothing here runs
+//! without a GPU: [`Ctx::open`] says why instead.
+
+pub mod e2e;
+pub mod micro;
+pub mod overhead;
+pub mod resident;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use weft::codegen::{CompileError, EmitError};
+use weft::cuda::{CudaError, DeviceInfo};
+use weft::gpu::{GpuError, GpuExecutor};
+use weft::pack::{PackError, ScheduleError};
+
+/// Why a benchmark failed (not: why it was skipped, see [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Cuda(#[from] CudaError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("model `{model}`: {message}")]
+    Model { model: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+}
+
+impl BenchError {
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> BenchError {
+        BenchError::Invalid { what: what.into(), reason: reason.into() }
+    }
+}
+
+/// How a subcommand that measured ended (one that cannot measure here never
+/// starts: [`Ctx::open`] says why).
+#[derive(Debug)]
+pub enum Outcome {
+    /// `checks_failed` counts results that disagreed with a reference
+    /// (their numbers are still written, flagged).
+    Ran { checks_failed: usize },
+}
+
+/// Facts about the run, written into every result file.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub device: String,
+    pub arch: String,
+    pub sm_count: u32,
+    pub l2_bytes: u64,
+    /// The driver's version string (nvidia-smi), where it answers.
+    pub driver: Option<String>,
+    /// The CUDA version the driver supports.
+    pub cuda_driver_api: String,
+    pub commit: String,
+    pub command: String,
+    /// Seconds since the Unix epoch when the subcommand started.
+    pub unix_time: u64,
+    pub date_utc: Option<String>,
+}
+
+impl Meta {
+    pub fn collect(info: &DeviceInfo) -> Meta {
+        let unix_time =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Meta {
+            device: info.name.clone(),
+            arch: info.arch_name(),
+            sm_count: info.sm_count,
+            l2_bytes: info.l2_bytes,
+            driver: command_line("nvidia-smi", &["--query-gpu=driver_version", "--format=csv,noheader"])
+                .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+                .filter(|s| !s.is_empty()),
+            cuda_driver_api: format!("{}.{}", info.driver_version.0, info.driver_version.1),
+            commit: commit(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            unix_time,
+            date_utc: command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).map(|s| s.trim().to_string()),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "device": self.device,
+            "arch": self.arch,
+            "sm_count": self.sm_count,
+            "l2_bytes": self.l2_bytes,
+            "driver": self.driver,
+            "cuda_driver_api": self.cuda_driver_api,
+            "commit": self.commit,
+            "command": self.command,
+            "unix_time": self.unix_time,
+            "date_utc": self.date_utc,
+        })
+    }
+
+    /// The metadata as the first lines of a human table.
+    pub fn header(&self) -> String {
+        format!(
+            "device: {} ({}, {} SMs, {} MiB L2), driver {} (CUDA {})\ncommit: {}\ncommand: {}\ndate: {}\n",
+            self.device,
+            self.arch,
+            self.sm_count,
+            self.l2_bytes >> 20,
+            self.driver.as_deref().unwrap_or("unknown"),
+            self.cuda_driver_api,
+            self.commit,
+            self.command,
+            self.date_utc.clone().unwrap_or_else(|| format!("unix {}", self.unix_time)),
+        )
+    }
+}
+
+/// stdout of `program args`, when it runs and succeeds.
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The commit: `git rev-parse HEAD` (with `-dirty` when tracked files
+/// changed), else `.gpu/commit` as `scripts/gpu-suite package` wrote it.
+fn commit() -> String {
+    if let Some(head) = command_line("git", &["rev-parse", "HEAD"]) {
+        let dirty = command_line("git", &["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|s| !s.trim().is_empty());
+        return format!("{}{}", head.trim(), if dirty { "-dirty" } else { "" });
+    }
+    std::fs::read_to_string(".gpu/commit").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// The GPU, its compiler and the run's metadata.
+pub struct Ctx {
+    pub exec: GpuExecutor,
+    pub info: DeviceInfo,
+    pub meta: Meta,
+}
+
+impl Ctx {
+    /// Opens device 0 and checks NVRTC; `Err(reason)` when either is missing.
+    pub fn open() -> Result<Ctx, String> {
+        let exec = GpuExecutor::new().map_err(|e| e.to_string())?;
+        exec.compiler().nvrtc().map_err(|e| format!("no NVRTC, so nothing can be compiled: {e}"))?;
+        let info = exec.gpu().info().clone();
+        let meta = Meta::collect(&info);
+        Ok(Ctx { exec, info, meta })
+    }
+}
+
+/// The median of `xs` (NaN when empty).
+pub fn median(xs: &[f64]) -> f64 {
+    percentile(xs, 50.0)
+}
+
+/// The `p`-th percentile of `xs` by linear interpolation between order
+/// statistics (NaN when empty).
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// Where a subcommand writes: `<out>/<name>.json`, `.csv` and `.txt`.
+pub struct Output {
+    pub dir: PathBuf,
+    pub name: &'static str,
+}
+
+impl Output {
+    /// Writes the raw numbers and the table (which is also printed).
+    pub fn write(&self, json: &serde_json::Value, csv: &Csv, table: &str) -> Result<(), BenchError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| io_err(&self.dir, source))?;
+        let text = serde_json::to_string_pretty(json).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        for (ext, body) in [("json", text), ("csv", csv.text.clone()), ("txt", table.to_string())] {
+            let path = self.dir.join(format!("{}.{ext}", self.name));
+            std::fs::write(&path, body).map_err(|source| io_err(&path, source))?;
+        }
+        println!("{table}");
+        println!("wrote {}/{}.{{json,csv,txt}}", self.dir.display(), self.name);
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> BenchError {
+    BenchError::Io { path: path.display().to_string(), source }
+}
+
+/// A CSV under construction (fields never contain commas or quotes here,
+/// but are quoted when they do).
+pub struct Csv {
+    text: String,
+}
+
+impl Csv {
+    pub fn new(columns: &[&str]) -> Csv {
+        Csv { text: columns.join(",") + "\n" }
+    }
+
+    pub fn row(&mut self, fields: &[String]) {
+        let quoted: Vec<String> = fields
+            .iter()
+            .map(|f| if f.contains([',', '"', '\n']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() })
+            .collect();
+        let _ = writeln!(self.text, "{}", quoted.join(","));
+    }
+}
+
+/// A deterministic generator of benchmark inputs (SplitMix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn unit_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    pub fn f32s(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.unit_f32()).collect()
+    }
+}
+
+/// Little-endian bytes of `xs`.
+pub fn f32_bytes(xs: &[f32]) -> Vec<u8> {
+    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// `f32`s of little-endian `bytes`.
+pub fn f32s_of(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Relative L2 distance of `got` from `want` (0 when both are zero).
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        let d = g as f64 - w as f64;
+        num += d * d;
+        den += (w as f64) * (w as f64);
+    }
+    if num == 0.0 {
+        0.0
+    } else if den == 0.0 {
+        f64::INFINITY
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Parses a comma-separated list of counts (`2,4,8`).
+pub fn parse_counts(s: &str) -> Result<Vec<usize>, String> {
+    let counts = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse::<usize>().map_err(|e| format!("`{p}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if counts.is_empty() || counts.contains(&0) {
+        return Err(format!("`{s}`: give positive counts, comma-separated"));
+    }
+    Ok(counts)
+}
