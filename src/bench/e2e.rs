@@ -98,8 +98,8 @@ fn lower_model(name: &str, graph: Result<weft::graph::Graph, String>) -> Result<
     lower(&g, &LowerOptions::default()).map_err(|e| BenchError::Model { model: name.into(), message: e.to_string() })
 }
 
-fn resnet18(seed: u64) -> Result<Program, BenchError> {
-    lower_model("resnet18", weft::graph::models::resnet18(seed, 1, 224, 1000).map_err(|e| e.to_string()))
+fn resnet18(seed: u64, image: usize) -> Result<Program, BenchError> {
+    lower_model("resnet18", weft::graph::models::resnet18(seed, 1, image, 1000).map_err(|e| e.to_string()))
 }
 
 fn onnx(models: &Path, file: &str, options: &ImportOptions) -> Result<Option<Program>, BenchError> {
@@ -111,13 +111,14 @@ fn onnx(models: &Path, file: &str, options: &ImportOptions) -> Result<Option<Pro
     lower_model(file, g).map(Some)
 }
 
-/// Lowers ResNet-18 for seeds `seeds` in parallel threads.
-fn resnet18s(seeds: &[u64]) -> Result<Vec<Program>, BenchError> {
+/// Lowers ResNet-18 (batch 1, `image`² inputs, 1000 classes) for `seeds`
+/// in parallel threads.
+pub fn resnet18s(seeds: &[u64], image: usize) -> Result<Vec<Program>, BenchError> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     let chunk = seeds.len().div_ceil(threads).max(1);
     let parts: Vec<Result<Vec<Program>, BenchError>> = std::thread::scope(|s| {
         let hs: Vec<_> =
-            seeds.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|&x| resnet18(x)).collect())).collect();
+            seeds.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|&x| resnet18(x, image)).collect())).collect();
         hs.into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(BenchError::invalid("lowering", "a thread panicked"))))
             .collect()
@@ -139,7 +140,7 @@ fn workload(name: &str, t_max: usize, models: &Path) -> Result<Option<Tenants>, 
     match name {
         "resnet18" => {
             let seeds: Vec<u64> = (0..t_max).map(seed).collect();
-            Ok(Some((resnet18s(&seeds)?, (0..t_max).collect())))
+            Ok(Some((resnet18s(&seeds, 224)?, (0..t_max).collect())))
         }
         "resnet50" => match onnx(models, RESNET50, &ImportOptions::default())? {
             Some(p) => Ok(Some((vec![p], vec![0; t_max]))),
@@ -162,7 +163,7 @@ fn workload(name: &str, t_max: usize, models: &Path) -> Result<Option<Tenants>, 
             };
             // Even tenants ResNet-18 (own seeds), odd tenants MiniLM (shared program).
             let seeds: Vec<u64> = (0..t_max).step_by(2).map(seed).collect();
-            let mut programs = resnet18s(&seeds)?;
+            let mut programs = resnet18s(&seeds, 224)?;
             let minilm_index = programs.len();
             programs.push(minilm);
             let owner = (0..t_max).map(|t| if t % 2 == 0 { t / 2 } else { minilm_index }).collect();

@@ -46,14 +46,8 @@ pub fn run(ctx: &Ctx, args: &OverheadArgs) -> Result<Outcome, BenchError> {
     let gpu = ctx.exec.gpu();
     let compiler = ctx.exec.compiler();
     let limits = weft::device_limits(&ctx.info);
-    let programs = (0..args.tenants)
-        .map(|i| {
-            let g = weft::graph::models::resnet18(0x0e4d + i as u64, 1, args.image, 1000)
-                .map_err(|e| BenchError::Model { model: "resnet18".into(), message: e.to_string() })?;
-            weft::lower::lower(&g, &weft::lower::LowerOptions::default())
-                .map_err(|e| BenchError::Model { model: "resnet18".into(), message: e.to_string() })
-        })
-        .collect::<Result<Vec<Program>, _>>()?;
+    let seeds: Vec<u64> = (0..args.tenants).map(|i| 0x0e4d + i as u64).collect();
+    let programs = super::e2e::resnet18s(&seeds, args.image)?;
     let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), p)).collect();
     let the_plan = plan(&ids, &limits, &Policy::new(PackMode::Auto, 1.0))?;
     let mut kernels = KernelCache::default();
