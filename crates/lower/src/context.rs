@@ -51,6 +51,13 @@ pub fn tensor_to_host(t: &Tensor) -> HostBuffer {
     }
 }
 
+/// Every kernel lowered in this process, by its KIR text without the name.
+/// Bounded by the number of distinct layer shapes ever lowered.
+fn interned_kernels() -> &'static std::sync::Mutex<HashMap<String, Arc<KernelDef>>> {
+    static TABLE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Arc<KernelDef>>>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
 /// State of one lowering.
 pub struct LowerCtx<'g> {
     pub graph: &'g Graph,
@@ -61,8 +68,6 @@ pub struct LowerCtx<'g> {
     /// Tensors whose values exist at this point of the kernel stream.
     available: HashSet<TensorId>,
     kernel_names: HashMap<String, usize>,
-    /// Kernels emitted so far by their text without the name.
-    kernel_bodies: HashMap<String, Arc<KernelDef>>,
 }
 
 impl<'g> LowerCtx<'g> {
@@ -77,7 +82,6 @@ impl<'g> LowerCtx<'g> {
             tensor_buf: HashMap::new(),
             available,
             kernel_names: HashMap::new(),
-            kernel_bodies: HashMap::new(),
         }
     }
 
@@ -165,11 +169,16 @@ impl<'g> LowerCtx<'g> {
             });
         }
         // Code is keyed by kernel bodies: a kernel identical to an earlier one
-        // but for its name (the same layer shape twice) reuses that kernel, so
-        // it is emitted and compiled once.
+        // but for its name (the same layer shape twice, or the same layer in
+        // another tenant's model of the same architecture) reuses that
+        // kernel's `Arc`, so it is verified, analysed, emitted and compiled
+        // once per process, and the packer recognises it by pointer.
         let body = KernelDef { name: String::new(), ..kernel.clone() }.to_string();
-        if let Some(same) = self.kernel_bodies.get(&body) {
+        let interned = interned_kernels();
+        let mut table = interned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(same) = table.get(&body) {
             let kernel = same.clone();
+            drop(table);
             self.program.steps.push(Step { kernel, args, nodes });
             return Ok(());
         }
@@ -177,7 +186,8 @@ impl<'g> LowerCtx<'g> {
             return Err(LowerError::Internal { node: nodes.join(", "), message: e.to_string() });
         }
         let kernel = Arc::new(kernel);
-        self.kernel_bodies.insert(body, kernel.clone());
+        table.insert(body, kernel.clone());
+        drop(table);
         self.program.steps.push(Step { kernel, args, nodes });
         Ok(())
     }

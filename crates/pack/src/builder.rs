@@ -92,7 +92,7 @@ impl BundleBuilder {
         if self.slots.is_empty() {
             return Err(PackError::Empty);
         }
-        let mut prepared: HashMap<*const KernelDef, (Arc<KernelDef>, Vec<GuardedAccess>)> = HashMap::new();
+        let mut prepared: HashMap<*const KernelDef, Prepared> = HashMap::new();
         let mut bodies: Vec<Arc<KernelDef>> = Vec::new();
         let mut fingerprints: Vec<u64> = Vec::new();
         let mut guards: BodyGuards = Vec::new();
@@ -105,15 +105,14 @@ impl BundleBuilder {
             }
             // The key is valid while `slots` holds the Arc, which outlives the map.
             let key = Arc::as_ptr(&slot.kernel);
-            let (kernel, guarded) = match prepared.get(&key) {
+            let (kernel, guarded, fingerprint) = match prepared.get(&key) {
                 Some(done) => done.clone(),
                 None => {
-                    let done = prepare(&slot.kernel, self.isolation)?;
+                    let done = prepare_cached(&slot.kernel, self.isolation)?;
                     prepared.insert(key, done.clone());
                     done
                 }
             };
-            let fingerprint = body_fingerprint(&kernel);
             let found = bodies
                 .iter()
                 .zip(&fingerprints)
@@ -170,6 +169,29 @@ impl BundleBuilder {
 /// Threads per block of `kernel` (the verifier caps them at 1024).
 fn threads(kernel: &KernelDef) -> u32 {
     kernel.launch.threads_per_block().min(u32::MAX as u64) as u32
+}
+
+/// A kernel made safe to pack: the kernel to run, the guards added, and its
+/// body fingerprint.
+type Prepared = (Arc<KernelDef>, Vec<GuardedAccess>, u64);
+
+/// [`prepare`] once per kernel `Arc` and isolation mode in this process:
+/// lowering shares one `Arc` per distinct body across every tenant, so a
+/// server forming bundle after bundle analyses each body once. Entries keep
+/// their `Arc` alive, so a key's address cannot be reused by another kernel.
+fn prepare_cached(kernel: &Arc<KernelDef>, isolation: Isolation) -> Result<Prepared, PackError> {
+    type Table = HashMap<(usize, bool), (Arc<KernelDef>, Prepared)>;
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<Table>> = std::sync::OnceLock::new();
+    let key = (Arc::as_ptr(kernel) as usize, isolation == Isolation::Strict);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((_, done)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(done.clone());
+    }
+    let (k, guards) = prepare(kernel, isolation)?;
+    let fingerprint = body_fingerprint(&k);
+    let done = (k, guards, fingerprint);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (kernel.clone(), done.clone()));
+    Ok(done)
 }
 
 /// Verifies `kernel` and makes it safe to pack under `isolation`.
