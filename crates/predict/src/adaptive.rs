@@ -13,8 +13,8 @@
 //!   forgetting** on `ln(measured / prior)`: `O(d²)` per update with `d =`
 //!   [`NUM_FEATURES`], and old observations weigh `λ^age`, so the model
 //!   follows a changing workload or device;
-//! - a **per-body residual** keyed by the body fingerprint: a bias and a
-//!   sensitivity to memory-bound co-runners (interference is
+//! - a **per-body residual** keyed by the body fingerprint: a bias (under
+//!   bandwidth pressure) and a sensitivity to memory-bound co-runners (interference is
 //!   kernel-specific), learned by normalised LMS on what the linear model
 //!   leaves, decaying toward zero at the same forgetting rate.
 //!
@@ -28,30 +28,50 @@ use crate::predictor::{Measured, Prediction, Predictor};
 use crate::prior::RooflinePrior;
 
 /// Length of the correction's feature vector.
-pub const NUM_FEATURES: usize = 14;
+pub const NUM_FEATURES: usize = 15;
+
+/// Index of the co-runner memory-boundness feature (the per-body
+/// sensitivity multiplies it).
+const CO_MEMORY: usize = 1;
+/// Index of the pressure gate (the per-body bias multiplies it).
+const GATE: usize = 2;
 
 /// The correction's interference features of slot `s` of bundle `f`, whose
 /// prior busy time is `prior_us` (overhead included).
+///
+/// Two always-on terms (a bias; memory-bound co-runners beside a
+/// compute-bound slot), then terms gated by bandwidth pressure `g =
+/// clamp((p - 0.3) / 0.4, 0, 1)`: below 30% of the device's bandwidth the
+/// roofline prior has nothing to correct for contention, and keeping those
+/// bundles out of the contention terms stops the fit from bending them.
+/// Gated: a bias, pressure and its excess over 1 (linear and squared), the
+/// slot's memory-boundness alone and times pressure, later waves per µs of
+/// slot time, launch overhead per µs, occupancy, log slot count, SM demand,
+/// the last wave's emptiness, and the time all the bundle's bytes take at
+/// full bandwidth per µs of slot time.
 pub fn correction_features(f: &BundleFeatures, s: &SlotFeatures, prior_us: f64) -> [f64; NUM_FEATURES] {
-    let p = f.bandwidth_pressure;
+    let p = f.bandwidth_pressure.min(8.0);
     let m = s.memory_boundness;
     let inv_t = 1.0 / prior_us.max(1e-3);
     let co_memory = f.memory_warp_fraction * (1.0 - m);
+    let g = ((p - 0.3) / 0.4).clamp(0.0, 1.0);
+    let bundle_bytes: f64 = f.slots.iter().map(|s| s.bytes).sum();
     [
         1.0,
-        p.min(8.0),
-        (p - 0.5).clamp(0.0, 8.0),
-        (p - 1.0).clamp(0.0, 8.0),
-        (p - 1.0).clamp(0.0, 4.0).powi(2),
-        m,
-        m * p.min(8.0),
         co_memory,
-        (s.end_wave.saturating_sub(1) as f64 * inv_t).min(4.0),
-        inv_t.min(4.0),
-        f.occupancy,
-        (f.slots.len() as f64).ln(),
-        f.sm_demand.min(8.0),
-        1.0 - f.tail_fraction,
+        g,
+        g * p,
+        g * (p - 1.0).clamp(0.0, 8.0),
+        g * (p - 1.0).clamp(0.0, 4.0).powi(2),
+        g * m,
+        g * m * p,
+        g * (s.end_wave.saturating_sub(1) as f64 * inv_t).min(4.0),
+        g * inv_t.min(4.0),
+        g * f.occupancy,
+        g * (f.slots.len() as f64).ln(),
+        g * f.sm_demand.min(8.0),
+        g * (1.0 - f.tail_fraction),
+        g * (bundle_bytes / f.device.mem_bandwidth.max(1e-9) * inv_t).min(4.0),
     ]
 }
 
@@ -59,7 +79,7 @@ pub fn correction_features(f: &BundleFeatures, s: &SlotFeatures, prior_us: f64) 
 #[derive(Copy, Clone, PartialEq, Debug)]
 pub struct AdaptiveConfig {
     /// RLS forgetting factor λ in (0, 1]: an observation `n` updates ago
-    /// weighs `λ^n` (0.99: a memory of about 100 observations).
+    /// weighs `λ^n` (0.995: a memory of about 200 observations).
     pub forgetting: f64,
     /// Initial RLS covariance scale (large: trust the first observations).
     pub initial_covariance: f64,
@@ -71,7 +91,7 @@ pub struct AdaptiveConfig {
 
 impl Default for AdaptiveConfig {
     fn default() -> AdaptiveConfig {
-        AdaptiveConfig { forgetting: 0.99, initial_covariance: 10.0, body_rate: 0.3, max_log_correction: 3.0 }
+        AdaptiveConfig { forgetting: 0.995, initial_covariance: 10.0, body_rate: 0.3, max_log_correction: 3.0 }
     }
 }
 
@@ -117,6 +137,11 @@ impl Adaptive {
         &self.config
     }
 
+    /// The linear correction's weights, in [`correction_features`] order.
+    pub fn weights(&self) -> &[f64; NUM_FEATURES] {
+        &self.weights
+    }
+
     /// Measurements learned from so far.
     pub fn observations(&self) -> u64 {
         self.observations
@@ -133,7 +158,7 @@ impl Adaptive {
                 let prior = t + overhead;
                 let x = correction_features(f, s, prior);
                 let body = self.bodies.get(&s.body).copied().unwrap_or_default();
-                let c = dot(&self.weights, &x) + body.bias + body.sensitivity * x[7];
+                let c = dot(&self.weights, &x) + body.bias * x[GATE] + body.sensitivity * x[CO_MEMORY];
                 let c = c.clamp(-self.config.max_log_correction, self.config.max_log_correction);
                 (prior, x, c)
             })
@@ -143,18 +168,18 @@ impl Adaptive {
     fn learn(&mut self, body: u64, x: &[f64; NUM_FEATURES], target: f64) {
         let lambda = self.config.forgetting;
         let residual = self.bodies.get(&body).copied().unwrap_or_default();
-        let body_part = residual.bias + residual.sensitivity * x[7];
+        let body_part = residual.bias * x[GATE] + residual.sensitivity * x[CO_MEMORY];
         // RLS on what the body residual does not explain.
         let y = target - body_part;
         let px = mat_vec(&self.covariance, x);
         let denom = lambda + dot(x, &px);
         if denom.is_finite() && denom > 1e-12 {
             let err = y - dot(&self.weights, x);
-            for i in 0..NUM_FEATURES {
-                let k = px[i] / denom;
-                self.weights[i] += k * err;
-                for j in 0..NUM_FEATURES {
-                    self.covariance[i][j] = (self.covariance[i][j] - k * px[j]) / lambda;
+            for ((w, row), &pxi) in self.weights.iter_mut().zip(self.covariance.iter_mut()).zip(&px) {
+                let k = pxi / denom;
+                *w += k * err;
+                for (c, &pxj) in row.iter_mut().zip(&px) {
+                    *c = (*c - k * pxj) / lambda;
                 }
             }
             // Forgetting inflates the covariance in directions the data no
@@ -168,11 +193,12 @@ impl Adaptive {
         }
         // Normalised LMS on the body residual, decaying at the same rate.
         let err = target - dot(&self.weights, x) - body_part;
-        let co = x[7];
-        let norm = 1.0 + co * co;
+        let co = x[CO_MEMORY];
+        let gate = x[GATE];
+        let norm = gate * gate + co * co + 1e-3;
         let rate = self.config.body_rate;
         let entry = self.bodies.entry(body).or_default();
-        entry.bias = lambda * entry.bias + rate * err / norm;
+        entry.bias = lambda * entry.bias + rate * err * gate / norm;
         entry.sensitivity = lambda * entry.sensitivity + rate * err * co / norm;
     }
 }

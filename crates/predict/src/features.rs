@@ -113,7 +113,8 @@ pub struct BundleFeatures {
     /// `bandwidth_demand` over the device's bandwidth (above 1, the bundle is
     /// bandwidth-bound as a whole).
     pub bandwidth_pressure: f64,
-    /// Share of the co-resident warps that belong to memory-bound slots.
+    /// Share of the co-resident warps that belong to memory-bound slots
+    /// (`memory_boundness > 0.5`).
     pub memory_warp_fraction: f64,
     /// Distinct kernel bodies.
     pub bodies: usize,
@@ -227,7 +228,6 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
     let warps_of = |p: &(KernelInfo, u64, u64)| p.0.resources.threads.div_ceil(warp).max(1);
     let total_warps: f64 = parts.iter().map(|p| p.2.max(1) as f64 * resident_scale * warps_of(p) as f64).sum();
     let sm_warps = total_warps / sm_count;
-    let ridge = device.ridge_intensity();
     let sm_cap = device.sm_bandwidth_factor * device.mem_bandwidth / sm_count;
 
     let mut slots = Vec::with_capacity(parts.len());
@@ -256,7 +256,7 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
         let resident_blocks = blocks as f64 * resident_scale;
         demand += resident_blocks * want;
         let intensity = if info.bytes > 0.0 { info.flops / info.bytes } else { f64::INFINITY };
-        if intensity < ridge {
+        if memory_boundness > 0.5 {
             memory_warps += resident_blocks * w;
         }
         let end_wave = if capacity == 0 { 0 } else { (first + blocks).div_ceil(capacity) };

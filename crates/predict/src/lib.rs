@@ -22,6 +22,7 @@
 pub mod adaptive;
 pub mod baselines;
 pub mod device;
+pub mod eval;
 pub mod features;
 pub mod predictor;
 pub mod prior;
@@ -29,6 +30,7 @@ pub mod prior;
 pub use adaptive::{correction_features, Adaptive, AdaptiveConfig, NUM_FEATURES};
 pub use baselines::{ModelLevel, OperatorLevel};
 pub use device::DeviceModel;
+pub use eval::{evaluate, EvalConfig, EvalError, EvalReport, PredictorScore};
 pub use features::{bundle_features, bundle_features_on, BundleFeatures, FeatureExtractor, SlotFeatures};
 pub use predictor::{Measured, Prediction, Predictor};
 pub use prior::RooflinePrior;

@@ -17,6 +17,10 @@
 //!    and the slot's last block is dispatched in wave `end_wave`, so the slot
 //!    takes `end_wave × rounds × block time`.
 //!
+//! 5. **Bandwidth floor.** No slot finishes before the bytes moved while it
+//!    runs (its own and the co-runners' share) have gone through the
+//!    device's bandwidth.
+//!
 //! The bundle takes its slowest slot's time, plus the launch overhead. What
 //! it leaves out (a block speeding up when co-runners finish, L2 effects,
 //! dispatch latency, kernel-specific interference) is what the online

@@ -225,7 +225,10 @@ impl SimGpu {
         let sm_count = limits.sm_count.max(1) as f64;
         let warp = limits.warp_size.max(1) as f64;
         let full_speed = limits.full_speed_warps_per_sm.max(1) as f64;
-        let ridge = self.spec.peak_flops_per_sm * sm_count / self.spec.mem_bandwidth.max(1e-9);
+        // A block is memory-bound when one SM's bandwidth cannot feed its
+        // FLOPs: intensity below the per-SM ridge point.
+        let sm_bandwidth = self.spec.sm_bandwidth_factor * self.spec.mem_bandwidth / sm_count;
+        let ridge = self.spec.peak_flops_per_sm / sm_bandwidth.max(1e-9);
 
         // Physical block p < blocks of a slot of L logical blocks runs
         // ceil((L - p) / blocks) of them: r = L mod blocks blocks run one
