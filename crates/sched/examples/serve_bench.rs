@@ -35,7 +35,7 @@ use weft_sim::{SimGpu, SimSpec};
 type BoxError = Box<dyn std::error::Error>;
 
 /// The loads swept, as multiples of time-only FIFO's capacity.
-const LOADS: &[f64] = &[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0];
+const LOADS: &[f64] = &[0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0];
 /// The load whose latency CDF is plotted.
 const CDF_LOAD: f64 = 1.0;
 const SEED: u64 = 2026;
@@ -81,15 +81,15 @@ fn load_models(root: &Path) -> Result<(Vec<Model>, Vec<String>), BoxError> {
 }
 
 /// The five policies, each with a fresh predictor.
-fn policies() -> Vec<(SchedulerConfig, Box<dyn Predictor>)> {
+fn policies(knob: f64) -> Vec<(SchedulerConfig, Box<dyn Predictor>)> {
     let prior = || Box::new(RooflinePrior::new()) as Box<dyn Predictor>;
     vec![
         (SchedulerConfig::time_only_fifo(), prior()),
         (SchedulerConfig::space_only(), prior()),
         (SchedulerConfig::packed_greedy(), prior()),
-        (SchedulerConfig::slo_aware(0.5).with_label("packed + prior"), prior()),
+        (SchedulerConfig::slo_aware(knob).with_label("packed + prior"), prior()),
         (
-            SchedulerConfig::slo_aware(0.5).with_label("packed + adaptive"),
+            SchedulerConfig::slo_aware(knob).with_label("packed + adaptive"),
             Box::new(Adaptive::new(RooflinePrior::new(), AdaptiveConfig::default())),
         ),
     ]
@@ -185,8 +185,13 @@ fn main() -> Result<(), BoxError> {
         eprintln!("  {n}");
     }
     let setup = setup(&models, &limits)?;
-    let duration_us = if quick { 100_000.0 } else { 400_000.0 };
-    let loads: Vec<f64> = if quick { vec![0.5, 1.0, 2.0, 3.0] } else { LOADS.to_vec() };
+    // About this many requests per tenant at every load.
+    let per_tenant = if quick { 40.0 } else { 250.0 };
+    let knob: f64 = match args.iter().position(|a| a == "--knob") {
+        Some(i) => args.get(i + 1).ok_or("--knob needs a number")?.parse()?,
+        None => 1.0,
+    };
+    let loads: Vec<f64> = if quick { vec![0.3, 0.6, 1.0, 2.0] } else { LOADS.to_vec() };
 
     let mut raw = String::new();
     writeln!(
@@ -199,11 +204,16 @@ fn main() -> Result<(), BoxError> {
         setup.capacity_rate,
         setup.tenants.len()
     )?;
+    writeln!(
+        raw,
+        "# packed policies: knob {knob}, SchedulerConfig defaults otherwise; {per_tenant} requests per tenant"
+    )?;
+    writeln!(raw, "# command: {}", args.join(" "))?;
     for ((t, _), solo) in setup.tenants.iter().zip(&setup.sim_solo_us) {
         writeln!(raw, "# tenant {}: SLO {:.1} µs, simulated solo latency {:.1} µs", t.name, t.slo_us, solo)?;
     }
 
-    let runs_per_load = policies().len();
+    let runs_per_load = policies(knob).len();
     let bar = ProgressBar::new(((loads.len() + 1) * runs_per_load * 100) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>44} [{bar:40}] {percent:>3}% {elapsed}").map_err(|e| e.to_string())?,
@@ -226,16 +236,17 @@ fn main() -> Result<(), BoxError> {
             })
             .collect()
     };
+    let duration = |load: f64| per_tenant * 1e6 / (setup.capacity_rate * load);
     let mut workloads: Vec<(String, f64, Trace)> = loads
         .iter()
-        .map(|&load| ("poisson".to_string(), load, Trace::generate(&processes(load, false), duration_us, SEED)))
+        .map(|&load| ("poisson".to_string(), load, Trace::generate(&processes(load, false), duration(load), SEED)))
         .collect();
-    workloads.push(("on/off".to_string(), 1.5, Trace::generate(&processes(1.5, true), duration_us, SEED)));
+    workloads.push(("on/off".to_string(), 1.0, Trace::generate(&processes(1.0, true), duration(1.0), SEED)));
     for (kind, load, trace) in &workloads {
         if kind == "poisson" && *load == CDF_LOAD {
             cdf_trace = Some(trace.clone());
         }
-        for (config, predictor) in policies() {
+        for (config, predictor) in policies(knob) {
             let label = config.label.clone().unwrap_or_else(|| format!("{:?}", config.kind));
             bar.set_message(format!("{kind} load {load:.2}: {label}"));
             let report = run_one(&setup, trace, config, predictor, &limits, &bar)?;
@@ -267,7 +278,7 @@ fn workspace_root() -> PathBuf {
 fn raw_line(kind: &str, load: f64, r: &ServeReport) -> String {
     let mut s = format!(
         "{kind} load={load:.2} policy=\"{}\" goodput={:.1}/s attainment={:.4} min_attainment={:.4} p50={:.1}us \
-         p99={:.1}us spread={:.3} busy={:.3} jain={:.4} rejected={} bundles={} width={:.2} peak_live={} peak_queue={}",
+         p99={:.1}us spread={:.3} tenant_spread={:.3} busy={:.3} jain={:.4} rejected={} bundles={} width={:.2} peak_live={} peak_queue={}",
         r.policy,
         r.goodput_per_s(),
         r.attainment(),
@@ -275,6 +286,7 @@ fn raw_line(kind: &str, load: f64, r: &ServeReport) -> String {
         r.p50_us(),
         r.p99_us(),
         r.spread(),
+        r.tenant_spread(),
         r.busy_fraction(),
         r.jain(),
         r.rejected(),
@@ -299,14 +311,14 @@ fn table(results: &[(String, f64, ServeReport)]) -> String {
     let _ = writeln!(
         s,
         "| arrivals | load × FIFO capacity | policy | goodput (req/s) | attainment (all) | worst tenant | per tenant | \
-         p50 µs | p99 µs | p99/p50 | busy | Jain | rejected | width |"
+         p50 µs | p99 µs | p99/p50 | tenant p99/p50 | busy | Jain | rejected | width |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (kind, load, r) in results {
         let per: Vec<String> = r.tenants.iter().map(|t| format!("{:.3}", t.attainment)).collect();
         let _ = writeln!(
             s,
-            "| {kind} | {load:.2} | {} | {:.0} | {:.4} | {:.4} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {} | {:.2} |",
+            "| {kind} | {load:.2} | {} | {:.0} | {:.4} | {:.4} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.4} | {} | {:.2} |",
             r.policy,
             r.goodput_per_s(),
             r.attainment(),
@@ -315,6 +327,7 @@ fn table(results: &[(String, f64, ServeReport)]) -> String {
             r.p50_us(),
             r.p99_us(),
             r.spread(),
+            r.tenant_spread(),
             r.busy_fraction(),
             r.jain(),
             r.rejected(),
@@ -346,7 +359,7 @@ fn line_svg(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f
         x0 = x0.min(fx(x));
         x1 = x1.max(fx(x));
     }
-    if !(x1 > x0) {
+    if x1.partial_cmp(&x0) != Some(std::cmp::Ordering::Greater) {
         x1 = x0 + 1.0;
     }
     let (y0, y1) = (0.0, 1.0);
@@ -367,14 +380,11 @@ fn line_svg(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f
     );
     for i in 0..=5 {
         let y = y0 + (y1 - y0) * i as f64 / 5.0;
+        let (ty, gy, tx, gx) = (py(y) + 4.0, py(y), l - 5.0, w - r);
         let _ = writeln!(
             s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{y:.1}</text><line x1=\"{l}\" y1=\"{0}\" x2=\"{}\" y2=\"{0}\" stroke=\"#ddd\"/>",
-            l - 5.0,
-            py(y) + 4.0,
-            w - r
+            "<text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{y:.1}</text><line x1=\"{l}\" y1=\"{gy}\" x2=\"{gx}\" y2=\"{gy}\" stroke=\"#ddd\"/>"
         );
-        let _ = y;
     }
     for i in 0..=5 {
         let v = x0 + (x1 - x0) * i as f64 / 5.0;

@@ -174,6 +174,19 @@ impl ServeReport {
         quantile(&l, 0.99) / quantile(&l, 0.5)
     }
 
+    /// Mean over tenants (with completions) of each tenant's own `p99 / p50`:
+    /// the tail spread without the spread between models' sizes.
+    pub fn tenant_spread(&self) -> f64 {
+        let spreads: Vec<f64> = self
+            .tenants
+            .iter()
+            .filter(|t| t.completed > 0)
+            .map(|t| t.p99_us / t.p50_us)
+            .filter(|x| x.is_finite())
+            .collect();
+        spreads.iter().sum::<f64>() / spreads.len().max(1) as f64
+    }
+
     /// Requests completed within SLO per second.
     pub fn goodput_per_s(&self) -> f64 {
         let met: u64 = self.tenants.iter().map(|t| t.met).sum();

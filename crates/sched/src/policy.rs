@@ -45,6 +45,10 @@ pub struct SchedulerConfig {
     /// Most queued (not yet started) requests per tenant; arrivals beyond it
     /// are rejected with `RejectReason::QueueFull`.
     pub queue_capacity: usize,
+    /// Requests of one tenant served at once (packed policies; each has its
+    /// own activation buffers, its steps in order). Time-only FIFO and
+    /// space-only serve one at a time per tenant.
+    pub max_in_flight: usize,
     /// Whether arrivals predicted to miss their SLO are rejected (SloAware only).
     pub admission: bool,
     /// A request is admitted when its predicted latency is at most
@@ -69,8 +73,9 @@ impl SchedulerConfig {
             knob: 0.5,
             mode: PackMode::Auto,
             queue_capacity: 32,
+            max_in_flight: 4,
             admission: kind == PolicyKind::SloAware,
-            admission_margin: 0.95,
+            admission_margin: 1.0,
             fairness_gain: 4.0,
             refresh_every: 64,
             label: None,
@@ -99,6 +104,12 @@ impl SchedulerConfig {
     /// The same policy with a queue bound of `capacity` (at least 1).
     pub fn with_queue_capacity(mut self, capacity: usize) -> SchedulerConfig {
         self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// The same policy with up to `n` requests per tenant in flight (at least 1).
+    pub fn with_max_in_flight(mut self, n: usize) -> SchedulerConfig {
+        self.max_in_flight = n.max(1);
         self
     }
 

@@ -32,9 +32,13 @@
 //! 2. the wider bundle is predicted to be faster than the current one
 //!    followed by the candidate alone (packing must pay), and
 //! 3. every on-track member stays on track at the pace the knob allows: the
-//!    bundle's predicted time `T` satisfies `T <= solo × (1 + knob × slack /
-//!    remaining)` for each member (its share of its slack, spread over its
-//!    remaining steps; knob 0: nobody slower than alone).
+//!    bundle's predicted time `T` satisfies `T <= solo × (1 + knob × pace)`
+//!    for each member, where `pace = slack / remaining` (its slack spread
+//!    over its remaining steps; knob 0: nobody slower than alone). Because a
+//!    tenant serves one request at a time, its queued requests wait behind
+//!    the running one: `pace` is the least of the running request's and of
+//!    each on-track queued request's `slack / remaining`, with the queued
+//!    request's remaining work counting everything ahead of it.
 //!
 //! Requests already behind (negative slack) are served after on-track ones
 //! and do not constrain bundles: they miss anyway, and protecting them would
@@ -43,12 +47,13 @@
 //! **Admission** (SloAware, when enabled). An arrival is rejected with
 //! [`SchedError::Rejected`] when its queue is full, or when its predicted
 //! latency exceeds `admission_margin × SLO`: the predicted latency is the
-//! time it has already waited plus `max(own × stretch, (own + ahead) /
-//! speedup)`, where `own` is the predicted solo work of its tenant's running
-//! and queued requests plus its own, `ahead` the work of other tenants'
-//! requests with earlier deadlines, `speedup` the measured packing gain
-//! (solo work per bundle time, a moving average) and `stretch` the measured
-//! mean slowdown of a step in a bundle. Other policies only bound queues.
+//! time it has already waited plus `max(own, (own + ahead) / speedup)`,
+//! where `own` is the predicted solo work of its tenant's running and queued
+//! requests plus its own, times the tenant's measured stretch (recent
+//! service time over solo latency: its steps share bundles), `ahead` the
+//! work of other tenants' requests with earlier deadlines, and `speedup` the
+//! measured packing gain (solo work per bundle time, a moving average).
+//! Other policies only bound queues.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -122,6 +127,8 @@ pub struct Finished {
 struct Running {
     request: Request,
     step: usize,
+    /// When its first step was dispatched.
+    started_us: f64,
 }
 
 #[derive(Debug)]
@@ -132,9 +139,13 @@ struct TenantEntry {
     /// `suffix_us[i]`: predicted solo time of steps `i..` (len steps + 1).
     suffix_us: Vec<f64>,
     queue: VecDeque<Request>,
-    running: Option<Running>,
+    /// Requests being served, oldest first (at most `in_flight_limit`).
+    running: Vec<Running>,
     /// Recent SLO attainment (a moving average over finished requests).
     attainment: f64,
+    /// Recent service time (first dispatch to completion) over the
+    /// predicted solo latency (a moving average over finished requests).
+    stretch: f64,
 }
 
 impl TenantEntry {
@@ -154,8 +165,10 @@ struct Candidate {
     request: Request,
     step: usize,
     deadline: f64,
-    remaining: f64,
     slack: f64,
+    /// The least `slack / remaining` of the request and of its tenant's
+    /// queued requests that are still on track (they start after it).
+    pace: f64,
     solo: f64,
     key: f64,
 }
@@ -180,8 +193,6 @@ pub struct Scheduler {
     bundles: u64,
     /// Measured solo work per bundle time (> 1 when packing pays).
     speedup: f64,
-    /// Measured bundle time over a member's solo time, mean over members.
-    stretch: f64,
     dispatched: bool,
 }
 
@@ -211,7 +222,6 @@ impl Scheduler {
             kernel_index: HashMap::new(),
             bundles: 0,
             speedup: 1.0,
-            stretch: 1.0,
             dispatched: false,
         }
     }
@@ -267,8 +277,15 @@ impl Scheduler {
             }
             steps.push((index, step.args.clone()));
         }
-        let mut entry =
-            TenantEntry { spec, steps, suffix_us: Vec::new(), queue: VecDeque::new(), running: None, attainment: 1.0 };
+        let mut entry = TenantEntry {
+            spec,
+            steps,
+            suffix_us: Vec::new(),
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            attainment: 1.0,
+            stretch: 1.0,
+        };
         entry.suffix_us = suffix(&entry.steps, &self.solo_us);
         self.tenants.push(entry);
         Ok(())
@@ -308,6 +325,16 @@ impl Scheduler {
         }
     }
 
+    /// Requests one tenant may have in flight under this policy: one for a
+    /// stream per tenant (a stream runs its requests in order), the
+    /// configured number otherwise.
+    fn in_flight_limit(&self) -> usize {
+        match self.config.kind {
+            PolicyKind::SpaceOnly | PolicyKind::TimeOnlyFifo => 1,
+            PolicyKind::PackedGreedy | PolicyKind::SloAware => self.config.max_in_flight.max(1),
+        }
+    }
+
     fn tenant_index(&self, tenant: TenantId) -> Result<usize, SchedError> {
         self.tenants.iter().position(|t| t.spec.id == tenant).ok_or(SchedError::UnknownTenant { tenant })
     }
@@ -325,7 +352,7 @@ impl Scheduler {
 
     /// Requests queued or running, all tenants.
     pub fn live_requests(&self) -> usize {
-        self.tenants.iter().map(|t| t.queue.len() + usize::from(t.running.is_some())).sum()
+        self.tenants.iter().map(|t| t.queue.len() + t.running.len()).sum()
     }
 
     /// The longest queue of any tenant.
@@ -362,22 +389,26 @@ impl Scheduler {
     fn predicted_latency(&self, i: usize, request: &Request, now_us: f64) -> f64 {
         let me = &self.tenants[i];
         let deadline = me.deadline(request);
-        let running = |t: &TenantEntry| t.running.map_or(0.0, |r| t.suffix_us.get(r.step).copied().unwrap_or(0.0));
-        let own = running(me) + (me.queue.len() as f64 + 1.0) * me.program_us();
-        let mut ahead = 0.0;
-        for (j, t) in self.tenants.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            if let Some(r) = t.running {
+        let limit = self.in_flight_limit();
+        // Its own chain: it starts once the requests ahead of it in its
+        // tenant leave room, then runs its steps in order, stretched as its
+        // tenant's recent requests were.
+        let program = me.program_us() * me.stretch.max(1.0);
+        let before = (me.running.len() + me.queue.len() + 1).saturating_sub(limit);
+        let own = program * (1.0 + before as f64 / limit as f64);
+        // The shared device: all work with an earlier deadline, at the
+        // measured packing gain.
+        let mut ahead = me.program_us();
+        for t in &self.tenants {
+            for r in &t.running {
                 if t.deadline(&r.request) <= deadline {
-                    ahead += running(t);
+                    ahead += t.suffix_us.get(r.step).copied().unwrap_or(0.0);
                 }
             }
             ahead += t.queue.iter().filter(|r| t.deadline(r) <= deadline).count() as f64 * t.program_us();
         }
         let waited = (now_us - request.arrival_us).max(0.0);
-        waited + (own * self.stretch.max(1.0)).max((own + ahead) / self.speedup.max(1e-3))
+        waited + own.max(ahead / self.speedup.max(1e-3))
     }
 
     /// Chooses the next bundle at time `now_us`, or `None` when no request
@@ -387,12 +418,12 @@ impl Scheduler {
         if self.dispatched {
             return Err(SchedError::Completion { message: "the previous bundle has not been completed".to_string() });
         }
-        // Tenants without a running request start their oldest queued one.
+        // Tenants with room start their oldest queued requests.
+        let limit = self.in_flight_limit();
         for t in &mut self.tenants {
-            if t.running.is_none() {
-                if let Some(request) = t.queue.pop_front() {
-                    t.running = Some(Running { request, step: 0 });
-                }
+            while t.running.len() < limit {
+                let Some(request) = t.queue.pop_front() else { break };
+                t.running.push(Running { request, step: 0, started_us: now_us });
             }
         }
         let mut cands = self.candidates(now_us);
@@ -402,7 +433,11 @@ impl Scheduler {
         let dispatch = match self.config.kind {
             PolicyKind::TimeOnlyFifo => {
                 cands.sort_by(|a, b| {
-                    a.request.arrival_us.total_cmp(&b.request.arrival_us).then(a.tenant_index.cmp(&b.tenant_index))
+                    a.request
+                        .arrival_us
+                        .total_cmp(&b.request.arrival_us)
+                        .then(a.tenant_index.cmp(&b.tenant_index))
+                        .then(a.request.id.cmp(&b.request.id))
                 });
                 cands.truncate(1);
                 self.dispatch(&cands, vec![Budget::Full], None)?
@@ -427,7 +462,12 @@ impl Scheduler {
                 self.dispatch(&chosen, full, None)?
             }
             PolicyKind::PackedGreedy => {
-                cands.sort_by(|a, b| a.deadline.total_cmp(&b.deadline).then(a.tenant_index.cmp(&b.tenant_index)));
+                cands.sort_by(|a, b| {
+                    a.deadline
+                        .total_cmp(&b.deadline)
+                        .then(a.tenant_index.cmp(&b.tenant_index))
+                        .then(a.request.id.cmp(&b.request.id))
+                });
                 let mut chosen = vec![cands[0].clone()];
                 let mut shape = self.shape(&chosen, cands[0].tenant_index)?;
                 for c in cands.iter().skip(1) {
@@ -450,23 +490,35 @@ impl Scheduler {
     fn candidates(&self, now_us: f64) -> Vec<Candidate> {
         let finished: Vec<f64> = self.tenants.iter().map(|t| t.attainment).collect();
         let mean = finished.iter().sum::<f64>() / finished.len().max(1) as f64;
+        let limit = self.in_flight_limit();
         self.tenants
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| {
-                let r = t.running?;
+            .flat_map(|(i, t)| t.running.iter().map(move |r| (i, t, *r)))
+            .filter_map(|(i, t, r)| {
                 let (kernel, _) = t.steps.get(r.step)?;
                 let deadline = t.deadline(&r.request);
                 let remaining = t.suffix_us.get(r.step).copied().unwrap_or(0.0);
                 let lag = (mean - t.attainment).max(0.0);
                 let urgency = t.spec.weight * (1.0 + self.config.fairness_gain * lag);
+                let slack = deadline - now_us - remaining;
+                let mut pace = slack / remaining.max(1e-9);
+                // Queued requests start as running ones finish: the j-th
+                // waits for about `j / limit` more requests after this one.
+                for (j, q) in t.queue.iter().enumerate() {
+                    let ahead = remaining + (1 + j / limit) as f64 * t.program_us();
+                    let queued_slack = t.deadline(q) - now_us - ahead;
+                    if queued_slack >= 0.0 {
+                        pace = pace.min(queued_slack / ahead.max(1e-9));
+                    }
+                }
                 Some(Candidate {
                     tenant_index: i,
                     request: r.request,
                     step: r.step,
                     deadline,
-                    remaining,
-                    slack: deadline - now_us - remaining,
+                    slack,
+                    pace,
                     solo: self.solo_us.get(*kernel).copied().unwrap_or(0.0),
                     key: now_us + (deadline - now_us) / urgency.max(1e-9),
                 })
@@ -481,6 +533,7 @@ impl Scheduler {
                 .cmp(&(b.slack < 0.0))
                 .then(a.key.total_cmp(&b.key))
                 .then(a.tenant_index.cmp(&b.tenant_index))
+                .then(a.request.id.cmp(&b.request.id))
         });
         let mut chosen = vec![cands[0].clone()];
         let shape = self.shape(&chosen, cands[0].tenant_index)?;
@@ -495,15 +548,15 @@ impl Scheduler {
             let trial_bundle = assemble(&self.members(&trial), &trial_shape)?;
             let trial_features = self.extractor.bundle(&trial_bundle, &|_| None);
             let t = self.predictor.predict(&trial_features).total_us;
-            if !(t < time + c.solo) {
+            // Packing must pay (NaN never does).
+            if t.partial_cmp(&(time + c.solo)) != Some(std::cmp::Ordering::Less) {
                 continue;
             }
             let on_pace = trial.iter().all(|m| {
                 if m.slack < 0.0 {
                     return true;
                 }
-                let pace = 1.0 + knob * m.slack / m.remaining.max(1e-9);
-                t <= m.solo * pace * (1.0 + 1e-9)
+                t <= m.solo * (1.0 + knob * m.pace.max(0.0)) * (1.0 + 1e-9)
             });
             if on_pace {
                 chosen = trial;
@@ -571,31 +624,34 @@ impl Scheduler {
         }
         let mut finished = Vec::new();
         let mut solo_sum = 0.0;
-        let mut stretch_sum = 0.0;
         for m in &dispatch.members {
             let i = self.tenant_index(m.tenant)?;
             let t = &mut self.tenants[i];
-            let Some(running) = t.running.as_mut().filter(|r| r.request.id == m.request && r.step == m.step) else {
+            let program_us = t.program_us();
+            let Some(slot) = t.running.iter().position(|r| r.request.id == m.request && r.step == m.step) else {
                 return Err(SchedError::Completion {
                     message: format!("tenant {} request {} step {} is not running", m.tenant.0, m.request, m.step),
                 });
             };
             let solo = t.steps.get(m.step).and_then(|(k, _)| self.solo_us.get(*k)).copied().unwrap_or(0.0);
             solo_sum += solo;
-            stretch_sum += timing.total_us / solo.max(1e-9);
+            let running = &mut t.running[slot];
             running.step += 1;
             if running.step >= t.steps.len() {
+                let running = t.running.remove(slot);
                 let request = running.request;
                 let latency_us = end_us - request.arrival_us;
                 let met_slo = latency_us <= t.spec.slo_us;
                 t.attainment += ATTAINMENT_ALPHA * (f64::from(u8::from(met_slo)) - t.attainment);
-                t.running = None;
+                if program_us > 0.0 {
+                    let stretch = (end_us - running.started_us) / program_us;
+                    t.stretch += GAIN_ALPHA * (stretch - t.stretch);
+                }
                 finished.push(Finished { request, latency_us, met_slo });
             }
         }
         if timing.total_us > 0.0 && timing.total_us.is_finite() && !dispatch.members.is_empty() {
             self.speedup += GAIN_ALPHA * (solo_sum / timing.total_us - self.speedup);
-            self.stretch += GAIN_ALPHA * (stretch_sum / dispatch.members.len() as f64 - self.stretch);
         }
         self.bundles += 1;
         if self.config.kind == PolicyKind::SloAware && self.bundles.is_multiple_of(self.config.refresh_every.max(1)) {

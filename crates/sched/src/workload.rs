@@ -103,7 +103,8 @@ impl Uniform {
 fn draw(arrivals: &Arrivals, duration_us: f64, rng: &mut Uniform) -> Vec<f64> {
     let mut out = Vec::new();
     let rate = arrivals.rate_per_s();
-    if !(rate > 0.0) || !(duration_us > 0.0) {
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    if !positive(rate) || !positive(duration_us) {
         return out;
     }
     match *arrivals {
@@ -171,7 +172,8 @@ impl Trace {
             return bad(format!("version {} is not supported (this build reads {TRACE_VERSION})", self.version));
         }
         for (i, t) in self.tenants.iter().enumerate() {
-            if !(t.slo_us > 0.0 && t.slo_us.is_finite()) || !(t.weight > 0.0 && t.weight.is_finite()) {
+            let positive = |x: f64| x > 0.0 && x.is_finite();
+            if !positive(t.slo_us) || !positive(t.weight) {
                 return bad(format!("tenant {i} (`{}`) needs a positive SLO and weight", t.name));
             }
         }
