@@ -7,6 +7,7 @@
 //! without a GPU: [`Ctx::open`] says why instead.
 
 pub mod e2e;
+pub mod latency;
 pub mod micro;
 pub mod overhead;
 pub mod resident;

@@ -6,7 +6,11 @@
 //!   packed, requests/s and p50/p99 latency ([`bench::e2e`]);
 //! - `overhead`: host time per bundle from "plan decided" to "launch
 //!   returned" on a compiled-cache hit ([`bench::overhead`]);
-//! - `all`: the three with modest defaults, into `--out`.
+//! - `latency`: batch-1 single-request latency per model (median, p99),
+//!   the weft side of the comparison with PyTorch eager and CUDA graphs
+//!   (`scripts/torch_latency.py`, `scripts/latency_report.py`)
+//!   ([`bench::latency`]);
+//! - `all`: the four with modest defaults, into `--out`.
 //!
 //! Each writes `<out>/<name>.json` (raw numbers and the run's device,
 //! driver, commit and command), `<name>.csv` and `<name>.txt` (the table it
@@ -23,6 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use bench::e2e::{E2eArgs, WORKLOADS};
+use bench::latency::LatencyArgs;
 use bench::micro::MicroArgs;
 use bench::overhead::OverheadArgs;
 use bench::{parse_counts, BenchError, Ctx, Outcome};
@@ -89,7 +94,23 @@ enum Cmd {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
-    /// micro, e2e and overhead with modest defaults.
+    /// Batch-1 latency per model, one request at a time: median and p99.
+    Latency {
+        /// Timed requests per model (after the warm-up).
+        #[arg(long, default_value_t = 200)]
+        reps: usize,
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Comma-separated models (default all): resnet18, resnet50, squeezenet, ppocr_cls, minilm_l3.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Where the ONNX models are (scripts/fetch-models).
+        #[arg(long, default_value = ".cache/models")]
+        models: PathBuf,
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
+    /// micro, e2e, overhead and latency with modest defaults.
     All {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
@@ -153,6 +174,10 @@ fn main() -> ExitCode {
             let a = OverheadArgs { tenants: tenants.max(1), iters: iters.max(1), warmup, image, out };
             run_one("overhead", |ctx| bench::overhead::run(ctx, &a))
         }
+        Cmd::Latency { reps, warmup, only, models, out } => {
+            let a = LatencyArgs { reps: reps.max(1), warmup, only, models, out };
+            run_one("latency", |ctx| bench::latency::run(ctx, &a))
+        }
         Cmd::All { out, models } => {
             let micro = MicroArgs {
                 tenants: vec![2, 4, 8, 16, 32, 64, 120],
@@ -169,15 +194,17 @@ fn main() -> ExitCode {
                 reps: 5,
                 warmup: 1,
                 knob: 1.0,
-                models,
+                models: models.clone(),
                 out: out.clone(),
             };
-            let overhead = OverheadArgs { tenants: 32, iters: 1000, warmup: 100, image: 224, out };
+            let overhead = OverheadArgs { tenants: 32, iters: 1000, warmup: 100, image: 224, out: out.clone() };
+            let latency = LatencyArgs { reps: 200, warmup: 20, only: Vec::new(), models, out };
             // Every part runs even when an earlier one failed.
             let results = [
                 run_one("micro", |ctx| bench::micro::run(ctx, &micro)),
                 run_one("e2e", |ctx| bench::e2e::run(ctx, &e2e)),
                 run_one("overhead", |ctx| bench::overhead::run(ctx, &overhead)),
+                run_one("latency", |ctx| bench::latency::run(ctx, &latency)),
             ];
             results.iter().all(|&ok| ok)
         }
