@@ -4,10 +4,11 @@
 //! submit requests and receive results asynchronously, remove tenants while
 //! their requests are in flight, and read per-tenant metrics. A worker
 //! thread owns the executor (CUDA where a GPU is present, the CPU
-//! interpreter otherwise) and forms bundles from the in-flight requests:
-//! each request's next kernel is a slot, earliest deadline first, so kernels
-//! of different tenants (and of several requests of one tenant) share each
-//! launch.
+//! interpreter otherwise) and the SLO-aware scheduler (`weft-sched`), which
+//! forms each bundle from the in-flight requests' next kernels (earliest
+//! deadline first, as wide as its predictor says every member still keeps
+//! pace with its deadline) and learns from every bundle's measured time
+//! (the adaptive predictor of `weft-predict`).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,12 +41,13 @@
 //!   own channel.
 //! - **Removal is safe.** Removing a tenant refuses its new requests
 //!   ([`EngineError::TenantRemoved`]); requests already admitted complete.
-//! - **Overload is explicit and bounded.** Each tenant's queue is bounded;
-//!   a request that would overflow it, or whose predicted completion (the
-//!   queue ahead of it times the tenant's recent service time) already
-//!   exceeds its SLO, is rejected at once with [`EngineError::Rejected`].
-//!   Metrics keep a bounded window of latencies. Memory therefore stays
-//!   bounded however far load exceeds capacity.
+//! - **Overload is explicit and bounded.** Each tenant's requests in the
+//!   engine are bounded: one more is rejected at once with
+//!   [`EngineError::Rejected`]. The scheduler's admission control rejects a
+//!   request whose SLO cannot be met at the current load; its [`Pending`]
+//!   then yields [`RequestError::Rejected`] right away. Metrics keep a
+//!   bounded window of latencies. Memory therefore stays bounded however far
+//!   load exceeds capacity.
 //! - **A failed launch fails only its requests.** The requests whose kernels
 //!   were in the failed bundle get [`RequestError::Execution`]; the others
 //!   continue, and the engine keeps serving.
@@ -59,7 +61,7 @@ use std::time::{Duration, Instant};
 use weft_interp::Interpreter;
 use weft_kir::HostBuffer;
 use weft_lower::Program;
-use weft_pack::{run_bundle, Budget, BundleBuilder, BundleExecutor, Slot, TenantId, TenantState};
+use weft_pack::{run_bundle, BundleExecutor, TenantId, TenantState};
 
 use crate::gpu::GpuExecutor;
 
@@ -77,15 +79,17 @@ pub enum Backend {
 pub struct EngineConfig {
     /// Requests a tenant may have queued or in flight; more are rejected.
     pub max_queue: usize,
-    /// Requests (slots) one bundle may hold.
-    pub max_bundle_slots: usize,
     /// Latencies kept per tenant for percentiles (a sliding window).
     pub latency_window: usize,
+    /// The scheduling policy (SLO-aware with the adaptive predictor by
+    /// default; time-only FIFO, space-only and greedy packing are there to
+    /// compare against).
+    pub policy: weft_sched::SchedulerConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { max_queue: 64, max_bundle_slots: 32, latency_window: 4096 }
+        EngineConfig { max_queue: 64, latency_window: 4096, policy: weft_sched::SchedulerConfig::slo_aware(1.0) }
     }
 }
 
@@ -115,6 +119,8 @@ pub enum EngineError {
 /// Why an admitted request produced no result.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
+    #[error("rejected by admission control: {0}")]
+    Rejected(String),
     #[error("the launch running this request failed: {0}")]
     Execution(String),
     #[error("the engine stopped before the request finished")]
@@ -164,11 +170,8 @@ pub struct TenantMetrics {
 struct TenantInfo {
     program: Arc<Program>,
     slo: Duration,
-    weight: f64,
     removed: bool,
     in_flight: usize,
-    /// Moving average of request service time, for admission.
-    service_ema: Option<f64>,
     submitted: u64,
     rejected: u64,
     completed: u64,
@@ -188,15 +191,13 @@ struct Request {
     tenant: Tenant,
     arrival: Instant,
     deadline: Instant,
-    /// Ordering key: arrival + SLO / weight, so a heavier tenant's requests
-    /// go earlier among equal SLOs.
-    priority: Instant,
     /// Taken out while the request's slot runs in a bundle.
     state: Option<TenantState<'static>>,
     reply: Sender<Result<Response, RequestError>>,
 }
 
 enum Command {
+    AddTenant(Box<weft_sched::TenantSpec>),
     Submit(Box<Request>),
     Stop,
 }
@@ -231,12 +232,23 @@ impl Engine {
         name: &'static str,
         config: EngineConfig,
     ) -> Engine {
+        let limits = match weft_cuda::probe() {
+            Ok(info) if name == "cuda" => crate::device_limits(&info),
+            _ => weft_pack::DeviceLimits::sm_90(),
+        };
+        let mut policy = config.policy.clone();
+        policy.queue_capacity = policy.queue_capacity.max(config.max_queue);
         let shared = Arc::new(Mutex::new(Shared { tenants: HashMap::new(), next_tenant: 0, config }));
         let (tx, rx) = mpsc::channel();
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
             .name("weft-engine".into())
-            .spawn(move || worker_loop(exec, rx, worker_shared))
+            .spawn(move || {
+                // The scheduler (its predictor is not Send) lives on the worker.
+                let predictor = weft_predict::Adaptive::new(weft_predict::RooflinePrior::new(), Default::default());
+                let scheduler = weft_sched::Scheduler::new(policy, limits, Box::new(predictor));
+                worker_loop(exec, scheduler, rx, worker_shared)
+            })
             .ok();
         Engine { shared, tx, worker, next_request: Mutex::new(0), backend: name }
     }
@@ -257,15 +269,23 @@ impl Engine {
         let mut s = self.lock();
         let t = Tenant(s.next_tenant);
         s.next_tenant += 1;
+        let weight = if weight > 0.0 { weight } else { 1.0 };
+        let spec = weft_sched::TenantSpec {
+            id: TenantId(t.0),
+            name: format!("tenant {}", t.0),
+            program: program.clone(),
+            slo_us: slo.as_secs_f64() * 1e6,
+            weight,
+        };
+        // The worker learns of the tenant before any of its requests (one channel, in order).
+        let _ = self.tx.send(Command::AddTenant(Box::new(spec)));
         s.tenants.insert(
             t,
             TenantInfo {
                 program,
                 slo,
-                weight: if weight > 0.0 { weight } else { 1.0 },
                 removed: false,
                 in_flight: 0,
-                service_ema: None,
                 submitted: 0,
                 rejected: 0,
                 completed: 0,
@@ -292,7 +312,7 @@ impl Engine {
             *n += 1;
             *n
         };
-        let (program, slo, weight) = {
+        let (program, slo) = {
             let mut s = self.lock();
             let max_queue = s.config.max_queue;
             let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
@@ -308,26 +328,8 @@ impl Engine {
                     reason: format!("its queue is full ({max_queue} requests in flight)"),
                 });
             }
-            if let Some(service) = info.service_ema {
-                // Requests ahead of this one run at best one after another
-                // per tenant step, so the wait grows with the queue.
-                let predicted = service * (info.in_flight as f64 + 1.0);
-                if predicted > info.slo.as_secs_f64() {
-                    info.rejected += 1;
-                    return Err(EngineError::Rejected {
-                        tenant,
-                        reason: format!(
-                            "its SLO of {:.1} ms cannot be met at the current load (predicted {:.1} ms with {} \
-                             ahead)",
-                            info.slo.as_secs_f64() * 1e3,
-                            predicted * 1e3,
-                            info.in_flight
-                        ),
-                    });
-                }
-            }
             info.in_flight += 1;
-            (info.program.clone(), info.slo, info.weight)
+            (info.program.clone(), info.slo)
         };
         let state = TenantState::shared(TenantId(0), program, &inputs).map_err(|e| EngineError::Input {
             tenant,
@@ -338,8 +340,7 @@ impl Engine {
         })?;
         let (reply, rx) = mpsc::channel();
         let arrival = Instant::now();
-        let priority = arrival + slo.div_f64(weight);
-        let request = Request { id, tenant, arrival, deadline: arrival + slo, priority, state: Some(state), reply };
+        let request = Request { id, tenant, arrival, deadline: arrival + slo, state: Some(state), reply };
         if self.tx.send(Command::Submit(Box::new(request))).is_err() {
             return Err(EngineError::Stopped);
         }
@@ -415,15 +416,22 @@ fn check_inputs(tenant: Tenant, program: &Program, inputs: &[HostBuffer]) -> Res
     Ok(())
 }
 
-fn worker_loop<E: BundleExecutor>(exec: E, rx: Receiver<Command>, shared: Arc<Mutex<Shared>>) {
-    let mut active: Vec<Request> = Vec::new();
+fn worker_loop<E: BundleExecutor>(
+    exec: E,
+    mut scheduler: weft_sched::Scheduler,
+    rx: Receiver<Command>,
+    shared: Arc<Mutex<Shared>>,
+) {
+    // Requests the scheduler holds, by id; the scheduler's clock is µs since start.
+    let mut requests: HashMap<u64, Request> = HashMap::new();
+    let start = Instant::now();
+    let now_us = |t: Instant| t.duration_since(start).as_secs_f64() * 1e6;
     let mut bundles = 0usize;
-    let max_slots = shared.lock().map(|s| s.config.max_bundle_slots.max(1)).unwrap_or(32);
     loop {
-        // Take every waiting command; block only when there is nothing to run.
+        // Take every waiting command; block only when nothing can run.
         let mut stop = false;
         loop {
-            let cmd = if active.is_empty() {
+            let cmd = if requests.is_empty() {
                 match rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -436,7 +444,21 @@ fn worker_loop<E: BundleExecutor>(exec: E, rx: Receiver<Command>, shared: Arc<Mu
                 }
             };
             match cmd {
-                Command::Submit(r) => active.push(*r),
+                Command::AddTenant(spec) => {
+                    // Registration cannot fail for a fresh id; a kernel the
+                    // device cannot run fails that tenant's requests later.
+                    let _ = scheduler.add_tenant(*spec);
+                }
+                Command::Submit(r) => {
+                    let sched_request =
+                        weft_sched::Request { tenant: TenantId(r.tenant.0), id: r.id, arrival_us: now_us(r.arrival) };
+                    match scheduler.submit(sched_request, now_us(Instant::now())) {
+                        Ok(()) => {
+                            requests.insert(r.id, *r);
+                        }
+                        Err(e) => complete(&shared, *r, Err(Failure::Rejected(e.to_string()))),
+                    }
+                }
                 Command::Stop => {
                     stop = true;
                     break;
@@ -444,93 +466,103 @@ fn worker_loop<E: BundleExecutor>(exec: E, rx: Receiver<Command>, shared: Arc<Mu
             }
         }
         if stop {
-            for r in active.drain(..) {
+            for (_, r) in requests.drain() {
                 let _ = r.reply.send(Err(RequestError::Stopped));
             }
             return;
         }
-        // Requests whose program has no kernels complete at once.
-        let (done, rest): (Vec<Request>, Vec<Request>) =
-            active.into_iter().partition(|r| r.state.as_ref().is_none_or(|s| s.is_finished()));
-        active = rest;
-        for r in done {
-            complete(&shared, r, Ok(()));
-        }
-        if active.is_empty() {
-            continue;
-        }
-        // Earliest (weighted) deadline first; one slot per request.
-        active.sort_by_key(|r| (r.priority, r.id));
-        let mut chosen: Vec<usize> = Vec::new();
-        let mut builder = BundleBuilder::new();
-        for (i, r) in active.iter().enumerate().take(max_slots) {
-            let Some(state) = &r.state else { continue };
-            let step = &state.program.steps[state.steps_run()];
-            let slot = Slot {
-                kernel: step.kernel.clone(),
-                tenant: TenantId(i as u32),
-                budget: Budget::Full,
-                args: step.args.clone(),
-            };
-            // A slot whose block shape cannot share the launch waits.
-            if BundleBuilder::new().slot(slot.clone()).build().is_ok() {
-                let mut trial = builder.clone();
-                trial.push(slot.clone());
-                if trial.build().is_ok() || chosen.is_empty() {
-                    builder.push(slot);
-                    chosen.push(i);
+        let dispatch = match scheduler.next_bundle(now_us(Instant::now())) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                if !requests.is_empty() && scheduler.live_requests() == 0 {
+                    // The scheduler let go of requests it will never run.
+                    for (_, r) in requests.drain() {
+                        complete(&shared, r, Err(Failure::Execution("the scheduler dropped the request".into())));
+                    }
                 }
+                continue;
             }
-        }
-        if chosen.is_empty() {
-            // Nothing can launch: fail the most urgent request rather than spin.
-            let r = active.remove(0);
-            complete(&shared, r, Err("its kernel cannot be launched".into()));
-            continue;
-        }
-        let bundle = match builder.build() {
-            Ok(b) => b,
             Err(e) => {
-                for i in chosen.into_iter().rev() {
-                    let r = active.remove(i);
-                    complete(&shared, r, Err(e.to_string()));
+                // A bundle the scheduler cannot form: fail everything waiting
+                // rather than spin; the engine keeps serving new requests.
+                for (_, r) in requests.drain() {
+                    complete(&shared, r, Err(Failure::Execution(e.to_string())));
                 }
                 continue;
             }
         };
-        // Slot k of the bundle is request chosen[k]: its state runs as tenant k.
-        let mut states: Vec<TenantState<'static>> = Vec::with_capacity(chosen.len());
-        let mut renumbered = bundle;
-        for (k, &i) in chosen.iter().enumerate() {
-            if let Some(mut s) = active[i].state.take() {
-                s.tenant = TenantId(k as u32);
-                states.push(s);
-            }
-        }
-        for (k, slot) in renumbered.slots.iter_mut().enumerate() {
-            slot.tenant = TenantId(k as u32);
-        }
-        let result = run_bundle(bundles, &renumbered, &mut states, &exec);
-        bundles += 1;
-        match result {
-            Ok(()) => {
-                for (&i, s) in chosen.iter().zip(states) {
-                    active[i].state = Some(s);
+        // Slot k runs request member k's state as tenant k (two requests of
+        // one tenant may share a bundle).
+        let mut states: Vec<TenantState<'static>> = Vec::with_capacity(dispatch.members.len());
+        let mut ok = true;
+        for (k, m) in dispatch.members.iter().enumerate() {
+            match requests.get_mut(&m.request).and_then(|r| r.state.take()) {
+                Some(mut st) if st.steps_run() == m.step => {
+                    st.tenant = TenantId(k as u32);
+                    states.push(st);
+                }
+                other => {
+                    if let (Some(st), Some(r)) = (other, requests.get_mut(&m.request)) {
+                        r.state = Some(st);
+                    }
+                    ok = false;
                 }
             }
-            Err(e) => {
+        }
+        let mut bundle = dispatch.bundle.clone();
+        for (k, slot) in bundle.slots.iter_mut().enumerate() {
+            slot.tenant = TenantId(k as u32);
+        }
+        let began = Instant::now();
+        let result = if ok {
+            run_bundle(bundles, &bundle, &mut states, &exec).map_err(|e| e.to_string())
+        } else {
+            Err("the scheduler and the engine disagree on a request's step".to_string())
+        };
+        let ended = Instant::now();
+        bundles += 1;
+        for (m, st) in dispatch.members.iter().zip(states) {
+            if let Some(r) = requests.get_mut(&m.request) {
+                r.state = Some(st);
+            }
+        }
+        match result {
+            Ok(()) => {
+                let timing = weft_sched::Timing { total_us: (ended - began).as_secs_f64() * 1e6, per_slot_us: None };
+                match scheduler.complete(dispatch, &timing, now_us(ended)) {
+                    Ok(finished) => {
+                        for f in finished {
+                            if let Some(r) = requests.remove(&f.request.id) {
+                                complete(&shared, r, Ok(()));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for (_, r) in requests.drain() {
+                            complete(&shared, r, Err(Failure::Execution(e.to_string())));
+                        }
+                    }
+                }
+            }
+            Err(msg) => {
                 // Only this bundle's requests fail; the rest continue.
-                let msg = e.to_string();
-                for i in chosen.into_iter().rev() {
-                    let r = active.remove(i);
-                    complete(&shared, r, Err(msg.clone()));
+                for dropped in scheduler.abort(dispatch) {
+                    if let Some(r) = requests.remove(&dropped.id) {
+                        complete(&shared, r, Err(Failure::Execution(msg.clone())));
+                    }
                 }
             }
         }
     }
 }
 
-fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), String>) {
+/// Why a request ended without outputs.
+enum Failure {
+    Rejected(String),
+    Execution(String),
+}
+
+fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), Failure>) {
     let latency = r.arrival.elapsed();
     let met = latency <= r.deadline.duration_since(r.arrival);
     let reply = match (result, &r.state) {
@@ -539,7 +571,8 @@ fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), String>)
             .map(|outputs| Response { outputs, latency, met_slo: met })
             .map_err(|e| RequestError::Execution(e.to_string())),
         (Ok(()), None) => Err(RequestError::Execution("the request's state was lost".into())),
-        (Err(msg), _) => Err(RequestError::Execution(msg)),
+        (Err(Failure::Execution(msg)), _) => Err(RequestError::Execution(msg)),
+        (Err(Failure::Rejected(msg)), _) => Err(RequestError::Rejected(msg)),
     };
     if let Ok(mut s) = shared.lock() {
         let window = s.config.latency_window.max(1);
@@ -551,13 +584,12 @@ fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), String>)
                     if met {
                         info.met_slo += 1;
                     }
-                    let secs = latency.as_secs_f64() / (info.in_flight as f64 + 1.0);
-                    info.service_ema = Some(info.service_ema.map_or(secs, |e| 0.8 * e + 0.2 * secs));
                     if info.latencies.len() == window {
                         info.latencies.pop_front();
                     }
                     info.latencies.push_back(latency);
                 }
+                Err(RequestError::Rejected(_)) => info.rejected += 1,
                 Err(_) => info.failed += 1,
             }
         }

@@ -3,7 +3,8 @@
 //! This facade re-exports the rooms of the project: the kernel IR
 //! ([`kir`]), its CPU interpreter ([`interp`]), CUDA C emission and NVRTC
 //! compilation ([`codegen`]), the CUDA runtime ([`cuda`]), model graphs
-//! ([`graph`]), lowering ([`lower`]) and the packer ([`pack`]); [`gpu`] runs
+//! ([`graph`]), lowering ([`lower`]), the packer ([`pack`]), the latency
+//! predictor ([`predict`]) and the SLO-aware scheduler ([`sched`]); [`gpu`] runs
 //! KIR kernels and bundles on a GPU through codegen and the runtime; [`Engine`]
 //! is the serving API: tenants, asynchronous requests, metrics.
 
@@ -15,6 +16,8 @@ pub use weft_kernels as kernels;
 pub use weft_kir as kir;
 pub use weft_lower as lower;
 pub use weft_pack as pack;
+pub use weft_predict as predict;
+pub use weft_sched as sched;
 
 pub mod engine;
 pub mod gpu;

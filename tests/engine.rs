@@ -97,12 +97,18 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
         assert!(engine.metrics(t).unwrap().in_flight <= 4, "the queue must stay bounded");
     }
     assert!(rejected > 150, "far past capacity most requests are rejected, got {rejected}");
-    let n = accepted.len();
+    // Admission control may still turn an accepted request away (its SLO is
+    // unreachable at this load); every other accepted request completes.
+    let mut completed = 0;
     for p in accepted {
-        p.wait().expect("admitted requests complete");
+        match p.wait() {
+            Ok(_) => completed += 1,
+            Err(RequestError::Rejected(_)) => rejected += 1,
+            Err(e) => panic!("unexpected failure {e}"),
+        }
     }
     let m = engine.metrics(t).unwrap();
-    assert_eq!((m.submitted, m.rejected, m.completed), (200, rejected, n as u64));
+    assert_eq!((m.submitted, m.rejected, m.completed), (200, rejected, completed));
 }
 
 /// Fails every bundle that holds a kernel named `victim`.
@@ -143,8 +149,9 @@ fn a_failed_launch_fails_only_its_requests() {
         .find(|name| good.steps.iter().all(|g| &g.kernel.name != name))
         .expect("a 64x64 ResNet has kernels a 32x32 one lacks");
     let exec = FailingLaunches { inner: Interpreter::new(), victim };
-    let engine =
-        Engine::with_executor(exec, "faulty-interp", EngineConfig { max_bundle_slots: 1, ..EngineConfig::default() });
+    // One kernel at a time, so the two tenants' kernels never share a launch.
+    let config = EngineConfig { policy: weft::sched::SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
+    let engine = Engine::with_executor(exec, "faulty-interp", config);
     let tg = engine.register(good.clone(), SLO, 1.0);
     let tb = engine.register(bad.clone(), SLO, 1.0);
     let g = engine.submit(tg, input(&good, 0)).unwrap();

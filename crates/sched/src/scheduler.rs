@@ -660,6 +660,22 @@ impl Scheduler {
         Ok(finished)
     }
 
+    /// Reports that `dispatch` failed (a launch error): its members'
+    /// requests leave the scheduler unfinished and are returned, so the
+    /// caller can fail them; nothing is learned from the failed bundle.
+    pub fn abort(&mut self, dispatch: Dispatch) -> Vec<Request> {
+        self.dispatched = false;
+        let mut dropped = Vec::new();
+        for m in &dispatch.members {
+            let Ok(i) = self.tenant_index(m.tenant) else { continue };
+            let t = &mut self.tenants[i];
+            if let Some(slot) = t.running.iter().position(|r| r.request.id == m.request) {
+                dropped.push(t.running.remove(slot).request);
+            }
+        }
+        dropped
+    }
+
     /// Bundles completed so far.
     pub fn bundles(&self) -> u64 {
         self.bundles
