@@ -28,6 +28,7 @@ pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
 pub use run::{run_bundle, run_multi, run_plan, MultiRun, ProgramRef, RunError, TenantState};
 pub use schedule::{
-    block_time, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,
+    block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,
+    RefusalReason, ScheduleError, SlotPlan,
 };
 pub use table::{SlotEntry, SlotTable};

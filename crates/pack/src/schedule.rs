@@ -549,18 +549,28 @@ fn shape_bundle(members: &[Candidate], limits: &DeviceLimits, mode: PackMode) ->
 /// bisection (feasibility only grows with `T`). When even one block each does
 /// not fit, every member gets one block (the caller refuses that bundle).
 fn constrained_budgets(members: &[Candidate], resident: u64) -> Vec<u32> {
+    let work: Vec<(u64, f64)> = members.iter().map(|m| (m.facts.logical_blocks, m.facts.block_time)).collect();
+    finish_together_budgets(&work, resident)
+}
+
+/// Block budgets for kernels of `(logical blocks L_i, time per logical block
+/// w_i)` sharing `resident` physical blocks so they finish together: the
+/// smallest time `T` whose budgets `ceil(L_i / floor(T / w_i))` fit, found by
+/// bisection (feasibility only grows with `T`). Budgets are proportional to
+/// each kernel's work `L_i · w_i`, rounded to whole rounds. When even one
+/// block each does not fit, every kernel gets one block.
+pub fn finish_together_budgets(work: &[(u64, f64)], resident: u64) -> Vec<u32> {
     let budgets_at = |t: f64| -> Vec<u64> {
-        members
-            .iter()
-            .map(|m| {
-                let r = (t / m.facts.block_time).floor().max(1.0) as u64;
-                m.facts.logical_blocks.div_ceil(r).max(1)
+        work.iter()
+            .map(|&(logical, block_time)| {
+                let r = (t / block_time).floor().max(1.0) as u64;
+                logical.div_ceil(r).max(1)
             })
             .collect()
     };
     let fits = |b: &[u64]| b.iter().sum::<u64>() <= resident;
-    let mut lo = members.iter().map(|m| m.facts.block_time).fold(0.0, f64::max);
-    let mut hi = members.iter().map(|m| m.facts.block_time * m.facts.logical_blocks as f64).fold(lo, f64::max);
+    let mut lo = work.iter().map(|w| w.1).fold(0.0, f64::max);
+    let mut hi = work.iter().map(|&(l, w)| w * l as f64).fold(lo, f64::max);
     let best = if fits(&budgets_at(lo)) {
         budgets_at(lo)
     } else {

@@ -137,37 +137,10 @@ pub fn budgets(members: &[Member], limits: &DeviceLimits, mode: PackMode) -> Res
 }
 
 /// Budgets proportional to work that make members finish together within
-/// `resident` blocks (see the module docs).
+/// `resident` blocks (the packer's rule, [`weft_pack::finish_together_budgets`]).
 fn proportional_budgets(members: &[Member], resident: u64) -> Vec<u32> {
-    let budgets_at = |t: f64| -> Vec<u64> {
-        members
-            .iter()
-            .map(|m| {
-                let rounds = (t / m.kernel.block_time).floor().max(1.0) as u64;
-                m.kernel.logical_blocks.div_ceil(rounds).max(1)
-            })
-            .collect()
-    };
-    let fits = |b: &[u64]| b.iter().sum::<u64>() <= resident;
-    let mut lo = members.iter().map(|m| m.kernel.block_time).fold(0.0, f64::max);
-    let mut hi = members.iter().map(|m| m.kernel.block_time * m.kernel.logical_blocks as f64).fold(lo, f64::max);
-    let best = if fits(&budgets_at(lo)) {
-        budgets_at(lo)
-    } else {
-        for _ in 0..100 {
-            let mid = lo + (hi - lo) / 2.0;
-            if mid <= lo || mid >= hi {
-                break;
-            }
-            if fits(&budgets_at(mid)) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        budgets_at(hi)
-    };
-    best.into_iter().map(|b| u32::try_from(b).unwrap_or(u32::MAX)).collect()
+    let work: Vec<(u64, f64)> = members.iter().map(|m| (m.kernel.logical_blocks, m.kernel.block_time)).collect();
+    weft_pack::finish_together_budgets(&work, resident)
 }
 
 /// Lays out prepared members with `budgets` as one bundle, as
