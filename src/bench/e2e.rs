@@ -31,12 +31,12 @@ use std::path::{Path, PathBuf};
 
 use weft::cuda::{Event, Gpu};
 use weft::graph::onnx::{import_onnx_file, ImportOptions};
-use weft::kir::{HostBuffer, KernelDef, Scalar, Type};
+use weft::kir::{HostBuffer, KernelDef};
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::{plan, PackMode, Plan, Policy, TenantId};
 
 use super::resident::{BundleCache, KernelCache, PreparedBundle, ResidentTenant};
-use super::{f32s_of, median, percentile, rel_l2, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, percentile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `e2e` runs.
 #[derive(Clone, Debug)]
@@ -67,30 +67,6 @@ struct Row {
     rounds: Vec<Vec<f64>>,
     latencies: Vec<Vec<f64>>,
     checks: Vec<(String, f64, bool)>,
-}
-
-/// Seeded inputs: floats uniform in [-1, 1), integers in {0, 1} (valid
-/// token ids and mask values for any model).
-fn inputs_for(program: &Program, seed: u64) -> Vec<HostBuffer> {
-    let mut rng = super::Rng::new(seed);
-    program
-        .inputs
-        .iter()
-        .map(|binding| {
-            let info = &program.buffers[binding.buffer];
-            let mut buf = HostBuffer::zeros(info.elem, info.len());
-            for i in 0..info.len() {
-                let r = rng.next_u64();
-                let v = if info.elem.is_float() {
-                    Scalar::from_f64(info.elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-                } else {
-                    Scalar::from_f64(info.elem, (r & 1) as f64)
-                };
-                buf.set(i, v);
-            }
-            buf
-        })
-        .collect()
 }
 
 fn lower_model(name: &str, graph: Result<weft::graph::Graph, String>) -> Result<Program, BenchError> {
@@ -175,25 +151,6 @@ fn workload(name: &str, t_max: usize, models: &Path) -> Result<Option<Tenants>, 
     }
 }
 
-/// Compares `got` (bytes) with `want` per output.
-fn compare(got: &[Vec<u8>], want: &[HostBuffer]) -> f64 {
-    if got.len() != want.len() {
-        return f64::INFINITY;
-    }
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| {
-            if w.elem() == Type::F32 {
-                rel_l2(&f32s_of(g), &w.to_f32_vec())
-            } else if g.as_slice() == w.bytes() {
-                0.0
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max)
-}
-
 fn events(gpu: &Gpu, n: usize) -> Result<Vec<Event>, BenchError> {
     (0..n).map(|_| Ok(gpu.new_timing_event()?)).collect()
 }
@@ -216,7 +173,7 @@ pub fn run(ctx: &Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
         kernels.load(gpu, compiler, &distinct)?;
         println!("e2e {name}: lowered and compiled {} programs in {:.1?}", programs.len(), started.elapsed());
         let inputs: Vec<Vec<HostBuffer>> =
-            (0..t_max).map(|t| inputs_for(&programs[owner[t]], 0x1297 + t as u64)).collect();
+            (0..t_max).map(|t| seeded_inputs(&programs[owner[t]], 0x1297 + t as u64)).collect();
         for &t in &args.tenants {
             let started = std::time::Instant::now();
             let ids: Vec<(TenantId, &Program)> = (0..t).map(|i| (TenantId(i as u32), &programs[owner[i]])).collect();
@@ -273,7 +230,7 @@ pub fn run(ctx: &Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
                     b.launch(gpu.stream())?;
                 }
                 for (&i, want) in watched.iter().zip(&references) {
-                    let e = compare(&fresh[i].outputs(gpu)?, want);
+                    let e = compare_outputs(&fresh[i].outputs(gpu)?, want);
                     checks.push((format!("packed vs GpuExecutor (tenant {i})"), e, e <= 1e-4));
                 }
             }
@@ -301,7 +258,7 @@ pub fn run(ctx: &Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
                 }
             }
             for (&i, want) in watched.iter().zip(&references) {
-                let e = compare(&residents[i].outputs(gpu)?, want);
+                let e = compare_outputs(&residents[i].outputs(gpu)?, want);
                 checks.push((format!("time_only vs GpuExecutor (tenant {i})"), e, e <= 1e-5));
             }
             // packed

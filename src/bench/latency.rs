@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use weft::graph::onnx::{import_onnx_file, ImportOptions};
-use weft::kir::{HostBuffer, KernelDef, Scalar, Type};
+use weft::kir::KernelDef;
 use weft::lower::{lower, LowerOptions, Program};
 
 use super::resident::{KernelCache, ResidentTenant};
-use super::{f32s_of, median, percentile, rel_l2, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, percentile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `latency` runs.
 #[derive(Clone, Debug)]
@@ -62,49 +62,6 @@ struct Row {
     enqueue_us: Vec<f64>,
     check_rel_l2: f64,
     check_ok: bool,
-}
-
-/// Seeded inputs: floats uniform in [-1, 1), integers in {0, 1} (valid
-/// token ids and mask values for any model), as `weft-bench e2e` makes them.
-fn inputs_for(program: &Program, seed: u64) -> Vec<HostBuffer> {
-    let mut rng = super::Rng::new(seed);
-    program
-        .inputs
-        .iter()
-        .map(|binding| {
-            let info = &program.buffers[binding.buffer];
-            let mut buf = HostBuffer::zeros(info.elem, info.len());
-            for i in 0..info.len() {
-                let r = rng.next_u64();
-                let v = if info.elem.is_float() {
-                    Scalar::from_f64(info.elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-                } else {
-                    Scalar::from_f64(info.elem, (r & 1) as f64)
-                };
-                buf.set(i, v);
-            }
-            buf
-        })
-        .collect()
-}
-
-/// Worst relative L2 distance of `got` (bytes) from `want` over the outputs.
-fn compare(got: &[Vec<u8>], want: &[HostBuffer]) -> f64 {
-    if got.len() != want.len() {
-        return f64::INFINITY;
-    }
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| {
-            if w.elem() == Type::F32 {
-                rel_l2(&f32s_of(g), &w.to_f32_vec())
-            } else if g.as_slice() == w.bytes() {
-                0.0
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max)
 }
 
 /// A model's lowered program and where it came from; `Ok(None)` with the
@@ -149,7 +106,7 @@ fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache)
         names.dedup();
         names.len()
     };
-    let inputs = inputs_for(&program, 0x1a7e);
+    let inputs = seeded_inputs(&program, 0x1a7e);
     let resident = ResidentTenant::new(gpu, &program, &inputs, kernels)?;
     println!(
         "latency {name}: {} kernels ({distinct_kernels} distinct) lowered, compiled and uploaded in {:.1?}",
@@ -181,7 +138,7 @@ fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache)
     let reference = program
         .run(&ctx.exec, &inputs)
         .map_err(|e| BenchError::Model { model: name.into(), message: e.to_string() })?;
-    let check_rel_l2 = compare(&resident.outputs(gpu)?, &reference);
+    let check_rel_l2 = compare_outputs(&resident.outputs(gpu)?, &reference);
     let check_ok = check_rel_l2 <= 1e-5;
     println!(
         "latency {name}: median {:.1} µs, p99 {:.1} µs over {} requests (enqueue median {:.1} µs); check {}",

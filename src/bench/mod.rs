@@ -19,6 +19,8 @@ use std::process::Command;
 use weft::codegen::{CompileError, EmitError};
 use weft::cuda::{CudaError, DeviceInfo};
 use weft::gpu::{GpuError, GpuExecutor};
+use weft::kir::{HostBuffer, Scalar, Type};
+use weft::lower::Program;
 use weft::pack::{PackError, ScheduleError};
 
 /// Why a benchmark failed (not: why it was skipped, see [`Outcome`]).
@@ -285,6 +287,51 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     } else {
         (num / den).sqrt()
     }
+}
+
+/// Seeded inputs of `program`, as `e2e` and `latency` feed their models:
+/// floats uniform in [-1, 1), integers in {0, 1} (valid token ids and mask
+/// values for any model).
+pub fn seeded_inputs(program: &Program, seed: u64) -> Vec<HostBuffer> {
+    let mut rng = Rng::new(seed);
+    program
+        .inputs
+        .iter()
+        .map(|binding| {
+            let info = &program.buffers[binding.buffer];
+            let mut buf = HostBuffer::zeros(info.elem, info.len());
+            for i in 0..info.len() {
+                let r = rng.next_u64();
+                let v = if info.elem.is_float() {
+                    Scalar::from_f64(info.elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+                } else {
+                    Scalar::from_f64(info.elem, (r & 1) as f64)
+                };
+                buf.set(i, v);
+            }
+            buf
+        })
+        .collect()
+}
+
+/// Worst relative L2 distance of `got` (output bytes) from `want` over the
+/// outputs: float outputs by [`rel_l2`], others exactly (0 or infinity).
+pub fn compare_outputs(got: &[Vec<u8>], want: &[HostBuffer]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| {
+            if w.elem() == Type::F32 {
+                rel_l2(&f32s_of(g), &w.to_f32_vec())
+            } else if g.as_slice() == w.bytes() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Parses a comma-separated list of counts (`2,4,8`).

@@ -6,15 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::type_proto;
-use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::{NodeProto, TensorProto, ValueInfoProto};
 use protobuf::Enum;
+use weft_graph::onnx::testing::{attr_ints, f32_input, graph, model_of, node, to_bytes, value_info, Dim};
 
 fn weft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("the weft binary runs")
@@ -47,42 +42,6 @@ fn s(p: &Path) -> &str {
 
 // ----------------------------------------------------------------- models
 
-enum D {
-    V(i64),
-    P(&'static str),
-}
-
-fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for d in dims {
-        let mut dim = Dimension::new();
-        dim.value = Some(match d {
-            D::V(v) => dimension::Value::DimValue(*v),
-            D::P(p) => dimension::Value::DimParam(p.to_string()),
-        });
-        shape.dim.push(dim);
-    }
-    let mut tt = type_proto::Tensor::new();
-    tt.elem_type = elem.value();
-    tt.shape = Some(shape).into();
-    let mut tp = TypeProto::new();
-    tp.value = Some(type_proto::Value::TensorType(tt));
-    let mut vi = ValueInfoProto::new();
-    vi.name = name.into();
-    vi.type_ = Some(tp).into();
-    vi
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    let mut n = NodeProto::new();
-    n.op_type = op.into();
-    n.name = name.into();
-    n.input = inputs.iter().map(|s| s.to_string()).collect();
-    n.output = outputs.iter().map(|s| s.to_string()).collect();
-    n.attribute = attrs;
-    n
-}
-
 fn write_model(
     dir: &Path,
     file: &str,
@@ -91,41 +50,28 @@ fn write_model(
     nodes: Vec<NodeProto>,
     outputs: &[&str],
 ) -> PathBuf {
-    let mut g = GraphProto::new();
-    g.name = "bad_input".into();
-    g.input = inputs;
-    g.initializer = inits;
-    g.node = nodes;
-    g.output = outputs.iter().map(|o| value_info(o, DataType::FLOAT, &[])).collect();
-    let mut m = ModelProto::new();
-    m.ir_version = 8;
-    let mut set = OperatorSetIdProto::new();
-    set.version = 13;
-    m.opset_import.push(set);
-    m.graph = Some(g).into();
+    let outputs = outputs.iter().map(|o| f32_input(o, &[])).collect();
+    let m = model_of(13, graph("bad_input", inputs, inits, nodes, outputs));
     let path = dir.join(file);
-    std::fs::write(&path, m.write_to_bytes().expect("serialises")).expect("model written");
+    std::fs::write(&path, to_bytes(&m)).expect("model written");
     path
 }
 
 /// `y = relu(x)` with `x` of shape 2x3, float or int64.
 fn relu_model(dir: &Path, elem: DataType) -> PathBuf {
-    let x = value_info("x", elem, &[D::V(2), D::V(3)]);
+    let x = value_info("x", elem, &[Dim::Value(2), Dim::Value(3)]);
     write_model(dir, "relu.onnx", vec![x], vec![], vec![node("Relu", "relu", &["x"], &["y"], vec![])], &["y"])
 }
 
 /// A 3x3 Conv over 3 channels of a fully dynamic input `x`.
 fn conv_model(dir: &Path) -> PathBuf {
-    let x = value_info("x", DataType::FLOAT, &[D::P("batch"), D::P("c"), D::P("h"), D::P("w")]);
+    let x = value_info("x", DataType::FLOAT, &[Dim::Param("batch"), Dim::Param("c"), Dim::Param("h"), Dim::Param("w")]);
     let mut w = TensorProto::new();
     w.name = "w".into();
     w.dims = vec![4, 3, 3, 3];
     w.data_type = DataType::FLOAT.value();
     w.float_data = vec![0.1; 108];
-    let mut k = AttributeProto::new();
-    k.name = "kernel_shape".into();
-    k.type_ = AttributeType::INTS.into();
-    k.ints = vec![3, 3];
+    let k = attr_ints("kernel_shape", &[3, 3]);
     write_model(
         dir,
         "conv.onnx",
@@ -207,7 +153,7 @@ fn random_bytes_are_refused() {
 #[test]
 fn an_unknown_operator_is_named_with_its_node() {
     let dir = temp_dir("unknown-op");
-    let x = value_info("x", DataType::FLOAT, &[D::V(2)]);
+    let x = value_info("x", DataType::FLOAT, &[Dim::Value(2)]);
     let model = write_model(
         &dir,
         "unknown.onnx",

@@ -17,16 +17,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto;
-use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::{AttributeProto, GraphProto, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use proptest::prelude::*;
 use protobuf::Enum;
+use weft_graph::onnx::testing::{
+    attr_int, attr_ints, attr_string, attr_tensor, f32_input, graph, model_of, node, output, tensor_f32, tensor_i64,
+};
 use weft_graph::{import_onnx, Graph, ImportError, ImportOptions};
 
 /// The element cap the fuzz imports under: small, so a mutated model that
@@ -38,114 +37,16 @@ const CASE_BUDGET: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------- builders
 
-fn value_info(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for &d in dims {
-        let mut dim = Dimension::new();
-        dim.value = Some(dimension::Value::DimValue(d));
-        shape.dim.push(dim);
-    }
-    let mut tt = type_proto::Tensor::new();
-    tt.elem_type = elem.value();
-    tt.shape = Some(shape).into();
-    let mut tp = TypeProto::new();
-    tp.value = Some(type_proto::Value::TensorType(tt));
-    let mut vi = ValueInfoProto::new();
-    vi.name = name.into();
-    vi.type_ = Some(tp).into();
-    vi
-}
-
-fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
-    value_info(name, DataType::FLOAT, dims)
-}
-
-fn output(name: &str) -> ValueInfoProto {
-    let mut vi = ValueInfoProto::new();
-    vi.name = name.into();
-    vi
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = dims.to_vec();
-    t.data_type = DataType::FLOAT.value();
-    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-    t
-}
-
-fn tensor_i64(name: &str, dims: &[i64], data: Vec<i64>) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = dims.to_vec();
-    t.data_type = DataType::INT64.value();
-    t.int64_data = data;
-    t
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INT.into();
-    a.i = v;
-    a
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INTS.into();
-    a.ints = v.to_vec();
-    a
-}
-
-fn attr_string(name: &str, v: &str) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::STRING.into();
-    a.s = v.as_bytes().to_vec();
-    a
-}
-
-fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::TENSOR.into();
-    a.t = Some(t).into();
-    a
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    let mut n = NodeProto::new();
-    n.op_type = op.into();
-    n.name = name.into();
-    n.input = inputs.iter().map(|s| s.to_string()).collect();
-    n.output = outputs.iter().map(|s| s.to_string()).collect();
-    n.attribute = attrs;
-    n
-}
-
+/// A model as every fuzz model is built: graph `fuzz`, outputs declared by
+/// name alone (the byte mutations hit these exact bytes).
 fn model(
     opset: i64,
     inputs: Vec<ValueInfoProto>,
     inits: Vec<TensorProto>,
     nodes: Vec<NodeProto>,
-    outputs: &[&str],
+    outs: &[&str],
 ) -> ModelProto {
-    let mut g = GraphProto::new();
-    g.name = "fuzz".into();
-    g.input = inputs;
-    g.initializer = inits;
-    g.node = nodes;
-    g.output = outputs.iter().map(|o| output(o)).collect();
-    let mut m = ModelProto::new();
-    m.ir_version = 8;
-    let mut set = OperatorSetIdProto::new();
-    set.version = opset;
-    m.opset_import.push(set);
-    m.graph = Some(g).into();
-    m
+    model_of(opset, graph("fuzz", inputs, inits, nodes, outs.iter().map(|o| output(o)).collect()))
 }
 
 // ------------------------------------------------------------ seed models

@@ -4,128 +4,12 @@
 
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::type_proto;
-use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
-use protobuf::Enum;
+use onnx_protobuf::{AttributeProto, Message, ModelProto};
 use weft_graph::eval::evaluate;
+use weft_graph::onnx::testing::{
+    attr_float, attr_int, attr_ints, attr_tensor, f32_input, model_bytes, node, tensor_f32, value_info, vector_i64, Dim,
+};
 use weft_graph::{import_onnx, ImportError, ImportOptions, Op, Tensor, UnaryOp};
-
-enum D {
-    V(i64),
-    P(&'static str),
-}
-
-fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for d in dims {
-        let mut dim = Dimension::new();
-        dim.value = Some(match d {
-            D::V(v) => dimension::Value::DimValue(*v),
-            D::P(p) => dimension::Value::DimParam(p.to_string()),
-        });
-        shape.dim.push(dim);
-    }
-    let mut tt = type_proto::Tensor::new();
-    tt.elem_type = elem.value();
-    tt.shape = Some(shape).into();
-    let mut tp = TypeProto::new();
-    tp.value = Some(type_proto::Value::TensorType(tt));
-    let mut vi = ValueInfoProto::new();
-    vi.name = name.into();
-    vi.type_ = Some(tp).into();
-    vi
-}
-
-fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
-    value_info(name, DataType::FLOAT, &dims.iter().map(|&d| D::V(d)).collect::<Vec<_>>())
-}
-
-fn tensor_f32(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = dims.to_vec();
-    t.data_type = DataType::FLOAT.value();
-    // raw_data, as most exporters write it.
-    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-    t
-}
-
-fn tensor_i64(name: &str, data: Vec<i64>) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = vec![data.len() as i64];
-    t.data_type = DataType::INT64.value();
-    t.int64_data = data;
-    t
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INT.into();
-    a.i = v;
-    a
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::INTS.into();
-    a.ints = v.to_vec();
-    a
-}
-
-fn attr_float(name: &str, v: f32) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::FLOAT.into();
-    a.f = v;
-    a
-}
-
-fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.into();
-    a.type_ = AttributeType::TENSOR.into();
-    a.t = Some(t).into();
-    a
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    let mut n = NodeProto::new();
-    n.op_type = op.into();
-    n.name = name.into();
-    n.input = inputs.iter().map(|s| s.to_string()).collect();
-    n.output = outputs.iter().map(|s| s.to_string()).collect();
-    n.attribute = attrs;
-    n
-}
-
-fn model(
-    opset: i64,
-    inputs: Vec<ValueInfoProto>,
-    inits: Vec<TensorProto>,
-    nodes: Vec<NodeProto>,
-    outputs: &[&str],
-) -> Vec<u8> {
-    let mut g = GraphProto::new();
-    g.name = "test".into();
-    g.input = inputs;
-    g.initializer = inits;
-    g.node = nodes;
-    g.output = outputs.iter().map(|o| f32_input(o, &[])).collect();
-    let mut m = ModelProto::new();
-    m.ir_version = 8;
-    let mut set = OperatorSetIdProto::new();
-    set.version = opset;
-    m.opset_import.push(set);
-    m.graph = Some(g).into();
-    m.write_to_bytes().expect("serialises")
-}
 
 fn run(bytes: &[u8], inputs: &[Tensor]) -> Vec<Tensor> {
     let g = import_onnx(bytes, &ImportOptions::default()).expect("imports");
@@ -147,7 +31,7 @@ fn f32s(t: &Tensor) -> Vec<f32> {
 fn conv_relu() {
     // 1x1x3x3 input, a 2x2 kernel of ones and bias -10: each output is the
     // sum of a 2x2 window minus 10, then ReLU.
-    let bytes = model(
+    let bytes = model_bytes(
         11,
         vec![f32_input("x", &[1, 1, 3, 3])],
         vec![tensor_f32("w", &[1, 1, 2, 2], vec![1.0; 4]), tensor_f32("b", &[1], vec![-10.0])],
@@ -171,10 +55,10 @@ fn conv_relu() {
 fn reshape_with_constant_shape_input_and_folded_shape_subgraph() {
     // shape = Concat(Gather(Shape(x), 0), [-1]): the exporter's way of
     // writing "flatten after the batch dim", folded at import.
-    let bytes = model(
+    let bytes = model_bytes(
         13,
         vec![f32_input("x", &[2, 3, 4])],
-        vec![tensor_i64("zero", vec![0]), tensor_i64("minus_one", vec![-1])],
+        vec![vector_i64("zero", vec![0]), vector_i64("minus_one", vec![-1])],
         vec![
             node("Shape", "shape", &["x"], &["s"], vec![]),
             node("Gather", "gather", &["s", "zero"], &["n"], vec![attr_int("axis", 0)]),
@@ -193,14 +77,14 @@ fn reshape_with_constant_shape_input_and_folded_shape_subgraph() {
 
 #[test]
 fn clip_bounds_as_attributes_before_opset_11_and_inputs_after() {
-    let old = model(
+    let old = model_bytes(
         9,
         vec![f32_input("x", &[4])],
         vec![],
         vec![node("Clip", "clip", &["x"], &["y"], vec![attr_float("min", -1.0), attr_float("max", 2.0)])],
         &["y"],
     );
-    let new = model(
+    let new = model_bytes(
         13,
         vec![f32_input("x", &[4])],
         vec![tensor_f32("lo", &[], vec![-1.0]), tensor_f32("hi", &[], vec![2.0])],
@@ -208,7 +92,7 @@ fn clip_bounds_as_attributes_before_opset_11_and_inputs_after() {
         &["y"],
     );
     // Opset 11+ with only a lower bound: the upper one is +inf.
-    let min_only = model(
+    let min_only = model_bytes(
         12,
         vec![f32_input("x", &[4])],
         vec![tensor_f32("lo", &[], vec![0.0])],
@@ -230,7 +114,7 @@ fn clip_bounds_as_attributes_before_opset_11_and_inputs_after() {
 
 #[test]
 fn squeeze_unsqueeze_axes_as_attribute_before_13_and_input_after() {
-    let old = model(
+    let old = model_bytes(
         11,
         vec![f32_input("x", &[1, 3, 1])],
         vec![],
@@ -240,10 +124,10 @@ fn squeeze_unsqueeze_axes_as_attribute_before_13_and_input_after() {
         ],
         &["y"],
     );
-    let new = model(
+    let new = model_bytes(
         13,
         vec![f32_input("x", &[1, 3, 1])],
-        vec![tensor_i64("sq_axes", vec![0, 2]), tensor_i64("unsq_axes", vec![1])],
+        vec![vector_i64("sq_axes", vec![0, 2]), vector_i64("unsq_axes", vec![1])],
         vec![
             node("Squeeze", "sq", &["x", "sq_axes"], &["s"], vec![]),
             node("Unsqueeze", "unsq", &["s", "unsq_axes"], &["y"], vec![]),
@@ -261,21 +145,21 @@ fn squeeze_unsqueeze_axes_as_attribute_before_13_and_input_after() {
 
 #[test]
 fn split_sizes_as_attribute_before_13_input_after_and_even_by_default() {
-    let old = model(
+    let old = model_bytes(
         11,
         vec![f32_input("x", &[6])],
         vec![],
         vec![node("Split", "split", &["x"], &["a", "b"], vec![attr_ints("split", &[2, 4])])],
         &["a", "b"],
     );
-    let new = model(
+    let new = model_bytes(
         13,
         vec![f32_input("x", &[6])],
-        vec![tensor_i64("sizes", vec![2, 4])],
+        vec![vector_i64("sizes", vec![2, 4])],
         vec![node("Split", "split", &["x", "sizes"], &["a", "b"], vec![])],
         &["a", "b"],
     );
-    let even = model(
+    let even = model_bytes(
         13,
         vec![f32_input("x", &[6])],
         vec![],
@@ -298,14 +182,14 @@ fn softmax_before_opset_13_normalises_over_all_trailing_dims() {
     // distribution; from 13 each column of two does.
     let x = Tensor::f32(vec![1, 2, 2], vec![0.0, 1.0, 2.0, 3.0]);
     let attrs = || vec![attr_int("axis", 1)];
-    let old = model(
+    let old = model_bytes(
         11,
         vec![f32_input("x", &[1, 2, 2])],
         vec![],
         vec![node("Softmax", "sm", &["x"], &["y"], attrs())],
         &["y"],
     );
-    let new = model(
+    let new = model_bytes(
         13,
         vec![f32_input("x", &[1, 2, 2])],
         vec![],
@@ -325,7 +209,13 @@ fn softmax_before_opset_13_normalises_over_all_trailing_dims() {
     // The default axis differs too: 1 before 13, -1 after; on a rank-2 input
     // both are the last axis, so no reshapes are needed.
     let g = import_onnx(
-        &model(9, vec![f32_input("x", &[2, 5])], vec![], vec![node("Softmax", "sm", &["x"], &["y"], vec![])], &["y"]),
+        &model_bytes(
+            9,
+            vec![f32_input("x", &[2, 5])],
+            vec![],
+            vec![node("Softmax", "sm", &["x"], &["y"], vec![])],
+            &["y"],
+        ),
         &ImportOptions::default(),
     )
     .unwrap();
@@ -338,7 +228,7 @@ fn constant_nodes_in_every_form_and_folding_of_constant_only_nodes() {
     value_ints.name = "value_ints".into();
     value_ints.type_ = AttributeType::INTS.into();
     value_ints.ints = vec![1, 4];
-    let bytes = model(
+    let bytes = model_bytes(
         13,
         vec![f32_input("x", &[4])],
         vec![],
@@ -368,7 +258,7 @@ fn constant_nodes_in_every_form_and_folding_of_constant_only_nodes() {
 
 #[test]
 fn every_unsupported_operator_is_reported_at_once() {
-    let bytes = model(
+    let bytes = model_bytes(
         13,
         vec![f32_input("x", &[4])],
         vec![],
@@ -397,7 +287,7 @@ fn every_unsupported_operator_is_reported_at_once() {
 fn operators_of_other_domains_are_unsupported() {
     let mut n = node("FusedGemm", "fg", &["x"], &["y"], vec![]);
     n.domain = "com.microsoft".into();
-    let bytes = model(13, vec![f32_input("x", &[4])], vec![], vec![n], &["y"]);
+    let bytes = model_bytes(13, vec![f32_input("x", &[4])], vec![], vec![n], &["y"]);
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("com.microsoft.FusedGemm (node `fg`)"), "{msg}");
 }
@@ -412,22 +302,28 @@ fn malformed_bytes_are_an_error_not_a_panic() {
     let empty = ModelProto::new().write_to_bytes().unwrap();
     assert!(import_onnx(&empty, &ImportOptions::default()).is_err());
     // Truncated real model.
-    let bytes = model(13, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
+    let bytes =
+        model_bytes(13, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
     assert!(import_onnx(&bytes[..bytes.len() / 2], &ImportOptions::default()).is_err());
 }
 
 #[test]
 fn unsupported_opset_is_an_error_with_the_fix() {
-    let bytes = model(7, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
+    let bytes =
+        model_bytes(7, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("opset 7") && msg.contains("convert_version"), "{msg}");
 }
 
 #[test]
 fn dynamic_dims_must_be_bound_and_the_error_names_the_input() {
-    let bytes = model(
+    let bytes = model_bytes(
         13,
-        vec![value_info("pixels", DataType::FLOAT, &[D::P("batch"), D::V(3), D::P("h"), D::P("w")])],
+        vec![value_info(
+            "pixels",
+            DataType::FLOAT,
+            &[Dim::Param("batch"), Dim::Value(3), Dim::Param("h"), Dim::Param("w")],
+        )],
         vec![],
         vec![node("Relu", "r", &["pixels"], &["y"], vec![])],
         &["y"],
@@ -449,10 +345,10 @@ fn dynamic_dims_must_be_bound_and_the_error_names_the_input() {
 
 #[test]
 fn expand_of_a_runtime_tensor_broadcasts() {
-    let bytes = model(
+    let bytes = model_bytes(
         13,
         vec![f32_input("x", &[2, 1])],
-        vec![tensor_i64("shape", vec![2, 3])],
+        vec![vector_i64("shape", vec![2, 3])],
         vec![node("Expand", "expand", &["x", "shape"], &["y"], vec![])],
         &["y"],
     );
@@ -463,21 +359,21 @@ fn expand_of_a_runtime_tensor_broadcasts() {
 
 #[test]
 fn slice_attributes_before_opset_10_and_inputs_after_are_clamped() {
-    let old = model(
+    let old = model_bytes(
         9,
         vec![f32_input("x", &[5])],
         vec![],
         vec![node("Slice", "s", &["x"], &["y"], vec![attr_ints("starts", &[1]), attr_ints("ends", &[i64::MAX])])],
         &["y"],
     );
-    let new = model(
+    let new = model_bytes(
         13,
         vec![f32_input("x", &[5])],
         vec![
-            tensor_i64("starts", vec![-1]),
-            tensor_i64("ends", vec![i64::MIN]),
-            tensor_i64("axes", vec![0]),
-            tensor_i64("steps", vec![-2]),
+            vector_i64("starts", vec![-1]),
+            vector_i64("ends", vec![i64::MIN]),
+            vector_i64("axes", vec![0]),
+            vector_i64("steps", vec![-2]),
         ],
         vec![node("Slice", "s", &["x", "starts", "ends", "axes", "steps"], &["y"], vec![])],
         &["y"],
@@ -492,8 +388,13 @@ fn external_data_is_refused_with_the_fix() {
     let mut w = tensor_f32("w", &[4], vec![0.0; 4]);
     w.raw_data.clear();
     w.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
-    let bytes =
-        model(13, vec![f32_input("x", &[4])], vec![w], vec![node("Add", "a", &["x", "w"], &["y"], vec![])], &["y"]);
+    let bytes = model_bytes(
+        13,
+        vec![f32_input("x", &[4])],
+        vec![w],
+        vec![node("Add", "a", &["x", "w"], &["y"], vec![])],
+        &["y"],
+    );
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("tensor `w`") && msg.contains("save_as_external_data=False"), "{msg}");
 }
