@@ -111,9 +111,10 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
     assert_eq!((m.submitted, m.rejected, m.completed), (200, rejected, completed));
 }
 
-/// Fails every bundle that holds a kernel named `victim`.
-struct FailingLaunches {
-    inner: Interpreter,
+/// Fails every bundle that holds a kernel named `victim` (before it reaches
+/// the device), and passes the others to `inner`.
+struct FailingLaunches<E> {
+    inner: E,
     victim: String,
 }
 
@@ -121,11 +122,11 @@ struct FailingLaunches {
 #[error("injected launch failure")]
 struct Injected;
 
-impl BundleExecutor for FailingLaunches {
+impl<E: BundleExecutor> BundleExecutor for FailingLaunches<E> {
     type Error = Injected;
 
     fn name(&self) -> &str {
-        "faulty-interp"
+        "faulty"
     }
 
     fn execute_bundle(&self, bundle: &Bundle, args: &mut [Vec<ArgValue>]) -> Result<(), Injected> {
@@ -138,6 +139,21 @@ impl BundleExecutor for FailingLaunches {
 
 #[test]
 fn a_failed_launch_fails_only_its_requests() {
+    check_failed_launch(Interpreter::new(), "faulty-interp");
+}
+
+/// The same on the GPU, where one is present: the other tenant's requests
+/// complete on CUDA and match the interpreter's solo run closely.
+#[test]
+fn a_failed_launch_fails_only_its_requests_on_the_gpu() {
+    let Some(_) = weft::cuda::require_gpu_or_skip("a_failed_launch_fails_only_its_requests_on_the_gpu") else {
+        return;
+    };
+    let gpu = weft::gpu::GpuExecutor::new().expect("a GPU was found, so the executor starts");
+    check_failed_launch(gpu, "faulty-cuda");
+}
+
+fn check_failed_launch<E: BundleExecutor + Send + 'static>(inner: E, name: &'static str) {
     let good = resnet(5);
     // A tenant of a different model whose kernels the injector fails.
     let graph = weft::graph::models::resnet18(6, 1, 64, 10).unwrap();
@@ -148,16 +164,27 @@ fn a_failed_launch_fails_only_its_requests() {
         .map(|s| s.kernel.name.clone())
         .find(|name| good.steps.iter().all(|g| &g.kernel.name != name))
         .expect("a 64x64 ResNet has kernels a 32x32 one lacks");
-    let exec = FailingLaunches { inner: Interpreter::new(), victim };
+    let exec = FailingLaunches { inner, victim };
     // One kernel at a time, so the two tenants' kernels never share a launch.
     let config = EngineConfig { policy: weft::sched::SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
-    let engine = Engine::with_executor(exec, "faulty-interp", config);
+    let engine = Engine::with_executor(exec, name, config);
     let tg = engine.register(good.clone(), SLO, 1.0);
     let tb = engine.register(bad.clone(), SLO, 1.0);
     let g = engine.submit(tg, input(&good, 0)).unwrap();
     let b = engine.submit(tb, input(&bad, 0)).unwrap();
     assert!(matches!(b.wait(), Err(RequestError::Execution(m)) if m.contains("injected")));
-    assert_eq!(g.wait().unwrap().outputs, good.run(&Interpreter::new(), &input(&good, 0)).unwrap());
+    let served = g.wait().expect("the other tenant's request completes");
+    let solo = good.run(&Interpreter::new(), &input(&good, 0)).unwrap();
+    if name == "faulty-interp" {
+        assert_eq!(served.outputs, solo, "on the interpreter the packed result is the solo result bit for bit");
+    }
+    for (a, b) in served.outputs.iter().zip(&solo) {
+        let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+        let diff: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+        let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-30);
+        // Bit-exact on the interpreter; the GPU's math functions differ in the last bits.
+        assert!(diff / norm <= 1e-5, "rel L2 {}", diff / norm);
+    }
     // The engine recovers: later requests are served.
     let again = engine.submit(tg, input(&good, 1)).unwrap();
     assert!(again.wait().is_ok());
