@@ -8,7 +8,7 @@
 //! arrivals whose SLO cannot be met at the current load with a typed
 //! [`SchedError::Rejected`], favours tenants whose attainment lags, and lets
 //! a knob trade bundle width (throughput) against slack (latency). The
-//! baselines the issue compares against (time-only FIFO, space-only, packed
+//! baselines it is compared against (time-only FIFO, space-only, packed
 //! greedily) run behind the same interface ([`PolicyKind`]).
 //!
 //! [`serve`] closes the loop over simulated time on an [`Executor`] (the
