@@ -283,6 +283,31 @@ struct ConvBuffers {
     epi: crate::EpilogueParams,
 }
 
+/// Where a convolution's output element goes: bias of its channel, the
+/// fused epilogue, conversion to the output type, store.
+struct Output<'a> {
+    pbias: Option<weft_kir::Param>,
+    py: weft_kir::Param,
+    out_ty: Type,
+    epi: &'a Epilogue,
+    eparams: &'a crate::EpilogueParams,
+}
+
+impl Output<'_> {
+    /// Stores `acc` (output channel `oc`) as element `i` of the output.
+    fn store(&self, ctx: &LowerCtx, b: &mut KernelBuilder, acc: Value, oc: Value, i: Value) -> Result<(), LowerError> {
+        let mut v = acc;
+        if let Some(pb) = self.pbias {
+            let bv = b.load(pb, oc);
+            v = b.add(v, bv);
+        }
+        let v = self.epi.apply(ctx, b, self.eparams, v, i)?;
+        let v = convert(b, v, self.out_ty);
+        b.store(self.py, i, v);
+        Ok(())
+    }
+}
+
 fn declare(
     ctx: &mut LowerCtx,
     b: &mut KernelBuilder,
@@ -447,15 +472,8 @@ fn implicit_gemm(
         let co = b.mul(oc, c_ohw);
         let oi = b.add(no, co);
         let oi = b.add(oi, pix);
-        let mut v = e.acc;
-        if let Some(pb) = pbias {
-            let bv = b.load(pb, oc);
-            v = b.add(v, bv);
-        }
-        let v = epi.apply(graph_ctx, b, &eparams, v, oi)?;
-        let v = convert(b, v, out_ty);
-        b.store(py, oi, v);
-        Ok(())
+        let out = Output { pbias, py, out_ty, epi, eparams: &eparams };
+        out.store(graph_ctx, b, e.acc, oc, oi)
     })?;
     ctx.push_step(b.finish(), args, step_nodes(node, &params.folded, epi))?;
     ctx.mark_available(epi.output);
@@ -587,17 +605,10 @@ fn depthwise(
                 }
             }
         }
-        let mut v = b.get(acc);
-        if let Some(pb) = pbias {
-            let bv = b.load(pb, oc);
-            v = b.add(v, bv);
-        }
-        match epi.apply(graph_ctx, b, &eparams, v, i) {
-            Ok(v) => {
-                let v = convert(b, v, out_ty);
-                b.store(py, i, v);
-            }
-            Err(e) => result = Err(e),
+        let v = b.get(acc);
+        let out = Output { pbias, py, out_ty, epi, eparams: &eparams };
+        if let Err(e) = out.store(graph_ctx, b, v, oc, i) {
+            result = Err(e);
         }
     });
     result?;
@@ -731,17 +742,10 @@ fn lower_conv_transpose(
                 }
             }
         }
-        let mut v = b.get(acc);
-        if let Some(pb) = pbias {
-            let bv = b.load(pb, oc);
-            v = b.add(v, bv);
-        }
-        match epi.apply(graph_ctx, b, &eparams, v, i) {
-            Ok(v) => {
-                let v = convert(b, v, out_ty);
-                b.store(py, i, v);
-            }
-            Err(e) => result = Err(e),
+        let v = b.get(acc);
+        let out = Output { pbias, py, out_ty, epi, eparams: &eparams };
+        if let Err(e) = out.store(graph_ctx, b, v, oc, i) {
+            result = Err(e);
         }
     });
     result?;
