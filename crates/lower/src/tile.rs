@@ -244,15 +244,7 @@ pub fn emit_tiled_gemm(
 
     // Staging slots of A: element e of the bm×bk tile is (row e / bk, k e % bk),
     // so consecutive threads read consecutive k (contiguous for row-major A).
-    let mut a_slots = Vec::new();
-    let a_elems = bm * bk;
-    for l in 0..a_elems.div_ceil(threads) {
-        let base = b.const_i32((l * threads) as i32);
-        let e = b.add(base, tid);
-        let active = ((l + 1) * threads > a_elems).then(|| {
-            let lim = b.const_i32(a_elems as i32);
-            b.lt(e, lim)
-        });
+    let a_slots = staging_slots(b, tid, threads, bm * bk, |b, e, active| {
         let r = b.div(e, c_bk);
         let kc = b.rem(e, c_bk);
         let row = b.add(row0, r);
@@ -260,26 +252,18 @@ pub fn emit_tiled_gemm(
         let outer = (a.outer)(b, row, z);
         let sk = b.mul(kc, c_lda);
         let shared_index = b.add(sk, r);
-        a_slots.push(Slot { active, k_off: kc, shared_index, outer });
-    }
+        Slot { active, k_off: kc, shared_index, outer }
+    });
     // Staging slots of B: element e of the bk×bn tile is (k e / bn, column
     // e % bn), so consecutive threads read consecutive columns.
-    let mut b_slots = Vec::new();
-    let b_elems = bk * bn;
-    for l in 0..b_elems.div_ceil(threads) {
-        let base = b.const_i32((l * threads) as i32);
-        let e = b.add(base, tid);
-        let active = ((l + 1) * threads > b_elems).then(|| {
-            let lim = b.const_i32(b_elems as i32);
-            b.lt(e, lim)
-        });
+    let b_slots = staging_slots(b, tid, threads, bk * bn, |b, e, active| {
         let r = b.div(e, c_bn);
         let c = b.rem(e, c_bn);
         let col = b.add(col0, c);
         let col = b.min(col, n_last);
         let outer = (bop.outer)(b, col, z);
-        b_slots.push(Slot { active, k_off: r, shared_index: e, outer });
-    }
+        Slot { active, k_off: r, shared_index: e, outer }
+    });
 
     // Every shared index the unrolled inner loop reads, computed once.
     let a_idx: Vec<Vec<Value>> = (0..bk)
@@ -409,4 +393,28 @@ pub(crate) fn step_nodes(node: &weft_graph::Node, extra: &[String], epi: &crate:
     v.extend(extra.iter().cloned());
     v.extend(epi.nodes.iter().cloned());
     v
+}
+
+/// The staging slots of one tile of `elems` elements copied by `threads`
+/// threads: slot `l` of thread `tid` copies element `e = l·threads + tid`,
+/// guarded by `active` (`e < elems`) only in the last, partial round.
+/// `slot` lays out what the element is.
+fn staging_slots<T>(
+    b: &mut KernelBuilder,
+    tid: Value,
+    threads: u32,
+    elems: u32,
+    mut slot: impl FnMut(&mut KernelBuilder, Value, Option<Value>) -> T,
+) -> Vec<T> {
+    (0..elems.div_ceil(threads))
+        .map(|l| {
+            let base = b.const_i32((l * threads) as i32);
+            let e = b.add(base, tid);
+            let active = ((l + 1) * threads > elems).then(|| {
+                let lim = b.const_i32(elems as i32);
+                b.lt(e, lim)
+            });
+            slot(b, e, active)
+        })
+        .collect()
 }
