@@ -13,21 +13,9 @@ pub fn compiler_or_skip(test: &str) -> Option<Compiler> {
     weft_codegen::compiler::require_nvrtc_or_skip(test, Arch::SM_90)
 }
 
+/// The reference vector add (`weft_kernels`) over `n` elements.
 pub fn vector_add(n: u64) -> KernelDef {
-    let mut b = KernelBuilder::new("vector_add", LaunchShape::linear(n.div_ceil(256) as u32, 256));
-    let x = b.buffer("x", Type::F32, n, Access::Read);
-    let y = b.buffer("y", Type::F32, n, Access::Read);
-    let out = b.buffer("out", Type::F32, n, Access::Write);
-    let i = b.global_thread_id(Axis::X);
-    let limit = b.const_i32(n as i32);
-    let in_range = b.lt(i, limit);
-    b.if_(in_range, |b| {
-        let xi = b.load(x, i);
-        let yi = b.load(y, i);
-        let sum = b.add(xi, yi);
-        b.store(out, i, sum);
-    });
-    b.finish()
+    weft_kernels::vector_add(n as u32)
 }
 
 /// A block-wide sum: shared memory, a barrier, a loop with an accumulator
