@@ -1,23 +1,197 @@
-//! Executing bundles.
+//! The executor: one interface for every machine that runs bundles.
 //!
-//! A [`BundleExecutor`] runs one bundle: every slot's kernel over its share of
-//! the launch's physical blocks, as the slot table says. The CPU interpreter
-//! implements it in this crate (`interp.rs`); CUDA implements it in the root
-//! crate, since this room makes no driver calls.
+//! An [`Executor`] holds buffers and runs bundles. Buffers live in the
+//! executor (on the device, for CUDA) and are named by [`Handle`]s; data
+//! crosses between host and executor only through the explicit
+//! [`Executor::upload`] and [`Executor::download`] calls, never as a side
+//! effect of a launch (the shape of a compute server working on handles). A
+//! launch takes a [`Bundle`] — slots plus slot table; a solo kernel is a
+//! one-slot bundle — and one [`LaunchArg`] list per slot, and returns its
+//! [`Timing`].
+//!
+//! Compilation is explicit too. [`Executor::prepare`] compiles (or loads
+//! from cache) a bundle's module before any request needs it;
+//! [`Executor::prepare_in_background`] starts that work off the calling
+//! thread and [`Executor::is_prepared`] says when it is done, which is how
+//! the serving loop keeps compilers off the request path (tiered: a bundle
+//! whose module is not ready runs as smaller, already-prepared launches). A
+//! launch of an unprepared class still works — it compiles synchronously —
+//! but it is counted in [`Transfers::request_path_compiles`], so a caller can
+//! prove it never happens.
+//!
+//! Implementations: the CPU interpreter ([`crate::InterpExecutor`], the
+//! oracle, which counts every byte it is given), the simulator
+//! (`weft_sim::SimGpu`, timing only: it keeps buffer sizes but no data) and
+//! CUDA (`weft::gpu::GpuExecutor`).
 
-use weft_kir::ArgValue;
+use weft_kir::{ArgError, HostBuffer, Scalar, Type};
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, LaunchClass};
 
-/// Something that runs bundles.
-pub trait BundleExecutor {
-    type Error: std::error::Error + Send + Sync + 'static;
+/// A buffer held by an executor. Handles are only meaningful to the
+/// executor that issued them.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Handle(pub u64);
 
-    /// A short name for messages (`interp`, `cuda`).
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "h{}", self.0)
+    }
+}
+
+/// One argument of one slot: a buffer held by the executor or a scalar.
+#[derive(Copy, Clone, PartialEq, Debug)]
+pub enum LaunchArg {
+    Buffer(Handle),
+    Scalar(Scalar),
+}
+
+/// How long one launch took, as the executor measured it: the launch's
+/// time, and each slot's where the executor can tell them apart.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Timing {
+    pub total_us: f64,
+    /// Per slot, in slot order, where the executor reports it.
+    pub per_slot_us: Option<Vec<f64>>,
+}
+
+/// What has crossed between host and executor so far, and how often a
+/// compiler ran where it should not.
+#[derive(Copy, Clone, PartialEq, Eq, Default, Debug)]
+pub struct Transfers {
+    /// Bytes given to [`Executor::upload`].
+    pub upload_bytes: u64,
+    pub uploads: u64,
+    /// Bytes returned by [`Executor::download`].
+    pub download_bytes: u64,
+    pub downloads: u64,
+    /// Bytes of slot tables and argument words sent with launches.
+    pub launch_bytes: u64,
+    pub launches: u64,
+    /// Launches that found their module unprepared and compiled it on the
+    /// spot (on a server: on the request path).
+    pub request_path_compiles: u64,
+}
+
+impl Transfers {
+    /// Every byte that crossed, in either direction.
+    pub fn total_bytes(&self) -> u64 {
+        self.upload_bytes + self.download_bytes + self.launch_bytes
+    }
+
+    /// The difference `self - earlier`, field by field.
+    pub fn since(&self, earlier: &Transfers) -> Transfers {
+        Transfers {
+            upload_bytes: self.upload_bytes.saturating_sub(earlier.upload_bytes),
+            uploads: self.uploads.saturating_sub(earlier.uploads),
+            download_bytes: self.download_bytes.saturating_sub(earlier.download_bytes),
+            downloads: self.downloads.saturating_sub(earlier.downloads),
+            launch_bytes: self.launch_bytes.saturating_sub(earlier.launch_bytes),
+            launches: self.launches.saturating_sub(earlier.launches),
+            request_path_compiles: self.request_path_compiles.saturating_sub(earlier.request_path_compiles),
+        }
+    }
+}
+
+/// Why an executor refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{executor}: buffer {handle} does not exist (freed, or issued by another executor)")]
+    UnknownBuffer { executor: String, handle: Handle },
+    #[error("{executor}: buffer {handle} holds {expected} but was given {given}")]
+    BufferMismatch { executor: String, handle: Handle, expected: String, given: String },
+    #[error("{executor}: a buffer of {len} elements of {elem} exceeds what the executor can address")]
+    TooLarge { executor: String, elem: Type, len: usize },
+    /// The bundle's parts disagree (slots, table, bodies, argument lists).
+    #[error("bundle cannot run: {reason}")]
+    Bundle { reason: String },
+    /// One slot's arguments do not fit its kernel.
+    #[error("bundle slot {slot} (kernel `{kernel}`): {source}")]
+    Args {
+        slot: usize,
+        kernel: String,
+        #[source]
+        source: ArgError,
+    },
+    /// One slot cannot run as given (table, grid, block shape).
+    #[error("bundle slot {slot} (kernel `{kernel}`) cannot run: {reason}")]
+    Slot { slot: usize, kernel: String, reason: String },
+    /// The machine underneath failed: the interpreter's fault, a CUDA
+    /// error, a compiler error, the simulator's refusal.
+    #[error("{executor}: {source}")]
+    Backend {
+        executor: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl ExecError {
+    /// Wraps an error of the machine underneath.
+    pub fn backend(executor: &str, source: impl std::error::Error + Send + Sync + 'static) -> ExecError {
+        ExecError::Backend { executor: executor.to_string(), source: Box::new(source) }
+    }
+}
+
+/// Something that holds buffers and runs bundles: the interpreter, the
+/// simulator, CUDA. See the module docs.
+pub trait Executor {
+    /// A short name for messages (`interp`, `cuda`, `simulator`).
     fn name(&self) -> &str;
 
+    /// A zero-filled buffer of `len` elements of `elem`.
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError>;
+
+    /// Releases `buf`; its handle becomes invalid.
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError>;
+
+    /// Copies `data` into `buf`, which must hold the same type and length.
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError>;
+
+    /// Copies `buf` back to the host.
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError>;
+
+    /// Sets every element of `buf` to zero where it lives (nothing crosses).
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError>;
+
+    /// Compiles or loads `bundle`'s module now, so launches of its class
+    /// run without a compiler. Executors that compile nothing return at once.
+    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError>;
+
+    /// Starts preparing `bundle`'s module off the calling thread; returns
+    /// at once. A failure shows up as the class never becoming prepared
+    /// (and as an error of the launch that finally needs it).
+    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError>;
+
+    /// Whether launches of `class` run without compiling.
+    fn is_prepared(&self, class: &LaunchClass) -> bool;
+
     /// Runs `bundle` once. `args[i]` holds slot `i`'s arguments, one per
-    /// parameter of its kernel; buffers the kernel may write are updated in
-    /// place.
-    fn execute_bundle(&self, bundle: &Bundle, args: &mut [Vec<ArgValue>]) -> Result<(), Self::Error>;
+    /// parameter of its kernel; buffers a kernel writes are updated in place.
+    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError>;
+
+    /// What has crossed so far.
+    fn transfers(&self) -> Transfers;
+}
+
+/// The element type and length of a buffer, for executors that keep them.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct BufferShape {
+    pub elem: Type,
+    pub len: usize,
+}
+
+impl BufferShape {
+    /// `data`'s shape if it matches this one, else the mismatch error for `handle`.
+    pub fn check(&self, executor: &str, handle: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        if data.elem() == self.elem && data.len() == self.len {
+            return Ok(());
+        }
+        Err(ExecError::BufferMismatch {
+            executor: executor.to_string(),
+            handle,
+            expected: format!("{} elements of {}", self.len, self.elem),
+            given: format!("{} elements of {}", data.len(), data.elem()),
+        })
+    }
 }

@@ -1,57 +1,189 @@
-//! Bundles on the CPU interpreter.
+//! Bundles on the CPU interpreter: the [`Executor`] that is weft's oracle.
 //!
-//! The interpreter runs a bundle through [`Interpreter::run_mapped`] with the
-//! bundle's own [`SlotTable::logical_blocks`](crate::SlotTable::logical_blocks)
-//! as the physical → (slot, logical block) mapping, so the one definition of
-//! the mapping is what both executors run. Each slot runs the body its table
-//! row names (what the compiled module runs on the GPU) on its own arguments.
-//! Because every logical block executes exactly as in a solo run, a bundle's
-//! outputs here are bit-identical to running each slot alone; that equality is
-//! the packer's test oracle (DESIGN.md, principle 2; `tests/oracle.rs`).
+//! [`InterpExecutor`] holds its buffers in host memory under handles and
+//! runs a bundle through [`Interpreter::run_mapped`] with the bundle's own
+//! [`SlotTable::logical_blocks`](crate::SlotTable::logical_blocks) as the
+//! physical → (slot, logical block) mapping, so the one definition of the
+//! mapping is what both the interpreter and the GPU run. Each slot runs the
+//! body its table row names (what the compiled module runs on the GPU) on
+//! its own arguments. Because every logical block executes exactly as in a
+//! solo run, a bundle's outputs here are bit-identical to running each slot
+//! alone; that equality is the packer's test oracle (DESIGN.md, principle 2;
+//! `tests/oracle.rs`).
+//!
+//! Every launch is checked and encoded by [`encode_launch`], as on the GPU,
+//! and every byte given or returned is counted ([`Transfers`]), so tests can
+//! assert what a request moves. Nothing is ever compiled, so every class is
+//! prepared.
 
-use weft_interp::{InterpError, Interpreter, MappedSlot};
-use weft_kir::ArgValue;
+use std::collections::HashMap;
+use std::time::Instant;
 
-use crate::bundle::Bundle;
-use crate::exec::BundleExecutor;
+use weft_interp::{Interpreter, MappedSlot};
+use weft_kir::{ArgValue, HostBuffer, ParamKind, Type};
 
-impl BundleExecutor for Interpreter {
-    type Error = InterpError;
+use crate::bundle::{Bundle, LaunchClass};
+use crate::exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Transfers};
+use crate::launch::encode_launch;
 
-    fn name(&self) -> &str {
-        "interp"
+const NAME: &str = "interp";
+
+/// The interpreter as an [`Executor`]; see the module docs.
+#[derive(Debug, Default)]
+pub struct InterpExecutor {
+    interp: Interpreter,
+    buffers: HashMap<Handle, HostBuffer>,
+    next: u64,
+    transfers: Transfers,
+}
+
+impl InterpExecutor {
+    /// An executor over `interp`.
+    pub fn new(interp: Interpreter) -> InterpExecutor {
+        InterpExecutor { interp, buffers: HashMap::new(), next: 0, transfers: Transfers::default() }
     }
 
-    fn execute_bundle(&self, bundle: &Bundle, args: &mut [Vec<ArgValue>]) -> Result<(), InterpError> {
-        let invalid = |reason: String| InterpError::InvalidMapping { reason };
-        let entries = &bundle.table.entries;
-        if args.len() != entries.len() {
-            return Err(invalid(format!(
-                "the bundle's slot table has {} slots but {} argument lists were given",
-                entries.len(),
-                args.len()
-            )));
+    /// Buffers held now.
+    pub fn live_buffers(&self) -> usize {
+        self.buffers.len()
+    }
+
+    fn get(&self, h: Handle) -> Result<&HostBuffer, ExecError> {
+        self.buffers.get(&h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
+    }
+}
+
+impl Executor for InterpExecutor {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
+        if (len as u64).checked_mul(elem.size_bytes()).is_none_or(|b| b > isize::MAX as u64) {
+            return Err(ExecError::TooLarge { executor: NAME.into(), elem, len });
         }
-        let mut slots = Vec::with_capacity(entries.len());
-        for (s, (entry, slot_args)) in entries.iter().zip(args.iter_mut()).enumerate() {
-            let Some(kernel) = bundle.bodies.get(entry.body as usize) else {
-                return Err(invalid(format!(
-                    "slot {s} names body {} but the bundle has {} bodies",
-                    entry.body,
-                    bundle.bodies.len()
-                )));
-            };
-            // The table's grid is what the mapping enumerates; the kernel's is
-            // what its blocks compute with. They must agree.
-            if entry.grid != kernel.launch.grid {
-                return Err(invalid(format!(
-                    "slot {s}'s table row has grid {:?} but kernel `{}` has grid {:?}",
-                    entry.grid, kernel.name, kernel.launch.grid
-                )));
+        let h = Handle(self.next);
+        self.next += 1;
+        self.buffers.insert(h, HostBuffer::zeros(elem, len));
+        Ok(h)
+    }
+
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.buffers.remove(&buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
+    }
+
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        let held = self.get(buf)?;
+        BufferShape { elem: held.elem(), len: held.len() }.check(NAME, buf, data)?;
+        self.buffers.insert(buf, data.clone());
+        self.transfers.uploads += 1;
+        self.transfers.upload_bytes += data.bytes().len() as u64;
+        Ok(())
+    }
+
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
+        let data = self.get(buf)?.clone();
+        self.transfers.downloads += 1;
+        self.transfers.download_bytes += data.bytes().len() as u64;
+        Ok(data)
+    }
+
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
+        let held = self.get(buf)?;
+        let zeros = HostBuffer::zeros(held.elem(), held.len());
+        self.buffers.insert(buf, zeros);
+        Ok(())
+    }
+
+    fn prepare(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
+        Ok(())
+    }
+
+    fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
+        Ok(())
+    }
+
+    fn is_prepared(&self, _class: &LaunchClass) -> bool {
+        true
+    }
+
+    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+        let buffers = &self.buffers;
+        let encoded = encode_launch(
+            NAME,
+            bundle,
+            args,
+            |h| buffers.get(&h).map(|b| BufferShape { elem: b.elem(), len: b.len() }),
+            |h| h.0,
+        )?;
+        if bundle.slots.is_empty() {
+            return Ok(Timing { total_us: 0.0, per_slot_us: None });
+        }
+        // The first use of a handle takes the buffer out of the table; later
+        // uses (a weight read by two tenants' slots) read a copy.
+        let mut first_use: HashMap<Handle, (usize, usize)> = HashMap::new();
+        for (s, slot_args) in args.iter().enumerate() {
+            for (p, a) in slot_args.iter().enumerate() {
+                if let LaunchArg::Buffer(h) = a {
+                    first_use.entry(*h).or_insert((s, p));
+                }
             }
-            slots.push(MappedSlot::new(kernel, slot_args));
         }
-        let table = &bundle.table;
-        self.run_mapped(&mut slots, table.total_blocks(), |p| table.logical_blocks(p)).map(|_| ())
+        let mut values: Vec<Vec<ArgValue>> = Vec::with_capacity(args.len());
+        for (s, slot_args) in args.iter().enumerate() {
+            let mut slot_values = Vec::with_capacity(slot_args.len());
+            for (p, a) in slot_args.iter().enumerate() {
+                slot_values.push(match *a {
+                    LaunchArg::Scalar(v) => ArgValue::Scalar(v),
+                    LaunchArg::Buffer(h) if first_use.get(&h) == Some(&(s, p)) => {
+                        ArgValue::Buffer(HostBuffer::zeros(Type::I32, 0))
+                    }
+                    LaunchArg::Buffer(h) => ArgValue::Buffer(self.get(h)?.clone()),
+                });
+            }
+            values.push(slot_values);
+        }
+        for (&h, &(s, p)) in &first_use {
+            let taken = self.buffers.remove(&h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })?;
+            values[s][p] = ArgValue::Buffer(taken);
+        }
+        let began = Instant::now();
+        let result = {
+            let mut slots = Vec::with_capacity(values.len());
+            for ((entry, slot_values), s) in bundle.table.entries.iter().zip(values.iter_mut()).zip(0..) {
+                let kernel = bundle.bodies.get(entry.body as usize).ok_or_else(|| ExecError::Bundle {
+                    reason: format!("slot {s} names body {} but the bundle has {}", entry.body, bundle.bodies.len()),
+                })?;
+                slots.push(MappedSlot::new(kernel, slot_values));
+            }
+            let table = &bundle.table;
+            self.interp.run_mapped(&mut slots, table.total_blocks(), |p| table.logical_blocks(p))
+        };
+        let elapsed_us = began.elapsed().as_secs_f64() * 1e6;
+        // Put every taken buffer back (unchanged when the run failed), then
+        // let writes land in parameter order: a later parameter bound to the
+        // same buffer wins.
+        for (&h, &(s, p)) in &first_use {
+            if let ArgValue::Buffer(b) = std::mem::replace(&mut values[s][p], ArgValue::Scalar(weft_kir::Scalar::I32(0))) {
+                self.buffers.insert(h, b);
+            }
+        }
+        result.map_err(|e| ExecError::backend(NAME, e))?;
+        for ((slot, slot_args), slot_values) in bundle.slots.iter().zip(args).zip(values) {
+            for (((_, param), a), v) in slot.kernel.params.iter().zip(slot_args).zip(slot_values) {
+                if let (ParamKind::Buffer { access, .. }, LaunchArg::Buffer(h), ArgValue::Buffer(b)) = (&param.kind, a, v) {
+                    if access.can_write() {
+                        self.buffers.insert(*h, b);
+                    }
+                }
+            }
+        }
+        self.transfers.launches += 1;
+        self.transfers.launch_bytes += encoded.bytes();
+        Ok(Timing { total_us: elapsed_us, per_slot_us: None })
+    }
+
+    fn transfers(&self) -> Transfers {
+        self.transfers
     }
 }

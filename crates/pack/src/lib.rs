@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod interp;
 pub mod isolate;
+pub mod launch;
 pub mod occupancy;
 pub mod run;
 pub mod schedule;
@@ -23,10 +24,15 @@ pub mod timeline;
 pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
 pub use error::PackError;
-pub use exec::BundleExecutor;
+pub use exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Transfers};
+pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
-pub use run::{run_bundle, run_multi, run_plan, MultiRun, ProgramRef, RunError, TenantState};
+pub use launch::{encode_launch, EncodedLaunch};
+pub use run::{
+    check_inputs, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident, RunError, TenantRun,
+    Weights,
+};
 pub use schedule::{
     block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,
     RefusalReason, ScheduleError, SlotPlan,

@@ -1,40 +1,79 @@
-//! Running a plan: many tenants' programs through one executor, bundle by
-//! bundle.
+//! Programs on an executor: weights once, activations in arenas, requests
+//! as uploads of inputs and downloads of outputs.
 //!
-//! Each tenant's buffers live in a [`TenantState`], handled exactly as
-//! [`Program::run`] handles them (weft_lower's `program.rs`): inputs are
-//! checked against the program's input buffers and copied in once; weights
-//! are read from the program's shared `Arc` (tenants of one model share
-//! nothing else, and tenants with different weights are different
-//! programs); an activation not yet written reads as zeros; after a kernel
-//! runs, the buffers it may write replace the live ones. Because buffers are
-//! handled identically and every slot of a bundle computes exactly what its
-//! kernel computes alone (DESIGN.md, principle 2), a packed run's outputs
-//! equal each tenant's single-tenant run bit for bit on the interpreter.
+//! This is the one place that handles a program's buffers; the serving loop,
+//! the offline plan runner, `weft run` and the tests all go through it.
 //!
-//! [`run_plan`] also checks that the plan runs every tenant's steps in order,
-//! so a wrong plan is an error rather than wrong numbers.
+//! - [`Weights`]: a program's weight buffers, uploaded once per executor and
+//!   shared by every tenant registered with the same program.
+//! - [`Arena`]: one tenant instance's inputs and activations, allocated once
+//!   (zero-filled) and reused by every request. At the start of a request
+//!   ([`Arena::begin`]) only the inputs are uploaded, and the buffers some
+//!   step reads before any step writes them are zeroed where they live, so
+//!   every request sees what a fresh run would ([`Resident::zeroed`]).
+//! - [`Resident`]: a program with its weights on an executor, which binds a
+//!   step's buffers to handles ([`Resident::launch_args`]) for any arena.
+//!
+//! Per request, therefore, only the inputs, the outputs, and each launch's
+//! slot table and argument words cross between host and executor.
+//!
+//! [`run_plan`] runs a whole offline [`Plan`] over several tenants' arenas
+//! and checks that every slot is its tenant's next step, so a wrong plan is
+//! an error rather than wrong numbers; [`run_program`] runs one program alone
+//! (each step a one-slot bundle).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_kir::{check_args, ArgValue, HostBuffer, ParamKind};
+use weft_kir::{HostBuffer, ParamKind, Type};
 use weft_lower::{BufferId, BufferKind, Program};
 
-use crate::bundle::{Bundle, TenantId};
-use crate::exec::BundleExecutor;
+use crate::builder::BundleBuilder;
+use crate::bundle::{Budget, Bundle, Slot, TenantId};
+use crate::error::PackError;
+use crate::exec::{ExecError, Executor, Handle, LaunchArg, Timing};
 use crate::occupancy::DeviceLimits;
 use crate::schedule::{plan, Plan, Policy, ScheduleError};
 
-/// Why a multi-tenant run failed.
+/// Why running a program or a plan failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("tenant {}: {source}", tenant.0)]
-    Program {
-        tenant: TenantId,
-        #[source]
-        source: weft_lower::RunError,
+    #[error("program `{program}` takes {expected} inputs but {given} were given")]
+    InputCount { program: String, expected: usize, given: usize },
+    #[error(
+        "program `{program}` input {index} (`{input}`) expects {expected_len} elements of {expected_ty} but was \
+         given {given_len} of {given_ty}"
+    )]
+    InputMismatch {
+        program: String,
+        index: usize,
+        input: String,
+        expected_ty: Type,
+        expected_len: usize,
+        given_ty: Type,
+        given_len: usize,
     },
+    #[error("program `{program}` is malformed: {message}")]
+    Malformed { program: String, message: String },
+    /// Allocating, uploading or downloading a program's buffers failed.
+    #[error("program `{program}`: {source}")]
+    Buffers {
+        program: String,
+        #[source]
+        source: ExecError,
+    },
+    /// A step of a program run alone failed.
+    #[error("program `{program}` step {step} (kernel `{kernel}`, nodes {nodes}): {source}")]
+    Step {
+        program: String,
+        step: usize,
+        kernel: String,
+        nodes: String,
+        #[source]
+        source: Box<RunError>,
+    },
+    #[error(transparent)]
+    Pack(#[from] PackError),
     #[error("bundle {bundle} has a slot of tenant {}, which is not among the tenants being run", tenant.0)]
     UnknownTenant { bundle: usize, tenant: TenantId },
     #[error(
@@ -43,8 +82,15 @@ pub enum RunError {
         tenant.0
     )]
     OutOfOrder { bundle: usize, tenant: TenantId, kernel: String, expected: usize, steps: usize },
-    #[error("bundle {bundle} ({slots}) failed on {executor}: {message}")]
-    Bundle { bundle: usize, slots: String, executor: String, message: String },
+    /// A launch failed.
+    #[error("bundle {bundle} ({slots}) failed on {executor}: {source}")]
+    Launch {
+        bundle: usize,
+        slots: String,
+        executor: String,
+        #[source]
+        source: ExecError,
+    },
     #[error("tenant {} has run {ran} of its {steps} steps when the plan ends", tenant.0)]
     Unfinished { tenant: TenantId, ran: usize, steps: usize },
     #[error("{tenants} tenants were given but {inputs} input lists")]
@@ -53,83 +99,348 @@ pub enum RunError {
     Schedule(#[from] ScheduleError),
 }
 
-/// A tenant's program, borrowed (a run that owns its programs) or shared
-/// (a long-lived server whose requests outlive any one borrow).
-#[derive(Clone, Debug)]
-pub enum ProgramRef<'p> {
-    Borrowed(&'p Program),
-    Shared(Arc<Program>),
+fn buffers_err(program: &Program) -> impl Fn(ExecError) -> RunError + '_ {
+    move |source| RunError::Buffers { program: program.name.clone(), source }
 }
 
-impl std::ops::Deref for ProgramRef<'_> {
-    type Target = Program;
+fn malformed(program: &Program, message: String) -> RunError {
+    RunError::Malformed { program: program.name.clone(), message }
+}
 
-    fn deref(&self) -> &Program {
-        match self {
-            ProgramRef::Borrowed(p) => p,
-            ProgramRef::Shared(p) => p,
+/// A program's weights held by one executor.
+#[derive(Debug)]
+pub struct Weights {
+    handles: HashMap<BufferId, Handle>,
+    bytes: u64,
+}
+
+impl Weights {
+    /// Uploads every weight buffer of `program` to `exec`.
+    pub fn upload(exec: &mut dyn Executor, program: &Program) -> Result<Weights, RunError> {
+        let mut weights = Weights { handles: HashMap::new(), bytes: 0 };
+        let result = weights.fill(exec, program);
+        if let Err(e) = result {
+            weights.free(exec);
+            return Err(e);
+        }
+        Ok(weights)
+    }
+
+    fn fill(&mut self, exec: &mut dyn Executor, program: &Program) -> Result<(), RunError> {
+        for (b, info) in program.buffers.iter() {
+            if info.kind != BufferKind::Weight {
+                continue;
+            }
+            let data = program
+                .weights
+                .get(&b)
+                .ok_or_else(|| malformed(program, format!("weight buffer {b} (`{}`) has no contents", info.name)))?;
+            if data.elem() != info.elem || data.len() != info.len() {
+                return Err(malformed(
+                    program,
+                    format!(
+                        "weight buffer {b} (`{}`) holds {} elements of {} but is declared {} of {}",
+                        info.name,
+                        data.len(),
+                        data.elem(),
+                        info.len(),
+                        info.elem
+                    ),
+                ));
+            }
+            let h = exec.alloc(info.elem, info.len()).map_err(buffers_err(program))?;
+            self.handles.insert(b, h);
+            exec.upload(h, data).map_err(buffers_err(program))?;
+            self.bytes += data.bytes().len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Bytes of weights held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Releases every weight buffer (errors of individual frees are
+    /// ignored: the handles are gone either way).
+    pub fn free(&mut self, exec: &mut dyn Executor) {
+        for (_, h) in self.handles.drain() {
+            let _ = exec.free(h);
         }
     }
 }
 
-/// One tenant during a multi-tenant run: its program and live buffers.
-#[derive(Clone, Debug)]
-pub struct TenantState<'p> {
+/// One tenant instance's inputs and activations held by one executor.
+#[derive(Debug)]
+pub struct Arena {
+    handles: HashMap<BufferId, Handle>,
+    bytes: u64,
+}
+
+impl Arena {
+    /// Allocates (zero-filled) every input and activation buffer of `program`.
+    pub fn alloc(exec: &mut dyn Executor, program: &Program) -> Result<Arena, RunError> {
+        let mut arena = Arena { handles: HashMap::new(), bytes: 0 };
+        for (b, info) in program.buffers.iter() {
+            if info.kind == BufferKind::Weight {
+                continue;
+            }
+            match exec.alloc(info.elem, info.len()) {
+                Ok(h) => {
+                    arena.handles.insert(b, h);
+                    arena.bytes += info.len() as u64 * info.elem.size_bytes();
+                }
+                Err(e) => {
+                    arena.free(exec);
+                    return Err(buffers_err(program)(e));
+                }
+            }
+        }
+        Ok(arena)
+    }
+
+    /// Bytes of buffers held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Releases every buffer of the arena.
+    pub fn free(&mut self, exec: &mut dyn Executor) {
+        for (_, h) in self.handles.drain() {
+            let _ = exec.free(h);
+        }
+    }
+}
+
+/// Checks `inputs` against `program`'s inputs (count, type, length), before
+/// anything is uploaded.
+pub fn check_inputs(program: &Program, inputs: &[HostBuffer]) -> Result<(), RunError> {
+    if inputs.len() != program.inputs.len() {
+        return Err(RunError::InputCount {
+            program: program.name.clone(),
+            expected: program.inputs.len(),
+            given: inputs.len(),
+        });
+    }
+    for (index, (binding, given)) in program.inputs.iter().zip(inputs).enumerate() {
+        let info = program
+            .buffers
+            .get(binding.buffer)
+            .ok_or_else(|| malformed(program, format!("input `{}` has no buffer", binding.name)))?;
+        if given.elem() != info.elem || given.len() != info.len() {
+            return Err(RunError::InputMismatch {
+                program: program.name.clone(),
+                index,
+                input: binding.name.clone(),
+                expected_ty: info.elem,
+                expected_len: info.len(),
+                given_ty: given.elem(),
+                given_len: given.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A program whose weights are on an executor.
+#[derive(Debug)]
+pub struct Resident {
+    pub program: Arc<Program>,
+    pub weights: Arc<Weights>,
+    /// Non-input buffers some step reads before any step writes them: zeroed
+    /// at the start of every request.
+    zeroed: Vec<BufferId>,
+}
+
+impl Resident {
+    /// `program` with `weights` (uploaded with [`Weights::upload`] for this
+    /// program, possibly shared with other tenants of it).
+    pub fn new(program: Arc<Program>, weights: Arc<Weights>) -> Resident {
+        let zeroed = read_before_written(&program);
+        Resident { program, weights, zeroed }
+    }
+
+    /// Uploads `program`'s weights and wraps it.
+    pub fn upload(exec: &mut dyn Executor, program: Arc<Program>) -> Result<Resident, RunError> {
+        let weights = Arc::new(Weights::upload(exec, &program)?);
+        Ok(Resident::new(program, weights))
+    }
+
+    /// The buffers zeroed per request (see [`Resident::new`]).
+    pub fn zeroed(&self) -> &[BufferId] {
+        &self.zeroed
+    }
+
+    /// Starts a request in `arena`: checks and uploads `inputs`, zeroes the
+    /// buffers read before written.
+    pub fn begin(&self, exec: &mut dyn Executor, arena: &Arena, inputs: &[HostBuffer]) -> Result<(), RunError> {
+        let program = &*self.program;
+        check_inputs(program, inputs)?;
+        for (binding, given) in program.inputs.iter().zip(inputs) {
+            let h = self.handle(arena, binding.buffer)?;
+            exec.upload(h, given).map_err(buffers_err(program))?;
+        }
+        for &b in &self.zeroed {
+            exec.zero(self.handle(arena, b)?).map_err(buffers_err(program))?;
+        }
+        Ok(())
+    }
+
+    /// The handle of buffer `b` for a request running in `arena`.
+    pub fn handle(&self, arena: &Arena, b: BufferId) -> Result<Handle, RunError> {
+        arena
+            .handles
+            .get(&b)
+            .or_else(|| self.weights.handles.get(&b))
+            .copied()
+            .ok_or_else(|| malformed(&self.program, format!("a step refers to buffer {b}, which has no handle")))
+    }
+
+    /// The launch arguments of a slot binding `args` in `arena`.
+    pub fn launch_args(&self, arena: &Arena, args: &[BufferId]) -> Result<Vec<LaunchArg>, RunError> {
+        args.iter().map(|&b| self.handle(arena, b).map(LaunchArg::Buffer)).collect()
+    }
+
+    /// Downloads the graph outputs, in order.
+    pub fn outputs(&self, exec: &mut dyn Executor, arena: &Arena) -> Result<Vec<HostBuffer>, RunError> {
+        let program = &*self.program;
+        program
+            .outputs
+            .iter()
+            .map(|o| exec.download(self.handle(arena, o.buffer)?).map_err(buffers_err(program)))
+            .collect()
+    }
+
+    /// Bytes of inputs and outputs one request moves.
+    pub fn io_bytes(&self) -> u64 {
+        let program = &*self.program;
+        program
+            .inputs
+            .iter()
+            .chain(&program.outputs)
+            .filter_map(|b| program.buffers.get(b.buffer))
+            .map(|info| info.len() as u64 * info.elem.size_bytes())
+            .sum()
+    }
+}
+
+/// Non-weight, non-input buffers that some step reads before any step
+/// writes them, in first-read order.
+fn read_before_written(program: &Program) -> Vec<BufferId> {
+    let mut written: Vec<bool> = vec![false; program.buffers.len()];
+    let mut out = Vec::new();
+    for (b, info) in program.buffers.iter() {
+        if info.kind != BufferKind::Activation {
+            written[cranelift_entity::EntityRef::index(b)] = true;
+        }
+    }
+    for step in &program.steps {
+        for ((_, param), &b) in step.kernel.params.iter().zip(&step.args) {
+            let ParamKind::Buffer { access, .. } = param.kind else { continue };
+            if access.can_read() && !written.get(cranelift_entity::EntityRef::index(b)).copied().unwrap_or(true) && !out.contains(&b) {
+                out.push(b);
+            }
+        }
+        for ((_, param), &b) in step.kernel.params.iter().zip(&step.args) {
+            if let ParamKind::Buffer { access, .. } = param.kind {
+                if access.can_write() {
+                    if let Some(w) = written.get_mut(cranelift_entity::EntityRef::index(b)) {
+                        *w = true;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The verified, isolated one-slot bundle of `program`'s step `index`.
+pub fn solo_bundle(program: &Program, index: usize, tenant: TenantId) -> Result<Bundle, RunError> {
+    let step = program
+        .steps
+        .get(index)
+        .ok_or_else(|| malformed(program, format!("step {index} of {} does not exist", program.steps.len())))?;
+    Ok(BundleBuilder::new()
+        .slot(Slot { kernel: step.kernel.clone(), tenant, budget: Budget::Full, args: step.args.clone() })
+        .build()?)
+}
+
+/// Runs `program` alone on `exec`: uploads its weights, allocates an arena,
+/// runs every step as a one-slot bundle, downloads the outputs and frees
+/// everything. `progress(step)` is called before each step.
+pub fn run_program(
+    exec: &mut dyn Executor,
+    program: Arc<Program>,
+    inputs: &[HostBuffer],
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<HostBuffer>, RunError> {
+    check_inputs(&program, inputs)?;
+    let resident = Resident::upload(exec, program)?;
+    let mut arena = match Arena::alloc(exec, &resident.program) {
+        Ok(a) => a,
+        Err(e) => {
+            release(exec, resident);
+            return Err(e);
+        }
+    };
+    let result = (|| {
+        resident.begin(exec, &arena, inputs)?;
+        let program = &*resident.program;
+        for (index, step) in program.steps.iter().enumerate() {
+            progress(index);
+            let fail = |source: RunError| RunError::Step {
+                program: program.name.clone(),
+                step: index,
+                kernel: step.kernel.name.clone(),
+                nodes: step.nodes.join(", "),
+                source: Box::new(source),
+            };
+            let bundle = solo_bundle(program, index, TenantId(0)).map_err(fail)?;
+            let args = vec![resident.launch_args(&arena, &step.args).map_err(fail)?];
+            exec.launch(&bundle, &args).map_err(|source| {
+                fail(RunError::Launch { bundle: index, slots: describe(&bundle), executor: exec.name().into(), source })
+            })?;
+        }
+        resident.outputs(exec, &arena)
+    })();
+    arena.free(exec);
+    release(exec, resident);
+    result
+}
+
+fn release(exec: &mut dyn Executor, resident: Resident) {
+    if let Ok(mut w) = Arc::try_unwrap(resident.weights) {
+        w.free(exec);
+    }
+}
+
+/// `tenant 0 `conv`, tenant 1 `gemm``: a bundle's slots for messages.
+pub fn describe(bundle: &Bundle) -> String {
+    bundle.slots.iter().map(|s| format!("tenant {} `{}`", s.tenant.0, s.kernel.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// One tenant of an offline run: its resident program, its arena and the
+/// index of its next step.
+#[derive(Debug)]
+pub struct TenantRun {
     pub tenant: TenantId,
-    pub program: ProgramRef<'p>,
-    /// Inputs and activations written so far (weights stay in the program).
-    live: HashMap<BufferId, HostBuffer>,
-    /// Index of the next step to run.
+    pub resident: Resident,
+    pub arena: Arena,
     next: usize,
 }
 
-impl<'p> TenantState<'p> {
-    /// A tenant about to run `program` on `inputs` (one per graph input, in
-    /// order; checked like [`Program::run`] checks them).
-    pub fn new(tenant: TenantId, program: &'p Program, inputs: &[HostBuffer]) -> Result<TenantState<'p>, RunError> {
-        TenantState::with_program(tenant, ProgramRef::Borrowed(program), inputs)
-    }
-
-    /// Like [`TenantState::new`] with a shared program, for states that must
-    /// not borrow (a server's in-flight requests).
-    pub fn shared(
+impl TenantRun {
+    /// Allocates an arena for `resident` and starts a request with `inputs`.
+    pub fn start(
+        exec: &mut dyn Executor,
         tenant: TenantId,
-        program: Arc<Program>,
+        resident: Resident,
         inputs: &[HostBuffer],
-    ) -> Result<TenantState<'static>, RunError> {
-        TenantState::with_program(tenant, ProgramRef::Shared(program), inputs)
-    }
-
-    fn with_program(
-        tenant: TenantId,
-        program: ProgramRef<'p>,
-        inputs: &[HostBuffer],
-    ) -> Result<TenantState<'p>, RunError> {
-        let fail = |source| RunError::Program { tenant, source };
-        if inputs.len() != program.inputs.len() {
-            return Err(fail(weft_lower::RunError::InputCount {
-                program: program.name.clone(),
-                expected: program.inputs.len(),
-                given: inputs.len(),
-            }));
-        }
-        let mut live = HashMap::new();
-        for (binding, given) in program.inputs.iter().zip(inputs) {
-            let Some(info) = program.buffers.get(binding.buffer) else {
-                return Err(fail(malformed(&program, format!("input `{}` has no buffer", binding.name))));
-            };
-            if given.elem() != info.elem || given.len() != info.len() {
-                return Err(fail(weft_lower::RunError::InputMismatch {
-                    input: binding.name.clone(),
-                    expected_ty: info.elem,
-                    expected_len: info.len(),
-                    given_ty: given.elem(),
-                    given_len: given.len(),
-                }));
-            }
-            live.insert(binding.buffer, given.clone());
-        }
-        Ok(TenantState { tenant, program, live, next: 0 })
+    ) -> Result<TenantRun, RunError> {
+        let arena = Arena::alloc(exec, &resident.program)?;
+        let run = TenantRun { tenant, resident, arena, next: 0 };
+        run.resident.begin(exec, &run.arena, inputs)?;
+        Ok(run)
     }
 
     /// Steps run so far.
@@ -139,141 +450,78 @@ impl<'p> TenantState<'p> {
 
     /// Whether every step has run.
     pub fn is_finished(&self) -> bool {
-        self.next >= self.program.steps.len()
-    }
-
-    /// The graph outputs, in order (meaningful once finished).
-    pub fn outputs(&self) -> Result<Vec<HostBuffer>, RunError> {
-        self.program.outputs.iter().map(|o| self.buffer_value(o.buffer)).collect()
-    }
-
-    /// The current contents of `b`, as `Program::run` defines them.
-    fn buffer_value(&self, b: BufferId) -> Result<HostBuffer, RunError> {
-        if let Some(v) = self.live.get(&b) {
-            return Ok(v.clone());
-        }
-        let program: &Program = &self.program;
-        let info = program.buffers.get(b).ok_or_else(|| RunError::Program {
-            tenant: self.tenant,
-            source: malformed(program, format!("step refers to missing buffer {b}")),
-        })?;
-        match info.kind {
-            BufferKind::Weight => program.weights.get(&b).cloned().ok_or_else(|| RunError::Program {
-                tenant: self.tenant,
-                source: malformed(program, format!("weight buffer {b} (`{}`) has no contents", info.name)),
-            }),
-            _ => Ok(HostBuffer::zeros(info.elem, info.len())),
-        }
+        self.next >= self.resident.program.steps.len()
     }
 }
 
-fn malformed(program: &Program, message: String) -> weft_lower::RunError {
-    weft_lower::RunError::Malformed { program: program.name.clone(), message }
-}
-
-/// Runs every bundle of `plan` on `exec`, updating `tenants`' buffers.
-/// Every slot must be its tenant's next step, and every tenant must be
-/// finished when the plan ends.
-pub fn run_plan<E: BundleExecutor>(plan: &Plan, tenants: &mut [TenantState<'_>], exec: &E) -> Result<(), RunError> {
+/// Runs every bundle of `plan` on `exec` over `tenants`' arenas. Every slot
+/// must be its tenant's next step, and every tenant must be finished when
+/// the plan ends. Returns each bundle's timing.
+pub fn run_plan(plan: &Plan, tenants: &mut [TenantRun], exec: &mut dyn Executor) -> Result<Vec<Timing>, RunError> {
+    let mut timings = Vec::with_capacity(plan.bundles.len());
     for (index, planned) in plan.bundles.iter().enumerate() {
-        if planned.slots.len() != planned.bundle.slots.len() {
-            return Err(RunError::Bundle {
+        let bundle = &planned.bundle;
+        if planned.slots.len() != bundle.slots.len() {
+            return Err(RunError::Launch {
                 bundle: index,
-                slots: format!("{} slots", planned.bundle.slots.len()),
+                slots: describe(bundle),
                 executor: exec.name().to_string(),
-                message: format!("the plan describes {} slots", planned.slots.len()),
+                source: ExecError::Bundle {
+                    reason: format!("the plan describes {} slots", planned.slots.len()),
+                },
             });
         }
-        let steps: Vec<(TenantId, usize)> = planned.slots.iter().map(|p| (p.tenant, p.step)).collect();
-        run_bundle_steps(index, &planned.bundle, Some(&steps), tenants, exec)?;
+        let mut owners = Vec::with_capacity(bundle.slots.len());
+        for (slot, p) in bundle.slots.iter().zip(&planned.slots) {
+            let owner = tenants
+                .iter()
+                .position(|t| t.tenant == slot.tenant)
+                .ok_or(RunError::UnknownTenant { bundle: index, tenant: slot.tenant })?;
+            let t = &tenants[owner];
+            let steps = &t.resident.program.steps;
+            // The builder may have replaced the kernel by a guarded copy, so
+            // order is checked by step index and arguments, not by kernel.
+            let in_order = p.tenant == slot.tenant
+                && p.step == t.next
+                && steps.get(t.next).is_some_and(|s| s.args == slot.args);
+            if !in_order || owners.contains(&owner) {
+                return Err(RunError::OutOfOrder {
+                    bundle: index,
+                    tenant: slot.tenant,
+                    kernel: slot.kernel.name.clone(),
+                    expected: t.next,
+                    steps: steps.len(),
+                });
+            }
+            owners.push(owner);
+        }
+        let args = bundle
+            .slots
+            .iter()
+            .zip(&owners)
+            .map(|(slot, &o)| tenants[o].resident.launch_args(&tenants[o].arena, &slot.args))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timing = exec.launch(bundle, &args).map_err(|source| RunError::Launch {
+            bundle: index,
+            slots: describe(bundle),
+            executor: exec.name().to_string(),
+            source,
+        })?;
+        timings.push(timing);
+        for &o in &owners {
+            tenants[o].next += 1;
+        }
     }
     for t in tenants.iter() {
         if !t.is_finished() {
-            return Err(RunError::Unfinished { tenant: t.tenant, ran: t.next, steps: t.program.steps.len() });
-        }
-    }
-    Ok(())
-}
-
-/// Runs one bundle whose every slot is its tenant's next step (a server
-/// forming bundles as requests arrive), advancing those tenants by one step.
-/// `index` names the bundle in errors.
-pub fn run_bundle<E: BundleExecutor>(
-    index: usize,
-    bundle: &Bundle,
-    tenants: &mut [TenantState<'_>],
-    exec: &E,
-) -> Result<(), RunError> {
-    run_bundle_steps(index, bundle, None, tenants, exec)
-}
-
-fn run_bundle_steps<E: BundleExecutor>(
-    index: usize,
-    bundle: &Bundle,
-    planned: Option<&[(TenantId, usize)]>,
-    tenants: &mut [TenantState<'_>],
-    exec: &E,
-) -> Result<(), RunError> {
-    // Which tenant state each slot belongs to, checked before anything runs.
-    let mut owners = Vec::with_capacity(bundle.slots.len());
-    for (i, slot) in bundle.slots.iter().enumerate() {
-        let owner = tenants
-            .iter()
-            .position(|t| t.tenant == slot.tenant)
-            .ok_or(RunError::UnknownTenant { bundle: index, tenant: slot.tenant })?;
-        let state = &tenants[owner];
-        // The builder may have replaced the kernel by a guarded copy, so
-        // order is checked by step index and arguments, not by kernel.
-        let planned_ok =
-            planned.is_none_or(|p| p.get(i).is_some_and(|&(t, step)| t == slot.tenant && step == state.next));
-        let in_order = planned_ok && state.program.steps.get(state.next).is_some_and(|s| s.args == slot.args);
-        if !in_order || owners.contains(&owner) {
-            return Err(RunError::OutOfOrder {
-                bundle: index,
-                tenant: slot.tenant,
-                kernel: slot.kernel.name.clone(),
-                expected: state.next,
-                steps: state.program.steps.len(),
+            return Err(RunError::Unfinished {
+                tenant: t.tenant,
+                ran: t.next,
+                steps: t.resident.program.steps.len(),
             });
         }
-        owners.push(owner);
     }
-    let describe = || {
-        bundle.slots.iter().map(|s| format!("tenant {} `{}`", s.tenant.0, s.kernel.name)).collect::<Vec<_>>().join(", ")
-    };
-    let mut args: Vec<Vec<ArgValue>> = Vec::with_capacity(bundle.slots.len());
-    for (slot, &owner) in bundle.slots.iter().zip(&owners) {
-        let state = &tenants[owner];
-        let values =
-            slot.args.iter().map(|&b| state.buffer_value(b).map(ArgValue::Buffer)).collect::<Result<Vec<_>, _>>()?;
-        check_args(&slot.kernel, &values).map_err(|e| RunError::Bundle {
-            bundle: index,
-            slots: describe(),
-            executor: exec.name().to_string(),
-            message: format!("tenant {} `{}`: {e}", slot.tenant.0, slot.kernel.name),
-        })?;
-        args.push(values);
-    }
-    exec.execute_bundle(bundle, &mut args).map_err(|e| RunError::Bundle {
-        bundle: index,
-        slots: describe(),
-        executor: exec.name().to_string(),
-        message: e.to_string(),
-    })?;
-    for ((slot, &owner), values) in bundle.slots.iter().zip(&owners).zip(args) {
-        let state = &mut tenants[owner];
-        // In parameter order, like Program::run: a later parameter bound
-        // to the same buffer wins.
-        for ((_, param), (arg, &b)) in slot.kernel.params.iter().zip(values.into_iter().zip(&slot.args)) {
-            if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(buf)) = (&param.kind, arg) {
-                if access.can_write() {
-                    state.live.insert(b, buf);
-                }
-            }
-        }
-        state.next += 1;
-    }
-    Ok(())
+    Ok(timings)
 }
 
 /// The result of [`run_multi`]: the plan that ran and each tenant's outputs,
@@ -285,22 +533,105 @@ pub struct MultiRun {
 }
 
 /// Schedules `programs` (tenant ids are their positions) under `policy` and
-/// runs them on `exec` with `inputs[i]` for program `i`.
-pub fn run_multi<E: BundleExecutor>(
-    programs: &[&Program],
+/// runs them on `exec` with `inputs[i]` for program `i`. Tenants given the
+/// same `Arc<Program>` share its weights.
+pub fn run_multi(
+    programs: &[Arc<Program>],
     inputs: &[Vec<HostBuffer>],
     limits: &DeviceLimits,
     policy: &Policy,
-    exec: &E,
+    exec: &mut dyn Executor,
 ) -> Result<MultiRun, RunError> {
     if programs.len() != inputs.len() {
         return Err(RunError::InputLists { tenants: programs.len(), inputs: inputs.len() });
     }
-    let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, &p)| (TenantId(i as u32), p)).collect();
-    let mut states =
-        ids.iter().zip(inputs).map(|(&(t, p), x)| TenantState::new(t, p, x)).collect::<Result<Vec<_>, _>>()?;
+    for (p, x) in programs.iter().zip(inputs) {
+        check_inputs(p, x)?;
+    }
+    let ids: Vec<(TenantId, &Program)> =
+        programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), &**p)).collect();
     let plan = plan(&ids, limits, policy)?;
-    run_plan(&plan, &mut states, exec)?;
-    let outputs = states.iter().map(TenantState::outputs).collect::<Result<Vec<_>, _>>()?;
-    Ok(MultiRun { plan, outputs })
+    let mut shared: Vec<(Arc<Program>, Arc<Weights>)> = Vec::new();
+    let mut tenants: Vec<TenantRun> = Vec::with_capacity(programs.len());
+    let result = (|| {
+        for (i, (p, x)) in programs.iter().zip(inputs).enumerate() {
+            let weights = match shared.iter().find(|(q, _)| Arc::ptr_eq(q, p)) {
+                Some((_, w)) => w.clone(),
+                None => {
+                    let w = Arc::new(Weights::upload(exec, p)?);
+                    shared.push((p.clone(), w.clone()));
+                    w
+                }
+            };
+            let resident = Resident::new(p.clone(), weights);
+            tenants.push(TenantRun::start(exec, TenantId(i as u32), resident, x)?);
+        }
+        run_plan(&plan, &mut tenants, exec)?;
+        tenants.iter().map(|t| t.resident.outputs(exec, &t.arena)).collect::<Result<Vec<_>, _>>()
+    })();
+    for mut t in tenants {
+        t.arena.free(exec);
+    }
+    for (_, w) in shared {
+        if let Ok(mut w) = Arc::try_unwrap(w) {
+            w.free(exec);
+        }
+    }
+    Ok(MultiRun { plan, outputs: result? })
+}
+
+/// Runs one kernel alone on `exec` as a verified one-slot bundle: uploads
+/// every buffer argument, launches, downloads the buffers the kernel may
+/// write into `args`, and frees what it allocated. The conformance suite
+/// runs every executor through this.
+pub fn run_kernel(
+    exec: &mut dyn Executor,
+    kernel: &Arc<weft_kir::KernelDef>,
+    args: &mut [weft_kir::ArgValue],
+) -> Result<Timing, RunError> {
+    use weft_kir::ArgValue;
+    weft_kir::check_args(kernel, args).map_err(|source| RunError::Launch {
+        bundle: 0,
+        slots: format!("`{}`", kernel.name),
+        executor: exec.name().to_string(),
+        source: ExecError::Args { slot: 0, kernel: kernel.name.clone(), source },
+    })?;
+    let ids: Vec<BufferId> = (0..args.len() as u32).map(BufferId::from_u32).collect();
+    let bundle = BundleBuilder::new()
+        .slot(Slot { kernel: kernel.clone(), tenant: TenantId(0), budget: Budget::Full, args: ids })
+        .build()?;
+    let mut held: Vec<Handle> = Vec::new();
+    let result = (|| {
+        let mut launch_args = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            launch_args.push(match a {
+                ArgValue::Scalar(s) => LaunchArg::Scalar(*s),
+                ArgValue::Buffer(b) => {
+                    let h = exec.alloc(b.elem(), b.len())?;
+                    held.push(h);
+                    exec.upload(h, b)?;
+                    LaunchArg::Buffer(h)
+                }
+            });
+        }
+        let timing = exec.launch(&bundle, &[launch_args.clone()])?;
+        for (((_, param), a), la) in kernel.params.iter().zip(args.iter_mut()).zip(&launch_args) {
+            if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(host), LaunchArg::Buffer(h)) = (&param.kind, a, la)
+            {
+                if access.can_write() {
+                    *host = exec.download(*h)?;
+                }
+            }
+        }
+        Ok(timing)
+    })();
+    for h in held {
+        let _ = exec.free(h);
+    }
+    result.map_err(|source| RunError::Launch {
+        bundle: 0,
+        slots: format!("`{}`", kernel.name),
+        executor: exec.name().to_string(),
+        source,
+    })
 }

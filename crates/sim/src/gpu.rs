@@ -33,18 +33,11 @@ use std::sync::Arc;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use weft_kir::analysis::cost;
 use weft_kir::KernelDef;
-use weft_pack::{estimate_registers, Bundle, DeviceLimits, KernelResources, Limiter, Occupancy};
+use weft_pack::{estimate_registers, Bundle, Timing, DeviceLimits, KernelResources, Limiter, Occupancy};
 
+use crate::exec::SimMemory;
 use crate::spec::{HiddenEffects, SimSpec};
 
-/// What the simulator "measured" for one launch (simulator figures).
-#[derive(Clone, PartialEq, Debug)]
-pub struct SimTiming {
-    /// From launch to the last block's completion, launch overhead included.
-    pub total_us: f64,
-    /// From launch to each slot's last block's completion, in slot order.
-    pub per_slot_us: Vec<f64>,
-}
 
 /// Why the simulator could not run a launch.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,6 +75,8 @@ pub struct SimGpu {
     /// Keyed by the `Arc`'s address; holding the `Arc` keeps the address
     /// from being reused by another kernel while it is a key.
     bodies: HashMap<usize, (Arc<KernelDef>, BodyInfo)>,
+    /// The buffers it pretends to hold as an executor (`exec.rs`).
+    memory: SimMemory,
 }
 
 /// One slot as the engine sees it.
@@ -134,11 +129,19 @@ impl SimGpu {
     /// A simulated device with `limits` (SM count and residency limits),
     /// rates and hidden effects from `spec`, noise seeded by `seed`.
     pub fn new(limits: DeviceLimits, spec: SimSpec, seed: u64) -> SimGpu {
-        SimGpu { limits, spec, rng: rand_xoshiro::SplitMix64::seed_from_u64(seed), runs: 0, bodies: HashMap::new() }
+        SimGpu { limits, spec, rng: rand_xoshiro::SplitMix64::seed_from_u64(seed), runs: 0, bodies: HashMap::new(), memory: SimMemory::default() }
     }
 
     pub fn limits(&self) -> &DeviceLimits {
         &self.limits
+    }
+
+    pub(crate) fn memory(&self) -> &SimMemory {
+        &self.memory
+    }
+
+    pub(crate) fn memory_mut(&mut self) -> &mut SimMemory {
+        &mut self.memory
     }
 
     pub fn spec(&self) -> &SimSpec {
@@ -188,7 +191,7 @@ impl SimGpu {
     }
 
     /// Simulates one launch of `bundle`.
-    pub fn run_bundle(&mut self, bundle: &Bundle) -> Result<SimTiming, SimError> {
+    pub fn run_bundle(&mut self, bundle: &Bundle) -> Result<Timing, SimError> {
         if bundle.slots.is_empty() {
             return Err(SimError::EmptyBundle);
         }
@@ -205,13 +208,13 @@ impl SimGpu {
     }
 
     /// Simulates `kernel` launched alone on its full grid (a baseline).
-    pub fn run_kernel_solo(&mut self, kernel: &Arc<KernelDef>) -> Result<SimTiming, SimError> {
+    pub fn run_kernel_solo(&mut self, kernel: &Arc<KernelDef>) -> Result<Timing, SimError> {
         let info = self.info(kernel);
         let runs = [SlotRun { info, blocks: info.logical_blocks }];
         self.simulate(&runs, &kernel.name)
     }
 
-    fn simulate(&mut self, slots: &[SlotRun], name: &str) -> Result<SimTiming, SimError> {
+    fn simulate(&mut self, slots: &[SlotRun], name: &str) -> Result<Timing, SimError> {
         let hidden = self.hidden().clone();
         self.runs += 1;
         let limits = self.limits;
@@ -334,7 +337,7 @@ impl SimGpu {
             })
             .collect();
         let total_us = per_slot_us.iter().copied().fold(overhead, f64::max);
-        Ok(SimTiming { total_us, per_slot_us })
+        Ok(Timing { total_us, per_slot_us: Some(per_slot_us) })
     }
 
     /// Progress rate (fraction of its work per µs) of each active cohort.

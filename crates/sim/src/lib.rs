@@ -33,8 +33,10 @@
 //! bit-identical timings (noise comes from a seeded SplitMix64; nothing
 //! iterates a hash map in an order that matters).
 
+pub mod exec;
 pub mod gpu;
 pub mod spec;
 
-pub use gpu::{SimError, SimGpu, SimTiming};
+pub use exec::SimMemory;
+pub use gpu::{SimError, SimGpu};
 pub use spec::{Drift, HiddenEffects, SimSpec};
