@@ -25,7 +25,7 @@
 //! let program = Arc::new(weft::lower::lower(&g.finish(), &Default::default()).unwrap());
 //!
 //! let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
-//! let tenant = engine.register(program, Duration::from_millis(500), 1.0);
+//! let tenant = engine.register(program, Duration::from_millis(500), 1.0).unwrap();
 //! let input = HostBuffer::from_f32(&[-1.0, 2.0, -3.0, 4.0, 0.5, -0.5, 0.0, 1.0]);
 //! let response = engine.submit(tenant, vec![input]).unwrap().wait().unwrap();
 //! assert_eq!(response.outputs[0].to_f32_vec(), vec![0.0, 2.0, 0.0, 4.0, 0.5, 0.0, 0.0, 1.0]);
@@ -34,25 +34,35 @@
 //!
 //! What the engine guarantees, and how:
 //!
-//! - **Nobody's results are mixed up.** Every request runs in its own
-//!   [`TenantState`] (its own activations; weights shared through the
-//!   program's `Arc`), and a bundle's slots are bit-identical to solo runs on
-//!   the interpreter (the packer's oracle). Results go back on the request's
-//!   own channel.
+//! - **One loop.** The worker runs `weft_sched::Server` — the same serving
+//!   loop the simulator study runs — on a wall clock, generic over the
+//!   executor: CUDA where a GPU is present, the interpreter otherwise, or
+//!   any [`Executor`] given to [`Engine::with_executor`].
+//! - **Weights once, activations reused.** Registering a tenant uploads its
+//!   program's weights (once per `Arc<Program>`: tenants registered with the
+//!   same program share them), allocates its arenas and prepares every
+//!   kernel; per request only inputs, outputs, slot tables and argument
+//!   words move ([`EngineStats::bytes_per_request`]).
+//! - **No compiler on the request path.** A bundle whose fused module is
+//!   not ready runs as prepared one-slot launches while the module is built
+//!   in the background ([`EngineStats::request_path_compiles`] stays 0).
+//! - **Nobody's results are mixed up.** Every request runs in its own arena;
+//!   a bundle's slots are bit-identical to solo runs on the interpreter (the
+//!   packer's oracle). Results go back on the request's own channel.
 //! - **Removal is safe.** Removing a tenant refuses its new requests
-//!   ([`EngineError::TenantRemoved`]); requests already admitted complete.
+//!   ([`EngineError::TenantRemoved`]); requests already admitted complete,
+//!   then its arenas (and weights no other tenant uses) are freed.
 //! - **Overload is explicit and bounded.** Each tenant's requests in the
 //!   engine are bounded: one more is rejected at once with
 //!   [`EngineError::Rejected`]. The scheduler's admission control rejects a
 //!   request whose SLO cannot be met at the current load; its [`Pending`]
-//!   then yields [`RequestError::Rejected`] right away. Metrics keep a
-//!   bounded window of latencies. Memory therefore stays bounded however far
-//!   load exceeds capacity.
+//!   then yields [`RequestError::Rejected`]. Metrics keep a bounded window
+//!   of latencies.
 //! - **A failed launch fails only its requests.** The requests whose kernels
-//!   were in the failed bundle get [`RequestError::Execution`]; the others
-//!   continue, and the engine keeps serving.
+//!   were in the failed bundle get [`RequestError::Execution`] with the
+//!   typed cause; the others continue, and the engine keeps serving.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -61,7 +71,8 @@ use std::time::{Duration, Instant};
 use weft_interp::Interpreter;
 use weft_kir::HostBuffer;
 use weft_lower::Program;
-use weft_pack::{run_bundle, BundleExecutor, TenantId, TenantState};
+use weft_pack::{Executor, InterpExecutor, TenantId};
+use weft_sched::{Event, Scheduler, ServeError, ServeStats, Server, WallClock};
 
 use crate::gpu::GpuExecutor;
 
@@ -110,19 +121,29 @@ pub enum EngineError {
     InputCount { tenant: Tenant, expected: usize, given: usize },
     #[error("tenant {tenant:?}: request rejected: {reason}")]
     Rejected { tenant: Tenant, reason: String },
+    /// Registration failed: the scheduler refused the program, or its
+    /// weights, arenas or kernels could not be made ready on the executor.
+    #[error("registering `{program}`: {source}")]
+    Register {
+        program: String,
+        #[source]
+        source: ServeError,
+    },
     #[error("the engine has stopped")]
     Stopped,
-    #[error("no executor: {0}")]
-    Backend(String),
+    #[error("no CUDA executor: {0}")]
+    Backend(#[from] weft_cuda::CudaError),
 }
 
 /// Why an admitted request produced no result.
-#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("rejected by admission control: {0}")]
     Rejected(String),
+    /// The launch running this request failed (or its buffers could not
+    /// be moved); the cause is kept, typed.
     #[error("the launch running this request failed: {0}")]
-    Execution(String),
+    Execution(Arc<ServeError>),
     #[error("the engine stopped before the request finished")]
     Stopped,
 }
@@ -161,10 +182,27 @@ pub struct TenantMetrics {
     pub met_slo: u64,
     /// Completed requests within SLO over requests submitted (rejections count as misses).
     pub slo_attainment: f64,
+    /// Latency percentiles by nearest rank ([`weft_sched::quantile`]).
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
     /// Requests queued or in flight now.
     pub in_flight: usize,
+}
+
+/// What the engine's loop has done and moved, all tenants together.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineStats {
+    /// The loop's counters: bundles, launches, split bundles, background
+    /// preparations, bytes moved while serving.
+    pub serve: ServeStats,
+    /// Bytes that crossed between host and executor per completed request
+    /// (inputs, outputs, slot tables, argument words; registration excluded).
+    pub bytes_per_request: f64,
+    /// Launches that had to run a compiler (0 unless a class was never
+    /// prepared: the tiered path keeps compilers off the request path).
+    pub request_path_compiles: u64,
+    /// Bytes of weights held on the executor (once per program).
+    pub weight_bytes: u64,
 }
 
 struct TenantInfo {
@@ -184,20 +222,20 @@ struct Shared {
     tenants: HashMap<Tenant, TenantInfo>,
     next_tenant: u32,
     config: EngineConfig,
+    stats: EngineStats,
 }
 
 struct Request {
     id: u64,
     tenant: Tenant,
     arrival: Instant,
-    deadline: Instant,
-    /// Taken out while the request's slot runs in a bundle.
-    state: Option<TenantState<'static>>,
+    inputs: Vec<HostBuffer>,
     reply: Sender<Result<Response, RequestError>>,
 }
 
 enum Command {
-    AddTenant(Box<weft_sched::TenantSpec>),
+    Register(Box<weft_sched::TenantSpec>, Sender<Result<u64, ServeError>>),
+    Remove(Tenant),
     Submit(Box<Request>),
     Stop,
 }
@@ -209,7 +247,7 @@ pub struct Engine {
     tx: Sender<Command>,
     worker: Option<JoinHandle<()>>,
     next_request: Mutex<u64>,
-    backend: &'static str,
+    backend: String,
 }
 
 impl Engine {
@@ -217,28 +255,34 @@ impl Engine {
     pub fn new(backend: Backend, config: EngineConfig) -> Result<Engine, EngineError> {
         let gpu = match backend {
             Backend::Interp => None,
-            Backend::Cuda => Some(GpuExecutor::new().map_err(|e| EngineError::Backend(e.to_string()))?),
+            Backend::Cuda => Some(GpuExecutor::new()?),
             Backend::Auto => GpuExecutor::new().ok(),
         };
         Ok(match gpu {
-            Some(g) => Engine::with_executor(g, "cuda", config),
-            None => Engine::with_executor(Interpreter::new(), "interp", config),
+            Some(g) => {
+                let limits = crate::device_limits(g.gpu().info());
+                Engine::start(g, limits, config)
+            }
+            None => Engine::with_executor(InterpExecutor::new(Interpreter::new()), config),
         })
     }
 
-    /// An engine on any bundle executor (tests inject faults this way).
-    pub fn with_executor<E: BundleExecutor + Send + 'static>(
-        exec: E,
-        name: &'static str,
-        config: EngineConfig,
-    ) -> Engine {
-        let limits = match weft_cuda::probe() {
-            Ok(info) if name == "cuda" => crate::device_limits(&info),
-            _ => weft_pack::DeviceLimits::sm_90(),
-        };
+    /// An engine on any executor (the simulator; tests inject faults this
+    /// way), planning for an sm_90 device.
+    pub fn with_executor<E: Executor + Send + 'static>(exec: E, config: EngineConfig) -> Engine {
+        Engine::start(exec, weft_pack::DeviceLimits::sm_90(), config)
+    }
+
+    fn start<E: Executor + Send + 'static>(exec: E, limits: weft_pack::DeviceLimits, config: EngineConfig) -> Engine {
+        let backend = exec.name().to_string();
         let mut policy = config.policy.clone();
         policy.queue_capacity = policy.queue_capacity.max(config.max_queue);
-        let shared = Arc::new(Mutex::new(Shared { tenants: HashMap::new(), next_tenant: 0, config }));
+        let shared = Arc::new(Mutex::new(Shared {
+            tenants: HashMap::new(),
+            next_tenant: 0,
+            config,
+            stats: EngineStats::default(),
+        }));
         let (tx, rx) = mpsc::channel();
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
@@ -246,16 +290,16 @@ impl Engine {
             .spawn(move || {
                 // The scheduler (its predictor is not Send) lives on the worker.
                 let predictor = weft_predict::Adaptive::new(weft_predict::RooflinePrior::new(), Default::default());
-                let scheduler = weft_sched::Scheduler::new(policy, limits, Box::new(predictor));
+                let scheduler = Scheduler::new(policy, limits, Box::new(predictor));
                 worker_loop(exec, scheduler, rx, worker_shared)
             })
             .ok();
-        Engine { shared, tx, worker, next_request: Mutex::new(0), backend: name }
+        Engine { shared, tx, worker, next_request: Mutex::new(0), backend }
     }
 
-    /// `cuda` or `interp` (or the injected executor's name).
+    /// The executor's name: `cuda`, `interp`, or the injected executor's.
     pub fn backend(&self) -> &str {
-        self.backend
+        &self.backend
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -263,12 +307,17 @@ impl Engine {
     }
 
     /// Registers a tenant running `program` with latency objective `slo` and
-    /// fairness `weight` (> 0). Tenants of one model share the program's
-    /// kernels and weights.
-    pub fn register(&self, program: Arc<Program>, slo: Duration, weight: f64) -> Tenant {
-        let mut s = self.lock();
-        let t = Tenant(s.next_tenant);
-        s.next_tenant += 1;
+    /// fairness `weight` (> 0), and returns once it is ready: its kernels
+    /// verified, isolated and compiled (or loaded from cache), its weights
+    /// on the executor (shared with tenants registered with the same
+    /// `Arc<Program>`), its arenas allocated.
+    pub fn register(&self, program: Arc<Program>, slo: Duration, weight: f64) -> Result<Tenant, EngineError> {
+        let t = {
+            let mut s = self.lock();
+            let t = Tenant(s.next_tenant);
+            s.next_tenant += 1;
+            t
+        };
         let weight = if weight > 0.0 { weight } else { 1.0 };
         let spec = weft_sched::TenantSpec {
             id: TenantId(t.0),
@@ -277,8 +326,14 @@ impl Engine {
             slo_us: slo.as_secs_f64() * 1e6,
             weight,
         };
-        // The worker learns of the tenant before any of its requests (one channel, in order).
-        let _ = self.tx.send(Command::AddTenant(Box::new(spec)));
+        let (reply, rx) = mpsc::channel();
+        self.tx.send(Command::Register(Box::new(spec), reply)).map_err(|_| EngineError::Stopped)?;
+        let weight_bytes = rx
+            .recv()
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(|source| EngineError::Register { program: program.name.clone(), source })?;
+        let mut s = self.lock();
+        s.stats.weight_bytes = weight_bytes;
         s.tenants.insert(
             t,
             TenantInfo {
@@ -294,15 +349,18 @@ impl Engine {
                 latencies: VecDeque::new(),
             },
         );
-        t
+        Ok(t)
     }
 
-    /// Removes a tenant: new requests are refused, admitted ones complete.
+    /// Removes a tenant: new requests are refused, admitted ones complete,
+    /// then its buffers are freed.
     pub fn remove(&self, tenant: Tenant) -> Result<(), EngineError> {
-        let mut s = self.lock();
-        let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
-        info.removed = true;
-        Ok(())
+        {
+            let mut s = self.lock();
+            let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+            info.removed = true;
+        }
+        self.tx.send(Command::Remove(tenant)).map_err(|_| EngineError::Stopped)
     }
 
     /// Submits one request (one input per model input, in order).
@@ -312,7 +370,7 @@ impl Engine {
             *n += 1;
             *n
         };
-        let (program, slo) = {
+        {
             let mut s = self.lock();
             let max_queue = s.config.max_queue;
             let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
@@ -329,18 +387,9 @@ impl Engine {
                 });
             }
             info.in_flight += 1;
-            (info.program.clone(), info.slo)
-        };
-        let state = TenantState::shared(TenantId(0), program, &inputs).map_err(|e| EngineError::Input {
-            tenant,
-            index: 0,
-            name: String::new(),
-            expected: String::new(),
-            given: e.to_string(),
-        })?;
+        }
         let (reply, rx) = mpsc::channel();
-        let arrival = Instant::now();
-        let request = Request { id, tenant, arrival, deadline: arrival + slo, state: Some(state), reply };
+        let request = Request { id, tenant, arrival: Instant::now(), inputs, reply };
         if self.tx.send(Command::Submit(Box::new(request))).is_err() {
             return Err(EngineError::Stopped);
         }
@@ -351,9 +400,9 @@ impl Engine {
     pub fn metrics(&self, tenant: Tenant) -> Result<TenantMetrics, EngineError> {
         let s = self.lock();
         let info = s.tenants.get(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
-        let mut sorted: Vec<Duration> = info.latencies.iter().copied().collect();
-        sorted.sort();
-        let pct = |q: f64| (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize]);
+        let mut sorted: Vec<f64> = info.latencies.iter().map(Duration::as_secs_f64).collect();
+        sorted.sort_by(f64::total_cmp);
+        let pct = |q: f64| (!sorted.is_empty()).then(|| Duration::from_secs_f64(weft_sched::quantile(&sorted, q)));
         Ok(TenantMetrics {
             submitted: info.submitted,
             rejected: info.rejected,
@@ -367,24 +416,18 @@ impl Engine {
         })
     }
 
+    /// What the loop has done and moved so far.
+    pub fn stats(&self) -> EngineStats {
+        self.lock().stats.clone()
+    }
+
     /// Jain's fairness index over the tenants' SLO attainment (1 = every
     /// tenant attains its SLO equally often).
     pub fn fairness(&self) -> f64 {
         let s = self.lock();
         let xs: Vec<f64> =
             s.tenants.values().filter(|t| t.submitted > 0).map(|t| t.met_slo as f64 / t.submitted as f64).collect();
-        jain(&xs)
-    }
-}
-
-/// Jain's fairness index of `xs`: `(Σx)² / (n Σx²)`, 1 when all are equal.
-pub fn jain(xs: &[f64]) -> f64 {
-    let sum: f64 = xs.iter().sum();
-    let sq: f64 = xs.iter().map(|x| x * x).sum();
-    if xs.is_empty() || sq == 0.0 {
-        1.0
-    } else {
-        sum * sum / (xs.len() as f64 * sq)
+        weft_sched::jain(&xs)
     }
 }
 
@@ -416,22 +459,26 @@ fn check_inputs(tenant: Tenant, program: &Program, inputs: &[HostBuffer]) -> Res
     Ok(())
 }
 
-fn worker_loop<E: BundleExecutor>(
-    exec: E,
-    mut scheduler: weft_sched::Scheduler,
-    rx: Receiver<Command>,
-    shared: Arc<Mutex<Shared>>,
-) {
-    // Requests the scheduler holds, by id; the scheduler's clock is µs since start.
-    let mut requests: HashMap<u64, Request> = HashMap::new();
-    let start = Instant::now();
-    let now_us = |t: Instant| t.duration_since(start).as_secs_f64() * 1e6;
-    let mut bundles = 0usize;
+/// A request the loop holds: where its answer goes.
+struct Waiting {
+    tenant: Tenant,
+    arrival: Instant,
+    slo: Duration,
+    reply: Sender<Result<Response, RequestError>>,
+}
+
+fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<Command>, shared: Arc<Mutex<Shared>>) {
+    let mut clock = WallClock::new();
+    let Ok(mut server) = Server::new(&mut scheduler, &mut exec) else { return };
+    let mut waiting: HashMap<u64, Waiting> = HashMap::new();
+    let mut removing: HashSet<Tenant> = HashSet::new();
+    let mut events = Vec::new();
+    let mut weight_bytes: HashMap<Tenant, u64> = HashMap::new();
     loop {
         // Take every waiting command; block only when nothing can run.
         let mut stop = false;
         loop {
-            let cmd = if requests.is_empty() {
+            let cmd = if server.live_requests() == 0 {
                 match rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -444,20 +491,28 @@ fn worker_loop<E: BundleExecutor>(
                 }
             };
             match cmd {
-                Command::AddTenant(spec) => {
-                    // Registration cannot fail for a fresh id; a kernel the
-                    // device cannot run fails that tenant's requests later.
-                    let _ = scheduler.add_tenant(*spec);
+                Command::Register(spec, reply) => {
+                    let tenant = Tenant(spec.id.0);
+                    let program = spec.program.clone();
+                    let result = server.register(*spec).map(|()| {
+                        weight_bytes.insert(tenant, program_weight_bytes(&program));
+                        distinct_weight_bytes(&server, &weight_bytes)
+                    });
+                    let _ = reply.send(result);
+                }
+                Command::Remove(t) => {
+                    removing.insert(t);
                 }
                 Command::Submit(r) => {
-                    let sched_request =
-                        weft_sched::Request { tenant: TenantId(r.tenant.0), id: r.id, arrival_us: now_us(r.arrival) };
-                    match scheduler.submit(sched_request, now_us(Instant::now())) {
-                        Ok(()) => {
-                            requests.insert(r.id, *r);
-                        }
-                        Err(e) => complete(&shared, *r, Err(Failure::Rejected(e.to_string()))),
-                    }
+                    let slo = lock(&shared).tenants.get(&r.tenant).map(|i| i.slo).unwrap_or_default();
+                    let request = weft_sched::Request {
+                        tenant: TenantId(r.tenant.0),
+                        id: r.id,
+                        arrival_us: clock.at(r.arrival),
+                    };
+                    waiting.insert(r.id, Waiting { tenant: r.tenant, arrival: r.arrival, slo, reply: r.reply });
+                    let now = clock.at(Instant::now());
+                    server.submit(request, Arc::new(r.inputs), now, &mut events);
                 }
                 Command::Stop => {
                     stop = true;
@@ -466,117 +521,73 @@ fn worker_loop<E: BundleExecutor>(
             }
         }
         if stop {
-            for (_, r) in requests.drain() {
-                let _ = r.reply.send(Err(RequestError::Stopped));
+            for (_, w) in waiting.drain() {
+                let _ = w.reply.send(Err(RequestError::Stopped));
             }
+            server.shutdown();
             return;
         }
-        let dispatch = match scheduler.next_bundle(now_us(Instant::now())) {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                if !requests.is_empty() && scheduler.live_requests() == 0 {
-                    // The scheduler let go of requests it will never run.
-                    for (_, r) in requests.drain() {
-                        complete(&shared, r, Err(Failure::Execution("the scheduler dropped the request".into())));
-                    }
-                }
-                continue;
+        server.step(&mut clock, &mut events);
+        for e in events.drain(..) {
+            deliver(&shared, &mut waiting, e);
+        }
+        // Tenants being removed leave once nothing of theirs is in flight.
+        removing.retain(|t| {
+            let idle = !waiting.values().any(|w| w.tenant == *t);
+            if idle {
+                let _ = server.unregister(TenantId(t.0));
+                weight_bytes.remove(t);
             }
-            Err(e) => {
-                // A bundle the scheduler cannot form: fail everything waiting
-                // rather than spin; the engine keeps serving new requests.
-                for (_, r) in requests.drain() {
-                    complete(&shared, r, Err(Failure::Execution(e.to_string())));
-                }
-                continue;
-            }
+            !idle
+        });
+        let mut s = lock(&shared);
+        let stats = *server.stats();
+        s.stats = EngineStats {
+            serve: stats,
+            bytes_per_request: stats.bytes_per_request(),
+            request_path_compiles: server.executor().transfers().request_path_compiles,
+            weight_bytes: distinct_weight_bytes(&server, &weight_bytes),
         };
-        // Slot k runs request member k's state as tenant k (two requests of
-        // one tenant may share a bundle).
-        let mut states: Vec<TenantState<'static>> = Vec::with_capacity(dispatch.members.len());
-        let mut ok = true;
-        for (k, m) in dispatch.members.iter().enumerate() {
-            match requests.get_mut(&m.request).and_then(|r| r.state.take()) {
-                Some(mut st) if st.steps_run() == m.step => {
-                    st.tenant = TenantId(k as u32);
-                    states.push(st);
-                }
-                other => {
-                    if let (Some(st), Some(r)) = (other, requests.get_mut(&m.request)) {
-                        r.state = Some(st);
-                    }
-                    ok = false;
-                }
-            }
-        }
-        let mut bundle = dispatch.bundle.clone();
-        for (k, slot) in bundle.slots.iter_mut().enumerate() {
-            slot.tenant = TenantId(k as u32);
-        }
-        let began = Instant::now();
-        let result = if ok {
-            run_bundle(bundles, &bundle, &mut states, &exec).map_err(|e| e.to_string())
-        } else {
-            Err("the scheduler and the engine disagree on a request's step".to_string())
-        };
-        let ended = Instant::now();
-        bundles += 1;
-        for (m, st) in dispatch.members.iter().zip(states) {
-            if let Some(r) = requests.get_mut(&m.request) {
-                r.state = Some(st);
-            }
-        }
-        match result {
-            Ok(()) => {
-                let timing = weft_sched::Timing { total_us: (ended - began).as_secs_f64() * 1e6, per_slot_us: None };
-                match scheduler.complete(dispatch, &timing, now_us(ended)) {
-                    Ok(finished) => {
-                        for f in finished {
-                            if let Some(r) = requests.remove(&f.request.id) {
-                                complete(&shared, r, Ok(()));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        for (_, r) in requests.drain() {
-                            complete(&shared, r, Err(Failure::Execution(e.to_string())));
-                        }
-                    }
-                }
-            }
-            Err(msg) => {
-                // Only this bundle's requests fail; the rest continue.
-                for dropped in scheduler.abort(dispatch) {
-                    if let Some(r) = requests.remove(&dropped.id) {
-                        complete(&shared, r, Err(Failure::Execution(msg.clone())));
-                    }
-                }
-            }
-        }
     }
 }
 
-/// Why a request ended without outputs.
-enum Failure {
-    Rejected(String),
-    Execution(String),
+fn program_weight_bytes(program: &Program) -> u64 {
+    program.weights.values().map(|w| w.bytes().len() as u64).sum()
 }
 
-fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), Failure>) {
-    let latency = r.arrival.elapsed();
-    let met = latency <= r.deadline.duration_since(r.arrival);
-    let reply = match (result, &r.state) {
-        (Ok(()), Some(state)) => state
-            .outputs()
-            .map(|outputs| Response { outputs, latency, met_slo: met })
-            .map_err(|e| RequestError::Execution(e.to_string())),
-        (Ok(()), None) => Err(RequestError::Execution("the request's state was lost".into())),
-        (Err(Failure::Execution(msg)), _) => Err(RequestError::Execution(msg)),
-        (Err(Failure::Rejected(msg)), _) => Err(RequestError::Rejected(msg)),
+/// Weight bytes held: each program once.
+fn distinct_weight_bytes(server: &Server<'_>, by_tenant: &HashMap<Tenant, u64>) -> u64 {
+    let mut seen: Vec<*const Program> = Vec::new();
+    let mut total = 0;
+    for spec in server.scheduler().tenants() {
+        let p = Arc::as_ptr(&spec.program);
+        if !seen.contains(&p) {
+            seen.push(p);
+            total += by_tenant.get(&Tenant(spec.id.0)).copied().unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands a finished request's result to its waiter and counts it.
+fn deliver(shared: &Mutex<Shared>, waiting: &mut HashMap<u64, Waiting>, event: Event) {
+    let (id, result) = match event {
+        Event::Completed { request, outputs, .. } => (request.id, Ok(outputs)),
+        Event::Rejected { request, error } => (request.id, Err(RequestError::Rejected(error.to_string()))),
+        Event::Failed { request, error } => (request.id, Err(RequestError::Execution(error))),
     };
-    if let Ok(mut s) = shared.lock() {
+    let Some(w) = waiting.remove(&id) else { return };
+    let latency = w.arrival.elapsed();
+    let met = latency <= w.slo;
+    let reply = result.map(|outputs| Response { outputs, latency, met_slo: met });
+    {
+        let mut s = lock(shared);
         let window = s.config.latency_window.max(1);
-        if let Some(info) = s.tenants.get_mut(&r.tenant) {
+        if let Some(info) = s.tenants.get_mut(&w.tenant) {
             info.in_flight = info.in_flight.saturating_sub(1);
             match &reply {
                 Ok(_) => {
@@ -594,5 +605,5 @@ fn complete(shared: &Arc<Mutex<Shared>>, r: Request, result: Result<(), Failure>
             }
         }
     }
-    let _ = r.reply.send(reply);
+    let _ = w.reply.send(reply);
 }

@@ -22,7 +22,9 @@ pub use weft_sched as sched;
 pub mod engine;
 pub mod gpu;
 
-pub use engine::{Backend, Engine, EngineConfig, EngineError, Pending, RequestError, Response, Tenant, TenantMetrics};
+pub use engine::{
+    Backend, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response, Tenant, TenantMetrics,
+};
 
 /// The packer's view of a device: its limits as the driver reports them.
 pub fn device_limits(info: &cuda::DeviceInfo) -> pack::DeviceLimits {

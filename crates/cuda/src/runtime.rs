@@ -18,7 +18,9 @@ use cudarc::driver::{
 use crate::device::{driver_present, probe_device, DeviceInfo};
 use crate::CudaError;
 
-/// A CUDA context on one device, with its default stream.
+/// A CUDA context on one device, with its default stream. Clones share the
+/// context and stream (a background thread loads modules through one).
+#[derive(Clone)]
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Stream,
@@ -165,6 +167,26 @@ impl Gpu {
         }
         let slice = self.stream.inner.clone_htod(bytes).map_err(CudaError::driver("cuMemcpyHtoD"))?;
         Ok(DeviceBuffer { slice, len: bytes.len() })
+    }
+
+    /// Copies `bytes` into `buf`, which must have the same length.
+    pub fn upload_into(&self, buf: &mut DeviceBuffer, bytes: &[u8]) -> Result<(), CudaError> {
+        if bytes.len() != buf.len {
+            return Err(CudaError::InvalidArgument {
+                op: "upload_into",
+                reason: format!("host slice has {} bytes, device buffer {}", bytes.len(), buf.len),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut view = buf.slice.slice_mut(..buf.len);
+        self.stream.inner.memcpy_htod(bytes, &mut view).map_err(CudaError::driver("cuMemcpyHtoD"))
+    }
+
+    /// Sets every byte of `buf` to zero on the device (nothing crosses the bus).
+    pub fn zero(&self, buf: &mut DeviceBuffer) -> Result<(), CudaError> {
+        self.stream.inner.memset_zeros(&mut buf.slice).map_err(CudaError::driver("cuMemsetD8"))
     }
 
     /// Copies `buf` back into `out` (which must have the buffer's length),

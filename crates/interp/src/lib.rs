@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
-use weft_kir::{check_args, verifier, ArgValue, Executor, KernelDef, ParamKind};
+use weft_kir::{check_args, verifier, ArgValue, KernelDef, ParamKind};
 
 use crate::block::{run_block, BlockState, Launch};
 pub use crate::error::{InterpError, MemorySpace};
@@ -79,7 +79,7 @@ pub struct ExecStats {
 }
 
 /// The CPU interpreter. Configure with the builder methods, then [`run`](Interpreter::run)
-/// kernels (or use it as an [`Executor`]).
+/// kernels (as an executor of bundles it is `weft_pack::InterpExecutor`).
 pub struct Interpreter {
     /// Worker threads for blocks; `None` is every core (rayon's global pool).
     threads: Option<usize>,
@@ -181,18 +181,6 @@ impl Interpreter {
         let pool = Arc::new(pool);
         *slot = Some(pool.clone());
         Ok(pool)
-    }
-}
-
-impl Executor for Interpreter {
-    type Error = InterpError;
-
-    fn name(&self) -> &str {
-        "interp"
-    }
-
-    fn execute(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<(), InterpError> {
-        self.run(kernel, args).map(|_| ())
     }
 }
 

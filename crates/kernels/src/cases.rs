@@ -1,10 +1,16 @@
 //! Conformance cases: a reference kernel at one shape, seeded inputs, and the
-//! `f64` reference outputs, checkable on any [`Executor`].
+//! `f64` reference outputs, checkable on any executor.
 //!
 //! The suite is written once here and instantiated per executor by the test
-//! crates (the interpreter always; CUDA where a GPU is present).
+//! crates (the interpreter always; CUDA where a GPU is present), which pass
+//! a [`Runner`]: the executor's run of one kernel (`weft_pack::run_kernel`,
+//! a one-slot bundle through the executor interface).
 
-use weft_kir::{ArgValue, Executor, HostBuffer, KernelDef, Type};
+use weft_kir::{ArgValue, HostBuffer, KernelDef, Type};
+
+/// Runs one kernel on an executor, updating the buffers it writes.
+pub type Runner<'a> =
+    dyn FnMut(&KernelDef, &mut [ArgValue]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + 'a;
 
 use crate::reference::{self, rel_l2};
 use crate::rng::SplitMix64;
@@ -28,21 +34,27 @@ pub struct Case {
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
     /// The executor itself failed.
-    #[error("{case} on {executor}: {message}")]
-    Execute { case: String, executor: String, message: String },
+    #[error("{case} on {executor}: {source}")]
+    Execute {
+        case: String,
+        executor: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An output differs from the reference by more than the tolerance.
     #[error("{case} on {executor}: output `{param}` has relative L2 error {rel_l2:e}, above {tolerance:e}")]
     Mismatch { case: String, executor: String, param: String, rel_l2: f64, tolerance: f64 },
 }
 
 impl Case {
-    /// Runs the case on `exec` and returns the outputs (parameter index, values).
-    pub fn run<E: Executor>(&self, exec: &E) -> Result<Vec<(usize, Vec<f64>)>, CaseError> {
+    /// Runs the case on executor `executor` through `run` and returns the
+    /// outputs (parameter index, values).
+    pub fn run(&self, executor: &str, run: &mut Runner<'_>) -> Result<Vec<(usize, Vec<f64>)>, CaseError> {
         let mut args = self.args.clone();
-        exec.execute(&self.kernel, &mut args).map_err(|e| CaseError::Execute {
+        run(&self.kernel, &mut args).map_err(|source| CaseError::Execute {
             case: self.name.clone(),
-            executor: exec.name().to_string(),
-            message: e.to_string(),
+            executor: executor.to_string(),
+            source,
         })?;
         Ok(self
             .expected
@@ -56,8 +68,8 @@ impl Case {
 
     /// Runs the case on `exec` and checks every output against the reference;
     /// returns the worst relative L2 error.
-    pub fn check<E: Executor>(&self, exec: &E) -> Result<f64, CaseError> {
-        let outputs = self.run(exec)?;
+    pub fn check(&self, executor: &str, run: &mut Runner<'_>) -> Result<f64, CaseError> {
+        let outputs = self.run(executor, run)?;
         let mut worst: f64 = 0.0;
         for ((idx, got), (_, want)) in outputs.iter().zip(&self.expected) {
             let err = rel_l2(got, want);
@@ -65,7 +77,7 @@ impl Case {
                 let param = self.kernel.params.values().nth(*idx).map(|p| p.name.clone()).unwrap_or_default();
                 return Err(CaseError::Mismatch {
                     case: self.name.clone(),
-                    executor: exec.name().to_string(),
+                    executor: executor.to_string(),
                     param,
                     rel_l2: err,
                     tolerance: self.tolerance,

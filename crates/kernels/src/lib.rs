@@ -16,7 +16,7 @@ pub mod sgemm;
 pub mod softmax;
 pub mod vector_add;
 
-pub use cases::{conformance_cases, Case, CaseError};
+pub use cases::{conformance_cases, Case, CaseError, Runner};
 pub use reduce::row_sum;
 pub use sgemm::{sgemm, SgemmTiles};
 pub use softmax::row_softmax;

@@ -1,9 +1,9 @@
-//! Host-side kernel arguments and the executor interface.
+//! Host-side kernel arguments.
 //!
-//! Both executors (the CPU interpreter and CUDA) take a kernel and one
-//! [`ArgValue`] per parameter, in parameter order, and write results back into
-//! the buffers. The conformance suite is written once against [`Executor`] and
-//! instantiated for each.
+//! A kernel run on the host takes one [`ArgValue`] per parameter, in
+//! parameter order; [`check_args`] is the one check that they fit. Executors
+//! themselves (interpreter, simulator, CUDA) share one interface over device
+//! buffer handles, `weft_pack::Executor`.
 
 use crate::kernel::{KernelDef, ParamKind};
 use crate::types::{Scalar, Type};
@@ -147,16 +147,4 @@ pub fn check_args(kernel: &KernelDef, args: &[ArgValue]) -> Result<(), ArgError>
         return Err(ArgError::Mismatch { kernel: kernel.name.clone(), param: p.name.clone(), expected, given });
     }
     Ok(())
-}
-
-/// Something that runs KIR kernels: the interpreter or the GPU.
-pub trait Executor {
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// A short name for messages (`interp`, `cuda`).
-    fn name(&self) -> &str;
-
-    /// Runs `kernel` once with `args` (one per parameter, in order); buffers
-    /// the kernel writes are updated in place.
-    fn execute(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<(), Self::Error>;
 }

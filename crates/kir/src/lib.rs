@@ -22,7 +22,7 @@ pub mod types;
 
 pub use builder::KernelBuilder;
 pub use entities::{Inst, Kernel, Param, Region, Shared, Value, Var};
-pub use exec::{check_args, ArgError, ArgValue, Executor, HostBuffer};
+pub use exec::{check_args, ArgError, ArgValue, HostBuffer};
 pub use inst::{Access, Axis, BinaryOp, CmpOp, InstData, ShuffleKind, Special, UnaryOp};
 pub use kernel::{KernelDef, LaunchShape, Module, ParamData, ParamKind, SharedData, ValueData, ValueDef, VarData};
 pub use types::{Scalar, Type};

@@ -19,4 +19,4 @@ pub use context::{kir_type, LowerCtx, LowerOptions};
 pub use epilogue::{Epilogue, EpilogueOp, EpilogueParams};
 pub use error::LowerError;
 pub use lower::lower;
-pub use program::{Binding, BufferId, BufferInfo, BufferKind, Program, RunError, Step};
+pub use program::{Binding, BufferId, BufferInfo, BufferKind, Program, Step};

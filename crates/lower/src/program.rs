@@ -1,6 +1,7 @@
 //! A lowered model: its buffers and the ordered stream of kernels over them.
 //!
-//! A [`Program`] is what the rest of weft runs and packs. Buffers are typed
+//! A [`Program`] is what the rest of weft runs and packs (running one,
+//! with weights and activations on an executor, is `weft_pack::run`). Buffers are typed
 //! and statically sized; weights are loaded once and held behind an `Arc`, so
 //! every request (and, later, every tenant of the same model) shares them.
 //! View ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity) cost nothing: the
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cranelift_entity::{entity_impl, PrimaryMap};
-use weft_kir::{check_args, ArgValue, Executor, HostBuffer, KernelDef, ParamKind, Type};
+use weft_kir::{HostBuffer, KernelDef, Type};
 
 /// A buffer of a program.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,103 +78,9 @@ pub struct Program {
     pub outputs: Vec<Binding>,
 }
 
-/// Why a program could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("program `{program}` takes {expected} inputs but {given} were given")]
-    InputCount { program: String, expected: usize, given: usize },
-    #[error(
-        "input `{input}` expects {expected_len} elements of {expected_ty} but was given {given_len} of {given_ty}"
-    )]
-    InputMismatch { input: String, expected_ty: Type, expected_len: usize, given_ty: Type, given_len: usize },
-    #[error("kernel `{kernel}` (nodes {nodes}) failed on {executor}: {message}")]
-    Kernel { kernel: String, nodes: String, executor: String, message: String },
-    #[error("program `{program}` is malformed: {message}")]
-    Malformed { program: String, message: String },
-}
-
 impl Program {
     /// Total FLOPs and bytes are the sum of the kernels'; this is the count of launches.
     pub fn num_kernels(&self) -> usize {
         self.steps.len()
-    }
-
-    /// Runs every kernel in order on `exec` with `inputs` (one per graph input,
-    /// in order) and returns the graph outputs, in order.
-    pub fn run<E: Executor>(&self, exec: &E, inputs: &[HostBuffer]) -> Result<Vec<HostBuffer>, RunError> {
-        self.run_with(exec, inputs, |_, _| {})
-    }
-
-    /// Like [`Program::run`], calling `progress(step_index, step)` before each kernel.
-    pub fn run_with<E: Executor>(
-        &self,
-        exec: &E,
-        inputs: &[HostBuffer],
-        mut progress: impl FnMut(usize, &Step),
-    ) -> Result<Vec<HostBuffer>, RunError> {
-        if inputs.len() != self.inputs.len() {
-            return Err(RunError::InputCount {
-                program: self.name.clone(),
-                expected: self.inputs.len(),
-                given: inputs.len(),
-            });
-        }
-        let mut live: HashMap<BufferId, HostBuffer> = HashMap::new();
-        for (binding, given) in self.inputs.iter().zip(inputs) {
-            let info = &self.buffers[binding.buffer];
-            if given.elem() != info.elem || given.len() != info.len() {
-                return Err(RunError::InputMismatch {
-                    input: binding.name.clone(),
-                    expected_ty: info.elem,
-                    expected_len: info.len(),
-                    given_ty: given.elem(),
-                    given_len: given.len(),
-                });
-            }
-            live.insert(binding.buffer, given.clone());
-        }
-        for (i, step) in self.steps.iter().enumerate() {
-            progress(i, step);
-            let mut args = Vec::with_capacity(step.args.len());
-            for &b in &step.args {
-                args.push(ArgValue::Buffer(self.buffer_value(b, &live)?));
-            }
-            let fail = |message: String| RunError::Kernel {
-                kernel: step.kernel.name.clone(),
-                nodes: step.nodes.join(", "),
-                executor: exec.name().to_string(),
-                message,
-            };
-            check_args(&step.kernel, &args).map_err(|e| fail(e.to_string()))?;
-            exec.execute(&step.kernel, &mut args).map_err(|e| fail(e.to_string()))?;
-            for ((_, param), (arg, &b)) in step.kernel.params.iter().zip(args.into_iter().zip(&step.args)) {
-                if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(buf)) = (&param.kind, arg) {
-                    if access.can_write() {
-                        live.insert(b, buf);
-                    }
-                }
-            }
-        }
-        self.outputs.iter().map(|o| self.buffer_value(o.buffer, &live)).collect()
-    }
-
-    /// The current contents of buffer `b`: a weight, a live activation, or
-    /// zeros for an activation not yet written (kernels write every element
-    /// they own, so zeros are never observed by a correct program).
-    fn buffer_value(&self, b: BufferId, live: &HashMap<BufferId, HostBuffer>) -> Result<HostBuffer, RunError> {
-        if let Some(v) = live.get(&b) {
-            return Ok(v.clone());
-        }
-        let info = self.buffers.get(b).ok_or_else(|| RunError::Malformed {
-            program: self.name.clone(),
-            message: format!("step refers to missing buffer {b}"),
-        })?;
-        match info.kind {
-            BufferKind::Weight => self.weights.get(&b).cloned().ok_or_else(|| RunError::Malformed {
-                program: self.name.clone(),
-                message: format!("weight buffer {b} (`{}`) has no contents", info.name),
-            }),
-            _ => Ok(HostBuffer::zeros(info.elem, info.len())),
-        }
     }
 }

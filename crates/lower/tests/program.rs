@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use weft_graph::models::resnet18;
-use weft_interp::Interpreter;
 use weft_kir::HostBuffer;
 use weft_lower::{lower, LowerOptions, Program};
 
@@ -47,7 +46,12 @@ fn lowered_resnet18_matches_the_reference_evaluator() {
     let info = graph.info(graph.inputs[0]);
     let n = info.shape.numel();
     let x: Vec<f32> = (0..n).map(|i| ((i * 2654435761usize) % 2000) as f32 / 1000.0 - 1.0).collect();
-    let ours = program.run(&Interpreter::new(), &[HostBuffer::from_f32(&x)]).expect("runs on the interpreter");
+    let ours = weft_pack::run_program(
+        &mut weft_pack::InterpExecutor::default(),
+        std::sync::Arc::new(program.clone()),
+        &[HostBuffer::from_f32(&x)],
+        |_| {},
+    ).expect("runs on the interpreter");
     let reference =
         weft_graph::eval::evaluate(&graph, &[weft_graph::Tensor::f32(info.shape.clone(), x)]).expect("evaluates");
     let got = ours[0].to_f64_vec();

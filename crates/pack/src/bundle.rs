@@ -86,6 +86,25 @@ impl Bundle {
         self.bodies.iter().map(|k| k.shared_bytes()).max().unwrap_or(0)
     }
 
+    /// Slot `slot` alone, on its whole logical grid: the one-slot bundle of
+    /// the same (already verified and isolated) body and arguments, with
+    /// the launch class that body has alone.
+    pub fn single(&self, slot: usize) -> Result<Bundle, crate::PackError> {
+        let missing = || crate::PackError::Empty;
+        let s = self.slots.get(slot).ok_or_else(missing)?;
+        let entry = self.table.entries.get(slot).ok_or_else(missing)?;
+        let fingerprint = self.class.bodies.get(entry.body as usize).copied().ok_or_else(missing)?;
+        let kernel = s.kernel.clone();
+        let logical = Budget::Full.physical_blocks(kernel.launch.num_blocks());
+        let threads = kernel.launch.threads_per_block().min(u32::MAX as u64) as u32;
+        Ok(Bundle {
+            table: SlotTable::layout(&[(0, kernel.launch, logical)]),
+            class: LaunchClass { bodies: vec![fingerprint], block_threads: threads },
+            bodies: vec![kernel.clone()],
+            slots: vec![Slot { kernel, tenant: s.tenant, budget: Budget::Full, args: s.args.clone() }],
+        })
+    }
+
     pub fn block_threads(&self) -> u32 {
         self.class.block_threads
     }

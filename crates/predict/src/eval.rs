@@ -279,7 +279,7 @@ pub fn measure(
             Ok(Sample {
                 bundle,
                 features,
-                measured: Measured { total_us: t.total_us, per_slot_us: Some(t.per_slot_us) },
+                measured: t,
             })
         })
         .collect()

@@ -11,21 +11,9 @@ pub struct Prediction {
     pub per_slot_us: Vec<f64>,
 }
 
-/// A measured launch time (CUDA events on a GPU; the simulator in tests).
-#[derive(Clone, PartialEq, Debug)]
-pub struct Measured {
-    pub total_us: f64,
-    /// Per-slot completion times where the executor reports them (the
-    /// simulator does; one pair of CUDA events around a launch does not).
-    pub per_slot_us: Option<Vec<f64>>,
-}
-
-impl Measured {
-    /// A measurement of the whole launch only.
-    pub fn total(total_us: f64) -> Measured {
-        Measured { total_us, per_slot_us: None }
-    }
-}
+/// A measured launch time is the executor's [`Timing`] (CUDA events on a
+/// GPU; the simulator in tests): the one timing type of the project.
+pub use weft_pack::Timing as Measured;
 
 /// A model of bundle latency under co-location.
 pub trait Predictor {

@@ -60,7 +60,7 @@ use std::sync::Arc;
 
 use weft_kir::KernelDef;
 use weft_lower::{BufferId, Program};
-use weft_pack::{Budget, Bundle, DeviceLimits, TenantId};
+use weft_pack::{Budget, Bundle, DeviceLimits, TenantId, Timing};
 use weft_predict::{BundleFeatures, FeatureExtractor, Measured, Predictor};
 
 use crate::error::{RejectReason, SchedError};
@@ -106,13 +106,6 @@ pub struct Dispatch {
     features: Option<BundleFeatures>,
 }
 
-/// What the executor measured for a dispatched bundle.
-#[derive(Clone, PartialEq, Debug)]
-pub struct Timing {
-    pub total_us: f64,
-    /// Per slot, where the executor reports it.
-    pub per_slot_us: Option<Vec<f64>>,
-}
 
 /// A request that ran its last step.
 #[derive(Copy, Clone, PartialEq, Debug)]
@@ -327,8 +320,9 @@ impl Scheduler {
 
     /// Requests one tenant may have in flight under this policy: one for a
     /// stream per tenant (a stream runs its requests in order), the
-    /// configured number otherwise.
-    fn in_flight_limit(&self) -> usize {
+    /// configured number otherwise. The serving loop gives a tenant this
+    /// many arenas.
+    pub fn in_flight_limit(&self) -> usize {
         match self.config.kind {
             PolicyKind::SpaceOnly | PolicyKind::TimeOnlyFifo => 1,
             PolicyKind::PackedGreedy | PolicyKind::SloAware => self.config.max_in_flight.max(1),
@@ -679,6 +673,54 @@ impl Scheduler {
     /// Bundles completed so far.
     pub fn bundles(&self) -> u64 {
         self.bundles
+    }
+
+    /// The registered tenant `id`.
+    pub fn tenant(&self, id: TenantId) -> Result<&TenantSpec, SchedError> {
+        Ok(&self.tenants[self.tenant_index(id)?].spec)
+    }
+
+    /// Removes tenant `id`, which must have no request queued or running.
+    pub fn remove_tenant(&mut self, id: TenantId) -> Result<TenantSpec, SchedError> {
+        let i = self.tenant_index(id)?;
+        let t = &self.tenants[i];
+        if !t.queue.is_empty() || !t.running.is_empty() {
+            return Err(SchedError::InvalidTenant {
+                tenant: id,
+                name: t.spec.name.clone(),
+                message: format!("it has {} queued and {} running requests", t.queue.len(), t.running.len()),
+            });
+        }
+        Ok(self.tenants.remove(i).spec)
+    }
+
+    /// The one-slot bundle of each distinct kernel of tenant `id`'s program,
+    /// exactly as this scheduler forms it for that kernel alone: what a
+    /// serving loop prepares at registration, so that no launch needs a
+    /// compiler.
+    pub fn solo_bundles(&self, id: TenantId) -> Result<Vec<Bundle>, SchedError> {
+        let t = &self.tenants[self.tenant_index(id)?];
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for (kernel, args) in &t.steps {
+            if seen.contains(kernel) {
+                continue;
+            }
+            seen.push(*kernel);
+            let member = Member { kernel: self.kernels[*kernel].clone(), tenant: id, args: args.clone() };
+            out.push(assemble(&[member], &[Budget::Full])?);
+        }
+        Ok(out)
+    }
+}
+
+impl Dispatch {
+    /// The same dispatch, from which the predictor will not learn: its slots
+    /// ran differently from the bundle it predicted (one by one, while the
+    /// fused module was being prepared).
+    pub fn unlearned(mut self) -> Dispatch {
+        self.features = None;
+        self
     }
 }
 

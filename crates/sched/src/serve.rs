@@ -1,117 +1,621 @@
-//! The serving loop: a discrete-event simulation of serving a workload.
+//! The serving loop: the scheduler, an executor and resident tenants.
 //!
-//! Time is simulated. The loop takes arrivals in time order; whenever the GPU
-//! is free it offers every arrival up to the current time to the scheduler
-//! (admission happens then, with the time already waited counted), asks for
-//! the next bundle, and runs it on an [`Executor`] — in tests and the
-//! benchmark, `weft_sim::SimGpu`, a **simulator** — advancing the clock by
-//! the bundle's measured time and reporting the measurement back (the
-//! predictor learns from it). When nothing is waiting it jumps to the next
-//! arrival. Requests that finish are recorded with their latency and whether
-//! they met their SLO; rejections are recorded as such. After the last
-//! arrival the loop drains every admitted request.
+//! [`Server`] is the one loop that serves requests. The live engine
+//! (`weft::Engine`, on a worker thread, wall clock, requests from a channel)
+//! and the simulator study ([`serve`], simulated clock, arrivals from a
+//! trace, `weft_sim::SimGpu` as the executor — a **simulator**) both drive
+//! it; they differ only in the [`Clock`] and where requests come from.
 //!
-//! Bundles run one after another (one launch at a time), so the GPU's busy
-//! time is the sum of bundle times. The loop is deterministic: the same
-//! scheduler, trace and executor seed give the same report.
+//! **Buffers.** Registering a tenant ([`Server::register`]) uploads its
+//! program's weights once per program (tenants given the same
+//! `Arc<Program>` share them) and allocates one arena per request the
+//! tenant may have in flight ([`Scheduler::in_flight_limit`]); every request
+//! reuses them. A request's inputs are uploaded when its first step is
+//! dispatched, its outputs downloaded when its last step completes; in
+//! between only slot tables and argument words cross ([`ServeStats`] counts
+//! what does).
+//!
+//! **No compiler on the request path.** Registration prepares (compiles or
+//! loads from cache) every kernel of the program as the one-slot bundle the
+//! scheduler forms for it alone. When the scheduler then forms a wider
+//! bundle whose launch class the executor has not prepared, the loop asks
+//! the executor to prepare it in the background and runs the same slots now
+//! as their prepared one-slot launches, one after another; once the fused
+//! module is ready, later bundles of that class use it (tiered compilation).
+//! The predictor learns only from launches that ran as it predicted them.
+//!
+//! **Failures.** A failed launch fails only the requests in it: the
+//! scheduler drops them ([`Scheduler::abort`]), their arenas return to their
+//! tenants, and serving goes on.
 
-use weft_pack::{Bundle, TenantId};
-use weft_sim::SimGpu;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use weft_kir::HostBuffer;
+use weft_lower::Program;
+use weft_pack::{Arena, Bundle, Executor, LaunchClass, Resident, RunError, TenantId, Timing, Transfers, Weights};
 
 use crate::error::SchedError;
 use crate::metrics::{Outcome, RequestRecord, ServeReport};
-use crate::scheduler::{Request, Scheduler, Timing};
+use crate::scheduler::{Dispatch, Request, Scheduler, TenantSpec};
 
-/// Something that runs bundles and says how long they took.
-pub trait Executor {
-    /// A short name for messages (say "simulator" for a simulator).
-    fn name(&self) -> &str;
-    fn run(&mut self, bundle: &Bundle) -> Result<Timing, SchedError>;
+/// Where the loop's time comes from.
+pub trait Clock {
+    /// The current time, µs since the loop's epoch.
+    fn now_us(&mut self) -> f64;
+    /// A launch ran for `timing` (a simulated clock advances by it).
+    fn ran(&mut self, timing: &Timing);
+    /// Nothing runs until `t_us` (a simulated clock jumps there).
+    fn idle_until(&mut self, t_us: f64);
 }
 
-impl Executor for SimGpu {
-    fn name(&self) -> &str {
-        "simulator"
+/// Simulated time: advances only by measured launch times and idle jumps.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct SimClock {
+    pub now_us: f64,
+}
+
+impl Clock for SimClock {
+    fn now_us(&mut self) -> f64 {
+        self.now_us
     }
 
-    fn run(&mut self, bundle: &Bundle) -> Result<Timing, SchedError> {
-        let t = self.run_bundle(bundle).map_err(|e| SchedError::Executor {
-            executor: "simulator".to_string(),
-            slots: bundle.slots.len(),
-            message: e.to_string(),
-        })?;
-        Ok(Timing { total_us: t.total_us, per_slot_us: Some(t.per_slot_us) })
+    fn ran(&mut self, timing: &Timing) {
+        self.now_us += timing.total_us;
     }
+
+    fn idle_until(&mut self, t_us: f64) {
+        self.now_us = self.now_us.max(t_us);
+    }
+}
+
+/// Wall-clock time since the clock was made.
+#[derive(Copy, Clone, Debug)]
+pub struct WallClock {
+    start: std::time::Instant,
+}
+
+impl WallClock {
+    pub fn new() -> WallClock {
+        WallClock { start: std::time::Instant::now() }
+    }
+
+    /// `t` on this clock, µs.
+    pub fn at(&self, t: std::time::Instant) -> f64 {
+        t.saturating_duration_since(self.start).as_secs_f64() * 1e6
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> WallClock {
+        WallClock::new()
+    }
+}
+
+impl Clock for WallClock {
+    fn now_us(&mut self) -> f64 {
+        self.at(std::time::Instant::now())
+    }
+
+    fn ran(&mut self, _timing: &Timing) {}
+
+    fn idle_until(&mut self, _t_us: f64) {}
+}
+
+/// How a request ended, as the loop reports it.
+#[derive(Debug)]
+pub enum Event {
+    /// Its last step ran; `outputs` are the graph outputs in order.
+    Completed { request: Request, outputs: Vec<HostBuffer>, latency_us: f64, met_slo: bool },
+    /// Admission refused it; nothing of it ran.
+    Rejected { request: Request, error: SchedError },
+    /// A launch it was part of failed, or its buffers could not be moved.
+    Failed { request: Request, error: Arc<ServeError> },
+}
+
+/// Why serving a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Sched(#[from] SchedError),
+}
+
+/// What the loop has done and moved.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct ServeStats {
+    /// Launches, split runs of an unprepared class counted once per slot.
+    pub launches: u64,
+    /// Bundles the scheduler formed.
+    pub bundles: u64,
+    /// Slots over all bundles.
+    pub slots: u64,
+    /// Bundles whose fused module was not ready, run as one-slot launches.
+    pub split_bundles: u64,
+    /// Background preparations started (fused modules).
+    pub background_prepares: u64,
+    /// Time launches took, µs (as the executor measured).
+    pub busy_us: f64,
+    /// What crossed between host and executor while serving requests
+    /// (registration excluded).
+    pub moved: Transfers,
+    pub completed: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+impl ServeStats {
+    /// Bytes that crossed per completed request.
+    pub fn bytes_per_request(&self) -> f64 {
+        if self.completed == 0 {
+            0.0
+        } else {
+            self.moved.total_bytes() as f64 / self.completed as f64
+        }
+    }
+}
+
+/// A registered tenant's resident program and arenas.
+struct Served {
+    resident: Resident,
+    free: Vec<Arena>,
+}
+
+/// A request admitted and not finished.
+struct Live {
+    request: Request,
+    inputs: Arc<Vec<HostBuffer>>,
+    arena: Option<Arena>,
+}
+
+/// The serving loop's state; see the module docs.
+pub struct Server<'a> {
+    scheduler: &'a mut Scheduler,
+    exec: &'a mut dyn Executor,
+    tenants: HashMap<TenantId, Served>,
+    /// Weights by program, shared by that program's tenants.
+    weights: Vec<(Arc<Program>, Arc<Weights>)>,
+    live: HashMap<u64, Live>,
+    /// Classes whose background preparation was started.
+    preparing: HashSet<LaunchClass>,
+    stats: ServeStats,
+}
+
+impl<'a> Server<'a> {
+    /// A loop over `scheduler` and `exec`. Tenants the scheduler already
+    /// has are made resident now (as [`Server::register`] would).
+    pub fn new(scheduler: &'a mut Scheduler, exec: &'a mut dyn Executor) -> Result<Server<'a>, ServeError> {
+        let specs: Vec<TenantSpec> = scheduler.tenants().cloned().collect();
+        let mut server = Server {
+            scheduler,
+            exec,
+            tenants: HashMap::new(),
+            weights: Vec::new(),
+            live: HashMap::new(),
+            preparing: HashSet::new(),
+            stats: ServeStats::default(),
+        };
+        for spec in specs {
+            server.make_resident(spec.id)?;
+        }
+        Ok(server)
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        self.scheduler
+    }
+
+    pub fn executor(&self) -> &dyn Executor {
+        self.exec
+    }
+
+    pub fn stats(&self) -> &ServeStats {
+        &self.stats
+    }
+
+    /// Requests admitted and not finished.
+    pub fn live_requests(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Registers a tenant: the scheduler verifies and isolates its kernels,
+    /// its weights are uploaded (once per program), its arenas allocated and
+    /// every kernel of its program prepared.
+    pub fn register(&mut self, spec: TenantSpec) -> Result<(), ServeError> {
+        let id = spec.id;
+        self.scheduler.add_tenant(spec)?;
+        if let Err(e) = self.make_resident(id) {
+            let _ = self.scheduler.remove_tenant(id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn make_resident(&mut self, id: TenantId) -> Result<(), ServeError> {
+        let program = self.scheduler.tenant(id)?.program.clone();
+        let weights = match self.weights.iter().find(|(p, _)| Arc::ptr_eq(p, &program)) {
+            Some((_, w)) => w.clone(),
+            None => {
+                let w = Arc::new(Weights::upload(self.exec, &program)?);
+                self.weights.push((program.clone(), w.clone()));
+                w
+            }
+        };
+        let resident = Resident::new(program, weights);
+        let mut free = Vec::new();
+        let arenas = self.scheduler.in_flight_limit();
+        let result = (|| {
+            for _ in 0..arenas {
+                free.push(Arena::alloc(self.exec, &resident.program)?);
+            }
+            for bundle in self.scheduler.solo_bundles(id)? {
+                self.exec.prepare(&bundle).map_err(|source| RunError::Launch {
+                    bundle: 0,
+                    slots: weft_pack::run::describe(&bundle),
+                    executor: self.exec.name().to_string(),
+                    source,
+                })?;
+            }
+            Ok::<(), ServeError>(())
+        })();
+        if let Err(e) = result {
+            for mut a in free {
+                a.free(self.exec);
+            }
+            self.release_weights();
+            return Err(e);
+        }
+        self.tenants.insert(id, Served { resident, free });
+        Ok(())
+    }
+
+    /// Removes a tenant with nothing in flight: frees its arenas, and its
+    /// program's weights when no other tenant uses them.
+    pub fn unregister(&mut self, id: TenantId) -> Result<(), ServeError> {
+        if self.live.values().any(|l| l.request.tenant == id) {
+            return Err(SchedError::InvalidTenant {
+                tenant: id,
+                name: String::new(),
+                message: "it still has requests in flight".into(),
+            }
+            .into());
+        }
+        self.scheduler.remove_tenant(id)?;
+        if let Some(served) = self.tenants.remove(&id) {
+            for mut a in served.free {
+                a.free(self.exec);
+            }
+        }
+        self.release_weights();
+        Ok(())
+    }
+
+    /// Frees the weights no registered tenant uses any more.
+    fn release_weights(&mut self) {
+        let tenants = &self.tenants;
+        let exec = &mut *self.exec;
+        self.weights.retain_mut(|(program, w)| {
+            let used = tenants.values().any(|t| Arc::ptr_eq(&t.resident.program, program));
+            if !used {
+                if let Some(w) = Arc::get_mut(w) {
+                    w.free(exec);
+                }
+            }
+            used
+        });
+    }
+
+    /// Offers a request at time `now_us`. A refusal comes back as
+    /// [`Event::Rejected`] in `events`.
+    pub fn submit(&mut self, request: Request, inputs: Arc<Vec<HostBuffer>>, now_us: f64, events: &mut Vec<Event>) {
+        let checked = self
+            .tenants
+            .get(&request.tenant)
+            .ok_or(SchedError::UnknownTenant { tenant: request.tenant })
+            .map_err(ServeError::from)
+            .and_then(|t| Ok(weft_pack::check_inputs(&t.resident.program, &inputs)?));
+        if let Err(e) = checked {
+            self.stats.failed += 1;
+            events.push(Event::Failed { request, error: Arc::new(e) });
+            return;
+        }
+        match self.scheduler.submit(request, now_us) {
+            Ok(()) => {
+                self.live.insert(request.id, Live { request, inputs, arena: None });
+            }
+            Err(error) => {
+                self.stats.rejected += 1;
+                events.push(Event::Rejected { request, error });
+            }
+        }
+    }
+
+    /// Forms and runs the next bundle, if any request is waiting; reports
+    /// finished requests in `events`. Returns whether a bundle ran (or
+    /// failed).
+    pub fn step(&mut self, clock: &mut dyn Clock, events: &mut Vec<Event>) -> bool {
+        let now = clock.now_us();
+        let dispatch = match self.scheduler.next_bundle(now) {
+            Ok(Some(d)) => d,
+            Ok(None) => return false,
+            Err(e) => {
+                // A bundle the scheduler cannot form: fail what waits rather
+                // than spin.
+                let e = Arc::new(ServeError::from(e));
+                let ids: Vec<u64> = self.live.keys().copied().collect();
+                for id in ids {
+                    self.fail(id, e.clone(), events);
+                }
+                return true;
+            }
+        };
+        self.stats.bundles += 1;
+        self.stats.slots += dispatch.members.len() as u64;
+        let before = self.exec.transfers();
+        let result = self.run(&dispatch);
+        let moved = self.exec.transfers().since(&before);
+        add_transfers(&mut self.stats.moved, &moved);
+        match result {
+            Ok((timing, fused)) => {
+                clock.ran(&timing);
+                self.stats.busy_us += timing.total_us;
+                let end = clock.now_us();
+                let dispatch = if fused { dispatch } else { dispatch.unlearned() };
+                match self.scheduler.complete(dispatch, &timing, end) {
+                    Ok(finished) => {
+                        for f in finished {
+                            self.finish(f.request.id, f.latency_us, f.met_slo, events);
+                        }
+                    }
+                    Err(e) => {
+                        let e = Arc::new(ServeError::from(e));
+                        let ids: Vec<u64> = self.live.keys().copied().collect();
+                        for id in ids {
+                            self.fail(id, e.clone(), events);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for dropped in self.scheduler.abort(dispatch) {
+                    self.fail(dropped.id, e.clone(), events);
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs `dispatch`'s bundle: fused when its class is prepared, else as
+    /// its prepared one-slot launches while the fused module is prepared in
+    /// the background. Returns the timing and whether it ran fused.
+    fn run(&mut self, dispatch: &Dispatch) -> Result<(Timing, bool), ServeError> {
+        let bundle = &dispatch.bundle;
+        // Every member's arena, with its inputs uploaded on its first step.
+        let mut args = Vec::with_capacity(bundle.slots.len());
+        for (slot, m) in bundle.slots.iter().zip(&dispatch.members) {
+            let live = self.live.get_mut(&m.request).ok_or_else(|| SchedError::Completion {
+                message: format!("request {} was dispatched but is not live", m.request),
+            })?;
+            let served = self
+                .tenants
+                .get_mut(&live.request.tenant)
+                .ok_or(SchedError::UnknownTenant { tenant: live.request.tenant })?;
+            if live.arena.is_none() {
+                let arena = served.free.pop().ok_or_else(|| SchedError::Completion {
+                    message: format!(
+                        "tenant {} has no free arena for request {}: more requests in flight than arenas",
+                        live.request.tenant.0, m.request
+                    ),
+                })?;
+                let begun = served.resident.begin(self.exec, &arena, &live.inputs);
+                live.arena = Some(arena);
+                begun?;
+            }
+            let arena = live.arena.as_ref().ok_or_else(|| SchedError::Completion {
+                message: format!("request {} lost its arena", m.request),
+            })?;
+            args.push(served.resident.launch_args(arena, &slot.args)?);
+        }
+        let launch_err = |exec: &dyn Executor, b: &Bundle, source| RunError::Launch {
+            bundle: 0,
+            slots: weft_pack::run::describe(b),
+            executor: exec.name().to_string(),
+            source,
+        };
+        if bundle.slots.len() <= 1 || self.exec.is_prepared(&bundle.class) {
+            let timing = self.exec.launch(bundle, &args).map_err(|e| launch_err(self.exec, bundle, e))?;
+            self.stats.launches += 1;
+            return Ok((timing, true));
+        }
+        if self.preparing.insert(bundle.class.clone()) {
+            self.stats.background_prepares += 1;
+            self.exec.prepare_in_background(bundle).map_err(|e| launch_err(self.exec, bundle, e))?;
+        }
+        self.stats.split_bundles += 1;
+        let mut total = 0.0;
+        let mut per_slot = Vec::with_capacity(bundle.slots.len());
+        for (i, slot_args) in args.into_iter().enumerate() {
+            let solo = bundle.single(i).map_err(SchedError::from)?;
+            let timing = self.exec.launch(&solo, &[slot_args]).map_err(|e| launch_err(self.exec, &solo, e))?;
+            self.stats.launches += 1;
+            total += timing.total_us;
+            per_slot.push(timing.total_us);
+        }
+        Ok((Timing { total_us: total, per_slot_us: Some(per_slot) }, false))
+    }
+
+    fn release_arena(&mut self, live: &mut Live) {
+        if let (Some(arena), Some(served)) = (live.arena.take(), self.tenants.get_mut(&live.request.tenant)) {
+            served.free.push(arena);
+        }
+    }
+
+    fn finish(&mut self, id: u64, latency_us: f64, met_slo: bool, events: &mut Vec<Event>) {
+        let Some(mut live) = self.live.remove(&id) else { return };
+        let before = self.exec.transfers();
+        let outputs = match (self.tenants.get(&live.request.tenant), live.arena.as_ref()) {
+            (Some(served), Some(arena)) => served.resident.outputs(self.exec, arena).map_err(ServeError::from),
+            _ => Err(SchedError::Completion { message: format!("request {id} finished without an arena") }.into()),
+        };
+        add_transfers(&mut self.stats.moved, &self.exec.transfers().since(&before));
+        self.release_arena(&mut live);
+        match outputs {
+            Ok(outputs) => {
+                self.stats.completed += 1;
+                events.push(Event::Completed { request: live.request, outputs, latency_us, met_slo });
+            }
+            Err(e) => {
+                self.stats.failed += 1;
+                events.push(Event::Failed { request: live.request, error: Arc::new(e) });
+            }
+        }
+    }
+
+    fn fail(&mut self, id: u64, error: Arc<ServeError>, events: &mut Vec<Event>) {
+        let Some(mut live) = self.live.remove(&id) else { return };
+        self.release_arena(&mut live);
+        self.stats.failed += 1;
+        events.push(Event::Failed { request: live.request, error });
+    }
+
+    /// Fails every live request with `error` (the loop is stopping; the
+    /// scheduler is discarded with it).
+    pub fn fail_all(&mut self, error: Arc<ServeError>, events: &mut Vec<Event>) {
+        let ids: Vec<u64> = self.live.keys().copied().collect();
+        for id in ids {
+            self.fail(id, error.clone(), events);
+        }
+    }
+
+    /// Frees every arena and weight buffer.
+    pub fn shutdown(mut self) {
+        let ids: Vec<TenantId> = self.tenants.keys().copied().collect();
+        for id in ids {
+            if let Some(served) = self.tenants.remove(&id) {
+                for mut a in served.free {
+                    a.free(self.exec);
+                }
+            }
+        }
+        for (_, mut w) in std::mem::take(&mut self.weights) {
+            if let Some(w) = Arc::get_mut(&mut w) {
+                w.free(self.exec);
+            }
+        }
+    }
+}
+
+fn add_transfers(total: &mut Transfers, d: &Transfers) {
+    total.upload_bytes += d.upload_bytes;
+    total.uploads += d.uploads;
+    total.download_bytes += d.download_bytes;
+    total.downloads += d.downloads;
+    total.launch_bytes += d.launch_bytes;
+    total.launches += d.launches;
+    total.request_path_compiles += d.request_path_compiles;
 }
 
 /// Serves `arrivals` (`(tenant, time µs)`, sorted by time; request ids are
-/// their indices) with `scheduler` on `exec`. `progress` is called after
-/// each bundle with the fraction of arrivals offered so far.
+/// their indices) with `scheduler` on `exec` in simulated time: the clock
+/// advances by each launch's measured time and jumps to the next arrival
+/// when nothing waits. Every tenant's inputs are zeros (the study measures
+/// time, not answers). `progress` is called after each bundle with the
+/// fraction of arrivals offered so far. After the last arrival the loop
+/// drains every admitted request. Deterministic for a deterministic
+/// executor.
 pub fn serve(
     scheduler: &mut Scheduler,
     arrivals: &[(TenantId, f64)],
     exec: &mut dyn Executor,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ServeReport, SchedError> {
-    let mut now = 0.0f64;
+    let inputs: HashMap<TenantId, Arc<Vec<HostBuffer>>> = scheduler
+        .tenants()
+        .map(|t| {
+            let p = &t.program;
+            let zeros = p
+                .inputs
+                .iter()
+                .filter_map(|b| p.buffers.get(b.buffer))
+                .map(|info| HostBuffer::zeros(info.elem, info.len()))
+                .collect();
+            (t.id, Arc::new(zeros))
+        })
+        .collect();
+    let name = scheduler.name();
+    let tenants: Vec<(TenantId, String, f64)> = scheduler.tenants().map(|t| (t.id, t.name.clone(), t.slo_us)).collect();
+    let executor_name = exec.name().to_string();
+    let mut server = Server::new(scheduler, exec).map_err(|e| SchedError::Executor {
+        executor: executor_name.clone(),
+        slots: 0,
+        message: e.to_string(),
+    })?;
+    let mut clock = SimClock::default();
     let mut next = 0usize;
     let mut records: Vec<RequestRecord> = Vec::with_capacity(arrivals.len());
-    let mut busy = 0.0;
-    let mut bundles = 0u64;
-    let mut slots = 0u64;
+    let mut events = Vec::new();
     let mut peak_live = 0usize;
     let mut peak_queue = 0usize;
     loop {
         while let Some(&(tenant, time)) = arrivals.get(next) {
-            if time > now {
+            if time > clock.now_us {
                 break;
             }
             let request = Request { tenant, id: next as u64, arrival_us: time };
-            match scheduler.submit(request, now) {
-                Ok(()) => {}
-                Err(SchedError::Rejected { .. }) => records.push(RequestRecord {
-                    tenant,
-                    request: request.id,
-                    arrival_us: time,
-                    outcome: Outcome::Rejected,
-                }),
-                Err(e) => return Err(e),
-            }
+            let x = inputs.get(&tenant).cloned().unwrap_or_default();
+            server.submit(request, x, clock.now_us, &mut events);
             next += 1;
         }
-        peak_live = peak_live.max(scheduler.live_requests());
-        peak_queue = peak_queue.max(scheduler.longest_queue());
-        match scheduler.next_bundle(now)? {
-            Some(dispatch) => {
-                let timing = exec.run(&dispatch.bundle)?;
-                if !(timing.total_us.is_finite() && timing.total_us >= 0.0) {
+        peak_live = peak_live.max(server.scheduler().live_requests());
+        peak_queue = peak_queue.max(server.scheduler().longest_queue());
+        let ran = server.step(&mut clock, &mut events);
+        for e in events.drain(..) {
+            match e {
+                Event::Completed { request, latency_us, met_slo, .. } => records.push(RequestRecord {
+                    tenant: request.tenant,
+                    request: request.id,
+                    arrival_us: request.arrival_us,
+                    outcome: Outcome::Completed { latency_us, met_slo },
+                }),
+                Event::Rejected { request, error: SchedError::Rejected { .. } } => records.push(RequestRecord {
+                    tenant: request.tenant,
+                    request: request.id,
+                    arrival_us: request.arrival_us,
+                    outcome: Outcome::Rejected,
+                }),
+                Event::Rejected { error, .. } => return Err(error),
+                Event::Failed { error, .. } => {
                     return Err(SchedError::Executor {
-                        executor: exec.name().to_string(),
-                        slots: dispatch.bundle.slots.len(),
-                        message: format!("reported a time of {} µs", timing.total_us),
-                    });
+                        executor: executor_name.clone(),
+                        slots: 0,
+                        message: error.to_string(),
+                    })
                 }
-                now += timing.total_us;
-                busy += timing.total_us;
-                bundles += 1;
-                slots += dispatch.members.len() as u64;
-                for f in scheduler.complete(dispatch, &timing, now)? {
-                    records.push(RequestRecord {
-                        tenant: f.request.tenant,
-                        request: f.request.id,
-                        arrival_us: f.request.arrival_us,
-                        outcome: Outcome::Completed { latency_us: f.latency_us, met_slo: f.met_slo },
-                    });
-                }
-                progress(next as f64 / arrivals.len().max(1) as f64);
             }
-            None => match arrivals.get(next) {
-                Some(&(_, time)) => now = now.max(time),
+        }
+        if ran {
+            progress(next as f64 / arrivals.len().max(1) as f64);
+        } else {
+            match arrivals.get(next) {
+                Some(&(_, time)) => clock.idle_until(time),
                 None => break,
-            },
+            }
         }
     }
+    let stats = *server.stats();
+    server.shutdown();
     records.sort_by_key(|r| r.request);
-    let tenants: Vec<(TenantId, String, f64)> = scheduler.tenants().map(|t| (t.id, t.name.clone(), t.slo_us)).collect();
-    Ok(ServeReport::new(scheduler.name(), &tenants, records, now, busy, bundles, slots, peak_live, peak_queue))
+    Ok(ServeReport::new(
+        name,
+        &tenants,
+        records,
+        clock.now_us,
+        stats.busy_us,
+        stats.bundles,
+        stats.slots,
+        peak_live,
+        peak_queue,
+    ))
 }

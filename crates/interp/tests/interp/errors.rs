@@ -2,7 +2,7 @@
 //! error is reported when several fail.
 
 use weft_interp::{InterpError, Interpreter, MemorySpace};
-use weft_kir::{Access, ArgValue, Axis, Executor, KernelBuilder, KernelDef, LaunchShape, Scalar, Type};
+use weft_kir::{Access, ArgValue, Axis, KernelBuilder, KernelDef, LaunchShape, Scalar, Type};
 
 use crate::common::{f32s, find_inst, i32s, out, run, zeros};
 
@@ -140,6 +140,6 @@ fn the_executor_trait_runs_kernels() {
     let mut args = vec![f32s(&(0..256).map(|i| i as f32).collect::<Vec<_>>()), zeros(Type::F32, 256)];
     let interp = Interpreter::new();
     assert_eq!(interp.name(), "interp");
-    interp.execute(&k, &mut args).unwrap();
+    interp.run(&k, &mut args).unwrap();
     assert_eq!(out(&args, 1).to_f32_vec(), (0..256).map(|i| i as f32).collect::<Vec<_>>());
 }

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use weft_graph::{evaluate, DType, Graph, Op, Shape, Tensor, TensorData, TensorId};
-use weft_interp::Interpreter;
 use weft_kir::analysis::{access_ranges, shared_ranges};
 use weft_kir::HostBuffer;
 use weft_lower::context::tensor_to_host;
@@ -88,7 +87,7 @@ pub fn check_with(g: &Graph, inputs: &[Tensor], tol: f64, options: &LowerOptions
     let program = lower(g, options).unwrap_or_else(|e| panic!("lowering failed: {e}"));
     assert_kernels_proven(&program);
     let hosts: Vec<HostBuffer> = inputs.iter().map(tensor_to_host).collect();
-    let got = program.run(&Interpreter::new(), &hosts).unwrap_or_else(|e| panic!("run failed: {e}"));
+    let got = weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program.clone()), &hosts, |_| {}).unwrap_or_else(|e| panic!("run failed: {e}"));
     let want = evaluate(g, inputs).unwrap_or_else(|e| panic!("reference failed: {e}"));
     assert_eq!(got.len(), want.len());
     for (k, (gb, w)) in got.iter().zip(&want).enumerate() {
