@@ -23,7 +23,13 @@ use weft::kernels::SgemmTiles;
 fn bench_case(c: &mut Criterion, id: &str, case: &Case, samples: usize, measure: Duration) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Check the result once and take the instruction count from that run.
-    let worst = case.check(&Interpreter::new().threads(1)).expect("case passes on the interpreter");
+    let mut exec = weft::pack::InterpExecutor::new(Interpreter::new().threads(1));
+    let kernel = std::sync::Arc::new(case.kernel.clone());
+    let worst = case
+        .check("interp", &mut |_, args| {
+            weft::pack::run_kernel(&mut exec, &kernel, args).map(|_| ()).map_err(|e| e.into())
+        })
+        .expect("case passes on the interpreter");
     let mut args = case.args.clone();
     let stats: ExecStats = Interpreter::new().threads(1).run(&case.kernel, &mut args).expect("case runs");
     println!(

@@ -266,10 +266,18 @@ fn bench_model(c: &mut Criterion, model: &Model, nvrtc: bool, cache_root: &Path)
     }
 
     let inputs = inputs_for(&program, 0x5eed);
-    let interp = Interpreter::new();
+    let mut interp = weft::pack::InterpExecutor::new(Interpreter::new());
+    let shared = std::sync::Arc::new(program.clone());
     g.bench_function("interp", |b| {
         b.iter_custom(|iters| {
-            timed(iters, || (), |()| program.run(&interp, black_box(&inputs)).expect("program runs on the interpreter"))
+            timed(
+                iters,
+                || (),
+                |()| {
+                    weft::pack::run_program(&mut interp, shared.clone(), black_box(&inputs), |_| {})
+                        .expect("program runs on the interpreter")
+                },
+            )
         })
     });
     g.finish();

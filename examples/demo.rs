@@ -19,7 +19,7 @@ use weft::interp::Interpreter;
 use weft::kernels::cases::sgemm_case;
 use weft::kernels::reference::rel_l2;
 use weft::kernels::SgemmTiles;
-use weft::kir::{analysis, verifier, Executor};
+use weft::kir::{analysis, verifier};
 
 fn main() -> ExitCode {
     match run() {
@@ -134,14 +134,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     step(6, "launch on the GPU and compare with the interpreter");
     match gpu {
-        Ok(gpu) => {
-            let info = gpu.gpu().info();
+        Ok(mut gpu) => {
+            let info = gpu.gpu().info().clone();
             println!(
                 "    device: {} (sm_{}{}, {} SMs)",
                 info.name, info.compute_capability.0, info.compute_capability.1, info.sm_count
             );
             let mut args = case.args.clone();
-            gpu.execute(kernel, &mut args)?;
+            weft::pack::run_kernel(&mut gpu, &std::sync::Arc::new(kernel.clone()), &mut args)?;
             let on_gpu = args[2].as_buffer().expect("c is a buffer").to_f64_vec();
             let vs_cpu = rel_l2(&on_gpu, &on_cpu);
             let vs_ref = rel_l2(&on_gpu, &case.expected[0].1);

@@ -203,6 +203,9 @@ pub struct EngineStats {
     pub request_path_compiles: u64,
     /// Bytes of weights held on the executor (once per program).
     pub weight_bytes: u64,
+    /// Everything that crossed between host and executor since the engine
+    /// started, registration included.
+    pub executor: weft_pack::Transfers,
 }
 
 struct TenantInfo {
@@ -498,6 +501,7 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
                         weight_bytes.insert(tenant, program_weight_bytes(&program));
                         distinct_weight_bytes(&server, &weight_bytes)
                     });
+                    lock(&shared).stats.executor = server.executor().transfers();
                     let _ = reply.send(result);
                 }
                 Command::Remove(t) => {
@@ -505,11 +509,8 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
                 }
                 Command::Submit(r) => {
                     let slo = lock(&shared).tenants.get(&r.tenant).map(|i| i.slo).unwrap_or_default();
-                    let request = weft_sched::Request {
-                        tenant: TenantId(r.tenant.0),
-                        id: r.id,
-                        arrival_us: clock.at(r.arrival),
-                    };
+                    let request =
+                        weft_sched::Request { tenant: TenantId(r.tenant.0), id: r.id, arrival_us: clock.at(r.arrival) };
                     waiting.insert(r.id, Waiting { tenant: r.tenant, arrival: r.arrival, slo, reply: r.reply });
                     let now = clock.at(Instant::now());
                     server.submit(request, Arc::new(r.inputs), now, &mut events);
@@ -547,6 +548,7 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             bytes_per_request: stats.bytes_per_request(),
             request_path_compiles: server.executor().transfers().request_path_compiles,
             weight_bytes: distinct_weight_bytes(&server, &weight_bytes),
+            executor: server.executor().transfers(),
         };
     }
 }

@@ -210,8 +210,8 @@ impl Executor for GpuExecutor {
         if self.module(bundle).is_some() {
             return Ok(());
         }
-        let module = build_module(&self.gpu, &self.compiler, &bundle.bodies, bundle.class.block_threads)
-            .map_err(cuda_err)?;
+        let module =
+            build_module(&self.gpu, &self.compiler, &bundle.bodies, bundle.class.block_threads).map_err(cuda_err)?;
         lock(&self.modules).insert(bundle.class.clone(), Arc::new(module));
         Ok(())
     }
@@ -259,9 +259,8 @@ impl Executor for GpuExecutor {
             None => {
                 self.transfers.request_path_compiles += 1;
                 self.prepare(bundle)?;
-                self.module(bundle).ok_or_else(|| ExecError::Bundle {
-                    reason: "its module was built but is not loaded".into(),
-                })?
+                self.module(bundle)
+                    .ok_or_else(|| ExecError::Bundle { reason: "its module was built but is not loaded".into() })?
             }
         };
         let dims = LaunchDims {

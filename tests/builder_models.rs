@@ -39,7 +39,7 @@ fn onnxruntime(graph: &Graph, inputs: &[Tensor], dir: &Path) -> Option<Vec<(Vec<
 fn run_on_interpreter(graph: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
     let program = weft_lower::lower(graph, &weft_lower::LowerOptions::default())
         .unwrap_or_else(|e| panic!("{}: lowering: {e}", graph.name));
-    run_lowered(graph, &program, &weft::interp::Interpreter::new(), inputs)
+    run_lowered(graph, &program, &mut weft::pack::InterpExecutor::default(), inputs)
 }
 
 /// The relative L2 error allowed per output.

@@ -3,16 +3,28 @@
 //! `f64` reference on the CPU interpreter, and on CUDA where a GPU is present,
 //! where the GPU's outputs are also compared with the interpreter's.
 
+use std::sync::Arc;
+
 use weft::interp::Interpreter;
+use weft::kir::{ArgValue, KernelDef};
+use weft::pack::{run_kernel, Executor, InterpExecutor};
 use weft_kernels::conformance_cases;
 use weft_kernels::reference::rel_l2;
 
+/// The suite's runner for `exec`: each kernel as a one-slot bundle through
+/// the executor interface.
+fn runner(
+    exec: &mut dyn Executor,
+) -> impl FnMut(&KernelDef, &mut [ArgValue]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + '_ {
+    move |k, args| run_kernel(exec, &Arc::new(k.clone()), args).map(|_| ()).map_err(|e| e.into())
+}
+
 #[test]
 fn reference_kernels_match_f64_on_the_interpreter() {
-    let interp = Interpreter::new();
+    let mut interp = InterpExecutor::new(Interpreter::new());
     let mut failures = Vec::new();
     for case in conformance_cases() {
-        match case.check(&interp) {
+        match case.check("interp", &mut runner(&mut interp)) {
             Ok(err) => println!("{:<28} interp rel_l2 {err:.2e}", case.name),
             Err(e) => failures.push(e.to_string()),
         }
@@ -37,16 +49,16 @@ fn reference_kernels_match_on_the_gpu() {
     let Some(_device) = weft::cuda::require_gpu_or_skip("reference_kernels_match_on_the_gpu") else {
         return;
     };
-    let gpu = weft::gpu::GpuExecutor::new().expect("a GPU was found, so the executor must start");
-    let interp = Interpreter::new();
+    let mut gpu = weft::gpu::GpuExecutor::new().expect("a GPU was found, so the executor must start");
+    let mut interp = InterpExecutor::new(Interpreter::new());
     let mut failures = Vec::new();
     for case in conformance_cases() {
-        if let Err(e) = case.check(&gpu) {
+        if let Err(e) = case.check("cuda", &mut runner(&mut gpu)) {
             failures.push(e.to_string());
             continue;
         }
-        let on_gpu = case.run(&gpu).expect("ran once already");
-        let on_cpu = case.run(&interp).expect("interpreter conformance passes");
+        let on_gpu = case.run("cuda", &mut runner(&mut gpu)).expect("ran once already");
+        let on_cpu = case.run("interp", &mut runner(&mut interp)).expect("interpreter conformance passes");
         for ((idx, g), (_, c)) in on_gpu.iter().zip(&on_cpu) {
             let err = rel_l2(g, c);
             println!("{:<28} param {idx}: gpu vs interp rel_l2 {err:.2e}", case.name);

@@ -1,16 +1,47 @@
 //! The engine on the interpreter: concurrent tenants get exactly their solo
 //! results; unknown tenants, bad inputs and removed tenants are typed
 //! errors; overload is rejected explicitly with bounded queues; a failed
-//! launch fails only its requests and the engine keeps serving.
+//! launch fails only its requests and the engine keeps serving; weights
+//! cross once and requests move only their inputs, outputs and launch words;
+//! a bundle whose fused module is still compiling runs as its prepared
+//! one-slot launches, so no compiler runs on the request path.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
 use weft::engine::{Backend, Engine, EngineConfig, EngineError, RequestError};
 use weft::interp::Interpreter;
-use weft::kir::{ArgValue, HostBuffer, Type};
+use weft::kir::{HostBuffer, Type};
 use weft::lower::{lower, LowerOptions, Program};
-use weft::pack::{Bundle, BundleExecutor};
+use weft::pack::{Bundle, ExecError, Executor, Handle, InterpExecutor, LaunchArg, LaunchClass, Timing, Transfers};
+
+/// The program run alone on the interpreter: the oracle.
+fn solo(program: &Arc<Program>, x: &[HostBuffer]) -> Vec<HostBuffer> {
+    weft::pack::run_program(&mut InterpExecutor::default(), program.clone(), x, |_| {}).unwrap()
+}
+
+/// Bytes of `program`'s buffers of `kind`.
+fn bytes_of(program: &Program, kind: weft::lower::BufferKind) -> u64 {
+    program.buffers.values().filter(|b| b.kind == kind).map(|b| b.len() as u64 * b.elem.size_bytes()).sum()
+}
+
+/// Bytes of `program`'s graph inputs and outputs.
+fn io_bytes(program: &Program) -> (u64, u64) {
+    let size = |bs: &[weft::lower::Binding]| -> u64 {
+        bs.iter()
+            .map(|b| {
+                let i = &program.buffers[b.buffer];
+                i.len() as u64 * i.elem.size_bytes()
+            })
+            .sum()
+    };
+    (size(&program.inputs), size(&program.outputs))
+}
 
 fn resnet(seed: u64) -> Arc<Program> {
     let graph = weft::graph::models::resnet18(seed, 1, 32, 10).expect("resnet18 builds");
@@ -37,8 +68,8 @@ fn concurrent_tenants_get_exactly_their_solo_results() {
     let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
     assert_eq!(engine.backend(), "interp");
     let (a, b) = (resnet(1), resnet(2));
-    let ta = engine.register(a.clone(), SLO, 1.0);
-    let tb = engine.register(b.clone(), SLO, 1.0);
+    let ta = engine.register(a.clone(), SLO, 1.0).unwrap();
+    let tb = engine.register(b.clone(), SLO, 1.0).unwrap();
     let mut pending = Vec::new();
     for i in 0..3 {
         for (t, p) in [(ta, &a), (tb, &b)] {
@@ -48,7 +79,7 @@ fn concurrent_tenants_get_exactly_their_solo_results() {
     }
     for (program, x, p) in pending {
         let response = p.wait().expect("request completes");
-        let solo = program.run(&Interpreter::new(), &x).unwrap();
+        let solo = solo(&program, &x);
         assert_eq!(response.outputs, solo, "packed result must equal the solo run bit for bit");
         assert!(response.met_slo);
     }
@@ -62,7 +93,7 @@ fn concurrent_tenants_get_exactly_their_solo_results() {
 fn bad_requests_are_typed_errors_and_removal_keeps_admitted_requests() {
     let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
     let p = resnet(3);
-    let t = engine.register(p.clone(), SLO, 1.0);
+    let t = engine.register(p.clone(), SLO, 1.0).unwrap();
     assert!(matches!(engine.submit(weft::engine::Tenant(99), input(&p, 0)), Err(EngineError::UnknownTenant(_))));
     assert!(matches!(engine.submit(t, vec![]), Err(EngineError::InputCount { .. })));
     let wrong = vec![HostBuffer::zeros(Type::F32, 7)];
@@ -74,7 +105,7 @@ fn bad_requests_are_typed_errors_and_removal_keeps_admitted_requests() {
     engine.remove(t).unwrap();
     assert!(matches!(engine.submit(t, input(&p, 2)), Err(EngineError::TenantRemoved(_))));
     let done = in_flight.wait().expect("a request admitted before removal completes");
-    assert_eq!(done.outputs, p.run(&Interpreter::new(), &input(&p, 1)).unwrap());
+    assert_eq!(done.outputs, solo(&p, &input(&p, 1)));
 }
 
 #[test]
@@ -82,7 +113,7 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
     let config = EngineConfig { max_queue: 4, ..EngineConfig::default() };
     let engine = Engine::new(Backend::Interp, config).unwrap();
     let p = resnet(4);
-    let t = engine.register(p.clone(), SLO, 1.0);
+    let t = engine.register(p.clone(), SLO, 1.0).unwrap();
     let mut accepted = Vec::new();
     let mut rejected = 0;
     for i in 0..200 {
@@ -112,7 +143,7 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
 }
 
 /// Fails every bundle that holds a kernel named `victim` (before it reaches
-/// the device), and passes the others to `inner`.
+/// the device), and passes everything else to `inner`.
 struct FailingLaunches<E> {
     inner: E,
     victim: String,
@@ -122,24 +153,48 @@ struct FailingLaunches<E> {
 #[error("injected launch failure")]
 struct Injected;
 
-impl<E: BundleExecutor> BundleExecutor for FailingLaunches<E> {
-    type Error = Injected;
-
+impl<E: Executor> Executor for FailingLaunches<E> {
     fn name(&self) -> &str {
         "faulty"
     }
-
-    fn execute_bundle(&self, bundle: &Bundle, args: &mut [Vec<ArgValue>]) -> Result<(), Injected> {
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
+        self.inner.alloc(elem, len)
+    }
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.free(buf)
+    }
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        self.inner.upload(buf, data)
+    }
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
+        self.inner.download(buf)
+    }
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.zero(buf)
+    }
+    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+        self.inner.prepare(bundle)
+    }
+    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+        self.inner.prepare_in_background(bundle)
+    }
+    fn is_prepared(&self, class: &LaunchClass) -> bool {
+        self.inner.is_prepared(class)
+    }
+    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
         if bundle.slots.iter().any(|s| s.kernel.name == self.victim) {
-            return Err(Injected);
+            return Err(ExecError::backend("faulty", Injected));
         }
-        self.inner.execute_bundle(bundle, args).map_err(|_| Injected)
+        self.inner.launch(bundle, args)
+    }
+    fn transfers(&self) -> Transfers {
+        self.inner.transfers()
     }
 }
 
 #[test]
 fn a_failed_launch_fails_only_its_requests() {
-    check_failed_launch(Interpreter::new(), "faulty-interp");
+    check_failed_launch(InterpExecutor::new(Interpreter::new()), "faulty-interp");
 }
 
 /// The same on the GPU, where one is present: the other tenant's requests
@@ -153,7 +208,7 @@ fn a_failed_launch_fails_only_its_requests_on_the_gpu() {
     check_failed_launch(gpu, "faulty-cuda");
 }
 
-fn check_failed_launch<E: BundleExecutor + Send + 'static>(inner: E, name: &'static str) {
+fn check_failed_launch<E: Executor + Send + 'static>(inner: E, name: &'static str) {
     let good = resnet(5);
     // A tenant of a different model whose kernels the injector fails.
     let graph = weft::graph::models::resnet18(6, 1, 64, 10).unwrap();
@@ -167,14 +222,15 @@ fn check_failed_launch<E: BundleExecutor + Send + 'static>(inner: E, name: &'sta
     let exec = FailingLaunches { inner, victim };
     // One kernel at a time, so the two tenants' kernels never share a launch.
     let config = EngineConfig { policy: weft::sched::SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
-    let engine = Engine::with_executor(exec, name, config);
-    let tg = engine.register(good.clone(), SLO, 1.0);
-    let tb = engine.register(bad.clone(), SLO, 1.0);
+    let engine = Engine::with_executor(exec, config);
+    assert_eq!(engine.backend(), "faulty");
+    let tg = engine.register(good.clone(), SLO, 1.0).unwrap();
+    let tb = engine.register(bad.clone(), SLO, 1.0).unwrap();
     let g = engine.submit(tg, input(&good, 0)).unwrap();
     let b = engine.submit(tb, input(&bad, 0)).unwrap();
-    assert!(matches!(b.wait(), Err(RequestError::Execution(m)) if m.contains("injected")));
+    assert!(matches!(b.wait(), Err(RequestError::Execution(m)) if m.to_string().contains("injected")));
     let served = g.wait().expect("the other tenant's request completes");
-    let solo = good.run(&Interpreter::new(), &input(&good, 0)).unwrap();
+    let solo = solo(&good, &input(&good, 0));
     if name == "faulty-interp" {
         assert_eq!(served.outputs, solo, "on the interpreter the packed result is the solo result bit for bit");
     }
@@ -189,4 +245,197 @@ fn check_failed_launch<E: BundleExecutor + Send + 'static>(inner: E, name: &'sta
     let again = engine.submit(tg, input(&good, 1)).unwrap();
     assert!(again.wait().is_ok());
     assert_eq!(engine.metrics(tb).unwrap().failed, 1);
+}
+
+/// Weights cross once per program, however many tenants use it; each request
+/// moves exactly its inputs and outputs, plus the launches' slot tables and
+/// argument words. Counted by the interpreter's executor, which sees every
+/// byte it is given.
+#[test]
+fn weights_cross_once_and_requests_move_only_inputs_outputs_and_launch_words() {
+    let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
+    let p = resnet(3);
+    let weights = bytes_of(&p, weft::lower::BufferKind::Weight);
+    assert!(weights > 100_000, "the model has real weights ({weights} B)");
+    let t1 = engine.register(p.clone(), SLO, 1.0).unwrap();
+    let after_one = engine.stats().executor;
+    let t2 = engine.register(p.clone(), SLO, 1.0).unwrap();
+    let registered = engine.stats().executor;
+    assert_eq!(after_one.upload_bytes, weights, "registration uploads the weights, nothing else");
+    assert_eq!(registered.upload_bytes, weights, "a second tenant of the same program uploads no weights");
+    assert_eq!(engine.stats().weight_bytes, weights);
+
+    let requests = 6u64;
+    let pending: Vec<_> =
+        (0..requests).map(|i| engine.submit(if i % 2 == 0 { t1 } else { t2 }, input(&p, i)).unwrap()).collect();
+    for (i, r) in pending.into_iter().enumerate() {
+        let out = r.wait().expect("request completes");
+        assert_eq!(out.outputs, solo(&p, &input(&p, i as u64)), "arena reuse must not leak between requests");
+    }
+    let stats = engine.stats();
+    let moved = stats.executor.since(&registered);
+    let (inputs, outputs) = io_bytes(&p);
+    assert_eq!(moved.upload_bytes, requests * inputs, "per request only the inputs are uploaded");
+    assert_eq!(moved.download_bytes, requests * outputs, "per request only the outputs are downloaded");
+    // Launch words: a 32-byte table row and one 8-byte word per parameter
+    // for every slot of every launch.
+    let per_request_words: u64 = p.steps.iter().map(|s| 32 + 8 * s.args.len() as u64).sum();
+    assert_eq!(moved.launch_bytes, requests * per_request_words);
+    assert_eq!(stats.serve.moved, moved, "the engine's own count agrees with the executor's");
+    let per_request = (inputs + outputs + per_request_words) as f64;
+    assert!((stats.bytes_per_request - per_request).abs() < 1e-6, "{} vs {per_request}", stats.bytes_per_request);
+    assert!(stats.bytes_per_request < weights as f64 / 100.0, "requests move far less than the weights");
+}
+
+/// An executor whose compiler is slow: one-slot classes are prepared at
+/// once (registration); wider classes compile in the background and finish
+/// only when the test opens `gate`. A launch of a class that is not prepared
+/// is refused, so the test sees any compile the engine would do on the
+/// request path.
+struct SlowCompiler {
+    inner: InterpExecutor,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    prepared: Arc<Mutex<HashSet<LaunchClass>>>,
+    /// When the first fused module became ready.
+    ready_at: Arc<Mutex<Option<Instant>>>,
+    /// Background compiles not finished yet.
+    pending: Arc<AtomicUsize>,
+    /// Classes compiled in the background, and launches of them.
+    fused_classes: Arc<Mutex<HashSet<LaunchClass>>>,
+    fused_launches: Arc<AtomicUsize>,
+}
+
+impl Executor for SlowCompiler {
+    fn name(&self) -> &str {
+        "slow-compiler"
+    }
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
+        self.inner.alloc(elem, len)
+    }
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.free(buf)
+    }
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        self.inner.upload(buf, data)
+    }
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
+        self.inner.download(buf)
+    }
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.zero(buf)
+    }
+    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+        assert_eq!(bundle.slots.len(), 1, "registration prepares one-slot bundles");
+        self.prepared.lock().unwrap().insert(bundle.class.clone());
+        Ok(())
+    }
+    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+        let (prepared, ready_at, pending, gate, class) = (
+            self.prepared.clone(),
+            self.ready_at.clone(),
+            self.pending.clone(),
+            self.gate.clone(),
+            bundle.class.clone(),
+        );
+        self.fused_classes.lock().unwrap().insert(class.clone());
+        pending.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            let (open, opened) = &*gate;
+            let mut is_open = open.lock().unwrap();
+            while !*is_open {
+                is_open = opened.wait(is_open).unwrap();
+            }
+            drop(is_open);
+            prepared.lock().unwrap().insert(class);
+            ready_at.lock().unwrap().get_or_insert_with(Instant::now);
+            pending.fetch_sub(1, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+    fn is_prepared(&self, class: &LaunchClass) -> bool {
+        self.prepared.lock().unwrap().contains(class)
+    }
+    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+        if !self.is_prepared(&bundle.class) {
+            return Err(ExecError::Bundle { reason: "launched before its module was compiled".into() });
+        }
+        if self.fused_classes.lock().unwrap().contains(&bundle.class) {
+            self.fused_launches.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.launch(bundle, args)
+    }
+    fn transfers(&self) -> Transfers {
+        self.inner.transfers()
+    }
+}
+
+#[test]
+fn requests_complete_while_a_fused_module_compiles_in_the_background() {
+    let prepared = Arc::new(Mutex::new(HashSet::new()));
+    let ready_at = Arc::new(Mutex::new(None));
+    let pending = Arc::new(AtomicUsize::new(0));
+    let fused_launches = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let exec = SlowCompiler {
+        inner: InterpExecutor::default(),
+        gate: gate.clone(),
+        prepared: prepared.clone(),
+        ready_at: ready_at.clone(),
+        pending: pending.clone(),
+        fused_classes: Arc::new(Mutex::new(HashSet::new())),
+        fused_launches: fused_launches.clone(),
+    };
+    // Greedy packing: every ready kernel that fits joins the bundle.
+    let config = EngineConfig { policy: weft::sched::SchedulerConfig::packed_greedy(), ..EngineConfig::default() };
+    let engine = Engine::with_executor(exec, config);
+    // Tenants of one architecture share their classes (one body per layer),
+    // so a bundle of them needs no new module; two architectures do.
+    let small = resnet(4);
+    let large =
+        Arc::new(lower(&weft::graph::models::resnet18(8, 1, 48, 10).unwrap(), &LowerOptions::default()).unwrap());
+    let models = [small.clone(), large.clone(), small, large];
+    let tenants: Vec<_> = models.iter().map(|p| engine.register(p.clone(), SLO, 1.0).unwrap()).collect();
+    let submit_all = |seed: u64| -> Vec<_> {
+        tenants
+            .iter()
+            .zip(&models)
+            .enumerate()
+            .map(|(i, (&t, p))| engine.submit(t, input(p, seed + i as u64)).unwrap())
+            .collect()
+    };
+    for (i, r) in submit_all(0).into_iter().enumerate() {
+        let out = r.wait().expect("served while the fused module compiles");
+        assert_eq!(out.outputs, solo(&models[i], &input(&models[i], i as u64)));
+    }
+    let first = engine.stats();
+    println!("before the fused modules exist: {:?}", first.serve);
+    assert!(first.serve.split_bundles > 0, "some bundle was wider than one slot: {:?}", first.serve);
+    assert!(first.serve.background_prepares > 0);
+    assert_eq!(ready_at.lock().unwrap().map(|_| ()), None, "the requests finished before any fused module existed");
+    assert_eq!(first.request_path_compiles, 0);
+    assert_eq!(fused_launches.load(Ordering::SeqCst), 0, "no background-compiled module ran before it existed");
+    // The compiler finishes.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    // Once modules exist, bundles of their classes run fused. Arrival order
+    // decides which classes form, so serve rounds until one repeats.
+    let mut round = 1;
+    loop {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (i, r) in submit_all(100 * round).into_iter().enumerate() {
+            let out = r.wait().expect("served");
+            assert_eq!(out.outputs, solo(&models[i], &input(&models[i], 100 * round + i as u64)));
+        }
+        if fused_launches.load(Ordering::SeqCst) > 0 || round == 6 {
+            break;
+        }
+        round += 1;
+    }
+    let later = engine.stats();
+    assert!(fused_launches.load(Ordering::SeqCst) > 0, "a module compiled in the background was swapped in: {later:?}");
+    assert!(later.serve.fused_bundles > first.serve.fused_bundles);
+    assert_eq!(later.request_path_compiles, 0, "no compiler ran on the request path");
 }

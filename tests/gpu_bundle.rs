@@ -5,7 +5,7 @@
 //! with random budgets, coalesced (one physical block per logical block) and
 //! constrained (persistent blocks looping over the logical grid), at several
 //! block sizes so narrow bodies run under named barriers. Each is checked
-//! against every slot run alone through `GpuExecutor::execute` (bit-identical)
+//! against every slot run alone as a one-slot bundle (bit-identical)
 //! and on the CPU interpreter (relative L2 within 1e-6).
 //!
 //! The GPU tests skip, printing why, without a GPU, and fail instead under
@@ -16,15 +16,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft::codegen::{emit_bundle, require_nvrtc_or_skip, Arch};
-use weft::gpu::{GpuError, GpuExecutor};
+use weft::gpu::GpuExecutor;
 use weft::kernels::cases::{row_softmax_case, row_sum_case, sgemm_case, vector_add_case};
 use weft::kernels::reference::rel_l2;
 use weft::kernels::rng::SplitMix64;
 use weft::kernels::SgemmTiles;
-use weft::kir::{Access, ArgValue, Axis, Executor, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ParamKind, Type};
+use weft::kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ParamKind, Type};
 use weft_interp::Interpreter;
 use weft_lower::{lower, BufferId, LowerOptions};
-use weft_pack::{body_fingerprint, Budget, Bundle, BundleExecutor, LaunchClass, Slot, SlotTable, TenantId};
+use weft_pack::{
+    body_fingerprint, launch_host, Budget, Bundle, ExecError, Executor, LaunchClass, Slot, SlotTable, TenantId,
+};
 
 /// One slot to be: a kernel, its arguments and its budget.
 #[derive(Clone)]
@@ -146,31 +148,22 @@ fn writable(kernel: &KernelDef) -> Vec<usize> {
         .collect()
 }
 
-/// The most static shared memory a plain CUDA kernel may declare.
-const STATIC_SHARED_LIMIT: u64 = 48 * 1024;
-
 /// Runs `jobs` as one bundle and checks each slot against itself run alone
 /// on the GPU (bit for bit) and on the interpreter (rel L2 <= 1e-6).
-fn check_bundle(exec: &GpuExecutor, interp: &Interpreter, jobs: &[Job], what: &str) {
+fn check_bundle(exec: &mut GpuExecutor, interp: &Interpreter, jobs: &[Job], what: &str) {
     let bundle = bundle_of(jobs);
     let mut bundled: Vec<Vec<ArgValue>> = jobs.iter().map(|j| j.args.clone()).collect();
-    exec.execute_bundle(&bundle, &mut bundled).unwrap_or_else(|e| panic!("{what}: bundle failed: {e}"));
+    launch_host(exec, &bundle, &mut bundled).unwrap_or_else(|e| panic!("{what}: bundle failed: {e}"));
     for (s, (job, got)) in jobs.iter().zip(&bundled).enumerate() {
         let name = &job.kernel.name;
-        let mut alone = job.args.clone();
-        if job.kernel.shared_bytes() <= STATIC_SHARED_LIMIT {
-            exec.execute(&job.kernel, &mut alone).unwrap_or_else(|e| panic!("{what}: slot {s} ({name}) alone: {e}"));
-        } else {
-            // A plain kernel's shared arrays are static, which CUDA caps at
-            // 48 KiB; alone, such a kernel runs as a one-slot bundle.
-            let solo = [Job { budget: Budget::Full, ..job.clone() }];
-            let mut one = vec![alone];
-            exec.execute_bundle(&bundle_of(&solo), &mut one)
-                .unwrap_or_else(|e| panic!("{what}: slot {s} ({name}) alone: {e}"));
-            alone = one.pop().unwrap();
-        }
+        // Alone, a kernel runs as a one-slot bundle on its whole grid.
+        let solo = [Job { budget: Budget::Full, ..job.clone() }];
+        let mut one = vec![job.args.clone()];
+        launch_host(exec, &bundle_of(&solo), &mut one)
+            .unwrap_or_else(|e| panic!("{what}: slot {s} ({name}) alone: {e}"));
+        let alone = one.pop().unwrap();
         let mut cpu = job.args.clone();
-        interp.execute(&job.kernel, &mut cpu).unwrap_or_else(|e| panic!("{what}: slot {s} ({name}) on interp: {e}"));
+        interp.run(&job.kernel, &mut cpu).unwrap_or_else(|e| panic!("{what}: slot {s} ({name}) on interp: {e}"));
         for p in writable(&job.kernel) {
             let (g, a, c) = (got[p].as_buffer().unwrap(), alone[p].as_buffer().unwrap(), cpu[p].as_buffer().unwrap());
             assert!(
@@ -192,7 +185,7 @@ fn random_bundles_of_reference_kernels_match_each_slot_alone() {
     if weft::cuda::require_gpu_or_skip("random_bundles_of_reference_kernels_match_each_slot_alone").is_none() {
         return;
     }
-    let exec = GpuExecutor::new().expect("a GPU was probed, so the executor must start");
+    let mut exec = GpuExecutor::new().expect("a GPU was probed, so the executor must start");
     let interp = Interpreter::new();
     let mut rng = SplitMix64::new(0xb0d1e5);
     for trial in 0..24 {
@@ -206,14 +199,14 @@ fn random_bundles_of_reference_kernels_match_each_slot_alone() {
                 j
             })
             .collect();
-        check_bundle(&exec, &interp, &jobs, &format!("trial {trial}"));
+        check_bundle(&mut exec, &interp, &jobs, &format!("trial {trial}"));
     }
     // Every reference kernel fully constrained, all in one launch.
     let mut all = reference_jobs(7);
     for j in &mut all {
         j.budget = Budget::Blocks(1);
     }
-    check_bundle(&exec, &interp, &all, "all constrained to one block");
+    check_bundle(&mut exec, &interp, &all, "all constrained to one block");
 }
 
 #[test]
@@ -221,19 +214,19 @@ fn a_launch_class_seen_before_compiles_nothing() {
     if weft::cuda::require_gpu_or_skip("a_launch_class_seen_before_compiles_nothing").is_none() {
         return;
     }
-    let exec = GpuExecutor::new().expect("GPU");
+    let mut exec = GpuExecutor::new().expect("GPU");
     let interp = Interpreter::new();
     let softmax = reference_jobs(3).swap_remove(5);
     let compiles = |e: &GpuExecutor| e.compiler().stats().nvrtc_invocations + e.compiler().stats().disk_hits;
     let four: Vec<Job> = (0..4).map(|_| softmax.clone()).collect();
-    check_bundle(&exec, &interp, &four, "4 tenants");
+    check_bundle(&mut exec, &interp, &four, "4 tenants");
     let after_first = compiles(&exec);
     let mut rng = SplitMix64::new(9);
     let eight: Vec<Job> =
         (0..8).map(|_| Job { budget: random_budget(&softmax.kernel, &mut rng), ..softmax.clone() }).collect();
     // Only the bundle itself counts here: check_bundle's solo runs compile
     // the single kernel, which the first call already did.
-    exec.execute_bundle(&bundle_of(&eight), &mut eight.iter().map(|j| j.args.clone()).collect::<Vec<_>>()).unwrap();
+    launch_host(&mut exec, &bundle_of(&eight), &mut eight.iter().map(|j| j.args.clone()).collect::<Vec<_>>()).unwrap();
     assert_eq!(compiles(&exec), after_first, "8 tenants of a class already run must not compile");
 }
 
@@ -242,7 +235,7 @@ fn shared_memory_above_48_kib_opts_in() {
     if weft::cuda::require_gpu_or_skip("shared_memory_above_48_kib_opts_in").is_none() {
         return;
     }
-    let exec = GpuExecutor::new().expect("GPU");
+    let mut exec = GpuExecutor::new().expect("GPU");
     let interp = Interpreter::new();
     let mut rng = SplitMix64::new(5);
     let k = Arc::new(big_shared(5));
@@ -250,7 +243,7 @@ fn shared_memory_above_48_kib_opts_in() {
     for budget in [Budget::Full, Budget::Blocks(2)] {
         jobs.push(Job { kernel: k.clone(), args: random_args(&k, &mut rng), budget });
     }
-    check_bundle(&exec, &interp, &jobs, "64 KiB body beside the reference kernels");
+    check_bundle(&mut exec, &interp, &jobs, "64 KiB body beside the reference kernels");
 }
 
 #[test]
@@ -258,7 +251,7 @@ fn lowered_resnet_layers_of_several_tenants_bundle() {
     if weft::cuda::require_gpu_or_skip("lowered_resnet_layers_of_several_tenants_bundle").is_none() {
         return;
     }
-    let exec = GpuExecutor::new().expect("GPU");
+    let mut exec = GpuExecutor::new().expect("GPU");
     let interp = Interpreter::new();
     let program = lower(&weft_graph::models::resnet18(1, 1, 32, 10).unwrap(), &LowerOptions::default()).unwrap();
     let mut rng = SplitMix64::new(77);
@@ -271,7 +264,7 @@ fn lowered_resnet_layers_of_several_tenants_bundle() {
                 budget: random_budget(&step.kernel, &mut rng),
             })
             .collect();
-        check_bundle(&exec, &interp, &jobs, &format!("step {i} ({})", step.kernel.name));
+        check_bundle(&mut exec, &interp, &jobs, &format!("step {i} ({})", step.kernel.name));
     }
 }
 
@@ -280,15 +273,15 @@ fn mismatched_bundles_are_typed_errors() {
     if weft::cuda::require_gpu_or_skip("mismatched_bundles_are_typed_errors").is_none() {
         return;
     }
-    let exec = GpuExecutor::new().expect("GPU");
+    let mut exec = GpuExecutor::new().expect("GPU");
     let jobs = reference_jobs(1);
     let bundle = bundle_of(&jobs);
     let mut too_few: Vec<Vec<ArgValue>> = jobs.iter().skip(1).map(|j| j.args.clone()).collect();
-    assert!(matches!(exec.execute_bundle(&bundle, &mut too_few), Err(GpuError::Bundle { .. })));
+    assert!(matches!(launch_host(&mut exec, &bundle, &mut too_few), Err(ExecError::Bundle { .. })));
     let mut wrong: Vec<Vec<ArgValue>> = jobs.iter().map(|j| j.args.clone()).collect();
     wrong[2].pop();
-    match exec.execute_bundle(&bundle, &mut wrong) {
-        Err(GpuError::Slot { slot: 2, kernel, .. }) => assert_eq!(kernel, "sgemm"),
+    match launch_host(&mut exec, &bundle, &mut wrong) {
+        Err(ExecError::Args { slot: 2, kernel, .. }) => assert_eq!(kernel, "sgemm"),
         other => panic!("expected a slot error, got {other:?}"),
     }
 }
@@ -318,8 +311,8 @@ fn lowered_layers_of_n_tenants_share_one_module_per_layer() {
 #[test]
 fn without_a_gpu_bundles_fail_typed_not_panicking() {
     match GpuExecutor::new() {
-        Ok(exec) => assert_eq!(BundleExecutor::name(&exec), "cuda"),
-        Err(GpuError::Cuda(weft::cuda::CudaError::NoDevice { reason })) => {
+        Ok(exec) => assert_eq!(exec.name(), "cuda"),
+        Err(weft::cuda::CudaError::NoDevice { reason }) => {
             eprintln!("skipping bundle execution: {reason}");
             assert!(reason.contains("CPU interpreter"), "{reason}");
         }

@@ -133,7 +133,7 @@ fn check_model(case: ModelCase) {
     if std::env::var("WEFT_MODELS_NO_INTERP").is_ok_and(|v| v == "1") {
         eprintln!("{}: interpreter check skipped (WEFT_MODELS_NO_INTERP=1)", case.name);
     } else {
-        let outs = run_lowered(&graph, &program, &weft_interp::Interpreter::new(), &inputs);
+        let outs = run_lowered(&graph, &program, &mut weft::pack::InterpExecutor::default(), &inputs);
         eprintln!("{}: lowered and interpreted in {:.2?}", case.name, t3.elapsed());
         let bad = compare(&graph, &outs, &reference, TOLERANCE);
         assert!(bad.is_empty(), "{}: the interpreter disagrees with onnxruntime:\n  {}", case.name, bad.join("\n  "));
@@ -141,9 +141,9 @@ fn check_model(case: ModelCase) {
 
     // The same program through CUDA, where a GPU is present.
     let Some(_) = weft::cuda::require_gpu_or_skip(&format!("{} on the GPU", case.name)) else { return };
-    let gpu = weft::gpu::GpuExecutor::new().unwrap_or_else(|e| panic!("{}: a GPU was found but: {e}", case.name));
+    let mut gpu = weft::gpu::GpuExecutor::new().unwrap_or_else(|e| panic!("{}: a GPU was found but: {e}", case.name));
     let t4 = Instant::now();
-    let outs = run_lowered(&graph, &program, &gpu, &inputs);
+    let outs = run_lowered(&graph, &program, &mut gpu, &inputs);
     eprintln!("{}: ran on the GPU in {:.2?}", case.name, t4.elapsed());
     let bad = compare(&graph, &outs, &reference, GPU_TOLERANCE);
     assert!(bad.is_empty(), "{}: the GPU disagrees with onnxruntime:\n  {}", case.name, bad.join("\n  "));

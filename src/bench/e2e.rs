@@ -210,7 +210,9 @@ pub fn run(ctx: &Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
             let references = watched
                 .iter()
                 .map(|&i| {
-                    programs[owner[i]].run(&ctx.exec, &inputs[i]).map_err(|e| BenchError::Model {
+                    let mut exec = weft::gpu::GpuExecutor::new()?;
+                    let program = std::sync::Arc::new(programs[owner[i]].clone());
+                    weft::pack::run_program(&mut exec, program, &inputs[i], |_| {}).map_err(|e| BenchError::Model {
                         model: programs[owner[i]].name.clone(),
                         message: e.to_string(),
                     })

@@ -135,9 +135,13 @@ fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache)
     }
     gpu.synchronize()?;
 
-    let reference = program
-        .run(&ctx.exec, &inputs)
-        .map_err(|e| BenchError::Model { model: name.into(), message: e.to_string() })?;
+    let reference = weft::pack::run_program(
+        &mut weft::gpu::GpuExecutor::new()?,
+        std::sync::Arc::new(program.clone()),
+        &inputs,
+        |_| {},
+    )
+    .map_err(|e| BenchError::Model { model: name.into(), message: e.to_string() })?;
     let check_rel_l2 = compare_outputs(&resident.outputs(gpu)?, &reference);
     let check_ok = check_rel_l2 <= 1e-5;
     println!(

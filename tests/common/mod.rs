@@ -151,10 +151,10 @@ pub fn compare(graph: &Graph, ours: &[Tensor], reference: &[(Vec<usize>, Vec<f64
 
 /// Runs the lowered `program` of `graph` on `exec` (the CPU interpreter, or
 /// CUDA) and returns the graph outputs as tensors.
-pub fn run_lowered<E: weft_kir::Executor>(
+pub fn run_lowered(
     graph: &Graph,
     program: &weft_lower::Program,
-    exec: &E,
+    exec: &mut dyn weft::pack::Executor,
     inputs: &[Tensor],
 ) -> Vec<Tensor> {
     use weft_kir::exec::HostBuffer;
@@ -172,7 +172,9 @@ pub fn run_lowered<E: weft_kir::Executor>(
             HostBuffer::from_bytes(elem, bytes).expect("input bytes fit the type")
         })
         .collect();
-    let outs = program.run(exec, &buffers).unwrap_or_else(|e| panic!("the program failed on {}: {e}", exec.name()));
+    let program = std::sync::Arc::new(program.clone());
+    let outs = weft::pack::run_program(exec, program, &buffers, |_| {})
+        .unwrap_or_else(|e| panic!("the program failed on {}: {e}", exec.name()));
     graph
         .outputs
         .iter()

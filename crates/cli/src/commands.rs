@@ -27,13 +27,13 @@ pub enum CliError {
     #[error(transparent)]
     Lower(#[from] weft_lower::LowerError),
     #[error(transparent)]
-    Run(#[from] weft_lower::RunError),
+    Run(#[from] weft::pack::RunError),
     #[error(transparent)]
     Emit(#[from] weft::codegen::EmitError),
     #[error(transparent)]
     Compile(#[from] weft::codegen::CompileError),
     #[error(transparent)]
-    Gpu(#[from] weft::gpu::GpuError),
+    Cuda(#[from] weft::cuda::CudaError),
     #[error(transparent)]
     Npy(#[from] npy::NpyError),
     #[error("{path}: {source}")]
@@ -339,14 +339,18 @@ pub fn run(
         ProgressStyle::with_template("running {pos}/{len} kernels [{bar:30}] {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let progress = |i: usize, step: &weft_lower::Step| {
+    let program = std::sync::Arc::new(program);
+    let names: Vec<String> = program.steps.iter().map(|s| s.kernel.name.clone()).collect();
+    let progress = |i: usize| {
         bar.set_position(i as u64);
-        bar.set_message(step.kernel.name.clone());
+        bar.set_message(names[i].clone());
     };
-    let (outputs, used) = match &gpu {
-        Some(g) => (program.run_with(g, &inputs, progress)?, "cuda"),
-        None => (program.run_with(&Interpreter::new(), &inputs, progress)?, "interp"),
+    let mut exec: Box<dyn weft::pack::Executor> = match gpu {
+        Some(g) => Box::new(g),
+        None => Box::new(weft::pack::InterpExecutor::new(Interpreter::new())),
     };
+    let used = exec.name().to_string();
+    let outputs = weft::pack::run_program(exec.as_mut(), program.clone(), &inputs, progress)?;
     bar.finish_and_clear();
     std::fs::create_dir_all(output_dir).map_err(io_err(output_dir))?;
     for (binding, data) in program.outputs.iter().zip(&outputs) {

@@ -2,12 +2,16 @@
 //! bundles, verify them on the interpreter, and draw the plan.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use weft::interp::Interpreter;
 use weft::kir::HostBuffer;
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
-use weft::pack::{plan, run_plan, DeviceLimits, PackMode, Plan, Policy, TenantId, TenantState};
+use weft::pack::{
+    plan, run_plan, run_program, DeviceLimits, InterpExecutor, PackMode, Plan, Policy, Resident, TenantId, TenantRun,
+    Weights,
+};
 
 use crate::commands::{load, random_input, Bindings, CliError};
 
@@ -180,15 +184,27 @@ fn verify(
                 .collect()
         })
         .collect();
-    let mut states = tenants
-        .iter()
-        .zip(&inputs)
-        .map(|((t, p, _), x)| TenantState::new(*t, &programs[*p].1, x).map_err(|e| CliError::Usage(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    run_plan(plan, &mut states, &interp).map_err(|e| CliError::Usage(format!("packed run failed: {e}")))?;
-    for ((state, (_, p, name)), x) in states.iter().zip(tenants).zip(&inputs) {
-        let packed = state.outputs().map_err(|e| CliError::Usage(e.to_string()))?;
-        let solo = programs[*p].1.run(&interp, x)?;
+    let mut exec = InterpExecutor::new(interp);
+    // Tenants of one model share its weights, as on a server.
+    let mut shared: Vec<Option<Arc<Weights>>> = vec![None; programs.len()];
+    let arcs: Vec<Arc<Program>> = programs.iter().map(|(_, p)| Arc::new(p.clone())).collect();
+    let mut runs = Vec::with_capacity(tenants.len());
+    for ((t, p, _), x) in tenants.iter().zip(&inputs) {
+        let weights = match &shared[*p] {
+            Some(w) => w.clone(),
+            None => {
+                let w = Arc::new(Weights::upload(&mut exec, &arcs[*p])?);
+                shared[*p] = Some(w.clone());
+                w
+            }
+        };
+        let resident = Resident::new(arcs[*p].clone(), weights);
+        runs.push(TenantRun::start(&mut exec, *t, resident, x)?);
+    }
+    run_plan(plan, &mut runs, &mut exec).map_err(|e| CliError::Usage(format!("packed run failed: {e}")))?;
+    for ((run, (_, p, name)), x) in runs.iter().zip(tenants).zip(&inputs) {
+        let packed = run.resident.outputs(&mut exec, &run.arena)?;
+        let solo = run_program(&mut exec, arcs[*p].clone(), x, |_| {})?;
         if packed != solo {
             return Err(CliError::Usage(format!("tenant {name}: packed outputs differ from its solo run")));
         }

@@ -167,7 +167,9 @@ fn gather_clamps_out_of_range_indices() {
     common::assert_kernels_proven(&p);
     let xs = weft_kir::HostBuffer::from_f32(&[1.0, 2.0, 3.0, 4.0]);
     let is = weft_kir::HostBuffer::from_f64(weft_kir::Type::I64, &[7.0, -9.0, 1.0]);
-    let out = weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(p), &[xs, is], |_| {}).unwrap();
+    let out =
+        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(p), &[xs, is], |_| {})
+            .unwrap();
     assert_eq!(out[0].to_f32_vec(), vec![4.0, 1.0, 2.0]);
 }
 

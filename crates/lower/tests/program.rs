@@ -51,7 +51,8 @@ fn lowered_resnet18_matches_the_reference_evaluator() {
         std::sync::Arc::new(program.clone()),
         &[HostBuffer::from_f32(&x)],
         |_| {},
-    ).expect("runs on the interpreter");
+    )
+    .expect("runs on the interpreter");
     let reference =
         weft_graph::eval::evaluate(&graph, &[weft_graph::Tensor::f32(info.shape.clone(), x)]).expect("evaluates");
     let got = ours[0].to_f64_vec();

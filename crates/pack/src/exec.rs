@@ -111,7 +111,7 @@ pub enum ExecError {
         slot: usize,
         kernel: String,
         #[source]
-        source: ArgError,
+        source: Box<ArgError>,
     },
     /// One slot cannot run as given (table, grid, block shape).
     #[error("bundle slot {slot} (kernel `{kernel}`) cannot run: {reason}")]

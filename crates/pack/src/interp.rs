@@ -164,14 +164,18 @@ impl Executor for InterpExecutor {
         // let writes land in parameter order: a later parameter bound to the
         // same buffer wins.
         for (&h, &(s, p)) in &first_use {
-            if let ArgValue::Buffer(b) = std::mem::replace(&mut values[s][p], ArgValue::Scalar(weft_kir::Scalar::I32(0))) {
+            if let ArgValue::Buffer(b) =
+                std::mem::replace(&mut values[s][p], ArgValue::Scalar(weft_kir::Scalar::I32(0)))
+            {
                 self.buffers.insert(h, b);
             }
         }
         result.map_err(|e| ExecError::backend(NAME, e))?;
         for ((slot, slot_args), slot_values) in bundle.slots.iter().zip(args).zip(values) {
             for (((_, param), a), v) in slot.kernel.params.iter().zip(slot_args).zip(slot_values) {
-                if let (ParamKind::Buffer { access, .. }, LaunchArg::Buffer(h), ArgValue::Buffer(b)) = (&param.kind, a, v) {
+                if let (ParamKind::Buffer { access, .. }, LaunchArg::Buffer(h), ArgValue::Buffer(b)) =
+                    (&param.kind, a, v)
+                {
                     if access.can_write() {
                         self.buffers.insert(*h, b);
                     }

@@ -103,8 +103,11 @@ pub fn encode_launch(
             )));
         }
         next_free = entry.first_block as u64 + entry.num_blocks as u64;
-        check_launch_args(executor, &slot.kernel, slot_args, &shape_of)
-            .map_err(|source| ExecError::Args { slot: s, kernel: slot.kernel.name.clone(), source })?;
+        check_launch_args(executor, &slot.kernel, slot_args, &shape_of).map_err(|source| ExecError::Args {
+            slot: s,
+            kernel: slot.kernel.name.clone(),
+            source: Box::new(source),
+        })?;
         let row = SlotRow {
             body: entry.body,
             first_block: entry.first_block,

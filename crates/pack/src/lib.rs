@@ -27,11 +27,11 @@ pub use error::PackError;
 pub use exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Transfers};
 pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
-pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
 pub use launch::{encode_launch, EncodedLaunch};
+pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
 pub use run::{
-    check_inputs, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident, RunError, TenantRun,
-    Weights,
+    check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
+    RunError, TenantRun, Weights,
 };
 pub use schedule::{
     block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,

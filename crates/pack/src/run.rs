@@ -60,7 +60,7 @@ pub enum RunError {
     Buffers {
         program: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
     /// A step of a program run alone failed.
     #[error("program `{program}` step {step} (kernel `{kernel}`, nodes {nodes}): {source}")]
@@ -73,7 +73,7 @@ pub enum RunError {
         source: Box<RunError>,
     },
     #[error(transparent)]
-    Pack(#[from] PackError),
+    Pack(Box<PackError>),
     #[error("bundle {bundle} has a slot of tenant {}, which is not among the tenants being run", tenant.0)]
     UnknownTenant { bundle: usize, tenant: TenantId },
     #[error(
@@ -89,18 +89,30 @@ pub enum RunError {
         slots: String,
         executor: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
     #[error("tenant {} has run {ran} of its {steps} steps when the plan ends", tenant.0)]
     Unfinished { tenant: TenantId, ran: usize, steps: usize },
     #[error("{tenants} tenants were given but {inputs} input lists")]
     InputLists { tenants: usize, inputs: usize },
     #[error(transparent)]
-    Schedule(#[from] ScheduleError),
+    Schedule(Box<ScheduleError>),
+}
+
+impl From<PackError> for RunError {
+    fn from(e: PackError) -> RunError {
+        RunError::Pack(Box::new(e))
+    }
+}
+
+impl From<ScheduleError> for RunError {
+    fn from(e: ScheduleError) -> RunError {
+        RunError::Schedule(Box::new(e))
+    }
 }
 
 fn buffers_err(program: &Program) -> impl Fn(ExecError) -> RunError + '_ {
-    move |source| RunError::Buffers { program: program.name.clone(), source }
+    move |source| RunError::Buffers { program: program.name.clone(), source: Box::new(source) }
 }
 
 fn malformed(program: &Program, message: String) -> RunError {
@@ -337,7 +349,10 @@ fn read_before_written(program: &Program) -> Vec<BufferId> {
     for step in &program.steps {
         for ((_, param), &b) in step.kernel.params.iter().zip(&step.args) {
             let ParamKind::Buffer { access, .. } = param.kind else { continue };
-            if access.can_read() && !written.get(cranelift_entity::EntityRef::index(b)).copied().unwrap_or(true) && !out.contains(&b) {
+            if access.can_read()
+                && !written.get(cranelift_entity::EntityRef::index(b)).copied().unwrap_or(true)
+                && !out.contains(&b)
+            {
                 out.push(b);
             }
         }
@@ -398,7 +413,12 @@ pub fn run_program(
             let bundle = solo_bundle(program, index, TenantId(0)).map_err(fail)?;
             let args = vec![resident.launch_args(&arena, &step.args).map_err(fail)?];
             exec.launch(&bundle, &args).map_err(|source| {
-                fail(RunError::Launch { bundle: index, slots: describe(&bundle), executor: exec.name().into(), source })
+                fail(RunError::Launch {
+                    bundle: index,
+                    slots: describe(&bundle),
+                    executor: exec.name().into(),
+                    source: Box::new(source),
+                })
             })?;
         }
         resident.outputs(exec, &arena)
@@ -466,9 +486,9 @@ pub fn run_plan(plan: &Plan, tenants: &mut [TenantRun], exec: &mut dyn Executor)
                 bundle: index,
                 slots: describe(bundle),
                 executor: exec.name().to_string(),
-                source: ExecError::Bundle {
+                source: Box::new(ExecError::Bundle {
                     reason: format!("the plan describes {} slots", planned.slots.len()),
-                },
+                }),
             });
         }
         let mut owners = Vec::with_capacity(bundle.slots.len());
@@ -481,9 +501,8 @@ pub fn run_plan(plan: &Plan, tenants: &mut [TenantRun], exec: &mut dyn Executor)
             let steps = &t.resident.program.steps;
             // The builder may have replaced the kernel by a guarded copy, so
             // order is checked by step index and arguments, not by kernel.
-            let in_order = p.tenant == slot.tenant
-                && p.step == t.next
-                && steps.get(t.next).is_some_and(|s| s.args == slot.args);
+            let in_order =
+                p.tenant == slot.tenant && p.step == t.next && steps.get(t.next).is_some_and(|s| s.args == slot.args);
             if !in_order || owners.contains(&owner) {
                 return Err(RunError::OutOfOrder {
                     bundle: index,
@@ -505,7 +524,7 @@ pub fn run_plan(plan: &Plan, tenants: &mut [TenantRun], exec: &mut dyn Executor)
             bundle: index,
             slots: describe(bundle),
             executor: exec.name().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         timings.push(timing);
         for &o in &owners {
@@ -514,11 +533,7 @@ pub fn run_plan(plan: &Plan, tenants: &mut [TenantRun], exec: &mut dyn Executor)
     }
     for t in tenants.iter() {
         if !t.is_finished() {
-            return Err(RunError::Unfinished {
-                tenant: t.tenant,
-                ran: t.next,
-                steps: t.resident.program.steps.len(),
-            });
+            return Err(RunError::Unfinished { tenant: t.tenant, ran: t.next, steps: t.resident.program.steps.len() });
         }
     }
     Ok(timings)
@@ -548,8 +563,7 @@ pub fn run_multi(
     for (p, x) in programs.iter().zip(inputs) {
         check_inputs(p, x)?;
     }
-    let ids: Vec<(TenantId, &Program)> =
-        programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), &**p)).collect();
+    let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), &**p)).collect();
     let plan = plan(&ids, limits, policy)?;
     let mut shared: Vec<(Arc<Program>, Arc<Weights>)> = Vec::new();
     let mut tenants: Vec<TenantRun> = Vec::with_capacity(programs.len());
@@ -580,46 +594,73 @@ pub fn run_multi(
     Ok(MultiRun { plan, outputs: result? })
 }
 
-/// Runs one kernel alone on `exec` as a verified one-slot bundle: uploads
-/// every buffer argument, launches, downloads the buffers the kernel may
-/// write into `args`, and frees what it allocated. The conformance suite
-/// runs every executor through this.
+/// Runs one kernel alone on `exec` as a verified one-slot bundle, with host
+/// arguments ([`launch_host`]). The conformance suite runs every executor
+/// through this.
 pub fn run_kernel(
     exec: &mut dyn Executor,
     kernel: &Arc<weft_kir::KernelDef>,
     args: &mut [weft_kir::ArgValue],
 ) -> Result<Timing, RunError> {
-    use weft_kir::ArgValue;
-    weft_kir::check_args(kernel, args).map_err(|source| RunError::Launch {
+    let fail = |exec: &dyn Executor, source| RunError::Launch {
         bundle: 0,
         slots: format!("`{}`", kernel.name),
         executor: exec.name().to_string(),
-        source: ExecError::Args { slot: 0, kernel: kernel.name.clone(), source },
+        source: Box::new(source),
+    };
+    weft_kir::check_args(kernel, args).map_err(|source| {
+        fail(exec, ExecError::Args { slot: 0, kernel: kernel.name.clone(), source: Box::new(source) })
     })?;
     let ids: Vec<BufferId> = (0..args.len() as u32).map(BufferId::from_u32).collect();
     let bundle = BundleBuilder::new()
         .slot(Slot { kernel: kernel.clone(), tenant: TenantId(0), budget: Budget::Full, args: ids })
         .build()?;
+    let mut slots = vec![args.to_vec()];
+    let timing = launch_host(exec, &bundle, &mut slots).map_err(|e| fail(exec, e))?;
+    if let Some(out) = slots.pop() {
+        args.clone_from_slice(&out);
+    }
+    Ok(timing)
+}
+
+/// Launches `bundle` with host arguments (`args[i]` for slot `i`): uploads
+/// every buffer argument to a buffer of its own, launches, downloads the
+/// buffers each kernel may write back into `args`, and frees what it
+/// allocated. For tests and one-off runs; a server keeps buffers resident
+/// instead ([`Resident`]).
+pub fn launch_host(
+    exec: &mut dyn Executor,
+    bundle: &Bundle,
+    args: &mut [Vec<weft_kir::ArgValue>],
+) -> Result<Timing, ExecError> {
+    use weft_kir::ArgValue;
     let mut held: Vec<Handle> = Vec::new();
     let result = (|| {
         let mut launch_args = Vec::with_capacity(args.len());
-        for a in args.iter() {
-            launch_args.push(match a {
-                ArgValue::Scalar(s) => LaunchArg::Scalar(*s),
-                ArgValue::Buffer(b) => {
-                    let h = exec.alloc(b.elem(), b.len())?;
-                    held.push(h);
-                    exec.upload(h, b)?;
-                    LaunchArg::Buffer(h)
-                }
-            });
+        for slot_args in args.iter() {
+            let mut la = Vec::with_capacity(slot_args.len());
+            for a in slot_args {
+                la.push(match a {
+                    ArgValue::Scalar(s) => LaunchArg::Scalar(*s),
+                    ArgValue::Buffer(b) => {
+                        let h = exec.alloc(b.elem(), b.len())?;
+                        held.push(h);
+                        exec.upload(h, b)?;
+                        LaunchArg::Buffer(h)
+                    }
+                });
+            }
+            launch_args.push(la);
         }
-        let timing = exec.launch(&bundle, &[launch_args.clone()])?;
-        for (((_, param), a), la) in kernel.params.iter().zip(args.iter_mut()).zip(&launch_args) {
-            if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(host), LaunchArg::Buffer(h)) = (&param.kind, a, la)
-            {
-                if access.can_write() {
-                    *host = exec.download(*h)?;
+        let timing = exec.launch(bundle, &launch_args)?;
+        for ((slot, slot_args), la) in bundle.slots.iter().zip(args.iter_mut()).zip(&launch_args) {
+            for (((_, param), a), l) in slot.kernel.params.iter().zip(slot_args.iter_mut()).zip(la) {
+                if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(host), LaunchArg::Buffer(h)) =
+                    (&param.kind, a, l)
+                {
+                    if access.can_write() {
+                        *host = exec.download(*h)?;
+                    }
                 }
             }
         }
@@ -628,10 +669,5 @@ pub fn run_kernel(
     for h in held {
         let _ = exec.free(h);
     }
-    result.map_err(|source| RunError::Launch {
-        bundle: 0,
-        slots: format!("`{}`", kernel.name),
-        executor: exec.name().to_string(),
-        source,
-    })
+    result
 }

@@ -16,7 +16,7 @@ use weft_kernels::SgemmTiles;
 use weft_kir::analysis::{access_ranges, AccessKind, IndexRange, Interval};
 use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
 use weft_lower::BufferId;
-use weft_pack::{Budget, BundleBuilder, BundleExecutor, Isolation, PackError, Slot, TenantId};
+use weft_pack::{launch_host, Budget, BundleBuilder, InterpExecutor, Isolation, PackError, Slot, TenantId};
 
 const N: u64 = 96;
 const SHIFT: i32 = 8;
@@ -118,7 +118,7 @@ fn guarded_leaks_land_nowhere_and_the_other_tenant_is_bit_identical_to_solo() {
             }
 
             let mut args = vec![leaky_args(), victim.args.clone()];
-            Interpreter::new().execute_bundle(&bundle, &mut args).unwrap();
+            launch_host(&mut InterpExecutor::default(), &bundle, &mut args).unwrap();
             assert_eq!(args[1], solo, "{}: the other tenant's buffers differ from its solo run", victim.name);
             // The leaky tenant's own buffers: x untouched; out[j] = x[j - 16] + 1
             // where j - 16 >= 0, out[8..16] = 0 + 1 (loads past the start read

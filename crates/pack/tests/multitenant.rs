@@ -102,18 +102,21 @@ fn packed_tenants_match_their_solo_runs_bit_for_bit() {
     }
     assert_ne!(programs[0].weights, programs[2].weights, "tenants of one architecture differ in weights");
 
-    let interp = Interpreter::new();
+    let mut interp = weft_pack::InterpExecutor::new(Interpreter::new());
     let inputs: Vec<Vec<HostBuffer>> = programs.iter().enumerate().map(|(i, p)| inputs_for(p, i)).collect();
-    let solo: Vec<Vec<HostBuffer>> =
-        programs.iter().zip(&inputs).map(|(p, x)| p.run(&interp, x).expect("solo run")).collect();
-    let refs: Vec<&Program> = programs.iter().collect();
+    let programs: Vec<std::sync::Arc<Program>> = programs.into_iter().map(std::sync::Arc::new).collect();
+    let solo: Vec<Vec<HostBuffer>> = programs
+        .iter()
+        .zip(&inputs)
+        .map(|(p, x)| weft_pack::run_program(&mut interp, p.clone(), x, |_| {}).expect("solo run"))
+        .collect();
     let steps: usize = programs.iter().map(|p| p.steps.len()).sum();
 
     for (mode, knob) in
         [(PackMode::Coalesce, 1.0), (PackMode::Constrain, 1.0), (PackMode::Auto, 1.0), (PackMode::Auto, 0.0)]
     {
         let policy = Policy::new(mode, knob);
-        let run = run_multi(&refs, &inputs, &DeviceLimits::sm_90(), &policy, &interp).expect("packed run");
+        let run = run_multi(&programs, &inputs, &DeviceLimits::sm_90(), &policy, &mut interp).expect("packed run");
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(same_bits(got, want), "{policy:?}: tenant {t} (`{}`) differs from its solo run", programs[t].name);
         }

@@ -13,7 +13,7 @@
 //! that slot's solo [`Interpreter::run`] of the kernel as given (so guards the
 //! builder inserted must not change in-bounds results either).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -22,12 +22,15 @@ use weft_graph::dtype::DType;
 use weft_graph::graph::Graph;
 use weft_graph::models::resnet18;
 use weft_graph::GraphError;
-use weft_interp::{InterpError, Interpreter};
+use weft_interp::Interpreter;
 use weft_kernels::cases::{row_softmax_case, row_sum_case, sgemm_case, vector_add_case};
 use weft_kernels::SgemmTiles;
-use weft_kir::{ArgValue, Executor, HostBuffer, KernelDef, Type};
+use weft_kir::{ArgValue, HostBuffer, KernelDef, Type};
 use weft_lower::{lower, BufferKind, LowerOptions, Program};
-use weft_pack::{Budget, BundleBuilder, BundleExecutor, Slot, TenantId};
+use weft_pack::{
+    launch_host, run_program, Budget, BundleBuilder, ExecError, Executor, Handle, InterpExecutor, LaunchArg, Slot,
+    TenantId, Timing, Transfers,
+};
 
 /// 256-thread SGEMM tiles.
 const WIDE: SgemmTiles = SgemmTiles { bm: 32, bn: 32, bk: 8, tm: 2, tn: 2 };
@@ -44,22 +47,56 @@ struct Layer {
     weight: Vec<bool>,
 }
 
-/// An executor that records each kernel's arguments before running it.
+/// An executor that records each launch's arguments (read back from the
+/// interpreter's buffers) before running it.
 struct Recorder {
-    interp: Interpreter,
-    seen: Mutex<Vec<Vec<ArgValue>>>,
+    inner: InterpExecutor,
+    seen: Vec<Vec<ArgValue>>,
 }
 
 impl Executor for Recorder {
-    type Error = InterpError;
-
     fn name(&self) -> &str {
         "recorder"
     }
-
-    fn execute(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<(), InterpError> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).push(args.to_vec());
-        self.interp.run(kernel, args).map(|_| ())
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
+        self.inner.alloc(elem, len)
+    }
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.free(buf)
+    }
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        self.inner.upload(buf, data)
+    }
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
+        self.inner.download(buf)
+    }
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.zero(buf)
+    }
+    fn prepare(&mut self, bundle: &weft_pack::Bundle) -> Result<(), ExecError> {
+        self.inner.prepare(bundle)
+    }
+    fn prepare_in_background(&mut self, bundle: &weft_pack::Bundle) -> Result<(), ExecError> {
+        self.inner.prepare_in_background(bundle)
+    }
+    fn is_prepared(&self, class: &weft_pack::LaunchClass) -> bool {
+        self.inner.is_prepared(class)
+    }
+    fn launch(&mut self, bundle: &weft_pack::Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+        for slot_args in args {
+            let mut values = Vec::with_capacity(slot_args.len());
+            for a in slot_args {
+                values.push(match *a {
+                    LaunchArg::Buffer(h) => ArgValue::Buffer(self.inner.download(h)?),
+                    LaunchArg::Scalar(s) => ArgValue::Scalar(s),
+                });
+            }
+            self.seen.push(values);
+        }
+        self.inner.launch(bundle, args)
+    }
+    fn transfers(&self) -> Transfers {
+        self.inner.transfers()
     }
 }
 
@@ -77,9 +114,10 @@ fn layers(graph: &Graph, seed: u64) -> Vec<Layer> {
             HostBuffer::from_f64(info.elem, &values)
         })
         .collect();
-    let recorder = Recorder { interp: Interpreter::new(), seen: Mutex::new(Vec::new()) };
-    program.run(&recorder, &inputs).expect("the model runs");
-    let seen = recorder.seen.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut recorder = Recorder { inner: InterpExecutor::default(), seen: Vec::new() };
+    let shared = Arc::new(program.clone());
+    run_program(&mut recorder, shared, &inputs, |_| {}).expect("the model runs");
+    let seen = recorder.seen;
     program
         .steps
         .iter()
@@ -207,7 +245,8 @@ fn bundle_equals_solo(tenants: &[(Arc<KernelDef>, Vec<ArgValue>, Budget)]) -> Re
     }
     let bundle = builder.build().map_err(|e| TestCaseError::fail(format!("building the bundle: {e}")))?;
     let mut bundled: Vec<Vec<ArgValue>> = tenants.iter().map(|(_, args, _)| args.clone()).collect();
-    interp.execute_bundle(&bundle, &mut bundled).map_err(|e| TestCaseError::fail(format!("bundle: {e}")))?;
+    launch_host(&mut InterpExecutor::default(), &bundle, &mut bundled)
+        .map_err(|e| TestCaseError::fail(format!("bundle: {e}")))?;
     for (s, ((kernel, args, budget), got)) in tenants.iter().zip(&bundled).enumerate() {
         let mut solo = args.clone();
         interp.run(kernel, &mut solo).map_err(|e| TestCaseError::fail(format!("solo slot {s}: {e}")))?;

@@ -8,8 +8,8 @@ use weft_interp::Interpreter;
 use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    plan, run_multi, Budget, DeviceLimits, KernelResources, Occupancy, PackMode, Plan, Policy, RefusalReason,
-    ScheduleError, TenantId,
+    plan, run_multi, run_program, Budget, DeviceLimits, KernelResources, Occupancy, PackMode, Plan, Policy,
+    RefusalReason, ScheduleError, TenantId,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -295,8 +295,8 @@ fn a_kernel_no_sm_can_hold_is_an_error() {
 
 #[test]
 fn packed_runs_match_solo_runs_bit_for_bit() {
-    let programs = mixed_tenants();
-    let interp = Interpreter::new();
+    let programs: Vec<std::sync::Arc<Program>> = mixed_tenants().into_iter().map(std::sync::Arc::new).collect();
+    let mut interp = weft_pack::InterpExecutor::new(Interpreter::new());
     let inputs: Vec<Vec<HostBuffer>> = programs
         .iter()
         .enumerate()
@@ -305,11 +305,13 @@ fn packed_runs_match_solo_runs_bit_for_bit() {
             vec![HostBuffer::from_f32(&(0..n).map(|i| ((i * 7 + t * 13) % 101) as f32 / 17.0).collect::<Vec<_>>())]
         })
         .collect();
-    let solo: Vec<Vec<HostBuffer>> =
-        programs.iter().zip(&inputs).map(|(p, x)| p.run(&interp, x).expect("solo run")).collect();
-    let refs: Vec<&Program> = programs.iter().collect();
+    let solo: Vec<Vec<HostBuffer>> = programs
+        .iter()
+        .zip(&inputs)
+        .map(|(p, x)| run_program(&mut interp, p.clone(), x, |_| {}).expect("solo run"))
+        .collect();
     for policy in policies() {
-        let run = run_multi(&refs, &inputs, &DeviceLimits::sm_90(), &policy, &interp).expect("packed run");
+        let run = run_multi(&programs, &inputs, &DeviceLimits::sm_90(), &policy, &mut interp).expect("packed run");
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(got.iter().zip(want).all(|(g, w)| g.bytes() == w.bytes()), "{policy:?}: tenant {t} differs");
         }

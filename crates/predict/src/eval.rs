@@ -276,11 +276,7 @@ pub fn measure(
         .map(|bundle| {
             let t = sim.run_bundle(&bundle)?;
             let features = extractor.bundle(&bundle, &|_| None);
-            Ok(Sample {
-                bundle,
-                features,
-                measured: t,
-            })
+            Ok(Sample { bundle, features, measured: t })
         })
         .collect()
 }

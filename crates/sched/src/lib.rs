@@ -29,6 +29,6 @@ pub use error::{RejectReason, SchedError};
 pub use metrics::{jain, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
 pub use policy::{PolicyKind, SchedulerConfig};
 pub use scheduler::{Dispatch, DispatchedStep, Finished, Request, Scheduler, TenantSpec};
-pub use weft_pack::Timing;
 pub use serve::{serve, Clock, Event, ServeError, ServeStats, Server, SimClock, WallClock};
+pub use weft_pack::Timing;
 pub use workload::{Arrivals, Trace, TraceTenant, TRACE_FORMAT, TRACE_VERSION};

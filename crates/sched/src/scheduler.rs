@@ -106,7 +106,6 @@ pub struct Dispatch {
     features: Option<BundleFeatures>,
 }
 
-
 /// A request that ran its last step.
 #[derive(Copy, Clone, PartialEq, Debug)]
 pub struct Finished {

@@ -117,9 +117,21 @@ pub enum Event {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(Box<RunError>),
     #[error(transparent)]
-    Sched(#[from] SchedError),
+    Sched(Box<SchedError>),
+}
+
+impl From<RunError> for ServeError {
+    fn from(e: RunError) -> ServeError {
+        ServeError::Run(Box::new(e))
+    }
+}
+
+impl From<SchedError> for ServeError {
+    fn from(e: SchedError) -> ServeError {
+        ServeError::Sched(Box::new(e))
+    }
 }
 
 /// What the loop has done and moved.
@@ -133,6 +145,8 @@ pub struct ServeStats {
     pub slots: u64,
     /// Bundles whose fused module was not ready, run as one-slot launches.
     pub split_bundles: u64,
+    /// Bundles of several slots run as one launch of their fused module.
+    pub fused_bundles: u64,
     /// Background preparations started (fused modules).
     pub background_prepares: u64,
     /// Time launches took, µs (as the executor measured).
@@ -254,7 +268,7 @@ impl<'a> Server<'a> {
                     bundle: 0,
                     slots: weft_pack::run::describe(&bundle),
                     executor: self.exec.name().to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
             Ok::<(), ServeError>(())
@@ -413,20 +427,24 @@ impl<'a> Server<'a> {
                 live.arena = Some(arena);
                 begun?;
             }
-            let arena = live.arena.as_ref().ok_or_else(|| SchedError::Completion {
-                message: format!("request {} lost its arena", m.request),
-            })?;
+            let arena = live
+                .arena
+                .as_ref()
+                .ok_or_else(|| SchedError::Completion { message: format!("request {} lost its arena", m.request) })?;
             args.push(served.resident.launch_args(arena, &slot.args)?);
         }
         let launch_err = |exec: &dyn Executor, b: &Bundle, source| RunError::Launch {
             bundle: 0,
             slots: weft_pack::run::describe(b),
             executor: exec.name().to_string(),
-            source,
+            source: Box::new(source),
         };
         if bundle.slots.len() <= 1 || self.exec.is_prepared(&bundle.class) {
             let timing = self.exec.launch(bundle, &args).map_err(|e| launch_err(self.exec, bundle, e))?;
             self.stats.launches += 1;
+            if bundle.slots.len() > 1 {
+                self.stats.fused_bundles += 1;
+            }
             return Ok((timing, true));
         }
         if self.preparing.insert(bundle.class.clone()) {

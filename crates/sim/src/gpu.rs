@@ -33,11 +33,10 @@ use std::sync::Arc;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use weft_kir::analysis::cost;
 use weft_kir::KernelDef;
-use weft_pack::{estimate_registers, Bundle, Timing, DeviceLimits, KernelResources, Limiter, Occupancy};
+use weft_pack::{estimate_registers, Bundle, DeviceLimits, KernelResources, Limiter, Occupancy, Timing};
 
 use crate::exec::SimMemory;
 use crate::spec::{HiddenEffects, SimSpec};
-
 
 /// Why the simulator could not run a launch.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -129,7 +128,14 @@ impl SimGpu {
     /// A simulated device with `limits` (SM count and residency limits),
     /// rates and hidden effects from `spec`, noise seeded by `seed`.
     pub fn new(limits: DeviceLimits, spec: SimSpec, seed: u64) -> SimGpu {
-        SimGpu { limits, spec, rng: rand_xoshiro::SplitMix64::seed_from_u64(seed), runs: 0, bodies: HashMap::new(), memory: SimMemory::default() }
+        SimGpu {
+            limits,
+            spec,
+            rng: rand_xoshiro::SplitMix64::seed_from_u64(seed),
+            runs: 0,
+            bodies: HashMap::new(),
+            memory: SimMemory::default(),
+        }
     }
 
     pub fn limits(&self) -> &DeviceLimits {

@@ -87,7 +87,13 @@ pub fn check_with(g: &Graph, inputs: &[Tensor], tol: f64, options: &LowerOptions
     let program = lower(g, options).unwrap_or_else(|e| panic!("lowering failed: {e}"));
     assert_kernels_proven(&program);
     let hosts: Vec<HostBuffer> = inputs.iter().map(tensor_to_host).collect();
-    let got = weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program.clone()), &hosts, |_| {}).unwrap_or_else(|e| panic!("run failed: {e}"));
+    let got = weft_pack::run_program(
+        &mut weft_pack::InterpExecutor::default(),
+        std::sync::Arc::new(program.clone()),
+        &hosts,
+        |_| {},
+    )
+    .unwrap_or_else(|e| panic!("run failed: {e}"));
     let want = evaluate(g, inputs).unwrap_or_else(|e| panic!("reference failed: {e}"));
     assert_eq!(got.len(), want.len());
     for (k, (gb, w)) in got.iter().zip(&want).enumerate() {
