@@ -8,9 +8,10 @@
 //!   one body, the ResNet-18 conv2_2 GEMM (256×128×1152), every slot
 //!   `Budget::Full` (verification and the isolation proof run once per
 //!   distinct kernel per build);
-//! - `encode/sgemm_32_slots`: the slot table rows (`SlotRow::to_le_bytes`,
-//!   with argument offsets) and the argument words (an address per buffer,
-//!   `pack_scalar` per scalar) of that bundle: the bytes a launch uploads.
+//! - `encode/sgemm_32_slots`: `pack::encode_launch` of that bundle — what
+//!   every executor runs per launch: the checks of every slot's arguments
+//!   against its kernel, the slot table rows and the argument words (an
+//!   address per buffer handle), the bytes a launch uploads.
 //!
 //! The upload and `cuLaunchKernel` are not here; `weft-bench overhead` times
 //! the whole path on a GPU.
@@ -21,11 +22,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use weft::codegen::bundle::{pack_scalar, SlotRow};
 use weft::kernels::sgemm::{sgemm, SgemmTiles};
-use weft::kir::{ArgValue, HostBuffer, Scalar};
+use std::collections::HashMap;
+
+use weft::kir::ParamKind;
 use weft::lower::{lower, BufferId, LowerOptions, Program};
-use weft::pack::{plan, Budget, Bundle, BundleBuilder, DeviceLimits, PackMode, Policy, Slot, TenantId};
+use weft::pack::{
+    encode_launch, plan, Budget, BufferShape, BundleBuilder, DeviceLimits, Handle, LaunchArg, PackMode, Policy, Slot,
+    TenantId,
+};
 
 const TENANTS: usize = 32;
 
@@ -48,34 +53,6 @@ fn gemm_slots() -> Vec<Slot> {
             args: (0..3).map(|i| BufferId::from_u32((3 * t + i) as u32)).collect(),
         })
         .collect()
-}
-
-/// The table rows and argument words of `bundle` (what a launch uploads);
-/// a buffer's word is a made-up device address.
-fn encode(bundle: &Bundle, args: &[Vec<ArgValue>]) -> (Vec<u8>, Vec<u8>) {
-    let mut table = Vec::with_capacity(bundle.slots.len() * 32);
-    let mut words = Vec::with_capacity(args.iter().map(Vec::len).sum::<usize>() * 8);
-    let mut offset = 0u32;
-    for (entry, slot_args) in bundle.table.entries.iter().zip(args) {
-        let row = SlotRow {
-            body: entry.body,
-            first_block: entry.first_block,
-            num_blocks: entry.num_blocks,
-            grid: entry.grid,
-            threads: entry.threads,
-            arg_offset: offset,
-        };
-        table.extend_from_slice(&row.to_le_bytes().expect("fields fit an int"));
-        for (i, a) in slot_args.iter().enumerate() {
-            let word = match a {
-                ArgValue::Buffer(_) => 0x7f00_0000_0000u64 + ((offset as u64 + i as u64) << 20),
-                ArgValue::Scalar(s) => pack_scalar(*s),
-            };
-            words.extend_from_slice(&word.to_le_bytes());
-        }
-        offset += slot_args.len() as u32;
-    }
-    (table, words)
 }
 
 fn bench(c: &mut Criterion) {
@@ -109,19 +86,35 @@ fn bench(c: &mut Criterion) {
     let mut builder = BundleBuilder::new();
     slots.iter().for_each(|s| builder.push(s.clone()));
     let bundle = builder.build().expect("builds");
-    // Tiny stand-in buffers: encoding reads only whether an argument is a buffer.
-    let args: Vec<Vec<ArgValue>> = bundle
+    // A handle per buffer argument, with the shape its parameter declares.
+    let mut shapes: HashMap<Handle, BufferShape> = HashMap::new();
+    let args: Vec<Vec<LaunchArg>> = bundle
         .slots
         .iter()
-        .map(|s| s.args.iter().map(|_| ArgValue::Buffer(HostBuffer::from_f32(&[0.0]))).collect())
+        .map(|s| {
+            s.kernel
+                .params
+                .values()
+                .map(|p| match p.kind {
+                    ParamKind::Buffer { elem, len, .. } => {
+                        let h = Handle(shapes.len() as u64);
+                        shapes.insert(h, BufferShape { elem, len: len as usize });
+                        LaunchArg::Buffer(h)
+                    }
+                    ParamKind::Scalar { ty } => LaunchArg::Scalar(weft::kir::Scalar::from_f64(ty, 1.0)),
+                })
+                .collect()
+        })
         .collect();
-    let mut with_scalar = args.clone();
-    with_scalar[0].push(ArgValue::Scalar(Scalar::F32(1.5)));
+    let encode = |args: &[Vec<LaunchArg>]| {
+        encode_launch("bench", &bundle, args, |h| shapes.get(&h).copied(), |h| 0x7f00_0000_0000 + (h.0 << 20))
+    };
+    let encoded = encode(&args).expect("the bundle encodes");
+    println!("encode/sgemm_32_slots: {} table bytes, {} argument bytes", encoded.table.len(), encoded.words.len());
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("sgemm_32_slots", |b| b.iter(|| black_box(encode(black_box(&bundle), black_box(&args)))));
+    g.bench_function("sgemm_32_slots", |b| b.iter(|| black_box(encode(black_box(&args)).unwrap())));
     g.finish();
-    black_box(encode(&bundle, &with_scalar));
 }
 
 criterion_group!(benches, bench);

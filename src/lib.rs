@@ -18,6 +18,7 @@ pub use weft_lower as lower;
 pub use weft_pack as pack;
 pub use weft_predict as predict;
 pub use weft_sched as sched;
+pub use weft_sim as sim;
 
 pub mod engine;
 pub mod gpu;

@@ -151,6 +151,9 @@ pub struct ServeStats {
     pub background_prepares: u64,
     /// Time launches took, µs (as the executor measured).
     pub busy_us: f64,
+    /// Host wall time spent inside the executor's launch calls, µs (for a
+    /// simulator: the simulation's own cost, which is not serving overhead).
+    pub launch_wall_us: f64,
     /// What crossed between host and executor while serving requests
     /// (registration excluded).
     pub moved: Transfers,
@@ -440,7 +443,10 @@ impl<'a> Server<'a> {
             source: Box::new(source),
         };
         if bundle.slots.len() <= 1 || self.exec.is_prepared(&bundle.class) {
-            let timing = self.exec.launch(bundle, &args).map_err(|e| launch_err(self.exec, bundle, e))?;
+            let began = std::time::Instant::now();
+            let timing = self.exec.launch(bundle, &args);
+            self.stats.launch_wall_us += began.elapsed().as_secs_f64() * 1e6;
+            let timing = timing.map_err(|e| launch_err(self.exec, bundle, e))?;
             self.stats.launches += 1;
             if bundle.slots.len() > 1 {
                 self.stats.fused_bundles += 1;
@@ -456,7 +462,10 @@ impl<'a> Server<'a> {
         let mut per_slot = Vec::with_capacity(bundle.slots.len());
         for (i, slot_args) in args.into_iter().enumerate() {
             let solo = bundle.single(i).map_err(SchedError::from)?;
-            let timing = self.exec.launch(&solo, &[slot_args]).map_err(|e| launch_err(self.exec, &solo, e))?;
+            let began = std::time::Instant::now();
+            let timing = self.exec.launch(&solo, &[slot_args]);
+            self.stats.launch_wall_us += began.elapsed().as_secs_f64() * 1e6;
+            let timing = timing.map_err(|e| launch_err(self.exec, &solo, e))?;
             self.stats.launches += 1;
             total += timing.total_us;
             per_slot.push(timing.total_us);
