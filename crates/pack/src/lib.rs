@@ -7,9 +7,15 @@
 //! (coalescing) and, where useful, a budget of persistent blocks that loop over
 //! its logical grid (constraining). The mapping lives in a [`SlotTable`] that
 //! travels at launch, so compiled code depends only on kernel bodies.
+//!
+//! Which kernels may share a launch, and with what budgets, is decided in
+//! one place, [`shape`], for every planner; how long a bundle takes is a
+//! [`CostModel`]'s answer ([`cost`]); [`plan`] is the offline list
+//! scheduler over both.
 
 pub mod builder;
 pub mod bundle;
+pub mod cost;
 pub mod error;
 pub mod exec;
 pub mod interp;
@@ -17,18 +23,21 @@ pub mod isolate;
 pub mod occupancy;
 pub mod run;
 pub mod schedule;
+pub mod shape;
 pub mod table;
 pub mod timeline;
 
 pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
+pub use cost::{BlockRounds, BundleCost, CostModel};
 pub use error::PackError;
 pub use exec::BundleExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
 pub use run::{run_bundle, run_multi, run_plan, MultiRun, ProgramRef, RunError, TenantState};
-pub use schedule::{
-    block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,
-    RefusalReason, ScheduleError, SlotPlan,
+pub use schedule::{plan, plan_with, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan};
+pub use shape::{
+    assemble, block_time, finish_together_budgets, shape, EstimatedResources, FormError, Member, PackMode,
+    PreparedKernel, ResourceModel, Shape, ShapeRefusal, ShapedBundle,
 };
 pub use table::{SlotEntry, SlotTable};
