@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod policy;
 pub mod scheduler;
 pub mod serve;
-pub mod shape;
 pub mod workload;
 
 pub use error::{RejectReason, SchedError};
