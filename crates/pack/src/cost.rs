@@ -1,9 +1,9 @@
 //! How long a shaped bundle takes: the cost callback planners consult.
 //!
-//! Shaping ([`crate::shape`]) decides which bundles are legal; a
-//! [`CostModel`] says how long each slot of one would take, and how long a
-//! kernel takes alone, so a planner can weigh a wider bundle against its
-//! members' solo times. The packer ships the block-round model
+//! Shaping ([`crate::shape`](mod@crate::shape)) decides which bundles are
+//! legal; a [`CostModel`] says how long each slot of one would take, and how
+//! long a kernel takes alone, so a planner can weigh a wider bundle against
+//! its members' solo times. The packer ships the block-round model
 //! ([`BlockRounds`]), which needs nothing but KIR; the predictor crate
 //! implements the trait over its analytical prior and its online-corrected
 //! models, in microseconds. Both [`crate::plan`] and the serving scheduler

@@ -9,9 +9,9 @@
 //! travels at launch, so compiled code depends only on kernel bodies.
 //!
 //! Which kernels may share a launch, and with what budgets, is decided in
-//! one place, [`shape`], for every planner; how long a bundle takes is a
-//! [`CostModel`]'s answer ([`cost`]); [`plan`] is the offline list
-//! scheduler over both.
+//! one place, [`shape`](mod@shape), for every planner; how long a bundle
+//! takes is a [`CostModel`]'s answer ([`cost`]); [`plan`] is the offline
+//! list scheduler over both.
 
 pub mod builder;
 pub mod bundle;

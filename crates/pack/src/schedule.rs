@@ -3,11 +3,11 @@
 //!
 //! Each tenant's [`Program`] is an instruction stream whose steps must run in
 //! order; different tenants are independent. Like a VLIW compiler filling
-//! instruction words, [`plan`] forms one [`Bundle`](crate::Bundle) per round
+//! instruction words, [`plan`] forms one [`Bundle`] per round
 //! from the heads of the streams until every stream is empty. Which bundles
 //! are legal, and their budgets, is the shaping core's business
-//! ([`crate::shape`]); how long they take is a [`CostModel`]'s. What this
-//! module adds is policy:
+//! ([`crate::shape`](mod@crate::shape)); how long they take is a
+//! [`CostModel`]'s. What this module adds is policy:
 //!
 //! 1. **Who is considered first.** The ready kernels (one per unfinished
 //!    tenant: the head of its stream) are tried oldest first: a kernel's age
@@ -134,7 +134,8 @@ pub struct PlannedBundle {
 /// Why a ready kernel was left out of a bundle.
 #[derive(Clone, PartialEq, Debug)]
 pub enum RefusalReason {
-    /// The wider member list breaks a shaping rule ([`crate::shape`]).
+    /// The wider member list breaks a shaping rule
+    /// ([`crate::shape`](mod@crate::shape)).
     Shape(ShapeRefusal),
     /// Joining would stretch `member`'s time beyond what the knob tolerates.
     Slowdown { member: TenantId, member_kernel: String, slowdown: f64, tolerated: f64 },

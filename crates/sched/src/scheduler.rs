@@ -28,8 +28,9 @@
 //! tenants (plain EDF when weights are equal and nobody lags). The first
 //! candidate always runs; each next one joins if
 //!
-//! 1. the packer's shaping rules allow the wider bundle ([`weft_pack::shape`],
-//!    the same rules `weft_pack::plan` follows),
+//! 1. the packer's shaping rules allow the wider bundle
+//!    ([`weft_pack::shape`](mod@weft_pack::shape), the same rules
+//!    `weft_pack::plan` follows),
 //! 2. the wider bundle is predicted to be faster than the current one
 //!    followed by the candidate alone (packing must pay), and
 //! 3. every on-track member stays on track at the pace the knob allows: the
