@@ -25,7 +25,7 @@ pub mod serve;
 pub mod workload;
 
 pub use error::{RejectReason, SchedError};
-pub use metrics::{jain, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
+pub use metrics::{jain, median, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
 pub use policy::{PolicyKind, SchedulerConfig};
 pub use scheduler::{Dispatch, DispatchedStep, Finished, Request, Scheduler, TenantSpec, Timing};
 pub use serve::{serve, Executor};
