@@ -4,8 +4,9 @@
 //! answers with any [`Predictor`] (the analytical prior, the online-adaptive
 //! model, a baseline), in microseconds. It owns the [`FeatureExtractor`], so
 //! each kernel is analysed once however many trial bundles it is priced in,
-//! and it takes each kernel's registers from the shaping core's
-//! [`PreparedKernel`] so features and shaping agree on resources. A serving
+//! and it takes each kernel's block resources from the shaping core's
+//! [`PreparedKernel`] (whatever [`weft_pack::ResourceModel`] prepared it),
+//! so features and shaping agree on resources. A serving
 //! loop that learns keeps the features of what it dispatched
 //! ([`PredictorCost::predict`]) and feeds measurements back with
 //! [`PredictorCost::observe`].
@@ -13,7 +14,7 @@
 use std::sync::Arc;
 
 use weft_kir::KernelDef;
-use weft_pack::{BundleCost, CostModel, PreparedKernel, ShapedBundle};
+use weft_pack::{BundleCost, CostModel, EstimatedResources, PreparedKernel, ResourceModel, ShapedBundle};
 
 use crate::device::DeviceModel;
 use crate::features::{BundleFeatures, FeatureExtractor};
@@ -38,14 +39,12 @@ impl<P: Predictor> PredictorCost<P> {
 
     /// The features of `bundle` and the predictor's estimate for them.
     pub fn predict(&mut self, bundle: &ShapedBundle) -> (Prediction, BundleFeatures) {
-        let registers = |k: &KernelDef| {
-            bundle
-                .members
-                .iter()
-                .find(|m| std::ptr::eq(Arc::as_ptr(&m.kernel.kernel), k))
-                .map(|m| m.kernel.resources.registers)
+        // The bundle's slots hold the prepared kernels themselves.
+        let resources = |k: &KernelDef| {
+            let member = bundle.members.iter().find(|m| std::ptr::eq(Arc::as_ptr(&m.kernel.kernel), k));
+            member.map_or_else(|| EstimatedResources.resources(k), |m| m.kernel.resources)
         };
-        let features = self.extractor.bundle(&bundle.bundle, &registers);
+        let features = self.extractor.bundle_with(&bundle.bundle, &resources);
         (self.predictor.predict(&features), features)
     }
 
@@ -62,8 +61,8 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
     }
 
     fn solo_time(&mut self, kernel: &PreparedKernel) -> f64 {
-        let registers = kernel.resources.registers;
-        let features = self.extractor.solo(&kernel.kernel, &|_| Some(registers));
+        let resources = kernel.resources;
+        let features = self.extractor.solo_with(&kernel.kernel, &|_: &KernelDef| resources);
         self.predictor.predict(&features).total_us
     }
 
@@ -77,7 +76,7 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
 mod tests {
     use weft_kir::{Access, Axis, KernelBuilder, LaunchShape, Type};
     use weft_lower::BufferId;
-    use weft_pack::{DeviceLimits, EstimatedResources, Member, PackMode, TenantId};
+    use weft_pack::{DeviceLimits, KernelResources, Member, PackMode, TenantId};
 
     use super::*;
     use crate::prior::RooflinePrior;
@@ -125,5 +124,26 @@ mod tests {
         assert_eq!(priced.slots.len(), 2);
         assert!(priced.total >= solo[1], "the bundle lasts at least as long as its heaviest member alone");
         assert_eq!(cost.name(), RooflinePrior::new().name());
+    }
+
+    #[test]
+    fn features_follow_the_resources_the_bundle_was_shaped_with() {
+        let limits = DeviceLimits::sm_90();
+        let k = scale("k", 1024, 8);
+        // A measured report: more registers than the KIR estimate.
+        let measured = |k: &KernelDef| KernelResources { registers: 128, ..KernelResources::of(k, None) };
+        let prepared = Arc::new(PreparedKernel::new(&k, &limits, &measured).unwrap());
+        assert_eq!(prepared.resources.registers, 128);
+        let member = Member { kernel: prepared.clone(), tenant: TenantId(0), args: vec![BufferId::from_u32(0)] };
+        let shaped = ShapedBundle::form(vec![member], &limits, PackMode::Auto).unwrap();
+        let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
+        let (_, features) = cost.predict(&shaped);
+        assert_eq!(features.resources, prepared.resources);
+        assert_eq!(features.slots[0].registers, 128);
+        assert_eq!(features.blocks_per_sm, prepared.solo.blocks_per_sm);
+        // Fewer resident blocks than the estimate would allow: slower alone.
+        let estimated = Arc::new(PreparedKernel::new(&scale("k2", 1024, 8), &limits, &EstimatedResources).unwrap());
+        assert!(estimated.solo.blocks_per_sm > prepared.solo.blocks_per_sm);
+        assert!(cost.solo_time(&prepared) > cost.solo_time(&estimated));
     }
 }
