@@ -22,8 +22,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use weft::kernels::sgemm::{sgemm, SgemmTiles};
 use std::collections::HashMap;
+use weft::kernels::sgemm::{sgemm, SgemmTiles};
 
 use weft::kir::ParamKind;
 use weft::lower::{lower, BufferId, LowerOptions, Program};

@@ -36,7 +36,7 @@ use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::{plan, PackMode, Plan, Policy, TenantId};
 
 use super::resident::{BundleCache, KernelCache, PreparedBundle, ResidentTenant};
-use super::{compare_outputs, median, percentile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, quantile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `e2e` runs.
 #[derive(Clone, Debug)]
@@ -378,7 +378,7 @@ fn write(ctx: &Ctx, args: &E2eArgs, rows: &[Row]) -> Result<(), BenchError> {
         let mut modes = serde_json::Map::new();
         for (m, mode) in MODES.iter().enumerate() {
             let rps = row.tenants as f64 / (median(&row.rounds[m]) / 1e3);
-            let (p50, p99) = (percentile(&row.latencies[m], 50.0), percentile(&row.latencies[m], 99.0));
+            let (p50, p99) = (quantile(&row.latencies[m], 0.5), quantile(&row.latencies[m], 0.99));
             line += &format!(" | {rps:>10.1} {p50:>8.3} {p99:>8.3}");
             modes.insert(
                 mode.to_string(),

@@ -28,7 +28,7 @@ use weft::kir::KernelDef;
 use weft::lower::{lower, LowerOptions, Program};
 
 use super::resident::{KernelCache, ResidentTenant};
-use super::{compare_outputs, median, percentile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, quantile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `latency` runs.
 #[derive(Clone, Debug)]
@@ -147,7 +147,7 @@ fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache)
     println!(
         "latency {name}: median {:.1} µs, p99 {:.1} µs over {} requests (enqueue median {:.1} µs); check {}",
         median(&samples_us),
-        percentile(&samples_us, 99.0),
+        quantile(&samples_us, 0.99),
         samples_us.len(),
         median(&enqueue_us),
         if check_ok { "ok".to_string() } else { format!("FAILED (relative L2 {check_rel_l2:.3e})") }
@@ -211,7 +211,7 @@ fn write(
     );
     let mut json_rows = Vec::new();
     for row in rows {
-        let (p50, p99) = (median(&row.samples_us), percentile(&row.samples_us, 99.0));
+        let (p50, p99) = (median(&row.samples_us), quantile(&row.samples_us, 0.99));
         let min = row.samples_us.iter().copied().fold(f64::INFINITY, f64::min);
         let mean = row.samples_us.iter().sum::<f64>() / row.samples_us.len().max(1) as f64;
         let enq = median(&row.enqueue_us);

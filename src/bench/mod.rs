@@ -22,6 +22,8 @@ use weft::gpu::{GpuError, GpuExecutor};
 use weft::kir::{HostBuffer, Scalar, Type};
 use weft::lower::Program;
 use weft::pack::{PackError, ScheduleError};
+/// Medians and percentiles: the scheduler's one definition (nearest rank).
+pub use weft::sched::metrics::{median, quantile};
 
 /// Why a benchmark failed (not: why it was skipped, see [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
@@ -168,24 +170,6 @@ impl Ctx {
         let meta = Meta::collect(&info);
         Ok(Ctx { exec, info, meta })
     }
-}
-
-/// The median of `xs` (NaN when empty).
-pub fn median(xs: &[f64]) -> f64 {
-    percentile(xs, 50.0)
-}
-
-/// The `p`-th percentile of `xs` by linear interpolation between order
-/// statistics (NaN when empty).
-pub fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = (p / 100.0).clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
 }
 
 /// Where a subcommand writes: `<out>/<name>.json`, `.csv` and `.txt`.

@@ -27,7 +27,7 @@ use weft::lower::Program;
 use weft::pack::{plan, PackMode, Policy, TenantId};
 
 use super::resident::{bundle_dims, encode_table, launch_bundle, BundleCache, KernelCache, ResidentTenant};
-use super::{median, percentile, BenchError, Csv, Ctx, Outcome, Output};
+use super::{median, quantile, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `overhead` runs.
 #[derive(Clone, Debug)]
@@ -136,7 +136,7 @@ pub fn run(ctx: &Ctx, args: &OverheadArgs) -> Result<Outcome, BenchError> {
     table += &format!("{:<32} {:>10} {:>10} {:>10}\n", "part", "median", "p90", "min");
     let mut summary = serde_json::Map::new();
     for (name, v) in names.iter().zip(&parts) {
-        let (med, p90, min) = (median(v), percentile(v, 90.0), percentile(v, 0.0));
+        let (med, p90, min) = (median(v), quantile(v, 0.9), quantile(v, 0.0));
         table += &format!("{name:<32} {med:>10.2} {p90:>10.2} {min:>10.2}\n");
         summary.insert(name.to_string(), serde_json::json!({"median_us": med, "p90_us": p90, "min_us": min}));
     }

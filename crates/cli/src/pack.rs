@@ -1,5 +1,9 @@
 //! `weft pack`: plan how several tenants' models share one GPU, print the
 //! bundles, verify them on the interpreter, and draw the plan.
+//!
+//! The plan is `weft_pack::plan_with` priced by the predictor's analytical
+//! prior (`PredictorCost` over `RooflinePrior`), the model the serving
+//! scheduler starts from, so printed and drawn times are predicted µs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,9 +13,10 @@ use weft::kir::HostBuffer;
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
-    plan, run_plan, run_program, DeviceLimits, InterpExecutor, PackMode, Plan, Policy, Resident, TenantId, TenantRun,
-    Weights,
+    plan_with, run_plan, run_program, CostModel, DeviceLimits, EstimatedResources, InterpExecutor, PackMode, Plan,
+    Policy, Resident, TenantId, TenantRun, Weights,
 };
+use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
 use crate::commands::{load, random_input, Bindings, CliError};
 
@@ -84,8 +89,10 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let (limits, device) = limits();
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
-    let plan = plan(&ids, &limits, &policy).map_err(|e| CliError::Usage(e.to_string()))?;
-    print_plan(&plan, &tenants, &device, args);
+    let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
+    let plan = plan_with(&ids, &limits, &policy, &EstimatedResources, &mut cost)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    print_plan(&plan, &tenants, &device, cost.name(), args);
 
     std::fs::create_dir_all(args.out)
         .map_err(|source| CliError::Io { path: args.out.display().to_string(), source })?;
@@ -98,7 +105,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let trace = args.out.join("plan.trace.json");
     let svg = args.out.join("plan.svg");
     let title = format!(
-        "weft pack: {} tenants, {} bundles{}, {:?} mode, knob {} (predicted times)",
+        "weft pack: {} tenants, {} bundles{}, {:?} mode, knob {} (predicted µs, the predictor's prior)",
         tenants.len(),
         plan.bundles.len(),
         args.draw_first.filter(|&n| n < plan.bundles.len()).map_or(String::new(), |n| format!(" (first {n} drawn)")),
@@ -117,10 +124,11 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, args: &PackArgs) {
+fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, cost: &str, args: &PackArgs) {
     println!("device: {device}");
+    println!("cost model: the predictor's {cost}");
     println!(
-        "{} tenants, {} bundles ({:.2} slots per bundle), {:?} mode, knob {}; predicted time {:.0} units",
+        "{} tenants, {} bundles ({:.2} slots per bundle), {:?} mode, knob {}; predicted time {:.1} µs",
         tenants.len(),
         plan.bundles.len(),
         plan.mean_width(),
@@ -141,7 +149,7 @@ fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, 
         );
         for (slot, sp) in b.bundle.slots.iter().zip(&b.slots) {
             println!(
-                "    {:<16} {:<32} {:>6} logical -> {:>6} blocks  ({} rounds, {:.0} units, solo {:.0})",
+                "    {:<16} {:<32} {:>6} logical -> {:>6} blocks  ({} rounds, {:.1} µs, solo {:.1} µs)",
                 tenants[sp.tenant.0 as usize].2,
                 slot.kernel.name,
                 sp.logical_blocks,

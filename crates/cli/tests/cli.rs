@@ -215,6 +215,7 @@ fn pack_prints_bundles_verifies_them_and_draws_the_plan() {
         assert!(o.status.success(), "{mode}: {}", stderr(&o));
         let text = stdout(&o);
         assert!(text.contains("2 tenants") && text.contains("bundle 0:"), "{mode}: {text}");
+        assert!(text.contains("cost model: the predictor's prior") && text.contains(" µs"), "{mode}: {text}");
         assert!(text.contains("bit-identical to their solo runs"), "{mode}: {text}");
         let trace = std::fs::read_to_string(out.join("plan.trace.json")).expect("trace written");
         assert!(trace.starts_with('{') && trace.contains("\"traceEvents\""), "{mode}");

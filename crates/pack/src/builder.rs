@@ -173,13 +173,13 @@ fn threads(kernel: &KernelDef) -> u32 {
 
 /// A kernel made safe to pack: the kernel to run, the guards added, and its
 /// body fingerprint.
-type Prepared = (Arc<KernelDef>, Vec<GuardedAccess>, u64);
+pub(crate) type Prepared = (Arc<KernelDef>, Vec<GuardedAccess>, u64);
 
 /// [`prepare`] once per kernel `Arc` and isolation mode in this process:
 /// lowering shares one `Arc` per distinct body across every tenant, so a
 /// server forming bundle after bundle analyses each body once. Entries keep
 /// their `Arc` alive, so a key's address cannot be reused by another kernel.
-fn prepare_cached(kernel: &Arc<KernelDef>, isolation: Isolation) -> Result<Prepared, PackError> {
+pub(crate) fn prepare_cached(kernel: &Arc<KernelDef>, isolation: Isolation) -> Result<Prepared, PackError> {
     type Table = HashMap<(usize, bool), (Arc<KernelDef>, Prepared)>;
     static CACHE: std::sync::OnceLock<std::sync::Mutex<Table>> = std::sync::OnceLock::new();
     let key = (Arc::as_ptr(kernel) as usize, isolation == Isolation::Strict);

@@ -35,6 +35,10 @@ pub enum PackError {
     #[error("kernel `{kernel}` takes {params} parameters but its slot binds {args} buffers")]
     SlotArgs { kernel: String, params: usize, args: usize },
 
+    /// Slots and budgets given to assemble a bundle do not pair up.
+    #[error("{slots} slots were given {budgets} budgets")]
+    Budgets { slots: usize, budgets: usize },
+
     /// A kernel (as given, or after guards were inserted) fails verification.
     #[error(transparent)]
     Verify(#[from] VerifyErrors),

@@ -7,9 +7,15 @@
 //! (coalescing) and, where useful, a budget of persistent blocks that loop over
 //! its logical grid (constraining). The mapping lives in a [`SlotTable`] that
 //! travels at launch, so compiled code depends only on kernel bodies.
+//!
+//! Which kernels may share a launch, and with what budgets, is decided in
+//! one place, [`shape`](mod@shape), for every planner; how long a bundle
+//! takes is a [`CostModel`]'s answer ([`cost`]); [`plan`] is the offline
+//! list scheduler over both.
 
 pub mod builder;
 pub mod bundle;
+pub mod cost;
 pub mod error;
 pub mod exec;
 pub mod interp;
@@ -18,11 +24,13 @@ pub mod launch;
 pub mod occupancy;
 pub mod run;
 pub mod schedule;
+pub mod shape;
 pub mod table;
 pub mod timeline;
 
 pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
+pub use cost::{BlockRounds, BundleCost, CostModel};
 pub use error::PackError;
 pub use exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Transfers};
 pub use interp::InterpExecutor;
@@ -33,8 +41,9 @@ pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
     RunError, TenantRun, Weights,
 };
-pub use schedule::{
-    block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,
-    RefusalReason, ScheduleError, SlotPlan,
+pub use schedule::{plan, plan_with, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan};
+pub use shape::{
+    assemble, block_time, finish_together_budgets, shape, EstimatedResources, FormError, Member, PackMode,
+    PreparedKernel, ResourceModel, Shape, ShapeRefusal, ShapedBundle,
 };
 pub use table::{SlotEntry, SlotTable};

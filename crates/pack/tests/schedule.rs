@@ -1,5 +1,5 @@
-//! The bundle scheduler on synthetic tenants: stream order, resource limits,
-//! budgets, the latency/throughput knob, refusals, and packed runs of the
+//! The bundle planner on synthetic tenants: stream order, resource limits,
+//! budgets, the latency/throughput knob, refusals, cost models, and packed runs of the
 //! plans on the interpreter against solo runs.
 
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use weft_interp::Interpreter;
 use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    plan, run_multi, run_program, Budget, DeviceLimits, KernelResources, Occupancy, PackMode, Plan, Policy,
-    RefusalReason, ScheduleError, TenantId,
+    plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, DeviceLimits,
+    EstimatedResources, KernelResources, Occupancy, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason,
+    ScheduleError, ShapeRefusal, ShapedBundle, TenantId,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -229,7 +230,7 @@ fn a_combination_that_drops_occupancy_is_refused() {
         let refusal = &plan.refusals[0];
         assert_eq!((refusal.bundle, refusal.tenant, refusal.step), (0, TenantId(1), 0));
         match &refusal.reason {
-            RefusalReason::Occupancy { member, needs, would_get, .. } => {
+            RefusalReason::Shape(ShapeRefusal::Occupancy { member, needs, would_get, .. }) => {
                 assert_eq!((*member, *needs, *would_get), (TenantId(1), 16, 2));
             }
             other => panic!("expected an occupancy refusal, got {other}"),
@@ -284,13 +285,87 @@ fn plans_are_deterministic() {
 
 #[test]
 fn a_kernel_no_sm_can_hold_is_an_error() {
-    // 240 KiB of shared memory exceeds 227 KiB per block.
+    let limits = DeviceLimits::sm_90();
+    // 240 KiB of shared memory exceeds 227 KiB per block: the verifier
+    // refuses the kernel when it is prepared.
     let huge = program("huge", &[kernel("huge", 4, 256, 1, 60 * 1024)]);
-    let err = plan(&[(TenantId(3), &huge)], &DeviceLimits::sm_90(), &Policy::default()).unwrap_err();
+    let err = plan(&[(TenantId(3), &huge)], &limits, &Policy::default()).unwrap_err();
+    assert!(matches!(err, ScheduleError::Pack(PackError::Verify(_))), "{err}");
+    assert!(err.to_string().contains("`huge`") && err.to_string().contains("shared"), "{err}");
+    // A kernel that verifies, but whose resources (as the resource model
+    // reports them) no SM can hold.
+    let fine = program("fine", &[kernel("fine", 4, 256, 1, 0)]);
+    let measured = |k: &KernelDef| KernelResources { shared_bytes: 240 * 1024, ..KernelResources::of(k, None) };
+    let err = plan_with(&[(TenantId(3), &fine)], &limits, &Policy::default(), &measured, &mut BlockRounds::new(limits))
+        .unwrap_err();
     assert!(matches!(err, ScheduleError::Unlaunchable { tenant: TenantId(3), step: 0, .. }), "{err}");
     assert!(err.to_string().contains("shared memory"), "{err}");
-    let twice = plan(&[(TenantId(1), &huge), (TenantId(1), &huge)], &DeviceLimits::sm_90(), &Policy::default());
+    let twice = plan(&[(TenantId(1), &fine), (TenantId(1), &fine)], &limits, &Policy::default());
     assert!(matches!(twice, Err(ScheduleError::DuplicateTenant(TenantId(1)))));
+}
+
+/// A cost model under which packing never pays: a bundle takes as long as
+/// its members one after another. Counts the solo times it is asked for.
+struct Serial {
+    solo_calls: usize,
+}
+
+impl CostModel for Serial {
+    fn name(&self) -> &str {
+        "serial"
+    }
+
+    fn solo_time(&mut self, kernel: &PreparedKernel) -> f64 {
+        self.solo_calls += 1;
+        kernel.logical_blocks as f64
+    }
+
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost {
+        let mut end = 0.0;
+        let slots: Vec<f64> = bundle
+            .members
+            .iter()
+            .map(|m| {
+                end += m.kernel.logical_blocks as f64;
+                end
+            })
+            .collect();
+        BundleCost { total: end, slots }
+    }
+}
+
+#[test]
+fn the_cost_model_decides_what_packing_pays() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    let limits = DeviceLimits::sm_90();
+    let distinct = programs.iter().map(|p| p.steps.len()).sum::<usize>();
+    for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
+        // Knob 0: no member may be slower than alone, and under this model
+        // every partner makes it slower, so every bundle holds one slot.
+        let mut cost = Serial { solo_calls: 0 };
+        let alone = plan_with(&tenants, &limits, &Policy::new(mode, 0.0), &EstimatedResources, &mut cost).unwrap();
+        assert_eq!(cost.solo_calls, distinct, "{mode:?}: each kernel is priced alone once");
+        assert_eq!(alone.bundles.len(), distinct, "{mode:?}");
+        assert!(alone.bundles.iter().all(|b| b.slots.len() == 1));
+        assert!(alone.refusals.iter().any(|r| matches!(r.reason, RefusalReason::Slowdown { .. })));
+        // The plan's times are the model's.
+        for b in &alone.bundles {
+            assert_eq!(b.time, b.slots[0].logical_blocks as f64);
+            assert_eq!(b.slots[0].solo_time, b.time);
+        }
+        // Knob 1 accepts any slowdown: the same streams pack as under the
+        // block-round model, and the times are still the model's.
+        let mut cost = Serial { solo_calls: 0 };
+        let wide = plan_with(&tenants, &limits, &Policy::new(mode, 1.0), &EstimatedResources, &mut cost).unwrap();
+        let rounds = plan(&tenants, &limits, &Policy::new(mode, 1.0)).unwrap();
+        assert_eq!(order(&wide), order(&rounds), "{mode:?}: shaping alone decides at knob 1");
+        assert!(wide.bundles.len() < alone.bundles.len());
+        for b in &wide.bundles {
+            let serial: u64 = b.slots.iter().map(|s| s.logical_blocks).sum();
+            assert_eq!(b.time, serial as f64);
+        }
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use weft_kir::analysis::cost;
 use weft_kir::KernelDef;
-use weft_pack::{body_fingerprint, Bundle, DeviceLimits, KernelResources, Occupancy};
+use weft_pack::{body_fingerprint, Bundle, DeviceLimits, KernelResources, Occupancy, ResourceModel};
 
 use crate::device::DeviceModel;
 
@@ -155,7 +155,7 @@ impl FeatureExtractor {
         &self.device
     }
 
-    fn info(&mut self, kernel: &Arc<KernelDef>, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> KernelInfo {
+    fn info(&mut self, kernel: &Arc<KernelDef>, resources: &dyn ResourceModel) -> KernelInfo {
         let key = Arc::as_ptr(kernel) as usize;
         if let Some((_, info)) = self.cache.get(&key) {
             return info.clone();
@@ -163,7 +163,7 @@ impl FeatureExtractor {
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        let info = kernel_info(kernel, registers(kernel), &self.device.limits);
+        let info = kernel_info(kernel, resources.resources(kernel), &self.device.limits);
         self.cache.insert(key, (kernel.clone(), info.clone()));
         info
     }
@@ -171,12 +171,19 @@ impl FeatureExtractor {
     /// Features of `bundle`; `registers` gives ptxas's count per kernel
     /// where known (`None`: estimated from KIR).
     pub fn bundle(&mut self, bundle: &Bundle, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
+        self.bundle_with(bundle, &|k: &KernelDef| KernelResources::of(k, registers(k)))
+    }
+
+    /// Features of `bundle`, with each kernel's block resources from
+    /// `resources` (the model the bundle was shaped with, so features and
+    /// shaping agree).
+    pub fn bundle_with(&mut self, bundle: &Bundle, resources: &dyn ResourceModel) -> BundleFeatures {
         let parts: Vec<(KernelInfo, u64, u64)> = bundle
             .slots
             .iter()
             .enumerate()
             .map(|(i, slot)| {
-                let info = self.info(&slot.kernel, registers);
+                let info = self.info(&slot.kernel, resources);
                 let (first, blocks) = match bundle.table.entries.get(i) {
                     Some(e) => (e.first_block as u64, e.num_blocks as u64),
                     None => (0, slot.budget.physical_blocks(info.logical_blocks) as u64),
@@ -189,15 +196,20 @@ impl FeatureExtractor {
 
     /// Features of `kernel` launched alone on its full grid.
     pub fn solo(&mut self, kernel: &Arc<KernelDef>, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
-        let info = self.info(kernel, registers);
+        self.solo_with(kernel, &|k: &KernelDef| KernelResources::of(k, registers(k)))
+    }
+
+    /// Features of `kernel` launched alone on its full grid, with its block
+    /// resources from `resources`.
+    pub fn solo_with(&mut self, kernel: &Arc<KernelDef>, resources: &dyn ResourceModel) -> BundleFeatures {
+        let info = self.info(kernel, resources);
         let blocks = info.logical_blocks;
         assemble(&[(info, 0, blocks)], 1, &self.device)
     }
 }
 
-fn kernel_info(kernel: &KernelDef, ptxas_registers: Option<u32>, limits: &DeviceLimits) -> KernelInfo {
+fn kernel_info(kernel: &KernelDef, resources: KernelResources, limits: &DeviceLimits) -> KernelInfo {
     let c = cost(kernel);
-    let resources = KernelResources::of(kernel, ptxas_registers);
     KernelInfo {
         body: body_fingerprint(kernel),
         name: kernel.name.clone(),

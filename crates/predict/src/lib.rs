@@ -14,6 +14,9 @@
 //! - [`adaptive`]: the prior times an online correction learned from
 //!   measured bundle times (RLS with forgetting plus per-body residuals).
 //!
+//! [`cost`] lends any of them to the packer's planners as a
+//! [`weft_pack::CostModel`] ([`PredictorCost`]).
+//!
 //! [`baselines`] holds the coarser models of the literature and [`eval`]
 //! compares all of them on held-out co-locations measured on the simulator
 //! (`weft-sim`): simulator figures, never GPU results. docs/predictor.md
@@ -21,6 +24,7 @@
 
 pub mod adaptive;
 pub mod baselines;
+pub mod cost;
 pub mod device;
 pub mod eval;
 pub mod features;
@@ -29,6 +33,7 @@ pub mod prior;
 
 pub use adaptive::{correction_features, Adaptive, AdaptiveConfig, NUM_FEATURES};
 pub use baselines::{ModelLevel, OperatorLevel};
+pub use cost::PredictorCost;
 pub use device::DeviceModel;
 pub use eval::{evaluate, EvalConfig, EvalError, EvalReport, PredictorScore};
 pub use features::{bundle_features, bundle_features_on, BundleFeatures, FeatureExtractor, SlotFeatures};

@@ -22,11 +22,10 @@ pub mod metrics;
 pub mod policy;
 pub mod scheduler;
 pub mod serve;
-pub mod shape;
 pub mod workload;
 
 pub use error::{RejectReason, SchedError};
-pub use metrics::{jain, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
+pub use metrics::{jain, median, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
 pub use policy::{PolicyKind, SchedulerConfig};
 pub use scheduler::{Dispatch, DispatchedStep, Finished, Request, Scheduler, TenantSpec};
 pub use serve::{serve, Clock, Event, ServeError, ServeStats, Server, SimClock, WallClock};

@@ -8,6 +8,12 @@
 //! **Goodput** is requests completed within their SLO per second of the run.
 //! **Jain's index** over tenants' attainments `x_i` is `(Σx)² / (n·Σx²)`: 1
 //! when every tenant is served alike, `1/n` when one tenant gets everything.
+//! **Percentiles** are by nearest rank ([`quantile`]): always a value that
+//! was observed, never an interpolation between two, so a p99 latency is
+//! one some request saw.
+//!
+//! These helpers ([`quantile`], [`median`], [`jain`]) are the workspace's
+//! one definition: the engine's metrics and the benchmarks use them too.
 
 use weft_pack::TenantId;
 
@@ -47,13 +53,28 @@ pub struct TenantSummary {
     pub p99_us: f64,
 }
 
-/// The `q`-quantile (0..=1) of `sorted` by nearest rank; NaN when empty.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
+/// The `q`-quantile (`0..=1`) of `values` by **nearest rank**: the
+/// `ceil(q·n)`-th smallest of the `n` values (the smallest for `q = 0`), so
+/// at least a fraction `q` of the values are at most it. `values` need not
+/// be sorted (they are ordered by [`f64::total_cmp`]); NaN when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
         return f64::NAN;
     }
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    let rank = (q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, values.len()) - 1;
+    if values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+        return values[index];
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[index]
+}
+
+/// The median by nearest rank ([`quantile`] at 0.5): for an even count, the
+/// lower of the two middle values.
+pub fn median(values: &[f64]) -> f64 {
+    quantile(values, 0.5)
 }
 
 /// Jain's fairness index of `xs` (1 for an empty or all-zero list).
@@ -251,5 +272,12 @@ mod tests {
         assert_eq!(quantile(&xs, 1.0), 100.0);
         assert_eq!(quantile(&xs, 0.0), 1.0);
         assert!(quantile(&[], 0.5).is_nan());
+        // Any order; always an observed value.
+        let shuffled = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&shuffled, 0.5), 2.0);
+        assert_eq!(median(&shuffled), 2.0);
+        assert_eq!(quantile(&shuffled, 0.99), 4.0);
+        assert_eq!(quantile(&shuffled, 0.0), 1.0);
+        assert_eq!(shuffled, [4.0, 1.0, 3.0, 2.0], "the input is left alone");
     }
 }

@@ -28,7 +28,9 @@
 //! tenants (plain EDF when weights are equal and nobody lags). The first
 //! candidate always runs; each next one joins if
 //!
-//! 1. the packer's occupancy rules allow the wider bundle ([`crate::shape`]),
+//! 1. the packer's shaping rules allow the wider bundle
+//!    ([`weft_pack::shape`](mod@weft_pack::shape), the same rules
+//!    `weft_pack::plan` follows),
 //! 2. the wider bundle is predicted to be faster than the current one
 //!    followed by the candidate alone (packing must pay), and
 //! 3. every on-track member stays on track at the pace the knob allows: the
@@ -60,12 +62,14 @@ use std::sync::Arc;
 
 use weft_kir::KernelDef;
 use weft_lower::{BufferId, Program};
-use weft_pack::{Budget, Bundle, DeviceLimits, TenantId, Timing};
-use weft_predict::{BundleFeatures, FeatureExtractor, Measured, Predictor};
+use weft_pack::{
+    assemble, shape, Budget, Bundle, CostModel, DeviceLimits, EstimatedResources, FormError, Member, PackMode,
+    PreparedKernel, Shape, ShapeRefusal, ShapedBundle, TenantId, Timing,
+};
+use weft_predict::{BundleFeatures, DeviceModel, Measured, Predictor, PredictorCost};
 
 use crate::error::{RejectReason, SchedError};
 use crate::policy::{PolicyKind, SchedulerConfig};
-use crate::shape::{assemble, budgets, Member, PreparedKernel, ShapeRefusal};
 
 /// A tenant: a model instance with an SLO and a weight.
 #[derive(Clone, Debug)]
@@ -174,8 +178,8 @@ const GAIN_ALPHA: f64 = 0.05;
 pub struct Scheduler {
     config: SchedulerConfig,
     limits: DeviceLimits,
-    predictor: Box<dyn Predictor>,
-    extractor: FeatureExtractor,
+    /// The predictor, pricing bundles through the packer's cost interface.
+    cost: PredictorCost<Box<dyn Predictor>>,
     tenants: Vec<TenantEntry>,
     /// Distinct prepared kernels and their predicted solo times.
     kernels: Vec<Arc<PreparedKernel>>,
@@ -202,12 +206,10 @@ impl Scheduler {
     /// A scheduler running `config` on a device with `limits`, predicting
     /// with `predictor` (only SloAware consults it for decisions).
     pub fn new(config: SchedulerConfig, limits: DeviceLimits, predictor: Box<dyn Predictor>) -> Scheduler {
-        let extractor = FeatureExtractor::new(weft_predict::DeviceModel::sm_90_with(limits));
         Scheduler {
             config,
             limits,
-            predictor,
-            extractor,
+            cost: PredictorCost::new(predictor, DeviceModel::sm_90_with(limits)),
             tenants: Vec::new(),
             kernels: Vec::new(),
             solo_us: Vec::new(),
@@ -228,7 +230,7 @@ impl Scheduler {
             PolicyKind::TimeOnlyFifo => "time-only FIFO".to_string(),
             PolicyKind::SpaceOnly => "space-only".to_string(),
             PolicyKind::PackedGreedy => "packed greedy".to_string(),
-            PolicyKind::SloAware => format!("packed + {}", self.predictor.name()),
+            PolicyKind::SloAware => format!("packed + {}", self.cost.name()),
         }
     }
 
@@ -290,14 +292,13 @@ impl Scheduler {
         if let Some(&i) = self.kernel_index.get(&key) {
             return Ok(i);
         }
-        let prepared = PreparedKernel::new(kernel, &self.limits)?;
+        let prepared = PreparedKernel::new(kernel, &self.limits, &EstimatedResources)?;
         let found =
             self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel);
         let index = match found {
             Some(i) => i,
             None => {
-                let f = self.extractor.solo(&prepared.kernel, &|_| None);
-                self.solo_us.push(self.predictor.predict(&f).total_us.max(0.0));
+                self.solo_us.push(self.cost.solo_time(&prepared).max(0.0));
                 self.kernels.push(Arc::new(prepared));
                 self.kernels.len() - 1
             }
@@ -309,8 +310,7 @@ impl Scheduler {
     /// Re-predicts every kernel's solo time (the predictor may have learned).
     fn refresh(&mut self) {
         for (k, solo) in self.kernels.iter().zip(self.solo_us.iter_mut()) {
-            let f = self.extractor.solo(&k.kernel, &|_| None);
-            *solo = self.predictor.predict(&f).total_us.max(0.0);
+            *solo = self.cost.solo_time(k).max(0.0);
         }
         for t in &mut self.tenants {
             t.suffix_us = suffix(&t.steps, &self.solo_us);
@@ -443,9 +443,10 @@ impl Scheduler {
                 for c in cands {
                     let mut trial = chosen.clone();
                     trial.push(c);
-                    let fits = match budgets(&self.members(&trial), &self.limits, weft_pack::PackMode::Coalesce) {
+                    let fits = match shape(&self.members(&trial), &self.limits, PackMode::Coalesce) {
                         Ok(_) | Err(ShapeRefusal::Occupancy { .. }) | Err(ShapeRefusal::Capacity { .. }) => true,
                         Err(ShapeRefusal::BlockShape { .. }) => chosen.is_empty(),
+                        Err(ShapeRefusal::Empty) | Err(ShapeRefusal::Grid { .. }) => false,
                     };
                     if fits {
                         chosen = trial;
@@ -462,16 +463,16 @@ impl Scheduler {
                         .then(a.request.id.cmp(&b.request.id))
                 });
                 let mut chosen = vec![cands[0].clone()];
-                let mut shape = self.shape(&chosen, cands[0].tenant_index)?;
+                let mut budgets = self.shape_alone(&chosen, cands[0].tenant_index)?.budgets;
                 for c in cands.iter().skip(1) {
                     let mut trial = chosen.clone();
                     trial.push(c.clone());
-                    if let Ok(b) = budgets(&self.members(&trial), &self.limits, self.config.mode) {
+                    if let Ok(s) = shape(&self.members(&trial), &self.limits, self.config.mode) {
                         chosen = trial;
-                        shape = b;
+                        budgets = s.budgets;
                     }
                 }
-                self.dispatch(&chosen, shape, None)?
+                self.dispatch(&chosen, budgets, None)?
             }
             PolicyKind::SloAware => self.slo_aware(cands)?,
         };
@@ -529,18 +530,22 @@ impl Scheduler {
                 .then(a.request.id.cmp(&b.request.id))
         });
         let mut chosen = vec![cands[0].clone()];
-        let shape = self.shape(&chosen, cands[0].tenant_index)?;
-        let mut bundle = assemble(&self.members(&chosen), &shape)?;
-        let mut features = self.extractor.bundle(&bundle, &|_| None);
-        let mut time = self.predictor.predict(&features).total_us;
+        let shape = self.shape_alone(&chosen, cands[0].tenant_index)?;
+        let members = self.members(&chosen);
+        let mut shaped = ShapedBundle { bundle: assemble(&members, &shape.budgets)?, members, shape };
+        let (prediction, mut features) = self.cost.predict(&shaped);
+        let mut time = prediction.total_us;
         let knob = self.config.knob.clamp(0.0, 1.0);
         for c in cands.iter().skip(1) {
             let mut trial = chosen.clone();
             trial.push(c.clone());
-            let Ok(trial_shape) = budgets(&self.members(&trial), &self.limits, self.config.mode) else { continue };
-            let trial_bundle = assemble(&self.members(&trial), &trial_shape)?;
-            let trial_features = self.extractor.bundle(&trial_bundle, &|_| None);
-            let t = self.predictor.predict(&trial_features).total_us;
+            let trial_shaped = match ShapedBundle::form(self.members(&trial), &self.limits, self.config.mode) {
+                Ok(shaped) => shaped,
+                Err(FormError::Refused(_)) => continue,
+                Err(FormError::Pack(e)) => return Err(e.into()),
+            };
+            let (prediction, trial_features) = self.cost.predict(&trial_shaped);
+            let t = prediction.total_us;
             // Packing must pay (NaN never does).
             if t.partial_cmp(&(time + c.solo)) != Some(std::cmp::Ordering::Less) {
                 continue;
@@ -553,7 +558,7 @@ impl Scheduler {
             });
             if on_pace {
                 chosen = trial;
-                bundle = trial_bundle;
+                shaped = trial_shaped;
                 features = trial_features;
                 time = t;
             }
@@ -562,18 +567,18 @@ impl Scheduler {
             .iter()
             .map(|c| DispatchedStep { tenant: c.request.tenant, request: c.request.id, step: c.step })
             .collect();
-        Ok(Dispatch { bundle, members, predicted_us: Some(time), features: Some(features) })
+        Ok(Dispatch { bundle: shaped.bundle, members, predicted_us: Some(time), features: Some(features) })
     }
 
-    /// The budgets of `chosen`, which must form a bundle (the first member
+    /// The shape of `chosen`, which must form a bundle (the first member
     /// alone always does: it fits its own SM, checked at registration).
-    fn shape(&self, chosen: &[Candidate], tenant_index: usize) -> Result<Vec<Budget>, SchedError> {
-        budgets(&self.members(chosen), &self.limits, self.config.mode).map_err(|refusal| {
+    fn shape_alone(&self, chosen: &[Candidate], tenant_index: usize) -> Result<Shape, SchedError> {
+        shape(&self.members(chosen), &self.limits, self.config.mode).map_err(|refusal| {
             let t = &self.tenants[tenant_index];
             SchedError::InvalidTenant {
                 tenant: t.spec.id,
                 name: t.spec.name.clone(),
-                message: format!("a kernel cannot form a bundle alone: {refusal:?}"),
+                message: format!("a kernel cannot form a bundle alone: {refusal}"),
             }
         })
     }
@@ -592,10 +597,10 @@ impl Scheduler {
     fn dispatch(
         &mut self,
         chosen: &[Candidate],
-        shape: Vec<Budget>,
+        budgets: Vec<Budget>,
         predicted_us: Option<f64>,
     ) -> Result<Dispatch, SchedError> {
-        let bundle = assemble(&self.members(chosen), &shape)?;
+        let bundle = assemble(&self.members(chosen), &budgets)?;
         let members = chosen
             .iter()
             .map(|c| DispatchedStep { tenant: c.request.tenant, request: c.request.id, step: c.step })
@@ -613,7 +618,7 @@ impl Scheduler {
         self.dispatched = false;
         if let Some(f) = &dispatch.features {
             let measured = Measured { total_us: timing.total_us, per_slot_us: timing.per_slot_us.clone() };
-            self.predictor.observe(f, &measured);
+            self.cost.observe(f, &measured);
         }
         let mut finished = Vec::new();
         let mut solo_sum = 0.0;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use weft_pack::{Budget, BundleBuilder, TenantId};
+use weft_pack::{Budget, TenantId};
 use weft_sched::{
     Arrivals, Outcome, PolicyKind, RejectReason, Request, SchedError, SchedulerConfig, Trace, TraceTenant,
 };
@@ -185,20 +185,4 @@ fn space_only_co_runs_every_tenant_with_full_grids() {
     assert_eq!(d.bundle.slots.len(), 3);
     assert!(d.bundle.slots.iter().all(|slot| slot.budget == Budget::Full));
     assert_eq!(s.config().kind, PolicyKind::SpaceOnly);
-}
-
-#[test]
-fn assembled_bundles_match_the_packers_builder() {
-    let mut s = scheduler(SchedulerConfig::packed_greedy(), prior(), 4, 1e6);
-    for id in 0..4u32 {
-        s.submit(Request { tenant: TenantId(id), id: id as u64, arrival_us: 0.0 }, 0.0).unwrap();
-    }
-    let d = s.next_bundle(0.0).unwrap().unwrap();
-    let mut builder = BundleBuilder::new();
-    for slot in &d.bundle.slots {
-        builder.push(slot.clone());
-    }
-    let built = builder.build().expect("the builder accepts the same slots");
-    assert_eq!(built.table, d.bundle.table);
-    assert_eq!(built.class, d.bundle.class);
 }
