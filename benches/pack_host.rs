@@ -23,9 +23,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weft::codegen::bundle::{pack_scalar, SlotRow};
 use weft::kernels::sgemm::{sgemm, SgemmTiles};
+use weft::kir::Target;
 use weft::kir::{ArgValue, HostBuffer, Scalar};
 use weft::lower::{lower, BufferId, LowerOptions, Program};
-use weft::pack::{plan, Budget, Bundle, BundleBuilder, DeviceLimits, PackMode, Policy, Slot, TenantId};
+use weft::pack::{plan, Budget, Bundle, BundleBuilder, PackMode, Policy, Slot, TenantId};
 
 const TENANTS: usize = 32;
 
@@ -79,7 +80,7 @@ fn encode(bundle: &Bundle, args: &[Vec<ArgValue>]) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let programs = resnet18_programs();
     let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), p)).collect();
     let policy = Policy::new(PackMode::Auto, 1.0);

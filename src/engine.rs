@@ -233,8 +233,8 @@ impl Engine {
         config: EngineConfig,
     ) -> Engine {
         let limits = match weft_cuda::probe() {
-            Ok(info) if name == "cuda" => crate::device_limits(&info),
-            _ => weft_pack::DeviceLimits::sm_90(),
+            Ok(info) if name == "cuda" => info.target(),
+            _ => weft_kir::Target::sm_90(),
         };
         let mut policy = config.policy.clone();
         policy.queue_capacity = policy.queue_capacity.max(config.max_queue);

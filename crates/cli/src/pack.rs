@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use weft::interp::Interpreter;
 use weft::kir::HostBuffer;
+use weft::kir::Target;
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
-use weft::pack::{plan, run_plan, DeviceLimits, PackMode, Plan, Policy, TenantId, TenantState};
+use weft::pack::{plan, run_plan, PackMode, Plan, Policy, TenantId, TenantState};
 
 use crate::commands::{load, random_input, Bindings, CliError};
 
@@ -47,12 +48,10 @@ pub struct PackArgs<'a> {
     pub draw_first: Option<usize>,
 }
 
-fn limits() -> (DeviceLimits, String) {
+fn limits() -> (Target, String) {
     match weft::cuda::probe() {
-        Ok(info) => {
-            (weft::device_limits(&info), format!("{} ({}, {} SMs)", info.name, info.arch_name(), info.sm_count))
-        }
-        Err(_) => (DeviceLimits::sm_90(), "no GPU: planning for sm_90 defaults (132 SMs)".to_string()),
+        Ok(info) => (info.target(), format!("{} ({}, {} SMs)", info.name, info.arch_name(), info.sm_count)),
+        Err(_) => (Target::sm_90(), "no GPU: planning for sm_90 defaults (132 SMs)".to_string()),
     }
 }
 

@@ -25,7 +25,7 @@ pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
 pub use error::PackError;
 pub use exec::BundleExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
-pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
+pub use occupancy::{estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{run_bundle, run_multi, run_plan, MultiRun, ProgramRef, RunError, TenantState};
 pub use schedule::{
     block_time, finish_together_budgets, plan, plan_with, PackMode, Plan, PlannedBundle, Policy, Refusal,

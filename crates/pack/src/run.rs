@@ -18,12 +18,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_kir::{check_args, ArgValue, HostBuffer, ParamKind};
+use weft_kir::{check_args, ArgValue, HostBuffer, ParamKind, Target};
 use weft_lower::{BufferId, BufferKind, Program};
 
 use crate::bundle::{Bundle, TenantId};
 use crate::exec::BundleExecutor;
-use crate::occupancy::DeviceLimits;
 use crate::schedule::{plan, Plan, Policy, ScheduleError};
 
 /// Why a multi-tenant run failed.
@@ -289,7 +288,7 @@ pub struct MultiRun {
 pub fn run_multi<E: BundleExecutor>(
     programs: &[&Program],
     inputs: &[Vec<HostBuffer>],
-    limits: &DeviceLimits,
+    limits: &Target,
     policy: &Policy,
     exec: &E,
 ) -> Result<MultiRun, RunError> {

@@ -28,7 +28,7 @@
 //! 3. **Budgets.** Each slot's time is modelled in *block rounds*: a slot of
 //!    `L` logical blocks on `b` physical blocks runs `ceil(L / b)` rounds of
 //!    [`block_time`] units, stretched by contention: an SM issues at full
-//!    speed for up to [`DeviceLimits::full_speed_warps_per_sm`] active warps
+//!    speed for up to [`Target::full_speed_warps_per_sm`] active warps
 //!    and shares its issue slots beyond that, so `rounds × block_time ×
 //!    max(1, active warps per SM / full-speed warps)` (the same formula
 //!    gives a kernel's solo time). Coalescing ([`Budget::Full`]) gives every slot
@@ -57,13 +57,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use weft_kir::analysis::cost;
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::Program;
 
 use crate::builder::BundleBuilder;
 use crate::bundle::{Budget, Bundle, Slot, TenantId};
 use crate::error::PackError;
-use crate::occupancy::{DeviceLimits, KernelResources, Limiter, Occupancy};
+use crate::occupancy::{KernelResources, Limiter, Occupancy, ResourceTable};
 use crate::timeline::{BundleSpan, SlotSpan};
 
 /// How a bundle's slots share its launch.
@@ -300,10 +300,10 @@ pub fn block_time(kernel: &KernelDef, warp_size: u32) -> f64 {
 }
 
 /// How much slower blocks run because they share their SMs' issue slots: 1
-/// up to [`DeviceLimits::full_speed_warps_per_sm`] active warps per SM, then
+/// up to [`Target::full_speed_warps_per_sm`] active warps per SM, then
 /// proportional to the active warps. `physical_blocks` spread evenly over
 /// the SMs, at most `occupancy.blocks_per_sm` at a time.
-fn contention(physical_blocks: u64, threads: u32, occupancy: &Occupancy, limits: &DeviceLimits) -> f64 {
+fn contention(physical_blocks: u64, threads: u32, occupancy: &Occupancy, limits: &Target) -> f64 {
     let per_sm = physical_blocks.div_ceil(limits.sm_count.max(1) as u64).min(occupancy.blocks_per_sm as u64);
     let warps = per_sm * (threads as u64).div_ceil(limits.warp_size.max(1) as u64);
     (warps as f64 / limits.full_speed_warps_per_sm.max(1) as f64).max(1.0)
@@ -331,20 +331,20 @@ struct Candidate {
     facts: KernelFacts,
 }
 
-/// Plans bundles for `tenants` with register counts estimated from KIR
-/// ([`KernelResources::of`] without ptxas).
-pub fn plan(tenants: &[(TenantId, &Program)], limits: &DeviceLimits, policy: &Policy) -> Result<Plan, ScheduleError> {
-    plan_with(tenants, limits, policy, &|k: &KernelDef| KernelResources::of(k, None))
+/// Plans bundles for `tenants` with block resources estimated from KIR
+/// (an empty [`ResourceTable`]: nothing compiled yet).
+pub fn plan(tenants: &[(TenantId, &Program)], limits: &Target, policy: &Policy) -> Result<Plan, ScheduleError> {
+    plan_with(tenants, limits, policy, &ResourceTable::new())
 }
 
-/// Plans bundles for `tenants`, asking `resources` for each distinct kernel's
-/// block resources (so callers with ptxas reports can supply real register
-/// counts).
+/// Plans bundles for `tenants`, with each distinct kernel's block resources
+/// from `resources`: ptxas's figures for the bodies compiled so far, the KIR
+/// estimate for the rest.
 pub fn plan_with(
     tenants: &[(TenantId, &Program)],
-    limits: &DeviceLimits,
+    limits: &Target,
     policy: &Policy,
-    resources: &dyn Fn(&KernelDef) -> KernelResources,
+    resources: &ResourceTable,
 ) -> Result<Plan, ScheduleError> {
     for (i, (t, _)) in tenants.iter().enumerate() {
         if tenants[..i].iter().any(|(u, _)| u == t) {
@@ -355,7 +355,7 @@ pub fn plan_with(
     // architecture, so facts are cached by the kernel's allocation.
     let mut facts_cache: HashMap<*const KernelDef, KernelFacts> = HashMap::new();
     let mut facts_of = |k: &Arc<KernelDef>| -> KernelFacts {
-        *facts_cache.entry(Arc::as_ptr(k)).or_insert_with(|| kernel_facts(k, resources(k), limits))
+        *facts_cache.entry(Arc::as_ptr(k)).or_insert_with(|| kernel_facts(k, resources.resources(k), limits))
     };
 
     let mut next = vec![0usize; tenants.len()];
@@ -421,7 +421,7 @@ pub fn plan_with(
     Ok(plan)
 }
 
-fn kernel_facts(kernel: &KernelDef, resources: KernelResources, limits: &DeviceLimits) -> KernelFacts {
+fn kernel_facts(kernel: &KernelDef, resources: KernelResources, limits: &Target) -> KernelFacts {
     let solo = Occupancy::of(resources, limits);
     let logical_blocks = kernel.launch.num_blocks().max(1);
     let block_time = block_time(kernel, limits.warp_size);
@@ -455,7 +455,7 @@ impl BundleShape {
 
 /// Applies rules 2 to 4 to a trial member list (the last member is the one
 /// asking to join).
-fn try_join(trial: &[Candidate], limits: &DeviceLimits, policy: &Policy) -> Result<BundleShape, RefusalReason> {
+fn try_join(trial: &[Candidate], limits: &Target, policy: &Policy) -> Result<BundleShape, RefusalReason> {
     let shape = shape_bundle(trial, limits, policy.mode);
     let warp = limits.warp_size.max(1);
     for m in trial {
@@ -503,12 +503,12 @@ fn try_join(trial: &[Candidate], limits: &DeviceLimits, policy: &Policy) -> Resu
 }
 
 /// Rule 3: occupancy, budgets and times of a member list.
-fn shape_bundle(members: &[Candidate], limits: &DeviceLimits, mode: PackMode) -> BundleShape {
-    let resources = members.iter().map(|m| m.facts.resources).reduce(KernelResources::max).unwrap_or(KernelResources {
-        threads: 1,
-        registers: 16,
-        shared_bytes: 0,
-    });
+fn shape_bundle(members: &[Candidate], limits: &Target, mode: PackMode) -> BundleShape {
+    let resources = members
+        .iter()
+        .map(|m| m.facts.resources)
+        .reduce(KernelResources::max)
+        .unwrap_or(KernelResources::new(1, 16, 0));
     let occupancy = Occupancy::of(resources, limits);
     let resident = occupancy.resident_blocks(limits).max(1);
     let total: u64 = members.iter().map(|m| m.facts.logical_blocks).sum();
@@ -596,7 +596,7 @@ fn assemble(
     members: &[Candidate],
     shape: BundleShape,
     tenants: &[(TenantId, &Program)],
-    limits: &DeviceLimits,
+    limits: &Target,
 ) -> Result<PlannedBundle, ScheduleError> {
     let slots: Vec<Slot> = members
         .iter()

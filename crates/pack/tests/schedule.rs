@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use weft_interp::Interpreter;
-use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
+use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Target, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    plan, run_multi, Budget, DeviceLimits, KernelResources, Occupancy, PackMode, Plan, Policy, RefusalReason,
-    ScheduleError, TenantId,
+    plan, run_multi, Budget, KernelResources, Occupancy, PackMode, Plan, Policy, RefusalReason, ScheduleError, TenantId,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -106,7 +105,7 @@ fn order(plan: &Plan) -> Vec<(u32, usize, String, Budget)> {
 fn every_kernel_runs_once_in_stream_order() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    for limits in [DeviceLimits::sm_90(), DeviceLimits::sm_80()] {
+    for limits in [Target::sm_90(), Target::sm_80()] {
         for policy in policies() {
             let plan = plan(&tenants, &limits, &policy).expect("plans");
             for (t, p) in &tenants {
@@ -132,7 +131,7 @@ fn every_kernel_runs_once_in_stream_order() {
 fn bundles_respect_resource_limits_and_capacity() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     for policy in policies() {
         let plan = plan(&tenants, &limits, &policy).expect("plans");
         for b in &plan.bundles {
@@ -184,7 +183,7 @@ fn bundles_respect_resource_limits_and_capacity() {
 fn knob_trades_bundle_width_for_latency() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
         let latency = plan(&tenants, &limits, &Policy::new(mode, 0.0)).unwrap();
         let throughput = plan(&tenants, &limits, &Policy::new(mode, 1.0)).unwrap();
@@ -220,7 +219,7 @@ fn a_combination_that_drops_occupancy_is_refused() {
     let big = program("big", &[kernel("big", 264, 1024, 2, 25 * 1024)]);
     // 128 threads, 16 blocks per SM needed for 2112 blocks on 132 SMs.
     let small = program("small", &[kernel("small", 2112, 128, 2, 0)]);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let tenants = [(TenantId(0), &big), (TenantId(1), &small)];
     for policy in policies() {
         let plan = plan(&tenants, &limits, &policy).unwrap();
@@ -244,7 +243,7 @@ fn constrained_budgets_follow_work_and_finish_together() {
     // Same grid, three times the work: about three times the blocks.
     let a = program("a", &[kernel("a", 4096, 256, 10, 0)]);
     let b = program("b", &[kernel("b", 4096, 256, 30, 0)]);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let plan = plan(&[(TenantId(0), &a), (TenantId(1), &b)], &limits, &Policy::new(PackMode::Constrain, 1.0)).unwrap();
     assert_eq!(plan.bundles.len(), 1);
     let pb = &plan.bundles[0];
@@ -264,7 +263,7 @@ fn constrained_budgets_follow_work_and_finish_together() {
     assert!(!spills.bundles[0].coalesced);
 }
 
-fn super_plan(programs: &[&Program], limits: &DeviceLimits, policy: &Policy) -> Plan {
+fn super_plan(programs: &[&Program], limits: &Target, policy: &Policy) -> Plan {
     let tenants: Vec<(TenantId, &Program)> =
         programs.iter().enumerate().map(|(i, &p)| (TenantId(i as u32), p)).collect();
     plan(&tenants, limits, policy).unwrap()
@@ -275,8 +274,8 @@ fn plans_are_deterministic() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
     for policy in policies() {
-        let a = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
-        let b = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
+        let a = plan(&tenants, &Target::sm_80(), &policy).unwrap();
+        let b = plan(&tenants, &Target::sm_80(), &policy).unwrap();
         assert_eq!(order(&a), order(&b));
         assert_eq!(a.refusals, b.refusals);
     }
@@ -286,10 +285,10 @@ fn plans_are_deterministic() {
 fn a_kernel_no_sm_can_hold_is_an_error() {
     // 240 KiB of shared memory exceeds 227 KiB per block.
     let huge = program("huge", &[kernel("huge", 4, 256, 1, 60 * 1024)]);
-    let err = plan(&[(TenantId(3), &huge)], &DeviceLimits::sm_90(), &Policy::default()).unwrap_err();
+    let err = plan(&[(TenantId(3), &huge)], &Target::sm_90(), &Policy::default()).unwrap_err();
     assert!(matches!(err, ScheduleError::Unlaunchable { tenant: TenantId(3), step: 0, .. }), "{err}");
     assert!(err.to_string().contains("shared memory"), "{err}");
-    let twice = plan(&[(TenantId(1), &huge), (TenantId(1), &huge)], &DeviceLimits::sm_90(), &Policy::default());
+    let twice = plan(&[(TenantId(1), &huge), (TenantId(1), &huge)], &Target::sm_90(), &Policy::default());
     assert!(matches!(twice, Err(ScheduleError::DuplicateTenant(TenantId(1)))));
 }
 
@@ -309,7 +308,7 @@ fn packed_runs_match_solo_runs_bit_for_bit() {
         programs.iter().zip(&inputs).map(|(p, x)| p.run(&interp, x).expect("solo run")).collect();
     let refs: Vec<&Program> = programs.iter().collect();
     for policy in policies() {
-        let run = run_multi(&refs, &inputs, &DeviceLimits::sm_90(), &policy, &interp).expect("packed run");
+        let run = run_multi(&refs, &inputs, &Target::sm_90(), &policy, &interp).expect("packed run");
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(got.iter().zip(want).all(|(g, w)| g.bytes() == w.bytes()), "{policy:?}: tenant {t} differs");
         }

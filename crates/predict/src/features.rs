@@ -8,8 +8,9 @@
 //!   block does; a constrained slot's physical block does `rounds` of them);
 //!   arithmetic intensity is FLOPs per byte;
 //! - **resources**, from the kernel and ptxas: threads per block, registers
-//!   per thread (the caller's ptxas report where it has one, else
-//!   [`weft_pack::estimate_registers`]), static shared memory;
+//!   per thread, shared memory and spills, as the caller's
+//!   [`ResourceTable`] gives them (ptxas's figures for compiled bodies, else
+//!   [`weft_pack::estimate_registers`] and the kernel's shared arrays);
 //! - **residency**, from [`weft_pack::Occupancy`]: the kernel's solo blocks
 //!   per SM, and the bundle's (every physical block of a bundle asks for
 //!   the most of any slot's resources); the bundle's resident capacity
@@ -33,8 +34,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft_kir::analysis::cost;
-use weft_kir::KernelDef;
-use weft_pack::{body_fingerprint, Bundle, DeviceLimits, KernelResources, Occupancy};
+use weft_kir::{KernelDef, Target};
+use weft_pack::{body_fingerprint, Bundle, KernelResources, Occupancy, ResourceTable};
 
 use crate::device::DeviceModel;
 
@@ -58,6 +59,9 @@ pub struct SlotFeatures {
     pub warps: u32,
     pub registers: u32,
     pub shared_bytes: u64,
+    /// Bytes of spill stores and loads per thread (ptxas's; 0 when
+    /// estimated).
+    pub spill_bytes: u64,
     pub logical_blocks: u64,
     /// Physical blocks the slot runs on (its block budget).
     pub physical_blocks: u64,
@@ -105,7 +109,7 @@ pub struct BundleFeatures {
     /// How full the last wave is, in (0, 1].
     pub tail_fraction: f64,
     /// Combined demand on the SMs: active warps per SM of the co-resident
-    /// blocks over [`DeviceLimits::full_speed_warps_per_sm`] (above 1, blocks
+    /// blocks over [`Target::full_speed_warps_per_sm`] (above 1, blocks
     /// share issue slots).
     pub sm_demand: f64,
     /// Bytes/µs the co-resident blocks would draw at compute speed.
@@ -139,8 +143,10 @@ struct KernelInfo {
 pub struct FeatureExtractor {
     device: DeviceModel,
     /// Keyed by the `Arc`'s address; the `Arc` beside it keeps the address
-    /// from being reused while it is a key.
-    cache: HashMap<usize, (Arc<KernelDef>, KernelInfo)>,
+    /// from being reused while it is a key. The number beside it is how many
+    /// bodies the resource table held when an estimate was cached: a table
+    /// that has grown since may hold this body's measured figures.
+    cache: HashMap<usize, (Arc<KernelDef>, KernelInfo, usize)>,
 }
 
 /// Most kernels the cache holds before it starts over.
@@ -155,28 +161,31 @@ impl FeatureExtractor {
         &self.device
     }
 
-    fn info(&mut self, kernel: &Arc<KernelDef>, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> KernelInfo {
+    fn info(&mut self, kernel: &Arc<KernelDef>, resources: &ResourceTable) -> KernelInfo {
         let key = Arc::as_ptr(kernel) as usize;
-        if let Some((_, info)) = self.cache.get(&key) {
-            return info.clone();
+        let recorded = resources.len();
+        if let Some((_, info, seen)) = self.cache.get(&key) {
+            if info.resources.measured || *seen == recorded {
+                return info.clone();
+            }
         }
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        let info = kernel_info(kernel, registers(kernel), &self.device.limits);
-        self.cache.insert(key, (kernel.clone(), info.clone()));
+        let info = kernel_info(kernel, resources.resources(kernel), &self.device.limits);
+        self.cache.insert(key, (kernel.clone(), info.clone(), recorded));
         info
     }
 
-    /// Features of `bundle`; `registers` gives ptxas's count per kernel
-    /// where known (`None`: estimated from KIR).
-    pub fn bundle(&mut self, bundle: &Bundle, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
+    /// Features of `bundle`, with each kernel's block resources from
+    /// `resources` (measured by ptxas where recorded, else estimated).
+    pub fn bundle(&mut self, bundle: &Bundle, resources: &ResourceTable) -> BundleFeatures {
         let parts: Vec<(KernelInfo, u64, u64)> = bundle
             .slots
             .iter()
             .enumerate()
             .map(|(i, slot)| {
-                let info = self.info(&slot.kernel, registers);
+                let info = self.info(&slot.kernel, resources);
                 let (first, blocks) = match bundle.table.entries.get(i) {
                     Some(e) => (e.first_block as u64, e.num_blocks as u64),
                     None => (0, slot.budget.physical_blocks(info.logical_blocks) as u64),
@@ -188,16 +197,15 @@ impl FeatureExtractor {
     }
 
     /// Features of `kernel` launched alone on its full grid.
-    pub fn solo(&mut self, kernel: &Arc<KernelDef>, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
-        let info = self.info(kernel, registers);
+    pub fn solo(&mut self, kernel: &Arc<KernelDef>, resources: &ResourceTable) -> BundleFeatures {
+        let info = self.info(kernel, resources);
         let blocks = info.logical_blocks;
         assemble(&[(info, 0, blocks)], 1, &self.device)
     }
 }
 
-fn kernel_info(kernel: &KernelDef, ptxas_registers: Option<u32>, limits: &DeviceLimits) -> KernelInfo {
+fn kernel_info(kernel: &KernelDef, resources: KernelResources, limits: &Target) -> KernelInfo {
     let c = cost(kernel);
-    let resources = KernelResources::of(kernel, ptxas_registers);
     KernelInfo {
         body: body_fingerprint(kernel),
         name: kernel.name.clone(),
@@ -212,11 +220,8 @@ fn kernel_info(kernel: &KernelDef, ptxas_registers: Option<u32>, limits: &Device
 /// Features of the slots `(kernel, first physical block, physical blocks)`.
 fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceModel) -> BundleFeatures {
     let limits = &device.limits;
-    let resources = parts.iter().map(|p| p.0.resources).reduce(KernelResources::max).unwrap_or(KernelResources {
-        threads: 1,
-        registers: 16,
-        shared_bytes: 0,
-    });
+    let resources =
+        parts.iter().map(|p| p.0.resources).reduce(KernelResources::max).unwrap_or(KernelResources::new(1, 16, 0));
     let occupancy = Occupancy::of(resources, limits);
     let capacity = occupancy.resident_blocks(limits);
     let physical: u64 = parts.iter().map(|p| p.2.max(1)).sum();
@@ -272,6 +277,7 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
             warps,
             registers: info.resources.registers,
             shared_bytes: info.resources.shared_bytes,
+            spill_bytes: info.resources.spill_bytes,
             logical_blocks: info.logical_blocks,
             physical_blocks: blocks,
             rounds: info.logical_blocks.div_ceil(blocks),
@@ -306,21 +312,13 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
 }
 
 /// Features of `bundle` on a device with `limits` and the sm_90 throughput
-/// numbers ([`DeviceModel::sm_90_with`]); `registers` gives ptxas's count
-/// per kernel where known, else pack's estimate is used.
-pub fn bundle_features(
-    bundle: &Bundle,
-    limits: &DeviceLimits,
-    registers: &dyn Fn(&KernelDef) -> Option<u32>,
-) -> BundleFeatures {
-    FeatureExtractor::new(DeviceModel::sm_90_with(*limits)).bundle(bundle, registers)
+/// numbers ([`DeviceModel::sm_90_with`]); `resources` gives each kernel's
+/// block resources (ptxas's where recorded, else pack's estimate).
+pub fn bundle_features(bundle: &Bundle, limits: &Target, resources: &ResourceTable) -> BundleFeatures {
+    FeatureExtractor::new(DeviceModel::sm_90_with(*limits)).bundle(bundle, resources)
 }
 
 /// Like [`bundle_features`], on an explicit device model.
-pub fn bundle_features_on(
-    bundle: &Bundle,
-    device: &DeviceModel,
-    registers: &dyn Fn(&KernelDef) -> Option<u32>,
-) -> BundleFeatures {
-    FeatureExtractor::new(*device).bundle(bundle, registers)
+pub fn bundle_features_on(bundle: &Bundle, device: &DeviceModel, resources: &ResourceTable) -> BundleFeatures {
+    FeatureExtractor::new(*device).bundle(bundle, resources)
 }

@@ -58,9 +58,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::{BufferId, Program};
-use weft_pack::{Budget, Bundle, DeviceLimits, TenantId};
+use weft_pack::{Budget, Bundle, ResourceTable, TenantId};
 use weft_predict::{BundleFeatures, FeatureExtractor, Measured, Predictor};
 
 use crate::error::{RejectReason, SchedError};
@@ -181,7 +181,10 @@ const GAIN_ALPHA: f64 = 0.05;
 /// The SLO-aware multi-tenant scheduler; see the module docs.
 pub struct Scheduler {
     config: SchedulerConfig,
-    limits: DeviceLimits,
+    limits: Target,
+    /// Block resources of kernel bodies: ptxas's where the compiler recorded
+    /// them, else estimated.
+    resources: Arc<ResourceTable>,
     predictor: Box<dyn Predictor>,
     extractor: FeatureExtractor,
     tenants: Vec<TenantEntry>,
@@ -209,11 +212,12 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// A scheduler running `config` on a device with `limits`, predicting
     /// with `predictor` (only SloAware consults it for decisions).
-    pub fn new(config: SchedulerConfig, limits: DeviceLimits, predictor: Box<dyn Predictor>) -> Scheduler {
+    pub fn new(config: SchedulerConfig, limits: Target, predictor: Box<dyn Predictor>) -> Scheduler {
         let extractor = FeatureExtractor::new(weft_predict::DeviceModel::sm_90_with(limits));
         Scheduler {
             config,
             limits,
+            resources: Arc::new(ResourceTable::new()),
             predictor,
             extractor,
             tenants: Vec::new(),
@@ -224,6 +228,20 @@ impl Scheduler {
             speedup: 1.0,
             dispatched: false,
         }
+    }
+
+    /// Shapes bundles and predicts with the block resources in `table`
+    /// (the one the compiler records ptxas's reports in), instead of an
+    /// empty one. Kernels are shaped when their tenant is added, so the
+    /// table should hold them by then.
+    pub fn with_resources(mut self, table: Arc<ResourceTable>) -> Scheduler {
+        self.resources = table;
+        self
+    }
+
+    /// The table bundles are shaped with.
+    pub fn resources(&self) -> &Arc<ResourceTable> {
+        &self.resources
     }
 
     /// The policy's name for tables: the baselines by kind, SloAware by
@@ -298,13 +316,13 @@ impl Scheduler {
         if let Some(&i) = self.kernel_index.get(&key) {
             return Ok(i);
         }
-        let prepared = PreparedKernel::new(kernel, &self.limits)?;
+        let prepared = PreparedKernel::new(kernel, &self.limits, &self.resources)?;
         let found =
             self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel);
         let index = match found {
             Some(i) => i,
             None => {
-                let f = self.extractor.solo(&prepared.kernel, &|_| None);
+                let f = self.extractor.solo(&prepared.kernel, &self.resources);
                 self.solo_us.push(self.predictor.predict(&f).total_us.max(0.0));
                 self.kernels.push(Arc::new(prepared));
                 self.kernels.len() - 1
@@ -317,7 +335,7 @@ impl Scheduler {
     /// Re-predicts every kernel's solo time (the predictor may have learned).
     fn refresh(&mut self) {
         for (k, solo) in self.kernels.iter().zip(self.solo_us.iter_mut()) {
-            let f = self.extractor.solo(&k.kernel, &|_| None);
+            let f = self.extractor.solo(&k.kernel, &self.resources);
             *solo = self.predictor.predict(&f).total_us.max(0.0);
         }
         for t in &mut self.tenants {
@@ -538,7 +556,7 @@ impl Scheduler {
         let mut chosen = vec![cands[0].clone()];
         let shape = self.shape(&chosen, cands[0].tenant_index)?;
         let mut bundle = assemble(&self.members(&chosen), &shape)?;
-        let mut features = self.extractor.bundle(&bundle, &|_| None);
+        let mut features = self.extractor.bundle(&bundle, &self.resources);
         let mut time = self.predictor.predict(&features).total_us;
         let knob = self.config.knob.clamp(0.0, 1.0);
         for c in cands.iter().skip(1) {
@@ -546,7 +564,7 @@ impl Scheduler {
             trial.push(c.clone());
             let Ok(trial_shape) = budgets(&self.members(&trial), &self.limits, self.config.mode) else { continue };
             let trial_bundle = assemble(&self.members(&trial), &trial_shape)?;
-            let trial_features = self.extractor.bundle(&trial_bundle, &|_| None);
+            let trial_features = self.extractor.bundle(&trial_bundle, &self.resources);
             let t = self.predictor.predict(&trial_features).total_us;
             // Packing must pay (NaN never does).
             if t.partial_cmp(&(time + c.solo)) != Some(std::cmp::Ordering::Less) {

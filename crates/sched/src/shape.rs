@@ -25,11 +25,11 @@
 
 use std::sync::Arc;
 
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::BufferId;
 use weft_pack::{
-    block_time, body_fingerprint, Budget, Bundle, BundleBuilder, DeviceLimits, KernelResources, LaunchClass, Occupancy,
-    PackMode, Slot, SlotTable, TenantId,
+    block_time, body_fingerprint, Budget, Bundle, BundleBuilder, KernelResources, LaunchClass, Occupancy, PackMode,
+    ResourceTable, Slot, SlotTable, TenantId,
 };
 
 use crate::error::SchedError;
@@ -52,14 +52,19 @@ pub struct PreparedKernel {
 }
 
 impl PreparedKernel {
-    /// Verifies and isolates `kernel` through the packer's builder.
-    pub fn new(kernel: &Arc<KernelDef>, limits: &DeviceLimits) -> Result<PreparedKernel, SchedError> {
+    /// Verifies and isolates `kernel` through the packer's builder; the
+    /// isolated body's resources come from `resources`.
+    pub fn new(
+        kernel: &Arc<KernelDef>,
+        limits: &Target,
+        resources: &ResourceTable,
+    ) -> Result<PreparedKernel, SchedError> {
         let args: Vec<BufferId> = (0..kernel.params.len() as u32).map(BufferId::from_u32).collect();
         let alone = BundleBuilder::new()
             .slot(Slot { kernel: kernel.clone(), tenant: TenantId(0), budget: Budget::Full, args })
             .build()?;
         let kernel = alone.bodies.first().cloned().ok_or(SchedError::Pack(weft_pack::PackError::Empty))?;
-        let resources = KernelResources::of(&kernel, None);
+        let resources = resources.resources(&kernel);
         let solo = Occupancy::of(resources, limits);
         let logical_blocks = kernel.launch.num_blocks().max(1);
         let per_sm_of_grid = logical_blocks.div_ceil(limits.sm_count.max(1) as u64);
@@ -97,12 +102,12 @@ pub enum ShapeRefusal {
 }
 
 /// The budgets of a member list, or why it cannot be one bundle.
-pub fn budgets(members: &[Member], limits: &DeviceLimits, mode: PackMode) -> Result<Vec<Budget>, ShapeRefusal> {
+pub fn budgets(members: &[Member], limits: &Target, mode: PackMode) -> Result<Vec<Budget>, ShapeRefusal> {
     let resources = members
         .iter()
         .map(|m| m.kernel.resources)
         .reduce(KernelResources::max)
-        .unwrap_or(KernelResources { threads: 1, registers: 16, shared_bytes: 0 });
+        .unwrap_or(KernelResources::new(1, 16, 0));
     let warp = limits.warp_size.max(1);
     for m in members {
         if m.kernel.threads < resources.threads && m.kernel.threads % warp != 0 {
