@@ -43,7 +43,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
-use weft_codegen::{bundle_shared_bytes, ResourceReport};
+use weft_codegen::{bundle_shared_bytes, CompiledPtx, ResourceReport};
 use weft_kir::{InstData, KernelDef, Region, Target, Type, Value, ValueDef};
 
 use crate::bundle::body_fingerprint;
@@ -115,7 +115,8 @@ impl KernelResources {
 /// and the predictor's features read block resources from.
 ///
 /// Whoever compiles a body records ptxas's report for it
-/// ([`ResourceTable::record`], with the kernel that was compiled);
+/// ([`ResourceTable::record`] or [`ResourceTable::record_compiled`], with
+/// the kernel that was compiled);
 /// [`ResourceTable::resources`] answers with the measured figures, or with
 /// the KIR estimate for a body not compiled yet. It is shared by reference
 /// (`&self` everywhere), so a compiling thread can fill it while a planner
@@ -137,6 +138,13 @@ impl ResourceTable {
         let resources = KernelResources::of(kernel, Some(report));
         self.write().insert(body_fingerprint(kernel), resources);
         resources
+    }
+
+    /// Records the report kept on `compiled` (the PTX of `kernel` alone,
+    /// from [`weft_codegen::Compiler::compile_measured`]); `None`, recording
+    /// nothing, when ptxas did not run on it.
+    pub fn record_compiled(&self, kernel: &KernelDef, compiled: &CompiledPtx) -> Option<KernelResources> {
+        compiled.report().map(|r| self.record(kernel, r))
     }
 
     /// The measured resources of `kernel`, if its body was recorded.
