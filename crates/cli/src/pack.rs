@@ -1,14 +1,22 @@
 //! `weft pack`: plan how several tenants' models share one GPU, print the
 //! bundles, verify them on the interpreter, and draw the plan.
+//!
+//! Where NVRTC and ptxas are present, every distinct kernel is compiled
+//! first (through the PTX cache) and the plan uses ptxas's registers, shared
+//! memory and spills; elsewhere the packer's KIR estimate stands in, and the
+//! output says which.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rayon::prelude::*;
+use weft::codegen::{emit_cuda, Arch, Compiler};
 use weft::interp::Interpreter;
-use weft::kir::HostBuffer;
-use weft::kir::Target;
+use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
-use weft::pack::{plan, run_plan, PackMode, Plan, Policy, TenantId, TenantState};
+use weft::pack::{body_fingerprint, plan_with, run_plan, PackMode, Plan, Policy, ResourceTable, TenantId, TenantState};
 
 use crate::commands::{load, random_input, Bindings, CliError};
 
@@ -55,6 +63,37 @@ fn limits() -> (Target, String) {
     }
 }
 
+/// Compiles each distinct kernel of `programs` for `target` and records
+/// ptxas's report in `table`; says what was measured, or why nothing was.
+fn measure(programs: &[(String, Program)], target: &Target, table: &ResourceTable) -> Result<String, CliError> {
+    let (major, minor) = target.compute_capability;
+    let compiler = Compiler::new(Arch::new(major, minor));
+    if let Err(e) = compiler.nvrtc() {
+        return Ok(format!("registers estimated from KIR ({e})"));
+    }
+    let mut seen = HashSet::new();
+    let kernels: Vec<&Arc<KernelDef>> = programs
+        .iter()
+        .flat_map(|(_, p)| &p.steps)
+        .map(|s| &s.kernel)
+        .filter(|k| seen.insert(body_fingerprint(k)))
+        .collect();
+    kernels.par_iter().try_for_each(|k| -> Result<(), CliError> {
+        let compiled = compiler.compile_measured(&emit_cuda(k)?)?;
+        table.record_compiled(k, &compiled);
+        Ok(())
+    })?;
+    Ok(if table.len() == kernels.len() {
+        format!("registers, shared memory and spills from ptxas for all {} distinct kernels", kernels.len())
+    } else {
+        format!(
+            "{} of {} distinct kernels measured by ptxas (no ptxas found), the rest estimated from KIR",
+            table.len(),
+            kernels.len()
+        )
+    })
+}
+
 pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     if args.models.is_empty() {
         return Err(CliError::Usage("give at least one MODEL.onnx[xN]".into()));
@@ -77,10 +116,12 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         programs.push((m.name, program));
     }
     let (limits, device) = limits();
+    let table = ResourceTable::new();
+    let resources = measure(&programs, &limits, &table)?;
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
-    let plan = plan(&ids, &limits, &policy).map_err(|e| CliError::Usage(e.to_string()))?;
-    print_plan(&plan, &tenants, &device, args);
+    let plan = plan_with(&ids, &limits, &policy, &table).map_err(|e| CliError::Usage(e.to_string()))?;
+    print_plan(&plan, &tenants, &format!("{device}; {resources}"), args);
 
     std::fs::create_dir_all(args.out)
         .map_err(|source| CliError::Io { path: args.out.display().to_string(), source })?;
