@@ -136,7 +136,7 @@ impl GpuExecutor {
         let function = self.load(&source)?;
         // The driver refuses more than 48 KiB of dynamic shared memory unless
         // the function opts in.
-        if shared_bytes > 48 * 1024 {
+        if shared > self.gpu.info().shared_bytes_per_block {
             function.set_max_dynamic_shared_bytes(shared_bytes)?;
         }
         let module = Arc::new(BundleModule { bodies: bundle.bodies.clone(), function, shared_bytes });
