@@ -63,8 +63,15 @@ impl PreparedKernel {
         let alone = BundleBuilder::new()
             .slot(Slot { kernel: kernel.clone(), tenant: TenantId(0), budget: Budget::Full, args })
             .build()?;
+        let original = &**kernel;
         let kernel = alone.bodies.first().cloned().ok_or(SchedError::Pack(weft_pack::PackError::Empty))?;
-        let resources = resources.resources(&kernel);
+        // The isolated body is what compiles; a table filled from the
+        // program's own kernels knows it by the original where isolation
+        // added guards.
+        let resources = resources
+            .measured(&kernel)
+            .or_else(|| resources.measured(original))
+            .unwrap_or_else(|| KernelResources::of(&kernel, None));
         let solo = Occupancy::of(resources, limits);
         let logical_blocks = kernel.launch.num_blocks().max(1);
         let per_sm_of_grid = logical_blocks.div_ceil(limits.sm_count.max(1) as u64);
