@@ -527,4 +527,55 @@ mod tests {
         // 16 + 1 variable + 1 value live across (i) + 1 loop index.
         assert_eq!(estimate_registers(&looped), 19);
     }
+
+    #[test]
+    fn the_per_block_register_limit_counts_warps_per_partition() {
+        // 96 threads = 3 warps, counted as 4 for the per-block check: at 64
+        // registers (2048 per warp) 4 × 2048 = 8192 fits 65536, but a device
+        // allowing 6144 registers per block refuses the block.
+        let small = Target { registers_per_block: 6144, ..Target::sm_90() };
+        assert!(Occupancy::of(res(96, 64, 0), &Target::sm_90()).fits());
+        let occ = Occupancy::of(res(96, 64, 0), &small);
+        assert_eq!((occ.blocks_per_sm, occ.limiter), (0, Limiter::Registers));
+    }
+
+    #[test]
+    fn the_table_answers_with_ptxas_figures_and_else_the_estimate() {
+        let mut b = KernelBuilder::new("tiled", LaunchShape::linear(4, 128));
+        let x = b.buffer("x", Type::F32, 512, Access::ReadWrite);
+        let tile = b.shared_array(Type::F32, 100); // 400 bytes, 416 in the 16-aligned pool
+        let i = b.global_thread_id(Axis::X);
+        let t = b.thread_id(Axis::X);
+        let v = b.load(x, i);
+        b.shared_store(tile, t, v);
+        b.store(x, i, v);
+        let kernel = b.finish();
+        let table = ResourceTable::new();
+        let estimated = table.resources(&kernel);
+        assert_eq!(estimated, KernelResources::of(&kernel, None));
+        assert!(!estimated.measured && table.is_empty());
+        assert_eq!(estimated.shared_bytes, bundle_shared_bytes(&[&kernel]));
+
+        let report = ResourceReport {
+            kernel: "tiled".into(),
+            registers: 72,
+            shared_bytes: 8,
+            spill_stores_bytes: 4,
+            spill_loads_bytes: 12,
+            ..Default::default()
+        };
+        let recorded = table.record(&kernel, &report);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.measured(&kernel), Some(recorded));
+        assert_eq!(table.resources(&kernel), recorded);
+        assert_eq!(
+            (recorded.threads, recorded.registers, recorded.spill_bytes, recorded.measured),
+            (128, 72, 16, true)
+        );
+        // ptxas's static bytes plus the dynamic pool it cannot see.
+        assert_eq!(recorded.shared_bytes, 8 + bundle_shared_bytes(&[&kernel]));
+        // A bundle block is measured only if every part is.
+        assert!(!recorded.max(estimated).measured);
+        assert_eq!(recorded.max(estimated).registers, 72.max(estimated.registers));
+    }
 }
