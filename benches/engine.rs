@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weft::graph::{builder::GraphBuilder, DType};
 use weft::kir::HostBuffer;
+use weft::kir::Target;
 use weft::lower::{lower, LowerOptions, Program};
-use weft::pack::DeviceLimits;
 use weft::sim::{SimGpu, SimSpec};
 use weft::{Engine, EngineConfig};
 
@@ -53,7 +53,7 @@ fn zeros(p: &Program) -> Vec<HostBuffer> {
 }
 
 fn bench_model(c: &mut Criterion, name: &str, program: Arc<Program>) {
-    let sim = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like(), 7);
+    let sim = SimGpu::new(Target::sm_90(), SimSpec::h100_like(), 7);
     let engine = Engine::with_executor(sim, EngineConfig::default());
     let tenants: Vec<_> = (0..TENANTS)
         .map(|_| engine.register(program.clone(), Duration::from_secs(60), 1.0).expect("registers"))

@@ -25,11 +25,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::collections::HashMap;
 use weft::kernels::sgemm::{sgemm, SgemmTiles};
 
-use weft::kir::ParamKind;
+use weft::kir::{ParamKind, Target};
 use weft::lower::{lower, BufferId, LowerOptions, Program};
 use weft::pack::{
-    encode_launch, plan, Budget, BufferShape, BundleBuilder, DeviceLimits, Handle, LaunchArg, PackMode, Policy, Slot,
-    TenantId,
+    encode_launch, plan, Budget, BufferShape, BundleBuilder, Handle, LaunchArg, PackMode, Policy, Slot, TenantId,
 };
 
 const TENANTS: usize = 32;
@@ -56,7 +55,7 @@ fn gemm_slots() -> Vec<Slot> {
 }
 
 fn bench(c: &mut Criterion) {
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let programs = resnet18_programs();
     let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), p)).collect();
     let policy = Policy::new(PackMode::Auto, 1.0);

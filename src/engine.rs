@@ -263,7 +263,7 @@ impl Engine {
         };
         Ok(match gpu {
             Some(g) => {
-                let limits = crate::device_limits(g.gpu().info());
+                let limits = g.gpu().info().target();
                 Engine::start(g, limits, config)
             }
             None => Engine::with_executor(InterpExecutor::new(Interpreter::new()), config),
@@ -273,10 +273,10 @@ impl Engine {
     /// An engine on any executor (the simulator; tests inject faults this
     /// way), planning for an sm_90 device.
     pub fn with_executor<E: Executor + Send + 'static>(exec: E, config: EngineConfig) -> Engine {
-        Engine::start(exec, weft_pack::DeviceLimits::sm_90(), config)
+        Engine::start(exec, weft_kir::Target::sm_90(), config)
     }
 
-    fn start<E: Executor + Send + 'static>(exec: E, limits: weft_pack::DeviceLimits, config: EngineConfig) -> Engine {
+    fn start<E: Executor + Send + 'static>(exec: E, limits: weft_kir::Target, config: EngineConfig) -> Engine {
         let backend = exec.name().to_string();
         let mut policy = config.policy.clone();
         policy.queue_capacity = policy.queue_capacity.max(config.max_queue);

@@ -26,17 +26,3 @@ pub mod gpu;
 pub use engine::{
     Backend, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response, Tenant, TenantMetrics,
 };
-
-/// The packer's view of a device: its limits as the driver reports them.
-pub fn device_limits(info: &cuda::DeviceInfo) -> pack::DeviceLimits {
-    pack::DeviceLimits::new(
-        info.sm_count,
-        info.max_threads_per_sm,
-        info.max_threads_per_block,
-        info.max_blocks_per_sm,
-        info.registers_per_sm,
-        info.shared_bytes_per_sm,
-        info.shared_bytes_per_block_optin,
-        info.warp_size,
-    )
-}

@@ -158,7 +158,7 @@ fn events(gpu: &Gpu, n: usize) -> Result<Vec<Event>, BenchError> {
 pub fn run(ctx: &Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
     let gpu = ctx.exec.gpu();
     let compiler = ctx.exec.compiler();
-    let limits = weft::device_limits(&ctx.info);
+    let limits = ctx.info.target();
     let policy = Policy::new(PackMode::Auto, args.knob);
     let t_max = args.tenants.iter().copied().max().unwrap_or(1);
     let rounds = args.warmup + args.reps;

@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
     kernels.load(gpu, compiler, &[&kernel])?;
     let solo = kernels.get(&kernel)?;
     let solo_dims = kernel_dims(&kernel);
-    let limits = weft::device_limits(&ctx.info);
+    let limits = ctx.info.target();
 
     // The rotation pool.
     let per_tenant = 4 * (mk + kn + mn) as u64;

@@ -45,7 +45,7 @@ pub const GOAL_US: f64 = 5.0;
 pub fn run(ctx: &Ctx, args: &OverheadArgs) -> Result<Outcome, BenchError> {
     let gpu = ctx.exec.gpu();
     let compiler = ctx.exec.compiler();
-    let limits = weft::device_limits(&ctx.info);
+    let limits = ctx.info.target();
     let seeds: Vec<u64> = (0..args.tenants).map(|i| 0x0e4d + i as u64).collect();
     let programs = super::e2e::resnet18s(&seeds, args.image)?;
     let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), p)).collect();

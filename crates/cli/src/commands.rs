@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use weft::codegen::{emit_cuda, Arch, Compiler, CudaSource};
 use weft::gpu::GpuExecutor;
 use weft::interp::Interpreter;
-use weft::kir::{analysis, HostBuffer, Scalar, Type};
+use weft::kir::{analysis, HostBuffer, Scalar, Target, Type};
+use weft::pack::{Occupancy, ResourceTable};
 use weft_graph::onnx::{import_onnx_file, ImportOptions};
 use weft_graph::{stats, Graph};
 use weft_lower::{lower, LowerOptions, Program};
@@ -160,12 +161,11 @@ fn parse_arch(arch: &str) -> Result<Arch, CliError> {
 pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) -> Result<(), CliError> {
     let graph = load(model, bind)?;
     let program = lower(&graph, &LowerOptions::default())?;
+    // Occupancy is computed for the device present, else for sm_90.
+    let target = weft::cuda::probe().map_or_else(|_| Target::sm_90(), |info| info.target());
     let arch = match arch {
         Some(a) => parse_arch(a)?,
-        None => match weft::cuda::probe() {
-            Ok(info) => Arch::new(info.compute_capability.0, info.compute_capability.1),
-            Err(_) => Arch::SM_90,
-        },
+        None => Arch::new(target.compute_capability.0, target.compute_capability.1),
     };
     let compiler = Compiler::new(arch);
     compiler.nvrtc()?;
@@ -206,35 +206,49 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
         .collect::<Result<_, _>>()?;
     bar.finish_and_clear();
 
-    let mut table = String::from("kernel\tgrid\tblock\tregisters\tshared_bytes\tflops\tbytes_moved\tnodes\n");
+    // ptxas's figures, as the packer's planner would read them.
+    let resources = ResourceTable::new();
+    for (step, &idx) in program.steps.iter().zip(&step_source) {
+        resources.record_compiled(&step.kernel, &compiled[idx].0);
+    }
+    let mut table = String::from(
+        "kernel\tgrid\tblock\tregisters\tshared_bytes\tspill_bytes\tblocks_per_sm\tflops\tbytes_moved\tnodes\n",
+    );
     println!(
-        "{:<28} {:>16} {:>12} {:>5} {:>8} {:>10} {:>10}",
-        "kernel", "grid", "block", "regs", "smem", "FLOPs", "bytes"
+        "{:<28} {:>16} {:>12} {:>5} {:>8} {:>6} {:>9} {:>10} {:>10}",
+        "kernel", "grid", "block", "regs", "smem", "spills", "blocks/SM", "FLOPs", "bytes"
     );
     for (step, &idx) in program.steps.iter().zip(&step_source) {
         let (ptx, report) = &compiled[idx];
+        let res = resources.resources(&step.kernel);
+        let occupancy = Occupancy::of(res, &target);
         let path = out.join(format!("{}.ptx", step.kernel.name));
         std::fs::write(&path, &ptx.ptx).map_err(io_err(&path))?;
         let cost = analysis::cost(&step.kernel);
         let launch = step.kernel.launch;
         let grid = format!("{}x{}x{}", launch.grid[0], launch.grid[1], launch.grid[2]);
         let block = format!("{}x{}x{}", launch.block[0], launch.block[1], launch.block[2]);
-        let regs = report.as_ref().map_or("-".to_string(), |r| r.registers.to_string());
         let bytes = cost.global_read_bytes + cost.global_write_bytes;
+        // Registers without a ptxas report are the packer's estimate, marked `~`.
+        let regs = report.as_ref().map_or(format!("~{}", res.registers), |r| r.registers.to_string());
         println!(
-            "{:<28} {:>16} {:>12} {:>5} {:>8} {:>10} {:>10}",
+            "{:<28} {:>16} {:>12} {:>5} {:>8} {:>6} {:>9} {:>10} {:>10}",
             step.kernel.name,
             grid,
             block,
             regs,
-            step.kernel.shared_bytes(),
+            res.shared_bytes,
+            res.spill_bytes,
+            occupancy.blocks_per_sm,
             human(cost.flops),
             human(bytes)
         );
         table.push_str(&format!(
-            "{}\t{grid}\t{block}\t{regs}\t{}\t{}\t{bytes}\t{}\n",
+            "{}\t{grid}\t{block}\t{regs}\t{}\t{}\t{}\t{}\t{bytes}\t{}\n",
             step.kernel.name,
-            step.kernel.shared_bytes(),
+            res.shared_bytes,
+            res.spill_bytes,
+            occupancy.blocks_per_sm,
             cost.flops,
             step.nodes.join(",")
         ));
@@ -243,13 +257,16 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
     std::fs::write(&path, table).map_err(io_err(&path))?;
     let stats = compiler.stats();
     println!(
-        "{} kernels ({} distinct) for {} in {:.2} s: {} compiled by NVRTC, {} from the cache; written to {}",
+        "{} kernels ({} distinct) for {} in {:.2} s: {} compiled by NVRTC, {} from the cache; blocks/SM on {} \
+         ({} SMs); written to {}",
         program.steps.len(),
         sources.len(),
         compiler.arch().sm_name(),
         started.elapsed().as_secs_f64(),
         stats.nvrtc_invocations,
         stats.memory_hits + stats.disk_hits,
+        target.arch_name(),
+        target.sm_count,
         out.display()
     );
     Ok(())

@@ -4,17 +4,24 @@
 //! The plan is `weft_pack::plan_with` priced by the predictor's analytical
 //! prior (`PredictorCost` over `RooflinePrior`), the model the serving
 //! scheduler starts from, so printed and drawn times are predicted µs.
+//! Where NVRTC and ptxas are present, every distinct kernel is compiled
+//! first (through the PTX cache) and the plan uses ptxas's registers, shared
+//! memory and spills; elsewhere the packer's KIR estimate stands in, and the
+//! output says which.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+use weft::codegen::{emit_cuda, Arch, Compiler};
 use weft::interp::Interpreter;
-use weft::kir::HostBuffer;
+use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
-    plan_with, run_plan, run_program, CostModel, DeviceLimits, EstimatedResources, InterpExecutor, PackMode, Plan,
-    Policy, Resident, TenantId, TenantRun, Weights,
+    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy, Resident,
+    ResourceTable, TenantId, TenantRun, Weights,
 };
 use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
@@ -56,13 +63,42 @@ pub struct PackArgs<'a> {
     pub draw_first: Option<usize>,
 }
 
-fn limits() -> (DeviceLimits, String) {
+fn limits() -> (Target, String) {
     match weft::cuda::probe() {
-        Ok(info) => {
-            (weft::device_limits(&info), format!("{} ({}, {} SMs)", info.name, info.arch_name(), info.sm_count))
-        }
-        Err(_) => (DeviceLimits::sm_90(), "no GPU: planning for sm_90 defaults (132 SMs)".to_string()),
+        Ok(info) => (info.target(), format!("{} ({}, {} SMs)", info.name, info.arch_name(), info.sm_count)),
+        Err(_) => (Target::sm_90(), "no GPU: planning for sm_90 defaults (132 SMs)".to_string()),
     }
+}
+
+/// Compiles each distinct kernel of `programs` for `target` and records
+/// ptxas's report in `table`; says what was measured, or why nothing was.
+fn measure(programs: &[(String, Program)], target: &Target, table: &ResourceTable) -> Result<String, CliError> {
+    let (major, minor) = target.compute_capability;
+    let compiler = Compiler::new(Arch::new(major, minor));
+    if let Err(e) = compiler.nvrtc() {
+        return Ok(format!("registers estimated from KIR ({e})"));
+    }
+    let mut seen = HashSet::new();
+    let kernels: Vec<&Arc<KernelDef>> = programs
+        .iter()
+        .flat_map(|(_, p)| &p.steps)
+        .map(|s| &s.kernel)
+        .filter(|k| seen.insert(body_fingerprint(k)))
+        .collect();
+    kernels.par_iter().try_for_each(|k| -> Result<(), CliError> {
+        let compiled = compiler.compile_measured(&emit_cuda(k)?)?;
+        table.record_compiled(k, &compiled);
+        Ok(())
+    })?;
+    Ok(if table.len() == kernels.len() {
+        format!("registers, shared memory and spills from ptxas for all {} distinct kernels", kernels.len())
+    } else {
+        format!(
+            "{} of {} distinct kernels measured by ptxas (no ptxas found), the rest estimated from KIR",
+            table.len(),
+            kernels.len()
+        )
+    })
 }
 
 pub fn pack(args: &PackArgs) -> Result<(), CliError> {
@@ -87,12 +123,13 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         programs.push((m.name, program));
     }
     let (limits, device) = limits();
+    let table = ResourceTable::new();
+    let resources = measure(&programs, &limits, &table)?;
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
-    let plan = plan_with(&ids, &limits, &policy, &EstimatedResources, &mut cost)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    print_plan(&plan, &tenants, &device, cost.name(), args);
+    let plan = plan_with(&ids, &limits, &policy, &table, &mut cost).map_err(|e| CliError::Usage(e.to_string()))?;
+    print_plan(&plan, &tenants, &format!("{device}; {resources}"), cost.name(), args);
 
     std::fs::create_dir_all(args.out)
         .map_err(|source| CliError::Io { path: args.out.display().to_string(), source })?;

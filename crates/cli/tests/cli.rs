@@ -117,9 +117,12 @@ fn compile_writes_kernels_and_hits_the_cache_the_second_time() {
     let table = std::fs::read_to_string(out.join("kernels.tsv")).expect("kernels.tsv written");
     let rows: Vec<&str> = table.lines().skip(1).collect();
     assert!(rows.len() > 10, "expected many kernels, got {}", rows.len());
+    let column = table.lines().next().unwrap().split('\t').position(|c| c == "blocks_per_sm").expect("blocks_per_sm");
     for row in &rows {
         let name = row.split('\t').next().unwrap();
         assert!(out.join(format!("{name}.cu")).exists() && out.join(format!("{name}.ptx")).exists(), "{name}");
+        let blocks: u32 = row.split('\t').nth(column).and_then(|b| b.parse().ok()).expect("blocks per SM");
+        assert!(blocks > 0, "{name}: no block fits an SM: {row}");
     }
     assert!(!stdout(&first).contains(" 0 compiled by NVRTC"), "{}", stdout(&first));
     let second = run();

@@ -54,7 +54,7 @@ use weft_kir::{Axis, KernelDef, ParamKind, Scalar, Type};
 
 use crate::emit::{
     c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter, CudaSource,
-    DeviceForm, EmitError, EmitOptions, Prelude,
+    DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
 };
 
 /// The dispatcher's `extern "C"` name.
@@ -195,13 +195,14 @@ fn check_body(index: usize, kernel: &KernelDef, block_threads: u32) -> Result<(u
         ));
     }
     let threads = threads as u32;
-    if threads != block_threads && !threads.is_multiple_of(32) {
+    let warp = CODEGEN_TARGET.warp_size;
+    if threads != block_threads && !threads.is_multiple_of(warp) {
         return Err(kernel_err(
             kernel,
             format!(
                 "bundle body {index} has {threads} threads per block, narrower than the bundle's {block_threads} \
-                 and not a multiple of 32: its barriers become `bar.sync` over its active warps, which counts \
-                 whole warps. Give the kernel a multiple of 32 threads or bundle it with kernels of its own width"
+                 and not a multiple of {warp}: its barriers become `bar.sync` over its active warps, which counts \
+                 whole warps. Give the kernel a multiple of {warp} threads or bundle it with kernels of its own width"
             ),
         ));
     }
@@ -252,8 +253,9 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
     if bodies.is_empty() {
         return Err(bundle_err("a bundle needs at least one kernel body".into()));
     }
-    if block_threads == 0 || block_threads > 1024 {
-        return Err(bundle_err(format!("{block_threads} threads per block is outside CUDA's 1..=1024")));
+    let limit = CODEGEN_TARGET.max_threads_per_block;
+    if block_threads == 0 || block_threads > limit {
+        return Err(bundle_err(format!("{block_threads} threads per block is outside CUDA's 1..={limit}")));
     }
 
     let mut prelude = Prelude::default();

@@ -106,7 +106,7 @@ impl From<PtxasError> for CompileError {
     }
 }
 
-/// PTX for one kernel.
+/// PTX for one kernel, and what ptxas said about it once asked.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CompiledPtx {
     /// The `extern "C"` entry point.
@@ -115,6 +115,18 @@ pub struct CompiledPtx {
     pub arch: Arch,
     /// The cache key (hex SHA-256).
     pub key: String,
+    /// Set by [`Compiler::resource_report`] (or [`Compiler::compile_measured`]);
+    /// the compiler's memory cache hands out the same `Arc`, so every later
+    /// holder sees it.
+    report: OnceLock<ResourceReport>,
+}
+
+impl CompiledPtx {
+    /// ptxas's report for this PTX, once the compiler has run (or read) it;
+    /// `None` before that or where no ptxas is installed.
+    pub fn report(&self) -> Option<&ResourceReport> {
+        self.report.get()
+    }
 }
 
 /// Counters of one [`Compiler`].
@@ -284,17 +296,37 @@ impl Compiler {
                 ptx
             }
         };
-        let compiled = Arc::new(CompiledPtx { name: source.name.clone(), ptx, arch: self.arch, key: key.clone() });
+        let compiled = Arc::new(CompiledPtx {
+            name: source.name.clone(),
+            ptx,
+            arch: self.arch,
+            key: key.clone(),
+            report: OnceLock::new(),
+        });
         self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Compiles `source` like [`Compiler::compile`] and runs ptxas on the
+    /// result where ptxas is installed, so [`CompiledPtx::report`] holds its
+    /// registers, shared memory and spills.
+    pub fn compile_measured(&self, source: &CudaSource) -> Result<Arc<CompiledPtx>, CompileError> {
+        let compiled = self.compile(source)?;
+        self.resource_report(&compiled)?;
         Ok(compiled)
     }
 
     /// Runs ptxas on `compiled` for this compiler's real architecture;
     /// `Ok(None)` when no ptxas is installed. Reports are cached beside the
     /// PTX (in memory and as `<key>.ptxas` on disk), so a second compile of
-    /// the same model runs neither NVRTC nor ptxas.
+    /// the same model runs neither NVRTC nor ptxas, and kept on `compiled`
+    /// ([`CompiledPtx::report`]).
     pub fn resource_report(&self, compiled: &CompiledPtx) -> Result<Option<ResourceReport>, CompileError> {
+        if let Some(hit) = compiled.report() {
+            return Ok(Some(hit.clone()));
+        }
         if let Some(hit) = self.reports.lock().unwrap_or_else(|e| e.into_inner()).get(&compiled.key) {
+            let _ = compiled.report.set(hit.clone());
             return Ok(Some(hit.clone()));
         }
         let disk = self.cache_dir.as_ref().map(|d| d.join(format!("{}.ptxas", compiled.key)));
@@ -315,6 +347,7 @@ impl Compiler {
             }
         };
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(compiled.key.clone(), report.clone());
+        let _ = compiled.report.set(report.clone());
         Ok(Some(report))
     }
 

@@ -40,14 +40,21 @@
 //! Emission is fallible and rejects what it cannot emit with an [`EmitError`]
 //! naming the kernel and instruction, so unsupported IR is found here and not
 //! as an NVRTC error later. Output is deterministic: the same kernel always
-//! gives the same text (golden files depend on it).
+//! gives the same text (golden files depend on it). The limits it checks
+//! (threads per block, warp size) are [`CODEGEN_TARGET`]'s: emitted code does
+//! not depend on the device, and those limits are CUDA's on every
+//! architecture weft compiles for.
 
 use std::collections::{BTreeSet, HashSet};
 
 use weft_kir::{
-    Access, Axis, BinaryOp, CmpOp, Inst, InstData, KernelDef, ParamKind, Region, Scalar, ShuffleKind, Special, Type,
-    UnaryOp, Value,
+    Access, Axis, BinaryOp, CmpOp, Inst, InstData, KernelDef, ParamKind, Region, Scalar, ShuffleKind, Special, Target,
+    Type, UnaryOp, Value,
 };
+
+/// The device limits emission checks against: no device is known when CUDA C
+/// is written, and the limits checked are the same on every target.
+pub const CODEGEN_TARGET: Target = Target::SM_90;
 
 /// Emitted CUDA C for one kernel.
 #[derive(Clone, PartialEq, Eq, Debug, Hash)]
@@ -420,8 +427,9 @@ impl<'k> Emitter<'k> {
             )));
         }
         let threads = launch.threads_per_block();
-        if threads > 1024 {
-            return Err(self.kernel_err(format!("{threads} threads per block exceeds CUDA's limit of 1024")));
+        let limit = CODEGEN_TARGET.max_threads_per_block;
+        if threads > limit as u64 {
+            return Err(self.kernel_err(format!("{threads} threads per block exceeds CUDA's limit of {limit}")));
         }
         for (s, data) in k.shared.iter() {
             if data.len == 0 {
@@ -834,8 +842,9 @@ impl<'k> Emitter<'k> {
                 if !ot.is_int() {
                     return Err(format!("shuffle operand {operand} is {ot}, expected an integer"));
                 }
-                if !(1..=32).contains(&width) || !width.is_power_of_two() {
-                    return Err(format!("shuffle width {width} is not a power of two in 1..=32"));
+                let warp = CODEGEN_TARGET.warp_size;
+                if !(1..=warp).contains(&width) || !width.is_power_of_two() {
+                    return Err(format!("shuffle width {width} is not a power of two in 1..={warp}"));
                 }
                 let (f, op) = match kind {
                     ShuffleKind::Idx => ("__shfl_sync", format!("(int){operand}")),

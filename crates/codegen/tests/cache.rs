@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::{block_sum, compiler_or_skip, vector_add};
 use weft_codegen::{emit_cuda, Arch, Compiler, CudaSearch};
@@ -82,7 +83,13 @@ fn ptxas_reports_resources_of_a_real_kernel() {
         return;
     }
     let ptx = c.compile(&emit_cuda(&block_sum()).unwrap()).unwrap();
+    assert_eq!(ptx.report(), None, "no report before ptxas ran");
     let r = c.resource_report(&ptx).unwrap().expect("ptxas was found");
+    assert_eq!(ptx.report(), Some(&r), "the report is kept on the compiled PTX");
+    // The memory cache hands out the same PTX, report included.
+    let again = c.compile_measured(&emit_cuda(&block_sum()).unwrap()).unwrap();
+    assert!(Arc::ptr_eq(&ptx, &again));
+    assert_eq!(again.report(), Some(&r));
     assert_eq!(r.kernel, "block_sum");
     assert_eq!(r.arch, "sm_90");
     assert!(r.registers > 0 && r.registers <= 255, "{r:?}");

@@ -7,6 +7,7 @@
 
 use cudarc::driver::result;
 use cudarc::driver::sys::{self, CUdevice_attribute as A};
+use weft_kir::Target;
 
 use crate::CudaError;
 
@@ -42,6 +43,28 @@ impl DeviceInfo {
     /// `sm_90`-style architecture name.
     pub fn arch_name(&self) -> String {
         format!("sm_{}{}", self.compute_capability.0, self.compute_capability.1)
+    }
+
+    /// The device as weft plans and checks against: the limits the driver
+    /// reports, over [`Target::sm_90`]'s for what drivers do not report
+    /// (allocation granularities, register partitions, registers per thread,
+    /// grid bounds, parameter space, the full-speed warp count), which every
+    /// architecture from 7.0 to 9.0 shares.
+    pub fn target(&self) -> Target {
+        Target {
+            compute_capability: self.compute_capability,
+            sm_count: self.sm_count,
+            warp_size: self.warp_size,
+            max_threads_per_block: self.max_threads_per_block,
+            max_threads_per_sm: self.max_threads_per_sm,
+            max_blocks_per_sm: self.max_blocks_per_sm,
+            registers_per_sm: self.registers_per_sm,
+            registers_per_block: self.registers_per_block,
+            shared_bytes_per_sm: self.shared_bytes_per_sm,
+            shared_bytes_per_block: self.shared_bytes_per_block,
+            shared_bytes_per_block_optin: self.shared_bytes_per_block_optin,
+            ..Target::sm_90()
+        }
     }
 }
 
@@ -152,6 +175,36 @@ mod tests {
             }
             Err(e) => panic!("unexpected probe error: {e}"),
         }
+    }
+
+    #[test]
+    fn an_h200_reports_the_sm_90_target() {
+        // The attributes an H200 reports (cuDeviceGetAttribute).
+        let h200 = DeviceInfo {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            compute_capability: (9, 0),
+            sm_count: 132,
+            max_threads_per_sm: 2048,
+            max_threads_per_block: 1024,
+            max_blocks_per_sm: 32,
+            registers_per_sm: 65536,
+            registers_per_block: 65536,
+            shared_bytes_per_sm: 233_472,
+            shared_bytes_per_block: 49_152,
+            shared_bytes_per_block_optin: 232_448,
+            warp_size: 32,
+            l2_bytes: 50 * 1024 * 1024,
+            total_memory_bytes: 150_000_000_000,
+            memory_clock_khz: Some(3_201_000),
+            memory_bus_width_bits: Some(6144),
+            driver_version: (13, 0),
+        };
+        assert_eq!(h200.target(), Target::sm_90());
+        let smaller = DeviceInfo { sm_count: 114, shared_bytes_per_block_optin: 100_000, ..h200 };
+        let t = smaller.target();
+        assert_eq!((t.sm_count, t.shared_bytes_per_block_optin), (114, 100_000));
+        assert_eq!(t.register_alloc_unit, Target::sm_90().register_alloc_unit);
     }
 
     #[test]

@@ -59,14 +59,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
-use weft_kir::{check_args, verifier, ArgValue, KernelDef, ParamKind};
+use weft_kir::{check_args, verifier, ArgValue, KernelDef, ParamKind, Target};
 
 use crate::block::{run_block, BlockState, Launch};
 pub use crate::error::{InterpError, MemorySpace};
 pub use crate::mapped::MappedSlot;
-
-/// Most threads a block may have (CUDA's limit).
-pub const MAX_THREADS_PER_BLOCK: u64 = 1024;
 
 /// What one run executed.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
@@ -85,6 +82,9 @@ pub struct Interpreter {
     threads: Option<usize>,
     /// The pool for `threads > 1`, built on first use and kept.
     pool: Mutex<Option<Arc<rayon::ThreadPool>>>,
+    /// The device whose limits kernels are checked against (launch shape,
+    /// verification).
+    target: Target,
 }
 
 impl Default for Interpreter {
@@ -95,7 +95,7 @@ impl Default for Interpreter {
 
 impl Clone for Interpreter {
     fn clone(&self) -> Interpreter {
-        Interpreter { threads: self.threads, pool: Mutex::new(None) }
+        Interpreter { threads: self.threads, pool: Mutex::new(None), target: self.target }
     }
 }
 
@@ -125,20 +125,30 @@ impl Outcome {
 impl Interpreter {
     /// An interpreter using every core.
     pub fn new() -> Interpreter {
-        Interpreter { threads: None, pool: Mutex::new(None) }
+        Interpreter { threads: None, pool: Mutex::new(None), target: Target::sm_90() }
+    }
+
+    /// Checks kernels against `target`'s limits instead of sm_90's.
+    pub fn with_target(self, target: Target) -> Interpreter {
+        Interpreter { target, ..self }
+    }
+
+    /// The device whose limits kernels are checked against.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Runs blocks on `n` worker threads (`n = 1` runs on the calling thread;
     /// `0` means every core).
     pub fn threads(self, n: usize) -> Interpreter {
-        Interpreter { threads: (n > 0).then_some(n), pool: Mutex::new(None) }
+        Interpreter { threads: (n > 0).then_some(n), pool: Mutex::new(None), target: self.target }
     }
 
     /// Runs `kernel` once with `args` (one per parameter, in order). Buffers the
     /// kernel may write are updated in place, only when the run succeeds.
     pub fn run(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<ExecStats, InterpError> {
         check_args(kernel, args)?;
-        verifier::verify(kernel)?;
+        verifier::verify_for(kernel, &self.target)?;
         self.run_verified(kernel, args)
     }
 
@@ -147,7 +157,7 @@ impl Interpreter {
     /// what unit tests reach by skipping the verifier with builder-made
     /// (structurally sound) kernels.
     fn run_verified(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<ExecStats, InterpError> {
-        check_launch(kernel)?;
+        check_launch(kernel, &self.target)?;
 
         let launch = Launch::new(kernel, args);
         let blocks = kernel.launch.num_blocks();
@@ -185,16 +195,17 @@ impl Interpreter {
 }
 
 /// Rejects launch shapes no GPU could run, before allocating anything.
-fn check_launch(kernel: &KernelDef) -> Result<(), InterpError> {
+fn check_launch(kernel: &KernelDef, target: &Target) -> Result<(), InterpError> {
     let shape = kernel.launch;
     let invalid = |reason: String| Err(InterpError::InvalidLaunch { kernel: kernel.name.clone(), reason });
     if shape.grid.contains(&0) || shape.block.contains(&0) {
         return invalid(format!("grid {:?} and block {:?} must have no zero dimension", shape.grid, shape.block));
     }
-    if shape.threads_per_block() > MAX_THREADS_PER_BLOCK {
+    if shape.threads_per_block() > target.max_threads_per_block as u64 {
         return invalid(format!(
-            "{} threads per block exceed the limit of {MAX_THREADS_PER_BLOCK}",
-            shape.threads_per_block()
+            "{} threads per block exceed the limit of {}",
+            shape.threads_per_block(),
+            target.max_threads_per_block
         ));
     }
     Ok(())

@@ -125,8 +125,8 @@ impl Interpreter {
         for (s, slot) in slots.iter().enumerate() {
             let checked = check_args(slot.kernel, slot.args)
                 .map_err(InterpError::from)
-                .and_then(|()| verifier::verify(slot.kernel).map_err(InterpError::from))
-                .and_then(|()| check_launch(slot.kernel));
+                .and_then(|()| verifier::verify_for(slot.kernel, &self.target).map_err(InterpError::from))
+                .and_then(|()| check_launch(slot.kernel, &self.target));
             checked.map_err(|e| in_slot(s, slot.kernel, e))?;
         }
         let plan = plan(slots, physical_blocks, map)?;

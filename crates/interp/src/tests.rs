@@ -136,6 +136,15 @@ fn writes_to_read_only_buffers_are_refused() {
 }
 
 #[test]
+fn launch_limits_are_the_targets() {
+    let k = KernelBuilder::new("wide", LaunchShape::linear(1, 1024)).finish();
+    Interpreter::new().run(&k, &mut []).expect("1024 threads fit sm_90");
+    let small = weft_kir::Target { max_threads_per_block: 512, ..weft_kir::Target::sm_90() };
+    let err = Interpreter::new().threads(1).with_target(small).run(&k, &mut []).unwrap_err();
+    assert!(err.to_string().contains("at most 512"), "{err}");
+}
+
+#[test]
 fn impossible_launch_shapes_are_errors() {
     for (grid, block) in [([1, 1, 1], [2048, 1, 1]), ([0, 1, 1], [32, 1, 1]), ([1, 1, 1], [32, 0, 1])] {
         let k = KernelBuilder::new("bad_launch", LaunchShape::new(grid, block)).finish();

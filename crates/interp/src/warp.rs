@@ -17,12 +17,14 @@
 //! segment. A source past the block's last thread (a partial warp) also
 //! yields the lane's own value.
 
-use weft_kir::{ShuffleKind, Type};
+use weft_kir::{ShuffleKind, Target, Type};
 
 use crate::lanes::Lanes;
 use crate::ops::int_value;
 
-pub(crate) const WARP_SIZE: usize = 32;
+// KIR's warps are the warps of every target weft compiles for (the
+// verifier checks shuffle widths against the target's warp size).
+pub(crate) const WARP_SIZE: usize = Target::SM_90.warp_size as usize;
 
 /// Why a shuffle could not run.
 #[derive(Clone, PartialEq, Debug)]

@@ -11,13 +11,15 @@
 //!
 //! Modules: [`entities`] (typed ids), [`types`] (scalar types and values),
 //! [`inst`] (the instruction set), [`kernel`] (kernels and modules),
-//! [`builder`] (writing kernels in Rust).
+//! [`builder`] (writing kernels in Rust), [`Target`] (the device limits
+//! everything checks against, as data).
 
 pub mod builder;
 pub mod entities;
 pub mod exec;
 pub mod inst;
 pub mod kernel;
+mod target;
 pub mod types;
 
 pub use builder::KernelBuilder;
@@ -25,6 +27,7 @@ pub use entities::{Inst, Kernel, Param, Region, Shared, Value, Var};
 pub use exec::{check_args, ArgError, ArgValue, HostBuffer};
 pub use inst::{Access, Axis, BinaryOp, CmpOp, InstData, ShuffleKind, Special, UnaryOp};
 pub use kernel::{KernelDef, LaunchShape, Module, ParamData, ParamKind, SharedData, ValueData, ValueDef, VarData};
+pub use target::Target;
 pub use types::{Scalar, Type};
 
 pub mod analysis;

@@ -12,12 +12,17 @@
 //! - the kernel name and every parameter name are C identifiers and not C,
 //!   C++ or CUDA reserved words (codegen emits them verbatim); parameter
 //!   names are unique;
-//! - launch limits (sm_90): every block dim ≥ 1, threads per block ≤ 1024,
-//!   block.z ≤ 64; every grid dim ≥ 1, grid.x ≤ 2^31 - 1, grid.y and
-//!   grid.z ≤ 65535;
+//! - launch limits of the [`Target`] ([`verify`] checks against
+//!   [`Target::sm_90`], [`verify_for`] against a given device): every block
+//!   dim ≥ 1 and within the target's block dims, threads per block within
+//!   its limit (1024 on sm_90, block.z ≤ 64); every grid dim ≥ 1 and within
+//!   its grid dims (grid.x ≤ 2^31 - 1, grid.y and grid.z ≤ 65535);
+//! - the parameters (8 bytes per buffer pointer, scalars by value, C
+//!   alignment) fit the target's parameter space (32764 bytes on sm_90);
 //! - every shared array has at least one element, and all of them together
-//!   fit in 227 KiB (232448 bytes, the sm_90 per-block limit);
-//! - a kernel that uses shuffles has a multiple of 32 threads per block, so
+//!   fit the target's opt-in per-block shared memory (227 KiB on sm_90: the
+//!   arrays live in the launch's dynamic pool);
+//! - a kernel that uses shuffles has a whole number of warps per block, so
 //!   every warp is full and the full-mask `__shfl_*_sync` is legal.
 //!
 //! Structure
@@ -54,7 +59,7 @@
 //!   (`i32`, `u32` or `i64`), the buffer's element type as result / value;
 //!   `shared_load`/`shared_store` likewise for an existing shared array;
 //! - `var_get`/`var_set`: an existing variable, of the variable's type;
-//! - `shuffle`: width a power of two in 1..=32, an integer operand, the
+//! - `shuffle`: width a power of two up to the warp size, an integer operand, the
 //!   result of the shuffled value's type;
 //! - `for`: `start` and `end` of one integer type, which is the index's type,
 //!   and a step > 0; `if`: a `bool` condition.
@@ -75,6 +80,7 @@ use crate::analysis::walk::{events, Arm, Event};
 use crate::entities::{Inst, Region, Value};
 use crate::inst::{BinaryOp, InstData, UnaryOp};
 use crate::kernel::{KernelDef, ParamKind, ValueDef};
+use crate::target::Target;
 use crate::types::Type;
 
 /// One verifier finding, naming the entity it concerns (`v3`, `p0`, `i7 (load)`, `s1`, `x2`, `r4`, or `kernel`).
@@ -98,20 +104,15 @@ pub struct VerifyErrors {
     pub errors: Vec<VerifyError>,
 }
 
-/// Most threads one block may have (all NVIDIA GPUs since Fermi).
-pub const MAX_THREADS_PER_BLOCK: u64 = 1024;
-/// Largest `block.z`.
-pub const MAX_BLOCK_Z: u32 = 64;
-/// Largest `grid.x`.
-pub const MAX_GRID_X: u32 = i32::MAX as u32;
-/// Largest `grid.y` and `grid.z`.
-pub const MAX_GRID_YZ: u32 = 65535;
-/// Most shared memory one block may use on sm_90 (227 KiB, with opt-in).
-pub const MAX_SHARED_BYTES: u64 = 232_448;
-
-/// Verifies `kernel`, returning every error found.
+/// Verifies `kernel` against [`Target::sm_90`] (where no device is known),
+/// returning every error found.
 pub fn verify(kernel: &KernelDef) -> Result<(), VerifyErrors> {
-    let errors = verify_all(kernel);
+    verify_for(kernel, &Target::sm_90())
+}
+
+/// Verifies `kernel` against `target`'s limits, returning every error found.
+pub fn verify_for(kernel: &KernelDef, target: &Target) -> Result<(), VerifyErrors> {
+    let errors = verify_all_for(kernel, target);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -123,7 +124,12 @@ pub fn verify(kernel: &KernelDef) -> Result<(), VerifyErrors> {
 /// then structure, then per-instruction checks in id order, then dominance
 /// and synchronisation in text order).
 pub fn verify_all(kernel: &KernelDef) -> Vec<VerifyError> {
-    let mut v = Verifier { k: kernel, errors: Vec::new() };
+    verify_all_for(kernel, &Target::sm_90())
+}
+
+/// [`verify_all`] against `target`'s limits.
+pub fn verify_all_for(kernel: &KernelDef, target: &Target) -> Vec<VerifyError> {
+    let mut v = Verifier { k: kernel, target, errors: Vec::new() };
     v.kernel_level();
     let events = events(kernel);
     v.structure(&events);
@@ -139,6 +145,7 @@ pub fn verify_all(kernel: &KernelDef) -> Vec<VerifyError> {
 
 struct Verifier<'k> {
     k: &'k KernelDef,
+    target: &'k Target,
     errors: Vec<VerifyError>,
 }
 
@@ -271,6 +278,21 @@ impl Verifier<'_> {
                 seen.insert(&pd.name, p);
             }
         }
+        // Buffers travel as 8-byte pointers, scalars by value, each aligned
+        // to its size, as the C ABI lays the kernel's parameters out.
+        let param_bytes = k.params.values().fold(0u64, |end, pd| {
+            let size = match pd.kind {
+                ParamKind::Buffer { .. } => 8,
+                ParamKind::Scalar { ty } => ty.size_bytes().max(1),
+            };
+            end.next_multiple_of(size) + size
+        });
+        if param_bytes > self.target.param_bytes as u64 {
+            self.error(
+                "kernel",
+                format!("parameters need {param_bytes} bytes; a launch may pass at most {}", self.target.param_bytes),
+            );
+        }
 
         let [bx, by, bz] = k.launch.block;
         let [gx, gy, gz] = k.launch.grid;
@@ -281,26 +303,30 @@ impl Verifier<'_> {
         }
         // u128: three u32 dims can overflow u64 on a malformed launch.
         let threads = bx as u128 * by as u128 * bz as u128;
-        if threads > MAX_THREADS_PER_BLOCK as u128 {
+        let t = self.target;
+        if threads > t.max_threads_per_block as u128 {
             self.error(
                 "kernel",
-                format!("block {bx}x{by}x{bz} has {threads} threads; a block may have at most {MAX_THREADS_PER_BLOCK}"),
+                format!(
+                    "block {bx}x{by}x{bz} has {threads} threads; a block may have at most {}",
+                    t.max_threads_per_block
+                ),
             );
         }
-        if bz > MAX_BLOCK_Z {
-            self.error("kernel", format!("block.z is {bz}; the limit is {MAX_BLOCK_Z}"));
+        for ((axis, d), max) in ["x", "y", "z"].iter().zip(k.launch.block).zip(t.max_block_dims) {
+            // Any dim over the thread limit was reported just above.
+            if d > max && d as u128 <= t.max_threads_per_block as u128 {
+                self.error("kernel", format!("block.{axis} is {d}; the limit is {max}"));
+            }
         }
         for (axis, d) in ["x", "y", "z"].iter().zip(k.launch.grid) {
             if d == 0 {
                 self.error("kernel", format!("grid.{axis} is 0; every grid dimension must be at least 1"));
             }
         }
-        if gx > MAX_GRID_X {
-            self.error("kernel", format!("grid.x is {gx}; the limit is {MAX_GRID_X}"));
-        }
-        for (axis, d) in [("y", gy), ("z", gz)] {
-            if d > MAX_GRID_YZ {
-                self.error("kernel", format!("grid.{axis} is {d}; the limit is {MAX_GRID_YZ}"));
+        for ((axis, d), max) in ["x", "y", "z"].iter().zip([gx, gy, gz]).zip(t.max_grid_dims) {
+            if d > max {
+                self.error("kernel", format!("grid.{axis} is {d}; the limit is {max}"));
             }
         }
 
@@ -311,19 +337,24 @@ impl Verifier<'_> {
             }
             shared_bytes = shared_bytes.saturating_add(sd.bytes());
         }
-        if shared_bytes > MAX_SHARED_BYTES {
+        if shared_bytes > t.shared_bytes_per_block_optin {
             self.error(
                 "kernel",
-                format!("shared arrays need {shared_bytes} bytes per block; the sm_90 limit is {MAX_SHARED_BYTES}"),
+                format!(
+                    "shared arrays need {shared_bytes} bytes per block; the {} limit is {}",
+                    t.arch_name(),
+                    t.shared_bytes_per_block_optin
+                ),
             );
         }
 
         if let Some(first) = k.insts.iter().find(|(_, d)| matches!(d, InstData::Shuffle { .. })).map(|(i, _)| i) {
-            if !threads.is_multiple_of(32) {
+            let warp = t.warp_size.max(1) as u128;
+            if !threads.is_multiple_of(warp) {
                 self.error(
                     "kernel",
                     format!(
-                        "uses shuffles (first {first}) but has {threads} threads per block, not a multiple of 32 \
+                        "uses shuffles (first {first}) but has {threads} threads per block, not a multiple of {warp} \
                          (full-mask shuffles need full warps)"
                     ),
                 );
@@ -645,8 +676,9 @@ impl Verifier<'_> {
             },
             InstData::Barrier => {}
             InstData::Shuffle { value, operand, width, .. } => {
-                if !(1..=32).contains(&width) || !width.is_power_of_two() {
-                    self.error(self.inst_name(i), format!("width {width} is not a power of two in 1..=32"));
+                let warp = self.target.warp_size;
+                if !(1..=warp).contains(&width) || !width.is_power_of_two() {
+                    self.error(self.inst_name(i), format!("width {width} is not a power of two in 1..={warp}"));
                 }
                 if self.ty(operand).is_some_and(|t| !t.is_int()) {
                     self.error(self.inst_name(i), format!("operand {} is not an integer", self.typed(operand)));
@@ -1169,6 +1201,25 @@ mod tests {
         // Extremes multiply without overflow.
         check([u32::MAX; 3], [u32::MAX; 3], "a block may have at most 1024");
         assert_eq!(errors(&KernelDef::new("k", LaunchShape::new([(1 << 31) - 1, 65535, 65535], [32, 32, 1]))), vec![]);
+    }
+
+    #[test]
+    fn limits_come_from_the_target() {
+        // Within sm_90's limits, outside those of a smaller device.
+        let small_device = Target { max_threads_per_block: 512, shared_bytes_per_block_optin: 1024, ..Target::sm_90() };
+        let (mut b, ..) = small();
+        b.shared_array(Type::F32, 512); // 2 KiB
+        let mut k = b.finish();
+        k.launch = LaunchShape::new([1, 1, 1], [1024, 1, 1]);
+        assert_eq!(verify_all(&k), vec![]);
+        let found: Vec<String> = verify_all_for(&k, &small_device).iter().map(|e| e.message.clone()).collect();
+        assert!(found.iter().any(|m| m.contains("has 1024 threads; a block may have at most 512")), "{found:?}");
+        assert!(found.iter().any(|m| m.contains("need 2048 bytes per block; the sm_90 limit is 1024")), "{found:?}");
+        assert!(verify_for(&k, &small_device).is_err());
+        // Three buffer pointers: 24 bytes of parameters.
+        let tight = Target { param_bytes: 16, ..Target::sm_90() };
+        let found: Vec<String> = verify_all_for(&k, &tight).iter().map(|e| e.message.clone()).collect();
+        assert_eq!(found, vec!["parameters need 24 bytes; a launch may pass at most 16".to_string()]);
     }
 
     #[test]

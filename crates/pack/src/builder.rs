@@ -25,18 +25,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft_kir::verifier::verify;
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 
 use crate::bundle::{body_fingerprint, Bundle, LaunchClass, Slot};
 use crate::error::PackError;
 use crate::isolate::{isolate, unproven, unproven_error, GuardedAccess};
 use crate::table::SlotTable;
 
-/// Threads per warp: the granularity of named barriers.
-const WARP: u32 = 32;
+/// Threads per warp: the granularity of named barriers. Bundles are built
+/// before a device is chosen, against [`Target::sm_90`]'s warp and grid,
+/// which every target weft compiles for shares.
+const WARP: u32 = Target::SM_90.warp_size;
 
 /// Most physical blocks one launch may have (CUDA's `gridDim.x` limit).
-pub const MAX_PHYSICAL_BLOCKS: u64 = (1 << 31) - 1;
+pub const MAX_PHYSICAL_BLOCKS: u64 = Target::SM_90.max_grid_dims[0] as u64;
 
 /// What the builder does with a global access it cannot prove in bounds.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]

@@ -13,12 +13,14 @@
 //! `L` logical blocks on `b` physical blocks runs `ceil(L / b)` rounds of
 //! [`block_time`](crate::block_time) units, stretched by contention: an SM
 //! issues at full speed for up to
-//! [`DeviceLimits::full_speed_warps_per_sm`] active warps and shares its
+//! [`Target::full_speed_warps_per_sm`] active warps and shares its
 //! issue slots beyond that, so `rounds × block_time × max(1, active warps
 //! per SM / full-speed warps)`. A coalesced launch runs in waves, in block
 //! order, so a coalesced slot ends with the wave that holds its last block.
 
-use crate::occupancy::{DeviceLimits, Occupancy};
+use weft_kir::Target;
+
+use crate::occupancy::Occupancy;
 use crate::shape::{PreparedKernel, ShapedBundle};
 
 /// Predicted times of one bundle, in the cost model's units.
@@ -46,16 +48,16 @@ pub trait CostModel {
 /// and issue contention, in work units.
 #[derive(Clone, Debug)]
 pub struct BlockRounds {
-    limits: DeviceLimits,
+    limits: Target,
 }
 
 impl BlockRounds {
-    pub fn new(limits: DeviceLimits) -> BlockRounds {
+    pub fn new(limits: Target) -> BlockRounds {
         BlockRounds { limits }
     }
 
     /// How much slower blocks run because they share their SMs' issue
-    /// slots: 1 up to [`DeviceLimits::full_speed_warps_per_sm`] active warps
+    /// slots: 1 up to [`Target::full_speed_warps_per_sm`] active warps
     /// per SM, then proportional to the active warps. `physical_blocks`
     /// spread evenly over the SMs, at most `occupancy.blocks_per_sm` at a
     /// time.

@@ -36,7 +36,7 @@ pub use exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Tran
 pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use launch::{encode_launch, EncodedLaunch};
-pub use occupancy::{estimate_registers, DeviceLimits, KernelResources, Limiter, Occupancy};
+pub use occupancy::{estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
     RunError, TenantRun, Weights,

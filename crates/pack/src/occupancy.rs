@@ -12,108 +12,41 @@
 //!   partitions (4 on every architecture since Maxwell): a warp lives in one
 //!   partition, so a warp's registers cannot straddle two, which is why the
 //!   limit is computed per partition and then multiplied back;
-//! - shared memory per block is the kernel's static shared memory plus the
-//!   1 KiB the CUDA runtime reserves per block (compute capability 8.0 and
-//!   later), rounded up to the allocation unit (128 bytes).
+//! - shared memory per block is the kernel's static and dynamic shared
+//!   memory plus the 1 KiB the CUDA runtime reserves per block (compute
+//!   capability 8.0 and later), rounded up to the allocation unit (128
+//!   bytes), out of the largest carveout (the driver picks a carveout that
+//!   reaches the occupancy the other limits allow); one block may use up to
+//!   the opt-in limit, since weft's shared arrays are dynamic.
 //!
 //! A kernel that cannot run at all (too many threads, registers or shared
 //! bytes for one block) gets `blocks_per_sm == 0` and names the limit; the
 //! scheduler reports it instead of launching it.
 //!
-//! [`DeviceLimits`] holds plain numbers so this room needs no driver: the
-//! root crate converts `weft_cuda::DeviceInfo` with [`DeviceLimits::new`],
-//! and [`DeviceLimits::sm_90`] / [`DeviceLimits::sm_80`] describe an H100 SXM
-//! and an A100 for planning without a GPU.
+//! The limits are a [`Target`] (the kernel IR's room owns it, so this room
+//! needs no driver): the CUDA room builds one from the device it probes, and
+//! [`Target::sm_90`] / [`Target::sm_80`] describe an H100/H200 and an A100
+//! for planning without a GPU. A block must also fit the per-block register
+//! limit, checked the way the hardware does: warps rounded up to the
+//! partitions, each with its rounded register allocation.
 //!
-//! [`estimate_registers`] stands in for ptxas where no register report
-//! exists (no toolkit, or planning before compiling).
+//! [`KernelResources`] is what one block asks for. Where a kernel was
+//! compiled, the figures are ptxas's ([`KernelResources::of`] with its
+//! [`ResourceReport`]): registers, static shared memory, spills; the
+//! dynamic shared pool the launch asks for is added, because weft's kernels
+//! take their shared arrays from it and ptxas does not see it.
+//! [`ResourceTable`] keeps those measured figures by kernel body for the
+//! planner, the scheduler's shaping and the predictor's features, and
+//! [`estimate_registers`] stands in for ptxas for a body not compiled yet
+//! (no toolkit, or planning before compiling).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
 
-use weft_kir::{InstData, KernelDef, Region, Type, Value, ValueDef};
+use weft_codegen::{bundle_shared_bytes, CompiledPtx, ResourceReport};
+use weft_kir::{InstData, KernelDef, Region, Target, Type, Value, ValueDef};
 
-/// The per-SM and per-block resource limits of a device.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub struct DeviceLimits {
-    pub sm_count: u32,
-    pub max_threads_per_sm: u32,
-    pub max_threads_per_block: u32,
-    pub max_blocks_per_sm: u32,
-    /// 32-bit registers in one SM's register file.
-    pub registers_per_sm: u32,
-    pub max_registers_per_thread: u32,
-    /// Shared memory an SM can give to blocks (the largest carveout).
-    pub shared_bytes_per_sm: u64,
-    /// Shared memory one block may use (the opt-in maximum).
-    pub shared_bytes_per_block: u64,
-    /// Registers are allocated per warp in multiples of this (256).
-    pub register_alloc_unit: u32,
-    /// Register-file partitions per SM (4); a warp's registers live in one.
-    pub register_partitions: u32,
-    /// Shared memory is allocated per block in multiples of this (128 bytes).
-    pub shared_alloc_unit: u64,
-    /// Shared memory the CUDA runtime reserves per block (1 KiB on 8.0+).
-    pub shared_reserved_per_block: u64,
-    pub warp_size: u32,
-    /// Active warps per SM beyond which blocks share issue slots and slow
-    /// down (the scheduler's time model): 4 schedulers × 4 warps each to
-    /// hide dependent-instruction latency, 16 on every architecture since
-    /// Volta. A model parameter, not a hardware limit.
-    pub full_speed_warps_per_sm: u32,
-}
-
-impl DeviceLimits {
-    /// Limits from a device's reported numbers (the fields of
-    /// `weft_cuda::DeviceInfo` of the same names; use
-    /// `shared_bytes_per_block_optin` for `shared_bytes_per_block`). The
-    /// allocation granularities, which drivers do not report, take the values
-    /// of every architecture from 7.0 to 9.0.
-    #[allow(clippy::too_many_arguments)] // One argument per DeviceInfo field, converted one to one.
-    pub fn new(
-        sm_count: u32,
-        max_threads_per_sm: u32,
-        max_threads_per_block: u32,
-        max_blocks_per_sm: u32,
-        registers_per_sm: u32,
-        shared_bytes_per_sm: u64,
-        shared_bytes_per_block: u64,
-        warp_size: u32,
-    ) -> DeviceLimits {
-        DeviceLimits {
-            sm_count,
-            max_threads_per_sm,
-            max_threads_per_block,
-            max_blocks_per_sm,
-            registers_per_sm,
-            max_registers_per_thread: 255,
-            shared_bytes_per_sm,
-            shared_bytes_per_block,
-            register_alloc_unit: 256,
-            register_partitions: 4,
-            shared_alloc_unit: 128,
-            shared_reserved_per_block: 1024,
-            warp_size,
-            full_speed_warps_per_sm: 16,
-        }
-    }
-
-    /// An H100 SXM (compute capability 9.0): 132 SMs, 228 KiB shared memory
-    /// per SM of which 227 KiB per block.
-    pub fn sm_90() -> DeviceLimits {
-        DeviceLimits::new(132, 2048, 1024, 32, 65536, 228 * 1024, 227 * 1024, 32)
-    }
-
-    /// An A100 (compute capability 8.0): 108 SMs, 164 KiB shared memory per
-    /// SM of which 163 KiB per block.
-    pub fn sm_80() -> DeviceLimits {
-        DeviceLimits::new(108, 2048, 1024, 32, 65536, 164 * 1024, 163 * 1024, 32)
-    }
-
-    /// Warps an SM holds at most.
-    pub fn max_warps_per_sm(&self) -> u32 {
-        self.max_threads_per_sm / self.warp_size.max(1)
-    }
-}
+use crate::bundle::body_fingerprint;
 
 /// What one block of a launch asks of an SM.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
@@ -122,31 +55,125 @@ pub struct KernelResources {
     pub threads: u32,
     /// Registers per thread.
     pub registers: u32,
-    /// Static shared memory per block, in bytes.
+    /// Shared memory per block, in bytes: static (ptxas's figure) plus the
+    /// dynamic pool the launch asks for.
     pub shared_bytes: u64,
+    /// Bytes of spill stores and loads per thread ptxas reported (0 when
+    /// estimated).
+    pub spill_bytes: u64,
+    /// Whether the figures are ptxas's (`false`: estimated from KIR).
+    pub measured: bool,
 }
 
 impl KernelResources {
-    /// The resources of `kernel`: its block size and shared arrays, with
-    /// `ptxas_registers` where ptxas reported them and
-    /// [`estimate_registers`] otherwise.
-    pub fn of(kernel: &KernelDef, ptxas_registers: Option<u32>) -> KernelResources {
+    /// The resources of `kernel`: its block size, with ptxas's `report`
+    /// where the kernel was compiled (registers, static shared memory,
+    /// spills) and [`estimate_registers`] otherwise. Shared memory adds the
+    /// dynamic pool a launch of the kernel asks for (its shared arrays).
+    pub fn of(kernel: &KernelDef, report: Option<&ResourceReport>) -> KernelResources {
         let threads = u32::try_from(kernel.launch.threads_per_block()).unwrap_or(u32::MAX);
-        KernelResources {
-            threads,
-            registers: ptxas_registers.unwrap_or_else(|| estimate_registers(kernel)),
-            shared_bytes: kernel.shared_bytes(),
+        let dynamic_shared = bundle_shared_bytes(&[kernel]);
+        match report {
+            Some(r) => KernelResources {
+                threads,
+                registers: r.registers,
+                shared_bytes: r.shared_bytes.saturating_add(dynamic_shared),
+                spill_bytes: r.spill_stores_bytes.saturating_add(r.spill_loads_bytes),
+                measured: true,
+            },
+            None => KernelResources {
+                threads,
+                registers: estimate_registers(kernel),
+                shared_bytes: dynamic_shared,
+                spill_bytes: 0,
+                measured: false,
+            },
         }
     }
 
+    /// Resources given as numbers (a bundle with nothing in it, tests).
+    pub fn new(threads: u32, registers: u32, shared_bytes: u64) -> KernelResources {
+        KernelResources { threads, registers, shared_bytes, spill_bytes: 0, measured: false }
+    }
+
     /// The resources of a block that may run any of several kernels (a
-    /// bundle's physical block): the most of each.
+    /// bundle's physical block): the most of each; measured only when every
+    /// part is.
     pub fn max(self, other: KernelResources) -> KernelResources {
         KernelResources {
             threads: self.threads.max(other.threads),
             registers: self.registers.max(other.registers),
             shared_bytes: self.shared_bytes.max(other.shared_bytes),
+            spill_bytes: self.spill_bytes.max(other.spill_bytes),
+            measured: self.measured && other.measured,
         }
+    }
+}
+
+/// Measured resources of compiled kernel bodies, by [`body_fingerprint`]:
+/// the one place planning ([`crate::plan_with`]), the scheduler's shaping
+/// and the predictor's features read block resources from.
+///
+/// Whoever compiles a body records ptxas's report for it
+/// ([`ResourceTable::record`] or [`ResourceTable::record_compiled`], with
+/// the kernel that was compiled);
+/// [`ResourceTable::resources`] answers with the measured figures, or with
+/// the KIR estimate for a body not compiled yet. It is shared by reference
+/// (`&self` everywhere), so a compiling thread can fill it while a planner
+/// reads it.
+#[derive(Debug, Default)]
+pub struct ResourceTable {
+    measured: RwLock<HashMap<u64, KernelResources>>,
+}
+
+impl ResourceTable {
+    /// An empty table: every kernel is estimated.
+    pub fn new() -> ResourceTable {
+        ResourceTable::default()
+    }
+
+    /// Records ptxas's `report` for the compiled `kernel` and returns the
+    /// resources it gives.
+    pub fn record(&self, kernel: &KernelDef, report: &ResourceReport) -> KernelResources {
+        let resources = KernelResources::of(kernel, Some(report));
+        self.write().insert(body_fingerprint(kernel), resources);
+        resources
+    }
+
+    /// Records the report kept on `compiled` (the PTX of `kernel` alone,
+    /// from [`weft_codegen::Compiler::compile_measured`]); `None`, recording
+    /// nothing, when ptxas did not run on it.
+    pub fn record_compiled(&self, kernel: &KernelDef, compiled: &CompiledPtx) -> Option<KernelResources> {
+        compiled.report().map(|r| self.record(kernel, r))
+    }
+
+    /// The measured resources of `kernel`, if its body was recorded.
+    pub fn measured(&self, kernel: &KernelDef) -> Option<KernelResources> {
+        self.read().get(&body_fingerprint(kernel)).copied()
+    }
+
+    /// The resources planning uses for `kernel`: measured where recorded,
+    /// else estimated from its KIR.
+    pub fn resources(&self, kernel: &KernelDef) -> KernelResources {
+        self.measured(kernel).unwrap_or_else(|| KernelResources::of(kernel, None))
+    }
+
+    /// Bodies recorded.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A poisoned lock still holds whole entries (inserts do not panic halfway).
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, KernelResources>> {
+        self.measured.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, KernelResources>> {
+        self.measured.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -198,8 +225,8 @@ fn round_up(n: u64, unit: u64) -> u64 {
 }
 
 impl Occupancy {
-    /// The occupancy of blocks with `res` on a device with `limits`.
-    pub fn of(res: KernelResources, limits: &DeviceLimits) -> Occupancy {
+    /// The occupancy of blocks with `res` on the device `limits` describes.
+    pub fn of(res: KernelResources, limits: &Target) -> Occupancy {
         let warp = limits.warp_size.max(1) as u64;
         let warps_per_block = (res.threads as u64).div_ceil(warp).max(1);
         let max_warps = limits.max_warps_per_sm() as u64;
@@ -216,13 +243,19 @@ impl Occupancy {
         } else {
             let per_warp = round_up(res.registers.max(1) as u64 * warp, limits.register_alloc_unit as u64);
             let partitions = limits.register_partitions.max(1) as u64;
-            let warps = (limits.registers_per_sm as u64 / partitions / per_warp) * partitions;
-            warps / warps_per_block
+            // The hardware checks a block against the per-block limit as if
+            // its warps were spread over every partition.
+            if per_warp * round_up(warps_per_block, partitions) > limits.registers_per_block as u64 {
+                0
+            } else {
+                let warps = (limits.registers_per_sm as u64 / partitions / per_warp) * partitions;
+                warps / warps_per_block
+            }
         };
         let by_shared = {
             let per_block = round_up(res.shared_bytes + limits.shared_reserved_per_block, limits.shared_alloc_unit);
-            if res.shared_bytes > limits.shared_bytes_per_block || per_block == 0 {
-                if res.shared_bytes > limits.shared_bytes_per_block {
+            if res.shared_bytes > limits.shared_bytes_per_block_optin || per_block == 0 {
+                if res.shared_bytes > limits.shared_bytes_per_block_optin {
                     0
                 } else {
                     u64::MAX
@@ -254,13 +287,13 @@ impl Occupancy {
     }
 
     /// Blocks the whole device holds at once.
-    pub fn resident_blocks(&self, limits: &DeviceLimits) -> u64 {
+    pub fn resident_blocks(&self, limits: &Target) -> u64 {
         self.blocks_per_sm as u64 * limits.sm_count as u64
     }
 
     /// Waves of a launch of `blocks` blocks: `blocks / resident_blocks`
     /// (fractional; infinite when nothing fits).
-    pub fn waves(&self, blocks: u64, limits: &DeviceLimits) -> f64 {
+    pub fn waves(&self, blocks: u64, limits: &Target) -> f64 {
         let resident = self.resident_blocks(limits);
         if resident == 0 {
             return f64::INFINITY;
@@ -271,7 +304,7 @@ impl Occupancy {
     /// How full the last wave of a launch of `blocks` blocks is, in (0, 1]
     /// (1 when the blocks fill whole waves; 0 for an empty launch or when
     /// nothing fits). A small tail means SMs idle at the end of the launch.
-    pub fn tail_fraction(&self, blocks: u64, limits: &DeviceLimits) -> f64 {
+    pub fn tail_fraction(&self, blocks: u64, limits: &Target) -> f64 {
         let resident = self.resident_blocks(limits);
         if resident == 0 || blocks == 0 {
             return 0.0;
@@ -380,7 +413,7 @@ mod tests {
     use weft_kir::{Access, Axis, KernelBuilder, LaunchShape};
 
     fn res(threads: u32, registers: u32, shared_bytes: u64) -> KernelResources {
-        KernelResources { threads, registers, shared_bytes }
+        KernelResources::new(threads, registers, shared_bytes)
     }
 
     // Expected values are worked by hand the way the CUDA occupancy
@@ -391,12 +424,12 @@ mod tests {
         // 64 threads = 2 warps; 32 regs → 1024/warp → 16 warps per partition
         // → 64 → 32 blocks; shared (0 + 1 KiB) → 228 blocks; threads → 32.
         // Ties go to threads: 64 warps / 2 = 32 blocks, full occupancy.
-        let occ = Occupancy::of(res(64, 32, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(64, 32, 0), &Target::sm_90());
         assert_eq!(occ.blocks_per_sm, 32);
         assert_eq!(occ.warps_per_sm, 64);
         assert_eq!(occ.fraction, 1.0);
         // 32 threads: threads allow 64 blocks, the block limit is 32.
-        let occ = Occupancy::of(res(32, 32, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(32, 32, 0), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter, occ.warps_per_sm), (32, Limiter::Blocks, 32));
         assert_eq!(occ.fraction, 0.5);
     }
@@ -406,38 +439,38 @@ mod tests {
         // 256 threads (8 warps), 40 regs: 40·32 = 1280 per warp (a multiple
         // of 256); 16384 per partition / 1280 = 12 warps → 48 warps per SM →
         // 6 blocks.
-        let occ = Occupancy::of(res(256, 40, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(256, 40, 0), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter, occ.warps_per_sm), (6, Limiter::Registers, 48));
         assert_eq!(occ.fraction, 0.75);
         // Where partitions matter: 96 threads (3 warps), 40 regs → 48 warps
         // → 16 blocks; dividing the whole file (65536 / 1280 = 51 warps)
         // would wrongly give 17.
-        let occ = Occupancy::of(res(96, 40, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(96, 40, 0), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter), (16, Limiter::Registers));
         // 37 regs round up to 1280 per warp like 40.
-        let occ = Occupancy::of(res(32, 37, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(32, 37, 0), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter), (32, Limiter::Blocks));
-        let occ = Occupancy::of(res(1024, 37, 0), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(1024, 37, 0), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter, occ.warps_per_sm), (1, Limiter::Registers, 32));
     }
 
     #[test]
     fn shared_memory_includes_the_reserved_kilobyte() {
         // 48 KiB + 1 KiB reserved = 50176 B; 233472 / 50176 = 4 blocks.
-        let occ = Occupancy::of(res(128, 32, 48 * 1024), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(128, 32, 48 * 1024), &Target::sm_90());
         assert_eq!((occ.blocks_per_sm, occ.limiter), (4, Limiter::SharedMemory));
         // On the A100: 167936 / 50176 = 3.
-        let occ = Occupancy::of(res(128, 32, 48 * 1024), &DeviceLimits::sm_80());
+        let occ = Occupancy::of(res(128, 32, 48 * 1024), &Target::sm_80());
         assert_eq!((occ.blocks_per_sm, occ.limiter), (3, Limiter::SharedMemory));
         // 8.25 KiB (the tiled conv) + 1 KiB = 9472 B → 24 blocks on sm_90.
-        let occ = Occupancy::of(res(256, 64, 8448), &DeviceLimits::sm_90());
+        let occ = Occupancy::of(res(256, 64, 8448), &Target::sm_90());
         // Registers: 2048/warp → 8/partition → 32 warps → 4 blocks.
         assert_eq!((occ.blocks_per_sm, occ.limiter, occ.fraction), (4, Limiter::Registers, 0.5));
     }
 
     #[test]
     fn blocks_that_cannot_run_get_zero_and_the_reason() {
-        let sm90 = DeviceLimits::sm_90();
+        let sm90 = Target::sm_90();
         let occ = Occupancy::of(res(2048, 32, 0), &sm90);
         assert_eq!((occ.blocks_per_sm, occ.limiter), (0, Limiter::Threads));
         assert!(!occ.fits());
@@ -454,7 +487,7 @@ mod tests {
 
     #[test]
     fn waves_and_tail() {
-        let sm90 = DeviceLimits::sm_90();
+        let sm90 = Target::sm_90();
         // 4 blocks per SM × 132 SMs = 528 resident.
         let occ = Occupancy::of(res(256, 64, 0), &sm90);
         assert_eq!(occ.resident_blocks(&sm90), 528);
@@ -493,5 +526,56 @@ mod tests {
         let looped = b.finish();
         // 16 + 1 variable + 1 value live across (i) + 1 loop index.
         assert_eq!(estimate_registers(&looped), 19);
+    }
+
+    #[test]
+    fn the_per_block_register_limit_counts_warps_per_partition() {
+        // 96 threads = 3 warps, counted as 4 for the per-block check: at 64
+        // registers (2048 per warp) 4 × 2048 = 8192 fits 65536, but a device
+        // allowing 6144 registers per block refuses the block.
+        let small = Target { registers_per_block: 6144, ..Target::sm_90() };
+        assert!(Occupancy::of(res(96, 64, 0), &Target::sm_90()).fits());
+        let occ = Occupancy::of(res(96, 64, 0), &small);
+        assert_eq!((occ.blocks_per_sm, occ.limiter), (0, Limiter::Registers));
+    }
+
+    #[test]
+    fn the_table_answers_with_ptxas_figures_and_else_the_estimate() {
+        let mut b = KernelBuilder::new("tiled", LaunchShape::linear(4, 128));
+        let x = b.buffer("x", Type::F32, 512, Access::ReadWrite);
+        let tile = b.shared_array(Type::F32, 100); // 400 bytes, 416 in the 16-aligned pool
+        let i = b.global_thread_id(Axis::X);
+        let t = b.thread_id(Axis::X);
+        let v = b.load(x, i);
+        b.shared_store(tile, t, v);
+        b.store(x, i, v);
+        let kernel = b.finish();
+        let table = ResourceTable::new();
+        let estimated = table.resources(&kernel);
+        assert_eq!(estimated, KernelResources::of(&kernel, None));
+        assert!(!estimated.measured && table.is_empty());
+        assert_eq!(estimated.shared_bytes, bundle_shared_bytes(&[&kernel]));
+
+        let report = ResourceReport {
+            kernel: "tiled".into(),
+            registers: 72,
+            shared_bytes: 8,
+            spill_stores_bytes: 4,
+            spill_loads_bytes: 12,
+            ..Default::default()
+        };
+        let recorded = table.record(&kernel, &report);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.measured(&kernel), Some(recorded));
+        assert_eq!(table.resources(&kernel), recorded);
+        assert_eq!(
+            (recorded.threads, recorded.registers, recorded.spill_bytes, recorded.measured),
+            (128, 72, 16, true)
+        );
+        // ptxas's static bytes plus the dynamic pool it cannot see.
+        assert_eq!(recorded.shared_bytes, 8 + bundle_shared_bytes(&[&kernel]));
+        // A bundle block is measured only if every part is.
+        assert!(!recorded.max(estimated).measured);
+        assert_eq!(recorded.max(estimated).registers, 72.max(estimated.registers));
     }
 }

@@ -25,14 +25,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_kir::{HostBuffer, ParamKind, Type};
+use weft_kir::{HostBuffer, ParamKind, Target, Type};
 use weft_lower::{BufferId, BufferKind, Program};
 
 use crate::builder::BundleBuilder;
 use crate::bundle::{Budget, Bundle, Slot, TenantId};
 use crate::error::PackError;
 use crate::exec::{ExecError, Executor, Handle, LaunchArg, Timing};
-use crate::occupancy::DeviceLimits;
 use crate::schedule::{plan, Plan, Policy, ScheduleError};
 
 /// Why running a program or a plan failed.
@@ -553,7 +552,7 @@ pub struct MultiRun {
 pub fn run_multi(
     programs: &[Arc<Program>],
     inputs: &[Vec<HostBuffer>],
-    limits: &DeviceLimits,
+    limits: &Target,
     policy: &Policy,
     exec: &mut dyn Executor,
 ) -> Result<MultiRun, RunError> {

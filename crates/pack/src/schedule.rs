@@ -44,13 +44,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::Program;
 
 use crate::bundle::{Bundle, TenantId};
 use crate::cost::{BlockRounds, CostModel};
 use crate::error::PackError;
-use crate::occupancy::{DeviceLimits, KernelResources, Limiter, Occupancy};
+use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::shape::{
     EstimatedResources, FormError, Member, PackMode, PreparedKernel, ResourceModel, ShapeRefusal, ShapedBundle,
 };
@@ -237,7 +237,7 @@ pub enum ScheduleError {
     DuplicateTenant(TenantId),
     /// A kernel cannot form a bundle even alone.
     #[error("tenant {} step {step}: kernel `{kernel}` cannot form a bundle alone: {reason}", tenant.0)]
-    Alone { tenant: TenantId, step: usize, kernel: String, reason: ShapeRefusal },
+    Alone { tenant: TenantId, step: usize, kernel: String, reason: Box<ShapeRefusal> },
     /// A kernel fails verification or isolation, or a planned bundle cannot
     /// be laid out.
     #[error(transparent)]
@@ -257,7 +257,7 @@ struct Candidate {
 /// Plans bundles for `tenants` with resources estimated from KIR
 /// ([`EstimatedResources`]), priced by the block-round model
 /// ([`BlockRounds`]).
-pub fn plan(tenants: &[(TenantId, &Program)], limits: &DeviceLimits, policy: &Policy) -> Result<Plan, ScheduleError> {
+pub fn plan(tenants: &[(TenantId, &Program)], limits: &Target, policy: &Policy) -> Result<Plan, ScheduleError> {
     plan_with(tenants, limits, policy, &EstimatedResources, &mut BlockRounds::new(*limits))
 }
 
@@ -266,7 +266,7 @@ pub fn plan(tenants: &[(TenantId, &Program)], limits: &DeviceLimits, policy: &Po
 /// docs).
 pub fn plan_with(
     tenants: &[(TenantId, &Program)],
-    limits: &DeviceLimits,
+    limits: &Target,
     policy: &Policy,
     resources: &dyn ResourceModel,
     cost: &mut dyn CostModel,
@@ -312,7 +312,7 @@ pub fn plan_with(
             tenant: first.tenant,
             step: first.step,
             kernel: first.member.kernel.kernel.name.clone(),
-            reason,
+            reason: Box::new(reason),
         };
         if !first.member.kernel.solo.fits() {
             return Err(ScheduleError::Unlaunchable {
@@ -393,7 +393,7 @@ fn planned(
     shaped: ShapedBundle,
     time: f64,
     slot_times: &[f64],
-    limits: &DeviceLimits,
+    limits: &Target,
 ) -> PlannedBundle {
     let slots = chosen
         .iter()

@@ -41,19 +41,26 @@
 use std::sync::Arc;
 
 use weft_kir::analysis::cost;
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::BufferId;
 
 use crate::builder::{prepare_cached, Isolation, MAX_PHYSICAL_BLOCKS};
 use crate::bundle::{Budget, Bundle, LaunchClass, Slot, TenantId};
 use crate::error::PackError;
-use crate::occupancy::{DeviceLimits, KernelResources, Limiter, Occupancy};
+use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::table::SlotTable;
 
 /// Where kernels' block resources (threads, registers, shared memory) come
 /// from: the one lookup every shaping decision goes through.
 pub trait ResourceModel {
     fn resources(&self, kernel: &KernelDef) -> KernelResources;
+}
+
+/// ptxas's figures for the bodies compiled so far, the estimate for the rest.
+impl ResourceModel for crate::occupancy::ResourceTable {
+    fn resources(&self, kernel: &KernelDef) -> KernelResources {
+        crate::occupancy::ResourceTable::resources(self, kernel)
+    }
 }
 
 /// Resources read off the kernel, registers estimated from KIR
@@ -110,11 +117,18 @@ impl PreparedKernel {
     /// device with `limits`, asking `resources` for its block resources.
     pub fn new(
         kernel: &Arc<KernelDef>,
-        limits: &DeviceLimits,
+        limits: &Target,
         resources: &dyn ResourceModel,
     ) -> Result<PreparedKernel, PackError> {
+        let original = &**kernel;
         let (kernel, _guards, fingerprint) = prepare_cached(kernel, Isolation::Guard)?;
-        let res = resources.resources(&kernel);
+        // The isolated body is what compiles; a model filled from the
+        // program's own kernels knows it by the original where isolation
+        // added guards.
+        let res = match resources.resources(&kernel) {
+            r if r.measured || *kernel == *original => r,
+            r => Some(resources.resources(original)).filter(|o| o.measured).unwrap_or(r),
+        };
         let solo = Occupancy::of(res, limits);
         let logical_blocks = kernel.launch.num_blocks().max(1);
         let per_sm_of_grid = logical_blocks.div_ceil(limits.sm_count.max(1) as u64);
@@ -196,7 +210,7 @@ pub enum ShapeRefusal {
 
 /// Applies the admission rules to `members` (module docs) and chooses their
 /// budgets under `mode`.
-pub fn shape(members: &[Member], limits: &DeviceLimits, mode: PackMode) -> Result<Shape, ShapeRefusal> {
+pub fn shape(members: &[Member], limits: &Target, mode: PackMode) -> Result<Shape, ShapeRefusal> {
     let resources =
         members.iter().map(|m| m.kernel.resources).reduce(KernelResources::max).ok_or(ShapeRefusal::Empty)?;
     let warp = limits.warp_size.max(1);
@@ -323,7 +337,7 @@ pub enum FormError {
 
 impl ShapedBundle {
     /// Shapes `members` under `mode` and assembles their bundle.
-    pub fn form(members: Vec<Member>, limits: &DeviceLimits, mode: PackMode) -> Result<ShapedBundle, FormError> {
+    pub fn form(members: Vec<Member>, limits: &Target, mode: PackMode) -> Result<ShapedBundle, FormError> {
         let shape = shape(&members, limits, mode)?;
         let bundle = assemble(&members, &shape.budgets)?;
         Ok(ShapedBundle { bundle, members, shape })
@@ -407,7 +421,7 @@ mod tests {
         Arc::new(b.finish())
     }
 
-    fn member(kernel: &Arc<KernelDef>, tenant: u32, limits: &DeviceLimits) -> Member {
+    fn member(kernel: &Arc<KernelDef>, tenant: u32, limits: &Target) -> Member {
         let prepared = PreparedKernel::new(kernel, limits, &EstimatedResources).expect("prepares");
         let args = (0..kernel.params.len() as u32).map(BufferId::from_u32).collect();
         Member { kernel: Arc::new(prepared), tenant: TenantId(tenant), args }
@@ -415,7 +429,7 @@ mod tests {
 
     #[test]
     fn assembled_bundles_match_the_builders() {
-        let limits = DeviceLimits::sm_90();
+        let limits = Target::sm_90();
         let a = copy("a", 40, 128, 0);
         let b = copy("b", 3000, 256, 0);
         let odd = copy("odd", 2, 48, 0);
@@ -445,7 +459,7 @@ mod tests {
 
     #[test]
     fn shaping_refuses_with_the_member_and_the_limit() {
-        let limits = DeviceLimits::sm_90();
+        let limits = Target::sm_90();
         let wide = member(&copy("wide", 4, 256, 0), 0, &limits);
         let odd = member(&copy("odd", 4, 48, 0), 1, &limits);
         let refusal = shape(&[wide.clone(), odd.clone()], &limits, PackMode::Auto).unwrap_err();
@@ -470,7 +484,7 @@ mod tests {
         assert_eq!(shape(&[], &limits, PackMode::Auto).unwrap_err(), ShapeRefusal::Empty);
 
         // A constrained bundle needs one resident block per slot.
-        let tiny = DeviceLimits { sm_count: 1, ..limits };
+        let tiny = Target { sm_count: 1, ..limits };
         let k = copy("k", 64, 1024, 0);
         let many: Vec<Member> = (0..3).map(|t| member(&k, t, &tiny)).collect();
         let refusal = shape(&many, &tiny, PackMode::Constrain).unwrap_err();
@@ -480,7 +494,7 @@ mod tests {
 
     #[test]
     fn auto_coalesces_one_wave_and_constrained_budgets_fit_it() {
-        let limits = DeviceLimits::sm_90();
+        let limits = Target::sm_90();
         let small = [member(&copy("s", 64, 256, 0), 0, &limits), member(&copy("s", 64, 256, 0), 1, &limits)];
         let s = shape(&small, &limits, PackMode::Auto).unwrap();
         assert!(s.coalesced && s.budgets == [Budget::Full, Budget::Full]);

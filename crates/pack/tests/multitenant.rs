@@ -11,8 +11,9 @@ use weft_graph::models::resnet18;
 use weft_graph::{import_onnx_file, DType, Graph, GraphBuilder, ImportOptions};
 use weft_interp::Interpreter;
 use weft_kir::HostBuffer;
+use weft_kir::Target;
 use weft_lower::{lower, LowerOptions, Program};
-use weft_pack::{run_multi, DeviceLimits, PackMode, Policy};
+use weft_pack::{run_multi, PackMode, Policy};
 
 /// One transformer encoder block (pre-norm attention and MLP, residuals),
 /// sequence 16, width 64: a model whose kernels differ from ResNet's.
@@ -116,7 +117,7 @@ fn packed_tenants_match_their_solo_runs_bit_for_bit() {
         [(PackMode::Coalesce, 1.0), (PackMode::Constrain, 1.0), (PackMode::Auto, 1.0), (PackMode::Auto, 0.0)]
     {
         let policy = Policy::new(mode, knob);
-        let run = run_multi(&programs, &inputs, &DeviceLimits::sm_90(), &policy, &mut interp).expect("packed run");
+        let run = run_multi(&programs, &inputs, &Target::sm_90(), &policy, &mut interp).expect("packed run");
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(same_bits(got, want), "{policy:?}: tenant {t} (`{}`) differs from its solo run", programs[t].name);
         }

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use weft_interp::Interpreter;
-use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
+use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Target, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, DeviceLimits,
-    EstimatedResources, KernelResources, Occupancy, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason,
-    ScheduleError, ShapeRefusal, ShapedBundle, TenantId,
+    plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, EstimatedResources,
+    KernelResources, Occupancy, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason, ScheduleError,
+    ShapeRefusal, ShapedBundle, TenantId,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -107,7 +107,7 @@ fn order(plan: &Plan) -> Vec<(u32, usize, String, Budget)> {
 fn every_kernel_runs_once_in_stream_order() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    for limits in [DeviceLimits::sm_90(), DeviceLimits::sm_80()] {
+    for limits in [Target::sm_90(), Target::sm_80()] {
         for policy in policies() {
             let plan = plan(&tenants, &limits, &policy).expect("plans");
             for (t, p) in &tenants {
@@ -133,7 +133,7 @@ fn every_kernel_runs_once_in_stream_order() {
 fn bundles_respect_resource_limits_and_capacity() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     for policy in policies() {
         let plan = plan(&tenants, &limits, &policy).expect("plans");
         for b in &plan.bundles {
@@ -185,7 +185,7 @@ fn bundles_respect_resource_limits_and_capacity() {
 fn knob_trades_bundle_width_for_latency() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
         let latency = plan(&tenants, &limits, &Policy::new(mode, 0.0)).unwrap();
         let throughput = plan(&tenants, &limits, &Policy::new(mode, 1.0)).unwrap();
@@ -221,7 +221,7 @@ fn a_combination_that_drops_occupancy_is_refused() {
     let big = program("big", &[kernel("big", 264, 1024, 2, 25 * 1024)]);
     // 128 threads, 16 blocks per SM needed for 2112 blocks on 132 SMs.
     let small = program("small", &[kernel("small", 2112, 128, 2, 0)]);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let tenants = [(TenantId(0), &big), (TenantId(1), &small)];
     for policy in policies() {
         let plan = plan(&tenants, &limits, &policy).unwrap();
@@ -245,7 +245,7 @@ fn constrained_budgets_follow_work_and_finish_together() {
     // Same grid, three times the work: about three times the blocks.
     let a = program("a", &[kernel("a", 4096, 256, 10, 0)]);
     let b = program("b", &[kernel("b", 4096, 256, 30, 0)]);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let plan = plan(&[(TenantId(0), &a), (TenantId(1), &b)], &limits, &Policy::new(PackMode::Constrain, 1.0)).unwrap();
     assert_eq!(plan.bundles.len(), 1);
     let pb = &plan.bundles[0];
@@ -265,7 +265,7 @@ fn constrained_budgets_follow_work_and_finish_together() {
     assert!(!spills.bundles[0].coalesced);
 }
 
-fn super_plan(programs: &[&Program], limits: &DeviceLimits, policy: &Policy) -> Plan {
+fn super_plan(programs: &[&Program], limits: &Target, policy: &Policy) -> Plan {
     let tenants: Vec<(TenantId, &Program)> =
         programs.iter().enumerate().map(|(i, &p)| (TenantId(i as u32), p)).collect();
     plan(&tenants, limits, policy).unwrap()
@@ -276,8 +276,8 @@ fn plans_are_deterministic() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
     for policy in policies() {
-        let a = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
-        let b = plan(&tenants, &DeviceLimits::sm_80(), &policy).unwrap();
+        let a = plan(&tenants, &Target::sm_80(), &policy).unwrap();
+        let b = plan(&tenants, &Target::sm_80(), &policy).unwrap();
         assert_eq!(order(&a), order(&b));
         assert_eq!(a.refusals, b.refusals);
     }
@@ -285,7 +285,7 @@ fn plans_are_deterministic() {
 
 #[test]
 fn a_kernel_no_sm_can_hold_is_an_error() {
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     // 240 KiB of shared memory exceeds 227 KiB per block: the verifier
     // refuses the kernel when it is prepared.
     let huge = program("huge", &[kernel("huge", 4, 256, 1, 60 * 1024)]);
@@ -338,7 +338,7 @@ impl CostModel for Serial {
 fn the_cost_model_decides_what_packing_pays() {
     let programs = mixed_tenants();
     let tenants = with_ids(&programs);
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let distinct = programs.iter().map(|p| p.steps.len()).sum::<usize>();
     for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
         // Knob 0: no member may be slower than alone, and under this model
@@ -386,7 +386,7 @@ fn packed_runs_match_solo_runs_bit_for_bit() {
         .map(|(p, x)| run_program(&mut interp, p.clone(), x, |_| {}).expect("solo run"))
         .collect();
     for policy in policies() {
-        let run = run_multi(&programs, &inputs, &DeviceLimits::sm_90(), &policy, &mut interp).expect("packed run");
+        let run = run_multi(&programs, &inputs, &Target::sm_90(), &policy, &mut interp).expect("packed run");
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(got.iter().zip(want).all(|(g, w)| g.bytes() == w.bytes()), "{policy:?}: tenant {t} differs");
         }

@@ -44,7 +44,7 @@ impl<P: Predictor> PredictorCost<P> {
             let member = bundle.members.iter().find(|m| std::ptr::eq(Arc::as_ptr(&m.kernel.kernel), k));
             member.map_or_else(|| EstimatedResources.resources(k), |m| m.kernel.resources)
         };
-        let features = self.extractor.bundle_with(&bundle.bundle, &resources);
+        let features = self.extractor.bundle(&bundle.bundle, &resources);
         (self.predictor.predict(&features), features)
     }
 
@@ -62,7 +62,7 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
 
     fn solo_time(&mut self, kernel: &PreparedKernel) -> f64 {
         let resources = kernel.resources;
-        let features = self.extractor.solo_with(&kernel.kernel, &|_: &KernelDef| resources);
+        let features = self.extractor.solo(&kernel.kernel, &|_: &KernelDef| resources);
         self.predictor.predict(&features).total_us
     }
 
@@ -74,9 +74,10 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
 
 #[cfg(test)]
 mod tests {
+    use weft_kir::Target;
     use weft_kir::{Access, Axis, KernelBuilder, LaunchShape, Type};
     use weft_lower::BufferId;
-    use weft_pack::{DeviceLimits, KernelResources, Member, PackMode, TenantId};
+    use weft_pack::{KernelResources, Member, PackMode, TenantId};
 
     use super::*;
     use crate::prior::RooflinePrior;
@@ -101,7 +102,7 @@ mod tests {
 
     #[test]
     fn prices_match_the_predictor_on_the_same_features() {
-        let limits = DeviceLimits::sm_90();
+        let limits = Target::sm_90();
         let device = DeviceModel::sm_90_with(limits);
         let mut cost = PredictorCost::new(RooflinePrior::new(), device);
         let kernels = [scale("light", 64, 4), scale("heavy", 512, 400)];
@@ -118,7 +119,11 @@ mod tests {
         assert!(solo[1] > solo[0] && solo[0] > 0.0, "more work takes longer alone: {solo:?}");
         let shaped = ShapedBundle::form(members, &limits, PackMode::Auto).unwrap();
         let priced = cost.bundle_cost(&shaped);
-        let direct = RooflinePrior::new().predict(&crate::bundle_features(&shaped.bundle, &limits, &|_| None));
+        let direct = RooflinePrior::new().predict(&crate::bundle_features(
+            &shaped.bundle,
+            &limits,
+            &weft_pack::EstimatedResources,
+        ));
         assert_eq!(priced.total, direct.total_us);
         assert_eq!(priced.slots, direct.per_slot_us);
         assert_eq!(priced.slots.len(), 2);
@@ -128,7 +133,7 @@ mod tests {
 
     #[test]
     fn features_follow_the_resources_the_bundle_was_shaped_with() {
-        let limits = DeviceLimits::sm_90();
+        let limits = Target::sm_90();
         let k = scale("k", 1024, 8);
         // A measured report: more registers than the KIR estimate.
         let measured = |k: &KernelDef| KernelResources { registers: 128, ..KernelResources::of(k, None) };

@@ -1,17 +1,17 @@
 //! What the predictor assumes about the device: [`DeviceModel`].
 //!
-//! The residency limits come from [`DeviceLimits`] (read off the GPU by the
-//! root crate, or `DeviceLimits::sm_90()` for planning); the throughput
+//! The residency limits come from [`Target`] (read off the GPU by the
+//! root crate, or `Target::sm_90()` for planning); the throughput
 //! numbers are datasheet figures, documented where they are set, because no
 //! driver call reports them.
 
-use weft_pack::DeviceLimits;
+use weft_kir::Target;
 
 /// The device as the analytical prior sees it. Units: microseconds, bytes,
 /// FLOPs.
 #[derive(Copy, Clone, PartialEq, Debug)]
 pub struct DeviceModel {
-    pub limits: DeviceLimits,
+    pub limits: Target,
     /// FP32 FLOPs one SM retires per microsecond at full issue rate.
     pub peak_flops_per_sm: f64,
     /// Device memory bandwidth, bytes per microsecond.
@@ -30,14 +30,14 @@ impl DeviceModel {
     /// 3× an even share of the bandwidth (about 76 GB/s, in line with
     /// measured per-SM load throughput); 4 µs launch overhead (launch
     /// latency plus the bundle's slot-table upload, of the order CUDA events
-    /// show for an empty kernel). Limits: [`DeviceLimits::sm_90`].
+    /// show for an empty kernel). Limits: [`Target::sm_90`].
     pub fn sm_90() -> DeviceModel {
-        DeviceModel::sm_90_with(DeviceLimits::sm_90())
+        DeviceModel::sm_90_with(Target::sm_90())
     }
 
     /// The sm_90 throughput numbers with other residency limits (a device
     /// probed at run time, or a smaller simulated one).
-    pub fn sm_90_with(limits: DeviceLimits) -> DeviceModel {
+    pub fn sm_90_with(limits: Target) -> DeviceModel {
         DeviceModel {
             limits,
             peak_flops_per_sm: 506_880.0,

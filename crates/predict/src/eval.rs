@@ -27,8 +27,9 @@ use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use weft_graph::builder::GraphBuilder;
 use weft_graph::{DType, Graph, GraphError};
 use weft_kir::KernelDef;
+use weft_kir::Target;
 use weft_lower::{lower, BufferId, BufferInfo, BufferKind, LowerError, LowerOptions, Program, Step};
-use weft_pack::{plan, Bundle, DeviceLimits, PackMode, Policy, ScheduleError, TenantId};
+use weft_pack::{plan, Bundle, PackMode, Policy, ScheduleError, TenantId};
 use weft_sim::{SimError, SimGpu, SimSpec};
 
 use crate::adaptive::{Adaptive, AdaptiveConfig};
@@ -63,7 +64,7 @@ pub struct EvalConfig {
     pub test: usize,
     /// Most steps of a tenant's program in one mix (keeps plans small).
     pub window: usize,
-    pub limits: DeviceLimits,
+    pub limits: Target,
     /// The simulated device (its hidden effects are what is learned).
     pub spec: SimSpec,
     pub adaptive: AdaptiveConfig,
@@ -76,7 +77,7 @@ impl Default for EvalConfig {
             train: 1500,
             test: 400,
             window: 8,
-            limits: DeviceLimits::sm_90(),
+            limits: Target::sm_90(),
             spec: SimSpec::h100_like(),
             adaptive: AdaptiveConfig::default(),
         }
@@ -234,7 +235,7 @@ pub fn colocations(
     programs: &[Program],
     n: usize,
     window: usize,
-    limits: &DeviceLimits,
+    limits: &Target,
     seed: u64,
 ) -> Result<Vec<Bundle>, EvalError> {
     let mut draw = Draw(rand_xoshiro::SplitMix64::seed_from_u64(seed));
@@ -275,7 +276,7 @@ pub fn measure(
         .into_iter()
         .map(|bundle| {
             let t = sim.run_bundle(&bundle)?;
-            let features = extractor.bundle(&bundle, &|_| None);
+            let features = extractor.bundle(&bundle, &weft_pack::ResourceTable::new());
             Ok(Sample { bundle, features, measured: t })
         })
         .collect()
@@ -341,7 +342,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<EvalReport, EvalError> {
     let mut bodies = std::collections::HashSet::new();
     for k in &kernels {
         let t = sim.run_kernel_solo(k)?;
-        let f = extractor.solo(k, &|_| None);
+        let f = extractor.solo(k, &weft_pack::ResourceTable::new());
         if let Some(s) = f.slots.first() {
             bodies.insert(s.body);
             model_level.record_solo(s.body, t.total_us);

@@ -8,8 +8,9 @@
 //!   block does; a constrained slot's physical block does `rounds` of them);
 //!   arithmetic intensity is FLOPs per byte;
 //! - **resources**, from the kernel and ptxas: threads per block, registers
-//!   per thread (the caller's ptxas report where it has one, else
-//!   [`weft_pack::estimate_registers`]), static shared memory;
+//!   per thread, shared memory and spills, as the caller's
+//!   [`ResourceTable`] gives them (ptxas's figures for compiled bodies, else
+//!   [`weft_pack::estimate_registers`] and the kernel's shared arrays);
 //! - **residency**, from [`weft_pack::Occupancy`]: the kernel's solo blocks
 //!   per SM, and the bundle's (every physical block of a bundle asks for
 //!   the most of any slot's resources); the bundle's resident capacity
@@ -33,8 +34,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft_kir::analysis::cost;
-use weft_kir::KernelDef;
-use weft_pack::{body_fingerprint, Bundle, DeviceLimits, KernelResources, Occupancy, ResourceModel};
+use weft_kir::{KernelDef, Target};
+use weft_pack::{body_fingerprint, Bundle, KernelResources, Occupancy, ResourceModel};
 
 use crate::device::DeviceModel;
 
@@ -58,6 +59,9 @@ pub struct SlotFeatures {
     pub warps: u32,
     pub registers: u32,
     pub shared_bytes: u64,
+    /// Bytes of spill stores and loads per thread (ptxas's; 0 when
+    /// estimated).
+    pub spill_bytes: u64,
     pub logical_blocks: u64,
     /// Physical blocks the slot runs on (its block budget).
     pub physical_blocks: u64,
@@ -105,7 +109,7 @@ pub struct BundleFeatures {
     /// How full the last wave is, in (0, 1].
     pub tail_fraction: f64,
     /// Combined demand on the SMs: active warps per SM of the co-resident
-    /// blocks over [`DeviceLimits::full_speed_warps_per_sm`] (above 1, blocks
+    /// blocks over [`Target::full_speed_warps_per_sm`] (above 1, blocks
     /// share issue slots).
     pub sm_demand: f64,
     /// Bytes/µs the co-resident blocks would draw at compute speed.
@@ -157,27 +161,26 @@ impl FeatureExtractor {
 
     fn info(&mut self, kernel: &Arc<KernelDef>, resources: &dyn ResourceModel) -> KernelInfo {
         let key = Arc::as_ptr(kernel) as usize;
+        // The cached facts hold while the model gives the same resources
+        // (a table may since have recorded ptxas's figures for the body).
+        let res = resources.resources(kernel);
         if let Some((_, info)) = self.cache.get(&key) {
-            return info.clone();
+            if info.resources == res {
+                return info.clone();
+            }
         }
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        let info = kernel_info(kernel, resources.resources(kernel), &self.device.limits);
+        let info = kernel_info(kernel, res, &self.device.limits);
         self.cache.insert(key, (kernel.clone(), info.clone()));
         info
     }
 
-    /// Features of `bundle`; `registers` gives ptxas's count per kernel
-    /// where known (`None`: estimated from KIR).
-    pub fn bundle(&mut self, bundle: &Bundle, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
-        self.bundle_with(bundle, &|k: &KernelDef| KernelResources::of(k, registers(k)))
-    }
-
     /// Features of `bundle`, with each kernel's block resources from
     /// `resources` (the model the bundle was shaped with, so features and
-    /// shaping agree).
-    pub fn bundle_with(&mut self, bundle: &Bundle, resources: &dyn ResourceModel) -> BundleFeatures {
+    /// shaping agree: ptxas's figures where recorded, else estimated).
+    pub fn bundle(&mut self, bundle: &Bundle, resources: &dyn ResourceModel) -> BundleFeatures {
         let parts: Vec<(KernelInfo, u64, u64)> = bundle
             .slots
             .iter()
@@ -195,20 +198,14 @@ impl FeatureExtractor {
     }
 
     /// Features of `kernel` launched alone on its full grid.
-    pub fn solo(&mut self, kernel: &Arc<KernelDef>, registers: &dyn Fn(&KernelDef) -> Option<u32>) -> BundleFeatures {
-        self.solo_with(kernel, &|k: &KernelDef| KernelResources::of(k, registers(k)))
-    }
-
-    /// Features of `kernel` launched alone on its full grid, with its block
-    /// resources from `resources`.
-    pub fn solo_with(&mut self, kernel: &Arc<KernelDef>, resources: &dyn ResourceModel) -> BundleFeatures {
+    pub fn solo(&mut self, kernel: &Arc<KernelDef>, resources: &dyn ResourceModel) -> BundleFeatures {
         let info = self.info(kernel, resources);
         let blocks = info.logical_blocks;
         assemble(&[(info, 0, blocks)], 1, &self.device)
     }
 }
 
-fn kernel_info(kernel: &KernelDef, resources: KernelResources, limits: &DeviceLimits) -> KernelInfo {
+fn kernel_info(kernel: &KernelDef, resources: KernelResources, limits: &Target) -> KernelInfo {
     let c = cost(kernel);
     KernelInfo {
         body: body_fingerprint(kernel),
@@ -224,11 +221,8 @@ fn kernel_info(kernel: &KernelDef, resources: KernelResources, limits: &DeviceLi
 /// Features of the slots `(kernel, first physical block, physical blocks)`.
 fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceModel) -> BundleFeatures {
     let limits = &device.limits;
-    let resources = parts.iter().map(|p| p.0.resources).reduce(KernelResources::max).unwrap_or(KernelResources {
-        threads: 1,
-        registers: 16,
-        shared_bytes: 0,
-    });
+    let resources =
+        parts.iter().map(|p| p.0.resources).reduce(KernelResources::max).unwrap_or(KernelResources::new(1, 16, 0));
     let occupancy = Occupancy::of(resources, limits);
     let capacity = occupancy.resident_blocks(limits);
     let physical: u64 = parts.iter().map(|p| p.2.max(1)).sum();
@@ -284,6 +278,7 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
             warps,
             registers: info.resources.registers,
             shared_bytes: info.resources.shared_bytes,
+            spill_bytes: info.resources.spill_bytes,
             logical_blocks: info.logical_blocks,
             physical_blocks: blocks,
             rounds: info.logical_blocks.div_ceil(blocks),
@@ -318,21 +313,13 @@ fn assemble(parts: &[(KernelInfo, u64, u64)], bodies: usize, device: &DeviceMode
 }
 
 /// Features of `bundle` on a device with `limits` and the sm_90 throughput
-/// numbers ([`DeviceModel::sm_90_with`]); `registers` gives ptxas's count
-/// per kernel where known, else pack's estimate is used.
-pub fn bundle_features(
-    bundle: &Bundle,
-    limits: &DeviceLimits,
-    registers: &dyn Fn(&KernelDef) -> Option<u32>,
-) -> BundleFeatures {
-    FeatureExtractor::new(DeviceModel::sm_90_with(*limits)).bundle(bundle, registers)
+/// numbers ([`DeviceModel::sm_90_with`]); `resources` gives each kernel's
+/// block resources (ptxas's where recorded, else pack's estimate).
+pub fn bundle_features(bundle: &Bundle, limits: &Target, resources: &dyn ResourceModel) -> BundleFeatures {
+    FeatureExtractor::new(DeviceModel::sm_90_with(*limits)).bundle(bundle, resources)
 }
 
 /// Like [`bundle_features`], on an explicit device model.
-pub fn bundle_features_on(
-    bundle: &Bundle,
-    device: &DeviceModel,
-    registers: &dyn Fn(&KernelDef) -> Option<u32>,
-) -> BundleFeatures {
-    FeatureExtractor::new(*device).bundle(bundle, registers)
+pub fn bundle_features_on(bundle: &Bundle, device: &DeviceModel, resources: &dyn ResourceModel) -> BundleFeatures {
+    FeatureExtractor::new(*device).bundle(bundle, resources)
 }

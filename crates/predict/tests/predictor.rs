@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use weft_pack::DeviceLimits;
+use weft_kir::Target;
+use weft_pack::ResourceTable;
 use weft_predict::eval::{ape, colocations, corpus, measure, quantile};
 use weft_predict::{
     evaluate, Adaptive, AdaptiveConfig, DeviceModel, EvalConfig, FeatureExtractor, Predictor, RooflinePrior,
@@ -11,7 +12,7 @@ use weft_sim::{Drift, HiddenEffects, SimGpu, SimSpec};
 
 #[test]
 fn prior_is_within_a_sane_factor_of_the_ideal_simulator() {
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let mut sim = SimGpu::new(limits, SimSpec::h100_like().ideal(), 1);
     let mut features = FeatureExtractor::new(DeviceModel::sm_90());
     let prior = RooflinePrior::new();
@@ -24,13 +25,13 @@ fn prior_is_within_a_sane_factor_of_the_ideal_simulator() {
     for k in kernels {
         let k = Arc::new(k);
         let measured = sim.run_kernel_solo(&k).expect("the simulator runs it").total_us;
-        let predicted = prior.predict(&features.solo(&k, &|_| None)).total_us;
+        let predicted = prior.predict(&features.solo(&k, &ResourceTable::new())).total_us;
         let ratio = predicted / measured;
         assert!((0.5..2.0).contains(&ratio), "{}: prior {predicted:.2} µs, simulator {measured:.2} µs", k.name);
     }
     // A memory-bound kernel: 12 bytes per element at 3.35 TB/s plus 4 µs.
     let k = Arc::new(weft_kernels::vector_add(1 << 20));
-    let t = prior.predict(&features.solo(&k, &|_| None)).total_us;
+    let t = prior.predict(&features.solo(&k, &ResourceTable::new())).total_us;
     let floor = 12.0 * (1 << 20) as f64 / 3.35e6 + 4.0;
     assert!(t >= floor * 0.999, "prior {t} below the bandwidth floor {floor}");
 }
@@ -61,7 +62,7 @@ fn adaptive_converges_and_beats_the_prior_and_baselines_are_reported() {
 
 #[test]
 fn forgetting_recovers_after_a_drift() {
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     let programs = corpus(5).expect("the corpus builds");
     let before = 600usize;
     let after = 700usize;

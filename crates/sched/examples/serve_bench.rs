@@ -24,8 +24,9 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use weft_graph::onnx::{import_onnx_file, ImportOptions};
+use weft_kir::Target;
 use weft_lower::{lower, LowerOptions, Program};
-use weft_pack::{DeviceLimits, TenantId};
+use weft_pack::TenantId;
 use weft_predict::{Adaptive, AdaptiveConfig, Predictor, RooflinePrior};
 use weft_sched::{
     serve, Arrivals, SchedError, Scheduler, SchedulerConfig, ServeReport, TenantSpec, Trace, TraceTenant,
@@ -103,7 +104,7 @@ struct Setup {
     sim_solo_us: Vec<f64>,
 }
 
-fn setup(models: &[Model], limits: &DeviceLimits) -> Result<Setup, BoxError> {
+fn setup(models: &[Model], limits: &Target) -> Result<Setup, BoxError> {
     // Two instances of the small models, one of the big ones.
     let mut mix: Vec<&Model> = Vec::new();
     for m in models {
@@ -148,7 +149,7 @@ fn run_one(
     trace: &Trace,
     config: SchedulerConfig,
     predictor: Box<dyn Predictor>,
-    limits: &DeviceLimits,
+    limits: &Target,
     bar: &ProgressBar,
 ) -> Result<ServeReport, SchedError> {
     let mut scheduler = Scheduler::new(config, *limits, predictor);
@@ -178,7 +179,7 @@ fn main() -> Result<(), BoxError> {
         None => PathBuf::from("docs/results"),
     };
     let root = workspace_root();
-    let limits = DeviceLimits::sm_90();
+    let limits = Target::sm_90();
     eprintln!("serve-bench (SIMULATOR, not a GPU): loading models…");
     let (models, notes) = load_models(&root)?;
     for n in &notes {

@@ -60,11 +60,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use weft_kir::KernelDef;
+use weft_kir::{KernelDef, Target};
 use weft_lower::{BufferId, Program};
 use weft_pack::{
-    assemble, shape, Budget, Bundle, CostModel, DeviceLimits, EstimatedResources, FormError, Member, PackMode,
-    PreparedKernel, Shape, ShapeRefusal, ShapedBundle, TenantId, Timing,
+    assemble, shape, Budget, Bundle, CostModel, FormError, Member, PackMode, PreparedKernel, ResourceTable, Shape,
+    ShapeRefusal, ShapedBundle, TenantId, Timing,
 };
 use weft_predict::{BundleFeatures, DeviceModel, Measured, Predictor, PredictorCost};
 
@@ -177,7 +177,10 @@ const GAIN_ALPHA: f64 = 0.05;
 /// The SLO-aware multi-tenant scheduler; see the module docs.
 pub struct Scheduler {
     config: SchedulerConfig,
-    limits: DeviceLimits,
+    limits: Target,
+    /// Block resources of kernel bodies: ptxas's where the compiler recorded
+    /// them, else estimated.
+    resources: Arc<ResourceTable>,
     /// The predictor, pricing bundles through the packer's cost interface.
     cost: PredictorCost<Box<dyn Predictor>>,
     tenants: Vec<TenantEntry>,
@@ -205,10 +208,11 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// A scheduler running `config` on a device with `limits`, predicting
     /// with `predictor` (only SloAware consults it for decisions).
-    pub fn new(config: SchedulerConfig, limits: DeviceLimits, predictor: Box<dyn Predictor>) -> Scheduler {
+    pub fn new(config: SchedulerConfig, limits: Target, predictor: Box<dyn Predictor>) -> Scheduler {
         Scheduler {
             config,
             limits,
+            resources: Arc::new(ResourceTable::new()),
             cost: PredictorCost::new(predictor, DeviceModel::sm_90_with(limits)),
             tenants: Vec::new(),
             kernels: Vec::new(),
@@ -218,6 +222,20 @@ impl Scheduler {
             speedup: 1.0,
             dispatched: false,
         }
+    }
+
+    /// Shapes bundles and predicts with the block resources in `table`
+    /// (the one the compiler records ptxas's reports in), instead of an
+    /// empty one. Kernels are shaped when their tenant is added, so the
+    /// table should hold them by then.
+    pub fn with_resources(mut self, table: Arc<ResourceTable>) -> Scheduler {
+        self.resources = table;
+        self
+    }
+
+    /// The table bundles are shaped with.
+    pub fn resources(&self) -> &Arc<ResourceTable> {
+        &self.resources
     }
 
     /// The policy's name for tables: the baselines by kind, SloAware by
@@ -292,7 +310,7 @@ impl Scheduler {
         if let Some(&i) = self.kernel_index.get(&key) {
             return Ok(i);
         }
-        let prepared = PreparedKernel::new(kernel, &self.limits, &EstimatedResources)?;
+        let prepared = PreparedKernel::new(kernel, &self.limits, &*self.resources)?;
         let found =
             self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel);
         let index = match found {

@@ -33,7 +33,8 @@ use std::sync::Arc;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use weft_kir::analysis::cost;
 use weft_kir::KernelDef;
-use weft_pack::{estimate_registers, Bundle, DeviceLimits, KernelResources, Limiter, Occupancy, Timing};
+use weft_kir::Target;
+use weft_pack::{Bundle, KernelResources, Limiter, Occupancy, Timing};
 
 use crate::exec::SimMemory;
 use crate::spec::{HiddenEffects, SimSpec};
@@ -67,7 +68,7 @@ struct BodyInfo {
 /// A simulated GPU. See the crate docs: a simulator, not a GPU.
 #[derive(Debug)]
 pub struct SimGpu {
-    limits: DeviceLimits,
+    limits: Target,
     spec: SimSpec,
     rng: rand_xoshiro::SplitMix64,
     runs: u64,
@@ -127,7 +128,7 @@ fn kind_hash(name: &str) -> u64 {
 impl SimGpu {
     /// A simulated device with `limits` (SM count and residency limits),
     /// rates and hidden effects from `spec`, noise seeded by `seed`.
-    pub fn new(limits: DeviceLimits, spec: SimSpec, seed: u64) -> SimGpu {
+    pub fn new(limits: Target, spec: SimSpec, seed: u64) -> SimGpu {
         SimGpu {
             limits,
             spec,
@@ -138,7 +139,7 @@ impl SimGpu {
         }
     }
 
-    pub fn limits(&self) -> &DeviceLimits {
+    pub fn limits(&self) -> &Target {
         &self.limits
     }
 
@@ -189,7 +190,7 @@ impl SimGpu {
             flops_per_block: c.flops as f64 / l,
             bytes_per_block: (c.global_read_bytes as f64 + c.global_write_bytes as f64) / l,
             logical_blocks,
-            resources: KernelResources::of(kernel, Some(estimate_registers(kernel))),
+            resources: KernelResources::of(kernel, None),
             kind_hash: kind_hash(&kernel.name),
         };
         self.bodies.insert(Arc::as_ptr(kernel) as usize, (kernel.clone(), info));

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use weft_kir::Target;
 use weft_lower::BufferId;
-use weft_pack::{Budget, Bundle, BundleBuilder, DeviceLimits, Slot, TenantId};
+use weft_pack::{Budget, Bundle, BundleBuilder, Slot, TenantId};
 use weft_sim::{HiddenEffects, SimError, SimGpu, SimSpec};
 
 fn bundle(kernels: &[(Arc<weft_kir::KernelDef>, Budget)]) -> Bundle {
@@ -21,7 +22,7 @@ fn same_seed_same_timings_and_noise_is_bounded() {
     let mm = Arc::new(weft_kernels::sgemm(256, 256, 256, Default::default()));
     let b = bundle(&[(va, Budget::Full), (mm, Budget::Blocks(8))]);
     let run = |seed: u64| {
-        let mut sim = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like(), seed);
+        let mut sim = SimGpu::new(Target::sm_90(), SimSpec::h100_like(), seed);
         (0..20).map(|_| sim.run_bundle(&b).expect("runs")).collect::<Vec<_>>()
     };
     assert_eq!(run(7), run(7));
@@ -38,7 +39,7 @@ fn same_seed_same_timings_and_noise_is_bounded() {
 #[test]
 fn ideal_memory_bound_kernel_runs_at_the_bandwidth() {
     let va = Arc::new(weft_kernels::vector_add(1 << 22));
-    let mut sim = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like().ideal(), 1);
+    let mut sim = SimGpu::new(Target::sm_90(), SimSpec::h100_like().ideal(), 1);
     let t = sim.run_kernel_solo(&va).expect("runs").total_us;
     let floor = 12.0 * (1u64 << 22) as f64 / 3.35e6 + 4.0;
     assert!(t >= floor * 0.999 && t < floor * 1.2, "{t} vs {floor}");
@@ -49,8 +50,8 @@ fn hidden_contention_slows_co_located_memory_bound_kernels() {
     let a = Arc::new(weft_kernels::vector_add(1 << 20));
     let b = Arc::new(weft_kernels::row_sum(1024, 1024));
     let bun = bundle(&[(a, Budget::Blocks(600)), (b, Budget::Blocks(400))]);
-    let mut ideal = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like().ideal(), 1);
-    let mut hidden = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like(), 1);
+    let mut ideal = SimGpu::new(Target::sm_90(), SimSpec::h100_like().ideal(), 1);
+    let mut hidden = SimGpu::new(Target::sm_90(), SimSpec::h100_like(), 1);
     let t0 = ideal.run_bundle(&bun).expect("runs").total_us;
     let t1 = hidden.run_bundle(&bun).expect("runs").total_us;
     assert!(t1 > 1.3 * t0, "hidden {t1} vs ideal {t0}");
@@ -68,9 +69,9 @@ fn errors_are_typed() {
         table: Default::default(),
         class: weft_pack::LaunchClass { bodies: vec![], block_threads: 0 },
     };
-    let mut sim = SimGpu::new(DeviceLimits::sm_90(), SimSpec::h100_like(), 1);
+    let mut sim = SimGpu::new(Target::sm_90(), SimSpec::h100_like(), 1);
     assert_eq!(sim.run_bundle(&empty), Err(SimError::EmptyBundle));
-    let tiny = DeviceLimits { max_threads_per_block: 64, ..DeviceLimits::sm_90() };
+    let tiny = Target { max_threads_per_block: 64, ..Target::sm_90() };
     let mut sim = SimGpu::new(tiny, SimSpec::h100_like(), 1);
     let va = Arc::new(weft_kernels::vector_add(1024));
     assert!(matches!(sim.run_kernel_solo(&va), Err(SimError::Unlaunchable { .. })));

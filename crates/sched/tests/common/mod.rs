@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use weft_kir::Target;
 use weft_lower::{lower, LowerOptions, Program};
-use weft_pack::{DeviceLimits, TenantId};
+use weft_pack::TenantId;
 use weft_predict::{Adaptive, AdaptiveConfig, Predictor, RooflinePrior};
 use weft_sched::{serve, Scheduler, SchedulerConfig, ServeReport, TenantSpec};
 use weft_sim::{SimGpu, SimSpec};
@@ -21,8 +22,8 @@ pub fn resnet18_small() -> Arc<Program> {
         .clone()
 }
 
-pub fn limits() -> DeviceLimits {
-    DeviceLimits::sm_90()
+pub fn limits() -> Target {
+    Target::sm_90()
 }
 
 pub fn prior() -> Box<dyn Predictor> {

