@@ -24,7 +24,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use weft_codegen::{bundle_shared_bytes, emit_bundle, Arch, CompileError, Compiler, EmitError, BUNDLE_ENTRY};
+use weft_codegen::{
+    bundle_shared_bytes, emit_bundle, Arch, CompileError, Compiler, EmitError, ResourceReport, BUNDLE_ENTRY,
+};
 use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims};
 use weft_kir::{HostBuffer, KernelDef, Type};
 use weft_pack::{
@@ -52,6 +54,8 @@ struct BundleModule {
     function: Function,
     /// Dynamic shared memory of every launch (the largest body's pool).
     shared_bytes: u32,
+    /// ptxas's report on the module, where ptxas ran.
+    report: Option<ResourceReport>,
 }
 
 /// Modules by class, shared with background builders.
@@ -143,7 +147,9 @@ fn build_module(
     }
     // Below the opt-in limit, so it fits a u32.
     let shared_bytes = shared as u32;
-    let ptx = compiler.compile(&source)?;
+    // Compiled with ptxas's report (cached beside the PTX) where ptxas is
+    // present: the registers, shared memory and spills planning uses.
+    let ptx = compiler.compile_measured(&source).or_else(|_| compiler.compile(&source))?;
     let function = gpu.load_module(&ptx.ptx)?.function(&ptx.name)?;
     debug_assert_eq!(function.name(), BUNDLE_ENTRY);
     // The driver refuses more than the static limit of dynamic shared memory
@@ -151,7 +157,7 @@ fn build_module(
     if u64::from(shared_bytes) > gpu.info().shared_bytes_per_block {
         function.set_max_dynamic_shared_bytes(shared_bytes)?;
     }
-    Ok(BundleModule { bodies: bodies.to_vec(), function, shared_bytes })
+    Ok(BundleModule { bodies: bodies.to_vec(), function, shared_bytes, report: ptx.report().cloned() })
 }
 
 fn same_bodies(a: &[Arc<KernelDef>], b: &[Arc<KernelDef>]) -> bool {
@@ -206,14 +212,15 @@ impl Executor for GpuExecutor {
         gpu.zero(dev).map_err(cuda_err)
     }
 
-    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
-        if self.module(bundle).is_some() {
-            return Ok(());
+    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
+        if let Some(m) = self.module(bundle) {
+            return Ok(m.report.clone());
         }
         let module =
             build_module(&self.gpu, &self.compiler, &bundle.bodies, bundle.class.block_threads).map_err(cuda_err)?;
+        let report = module.report.clone();
         lock(&self.modules).insert(bundle.class.clone(), Arc::new(module));
-        Ok(())
+        Ok(report)
     }
 
     fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
@@ -258,7 +265,7 @@ impl Executor for GpuExecutor {
             Some(m) => m,
             None => {
                 self.transfers.request_path_compiles += 1;
-                self.prepare(bundle)?;
+                let _report = self.prepare(bundle)?;
                 self.module(bundle)
                     .ok_or_else(|| ExecError::Bundle { reason: "its module was built but is not loaded".into() })?
             }

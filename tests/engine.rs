@@ -172,7 +172,7 @@ impl<E: Executor> Executor for FailingLaunches<E> {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         self.inner.zero(buf)
     }
-    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
         self.inner.prepare(bundle)
     }
     fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
@@ -324,10 +324,10 @@ impl Executor for SlowCompiler {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         self.inner.zero(buf)
     }
-    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
         assert_eq!(bundle.slots.len(), 1, "registration prepares one-slot bundles");
         self.prepared.lock().unwrap().insert(bundle.class.clone());
-        Ok(())
+        Ok(None)
     }
     fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
         let (prepared, ready_at, pending, gate, class) = (

@@ -24,6 +24,7 @@
 //! (`weft_sim::SimGpu`, timing only: it keeps buffer sizes but no data) and
 //! CUDA (`weft::gpu::GpuExecutor`).
 
+use weft_codegen::ResourceReport;
 use weft_kir::{ArgError, HostBuffer, Scalar, Type};
 
 use crate::bundle::{Bundle, LaunchClass};
@@ -155,8 +156,11 @@ pub trait Executor {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError>;
 
     /// Compiles or loads `bundle`'s module now, so launches of its class
-    /// run without a compiler. Executors that compile nothing return at once.
-    fn prepare(&mut self, bundle: &Bundle) -> Result<(), ExecError>;
+    /// run without a compiler, and returns ptxas's report on the compiled
+    /// module where the executor has one (registers, shared memory, spills:
+    /// what planning should use). Executors that compile nothing return
+    /// `None` at once.
+    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError>;
 
     /// Starts preparing `bundle`'s module off the calling thread; returns
     /// at once. A failure shows up as the class never becoming prepared

@@ -95,8 +95,8 @@ impl Executor for InterpExecutor {
         Ok(())
     }
 
-    fn prepare(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
-        Ok(())
+    fn prepare(&mut self, _bundle: &Bundle) -> Result<Option<weft_codegen::ResourceReport>, ExecError> {
+        Ok(None)
     }
 
     fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {

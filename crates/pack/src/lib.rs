@@ -47,3 +47,5 @@ pub use shape::{
     PreparedKernel, ResourceModel, Shape, ShapeRefusal, ShapedBundle,
 };
 pub use table::{SlotEntry, SlotTable};
+/// ptxas's report on a compiled module, as executors hand it back.
+pub use weft_codegen::ResourceReport;

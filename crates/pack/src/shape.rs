@@ -129,10 +129,20 @@ impl PreparedKernel {
             r if r.measured || *kernel == *original => r,
             r => Some(resources.resources(original)).filter(|o| o.measured).unwrap_or(r),
         };
+        Ok(PreparedKernel::with_facts(kernel, fingerprint, res, limits))
+    }
+
+    /// The same kernel with block resources `res` (ptxas's figures, once
+    /// compiled), its occupancy and needs recomputed.
+    pub fn with_resources(&self, res: KernelResources, limits: &Target) -> PreparedKernel {
+        PreparedKernel::with_facts(self.kernel.clone(), self.fingerprint, res, limits)
+    }
+
+    fn with_facts(kernel: Arc<KernelDef>, fingerprint: u64, res: KernelResources, limits: &Target) -> PreparedKernel {
         let solo = Occupancy::of(res, limits);
         let logical_blocks = kernel.launch.num_blocks().max(1);
         let per_sm_of_grid = logical_blocks.div_ceil(limits.sm_count.max(1) as u64);
-        Ok(PreparedKernel {
+        PreparedKernel {
             fingerprint,
             block_time: block_time(&kernel, limits.warp_size),
             need_per_sm: (solo.blocks_per_sm as u64).min(per_sm_of_grid).max(1) as u32,
@@ -140,7 +150,7 @@ impl PreparedKernel {
             solo,
             logical_blocks,
             kernel,
-        })
+        }
     }
 
     /// Threads per block.

@@ -73,7 +73,7 @@ impl Executor for Recorder {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         self.inner.zero(buf)
     }
-    fn prepare(&mut self, bundle: &weft_pack::Bundle) -> Result<(), ExecError> {
+    fn prepare(&mut self, bundle: &weft_pack::Bundle) -> Result<Option<weft_codegen::ResourceReport>, ExecError> {
         self.inner.prepare(bundle)
     }
     fn prepare_in_background(&mut self, bundle: &weft_pack::Bundle) -> Result<(), ExecError> {

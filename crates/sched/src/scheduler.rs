@@ -238,6 +238,30 @@ impl Scheduler {
         &self.resources
     }
 
+    /// Records ptxas's `report` for the compiled `body` (a prepared kernel's
+    /// isolated body, as [`Scheduler::solo_bundles`] hands it out) and
+    /// reshapes every prepared kernel of that body on the measured figures:
+    /// occupancy, needs and predicted solo times change from here on.
+    /// Returns whether a prepared kernel changed.
+    pub fn record_resources(&mut self, body: &KernelDef, report: &weft_pack::ResourceReport) -> bool {
+        let measured = self.resources.record(body, report);
+        let mut changed = false;
+        for (k, solo) in self.kernels.iter_mut().zip(self.solo_us.iter_mut()) {
+            if *k.kernel == *body && k.resources != measured {
+                let updated = k.with_resources(measured, &self.limits);
+                *solo = self.cost.solo_time(&updated).max(0.0);
+                *k = Arc::new(updated);
+                changed = true;
+            }
+        }
+        if changed {
+            for t in &mut self.tenants {
+                t.suffix_us = suffix(&t.steps, &self.solo_us);
+            }
+        }
+        changed
+    }
+
     /// The policy's name for tables: the baselines by kind, SloAware by
     /// its predictor.
     pub fn name(&self) -> String {

@@ -17,7 +17,9 @@
 //!
 //! **No compiler on the request path.** Registration prepares (compiles or
 //! loads from cache) every kernel of the program as the one-slot bundle the
-//! scheduler forms for it alone. When the scheduler then forms a wider
+//! scheduler forms for it alone, and hands ptxas's report on each compiled
+//! module to the scheduler ([`Scheduler::record_resources`]), which plans on
+//! those figures from then on. When the scheduler then forms a wider
 //! bundle whose launch class the executor has not prepared, the loop asks
 //! the executor to prepare it in the background and runs the same slots now
 //! as their prepared one-slot launches, one after another; once the fused
@@ -267,12 +269,16 @@ impl<'a> Server<'a> {
                 free.push(Arena::alloc(self.exec, &resident.program)?);
             }
             for bundle in self.scheduler.solo_bundles(id)? {
-                self.exec.prepare(&bundle).map_err(|source| RunError::Launch {
+                let report = self.exec.prepare(&bundle).map_err(|source| RunError::Launch {
                     bundle: 0,
                     slots: weft_pack::run::describe(&bundle),
                     executor: self.exec.name().to_string(),
                     source: Box::new(source),
                 })?;
+                // Plan on what the compiler measured, not on the estimate.
+                if let (Some(report), Some(body)) = (report, bundle.bodies.first()) {
+                    self.scheduler.record_resources(body, &report);
+                }
             }
             Ok::<(), ServeError>(())
         })();

@@ -76,8 +76,8 @@ impl Executor for SimGpu {
         self.memory_mut().shape(buf).map(|_| ())
     }
 
-    fn prepare(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
-        Ok(())
+    fn prepare(&mut self, _bundle: &Bundle) -> Result<Option<weft_pack::ResourceReport>, ExecError> {
+        Ok(None)
     }
 
     fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
