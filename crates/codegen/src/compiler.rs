@@ -380,6 +380,7 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
 /// For NVRTC tests: a compiler for `arch` with no disk cache, or `None`
 /// after printing `skipping <test>: <reason>` when NVRTC cannot be loaded.
 /// Under `CI=true` missing NVRTC panics instead: CI must compile every kernel.
+#[cfg(any(test, feature = "testing"))]
 pub fn require_nvrtc_or_skip(test: &str, arch: Arch) -> Option<Compiler> {
     let c = Compiler::new(arch).with_cache_dir(None);
     match c.nvrtc() {

@@ -120,6 +120,7 @@ pub fn probe_device(ordinal: usize) -> Result<DeviceInfo, CudaError> {
 /// For GPU tests: the device, or `None` after printing
 /// `skipping <test>: <reason>`. With `WEFT_REQUIRE_GPU=1` a missing GPU
 /// panics instead, so a GPU CI job cannot pass by skipping.
+#[cfg(any(test, feature = "testing"))]
 pub fn require_gpu_or_skip(test_name: &str) -> Option<DeviceInfo> {
     match probe() {
         Ok(info) => Some(info),

@@ -14,7 +14,9 @@
 pub mod device;
 pub mod runtime;
 
-pub use device::{probe, probe_device, require_gpu_or_skip, DeviceInfo};
+#[cfg(any(test, feature = "testing"))]
+pub use device::require_gpu_or_skip;
+pub use device::{probe, probe_device, DeviceInfo};
 pub use runtime::{driver_available, DeviceBuffer, Event, Function, Gpu, KernelArg, LaunchDims, Module, Stream};
 
 /// Everything that can go wrong on the CUDA side.

@@ -9,14 +9,17 @@
 //! same conformance suite runs on every executor (the CPU interpreter always,
 //! CUDA where a GPU is present).
 
+#[cfg(feature = "testing")]
 pub mod cases;
 pub mod reduce;
 pub mod reference;
+#[cfg(feature = "testing")]
 pub mod rng;
 pub mod sgemm;
 pub mod softmax;
 pub mod vector_add;
 
+#[cfg(feature = "testing")]
 pub use cases::{conformance_cases, Case, CaseError};
 pub use reduce::row_sum;
 pub use sgemm::{sgemm, SgemmTiles};

@@ -41,6 +41,7 @@ pub mod export;
 mod fold;
 mod ops;
 pub mod tensor;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::collections::{HashMap, HashSet};
