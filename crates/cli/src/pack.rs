@@ -80,7 +80,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let (limits, device) = limits();
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
-    let plan = plan(&ids, &limits, &policy).map_err(|e| CliError::Usage(e.to_string()))?;
+    let plan = plan(&ids, &limits, &policy)?;
     print_plan(&plan, &tenants, &device, args);
 
     std::fs::create_dir_all(args.out)
@@ -183,11 +183,11 @@ fn verify(
     let mut states = tenants
         .iter()
         .zip(&inputs)
-        .map(|((t, p, _), x)| TenantState::new(*t, &programs[*p].1, x).map_err(|e| CliError::Usage(e.to_string())))
+        .map(|((t, p, _), x)| TenantState::new(*t, &programs[*p].1, x).map_err(CliError::from))
         .collect::<Result<Vec<_>, _>>()?;
-    run_plan(plan, &mut states, &interp).map_err(|e| CliError::Usage(format!("packed run failed: {e}")))?;
+    run_plan(plan, &mut states, &interp).map_err(CliError::PackedRun)?;
     for ((state, (_, p, name)), x) in states.iter().zip(tenants).zip(&inputs) {
-        let packed = state.outputs().map_err(|e| CliError::Usage(e.to_string()))?;
+        let packed = state.outputs()?;
         let solo = programs[*p].1.run(&interp, x)?;
         if packed != solo {
             return Err(CliError::Usage(format!("tenant {name}: packed outputs differ from its solo run")));

@@ -24,7 +24,12 @@ pub use runtime::{driver_available, DeviceBuffer, Event, Function, Gpu, KernelAr
 pub enum CudaError {
     /// No usable GPU: no driver library, no device, or the driver failed to start.
     #[error("no CUDA device: {reason}")]
-    NoDevice { reason: String },
+    NoDevice {
+        reason: String,
+        /// The driver's error, where a driver call said why.
+        #[source]
+        source: Option<cudarc::driver::DriverError>,
+    },
     /// A driver call failed.
     #[error("CUDA driver call `{op}` failed: {}", describe(source))]
     Driver {

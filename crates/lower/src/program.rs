@@ -86,8 +86,16 @@ pub enum RunError {
         "input `{input}` expects {expected_len} elements of {expected_ty} but was given {given_len} of {given_ty}"
     )]
     InputMismatch { input: String, expected_ty: Type, expected_len: usize, given_ty: Type, given_len: usize },
-    #[error("kernel `{kernel}` (nodes {nodes}) failed on {executor}: {message}")]
-    Kernel { kernel: String, nodes: String, executor: String, message: String },
+    /// The arguments did not fit the kernel, or the executor failed; its
+    /// error is the source.
+    #[error("kernel `{kernel}` (nodes {nodes}) failed on {executor}: {source}")]
+    Kernel {
+        kernel: String,
+        nodes: String,
+        executor: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("program `{program}` is malformed: {message}")]
     Malformed { program: String, message: String },
 }
@@ -138,14 +146,14 @@ impl Program {
             for &b in &step.args {
                 args.push(ArgValue::Buffer(self.buffer_value(b, &live)?));
             }
-            let fail = |message: String| RunError::Kernel {
+            let fail = |source: Box<dyn std::error::Error + Send + Sync>| RunError::Kernel {
                 kernel: step.kernel.name.clone(),
                 nodes: step.nodes.join(", "),
                 executor: exec.name().to_string(),
-                message,
+                source,
             };
-            check_args(&step.kernel, &args).map_err(|e| fail(e.to_string()))?;
-            exec.execute(&step.kernel, &mut args).map_err(|e| fail(e.to_string()))?;
+            check_args(&step.kernel, &args).map_err(|e| fail(Box::new(e)))?;
+            exec.execute(&step.kernel, &mut args).map_err(|e| fail(Box::new(e)))?;
             for ((_, param), (arg, &b)) in step.kernel.params.iter().zip(args.into_iter().zip(&step.args)) {
                 if let (ParamKind::Buffer { access, .. }, ArgValue::Buffer(buf)) = (&param.kind, arg) {
                     if access.can_write() {

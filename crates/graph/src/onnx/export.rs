@@ -56,7 +56,7 @@ pub const DEFAULT_EXPORT_OPSET: i64 = 17;
 const IR_VERSION: i64 = 8;
 
 /// Why a graph could not be exported.
-#[derive(Clone, PartialEq, Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The requested opset is outside [`EXPORT_OPSETS`].
     #[error("cannot export opset {opset}: weft exports opsets {} to {}", EXPORT_OPSETS.start(), EXPORT_OPSETS.end())]
@@ -69,7 +69,7 @@ pub enum ExportError {
     Tensor { tensor: String, message: String },
     /// The protobuf encoder failed.
     #[error("cannot encode the ONNX model: {0}")]
-    Encode(String),
+    Encode(#[source] protobuf::Error),
 }
 
 fn list_nodes(nodes: &[(String, &'static str, String)]) -> String {
@@ -79,7 +79,7 @@ fn list_nodes(nodes: &[(String, &'static str, String)]) -> String {
 /// Exports `graph` as an ONNX model of default-domain opset `opset` and
 /// returns the serialised `ModelProto`.
 pub fn export_onnx(graph: &Graph, opset: i64) -> Result<Vec<u8>, ExportError> {
-    export_model(graph, opset)?.write_to_bytes().map_err(|e| ExportError::Encode(e.to_string()))
+    export_model(graph, opset)?.write_to_bytes().map_err(ExportError::Encode)
 }
 
 /// [`export_onnx`] at [`DEFAULT_EXPORT_OPSET`].
