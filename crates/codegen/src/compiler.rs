@@ -62,7 +62,7 @@ impl fmt::Display for Arch {
 }
 
 /// Why compilation failed.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 pub enum CompileError {
     /// NVRTC could not be found or loaded.
     NoNvrtc { searched: Vec<String>, hint: String },
