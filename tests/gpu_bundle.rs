@@ -312,7 +312,7 @@ fn lowered_layers_of_n_tenants_share_one_module_per_layer() {
 fn without_a_gpu_bundles_fail_typed_not_panicking() {
     match GpuExecutor::new() {
         Ok(exec) => assert_eq!(exec.name(), "cuda"),
-        Err(weft::cuda::CudaError::NoDevice { reason }) => {
+        Err(weft::cuda::CudaError::NoDevice { reason, .. }) => {
             eprintln!("skipping bundle execution: {reason}");
             assert!(reason.contains("CPU interpreter"), "{reason}");
         }

@@ -61,7 +61,7 @@ fn vector_add_on_the_gpu_matches_expected_values() {
 fn gpu_executor_without_a_gpu_is_a_typed_error() {
     match GpuExecutor::new() {
         Ok(exec) => assert_eq!(exec.name(), "cuda"),
-        Err(CudaError::NoDevice { reason }) => assert!(reason.contains("CPU interpreter"), "{reason}"),
+        Err(CudaError::NoDevice { reason, .. }) => assert!(reason.contains("CPU interpreter"), "{reason}"),
         Err(e) => panic!("unexpected error: {e}"),
     }
 }

@@ -37,6 +37,17 @@ pub enum CliError {
     Cuda(#[from] weft::cuda::CudaError),
     #[error(transparent)]
     Npy(#[from] npy::NpyError),
+    /// An `--input` file that could not be read, named by its binding.
+    #[error("--input {input}: {source}")]
+    Input {
+        input: String,
+        #[source]
+        source: npy::NpyError,
+    },
+    #[error(transparent)]
+    Schedule(#[from] weft::pack::ScheduleError),
+    #[error("packed run failed: {0}")]
+    PackedRun(#[source] weft::pack::RunError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -310,7 +321,7 @@ fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<Host
                 // Name the input as well as the file: the npy error alone
                 // does not say which binding it came from.
                 let arr = npy::read(path, info.elem)
-                    .map_err(|e| CliError::Usage(format!("--input {}: {e}", binding.name)))?;
+                    .map_err(|source| CliError::Input { input: binding.name.clone(), source })?;
                 if arr.shape != binding.shape {
                     return Err(CliError::Usage(format!(
                         "--input {}: {} has shape {:?} but the model expects {:?}",

@@ -128,7 +128,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
-    let plan = plan_with(&ids, &limits, &policy, &table, &mut cost).map_err(|e| CliError::Usage(e.to_string()))?;
+    let plan = plan_with(&ids, &limits, &policy, &table, &mut cost)?;
     print_plan(&plan, &tenants, &format!("{device}; {resources}"), cost.name(), args);
 
     std::fs::create_dir_all(args.out)
@@ -238,17 +238,17 @@ fn verify(
         let weights = match &shared[*p] {
             Some(w) => w.clone(),
             None => {
-                let w = Arc::new(Weights::upload(&mut exec, &arcs[*p])?);
+                let w = Arc::new(Weights::upload(&mut exec, &arcs[*p]).map_err(CliError::PackedRun)?);
                 shared[*p] = Some(w.clone());
                 w
             }
         };
         let resident = Resident::new(arcs[*p].clone(), weights);
-        runs.push(TenantRun::start(&mut exec, *t, resident, x)?);
+        runs.push(TenantRun::start(&mut exec, *t, resident, x).map_err(CliError::PackedRun)?);
     }
-    run_plan(plan, &mut runs, &mut exec).map_err(|e| CliError::Usage(format!("packed run failed: {e}")))?;
+    run_plan(plan, &mut runs, &mut exec).map_err(CliError::PackedRun)?;
     for ((run, (_, p, name)), x) in runs.iter().zip(tenants).zip(&inputs) {
-        let packed = run.resident.outputs(&mut exec, &run.arena)?;
+        let packed = run.resident.outputs(&mut exec, &run.arena).map_err(CliError::PackedRun)?;
         let solo = run_program(&mut exec, arcs[*p].clone(), x, |_| {})?;
         if packed != solo {
             return Err(CliError::Usage(format!("tenant {name}: packed outputs differ from its solo run")));

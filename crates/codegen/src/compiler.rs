@@ -62,7 +62,7 @@ impl fmt::Display for Arch {
 }
 
 /// Why compilation failed.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 pub enum CompileError {
     /// NVRTC could not be found or loaded.
     NoNvrtc { searched: Vec<String>, hint: String },
@@ -70,6 +70,9 @@ pub enum CompileError {
     Nvrtc { kernel: String, log: String, source: String },
     /// An NVRTC API call failed other than by a compile error.
     NvrtcApi { kernel: String, message: String },
+    /// cudarc's NVRTC wrapper failed other than by a compile error (creating
+    /// the program, reading the PTX); its error is the source.
+    NvrtcCall { kernel: String, error: cudarc::nvrtc::CompileError },
     /// ptxas ran and failed.
     Ptxas(PtxasError),
 }
@@ -86,6 +89,7 @@ impl fmt::Display for CompileError {
                 write!(f, "NVRTC failed to compile kernel `{kernel}`:\n{log}\n--- source ---\n{source}")
             }
             CompileError::NvrtcApi { kernel, message } => write!(f, "NVRTC error for kernel `{kernel}`: {message}"),
+            CompileError::NvrtcCall { kernel, error } => write!(f, "NVRTC error for kernel `{kernel}`: {error}"),
             CompileError::Ptxas(e) => e.fmt(f),
         }
     }
@@ -95,6 +99,7 @@ impl std::error::Error for CompileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CompileError::Ptxas(e) => Some(e),
+            CompileError::NvrtcCall { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -413,6 +418,7 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
 /// For NVRTC tests: a compiler for `arch` with no disk cache, or `None`
 /// after printing `skipping <test>: <reason>` when NVRTC cannot be loaded.
 /// Under `CI=true` missing NVRTC panics instead: CI must compile every kernel.
+#[cfg(any(test, feature = "testing"))]
 pub fn require_nvrtc_or_skip(test: &str, arch: Arch) -> Option<Compiler> {
     let c = Compiler::new(arch).with_cache_dir(None);
     match c.nvrtc() {

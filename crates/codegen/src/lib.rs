@@ -20,7 +20,9 @@ pub mod ptxas;
 pub mod toolkit;
 
 pub use bundle::{bundle_shared_bytes, emit_bundle, BUNDLE_ENTRY, NAMED_BARRIER_ID, SLOT_FIELDS};
-pub use compiler::{default_cache_dir, require_nvrtc_or_skip, Arch, CompileError, CompileStats, CompiledPtx, Compiler};
+#[cfg(any(test, feature = "testing"))]
+pub use compiler::require_nvrtc_or_skip;
+pub use compiler::{default_cache_dir, Arch, CompileError, CompileStats, CompiledPtx, Compiler};
 pub use emit::{
     emit_cuda, emit_cuda_with, emit_device_function, BarrierForm, BlockMapping, CodeWriter, CudaSource, DeviceForm,
     DeviceFunction, DirectBlocks, EmitError, EmitOptions, Prelude,

@@ -133,6 +133,6 @@ pub(crate) fn compile_raw(kernel: &str, code: &str, options: &[String]) -> Resul
             log: log.to_string_lossy().into_owned(),
             source: code.into(),
         }),
-        Err(e) => Err(CompileError::NvrtcApi { kernel: kernel.into(), message: e.to_string() }),
+        Err(error) => Err(CompileError::NvrtcCall { kernel: kernel.into(), error }),
     }
 }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::compiler::Arch;
 use crate::toolkit::CudaSearch;
@@ -33,10 +34,21 @@ pub struct ResourceReport {
 }
 
 /// Why running ptxas failed.
-#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PtxasError {
-    #[error("could not run ptxas at {path}: {message}")]
-    Run { path: String, message: String },
+    #[error("could not run ptxas at {path}: {source}")]
+    Run {
+        path: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("could not run ptxas at {path}: writing {input}: {source}")]
+    Input {
+        path: String,
+        input: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("ptxas failed for kernel `{kernel}` (exit status {status}):\n{output}")]
     Failed { kernel: String, status: String, output: String },
     #[error("ptxas output has no report for kernel `{kernel}`:\n{output}")]
@@ -136,8 +148,12 @@ impl Ptxas {
         let dir = std::env::temp_dir();
         let input = dir.join(format!("{stem}.ptx"));
         let output = dir.join(format!("{stem}.cubin"));
-        let run_err = |message: String| PtxasError::Run { path: self.path.display().to_string(), message };
-        std::fs::write(&input, ptx).map_err(|e| run_err(format!("writing {}: {e}", input.display())))?;
+        let path = || self.path.display().to_string();
+        std::fs::write(&input, ptx).map_err(|e| PtxasError::Input {
+            path: path(),
+            input: input.display().to_string(),
+            source: Arc::new(e),
+        })?;
         let result = Command::new(&self.path)
             .arg(format!("-arch={}", arch.sm_name()))
             .arg("-v")
@@ -147,7 +163,7 @@ impl Ptxas {
             .output();
         let _ = std::fs::remove_file(&input);
         let _ = std::fs::remove_file(&output);
-        let out = result.map_err(|e| run_err(e.to_string()))?;
+        let out = result.map_err(|e| PtxasError::Run { path: path(), source: Arc::new(e) })?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
             return Err(PtxasError::Failed { kernel: kernel.into(), status: out.status.to_string(), output: text });
@@ -176,6 +192,17 @@ ptxas info    : Function properties for vector_add
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 ptxas info    : Used 10 registers, used 0 barriers, 380 bytes cmem[0]
 ";
+
+    #[test]
+    fn a_ptxas_that_cannot_start_keeps_the_io_error() {
+        let ptxas = Ptxas { path: PathBuf::from("/nonexistent/weft/ptxas") };
+        let err = ptxas.verbose_output("", Arch::SM_90, "k").unwrap_err();
+        assert!(matches!(err, PtxasError::Run { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the io error is the source");
+        // Shared (Arc) so the error stays Clone, as compile errors are.
+        let io = source.downcast_ref::<Arc<std::io::Error>>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound, "{io}");
+    }
 
     #[test]
     fn parses_captured_ptxas_output() {

@@ -13,9 +13,9 @@ mod common;
 use common::compiler_or_skip;
 use weft_codegen::bundle::{pack_scalar, SlotRow};
 use weft_codegen::{bundle_shared_bytes, emit_bundle, emit_cuda, EmitError, BUNDLE_ENTRY, SLOT_FIELDS};
-use weft_kernels::reduce::block_reduce;
 use weft_kernels::{row_softmax, row_sum, sgemm, vector_add, SgemmTiles};
 use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, KernelDef, LaunchShape, Scalar, Type};
+use weft_lower::collective::block_reduce;
 
 /// A lowered-layer-like fused elementwise kernel: `out = relu(x * scale + bias[c])`
 /// over an `[rows, cols]` tensor, 2-D blocks of 16×8 = 128 threads on a 2-D grid.

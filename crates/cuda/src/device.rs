@@ -86,6 +86,7 @@ pub(crate) fn driver_present() -> Result<(), CudaError> {
                 "no CUDA driver (libcuda.so) found: the dynamic loader could not open libcuda.so or libcuda.so.1 \
                  (install the NVIDIA driver, or add its folder to LD_LIBRARY_PATH); {FALLBACK}"
             ),
+            source: None,
         })
     }
 }
@@ -95,14 +96,19 @@ pub fn probe_device(ordinal: usize) -> Result<DeviceInfo, CudaError> {
     driver_present()?;
     result::init().map_err(|e| CudaError::NoDevice {
         reason: format!("the CUDA driver is installed but failed to initialise ({e:?}); {FALLBACK}"),
+        source: Some(e),
     })?;
     let count = result::device::get_count().map_err(CudaError::driver("cuDeviceGetCount"))?;
     if count <= 0 {
-        return Err(CudaError::NoDevice { reason: format!("the CUDA driver reports no devices; {FALLBACK}") });
+        return Err(CudaError::NoDevice {
+            reason: format!("the CUDA driver reports no devices; {FALLBACK}"),
+            source: None,
+        });
     }
     if ordinal >= count as usize {
         return Err(CudaError::NoDevice {
             reason: format!("device {ordinal} requested but only {count} present; {FALLBACK}"),
+            source: None,
         });
     }
     let dev = result::device::get(ordinal as i32).map_err(CudaError::driver("cuDeviceGet"))?;
@@ -143,6 +149,7 @@ pub fn probe_device(ordinal: usize) -> Result<DeviceInfo, CudaError> {
 /// For GPU tests: the device, or `None` after printing
 /// `skipping <test>: <reason>`. With `WEFT_REQUIRE_GPU=1` a missing GPU
 /// panics instead, so a GPU CI job cannot pass by skipping.
+#[cfg(any(test, feature = "testing"))]
 pub fn require_gpu_or_skip(test_name: &str) -> Option<DeviceInfo> {
     match probe() {
         Ok(info) => Some(info),
@@ -167,7 +174,7 @@ mod tests {
                 assert!(info.sm_count > 0 && info.warp_size == 32, "{info:?}");
                 assert!(info.arch_name().starts_with("sm_"));
             }
-            Err(CudaError::NoDevice { reason }) => {
+            Err(CudaError::NoDevice { reason, .. }) => {
                 assert!(reason.contains("CPU interpreter"), "{reason}");
                 if !unsafe { sys::is_culib_present() } {
                     assert!(reason.contains("libcuda.so"), "{reason}");

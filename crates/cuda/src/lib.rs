@@ -14,7 +14,9 @@
 pub mod device;
 pub mod runtime;
 
-pub use device::{probe, probe_device, require_gpu_or_skip, DeviceInfo};
+#[cfg(any(test, feature = "testing"))]
+pub use device::require_gpu_or_skip;
+pub use device::{probe, probe_device, DeviceInfo};
 pub use runtime::{driver_available, DeviceBuffer, Event, Function, Gpu, KernelArg, LaunchDims, Module, Stream};
 
 /// Everything that can go wrong on the CUDA side.
@@ -22,7 +24,12 @@ pub use runtime::{driver_available, DeviceBuffer, Event, Function, Gpu, KernelAr
 pub enum CudaError {
     /// No usable GPU: no driver library, no device, or the driver failed to start.
     #[error("no CUDA device: {reason}")]
-    NoDevice { reason: String },
+    NoDevice {
+        reason: String,
+        /// The driver's error, where a driver call said why.
+        #[source]
+        source: Option<cudarc::driver::DriverError>,
+    },
     /// A driver call failed.
     #[error("CUDA driver call `{op}` failed: {}", describe(source))]
     Driver {

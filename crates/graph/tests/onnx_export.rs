@@ -406,7 +406,7 @@ fn lower_opsets_refuse_what_they_cannot_express() {
 
     for opset in [12, 18] {
         let err = export_onnx(&g, opset).unwrap_err();
-        assert_eq!(err, ExportError::Opset { opset });
+        assert!(matches!(err, ExportError::Opset { opset: o } if o == opset), "{err}");
     }
 }
 

@@ -296,7 +296,10 @@ fn operators_of_other_domains_are_unsupported() {
 fn malformed_bytes_are_an_error_not_a_panic() {
     for bytes in [&b"definitely not protobuf \xff\xff\xff"[..], &[0x0a, 0xff, 0xff, 0xff, 0x0f][..]] {
         let err = import_onnx(bytes, &ImportOptions::default()).unwrap_err();
-        assert!(matches!(err, ImportError::Decode(_)), "{err:?}");
+        assert!(matches!(err, ImportError::Protobuf { path: None, .. }), "{err:?}");
+        // The parser's own error travels as the source, not as text.
+        let source = std::error::Error::source(&err).expect("the protobuf error is kept");
+        assert!(source.downcast_ref::<protobuf::Error>().is_some(), "{source:?}");
     }
     // Well-formed protobuf, but no graph.
     let empty = ModelProto::new().write_to_bytes().unwrap();

@@ -26,7 +26,7 @@ impl std::fmt::Display for MemorySpace {
 }
 
 /// Why the interpreter could not run a kernel to completion.
-#[derive(Clone, PartialEq, Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum InterpError {
     #[error(transparent)]
     Args(#[from] ArgError),
@@ -94,5 +94,5 @@ pub enum InterpError {
     InvalidMapping { reason: String },
 
     #[error("could not start the interpreter's thread pool: {0}")]
-    ThreadPool(String),
+    ThreadPool(#[source] std::sync::Arc<rayon::ThreadPoolBuildError>),
 }

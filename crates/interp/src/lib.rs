@@ -187,7 +187,7 @@ impl Interpreter {
             .num_threads(n)
             .thread_name(|i| format!("weft-interp-{i}"))
             .build()
-            .map_err(|e| InterpError::ThreadPool(e.to_string()))?;
+            .map_err(|e| InterpError::ThreadPool(Arc::new(e)))?;
         let pool = Arc::new(pool);
         *slot = Some(pool.clone());
         Ok(pool)

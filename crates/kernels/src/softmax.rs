@@ -6,7 +6,9 @@
 
 use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, KernelDef, LaunchShape, Scalar, Type};
 
-use crate::reduce::{block_reduce, THREADS};
+use weft_lower::collective::block_reduce;
+
+use crate::reduce::THREADS;
 
 /// A numerically stable softmax over each row of a row-major `f32` matrix:
 /// params `x` (read), `out` (write).

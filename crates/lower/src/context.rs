@@ -183,7 +183,7 @@ impl<'g> LowerCtx<'g> {
             return Ok(());
         }
         if let Err(e) = weft_kir::verifier::verify(&kernel) {
-            return Err(LowerError::Internal { node: nodes.join(", "), message: e.to_string() });
+            return Err(LowerError::Verify { node: nodes.join(", "), source: e });
         }
         let kernel = Arc::new(kernel);
         table.insert(body, kernel.clone());

@@ -9,4 +9,11 @@ pub enum LowerError {
     /// A template produced something invalid: a bug in weft, reported rather than panicking.
     #[error("node `{node}`: internal lowering error: {message}")]
     Internal { node: String, message: String },
+    /// A template produced a kernel the KIR verifier refuses: a bug in weft.
+    #[error("node `{node}`: internal lowering error: {source}")]
+    Verify {
+        node: String,
+        #[source]
+        source: weft_kir::verifier::VerifyErrors,
+    },
 }

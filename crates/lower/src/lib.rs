@@ -6,6 +6,7 @@
 //! chains are fused into the producing kernel's [`epilogue`]; view ops alias
 //! buffers; layout is NCHW throughout, chosen once per model.
 
+pub mod collective;
 pub mod context;
 pub mod epilogue;
 pub mod error;

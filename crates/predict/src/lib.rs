@@ -17,16 +17,15 @@
 //! [`cost`] lends any of them to the packer's planners as a
 //! [`weft_pack::CostModel`] ([`PredictorCost`]).
 //!
-//! [`baselines`] holds the coarser models of the literature and [`eval`]
-//! compares all of them on held-out co-locations measured on the simulator
-//! (`weft-sim`): simulator figures, never GPU results. docs/predictor.md
-//! explains the features and the model.
+//! [`baselines`] holds the coarser models of the literature; the evaluation
+//! harness that compares all of them on held-out co-locations measured on the
+//! simulator lives with the other benchmarks (`weft-bench`'s
+//! `predictor_eval`). docs/predictor.md explains the features and the model.
 
 pub mod adaptive;
 pub mod baselines;
 pub mod cost;
 pub mod device;
-pub mod eval;
 pub mod features;
 pub mod predictor;
 pub mod prior;
@@ -35,7 +34,6 @@ pub use adaptive::{correction_features, Adaptive, AdaptiveConfig, NUM_FEATURES};
 pub use baselines::{ModelLevel, OperatorLevel};
 pub use cost::PredictorCost;
 pub use device::DeviceModel;
-pub use eval::{evaluate, EvalConfig, EvalError, EvalReport, PredictorScore};
 pub use features::{bundle_features, bundle_features_on, BundleFeatures, FeatureExtractor, SlotFeatures};
 pub use predictor::{Measured, Prediction, Predictor};
 pub use prior::RooflinePrior;

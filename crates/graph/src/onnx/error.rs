@@ -4,12 +4,24 @@
 use crate::error::GraphError;
 
 /// Why an ONNX model could not be imported.
-#[derive(Clone, PartialEq, Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read `{path}`: {message}")]
-    Io { path: String, message: String },
-    /// The bytes are not an ONNX ModelProto.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes do not parse as a protobuf ModelProto (`path`: the file
+    /// they came from, where there was one).
+    #[error("not a valid ONNX model: {}{source}", .path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default())]
+    Protobuf {
+        path: Option<String>,
+        #[source]
+        source: protobuf::Error,
+    },
+    /// The bytes parse but are not a model weft can read (no graph, an empty file).
     #[error("not a valid ONNX model: {0}")]
     Decode(String),
     /// The model imports an opset outside the supported range, or no default one.

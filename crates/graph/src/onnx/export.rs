@@ -56,7 +56,7 @@ pub const DEFAULT_EXPORT_OPSET: i64 = 17;
 const IR_VERSION: i64 = 8;
 
 /// Why a graph could not be exported.
-#[derive(Clone, PartialEq, Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The requested opset is outside [`EXPORT_OPSETS`].
     #[error("cannot export opset {opset}: weft exports opsets {} to {}", EXPORT_OPSETS.start(), EXPORT_OPSETS.end())]
@@ -69,7 +69,33 @@ pub enum ExportError {
     Tensor { tensor: String, message: String },
     /// The protobuf encoder failed.
     #[error("cannot encode the ONNX model: {0}")]
-    Encode(String),
+    Encode(#[source] protobuf::Error),
+}
+
+/// Why one node was not written: the opset cannot express it (collected, so
+/// one export names every such node), or the graph is malformed (the export
+/// fails with that error).
+enum Refusal {
+    Unexpressible(String),
+    Malformed(ExportError),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Refusal {
+        Refusal::Unexpressible(why)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(why: &str) -> Refusal {
+        Refusal::Unexpressible(why.to_string())
+    }
+}
+
+impl From<ExportError> for Refusal {
+    fn from(e: ExportError) -> Refusal {
+        Refusal::Malformed(e)
+    }
 }
 
 fn list_nodes(nodes: &[(String, &'static str, String)]) -> String {
@@ -79,7 +105,7 @@ fn list_nodes(nodes: &[(String, &'static str, String)]) -> String {
 /// Exports `graph` as an ONNX model of default-domain opset `opset` and
 /// returns the serialised `ModelProto`.
 pub fn export_onnx(graph: &Graph, opset: i64) -> Result<Vec<u8>, ExportError> {
-    export_model(graph, opset)?.write_to_bytes().map_err(|e| ExportError::Encode(e.to_string()))
+    export_model(graph, opset)?.write_to_bytes().map_err(ExportError::Encode)
 }
 
 /// [`export_onnx`] at [`DEFAULT_EXPORT_OPSET`].
@@ -109,8 +135,10 @@ pub fn export_model(graph: &Graph, opset: i64) -> Result<ModelProto, ExportError
     for index in graph.topo_order() {
         let Some(node) = graph.nodes.node_weight(index) else { continue };
         let name = ex.node_name(&node.name);
-        if let Err(why) = ex.node(&name, node) {
-            problems.push((node.name.clone(), node.op.name(), why));
+        match ex.node(&name, node) {
+            Ok(()) => {}
+            Err(Refusal::Unexpressible(why)) => problems.push((node.name.clone(), node.op.name(), why)),
+            Err(Refusal::Malformed(e)) => return Err(e),
         }
     }
     if !problems.is_empty() {
@@ -206,14 +234,14 @@ impl<'g> Exporter<'g> {
 
     /// Adds an initializer made up for `node` (an attribute that opset 13+
     /// passes as an input) and returns its name.
-    fn constant(&mut self, node: &str, what: &str, value: &Tensor) -> Result<String, String> {
+    fn constant(&mut self, node: &str, what: &str, value: &Tensor) -> Result<String, ExportError> {
         let name = self.claim(&format!("{node}/{what}"));
-        let t = tensor_proto(&name, value).map_err(|e| e.to_string())?;
+        let t = tensor_proto(&name, value)?;
         self.proto.initializer.push(t);
         Ok(name)
     }
 
-    fn i64s(&mut self, node: &str, what: &str, v: &[i64]) -> Result<String, String> {
+    fn i64s(&mut self, node: &str, what: &str, v: &[i64]) -> Result<String, ExportError> {
         self.constant(node, what, &Tensor::i64(vec![v.len()], v.to_vec()))
     }
 
@@ -239,20 +267,20 @@ impl<'g> Exporter<'g> {
     }
 
     /// Writes one node; `Err` says why the opset cannot express it.
-    fn node(&mut self, name: &str, node: &Node) -> Result<(), String> {
+    fn node(&mut self, name: &str, node: &Node) -> Result<(), Refusal> {
         let mut inputs: Vec<String> = node.inputs.iter().map(|&t| self.input_name(t)).collect::<Result<_, String>>()?;
         let outputs: Vec<String> = node
             .outputs
             .iter()
             .map(|t| self.names.get(t).cloned().ok_or_else(|| format!("output {t} is not a tensor of the graph")))
             .collect::<Result<_, String>>()?;
-        let first_dtype = || -> Result<DType, String> {
+        let first_dtype = || -> Result<DType, Refusal> {
             let t = node.inputs.first().copied().flatten().ok_or("the data input is missing")?;
-            self.info(t).map(|i| i.dtype).map_err(|e| e.to_string())
+            Ok(self.info(t)?.dtype)
         };
-        let first_rank = || -> Result<usize, String> {
+        let first_rank = || -> Result<usize, Refusal> {
             let t = node.inputs.first().copied().flatten().ok_or("the data input is missing")?;
-            self.info(t).map(|i| i.shape.rank()).map_err(|e| e.to_string())
+            Ok(self.info(t)?.shape.rank())
         };
         let mut attrs = Vec::new();
         let op_type: &str = match &node.op {
@@ -280,7 +308,8 @@ impl<'g> Exporter<'g> {
                     return Err(format!(
                         "dilations {:?}: ONNX AveragePool has dilations only from opset 19",
                         window.dilations
-                    ));
+                    )
+                    .into());
                 }
                 window_attrs(&mut attrs, window, false);
                 attrs.push(int("ceil_mode", *ceil_mode as i64));
@@ -307,7 +336,7 @@ impl<'g> Exporter<'g> {
                         attrs.push(float("beta", beta));
                     }
                     UnaryOp::HardSwish if self.opset < 14 => {
-                        return Err(format!("HardSwish needs opset 14, exporting opset {}", self.opset));
+                        return Err(format!("HardSwish needs opset 14, exporting opset {}", self.opset).into());
                     }
                     UnaryOp::Clip { min, max } => {
                         // An infinite bound is an omitted input; the bounds
@@ -341,7 +370,7 @@ impl<'g> Exporter<'g> {
             }
             Op::LayerNormalization { axis, epsilon } => {
                 if self.opset < 17 {
-                    return Err(format!("LayerNormalization needs opset 17, exporting opset {}", self.opset));
+                    return Err(format!("LayerNormalization needs opset 17, exporting opset {}", self.opset).into());
                 }
                 attrs.push(int("axis", *axis));
                 attrs.push(float("epsilon", *epsilon));
@@ -386,7 +415,8 @@ impl<'g> Exporter<'g> {
                         return Err(format!(
                             "shape {shape:?} with allow_zero needs opset 14 (`allowzero`), exporting opset {}",
                             self.opset
-                        ));
+                        )
+                        .into());
                     }
                     attrs.push(int("allowzero", 1));
                 }
@@ -473,13 +503,13 @@ impl<'g> Exporter<'g> {
     /// `window` with SAME padding resolved to explicit pads where it is also
     /// dilated: onnxruntime refuses `auto_pad` with dilations, and the static
     /// input shape gives the exact pads weft's shape inference uses.
-    fn portable_window(&self, node: &Node, window: &Window) -> Result<Window, String> {
+    fn portable_window(&self, node: &Node, window: &Window) -> Result<Window, Refusal> {
         if matches!(window.padding, Padding::Explicit(_)) || window.dilations.iter().all(|&d| d == 1) {
             return Ok(window.clone());
         }
-        let info = |i: usize| -> Result<&TensorInfo, String> {
+        let info = |i: usize| -> Result<&TensorInfo, Refusal> {
             let t = node.inputs.get(i).copied().flatten().ok_or_else(|| format!("input {i} is missing"))?;
-            self.info(t).map_err(|e| e.to_string())
+            Ok(self.info(t)?)
         };
         let x = info(0)?.shape.dims();
         let spatial = x.get(2..).ok_or("the input has no spatial dims")?;
@@ -503,16 +533,17 @@ impl<'g> Exporter<'g> {
         inputs: &[String],
         outputs: &[String],
         dtype: DType,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         if !dtype.is_float() {
-            return Err(format!("Gelu of a {dtype} tensor"));
+            return Err(format!("Gelu of a {dtype} tensor").into());
         }
         let (Some(x), Some(out)) = (inputs.first(), outputs.first()) else {
             return Err(format!(
                 "expected one input and one output, found {} and {}",
                 inputs.len(),
                 node.outputs.len()
-            ));
+            )
+            .into());
         };
         let scalar = |v: f64| Tensor::from_f64(dtype, Shape::scalar(), &[v]);
         let sqrt2 = self.constant(name, "sqrt2", &scalar(std::f64::consts::SQRT_2))?;

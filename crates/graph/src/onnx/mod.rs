@@ -41,6 +41,7 @@ pub mod export;
 mod fold;
 mod ops;
 pub mod tensor;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::collections::{HashMap, HashSet};
@@ -101,15 +102,14 @@ impl ImportOptions {
 
 /// Parses an ONNX model and imports it.
 pub fn import_onnx(bytes: &[u8], options: &ImportOptions) -> Result<Graph, ImportError> {
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|source| ImportError::Protobuf { path: None, source })?;
     import_model(&model, options)
 }
 
 /// Reads and imports the ONNX file at `path`.
 pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Result<Graph, ImportError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|e| ImportError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.display().to_string(), source })?;
     if bytes.is_empty() {
         // An empty file decodes as an empty model, which would only be
         // refused later for lacking an opset.
@@ -117,6 +117,9 @@ pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Resu
     }
     import_onnx(&bytes, options).map_err(|e| match e {
         ImportError::Decode(m) => ImportError::Decode(format!("{}: {m}", path.display())),
+        ImportError::Protobuf { path: None, source } => {
+            ImportError::Protobuf { path: Some(path.display().to_string()), source }
+        }
         ImportError::Opset(m) => ImportError::Opset(format!("{}: {m}", path.display())),
         other => other,
     })

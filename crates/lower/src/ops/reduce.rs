@@ -23,6 +23,7 @@
 use weft_graph::{Node, Op, TensorId};
 use weft_kir::{Access, Axis, BinaryOp, KernelBuilder, LaunchShape, Scalar, Type, Value};
 
+use crate::collective::block_reduce;
 use crate::context::{kir_type, LowerCtx};
 use crate::epilogue::{convert, Epilogue};
 use crate::error::LowerError;
@@ -88,10 +89,6 @@ fn acc_type(elem: Type) -> Type {
 fn row_threads(len: usize) -> u32 {
     (len.div_ceil(32) * 32).clamp(32, 256) as u32
 }
-
-/// The shuffle-based block and warp reductions shared with the reference
-/// kernels: every thread gets the block's result after one barrier.
-pub use weft_kernels::reduce::{block_reduce, warp_reduce};
 
 /// The identity of `op` in type `ty`.
 fn identity(op: BinaryOp, ty: Type) -> Scalar {

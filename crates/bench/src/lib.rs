@@ -1,6 +1,17 @@
-//! The parts of `weft-bench` its subcommands share: the GPU context and the
-//! reasons to skip, the run's metadata (device, driver, commit, command),
-//! statistics, and writing raw numbers (JSON, CSV) beside a human table.
+//! weft's benchmarks and evaluation harnesses, kept out of the library
+//! crates they measure.
+//!
+//! - the packer on a GPU, behind the `weft-bench` binary: [`micro`], [`e2e`],
+//!   [`overhead`], [`latency`] (with [`resident`], their device-resident
+//!   tenants and launches);
+//! - the predictor's evaluation on the simulator, [`predictor_eval`] (run by
+//!   `examples/predictor_eval.rs`);
+//! - the serving study on the simulator, `examples/serve_bench.rs`.
+//!
+//! This root holds the parts of `weft-bench` its subcommands share: the GPU
+//! context and the reasons to skip, the run's metadata (device, driver,
+//! commit, command), statistics, and writing raw numbers (JSON, CSV) beside a
+//! human table.
 //!
 //! Every subcommand measures with CUDA events on the device, excludes
 //! warm-up repetitions and reports medians of several; nothing here runs
@@ -10,6 +21,7 @@ pub mod e2e;
 pub mod latency;
 pub mod micro;
 pub mod overhead;
+pub mod predictor_eval;
 pub mod resident;
 
 use std::fmt::Write as _;

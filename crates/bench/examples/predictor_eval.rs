@@ -1,9 +1,9 @@
 //! Prints the predictors' held-out error table, measured on the simulator
 //! (weft-sim): simulator figures, never a GPU result.
 //!
-//! `cargo run --release -p weft-predict --example predictor_eval [train] [test] [seed]`
+//! `cargo run --release -p weft-bench --example predictor_eval [train] [test] [seed]`
 
-use weft_predict::{evaluate, EvalConfig};
+use weft_bench::predictor_eval::{evaluate, EvalConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

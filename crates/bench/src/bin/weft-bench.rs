@@ -18,13 +18,11 @@
 //! and exits 0, or 1 when `WEFT_REQUIRE_GPU=1`. A failed correctness check
 //! of a measured variant exits 1 after writing the results.
 
-#[path = "../bench/mod.rs"]
-mod bench;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use weft_bench as bench;
 
 use bench::e2e::{E2eArgs, WORKLOADS};
 use bench::latency::LatencyArgs;
@@ -132,9 +130,9 @@ fn require_gpu() -> bool {
     std::env::var("WEFT_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
-/// Runs one subcommand; `Ok(true)` when it measured and every check passed
-/// or it skipped where skipping is allowed.
-fn run_one(name: &str, f: impl FnOnce(&Ctx) -> Result<Outcome, BenchError>) -> bool {
+/// Runs one subcommand, `run(ctx, args)`; `true` when it measured and every
+/// check passed or it skipped where skipping is allowed.
+fn run_one<A>(name: &str, run: fn(&Ctx, &A) -> Result<Outcome, BenchError>, args: &A) -> bool {
     let ctx = match Ctx::open() {
         Ok(ctx) => ctx,
         Err(reason) => {
@@ -146,7 +144,7 @@ fn run_one(name: &str, f: impl FnOnce(&Ctx) -> Result<Outcome, BenchError>) -> b
             return true;
         }
     };
-    match f(&ctx) {
+    match run(&ctx, args) {
         Ok(Outcome::Ran { checks_failed: 0 }) => true,
         Ok(Outcome::Ran { checks_failed }) => {
             eprintln!("weft-bench {name}: {checks_failed} correctness checks FAILED (results written, flagged)");
@@ -164,19 +162,19 @@ fn main() -> ExitCode {
     let ok = match cli.command {
         Cmd::Micro { tenants, reps, warmup, m, n, k, out } => {
             let a = MicroArgs { tenants: tenants.0, reps: reps.max(1), warmup, m, n, k, out };
-            run_one("micro", |ctx| bench::micro::run(ctx, &a))
+            run_one("micro", bench::micro::run, &a)
         }
         Cmd::E2e { tenants, workloads, reps, warmup, knob, models, out } => {
             let a = E2eArgs { tenants: tenants.0, workloads, reps: reps.max(1), warmup, knob, models, out };
-            run_one("e2e", |ctx| bench::e2e::run(ctx, &a))
+            run_one("e2e", bench::e2e::run, &a)
         }
         Cmd::Overhead { tenants, iters, warmup, image, out } => {
             let a = OverheadArgs { tenants: tenants.max(1), iters: iters.max(1), warmup, image, out };
-            run_one("overhead", |ctx| bench::overhead::run(ctx, &a))
+            run_one("overhead", bench::overhead::run, &a)
         }
         Cmd::Latency { reps, warmup, only, models, out } => {
             let a = LatencyArgs { reps: reps.max(1), warmup, only, models, out };
-            run_one("latency", |ctx| bench::latency::run(ctx, &a))
+            run_one("latency", bench::latency::run, &a)
         }
         Cmd::All { out, models } => {
             let micro = MicroArgs {
@@ -201,10 +199,10 @@ fn main() -> ExitCode {
             let latency = LatencyArgs { reps: 200, warmup: 20, only: Vec::new(), models, out };
             // Every part runs even when an earlier one failed.
             let results = [
-                run_one("micro", |ctx| bench::micro::run(ctx, &micro)),
-                run_one("e2e", |ctx| bench::e2e::run(ctx, &e2e)),
-                run_one("overhead", |ctx| bench::overhead::run(ctx, &overhead)),
-                run_one("latency", |ctx| bench::latency::run(ctx, &latency)),
+                run_one("micro", bench::micro::run, &micro),
+                run_one("e2e", bench::e2e::run, &e2e),
+                run_one("overhead", bench::overhead::run, &overhead),
+                run_one("latency", bench::latency::run, &latency),
             ];
             results.iter().all(|&ok| ok)
         }

@@ -32,12 +32,10 @@ use weft_lower::{lower, BufferId, BufferInfo, BufferKind, LowerError, LowerOptio
 use weft_pack::{plan, Bundle, PackMode, Policy, ScheduleError, TenantId};
 use weft_sim::{SimError, SimGpu, SimSpec};
 
-use crate::adaptive::{Adaptive, AdaptiveConfig};
-use crate::baselines::{ModelLevel, OperatorLevel};
-use crate::device::DeviceModel;
-use crate::features::{BundleFeatures, FeatureExtractor};
-use crate::predictor::{Measured, Predictor};
-use crate::prior::RooflinePrior;
+use weft_predict::{
+    Adaptive, AdaptiveConfig, BundleFeatures, DeviceModel, FeatureExtractor, Measured, ModelLevel, OperatorLevel,
+    Predictor, RooflinePrior,
+};
 
 /// Why an evaluation could not run.
 #[derive(Debug, thiserror::Error)]

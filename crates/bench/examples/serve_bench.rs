@@ -15,7 +15,7 @@
 //! stderr.
 //!
 //! ```text
-//! cargo run --release -p weft-sched --example serve_bench [-- --quick] [-- --out DIR]
+//! cargo run --release -p weft-bench --example serve_bench [-- --quick] [-- --out DIR]
 //! ```
 
 use std::fmt::Write as _;
