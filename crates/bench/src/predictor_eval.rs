@@ -289,16 +289,9 @@ pub fn ape(predicted: f64, measured: f64) -> f64 {
     }
 }
 
-/// The `q`-quantile (nearest rank) of `values`.
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
+/// The `q`-quantile (nearest rank) of `values`: the project's one
+/// percentile rule.
+pub use weft_sched::quantile;
 
 /// Scores `predictor` on `test` (frozen: no learning).
 pub fn score(predictor: &dyn Predictor, test: &[Sample]) -> PredictorScore {
