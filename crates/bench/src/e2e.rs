@@ -332,6 +332,7 @@ fn solo_latencies(
 /// then filled in from its solo latencies.
 #[allow(clippy::too_many_arguments)]
 fn serve(
+    backend: Backend,
     mode: usize,
     t: usize,
     programs: &[Arc<Program>],
@@ -342,7 +343,7 @@ fn serve(
     last: &mut HashMap<usize, Vec<HostBuffer>>,
 ) -> Result<ModeRun, BenchError> {
     let config = EngineConfig { policy: policy(mode, args.knob), ..EngineConfig::default() };
-    let engine = Engine::new(Backend::Cuda, config)?;
+    let engine = Engine::new(backend, config)?;
     // Until measured, an SLO nothing misses (time-only admits everything anyway).
     let slo = |i: usize| slo_ms.get(i).map_or(Duration::from_secs(3600), |&ms| Duration::from_secs_f64(ms / 1e3));
     let tenants =
@@ -426,7 +427,7 @@ pub fn run(ctx: &mut Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
             let mut checks = Vec::new();
             for (m, mode) in MODES.iter().enumerate() {
                 let mut last = HashMap::new();
-                let run = serve(m, t, &programs, &owner, &inputs, args, &mut slo_ms, &mut last)?;
+                let run = serve(Backend::Cuda, m, t, &programs, &owner, &inputs, args, &mut slo_ms, &mut last)?;
                 for &i in &watched {
                     let tolerance = if m == TIME_ONLY { 1e-5 } else { 1e-4 };
                     let e = last.get(&i).map_or(f64::INFINITY, |got| compare_outputs(got, &references[&i]));
@@ -590,4 +591,66 @@ fn write(ctx: &Ctx, args: &E2eArgs, rows: &[Row]) -> Result<(), BenchError> {
         "rows": json_rows,
     });
     Output { dir: args.out.clone(), name: "e2e" }.write(&json, &csv, &table)
+}
+
+#[cfg(test)]
+mod tests {
+    use weft::graph::builder::GraphBuilder;
+    use weft::graph::DType;
+    use weft::interp::Interpreter;
+    use weft::pack::InterpExecutor;
+
+    use super::*;
+
+    fn tiny() -> Arc<Program> {
+        let mut g = GraphBuilder::new("tiny");
+        let x = g.input("x", DType::F32, &[4, 64]);
+        let y = g.relu(x).unwrap();
+        let z = g.relu(y).unwrap();
+        g.output(z);
+        Arc::new(lower(&g.finish(), &LowerOptions::default()).unwrap())
+    }
+
+    /// The serving loop of every policy, on the interpreter: SLOs measured
+    /// by the first run, every timed request accounted for, the responses
+    /// equal to a run of the program alone, the engine's window counted.
+    #[test]
+    fn every_policy_serves_every_request_on_the_interpreter() {
+        let program = tiny();
+        let (programs, owner) = (vec![program.clone()], vec![0; 3]);
+        let inputs: Vec<Vec<HostBuffer>> = (0..3).map(|t| seeded_inputs(&program, 0x1297 + t)).collect();
+        let args = E2eArgs {
+            tenants: vec![3],
+            workloads: Vec::new(),
+            reps: 3,
+            warmup: 1,
+            knob: 1.0,
+            models: PathBuf::new(),
+            out: PathBuf::new(),
+        };
+        let mut slo_ms = Vec::new();
+        for mode in [TIME_ONLY, SPACE_ONLY, PACKED] {
+            let mut last = HashMap::new();
+            let run =
+                serve(Backend::Interp, mode, 3, &programs, &owner, &inputs, &args, &mut slo_ms, &mut last).unwrap();
+            assert_eq!(slo_ms.len(), 3);
+            assert!(slo_ms.iter().all(|&ms| ms > 0.0), "{slo_ms:?}");
+            assert_eq!(run.rounds_ms.len(), args.reps);
+            assert_eq!(run.requests, 3 * args.reps);
+            assert_eq!(run.latencies_ms.len() + run.rejected, run.requests);
+            assert!(run.within_slo <= run.latencies_ms.len());
+            assert!(run.warmup_rounds >= args.warmup);
+            assert!(run.window.bundles > 0 && run.window.slots >= run.window.bundles, "{:?}", run.window);
+            assert_eq!(run.window.request_path_compiles, 0);
+            if mode == TIME_ONLY {
+                assert_eq!(run.rejected, 0, "time-only admits every request");
+                assert_eq!(run.window.slots, run.window.bundles, "time-only bundles hold one kernel");
+            }
+            for (i, got) in &last {
+                let mut exec = InterpExecutor::new(Interpreter::new());
+                let want = weft::pack::run_program(&mut exec, program.clone(), &inputs[*i], |_| {}).unwrap();
+                assert_eq!(compare_outputs(got, &want), 0.0, "tenant {i} under {}", MODES[mode]);
+            }
+        }
+    }
 }

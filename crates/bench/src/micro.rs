@@ -41,9 +41,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weft::gpu::GpuExecutor;
 use weft::kernels::sgemm::{sgemm, SgemmTiles};
-use weft::kir::{HostBuffer, KernelDef, Type};
+use weft::kir::{HostBuffer, KernelDef, Target, Type};
 use weft::lower::{BufferInfo, BufferKind, Program, Step};
 use weft::pack::{
     plan, Budget, Bundle, BundleBuilder, Executor, Handle, KernelResources, LaunchArg, Occupancy, PackMode, Policy,
@@ -116,7 +115,7 @@ impl Triple {
         Triple { c, ..self }
     }
 
-    fn free(&self, exec: &mut GpuExecutor) -> Result<(), BenchError> {
+    fn free(&self, exec: &mut dyn Executor) -> Result<(), BenchError> {
         for h in [self.a, self.b, self.c] {
             exec.free(h)?;
         }
@@ -129,13 +128,13 @@ fn seed(triple: usize, which: u64) -> u64 {
 }
 
 /// Allocates and uploads `values` once.
-fn upload(exec: &mut GpuExecutor, values: &[f32]) -> Result<Handle, BenchError> {
+fn upload(exec: &mut dyn Executor, values: &[f32]) -> Result<Handle, BenchError> {
     let h = exec.alloc(Type::F32, values.len())?;
     exec.upload(h, &HostBuffer::from_f32(values))?;
     Ok(h)
 }
 
-fn upload_triple(exec: &mut GpuExecutor, a: &[f32], b: &[f32], c_len: usize) -> Result<Triple, BenchError> {
+fn upload_triple(exec: &mut dyn Executor, a: &[f32], b: &[f32], c_len: usize) -> Result<Triple, BenchError> {
     Ok(Triple { a: upload(exec, a)?, b: upload(exec, b)?, c: exec.alloc(Type::F32, c_len)? })
 }
 
@@ -151,7 +150,7 @@ fn gemm_program(kernel: &Arc<KernelDef>, m: u32, n: u32, k: u32) -> Program {
 }
 
 /// Device time of one launch of `bundle`, in ms.
-fn launch_ms(exec: &mut GpuExecutor, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<f64, BenchError> {
+fn launch_ms(exec: &mut dyn Executor, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<f64, BenchError> {
     Ok(exec.launch(bundle, args)?.total_us / 1e3)
 }
 
@@ -161,11 +160,25 @@ fn bundle_args(bundle: &Bundle, triple: impl Fn(usize) -> Triple) -> Vec<Vec<Lau
 }
 
 /// The C output of `h` as `f32`s.
-fn download(exec: &mut GpuExecutor, h: Handle) -> Result<Vec<f32>, BenchError> {
+fn download(exec: &mut dyn Executor, h: Handle) -> Result<Vec<f32>, BenchError> {
     Ok(exec.download(h)?.to_f32_vec())
 }
 
 pub fn run(ctx: &mut Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
+    let (limits, l2_bytes) = (ctx.info.target(), ctx.info.l2_bytes);
+    let (rows, failed) = measure(&mut ctx.exec, &limits, l2_bytes, args)?;
+    write(ctx, args, &rows)?;
+    Ok(Outcome::Ran { checks_failed: failed })
+}
+
+/// Every tenant count's rounds on `exec` (planning for `limits`, rotating
+/// over at least three times `l2_bytes`), and how many checks failed.
+fn measure(
+    exec: &mut dyn Executor,
+    limits: &Target,
+    l2_bytes: u64,
+    args: &MicroArgs,
+) -> Result<(Vec<Row>, usize), BenchError> {
     let (m, n, k) = (args.m, args.n, args.k);
     let (mk, kn, mn) = ((m * k) as usize, (k * n) as usize, (m * n) as usize);
     let t_max = args.tenants.iter().copied().max().unwrap_or(1);
@@ -179,9 +192,6 @@ pub fn run(ctx: &mut Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
         args: program.steps[0].args.clone(),
     };
     let solo = BundleBuilder::new().slot(slot(0, &kernel, Budget::Full)).build()?;
-    let limits = ctx.info.target();
-    let l2_bytes = ctx.info.l2_bytes;
-    let exec = &mut ctx.exec;
     exec.prepare(&solo)?;
 
     // The rotation pool.
@@ -216,15 +226,15 @@ pub fn run(ctx: &mut Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
         (0..t).for_each(|i| b.push(slot(i, &kernel, Budget::Full)));
         let coalesced = b.build()?;
         let ids: Vec<(TenantId, &Program)> = (0..t).map(|i| (TenantId(i as u32), &program)).collect();
-        let planned = plan(&ids, &limits, &Policy::new(PackMode::Constrain, 1.0))?;
+        let planned = plan(&ids, limits, &Policy::new(PackMode::Constrain, 1.0))?;
         let (constrained, budget_source) = match planned.bundles.as_slice() {
             [one] if one.bundle.slots.len() == t => (one.bundle.clone(), "pack::plan (Constrain, knob 1)".to_string()),
             _ => {
-                let occ = Occupancy::of(KernelResources::of(&kernel, None), &limits);
-                let share = (occ.resident_blocks(&limits) / t as u64).max(1) as u32;
+                let occ = Occupancy::of(KernelResources::of(&kernel, None), limits);
+                let share = (occ.resident_blocks(limits) / t as u64).max(1) as u32;
                 let mut b = BundleBuilder::new();
                 (0..t).for_each(|i| b.push(slot(i, &kernel, Budget::Blocks(share))));
-                let why = format!("equal shares of {} resident blocks", occ.resident_blocks(&limits));
+                let why = format!("equal shares of {} resident blocks", occ.resident_blocks(limits));
                 (b.build()?, format!("{why} (the plan made {} bundles)", planned.bundles.len()))
             }
         };
@@ -271,7 +281,7 @@ pub fn run(ctx: &mut Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
         // Checks: fresh outputs for the first and last tenant of round 0.
         let mut checks = Vec::new();
         let watched = if t > 1 { vec![0, t - 1] } else { vec![0] };
-        let fresh = |exec: &mut GpuExecutor| -> Result<Vec<(usize, Handle)>, BenchError> {
+        let fresh = |exec: &mut dyn Executor| -> Result<Vec<(usize, Handle)>, BenchError> {
             watched.iter().map(|&i| Ok((i, exec.alloc(Type::F32, mn)?))).collect()
         };
         let with = |outs: &[(usize, Handle)], i: usize| -> Triple {
@@ -328,8 +338,7 @@ pub fn run(ctx: &mut Ctx, args: &MicroArgs) -> Result<Outcome, BenchError> {
         rows.push(row);
     }
     triples.iter().try_for_each(|tr| tr.free(exec))?;
-    write(ctx, args, &rows)?;
-    Ok(Outcome::Ran { checks_failed: failed })
+    Ok((rows, failed))
 }
 
 fn write(ctx: &Ctx, args: &MicroArgs, rows: &[Row]) -> Result<(), BenchError> {
@@ -410,4 +419,31 @@ fn write(ctx: &Ctx, args: &MicroArgs, rows: &[Row]) -> Result<(), BenchError> {
         "rows": json_rows,
     });
     Output { dir: args.out.clone(), name: "micro" }.write(&json, &csv, &table)
+}
+
+#[cfg(test)]
+mod tests {
+    use weft::interp::Interpreter;
+    use weft::pack::InterpExecutor;
+
+    use super::*;
+
+    /// Every variant runs through an executor and agrees with the others
+    /// and with the f64 reference: the interpreter stands in for the GPU.
+    #[test]
+    fn every_variant_runs_and_agrees_on_the_interpreter() {
+        let args = MicroArgs { tenants: vec![1, 3], reps: 2, warmup: 1, m: 64, n: 64, k: 32, out: PathBuf::new() };
+        let mut exec = InterpExecutor::new(Interpreter::new());
+        let (rows, failed) = measure(&mut exec, &Target::sm_90(), 0, &args).unwrap();
+        assert_eq!(failed, 0, "{:?}", rows.iter().flat_map(|r| &r.checks).collect::<Vec<_>>());
+        assert_eq!(rows.iter().map(|r| r.tenants).collect::<Vec<_>>(), vec![1, 3]);
+        for row in &rows {
+            assert!(row.times.iter().all(|t| t.len() == args.reps), "warm-up rounds are dropped");
+            // time-only vs the reference, and each packed variant per watched tenant.
+            let watched = if row.tenants > 1 { 2 } else { 1 };
+            assert_eq!(row.checks.len(), 1 + 2 * watched + 1);
+            let solo_blocks = sgemm(64, 64, 32, SgemmTiles::default()).launch.num_blocks();
+            assert_eq!(u64::from(row.coalesced_blocks), row.tenants as u64 * solo_blocks);
+        }
+    }
 }

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use weft::kir::HostBuffer;
+use weft::kir::{HostBuffer, Target};
 use weft::lower::Program;
 use weft::pack::{plan, Arena, Executor, PackMode, Policy, Resident, TenantId};
 
@@ -55,13 +55,77 @@ pub struct OverheadArgs {
 /// The goal for the host's share of the decision-to-launch path.
 pub const GOAL_US: f64 = 5.0;
 
+/// What [`measure`] found: per timed launch, the parts (bind, launch,
+/// device, overhead) in µs and the bundle's slots.
+struct Measured {
+    parts: [Vec<f64>; 4],
+    slots: Vec<usize>,
+    bundles: usize,
+    classes: usize,
+    request_path_compiles: u64,
+}
+
 pub fn run(ctx: &mut Ctx, args: &OverheadArgs) -> Result<Outcome, BenchError> {
     let limits = ctx.info.target();
+    let Measured { parts, slots, bundles, classes, request_path_compiles } = measure(&mut ctx.exec, &limits, args)?;
+    let names =
+        ["bind (launch arguments)", "launch (Executor::launch)", "device (Timing)", "overhead (bind+launch-device)"];
+    let mut table = ctx.meta.header();
+    table += &format!(
+        "\noverhead: decision-to-launch per bundle on a compiled-cache hit through GpuExecutor, {} launches over a \
+         {}-bundle plan of {} ResNet-18 tenants (mean {:.1} slots per bundle), microseconds\n\n",
+        args.iters,
+        bundles,
+        args.tenants,
+        slots.iter().sum::<usize>() as f64 / slots.len().max(1) as f64
+    );
+    table += &format!("{:<32} {:>10} {:>10} {:>10}\n", "part", "median", "p90", "min");
+    let mut summary = serde_json::Map::new();
+    for (name, v) in names.iter().zip(&parts) {
+        let (med, p90, min) = (median(v), quantile(v, 0.9), quantile(v, 0.0));
+        table += &format!("{name:<32} {med:>10.2} {p90:>10.2} {min:>10.2}\n");
+        summary.insert(name.to_string(), serde_json::json!({"median_us": med, "p90_us": p90, "min_us": min}));
+    }
+    table += &format!(
+        "\ngoal: overhead <= {GOAL_US} us per bundle (median); request-path compiles while timing: {request_path_compiles}\n"
+    );
+    let mut csv = Csv::new(&["launch", "slots", "bind_us", "launch_us", "device_us", "overhead_us"]);
+    for i in 0..parts[0].len() {
+        csv.row(&[
+            i.to_string(),
+            slots[i].to_string(),
+            format!("{:.3}", parts[0][i]),
+            format!("{:.3}", parts[1][i]),
+            format!("{:.3}", parts[2][i]),
+            format!("{:.3}", parts[3][i]),
+        ]);
+    }
+    let json = serde_json::json!({
+        "benchmark": "overhead",
+        "meta": ctx.meta.to_json(),
+        "tenants": args.tenants,
+        "image": args.image,
+        "bundles_in_plan": bundles,
+        "launch_classes": classes,
+        "api": "weft::gpu::GpuExecutor as weft::pack::Executor: Resident/Arena from weft_pack::run, prepare, launch",
+        "request_path_compiles": request_path_compiles,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "goal_overhead_us": GOAL_US,
+        "summary": summary,
+        "per_launch_us": {"bind": parts[0], "launch": parts[1], "device": parts[2], "overhead": parts[3], "slots": slots},
+    });
+    Output { dir: args.out.clone(), name: "overhead" }.write(&json, &csv, &table)?;
+    Ok(Outcome::Ran { checks_failed: usize::from(request_path_compiles > 0) })
+}
+
+/// Makes `args.tenants` ResNet-18 tenants resident on `exec`, prepares
+/// their plan's bundles (planned for `limits`) and times the launches.
+fn measure(exec: &mut dyn Executor, limits: &Target, args: &OverheadArgs) -> Result<Measured, BenchError> {
     let seeds: Vec<u64> = (0..args.tenants).map(|i| 0x0e4d + i as u64).collect();
     let programs: Vec<Arc<Program>> = super::e2e::resnet18s(&seeds, args.image)?.into_iter().map(Arc::new).collect();
     let ids: Vec<(TenantId, &Program)> = programs.iter().enumerate().map(|(i, p)| (TenantId(i as u32), &**p)).collect();
-    let the_plan = plan(&ids, &limits, &Policy::new(PackMode::Auto, 1.0))?;
-    let exec = &mut ctx.exec;
+    let the_plan = plan(&ids, limits, &Policy::new(PackMode::Auto, 1.0))?;
     let mut tenants = Vec::with_capacity(programs.len());
     for p in &programs {
         let resident = Resident::upload(exec, p.clone())?;
@@ -120,54 +184,28 @@ pub fn run(ctx: &mut Ctx, args: &OverheadArgs) -> Result<Outcome, BenchError> {
             w.free(exec);
         }
     }
+    Ok(Measured { parts, slots, bundles: the_plan.bundles.len(), classes, request_path_compiles })
+}
 
-    let names =
-        ["bind (launch arguments)", "launch (Executor::launch)", "device (Timing)", "overhead (bind+launch-device)"];
-    let mut table = ctx.meta.header();
-    table += &format!(
-        "\noverhead: decision-to-launch per bundle on a compiled-cache hit through GpuExecutor, {} launches over a \
-         {}-bundle plan of {} ResNet-18 tenants (mean {:.1} slots per bundle), microseconds\n\n",
-        args.iters,
-        the_plan.bundles.len(),
-        args.tenants,
-        slots.iter().sum::<usize>() as f64 / slots.len().max(1) as f64
-    );
-    table += &format!("{:<32} {:>10} {:>10} {:>10}\n", "part", "median", "p90", "min");
-    let mut summary = serde_json::Map::new();
-    for (name, v) in names.iter().zip(&parts) {
-        let (med, p90, min) = (median(v), quantile(v, 0.9), quantile(v, 0.0));
-        table += &format!("{name:<32} {med:>10.2} {p90:>10.2} {min:>10.2}\n");
-        summary.insert(name.to_string(), serde_json::json!({"median_us": med, "p90_us": p90, "min_us": min}));
+#[cfg(test)]
+mod tests {
+    use weft::interp::Interpreter;
+    use weft::pack::InterpExecutor;
+
+    use super::*;
+
+    /// The timed loop on the interpreter: one sample per timed launch, every
+    /// slot bound to a resident tenant, and no compile among them.
+    #[test]
+    fn launches_a_prepared_plan_through_the_executor() {
+        let args = OverheadArgs { tenants: 2, iters: 3, warmup: 1, image: 32, out: PathBuf::new() };
+        let mut exec = InterpExecutor::new(Interpreter::new());
+        let m = measure(&mut exec, &Target::sm_90(), &args).unwrap();
+        assert!(m.bundles > 0 && m.classes > 0 && m.classes <= m.bundles);
+        assert!(m.parts.iter().all(|p| p.len() == args.iters), "{:?}", m.parts);
+        assert_eq!(m.slots.len(), args.iters);
+        assert!(m.slots.iter().all(|&s| (1..=args.tenants).contains(&s)), "{:?}", m.slots);
+        assert_eq!(m.request_path_compiles, 0);
+        assert_eq!(exec.transfers().launches, (args.warmup + args.iters) as u64);
     }
-    table += &format!(
-        "\ngoal: overhead <= {GOAL_US} us per bundle (median); request-path compiles while timing: {request_path_compiles}\n"
-    );
-    let mut csv = Csv::new(&["launch", "slots", "bind_us", "launch_us", "device_us", "overhead_us"]);
-    for i in 0..parts[0].len() {
-        csv.row(&[
-            i.to_string(),
-            slots[i].to_string(),
-            format!("{:.3}", parts[0][i]),
-            format!("{:.3}", parts[1][i]),
-            format!("{:.3}", parts[2][i]),
-            format!("{:.3}", parts[3][i]),
-        ]);
-    }
-    let json = serde_json::json!({
-        "benchmark": "overhead",
-        "meta": ctx.meta.to_json(),
-        "tenants": args.tenants,
-        "image": args.image,
-        "bundles_in_plan": the_plan.bundles.len(),
-        "launch_classes": classes,
-        "api": "weft::gpu::GpuExecutor as weft::pack::Executor: Resident/Arena from weft_pack::run, prepare, launch",
-        "request_path_compiles": request_path_compiles,
-        "iters": args.iters,
-        "warmup": args.warmup,
-        "goal_overhead_us": GOAL_US,
-        "summary": summary,
-        "per_launch_us": {"bind": parts[0], "launch": parts[1], "device": parts[2], "overhead": parts[3], "slots": slots},
-    });
-    Output { dir: args.out.clone(), name: "overhead" }.write(&json, &csv, &table)?;
-    Ok(Outcome::Ran { checks_failed: usize::from(request_path_compiles > 0) })
 }
