@@ -94,9 +94,10 @@ def main():
         out += ["", f"Note: the two files name different commits ({weft.get('commit')} / {torch.get('commit')})."]
     out += [
         "",
-        "Batch 1, fp32 on both sides (PyTorch with TF32 off), one request at a time, CUDA events around each "
-        "request, median over the timed requests. Ratio = weft median / PyTorch median: below 1× weft is faster. "
-        "Random weights on both sides (timing only).",
+        "Batch 1, fp32 on both sides (PyTorch with TF32 off), one request at a time, median over the timed "
+        "requests. weft: the engine's latency from submit to result (`weft::Engine`, inputs uploaded and outputs "
+        "downloaded per request); PyTorch: CUDA events around each request. Ratio = weft median / PyTorch median: "
+        "below 1× weft is faster. Random weights on both sides (timing only).",
         "",
         "| model | weft kernels | weft median µs | weft p99 µs | torch eager median µs | torch graphs median µs "
         "| weft/eager | weft/graphs | stand-in |",
@@ -131,7 +132,7 @@ def main():
 
     out += [
         "",
-        "Details (µs; enqueue = host time to issue one request's work):",
+        "Details (µs; enqueue = host time to issue one request's work: `Engine::submit` for weft):",
         "",
         "| model | weft p99 | weft enqueue | eager p99 | eager enqueue | graphs p99 | PyTorch model |",
         "|---|---:|---:|---:|---:|---:|---|",

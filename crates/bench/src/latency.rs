@@ -8,27 +8,46 @@
 //! direction classifier (`x` = 1x3x48x192) and MiniLM-L3 (batch 1,
 //! sequence 16).
 //!
-//! Each model is lowered, its kernels compiled and loaded, and it is made
-//! resident ([`ResidentTenant`]: weights and inputs uploaded once,
-//! activations allocated once). One *request* is every kernel of the
-//! program, in order, on one stream, between two CUDA events, after a
-//! context synchronisation (so requests never overlap). Warm-up requests
-//! are dropped; reported are the median and p99 of the timed ones in µs,
-//! and the median host time to enqueue a request's launches. After timing
-//! the resident outputs are checked against `Program::run` on the
-//! `GpuExecutor` (the tested kernel-by-kernel path).
+//! Each model is lowered and registered as the one tenant of a
+//! [`weft::Engine`] on CUDA (`Backend::Cuda`, [`SchedulerConfig::time_only_fifo`]:
+//! with one tenant there is nothing to pack, and FIFO keeps the predictor and
+//! admission out of a lone request's path), which uploads its weights and
+//! compiles every kernel. One *request* is `Engine::submit` of the seeded
+//! inputs and `Pending::wait` for its response, one at a time (requests never
+//! overlap). Warm-up requests are dropped; reported are the median and p99
+//! of [`Response::latency`](weft::Response) in µs over the timed ones, and
+//! the median host time of `Engine::submit` (the request handed to the
+//! engine: the "enqueue" column of the report).
+//!
+//! What changed with the engine: the latency is the engine's wall clock
+//! from submission to result, so it includes the input upload, every
+//! launch (each waits for the GPU to time it), the output download and the
+//! hand-off, where it used to be CUDA events around pre-recorded launches
+//! of resident buffers. It is what a caller of the engine waits.
+//!
+//! After timing, the last response's outputs are checked against
+//! [`weft::pack::run_program`] on the `GpuExecutor` (the tested
+//! kernel-by-kernel path), and the engine's [`weft::EngineStats`] (bytes per
+//! request, launches, request-path compiles) go into the results.
 //!
 //! Writes `<out>/latency-weft.{json,csv,txt}`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use weft::graph::onnx::{import_onnx_file, ImportOptions};
-use weft::kir::KernelDef;
-use weft::lower::{lower, LowerOptions, Program};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::resident::{KernelCache, ResidentTenant};
+use weft::graph::onnx::ImportOptions;
+use weft::lower::{lower, LowerOptions, Program};
+use weft::sched::SchedulerConfig;
+use weft::{Backend, Engine, EngineConfig};
+
+use super::e2e::onnx;
 use super::{compare_outputs, median, quantile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
+
+/// The SLO the lone tenant is registered with: long enough never to matter.
+const SLO: Duration = Duration::from_secs(3600);
 
 /// What `latency` runs.
 #[derive(Clone, Debug)]
@@ -58,8 +77,10 @@ struct Row {
     distinct_kernels: usize,
     /// Device time per request (µs), timed requests only.
     samples_us: Vec<f64>,
-    /// Host time to enqueue a request's launches (µs).
+    /// Host time of `Engine::submit` (µs).
     enqueue_us: Vec<f64>,
+    /// The engine's figures after the last request.
+    stats: serde_json::Value,
     check_rel_l2: f64,
     check_ok: bool,
 }
@@ -67,11 +88,12 @@ struct Row {
 /// A model's lowered program and where it came from; `Ok(None)` with the
 /// reason printed when its file is missing.
 fn load(name: &str, models: &Path) -> Result<Option<(Program, String)>, BenchError> {
-    let fail = |message: String| BenchError::Model { model: name.into(), message };
     let (file, options) = match name {
         "resnet18" => {
-            let g = weft::graph::models::resnet18(0x7e4a_0000, 1, 224, 1000).map_err(|e| fail(e.to_string()))?;
-            let p = lower(&g, &LowerOptions::default()).map_err(|e| fail(e.to_string()))?;
+            let g = weft::graph::models::resnet18(0x7e4a_0000, 1, 224, 1000)
+                .map_err(|source| BenchError::Graph { model: name.into(), source: Box::new(source) })?;
+            let p = lower(&g, &LowerOptions::default())
+                .map_err(|source| BenchError::Lower { model: name.into(), source: Box::new(source) })?;
             return Ok(Some((p, "weft::graph::models::resnet18(seed, 1, 224, 1000)".into())));
         }
         "resnet50" => (RESNET50, ImportOptions::default()),
@@ -83,75 +105,84 @@ fn load(name: &str, models: &Path) -> Result<Option<(Program, String)>, BenchErr
         }
     };
     let path = models.join(file);
-    if !path.exists() {
-        println!("skipping latency {name}: {} is missing (run scripts/fetch-models)", path.display());
-        return Ok(None);
+    match onnx(models, file, &options)? {
+        Some(p) => Ok(Some((p, path.display().to_string()))),
+        None => {
+            println!("skipping latency {name}: {} is missing (run scripts/fetch-models)", path.display());
+            Ok(None)
+        }
     }
-    let g = import_onnx_file(&path, &options).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    let p = lower(&g, &LowerOptions::default()).map_err(|e| fail(e.to_string()))?;
-    Ok(Some((p, path.display().to_string())))
 }
 
 /// Measures one model; `Ok(None)` when it is not available here.
-fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache) -> Result<Option<Row>, BenchError> {
-    let gpu = ctx.exec.gpu();
+fn measure(ctx: &mut Ctx, name: &str, args: &LatencyArgs) -> Result<Option<Row>, BenchError> {
     let started = Instant::now();
     let Some((program, source)) = load(name, &args.models)? else { return Ok(None) };
-    let defs: Vec<&KernelDef> = program.steps.iter().map(|s| &*s.kernel).collect();
-    kernels.load(gpu, ctx.exec.compiler(), &defs)?;
     let distinct_kernels = {
-        let mut names: Vec<String> =
-            defs.iter().map(|k| weft::codegen::emit_cuda(k).map(|s| s.code)).collect::<Result<_, _>>()?;
-        names.sort();
-        names.dedup();
-        names.len()
+        let mut codes: Vec<String> = program
+            .steps
+            .iter()
+            .map(|s| weft::codegen::emit_cuda(&s.kernel).map(|src| src.code))
+            .collect::<Result<_, _>>()?;
+        codes.sort();
+        codes.dedup();
+        codes.len()
     };
+    let program = Arc::new(program);
     let inputs = seeded_inputs(&program, 0x1a7e);
-    let resident = ResidentTenant::new(gpu, &program, &inputs, kernels)?;
+    let config = EngineConfig { policy: SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
+    let engine = Engine::new(Backend::Cuda, config)?;
+    let tenant = engine.register(program.clone(), SLO, 1.0)?;
     println!(
-        "latency {name}: {} kernels ({distinct_kernels} distinct) lowered, compiled and uploaded in {:.1?}",
+        "latency {name}: {} kernels ({distinct_kernels} distinct) lowered, registered and compiled in {:.1?}",
         program.steps.len(),
         started.elapsed()
     );
 
-    let s = gpu.stream();
-    let (start, end) = (gpu.new_timing_event()?, gpu.new_timing_event()?);
     let mut samples_us = Vec::with_capacity(args.reps);
     let mut enqueue_us = Vec::with_capacity(args.reps);
+    let mut last = Vec::new();
     for r in 0..args.warmup + args.reps {
-        gpu.synchronize()?;
         let host = Instant::now();
-        s.record(&start)?;
-        for step in 0..program.steps.len() {
-            resident.launch_step(s, step)?;
-        }
-        s.record(&end)?;
-        let enqueued = host.elapsed().as_secs_f64() * 1e6;
-        let ms = start.elapsed_ms(&end)? as f64;
+        let pending = engine.submit(tenant, inputs.clone())?;
+        let submitted = host.elapsed().as_secs_f64() * 1e6;
+        let response = pending.wait()?;
         if r >= args.warmup {
-            samples_us.push(ms * 1e3);
-            enqueue_us.push(enqueued);
+            samples_us.push(response.latency.as_secs_f64() * 1e6);
+            enqueue_us.push(submitted);
         }
+        last = response.outputs;
     }
-    gpu.synchronize()?;
+    let stats = engine.stats();
+    drop(engine);
 
-    let reference = weft::pack::run_program(
-        &mut weft::gpu::GpuExecutor::new()?,
-        std::sync::Arc::new(program.clone()),
-        &inputs,
-        |_| {},
-    )
-    .map_err(|e| BenchError::Model { model: name.into(), message: e.to_string() })?;
-    let check_rel_l2 = compare_outputs(&resident.outputs(gpu)?, &reference);
+    let reference = weft::pack::run_program(&mut ctx.exec, program.clone(), &inputs, |_| {})?;
+    let check_rel_l2 = compare_outputs(&last, &reference);
     let check_ok = check_rel_l2 <= 1e-5;
     println!(
-        "latency {name}: median {:.1} µs, p99 {:.1} µs over {} requests (enqueue median {:.1} µs); check {}",
+        "latency {name}: median {:.1} µs, p99 {:.1} µs over {} requests (submit median {:.1} µs, {:.0} B/request, \
+         {} request-path compiles); check {}",
         median(&samples_us),
         quantile(&samples_us, 0.99),
         samples_us.len(),
         median(&enqueue_us),
+        stats.bytes_per_request,
+        stats.request_path_compiles,
         if check_ok { "ok".to_string() } else { format!("FAILED (relative L2 {check_rel_l2:.3e})") }
     );
+    let requests = stats.serve.completed.max(1) as f64;
+    let stats = serde_json::json!({
+        "bytes_per_request": stats.bytes_per_request,
+        "request_path_compiles": stats.request_path_compiles,
+        "weight_bytes": stats.weight_bytes,
+        "launches": stats.serve.launches,
+        "launches_per_request": stats.serve.launches as f64 / requests,
+        "bundles": stats.serve.bundles,
+        "split_bundles": stats.serve.split_bundles,
+        "fused_bundles": stats.serve.fused_bundles,
+        "busy_us_per_request": stats.serve.busy_us / requests,
+        "completed": stats.serve.completed,
+    });
     Ok(Some(Row {
         model: name.into(),
         source,
@@ -159,23 +190,23 @@ fn measure(ctx: &Ctx, name: &str, args: &LatencyArgs, kernels: &mut KernelCache)
         distinct_kernels,
         samples_us,
         enqueue_us,
+        stats,
         check_rel_l2,
         check_ok,
     }))
 }
 
-pub fn run(ctx: &Ctx, args: &LatencyArgs) -> Result<Outcome, BenchError> {
+pub fn run(ctx: &mut Ctx, args: &LatencyArgs) -> Result<Outcome, BenchError> {
     let names: Vec<String> =
         if args.only.is_empty() { MODELS.iter().map(|s| s.to_string()).collect() } else { args.only.clone() };
     if let Some(bad) = names.iter().find(|n| !MODELS.contains(&n.as_str())) {
         return Err(BenchError::invalid("latency --only", format!("unknown model `{bad}`; known: {MODELS:?}")));
     }
-    let mut kernels = KernelCache::default();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut errors = Vec::new();
     for name in &names {
-        match measure(ctx, name, args, &mut kernels) {
+        match measure(ctx, name, args) {
             Ok(Some(row)) => rows.push(row),
             Ok(None) => skipped.push(name.clone()),
             // One model that cannot run does not hide the others' numbers.
@@ -184,7 +215,6 @@ pub fn run(ctx: &Ctx, args: &LatencyArgs) -> Result<Outcome, BenchError> {
                 errors.push((name.clone(), e.to_string()));
             }
         }
-        ctx.exec.gpu().synchronize()?;
     }
     write(ctx, args, &rows, &skipped, &errors)?;
     let failed = rows.iter().filter(|r| !r.check_ok).count() + errors.len();
@@ -201,13 +231,13 @@ fn write(
     let mut csv = Csv::new(&["model", "kind", "index", "us"]);
     let mut table = ctx.meta.header();
     table += &format!(
-        "\nlatency: batch 1, one request at a time (every kernel on one stream, CUDA events around the request), {} \
-         requests after {} warm-up\n\n",
+        "\nlatency: batch 1, one request at a time through weft::Engine (time-only FIFO, one tenant), latency = \
+         Response::latency (submit to result), {} requests after {} warm-up\n\n",
         args.reps, args.warmup
     );
     table += &format!(
         "{:<11} {:>7} {:>8} | {:>10} {:>10} {:>10} | {:>11} | {}\n",
-        "model", "kernels", "distinct", "median us", "p99 us", "min us", "enqueue us", "check"
+        "model", "kernels", "distinct", "median us", "p99 us", "min us", "submit us", "check"
     );
     let mut json_rows = Vec::new();
     for row in rows {
@@ -238,7 +268,8 @@ fn write(
             "min_us": min,
             "enqueue_median_us": enq,
             "samples_us": row.samples_us,
-            "check": {"what": "resident outputs vs Program::run on GpuExecutor", "rel_l2": row.check_rel_l2, "ok": row.check_ok},
+            "engine": row.stats,
+            "check": {"what": "engine response vs weft::pack::run_program on GpuExecutor", "rel_l2": row.check_rel_l2, "ok": row.check_ok},
         }));
     }
     for name in skipped {
@@ -259,8 +290,10 @@ fn write(
         "dtype": "fp32",
         "reps": args.reps,
         "warmup": args.warmup,
-        "method": "each request: context synchronised, event, every kernel of the program in order on one stream, \
-                   event; inputs and weights resident; warm-up requests dropped",
+        "method": "each request: weft::Engine::submit (one tenant, time-only FIFO) and Pending::wait, one at a time; \
+                   latency = Response::latency (submission to result: input upload, every launch, output \
+                   download); enqueue = host time of submit; weights resident; warm-up requests dropped",
+        "api": "weft::Engine (Backend::Cuda): register, submit, Pending::wait, stats",
         "rows": json_rows,
         "skipped": skipped,
         "errors": errors.iter().map(|(m, e)| serde_json::json!({"model": m, "error": e})).collect::<Vec<_>>(),

@@ -2,8 +2,11 @@
 //! crates they measure.
 //!
 //! - the packer on a GPU, behind the `weft-bench` binary: [`micro`], [`e2e`],
-//!   [`overhead`], [`latency`] (with [`resident`], their device-resident
-//!   tenants and launches);
+//!   [`overhead`], [`latency`]. They measure the production paths and nothing
+//!   beside them: `e2e` and `latency` the serving [`weft::Engine`] through its
+//!   public API, `micro` and `overhead` bundles launched through
+//!   [`GpuExecutor`] as a [`weft::pack::Executor`] over buffers it holds
+//!   (allocated and uploaded once, then launched again and again);
 //! - the predictor's evaluation on the simulator, [`predictor_eval`] (run by
 //!   `examples/predictor_eval.rs`);
 //! - the serving study on the simulator, `examples/serve_bench.rs`.
@@ -13,47 +16,72 @@
 //! commit, command), statistics, and writing raw numbers (JSON, CSV) beside a
 //! human table.
 //!
-//! Every subcommand measures with CUDA events on the device, excludes
-//! warm-up repetitions and reports medians of several; nothing here runs
-//! without a GPU: [`Ctx::open`] says why instead.
+//! Device times come from the executor's [`Timing`](weft::pack::Timing)
+//! (CUDA events around each launch), request latencies from the engine's
+//! [`Response`](weft::Response); warm-up repetitions are excluded and medians
+//! of several reported. Nothing here runs without a GPU: [`Ctx::open`] says
+//! why instead.
 
 pub mod e2e;
 pub mod latency;
 pub mod micro;
 pub mod overhead;
 pub mod predictor_eval;
-pub mod resident;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use weft::codegen::{CompileError, EmitError};
-use weft::cuda::{CudaError, DeviceInfo};
-use weft::gpu::{GpuError, GpuExecutor};
+use weft::codegen::EmitError;
+use weft::cuda::DeviceInfo;
+use weft::gpu::GpuExecutor;
+use weft::graph::onnx::ImportError;
+use weft::graph::GraphError;
 use weft::kir::{HostBuffer, Scalar, Type};
-use weft::lower::Program;
-use weft::pack::{PackError, ScheduleError};
+use weft::lower::{LowerError, Program};
+use weft::pack::{ExecError, PackError, RunError, ScheduleError};
 /// Medians and percentiles: the scheduler's one definition (nearest rank).
 pub use weft::sched::metrics::{median, quantile};
+use weft::{EngineError, RequestError};
 
 /// Why a benchmark failed (not: why it was skipped, see [`Outcome`]).
+///
+/// Every source stays typed; the large ones are boxed so a `Result` of
+/// this stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
-    Gpu(#[from] GpuError),
+    Emit(Box<EmitError>),
     #[error(transparent)]
-    Cuda(#[from] CudaError),
+    Pack(Box<PackError>),
     #[error(transparent)]
-    Compile(#[from] CompileError),
+    Schedule(Box<ScheduleError>),
     #[error(transparent)]
-    Emit(#[from] EmitError),
+    Exec(Box<ExecError>),
     #[error(transparent)]
-    Pack(#[from] PackError),
+    Run(Box<RunError>),
     #[error(transparent)]
-    Schedule(#[from] ScheduleError),
-    #[error("model `{model}`: {message}")]
-    Model { model: String, message: String },
+    Engine(Box<EngineError>),
+    #[error(transparent)]
+    Request(Box<RequestError>),
+    #[error("model `{model}`: {source}")]
+    Graph {
+        model: String,
+        #[source]
+        source: Box<GraphError>,
+    },
+    #[error("{path}: {source}")]
+    Import {
+        path: String,
+        #[source]
+        source: Box<ImportError>,
+    },
+    #[error("lowering `{model}`: {source}")]
+    Lower {
+        model: String,
+        #[source]
+        source: Box<LowerError>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -63,6 +91,27 @@ pub enum BenchError {
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
 }
+
+/// `From` for the sources a benchmark meets with `?`, boxing each.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for BenchError {
+            fn from(e: $ty) -> BenchError {
+                BenchError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Emit(EmitError),
+    Pack(PackError),
+    Schedule(ScheduleError),
+    Exec(ExecError),
+    Run(RunError),
+    Engine(EngineError),
+    Request(RequestError),
+);
 
 impl BenchError {
     pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> BenchError {
@@ -255,16 +304,6 @@ impl Rng {
     }
 }
 
-/// Little-endian bytes of `xs`.
-pub fn f32_bytes(xs: &[f32]) -> Vec<u8> {
-    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// `f32`s of little-endian `bytes`.
-pub fn f32s_of(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 /// Relative L2 distance of `got` from `want` (0 when both are zero).
 pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     if got.len() != want.len() {
@@ -310,18 +349,20 @@ pub fn seeded_inputs(program: &Program, seed: u64) -> Vec<HostBuffer> {
         .collect()
 }
 
-/// Worst relative L2 distance of `got` (output bytes) from `want` over the
-/// outputs: float outputs by [`rel_l2`], others exactly (0 or infinity).
-pub fn compare_outputs(got: &[Vec<u8>], want: &[HostBuffer]) -> f64 {
+/// Worst relative L2 distance of `got` from `want` over the outputs: float
+/// outputs by [`rel_l2`], others exactly (0 or infinity).
+pub fn compare_outputs(got: &[HostBuffer], want: &[HostBuffer]) -> f64 {
     if got.len() != want.len() {
         return f64::INFINITY;
     }
     got.iter()
         .zip(want)
         .map(|(g, w)| {
-            if w.elem() == Type::F32 {
-                rel_l2(&f32s_of(g), &w.to_f32_vec())
-            } else if g.as_slice() == w.bytes() {
+            if g.elem() != w.elem() || g.len() != w.len() {
+                f64::INFINITY
+            } else if w.elem() == Type::F32 {
+                rel_l2(&g.to_f32_vec(), &w.to_f32_vec())
+            } else if g.bytes() == w.bytes() {
                 0.0
             } else {
                 f64::INFINITY

@@ -1,12 +1,17 @@
 //! `weft-bench`: the packer's GPU benchmarks.
 //!
-//! - `micro`: the ResNet-18 conv2_2 GEMM of 2..120 tenants, time-only,
-//!   space-only, coalesced, constrained and batched ([`bench::micro`]);
-//! - `e2e`: batch-1 tenants of whole models, time-only, space-only and
-//!   packed, requests/s and p50/p99 latency ([`bench::e2e`]);
+//! - `micro`: the ResNet-18 conv2_2 GEMM of 2..120 tenants through the
+//!   CUDA executor, time-only, coalesced, constrained and batched
+//!   ([`bench::micro`]);
+//! - `e2e`: batch-1 tenants of whole models served by `weft::Engine` under
+//!   the time-only, space-only and packed policies: requests/s, the
+//!   fraction within SLO, p50/p99 latency and the engine's stats
+//!   ([`bench::e2e`]);
 //! - `overhead`: host time per bundle from "plan decided" to "launch
-//!   returned" on a compiled-cache hit ([`bench::overhead`]);
-//! - `latency`: batch-1 single-request latency per model (median, p99),
+//!   returned" on a compiled-cache hit, through the CUDA executor
+//!   ([`bench::overhead`]);
+//! - `latency`: batch-1 single-request latency per model through
+//!   `weft::Engine` (median, p99),
 //!   the weft side of the comparison with PyTorch eager and CUDA graphs
 //!   (`scripts/torch_latency.py`, `scripts/latency_report.py`)
 //!   ([`bench::latency`]);
@@ -39,7 +44,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// ResNet-18 conv2_2 GEMM throughput: time-only, space-only, coalesced, constrained, batched.
+    /// ResNet-18 conv2_2 GEMM throughput through the CUDA executor: time-only, coalesced, constrained, batched.
     Micro {
         /// Tenant counts.
         #[arg(long, default_value = "2,4,8,16,32,64,120", value_parser = counts)]
@@ -58,7 +63,7 @@ enum Cmd {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
-    /// Whole models, batch-1 tenants: requests/s and p50/p99 latency.
+    /// Whole models, batch-1 tenants served by the engine: requests/s, within-SLO fraction, p50/p99 latency.
     E2e {
         #[arg(long, default_value = "1,4,16,32", value_parser = counts)]
         tenants: Counts,
@@ -69,7 +74,7 @@ enum Cmd {
         reps: usize,
         #[arg(long, default_value_t = 2)]
         warmup: usize,
-        /// The packer's knob: 0 latency .. 1 throughput.
+        /// The packed (SLO-aware) policy's knob: 0 latency .. 1 throughput.
         #[arg(long, default_value_t = 1.0)]
         knob: f64,
         /// Where the ONNX models are (scripts/fetch-models).
@@ -92,7 +97,7 @@ enum Cmd {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
-    /// Batch-1 latency per model, one request at a time: median and p99.
+    /// Batch-1 latency per model through the engine, one request at a time: median and p99.
     Latency {
         /// Timed requests per model (after the warm-up).
         #[arg(long, default_value_t = 200)]
@@ -132,8 +137,8 @@ fn require_gpu() -> bool {
 
 /// Runs one subcommand, `run(ctx, args)`; `true` when it measured and every
 /// check passed or it skipped where skipping is allowed.
-fn run_one<A>(name: &str, run: fn(&Ctx, &A) -> Result<Outcome, BenchError>, args: &A) -> bool {
-    let ctx = match Ctx::open() {
+fn run_one<A>(name: &str, run: fn(&mut Ctx, &A) -> Result<Outcome, BenchError>, args: &A) -> bool {
+    let mut ctx = match Ctx::open() {
         Ok(ctx) => ctx,
         Err(reason) => {
             println!("skipping {name}: {reason}");
@@ -144,7 +149,7 @@ fn run_one<A>(name: &str, run: fn(&Ctx, &A) -> Result<Outcome, BenchError>, args
             return true;
         }
     };
-    match run(&ctx, args) {
+    match run(&mut ctx, args) {
         Ok(Outcome::Ran { checks_failed: 0 }) => true,
         Ok(Outcome::Ran { checks_failed }) => {
             eprintln!("weft-bench {name}: {checks_failed} correctness checks FAILED (results written, flagged)");
