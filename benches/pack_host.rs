@@ -22,13 +22,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::collections::HashMap;
 use weft::kernels::sgemm::{sgemm, SgemmTiles};
 
 use weft::kir::{ParamKind, Target};
 use weft::lower::{lower, BufferId, LowerOptions, Program};
 use weft::pack::{
-    encode_launch, plan, Budget, BufferShape, BundleBuilder, Handle, LaunchArg, PackMode, Policy, Slot, TenantId,
+    encode_launch, plan, Budget, BufferShape, BundleBuilder, HandleMap, LaunchArg, PackMode, Policy, Slot, TenantId,
 };
 
 const TENANTS: usize = 32;
@@ -86,7 +85,7 @@ fn bench(c: &mut Criterion) {
     slots.iter().for_each(|s| builder.push(s.clone()));
     let bundle = builder.build().expect("builds");
     // A handle per buffer argument, with the shape its parameter declares.
-    let mut shapes: HashMap<Handle, BufferShape> = HashMap::new();
+    let mut shapes: HandleMap<BufferShape> = HandleMap::default();
     let args: Vec<Vec<LaunchArg>> = bundle
         .slots
         .iter()
@@ -96,9 +95,7 @@ fn bench(c: &mut Criterion) {
                 .values()
                 .map(|p| match p.kind {
                     ParamKind::Buffer { elem, len, .. } => {
-                        let h = Handle(shapes.len() as u64);
-                        shapes.insert(h, BufferShape { elem, len: len as usize });
-                        LaunchArg::Buffer(h)
+                        LaunchArg::Buffer(shapes.insert(BufferShape { elem, len: len as usize }))
                     }
                     ParamKind::Scalar { ty } => LaunchArg::Scalar(weft::kir::Scalar::from_f64(ty, 1.0)),
                 })
@@ -106,7 +103,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let encode = |args: &[Vec<LaunchArg>]| {
-        encode_launch("bench", &bundle, args, |h| shapes.get(&h).copied(), |h| 0x7f00_0000_0000 + (h.0 << 20))
+        encode_launch("bench", &bundle, args, |h| shapes.get(h).copied(), |h| 0x7f00_0000_0000 + (h.0 << 20))
     };
     let encoded = encode(&args).expect("the bundle encodes");
     println!("encode/sgemm_32_slots: {} table bytes, {} argument bytes", encoded.table.len(), encoded.words.len());

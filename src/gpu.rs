@@ -30,7 +30,8 @@ use weft_codegen::{
 use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims};
 use weft_kir::{HostBuffer, KernelDef, Type};
 use weft_pack::{
-    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, LaunchArg, LaunchClass, Timing, Transfers,
+    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
+    Transfers,
 };
 
 const NAME: &str = "cuda";
@@ -69,8 +70,7 @@ pub struct GpuExecutor {
     /// Background builds that failed, by class (the error is reported by the
     /// launch that finally needs the class, which then builds it itself).
     failed: Arc<Mutex<HashMap<LaunchClass, String>>>,
-    buffers: HashMap<Handle, (DeviceBuffer, BufferShape)>,
-    next: u64,
+    buffers: HandleMap<(DeviceBuffer, BufferShape)>,
     transfers: Transfers,
 }
 
@@ -100,8 +100,7 @@ impl GpuExecutor {
             compiler,
             modules: Arc::new(Mutex::new(HashMap::new())),
             failed: Arc::new(Mutex::new(HashMap::new())),
-            buffers: HashMap::new(),
-            next: 0,
+            buffers: HandleMap::default(),
             transfers: Transfers::default(),
         })
     }
@@ -119,7 +118,7 @@ impl GpuExecutor {
     }
 
     fn buffer(&self, h: Handle) -> Result<&(DeviceBuffer, BufferShape), ExecError> {
-        self.buffers.get(&h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
+        self.buffers.get(h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
     }
 }
 
@@ -175,20 +174,17 @@ impl Executor for GpuExecutor {
             .and_then(|b| usize::try_from(b).ok())
             .ok_or(ExecError::TooLarge { executor: NAME.into(), elem, len })?;
         let buf = self.gpu.alloc_zeroed(bytes).map_err(cuda_err)?;
-        let h = Handle(self.next);
-        self.next += 1;
-        self.buffers.insert(h, (buf, BufferShape { elem, len }));
-        Ok(h)
+        Ok(self.buffers.insert((buf, BufferShape { elem, len })))
     }
 
     fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.buffers.remove(&buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
+        self.buffers.remove(buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
     }
 
     fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
         let gpu = self.gpu.clone();
         let (dev, shape) =
-            self.buffers.get_mut(&buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
+            self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
         shape.check(NAME, buf, data)?;
         gpu.upload_into(dev, data.bytes()).map_err(cuda_err)?;
         self.transfers.uploads += 1;
@@ -208,7 +204,7 @@ impl Executor for GpuExecutor {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         let gpu = self.gpu.clone();
         let (dev, _) =
-            self.buffers.get_mut(&buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
+            self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
         gpu.zero(dev).map_err(cuda_err)
     }
 
@@ -255,8 +251,8 @@ impl Executor for GpuExecutor {
             NAME,
             bundle,
             args,
-            |h| buffers.get(&h).map(|(_, s)| *s),
-            |h| buffers.get(&h).map(|(d, _)| d.device_address(&stream)).unwrap_or(0),
+            |h| buffers.get(h).map(|(_, s)| *s),
+            |h| buffers.get(h).map(|(d, _)| d.device_address(&stream)).unwrap_or(0),
         )?;
         if encoded.rows.is_empty() {
             return Ok(Timing { total_us: 0.0, per_slot_us: None });

@@ -199,3 +199,65 @@ impl BufferShape {
         })
     }
 }
+
+/// What an executor holds, by handle. Handles are indices, issued in order
+/// and never reused, so finding a launch argument's buffer is an index, not
+/// a hash (a launch looks up every argument of every slot).
+#[derive(Debug)]
+pub struct HandleMap<T> {
+    slots: Vec<Option<T>>,
+    live: usize,
+}
+
+impl<T> Default for HandleMap<T> {
+    fn default() -> HandleMap<T> {
+        HandleMap { slots: Vec::new(), live: 0 }
+    }
+}
+
+impl<T> HandleMap<T> {
+    /// Stores `value` under a new handle.
+    pub fn insert(&mut self, value: T) -> Handle {
+        self.slots.push(Some(value));
+        self.live += 1;
+        Handle(self.slots.len() as u64 - 1)
+    }
+
+    pub fn get(&self, h: Handle) -> Option<&T> {
+        self.slots.get(usize::try_from(h.0).ok()?)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
+        self.slots.get_mut(usize::try_from(h.0).ok()?)?.as_mut()
+    }
+
+    /// Takes the value out; the handle becomes invalid until [`HandleMap::put_back`].
+    pub fn remove(&mut self, h: Handle) -> Option<T> {
+        let v = self.slots.get_mut(usize::try_from(h.0).ok()?)?.take();
+        if v.is_some() {
+            self.live -= 1;
+        }
+        v
+    }
+
+    /// Stores `value` under `h`, a handle this map issued (after a
+    /// [`HandleMap::remove`], or replacing the value). Returns whether `h`
+    /// was issued here.
+    pub fn put_back(&mut self, h: Handle, value: T) -> bool {
+        let Some(slot) = usize::try_from(h.0).ok().and_then(|i| self.slots.get_mut(i)) else { return false };
+        if slot.is_none() {
+            self.live += 1;
+        }
+        *slot = Some(value);
+        true
+    }
+
+    /// Values held now.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+}

@@ -23,7 +23,7 @@ use weft_interp::{Interpreter, MappedSlot};
 use weft_kir::{ArgValue, HostBuffer, ParamKind, Type};
 
 use crate::bundle::{Bundle, LaunchClass};
-use crate::exec::{BufferShape, ExecError, Executor, Handle, LaunchArg, Timing, Transfers};
+use crate::exec::{BufferShape, ExecError, Executor, Handle, HandleMap, LaunchArg, Timing, Transfers};
 use crate::launch::encode_launch;
 
 const NAME: &str = "interp";
@@ -32,15 +32,14 @@ const NAME: &str = "interp";
 #[derive(Debug, Default)]
 pub struct InterpExecutor {
     interp: Interpreter,
-    buffers: HashMap<Handle, HostBuffer>,
-    next: u64,
+    buffers: HandleMap<HostBuffer>,
     transfers: Transfers,
 }
 
 impl InterpExecutor {
     /// An executor over `interp`.
     pub fn new(interp: Interpreter) -> InterpExecutor {
-        InterpExecutor { interp, buffers: HashMap::new(), next: 0, transfers: Transfers::default() }
+        InterpExecutor { interp, buffers: HandleMap::default(), transfers: Transfers::default() }
     }
 
     /// Buffers held now.
@@ -49,7 +48,7 @@ impl InterpExecutor {
     }
 
     fn get(&self, h: Handle) -> Result<&HostBuffer, ExecError> {
-        self.buffers.get(&h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
+        self.buffers.get(h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
     }
 }
 
@@ -62,20 +61,17 @@ impl Executor for InterpExecutor {
         if (len as u64).checked_mul(elem.size_bytes()).is_none_or(|b| b > isize::MAX as u64) {
             return Err(ExecError::TooLarge { executor: NAME.into(), elem, len });
         }
-        let h = Handle(self.next);
-        self.next += 1;
-        self.buffers.insert(h, HostBuffer::zeros(elem, len));
-        Ok(h)
+        Ok(self.buffers.insert(HostBuffer::zeros(elem, len)))
     }
 
     fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.buffers.remove(&buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
+        self.buffers.remove(buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
     }
 
     fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
         let held = self.get(buf)?;
         BufferShape { elem: held.elem(), len: held.len() }.check(NAME, buf, data)?;
-        self.buffers.insert(buf, data.clone());
+        self.buffers.put_back(buf, data.clone());
         self.transfers.uploads += 1;
         self.transfers.upload_bytes += data.bytes().len() as u64;
         Ok(())
@@ -91,7 +87,7 @@ impl Executor for InterpExecutor {
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         let held = self.get(buf)?;
         let zeros = HostBuffer::zeros(held.elem(), held.len());
-        self.buffers.insert(buf, zeros);
+        self.buffers.put_back(buf, zeros);
         Ok(())
     }
 
@@ -113,7 +109,7 @@ impl Executor for InterpExecutor {
             NAME,
             bundle,
             args,
-            |h| buffers.get(&h).map(|b| BufferShape { elem: b.elem(), len: b.len() }),
+            |h| buffers.get(h).map(|b| BufferShape { elem: b.elem(), len: b.len() }),
             |h| h.0,
         )?;
         if bundle.slots.is_empty() {
@@ -144,7 +140,7 @@ impl Executor for InterpExecutor {
             values.push(slot_values);
         }
         for (&h, &(s, p)) in &first_use {
-            let taken = self.buffers.remove(&h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })?;
+            let taken = self.buffers.remove(h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })?;
             values[s][p] = ArgValue::Buffer(taken);
         }
         let began = Instant::now();
@@ -167,7 +163,7 @@ impl Executor for InterpExecutor {
             if let ArgValue::Buffer(b) =
                 std::mem::replace(&mut values[s][p], ArgValue::Scalar(weft_kir::Scalar::I32(0)))
             {
-                self.buffers.insert(h, b);
+                self.buffers.put_back(h, b);
             }
         }
         result.map_err(|e| ExecError::backend(NAME, e))?;
@@ -177,7 +173,7 @@ impl Executor for InterpExecutor {
                     (&param.kind, a, v)
                 {
                     if access.can_write() {
-                        self.buffers.insert(*h, b);
+                        self.buffers.put_back(*h, b);
                     }
                 }
             }

@@ -7,11 +7,10 @@
 //! zeros. Its launch times are the simulation's ([`SimGpu::run_bundle`]).
 //! Nothing is compiled, so every class is prepared.
 
-use std::collections::HashMap;
-
 use weft_kir::{HostBuffer, Type};
 use weft_pack::{
-    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, LaunchArg, LaunchClass, Timing, Transfers,
+    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
+    Transfers,
 };
 
 use crate::gpu::SimGpu;
@@ -21,14 +20,13 @@ const NAME: &str = "simulator";
 /// Buffers the simulator pretends to hold.
 #[derive(Debug, Default)]
 pub struct SimMemory {
-    buffers: HashMap<Handle, BufferShape>,
-    next: u64,
+    buffers: HandleMap<BufferShape>,
     transfers: Transfers,
 }
 
 impl SimMemory {
     fn shape(&self, h: Handle) -> Result<BufferShape, ExecError> {
-        self.buffers.get(&h).copied().ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
+        self.buffers.get(h).copied().ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
     }
 
     /// Buffers held now.
@@ -44,15 +42,12 @@ impl Executor for SimGpu {
 
     fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
         let memory = self.memory_mut();
-        let h = Handle(memory.next);
-        memory.next += 1;
-        memory.buffers.insert(h, BufferShape { elem, len });
-        Ok(h)
+        Ok(memory.buffers.insert(BufferShape { elem, len }))
     }
 
     fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
         let memory = self.memory_mut();
-        memory.buffers.remove(&buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
+        memory.buffers.remove(buf).map(|_| ()).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })
     }
 
     fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
@@ -90,7 +85,7 @@ impl Executor for SimGpu {
 
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
         let memory = self.memory();
-        let encoded = encode_launch(NAME, bundle, args, |h| memory.buffers.get(&h).copied(), |h| h.0)?;
+        let encoded = encode_launch(NAME, bundle, args, |h| memory.buffers.get(h).copied(), |h| h.0)?;
         let timing = self.run_bundle(bundle).map_err(|e| ExecError::backend(NAME, e))?;
         let memory = self.memory_mut();
         memory.transfers.launches += 1;
