@@ -18,7 +18,9 @@ use weft::engine::{Backend, Engine, EngineConfig, EngineError, RequestError};
 use weft::interp::Interpreter;
 use weft::kir::{HostBuffer, Type};
 use weft::lower::{lower, LowerOptions, Program};
-use weft::pack::{Bundle, ExecError, Executor, Handle, InterpExecutor, LaunchArg, LaunchClass, Timing, Transfers};
+use weft::pack::{
+    Bundle, ExecError, Executor, Intercepted, Interceptor, InterpExecutor, LaunchArg, LaunchClass, Timing,
+};
 
 /// The program run alone on the interpreter: the oracle.
 fn solo(program: &Arc<Program>, x: &[HostBuffer]) -> Vec<HostBuffer> {
@@ -143,9 +145,8 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
 }
 
 /// Fails every bundle that holds a kernel named `victim` (before it reaches
-/// the device), and passes everything else to `inner`.
-struct FailingLaunches<E> {
-    inner: E,
+/// the device), and passes everything else through.
+struct FailingLaunches {
     victim: String,
 }
 
@@ -153,42 +154,20 @@ struct FailingLaunches<E> {
 #[error("injected launch failure")]
 struct Injected;
 
-impl<E: Executor> Executor for FailingLaunches<E> {
+impl Interceptor for FailingLaunches {
     fn name(&self) -> &str {
         "faulty"
     }
-    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
-        self.inner.alloc(elem, len)
-    }
-    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.free(buf)
-    }
-    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
-        self.inner.upload(buf, data)
-    }
-    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
-        self.inner.download(buf)
-    }
-    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.zero(buf)
-    }
-    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
-        self.inner.prepare(bundle)
-    }
-    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
-        self.inner.prepare_in_background(bundle)
-    }
-    fn is_prepared(&self, class: &LaunchClass) -> bool {
-        self.inner.is_prepared(class)
-    }
-    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+    fn launch(
+        &mut self,
+        inner: &mut dyn Executor,
+        bundle: &Bundle,
+        args: &[Vec<LaunchArg>],
+    ) -> Result<Timing, ExecError> {
         if bundle.slots.iter().any(|s| s.kernel.name == self.victim) {
             return Err(ExecError::backend("faulty", Injected));
         }
-        self.inner.launch(bundle, args)
-    }
-    fn transfers(&self) -> Transfers {
-        self.inner.transfers()
+        inner.launch(bundle, args)
     }
 }
 
@@ -219,7 +198,7 @@ fn check_failed_launch<E: Executor + Send + 'static>(inner: E, name: &'static st
         .map(|s| s.kernel.name.clone())
         .find(|name| good.steps.iter().all(|g| &g.kernel.name != name))
         .expect("a 64x64 ResNet has kernels a 32x32 one lacks");
-    let exec = FailingLaunches { inner, victim };
+    let exec = Intercepted { inner, hooks: FailingLaunches { victim } };
     // One kernel at a time, so the two tenants' kernels never share a launch.
     let config = EngineConfig { policy: weft::sched::SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
     let engine = Engine::with_executor(exec, config);
@@ -287,13 +266,11 @@ fn weights_cross_once_and_requests_move_only_inputs_outputs_and_launch_words() {
     assert!(stats.bytes_per_request < weights as f64 / 100.0, "requests move far less than the weights");
 }
 
-/// An executor whose compiler is slow: one-slot classes are prepared at
-/// once (registration); wider classes compile in the background and finish
-/// only when the test opens `gate`. A launch of a class that is not prepared
-/// is refused, so the test sees any compile the engine would do on the
-/// request path.
+/// A slow compiler: one-slot classes are prepared at once (registration);
+/// wider classes compile in the background and finish only when the test
+/// opens `gate`. A launch of a class that is not prepared is refused, so the
+/// test sees any compile the engine would do on the request path.
 struct SlowCompiler {
-    inner: InterpExecutor,
     gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
     prepared: Arc<Mutex<HashSet<LaunchClass>>>,
     /// When the first fused module became ready.
@@ -305,31 +282,20 @@ struct SlowCompiler {
     fused_launches: Arc<AtomicUsize>,
 }
 
-impl Executor for SlowCompiler {
+impl Interceptor for SlowCompiler {
     fn name(&self) -> &str {
         "slow-compiler"
     }
-    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
-        self.inner.alloc(elem, len)
-    }
-    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.free(buf)
-    }
-    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
-        self.inner.upload(buf, data)
-    }
-    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
-        self.inner.download(buf)
-    }
-    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.zero(buf)
-    }
-    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
+    fn prepare(
+        &mut self,
+        _inner: &mut dyn Executor,
+        bundle: &Bundle,
+    ) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
         assert_eq!(bundle.slots.len(), 1, "registration prepares one-slot bundles");
         self.prepared.lock().unwrap().insert(bundle.class.clone());
         Ok(None)
     }
-    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+    fn prepare_in_background(&mut self, _inner: &mut dyn Executor, bundle: &Bundle) -> Result<(), ExecError> {
         let (prepared, ready_at, pending, gate, class) = (
             self.prepared.clone(),
             self.ready_at.clone(),
@@ -352,20 +318,22 @@ impl Executor for SlowCompiler {
         });
         Ok(())
     }
-    fn is_prepared(&self, class: &LaunchClass) -> bool {
+    fn is_prepared(&self, _inner: &dyn Executor, class: &LaunchClass) -> bool {
         self.prepared.lock().unwrap().contains(class)
     }
-    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
-        if !self.is_prepared(&bundle.class) {
+    fn launch(
+        &mut self,
+        inner: &mut dyn Executor,
+        bundle: &Bundle,
+        args: &[Vec<LaunchArg>],
+    ) -> Result<Timing, ExecError> {
+        if !self.prepared.lock().unwrap().contains(&bundle.class) {
             return Err(ExecError::Bundle { reason: "launched before its module was compiled".into() });
         }
         if self.fused_classes.lock().unwrap().contains(&bundle.class) {
             self.fused_launches.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.launch(bundle, args)
-    }
-    fn transfers(&self) -> Transfers {
-        self.inner.transfers()
+        inner.launch(bundle, args)
     }
 }
 
@@ -376,8 +344,7 @@ fn requests_complete_while_a_fused_module_compiles_in_the_background() {
     let pending = Arc::new(AtomicUsize::new(0));
     let fused_launches = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let exec = SlowCompiler {
-        inner: InterpExecutor::default(),
+    let hooks = SlowCompiler {
         gate: gate.clone(),
         prepared: prepared.clone(),
         ready_at: ready_at.clone(),
@@ -385,6 +352,7 @@ fn requests_complete_while_a_fused_module_compiles_in_the_background() {
         fused_classes: Arc::new(Mutex::new(HashSet::new())),
         fused_launches: fused_launches.clone(),
     };
+    let exec = Intercepted { inner: InterpExecutor::default(), hooks };
     // Greedy packing: every ready kernel that fits joins the bundle.
     let config = EngineConfig { policy: weft::sched::SchedulerConfig::packed_greedy(), ..EngineConfig::default() };
     let engine = Engine::with_executor(exec, config);

@@ -158,17 +158,24 @@ pub trait Executor {
     /// Compiles or loads `bundle`'s module now, so launches of its class
     /// run without a compiler, and returns ptxas's report on the compiled
     /// module where the executor has one (registers, shared memory, spills:
-    /// what planning should use). Executors that compile nothing return
-    /// `None` at once.
-    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError>;
+    /// what planning should use). Executors that compile nothing keep the
+    /// default: `None` at once.
+    fn prepare(&mut self, _bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
+        Ok(None)
+    }
 
     /// Starts preparing `bundle`'s module off the calling thread; returns
     /// at once. A failure shows up as the class never becoming prepared
     /// (and as an error of the launch that finally needs it).
-    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError>;
+    fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
+        Ok(())
+    }
 
-    /// Whether launches of `class` run without compiling.
-    fn is_prepared(&self, class: &LaunchClass) -> bool;
+    /// Whether launches of `class` run without compiling (always, for
+    /// executors that compile nothing).
+    fn is_prepared(&self, _class: &LaunchClass) -> bool {
+        true
+    }
 
     /// Runs `bundle` once. `args[i]` holds slot `i`'s arguments, one per
     /// parameter of its kernel; buffers a kernel writes are updated in place.
@@ -259,5 +266,88 @@ impl<T> HandleMap<T> {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+}
+
+/// Hooks around another executor's compile and launch calls: fault
+/// injection, recording, a deliberately slow compiler. Each hook defaults to
+/// passing the call through; [`Intercepted`] runs an executor with them.
+pub trait Interceptor {
+    /// The name the intercepted executor reports.
+    fn name(&self) -> &str;
+
+    fn prepare(&mut self, inner: &mut dyn Executor, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
+        inner.prepare(bundle)
+    }
+
+    fn prepare_in_background(&mut self, inner: &mut dyn Executor, bundle: &Bundle) -> Result<(), ExecError> {
+        inner.prepare_in_background(bundle)
+    }
+
+    fn is_prepared(&self, inner: &dyn Executor, class: &LaunchClass) -> bool {
+        inner.is_prepared(class)
+    }
+
+    fn launch(
+        &mut self,
+        inner: &mut dyn Executor,
+        bundle: &Bundle,
+        args: &[Vec<LaunchArg>],
+    ) -> Result<Timing, ExecError> {
+        inner.launch(bundle, args)
+    }
+}
+
+/// `inner` with `hooks` around its compile and launch calls; buffers and
+/// transfers go straight to `inner`.
+#[derive(Debug)]
+pub struct Intercepted<E, I> {
+    pub inner: E,
+    pub hooks: I,
+}
+
+impl<E: Executor, I: Interceptor> Executor for Intercepted<E, I> {
+    fn name(&self) -> &str {
+        self.hooks.name()
+    }
+
+    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
+        self.inner.alloc(elem, len)
+    }
+
+    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.free(buf)
+    }
+
+    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
+        self.inner.upload(buf, data)
+    }
+
+    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
+        self.inner.download(buf)
+    }
+
+    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
+        self.inner.zero(buf)
+    }
+
+    fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
+        self.hooks.prepare(&mut self.inner, bundle)
+    }
+
+    fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
+        self.hooks.prepare_in_background(&mut self.inner, bundle)
+    }
+
+    fn is_prepared(&self, class: &LaunchClass) -> bool {
+        self.hooks.is_prepared(&self.inner, class)
+    }
+
+    fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+        self.hooks.launch(&mut self.inner, bundle, args)
+    }
+
+    fn transfers(&self) -> Transfers {
+        self.inner.transfers()
     }
 }

@@ -22,7 +22,7 @@ use std::time::Instant;
 use weft_interp::{Interpreter, MappedSlot};
 use weft_kir::{ArgValue, HostBuffer, ParamKind, Type};
 
-use crate::bundle::{Bundle, LaunchClass};
+use crate::bundle::Bundle;
 use crate::exec::{BufferShape, ExecError, Executor, Handle, HandleMap, LaunchArg, Timing, Transfers};
 use crate::launch::encode_launch;
 
@@ -89,18 +89,6 @@ impl Executor for InterpExecutor {
         let zeros = HostBuffer::zeros(held.elem(), held.len());
         self.buffers.put_back(buf, zeros);
         Ok(())
-    }
-
-    fn prepare(&mut self, _bundle: &Bundle) -> Result<Option<weft_codegen::ResourceReport>, ExecError> {
-        Ok(None)
-    }
-
-    fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
-        Ok(())
-    }
-
-    fn is_prepared(&self, _class: &LaunchClass) -> bool {
-        true
     }
 
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {

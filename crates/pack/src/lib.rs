@@ -32,7 +32,9 @@ pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
 pub use cost::{BlockRounds, BundleCost, CostModel};
 pub use error::PackError;
-pub use exec::{BufferShape, ExecError, Executor, Handle, HandleMap, LaunchArg, Timing, Transfers};
+pub use exec::{
+    BufferShape, ExecError, Executor, Handle, HandleMap, Intercepted, Interceptor, LaunchArg, Timing, Transfers,
+};
 pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use launch::{encode_launch, EncodedLaunch};

@@ -28,8 +28,8 @@ use weft_kernels::SgemmTiles;
 use weft_kir::{ArgValue, HostBuffer, KernelDef, Type};
 use weft_lower::{lower, BufferKind, LowerOptions, Program};
 use weft_pack::{
-    launch_host, run_program, Budget, BundleBuilder, ExecError, Executor, Handle, InterpExecutor, LaunchArg, Slot,
-    TenantId, Timing, Transfers,
+    launch_host, run_program, Budget, BundleBuilder, ExecError, Executor, Intercepted, Interceptor, InterpExecutor,
+    LaunchArg, Slot, TenantId, Timing,
 };
 
 /// 256-thread SGEMM tiles.
@@ -47,56 +47,33 @@ struct Layer {
     weight: Vec<bool>,
 }
 
-/// An executor that records each launch's arguments (read back from the
-/// interpreter's buffers) before running it.
+/// Records each launch's arguments (read back from the executor's buffers)
+/// before running it.
 struct Recorder {
-    inner: InterpExecutor,
     seen: Vec<Vec<ArgValue>>,
 }
 
-impl Executor for Recorder {
+impl Interceptor for Recorder {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
-        self.inner.alloc(elem, len)
-    }
-    fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.free(buf)
-    }
-    fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
-        self.inner.upload(buf, data)
-    }
-    fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
-        self.inner.download(buf)
-    }
-    fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.inner.zero(buf)
-    }
-    fn prepare(&mut self, bundle: &weft_pack::Bundle) -> Result<Option<weft_codegen::ResourceReport>, ExecError> {
-        self.inner.prepare(bundle)
-    }
-    fn prepare_in_background(&mut self, bundle: &weft_pack::Bundle) -> Result<(), ExecError> {
-        self.inner.prepare_in_background(bundle)
-    }
-    fn is_prepared(&self, class: &weft_pack::LaunchClass) -> bool {
-        self.inner.is_prepared(class)
-    }
-    fn launch(&mut self, bundle: &weft_pack::Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
+    fn launch(
+        &mut self,
+        inner: &mut dyn Executor,
+        bundle: &weft_pack::Bundle,
+        args: &[Vec<LaunchArg>],
+    ) -> Result<Timing, ExecError> {
         for slot_args in args {
             let mut values = Vec::with_capacity(slot_args.len());
             for a in slot_args {
                 values.push(match *a {
-                    LaunchArg::Buffer(h) => ArgValue::Buffer(self.inner.download(h)?),
+                    LaunchArg::Buffer(h) => ArgValue::Buffer(inner.download(h)?),
                     LaunchArg::Scalar(s) => ArgValue::Scalar(s),
                 });
             }
             self.seen.push(values);
         }
-        self.inner.launch(bundle, args)
-    }
-    fn transfers(&self) -> Transfers {
-        self.inner.transfers()
+        inner.launch(bundle, args)
     }
 }
 
@@ -114,10 +91,10 @@ fn layers(graph: &Graph, seed: u64) -> Vec<Layer> {
             HostBuffer::from_f64(info.elem, &values)
         })
         .collect();
-    let mut recorder = Recorder { inner: InterpExecutor::default(), seen: Vec::new() };
+    let mut recorder = Intercepted { inner: InterpExecutor::default(), hooks: Recorder { seen: Vec::new() } };
     let shared = Arc::new(program.clone());
     run_program(&mut recorder, shared, &inputs, |_| {}).expect("the model runs");
-    let seen = recorder.seen;
+    let seen = recorder.hooks.seen;
     program
         .steps
         .iter()

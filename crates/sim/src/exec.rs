@@ -9,8 +9,7 @@
 
 use weft_kir::{HostBuffer, Type};
 use weft_pack::{
-    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
-    Transfers,
+    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, Timing, Transfers,
 };
 
 use crate::gpu::SimGpu;
@@ -69,18 +68,6 @@ impl Executor for SimGpu {
 
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
         self.memory_mut().shape(buf).map(|_| ())
-    }
-
-    fn prepare(&mut self, _bundle: &Bundle) -> Result<Option<weft_pack::ResourceReport>, ExecError> {
-        Ok(None)
-    }
-
-    fn prepare_in_background(&mut self, _bundle: &Bundle) -> Result<(), ExecError> {
-        Ok(())
-    }
-
-    fn is_prepared(&self, _class: &LaunchClass) -> bool {
-        true
     }
 
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
