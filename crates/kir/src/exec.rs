@@ -117,34 +117,70 @@ pub enum ArgError {
     Mismatch { kernel: String, param: String, expected: String, given: String },
 }
 
-/// Checks that `args` match `kernel`'s parameters in number, kind, type and
-/// (for buffers) exact length. Both executors call this first.
-pub fn check_args(kernel: &KernelDef, args: &[ArgValue]) -> Result<(), ArgError> {
-    if args.len() != kernel.params.len() {
-        return Err(ArgError::Count { kernel: kernel.name.clone(), expected: kernel.params.len(), given: args.len() });
+/// What an argument is, as far as matching it to a parameter goes: host
+/// values and device handles are both described this way, so there is one
+/// check ([`check_arg_shapes`]).
+#[derive(Clone, PartialEq, Debug)]
+pub enum ArgShape {
+    Buffer {
+        elem: Type,
+        len: u64,
+    },
+    Scalar(Type),
+    /// A buffer the executor does not hold; the text says which.
+    Unknown(String),
+}
+
+impl std::fmt::Display for ArgShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgShape::Buffer { elem, len } => write!(f, "buf<{elem}, {len}>"),
+            ArgShape::Scalar(ty) => write!(f, "scalar {ty}"),
+            ArgShape::Unknown(what) => f.write_str(what),
+        }
     }
-    for ((_, p), arg) in kernel.params.iter().zip(args) {
-        let (expected, given) = match (&p.kind, arg) {
-            (ParamKind::Buffer { elem, len, .. }, ArgValue::Buffer(b)) => {
-                if *elem == b.elem() && *len == b.len() as u64 {
-                    continue;
-                }
-                (format!("buf<{elem}, {len}>"), format!("buf<{}, {}>", b.elem(), b.len()))
-            }
-            (ParamKind::Scalar { ty }, ArgValue::Scalar(s)) => {
-                if *ty == s.ty() {
-                    continue;
-                }
-                (ty.to_string(), s.ty().to_string())
-            }
-            (ParamKind::Buffer { elem, len, .. }, ArgValue::Scalar(s)) => {
-                (format!("buf<{elem}, {len}>"), format!("scalar {}", s.ty()))
-            }
-            (ParamKind::Scalar { ty }, ArgValue::Buffer(b)) => {
-                (ty.to_string(), format!("buf<{}, {}>", b.elem(), b.len()))
-            }
+}
+
+/// Checks that arguments of `shapes` match `kernel`'s parameters in number,
+/// kind, type and (for buffers) exact length. `shapes` yields one per
+/// argument, in order; `count` is how many there are.
+pub fn check_arg_shapes(
+    kernel: &KernelDef,
+    count: usize,
+    shapes: impl IntoIterator<Item = ArgShape>,
+) -> Result<(), ArgError> {
+    if count != kernel.params.len() {
+        return Err(ArgError::Count { kernel: kernel.name.clone(), expected: kernel.params.len(), given: count });
+    }
+    for ((_, p), shape) in kernel.params.iter().zip(shapes) {
+        let fits = match (&p.kind, &shape) {
+            (ParamKind::Buffer { elem, len, .. }, ArgShape::Buffer { elem: e, len: l }) => elem == e && len == l,
+            (ParamKind::Scalar { ty }, ArgShape::Scalar(t)) => ty == t,
+            _ => false,
         };
-        return Err(ArgError::Mismatch { kernel: kernel.name.clone(), param: p.name.clone(), expected, given });
+        if !fits {
+            let expected = match &p.kind {
+                ParamKind::Buffer { elem, len, .. } => format!("buf<{elem}, {len}>"),
+                ParamKind::Scalar { ty } => ty.to_string(),
+            };
+            let given = match shape {
+                ArgShape::Scalar(t) if matches!(p.kind, ParamKind::Scalar { .. }) => t.to_string(),
+                other => other.to_string(),
+            };
+            return Err(ArgError::Mismatch { kernel: kernel.name.clone(), param: p.name.clone(), expected, given });
+        }
     }
     Ok(())
+}
+
+/// Checks that host `args` match `kernel`'s parameters ([`check_arg_shapes`]).
+pub fn check_args(kernel: &KernelDef, args: &[ArgValue]) -> Result<(), ArgError> {
+    check_arg_shapes(
+        kernel,
+        args.len(),
+        args.iter().map(|a| match a {
+            ArgValue::Buffer(b) => ArgShape::Buffer { elem: b.elem(), len: b.len() as u64 },
+            ArgValue::Scalar(s) => ArgShape::Scalar(s.ty()),
+        }),
+    )
 }

@@ -24,7 +24,7 @@ pub mod types;
 
 pub use builder::KernelBuilder;
 pub use entities::{Inst, Kernel, Param, Region, Shared, Value, Var};
-pub use exec::{check_args, ArgError, ArgValue, HostBuffer};
+pub use exec::{check_arg_shapes, check_args, ArgError, ArgShape, ArgValue, HostBuffer};
 pub use inst::{Access, Axis, BinaryOp, CmpOp, InstData, ShuffleKind, Special, UnaryOp};
 pub use kernel::{KernelDef, LaunchShape, Module, ParamData, ParamKind, SharedData, ValueData, ValueDef, VarData};
 pub use target::Target;

@@ -10,7 +10,7 @@
 //! counts the same bytes, so host-side launch code is exercised everywhere.
 
 use weft_codegen::bundle::{pack_scalar, SlotRow, SLOT_FIELDS};
-use weft_kir::{ArgError, KernelDef, ParamKind};
+use weft_kir::{check_arg_shapes, ArgError, ArgShape, KernelDef};
 
 use crate::bundle::Bundle;
 use crate::exec::{BufferShape, ExecError, Handle, LaunchArg};
@@ -135,35 +135,23 @@ pub fn encode_launch(
 }
 
 /// Checks that `args` match `kernel`'s parameters in number, kind, type and
-/// (for buffers) exact length.
+/// (for buffers) exact length: the one check ([`check_arg_shapes`]) on the
+/// shapes of the handles.
 pub fn check_launch_args(
     executor: &str,
     kernel: &KernelDef,
     args: &[LaunchArg],
     shape_of: &impl Fn(Handle) -> Option<BufferShape>,
 ) -> Result<(), ArgError> {
-    if args.len() != kernel.params.len() {
-        return Err(ArgError::Count { kernel: kernel.name.clone(), expected: kernel.params.len(), given: args.len() });
-    }
-    for ((_, p), arg) in kernel.params.iter().zip(args) {
-        let (expected, given) = match (&p.kind, arg) {
-            (ParamKind::Buffer { elem, len, .. }, LaunchArg::Buffer(h)) => match shape_of(*h) {
-                Some(b) if b.elem == *elem && b.len as u64 == *len => continue,
-                Some(b) => (format!("buf<{elem}, {len}>"), format!("buf<{}, {}>", b.elem, b.len)),
-                None => (format!("buf<{elem}, {len}>"), format!("buffer {h}, which {executor} does not hold")),
+    check_arg_shapes(
+        kernel,
+        args.len(),
+        args.iter().map(|a| match *a {
+            LaunchArg::Buffer(h) => match shape_of(h) {
+                Some(b) => ArgShape::Buffer { elem: b.elem, len: b.len as u64 },
+                None => ArgShape::Unknown(format!("buffer {h}, which {executor} does not hold")),
             },
-            (ParamKind::Scalar { ty }, LaunchArg::Scalar(s)) => {
-                if *ty == s.ty() {
-                    continue;
-                }
-                (ty.to_string(), s.ty().to_string())
-            }
-            (ParamKind::Buffer { elem, len, .. }, LaunchArg::Scalar(s)) => {
-                (format!("buf<{elem}, {len}>"), format!("scalar {}", s.ty()))
-            }
-            (ParamKind::Scalar { ty }, LaunchArg::Buffer(h)) => (ty.to_string(), format!("buffer {h}")),
-        };
-        return Err(ArgError::Mismatch { kernel: kernel.name.clone(), param: p.name.clone(), expected, given });
-    }
-    Ok(())
+            LaunchArg::Scalar(s) => ArgShape::Scalar(s.ty()),
+        }),
+    )
 }
