@@ -238,6 +238,18 @@ impl Scheduler {
         &self.resources
     }
 
+    /// The block resources the scheduler plans step `step` of `tenant` with:
+    /// ptxas's figures once recorded, else the estimate.
+    pub fn step_resources(&self, tenant: TenantId, step: usize) -> Result<weft_pack::KernelResources, SchedError> {
+        let t = &self.tenants[self.tenant_index(tenant)?];
+        let (kernel, _) = t.steps.get(step).ok_or_else(|| SchedError::InvalidTenant {
+            tenant,
+            name: t.spec.name.clone(),
+            message: format!("it has {} steps, not {}", t.steps.len(), step + 1),
+        })?;
+        Ok(self.kernels[*kernel].resources)
+    }
+
     /// Records ptxas's `report` for the compiled `body` (a prepared kernel's
     /// isolated body, as [`Scheduler::solo_bundles`] hands it out) and
     /// reshapes every prepared kernel of that body on the measured figures:

@@ -36,3 +36,62 @@ fn prepared_kernels_use_recorded_ptxas_figures() {
         Scheduler::new(SchedulerConfig::slo_aware(1.0), limits, common::prior()).with_resources(table.clone());
     assert!(Arc::ptr_eq(scheduler.resources(), &table));
 }
+
+/// A compiler that reports every module at 255 registers (what ptxas says
+/// of a register-hungry build), around the interpreter.
+struct HungryCompiler {
+    prepared: usize,
+}
+
+impl weft_pack::Interceptor for HungryCompiler {
+    fn name(&self) -> &str {
+        "hungry-compiler"
+    }
+    fn prepare(
+        &mut self,
+        _inner: &mut dyn weft_pack::Executor,
+        bundle: &weft_pack::Bundle,
+    ) -> Result<Option<ResourceReport>, weft_pack::ExecError> {
+        self.prepared += 1;
+        let kernel = bundle.bodies.first().map(|k| k.name.clone()).unwrap_or_default();
+        Ok(Some(ResourceReport { kernel, registers: 255, ..Default::default() }))
+    }
+}
+
+/// Registration through the serving loop hands the compiler's report on each
+/// solo module to the scheduler: it plans on those figures from then on.
+#[test]
+fn registration_records_what_the_compiler_reports() {
+    let program = common::resnet18_small();
+    let mut scheduler = Scheduler::new(SchedulerConfig::slo_aware(1.0), common::limits(), common::prior());
+    let mut exec =
+        weft_pack::Intercepted { inner: weft_pack::InterpExecutor::default(), hooks: HungryCompiler { prepared: 0 } };
+    let estimated_us = {
+        let mut alone = Scheduler::new(SchedulerConfig::slo_aware(1.0), common::limits(), common::prior());
+        alone.add_tenant(common::tenant(0, 1e6)).expect("registers");
+        alone.solo_latency_us(weft_pack::TenantId(0)).expect("known")
+    };
+    {
+        let mut server = weft_sched::Server::new(&mut scheduler, &mut exec).expect("an empty loop starts");
+        server.register(common::tenant(0, 1e6)).expect("registers");
+    }
+    let distinct = scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known").len();
+    assert_eq!(exec.hooks.prepared, distinct, "every distinct kernel is prepared once at registration");
+    assert_eq!(scheduler.resources().len(), distinct, "every report is recorded");
+    for bundle in scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known") {
+        let measured = scheduler.resources().measured(&bundle.bodies[0]).expect("recorded");
+        assert_eq!(measured.registers, 255);
+    }
+    // Every step is planned on the reported figures, and its occupancy with
+    // them: at 255 registers (8,192 per warp once allocated) an SM's 65,536
+    // registers hold at most 8 warps.
+    for step in 0..program.steps.len() {
+        let r = scheduler.step_resources(weft_pack::TenantId(0), step).expect("known");
+        assert!(r.measured && r.registers == 255, "step {step}: {r:?}");
+        let occupancy = Occupancy::of(r, &common::limits());
+        assert!(occupancy.warps_per_sm <= 8, "step {step}: {occupancy:?}");
+    }
+    // The predicted solo latency never shrinks when occupancy falls.
+    let measured_us = scheduler.solo_latency_us(weft_pack::TenantId(0)).expect("known");
+    assert!(measured_us >= estimated_us, "{measured_us} µs on ptxas's figures vs {estimated_us} µs estimated");
+}
