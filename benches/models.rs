@@ -37,7 +37,6 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use rayon::prelude::*;
 use weft::codegen::{emit_cuda, Arch, CompileStats, Compiler, CudaSource};
 use weft::interp::Interpreter;
-use weft::kir::{HostBuffer, Scalar};
 use weft_graph::onnx::{import_onnx_file, ImportOptions};
 use weft_graph::Graph;
 use weft_lower::{lower, LowerOptions, Program};
@@ -137,37 +136,6 @@ fn loaded_compiler(dir: PathBuf) -> Compiler {
     c
 }
 
-/// Seeded inputs like `weft run`'s: floats uniform in [-1, 1), integers in
-/// {0, 1} (valid token ids and mask values for any model).
-fn inputs_for(program: &Program, seed: u64) -> Vec<HostBuffer> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    program
-        .inputs
-        .iter()
-        .map(|binding| {
-            let info = &program.buffers[binding.buffer];
-            let mut buf = HostBuffer::zeros(info.elem, info.len());
-            for i in 0..info.len() {
-                let r = next();
-                let v = if info.elem.is_float() {
-                    Scalar::from_f64(info.elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-                } else {
-                    Scalar::from_f64(info.elem, (r & 1) as f64)
-                };
-                buf.set(i, v);
-            }
-            buf
-        })
-        .collect()
-}
-
 /// Times `iters` calls of `f`, each after an untimed `setup`.
 fn timed<S, T>(iters: u64, mut setup: impl FnMut() -> S, mut f: impl FnMut(S) -> T) -> Duration {
     let mut total = Duration::ZERO;
@@ -265,7 +233,7 @@ fn bench_model(c: &mut Criterion, model: &Model, nvrtc: bool, cache_root: &Path)
         assert!(s.memory_hits >= unique.len() as u64, "{s:?}");
     }
 
-    let inputs = inputs_for(&program, 0x5eed);
+    let inputs = program.seeded_inputs(0x5eed);
     let mut interp = weft::pack::InterpExecutor::new(Interpreter::new());
     let shared = std::sync::Arc::new(program.clone());
     g.bench_function("interp", |b| {

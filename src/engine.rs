@@ -121,6 +121,13 @@ pub enum EngineError {
     InputCount { tenant: Tenant, expected: usize, given: usize },
     #[error("tenant {tenant:?}: request rejected: {reason}")]
     Rejected { tenant: Tenant, reason: String },
+    /// The tenant's program cannot take requests (a malformed program).
+    #[error("tenant {tenant:?}: {source}")]
+    Program {
+        tenant: Tenant,
+        #[source]
+        source: Box<weft_pack::RunError>,
+    },
     /// Registration failed: the scheduler refused the program, or its
     /// weights, arenas or kernels could not be made ready on the executor.
     #[error("registering `{program}`: {source}")]
@@ -210,7 +217,6 @@ pub struct EngineStats {
 
 struct TenantInfo {
     program: Arc<Program>,
-    slo: Duration,
     removed: bool,
     in_flight: usize,
     submitted: u64,
@@ -341,7 +347,6 @@ impl Engine {
             t,
             TenantInfo {
                 program,
-                slo,
                 removed: false,
                 in_flight: 0,
                 submitted: 0,
@@ -443,30 +448,28 @@ impl Drop for Engine {
     }
 }
 
+/// The loop's own input check (`weft_pack::check_inputs`), run before the
+/// request is queued so a bad request fails at `submit`.
 fn check_inputs(tenant: Tenant, program: &Program, inputs: &[HostBuffer]) -> Result<(), EngineError> {
-    if inputs.len() != program.inputs.len() {
-        return Err(EngineError::InputCount { tenant, expected: program.inputs.len(), given: inputs.len() });
-    }
-    for (index, (binding, given)) in program.inputs.iter().zip(inputs).enumerate() {
-        let Some(info) = program.buffers.get(binding.buffer) else { continue };
-        if given.elem() != info.elem || given.len() != info.len() {
-            return Err(EngineError::Input {
+    weft_pack::check_inputs(program, inputs).map_err(|e| match e {
+        weft_pack::RunError::InputCount { expected, given, .. } => EngineError::InputCount { tenant, expected, given },
+        weft_pack::RunError::InputMismatch { index, input, expected_ty, expected_len, given_ty, given_len, .. } => {
+            let shape = program.inputs.get(index).map(|b| b.shape.clone()).unwrap_or_default();
+            EngineError::Input {
                 tenant,
                 index,
-                name: binding.name.clone(),
-                expected: format!("{} elements of {} (shape {:?})", info.len(), info.elem, binding.shape),
-                given: format!("{} elements of {}", given.len(), given.elem()),
-            });
+                name: input,
+                expected: format!("{expected_len} elements of {expected_ty} (shape {shape:?})"),
+                given: format!("{given_len} elements of {given_ty}"),
+            }
         }
-    }
-    Ok(())
+        other => EngineError::Program { tenant, source: Box::new(other) },
+    })
 }
 
 /// A request the loop holds: where its answer goes.
 struct Waiting {
     tenant: Tenant,
-    arrival: Instant,
-    slo: Duration,
     reply: Sender<Result<Response, RequestError>>,
 }
 
@@ -476,7 +479,6 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
     let mut waiting: HashMap<u64, Waiting> = HashMap::new();
     let mut removing: HashSet<Tenant> = HashSet::new();
     let mut events = Vec::new();
-    let mut weight_bytes: HashMap<Tenant, u64> = HashMap::new();
     loop {
         // Take every waiting command; block only when nothing can run.
         let mut stop = false;
@@ -495,12 +497,7 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             };
             match cmd {
                 Command::Register(spec, reply) => {
-                    let tenant = Tenant(spec.id.0);
-                    let program = spec.program.clone();
-                    let result = server.register(*spec).map(|()| {
-                        weight_bytes.insert(tenant, program_weight_bytes(&program));
-                        distinct_weight_bytes(&server, &weight_bytes)
-                    });
+                    let result = server.register(*spec).map(|()| server.weight_bytes());
                     lock(&shared).stats.executor = server.executor().transfers();
                     let _ = reply.send(result);
                 }
@@ -508,10 +505,9 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
                     removing.insert(t);
                 }
                 Command::Submit(r) => {
-                    let slo = lock(&shared).tenants.get(&r.tenant).map(|i| i.slo).unwrap_or_default();
                     let request =
                         weft_sched::Request { tenant: TenantId(r.tenant.0), id: r.id, arrival_us: clock.at(r.arrival) };
-                    waiting.insert(r.id, Waiting { tenant: r.tenant, arrival: r.arrival, slo, reply: r.reply });
+                    waiting.insert(r.id, Waiting { tenant: r.tenant, reply: r.reply });
                     let now = clock.at(Instant::now());
                     server.submit(request, Arc::new(r.inputs), now, &mut events);
                 }
@@ -537,7 +533,6 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             let idle = !waiting.values().any(|w| w.tenant == *t);
             if idle {
                 let _ = server.unregister(TenantId(t.0));
-                weight_bytes.remove(t);
             }
             !idle
         });
@@ -547,28 +542,10 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             serve: stats,
             bytes_per_request: stats.bytes_per_request(),
             request_path_compiles: server.executor().transfers().request_path_compiles,
-            weight_bytes: distinct_weight_bytes(&server, &weight_bytes),
+            weight_bytes: server.weight_bytes(),
             executor: server.executor().transfers(),
         };
     }
-}
-
-fn program_weight_bytes(program: &Program) -> u64 {
-    program.weights.values().map(|w| w.bytes().len() as u64).sum()
-}
-
-/// Weight bytes held: each program once.
-fn distinct_weight_bytes(server: &Server<'_>, by_tenant: &HashMap<Tenant, u64>) -> u64 {
-    let mut seen: Vec<*const Program> = Vec::new();
-    let mut total = 0;
-    for spec in server.scheduler().tenants() {
-        let p = Arc::as_ptr(&spec.program);
-        if !seen.contains(&p) {
-            seen.push(p);
-            total += by_tenant.get(&Tenant(spec.id.0)).copied().unwrap_or(0);
-        }
-    }
-    total
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -577,30 +554,31 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 /// Hands a finished request's result to its waiter and counts it.
 fn deliver(shared: &Mutex<Shared>, waiting: &mut HashMap<u64, Waiting>, event: Event) {
-    let (id, result) = match event {
-        Event::Completed { request, outputs, .. } => (request.id, Ok(outputs)),
+    // Latency and SLO as the loop measured them (its clock counts from the
+    // request's arrival at `submit`).
+    let (id, reply) = match event {
+        Event::Completed { request, outputs, latency_us, met_slo } => {
+            (request.id, Ok(Response { outputs, latency: Duration::from_secs_f64(latency_us.max(0.0) / 1e6), met_slo }))
+        }
         Event::Rejected { request, error } => (request.id, Err(RequestError::Rejected(error.to_string()))),
         Event::Failed { request, error } => (request.id, Err(RequestError::Execution(error))),
     };
     let Some(w) = waiting.remove(&id) else { return };
-    let latency = w.arrival.elapsed();
-    let met = latency <= w.slo;
-    let reply = result.map(|outputs| Response { outputs, latency, met_slo: met });
     {
         let mut s = lock(shared);
         let window = s.config.latency_window.max(1);
         if let Some(info) = s.tenants.get_mut(&w.tenant) {
             info.in_flight = info.in_flight.saturating_sub(1);
             match &reply {
-                Ok(_) => {
+                Ok(response) => {
                     info.completed += 1;
-                    if met {
+                    if response.met_slo {
                         info.met_slo += 1;
                     }
                     if info.latencies.len() == window {
                         info.latencies.pop_front();
                     }
-                    info.latencies.push_back(latency);
+                    info.latencies.push_back(response.latency);
                 }
                 Err(RequestError::Rejected(_)) => info.rejected += 1,
                 Err(_) => info.failed += 1,

@@ -67,9 +67,6 @@ pub struct GpuExecutor {
     gpu: Gpu,
     compiler: Arc<Compiler>,
     modules: Modules,
-    /// Background builds that failed, by class (the error is reported by the
-    /// launch that finally needs the class, which then builds it itself).
-    failed: Arc<Mutex<HashMap<LaunchClass, String>>>,
     buffers: HandleMap<(DeviceBuffer, BufferShape)>,
     transfers: Transfers,
 }
@@ -99,7 +96,6 @@ impl GpuExecutor {
             gpu,
             compiler,
             modules: Arc::new(Mutex::new(HashMap::new())),
-            failed: Arc::new(Mutex::new(HashMap::new())),
             buffers: HandleMap::default(),
             transfers: Transfers::default(),
         })
@@ -182,11 +178,10 @@ impl Executor for GpuExecutor {
     }
 
     fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
-        let gpu = self.gpu.clone();
         let (dev, shape) =
             self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
         shape.check(NAME, buf, data)?;
-        gpu.upload_into(dev, data.bytes()).map_err(cuda_err)?;
+        self.gpu.upload_into(dev, data.bytes()).map_err(cuda_err)?;
         self.transfers.uploads += 1;
         self.transfers.upload_bytes += data.bytes().len() as u64;
         Ok(())
@@ -202,10 +197,9 @@ impl Executor for GpuExecutor {
     }
 
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
-        let gpu = self.gpu.clone();
         let (dev, _) =
             self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
-        gpu.zero(dev).map_err(cuda_err)
+        self.gpu.zero(dev).map_err(cuda_err)
     }
 
     fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
@@ -223,17 +217,16 @@ impl Executor for GpuExecutor {
         if self.module(bundle).is_some() {
             return Ok(());
         }
-        let (gpu, compiler, modules, failed) =
-            (self.gpu.clone(), self.compiler.clone(), self.modules.clone(), self.failed.clone());
+        let (gpu, compiler, modules) = (self.gpu.clone(), self.compiler.clone(), self.modules.clone());
         let (class, bodies) = (bundle.class.clone(), bundle.bodies.clone());
+        // A failed build publishes nothing: the class stays unprepared, its
+        // bundles keep running as prepared one-slot launches, and a launch
+        // that does need the class builds it and reports the error itself.
         std::thread::Builder::new()
             .name("weft-prepare".into())
-            .spawn(move || match build_module(&gpu, &compiler, &bodies, class.block_threads) {
-                Ok(m) => {
+            .spawn(move || {
+                if let Ok(m) = build_module(&gpu, &compiler, &bodies, class.block_threads) {
                     lock(&modules).insert(class, Arc::new(m));
-                }
-                Err(e) => {
-                    lock(&failed).insert(class, e.to_string());
                 }
             })
             .map(|_| ())

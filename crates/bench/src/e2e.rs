@@ -65,7 +65,7 @@ use weft::lower::{lower, LowerOptions, Program};
 use weft::sched::{SchedulerConfig, ServeStats};
 use weft::{Backend, Engine, EngineConfig, EngineError, EngineStats, RequestError, Response, Tenant};
 
-use super::{compare_outputs, median, quantile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, quantile, BenchError, Csv, Ctx, Outcome, Output};
 
 /// What `e2e` runs.
 #[derive(Clone, Debug)]
@@ -413,7 +413,7 @@ pub fn run(ctx: &mut Ctx, args: &E2eArgs) -> Result<Outcome, BenchError> {
         let Some((programs, owner)) = workload(name, t_max, &args.models)? else { continue };
         println!("e2e {name}: lowered {} programs in {:.1?}", programs.len(), started.elapsed());
         let inputs: Vec<Vec<HostBuffer>> =
-            (0..t_max).map(|t| seeded_inputs(&programs[owner[t]], 0x1297 + t as u64)).collect();
+            (0..t_max).map(|t| programs[owner[t]].seeded_inputs(0x1297 + t as u64)).collect();
         let mut references: HashMap<usize, Vec<HostBuffer>> = HashMap::new();
         for &t in &args.tenants {
             let started = Instant::now();
@@ -624,7 +624,7 @@ mod tests {
     fn every_policy_serves_every_request_on_the_interpreter() {
         let program = tiny();
         let (programs, owner) = (vec![program.clone()], vec![0; 3]);
-        let inputs: Vec<Vec<HostBuffer>> = (0..3).map(|t| seeded_inputs(&program, 0x1297 + t)).collect();
+        let inputs: Vec<Vec<HostBuffer>> = (0..3).map(|t| program.seeded_inputs(0x1297 + t)).collect();
         let args = E2eArgs {
             tenants: vec![3],
             workloads: Vec::new(),

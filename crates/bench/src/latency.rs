@@ -44,7 +44,7 @@ use weft::sched::SchedulerConfig;
 use weft::{Backend, Engine, EngineConfig};
 
 use super::e2e::onnx;
-use super::{compare_outputs, median, quantile, seeded_inputs, BenchError, Csv, Ctx, Outcome, Output};
+use super::{compare_outputs, median, quantile, BenchError, Csv, Ctx, Outcome, Output};
 
 /// The SLO the lone tenant is registered with: long enough never to matter.
 const SLO: Duration = Duration::from_secs(3600);
@@ -129,7 +129,7 @@ fn measure(ctx: &mut Ctx, name: &str, args: &LatencyArgs) -> Result<Option<Row>,
         codes.len()
     };
     let program = Arc::new(program);
-    let inputs = seeded_inputs(&program, 0x1a7e);
+    let inputs = program.seeded_inputs(0x1a7e);
     let config = EngineConfig { policy: SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
     let engine = Engine::new(Backend::Cuda, config)?;
     let tenant = engine.register(program.clone(), SLO, 1.0)?;

@@ -37,8 +37,8 @@ use weft::cuda::DeviceInfo;
 use weft::gpu::GpuExecutor;
 use weft::graph::onnx::ImportError;
 use weft::graph::GraphError;
-use weft::kir::{HostBuffer, Scalar, Type};
-use weft::lower::{LowerError, Program};
+use weft::kir::{HostBuffer, Type};
+use weft::lower::LowerError;
 use weft::pack::{ExecError, PackError, RunError, ScheduleError};
 /// Medians and percentiles: the scheduler's one definition (nearest rank).
 pub use weft::sched::metrics::{median, quantile};
@@ -322,31 +322,6 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     } else {
         (num / den).sqrt()
     }
-}
-
-/// Seeded inputs of `program`, as `e2e` and `latency` feed their models:
-/// floats uniform in [-1, 1), integers in {0, 1} (valid token ids and mask
-/// values for any model).
-pub fn seeded_inputs(program: &Program, seed: u64) -> Vec<HostBuffer> {
-    let mut rng = Rng::new(seed);
-    program
-        .inputs
-        .iter()
-        .map(|binding| {
-            let info = &program.buffers[binding.buffer];
-            let mut buf = HostBuffer::zeros(info.elem, info.len());
-            for i in 0..info.len() {
-                let r = rng.next_u64();
-                let v = if info.elem.is_float() {
-                    Scalar::from_f64(info.elem, (r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-                } else {
-                    Scalar::from_f64(info.elem, (r & 1) as f64)
-                };
-                buf.set(i, v);
-            }
-            buf
-        })
-        .collect()
 }
 
 /// Worst relative L2 distance of `got` from `want` over the outputs: float

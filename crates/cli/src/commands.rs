@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use weft::codegen::{emit_cuda, Arch, Compiler, CudaSource};
 use weft::gpu::GpuExecutor;
 use weft::interp::Interpreter;
-use weft::kir::{analysis, HostBuffer, Scalar, Target, Type};
+use weft::kir::{analysis, HostBuffer, Target};
 use weft::pack::{Occupancy, ResourceTable};
 use weft_graph::onnx::{import_onnx_file, ImportOptions};
 use weft_graph::{stats, Graph};
@@ -283,22 +283,6 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
     Ok(())
 }
 
-/// Seeded random values for an input: floats uniform in [-1, 1), integers in
-/// {0, 1} (valid as indices and masks for any model), booleans random.
-pub fn random_input(elem: Type, len: usize, seed: u64) -> HostBuffer {
-    let mut rng = weft_graph::builder::SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d);
-    let mut buf = HostBuffer::zeros(elem, len);
-    for i in 0..len {
-        let v = if elem.is_float() {
-            Scalar::from_f64(elem, rng.uniform(-1.0, 1.0))
-        } else {
-            Scalar::from_f64(elem, (rng.next_u64() & 1) as f64)
-        };
-        buf.set(i, v);
-    }
-    buf
-}
-
 fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<HostBuffer>, CliError> {
     let mut given: HashMap<String, &Path> = HashMap::new();
     for spec in specs {
@@ -333,7 +317,7 @@ fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<Host
                 }
                 inputs.push(arr.data);
             }
-            None => inputs.push(random_input(info.elem, info.len(), seed.wrapping_add(i as u64))),
+            None => inputs.push(weft_lower::random_buffer(info.elem, info.len(), seed.wrapping_add(i as u64))),
         }
     }
     Ok(inputs)

@@ -25,7 +25,7 @@ use weft::pack::{
 };
 use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
-use crate::commands::{load, random_input, Bindings, CliError};
+use crate::commands::{load, Bindings, CliError};
 
 /// One `MODEL.onnx[xN]` argument: a model and how many tenants run it.
 struct ModelSpec {
@@ -224,7 +224,7 @@ fn verify(
                 .enumerate()
                 .map(|(i, b)| {
                     let info = &program.buffers[b.buffer];
-                    random_input(info.elem, info.len(), seed ^ ((t.0 as u64) << 32) ^ i as u64)
+                    weft::lower::random_buffer(info.elem, info.len(), seed ^ ((t.0 as u64) << 32) ^ i as u64)
                 })
                 .collect()
         })

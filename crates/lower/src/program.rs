@@ -78,7 +78,38 @@ pub struct Program {
     pub outputs: Vec<Binding>,
 }
 
+/// Seeded random contents for a buffer of `len` elements of `elem`: floats
+/// uniform in [-1, 1), integers in {0, 1} (valid as indices, token ids and
+/// masks for any model), booleans random. What `weft run` feeds an input it
+/// was not given, and what the benchmarks feed their models.
+pub fn random_buffer(elem: Type, len: usize, seed: u64) -> HostBuffer {
+    let mut rng = weft_graph::builder::SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d);
+    let mut buf = HostBuffer::zeros(elem, len);
+    for i in 0..len {
+        let v = if elem.is_float() {
+            weft_kir::Scalar::from_f64(elem, rng.uniform(-1.0, 1.0))
+        } else {
+            weft_kir::Scalar::from_f64(elem, (rng.next_u64() & 1) as f64)
+        };
+        buf.set(i, v);
+    }
+    buf
+}
+
 impl Program {
+    /// Seeded inputs for every graph input: input `i` is
+    /// [`random_buffer`] with seed `seed + i`.
+    pub fn seeded_inputs(&self, seed: u64) -> Vec<HostBuffer> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let info = &self.buffers[b.buffer];
+                random_buffer(info.elem, info.len(), seed.wrapping_add(i as u64))
+            })
+            .collect()
+    }
+
     /// Total FLOPs and bytes are the sum of the kernels'; this is the count of launches.
     pub fn num_kernels(&self) -> usize {
         self.steps.len()

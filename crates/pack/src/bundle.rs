@@ -94,15 +94,13 @@ impl Bundle {
         let s = self.slots.get(slot).ok_or_else(missing)?;
         let entry = self.table.entries.get(slot).ok_or_else(missing)?;
         let fingerprint = self.class.bodies.get(entry.body as usize).copied().ok_or_else(missing)?;
-        let kernel = s.kernel.clone();
-        let logical = Budget::Full.physical_blocks(kernel.launch.num_blocks());
-        let threads = kernel.launch.threads_per_block().min(u32::MAX as u64) as u32;
-        Ok(Bundle {
-            table: SlotTable::layout(&[(0, kernel.launch, logical)]),
-            class: LaunchClass { bodies: vec![fingerprint], block_threads: threads },
-            bodies: vec![kernel.clone()],
-            slots: vec![Slot { kernel, tenant: s.tenant, budget: Budget::Full, args: s.args.clone() }],
-        })
+        crate::shape::lay_out(&[crate::shape::Part {
+            kernel: &s.kernel,
+            fingerprint,
+            tenant: s.tenant,
+            budget: Budget::Full,
+            args: &s.args,
+        }])
     }
 
     pub fn block_threads(&self) -> u32 {

@@ -80,6 +80,17 @@ impl Transfers {
         self.upload_bytes + self.download_bytes + self.launch_bytes
     }
 
+    /// Adds `d`, field by field (an account of several spans).
+    pub fn add(&mut self, d: &Transfers) {
+        self.upload_bytes += d.upload_bytes;
+        self.uploads += d.uploads;
+        self.download_bytes += d.download_bytes;
+        self.downloads += d.downloads;
+        self.launch_bytes += d.launch_bytes;
+        self.launches += d.launches;
+        self.request_path_compiles += d.request_path_compiles;
+    }
+
     /// The difference `self - earlier`, field by field.
     pub fn since(&self, earlier: &Transfers) -> Transfers {
         Transfers {

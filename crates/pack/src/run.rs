@@ -185,13 +185,12 @@ impl Weights {
 #[derive(Debug)]
 pub struct Arena {
     handles: HashMap<BufferId, Handle>,
-    bytes: u64,
 }
 
 impl Arena {
     /// Allocates (zero-filled) every input and activation buffer of `program`.
     pub fn alloc(exec: &mut dyn Executor, program: &Program) -> Result<Arena, RunError> {
-        let mut arena = Arena { handles: HashMap::new(), bytes: 0 };
+        let mut arena = Arena { handles: HashMap::new() };
         for (b, info) in program.buffers.iter() {
             if info.kind == BufferKind::Weight {
                 continue;
@@ -199,7 +198,6 @@ impl Arena {
             match exec.alloc(info.elem, info.len()) {
                 Ok(h) => {
                     arena.handles.insert(b, h);
-                    arena.bytes += info.len() as u64 * info.elem.size_bytes();
                 }
                 Err(e) => {
                     arena.free(exec);
@@ -208,11 +206,6 @@ impl Arena {
             }
         }
         Ok(arena)
-    }
-
-    /// Bytes of buffers held.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
     }
 
     /// Releases every buffer of the arena.
@@ -320,18 +313,6 @@ impl Resident {
             .iter()
             .map(|o| exec.download(self.handle(arena, o.buffer)?).map_err(buffers_err(program)))
             .collect()
-    }
-
-    /// Bytes of inputs and outputs one request moves.
-    pub fn io_bytes(&self) -> u64 {
-        let program = &*self.program;
-        program
-            .inputs
-            .iter()
-            .chain(&program.outputs)
-            .filter_map(|b| program.buffers.get(b.buffer))
-            .map(|info| info.len() as u64 * info.elem.size_bytes())
-            .sum()
     }
 }
 

@@ -280,33 +280,54 @@ pub fn assemble(members: &[Member], budgets: &[Budget]) -> Result<Bundle, PackEr
     if members.len() != budgets.len() {
         return Err(PackError::Budgets { slots: members.len(), budgets: budgets.len() });
     }
-    let mut bodies: Vec<Arc<KernelDef>> = Vec::new();
-    let mut fingerprints: Vec<u64> = Vec::new();
-    let mut slots = Vec::with_capacity(members.len());
-    let mut layout = Vec::with_capacity(members.len());
-    let mut total: u64 = 0;
+    let mut parts = Vec::with_capacity(members.len());
     for (m, &budget) in members.iter().zip(budgets) {
         let k = &m.kernel;
         let params = k.kernel.params.len();
         if m.args.len() != params {
             return Err(PackError::SlotArgs { kernel: k.kernel.name.clone(), params, args: m.args.len() });
         }
+        parts.push(Part { kernel: &k.kernel, fingerprint: k.fingerprint, tenant: m.tenant, budget, args: &m.args });
+    }
+    lay_out(&parts)
+}
+
+/// One slot to lay out: an already verified and isolated body, whose it is
+/// and how many blocks it gets.
+pub(crate) struct Part<'a> {
+    pub kernel: &'a Arc<KernelDef>,
+    pub fingerprint: u64,
+    pub tenant: TenantId,
+    pub budget: Budget,
+    pub args: &'a [BufferId],
+}
+
+/// Lays `parts` out as one bundle: distinct bodies in first-use order, the
+/// slot table, the launch class (the one layout [`assemble`] and
+/// [`Bundle::single`] share).
+pub(crate) fn lay_out(parts: &[Part<'_>]) -> Result<Bundle, PackError> {
+    let mut bodies: Vec<Arc<KernelDef>> = Vec::new();
+    let mut fingerprints: Vec<u64> = Vec::new();
+    let mut slots = Vec::with_capacity(parts.len());
+    let mut layout = Vec::with_capacity(parts.len());
+    let mut total: u64 = 0;
+    for p in parts {
         let found = bodies
             .iter()
             .zip(&fingerprints)
-            .position(|(b, &f)| Arc::ptr_eq(b, &k.kernel) || (f == k.fingerprint && **b == *k.kernel));
+            .position(|(b, &f)| Arc::ptr_eq(b, p.kernel) || (f == p.fingerprint && **b == **p.kernel));
         let body = match found {
             Some(i) => i,
             None => {
-                bodies.push(k.kernel.clone());
-                fingerprints.push(k.fingerprint);
+                bodies.push(p.kernel.clone());
+                fingerprints.push(p.fingerprint);
                 bodies.len() - 1
             }
         };
-        let blocks = budget.physical_blocks(k.logical_blocks);
+        let blocks = p.budget.physical_blocks(p.kernel.launch.num_blocks().max(1));
         total += blocks as u64;
-        layout.push((body as u32, k.kernel.launch, blocks));
-        slots.push(Slot { kernel: bodies[body].clone(), tenant: m.tenant, budget, args: m.args.clone() });
+        layout.push((body as u32, p.kernel.launch, blocks));
+        slots.push(Slot { kernel: bodies[body].clone(), tenant: p.tenant, budget: p.budget, args: p.args.to_vec() });
     }
     if total > MAX_PHYSICAL_BLOCKS {
         return Err(PackError::LimitExceeded {
@@ -315,7 +336,8 @@ pub fn assemble(members: &[Member], budgets: &[Budget]) -> Result<Bundle, PackEr
             needed: total,
         });
     }
-    let block_threads = members.iter().map(|m| m.kernel.threads()).max().unwrap_or(0);
+    let block_threads =
+        parts.iter().map(|p| p.kernel.launch.threads_per_block().min(u32::MAX as u64) as u32).max().unwrap_or(0);
     Ok(Bundle {
         slots,
         bodies,

@@ -233,6 +233,11 @@ impl<'a> Server<'a> {
         &self.stats
     }
 
+    /// Bytes of weights held on the executor: each program's once.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.iter().map(|(_, w)| w.bytes()).sum()
+    }
+
     /// Requests admitted and not finished.
     pub fn live_requests(&self) -> usize {
         self.live.len()
@@ -378,7 +383,7 @@ impl<'a> Server<'a> {
         let before = self.exec.transfers();
         let result = self.run(&dispatch);
         let moved = self.exec.transfers().since(&before);
-        add_transfers(&mut self.stats.moved, &moved);
+        self.stats.moved.add(&moved);
         match result {
             Ok((timing, fused)) => {
                 clock.ran(&timing);
@@ -492,7 +497,7 @@ impl<'a> Server<'a> {
             (Some(served), Some(arena)) => served.resident.outputs(self.exec, arena).map_err(ServeError::from),
             _ => Err(SchedError::Completion { message: format!("request {id} finished without an arena") }.into()),
         };
-        add_transfers(&mut self.stats.moved, &self.exec.transfers().since(&before));
+        self.stats.moved.add(&self.exec.transfers().since(&before));
         self.release_arena(&mut live);
         match outputs {
             Ok(outputs) => {
@@ -538,16 +543,6 @@ impl<'a> Server<'a> {
             }
         }
     }
-}
-
-fn add_transfers(total: &mut Transfers, d: &Transfers) {
-    total.upload_bytes += d.upload_bytes;
-    total.uploads += d.uploads;
-    total.download_bytes += d.download_bytes;
-    total.downloads += d.downloads;
-    total.launch_bytes += d.launch_bytes;
-    total.launches += d.launches;
-    total.request_path_compiles += d.request_path_compiles;
 }
 
 /// Serves `arrivals` (`(tenant, time µs)`, sorted by time; request ids are
