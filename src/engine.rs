@@ -480,10 +480,12 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
     let mut removing: HashSet<Tenant> = HashSet::new();
     let mut events = Vec::new();
     loop {
-        // Take every waiting command; block only when nothing can run.
+        // Take every waiting command; block only when nothing can run and
+        // nothing is left to deliver (a request refused at submission is
+        // answered by the events of this very pass).
         let mut stop = false;
         loop {
-            let cmd = if server.live_requests() == 0 {
+            let cmd = if server.live_requests() == 0 && events.is_empty() {
                 match rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -525,10 +527,13 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             return;
         }
         server.step(&mut clock, &mut events);
+        // The figures first, so that a caller who has its answer sees them.
+        publish(&shared, &server);
         for e in events.drain(..) {
             deliver(&shared, &mut waiting, e);
         }
         // Tenants being removed leave once nothing of theirs is in flight.
+        let removed = removing.len();
         removing.retain(|t| {
             let idle = !waiting.values().any(|w| w.tenant == *t);
             if idle {
@@ -536,16 +541,23 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             }
             !idle
         });
-        let mut s = lock(&shared);
-        let stats = *server.stats();
-        s.stats = EngineStats {
-            serve: stats,
-            bytes_per_request: stats.bytes_per_request(),
-            request_path_compiles: server.executor().transfers().request_path_compiles,
-            weight_bytes: server.weight_bytes(),
-            executor: server.executor().transfers(),
-        };
+        if removing.len() != removed {
+            publish(&shared, &server);
+        }
     }
+}
+
+/// Publishes the loop's counters to the engine's callers.
+fn publish(shared: &Mutex<Shared>, server: &Server<'_>) {
+    let stats = *server.stats();
+    let transfers = server.executor().transfers();
+    lock(shared).stats = EngineStats {
+        serve: stats,
+        bytes_per_request: stats.bytes_per_request(),
+        request_path_compiles: transfers.request_path_compiles,
+        weight_bytes: server.weight_bytes(),
+        executor: transfers,
+    };
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {

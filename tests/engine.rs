@@ -144,6 +144,30 @@ fn overload_is_rejected_explicitly_with_bounded_queues() {
     assert_eq!((m.submitted, m.rejected, m.completed), (200, rejected, completed));
 }
 
+/// A request that admission control refuses on arrival, at an idle engine,
+/// is answered: the loop delivers the refusal before it waits for more work.
+#[test]
+fn a_request_refused_on_arrival_is_answered_at_an_idle_engine() {
+    let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
+    let p = resnet(5);
+    // No request can meet a one-nanosecond objective: admission refuses each.
+    let t = engine.register(p.clone(), Duration::from_nanos(1), 1.0).unwrap();
+    for i in 0..3 {
+        let pending = engine.submit(t, input(&p, i)).unwrap();
+        let started = Instant::now();
+        let answer = loop {
+            if let Some(answer) = pending.try_wait() {
+                break answer;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "request {i} was never answered");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(matches!(answer, Err(RequestError::Rejected(_))), "request {i}: {:?}", answer.map(|r| r.latency));
+    }
+    let m = engine.metrics(t).unwrap();
+    assert_eq!((m.submitted, m.rejected, m.completed, m.in_flight), (3, 3, 0, 0));
+}
+
 /// Fails every bundle that holds a kernel named `victim` (before it reaches
 /// the device), and passes everything else through.
 struct FailingLaunches {
