@@ -7,7 +7,7 @@
 //! device's own compute capability (never a hard-coded `-arch`) and keeps
 //! the PTX cache.
 //!
-//! A bundle's module is emitted by [`weft_codegen::emit_bundle`] once per
+//! A bundle's module is compiled by [`weft_pack::compile_bundle`] once per
 //! [`LaunchClass`] and kept loaded. [`Executor::prepare`] builds it on the
 //! calling thread (a tenant's registration); [`Executor::prepare_in_background`]
 //! builds it on a thread of its own (emit, NVRTC, module load, shared-memory
@@ -24,14 +24,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use weft_codegen::{
-    bundle_shared_bytes, emit_bundle, Arch, CompileError, Compiler, EmitError, ResourceReport, BUNDLE_ENTRY,
-};
+use weft_codegen::{Arch, CompileError, Compiler, ResourceReport, BUNDLE_ENTRY};
 use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims};
 use weft_kir::{HostBuffer, KernelDef, Type};
 use weft_pack::{
-    encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
-    Transfers,
+    compile_bundle, encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass,
+    ModuleError, Timing, Transfers,
 };
 
 const NAME: &str = "cuda";
@@ -40,7 +38,7 @@ const NAME: &str = "cuda";
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error(transparent)]
-    Emit(#[from] EmitError),
+    Module(#[from] ModuleError),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error(transparent)]
@@ -118,41 +116,25 @@ impl GpuExecutor {
     }
 }
 
-/// Emits, compiles (through the PTX cache) and loads `bodies`' module.
+/// Compiles (through the PTX cache, [`weft_pack::compile_bundle`]) and
+/// loads `bodies`' module.
 fn build_module(
     gpu: &Gpu,
     compiler: &Compiler,
     bodies: &[Arc<KernelDef>],
     block_threads: u32,
 ) -> Result<BundleModule, GpuError> {
-    let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
-    let source = emit_bundle(&refs, block_threads)?;
-    let shared = bundle_shared_bytes(&refs);
-    let limit = gpu.info().shared_bytes_per_block_optin;
-    if shared > limit {
-        return Err(CudaError::LimitExceeded {
-            what: format!(
-                "shared memory per block of a bundle of {:?} (bytes)",
-                refs.iter().map(|k| k.name.as_str()).collect::<Vec<_>>()
-            ),
-            limit,
-            needed: shared,
-        }
-        .into());
-    }
-    // Below the opt-in limit, so it fits a u32.
-    let shared_bytes = shared as u32;
-    // Compiled with ptxas's report (cached beside the PTX) where ptxas is
-    // present: the registers, shared memory and spills planning uses.
-    let ptx = compiler.compile_measured(&source).or_else(|_| compiler.compile(&source))?;
-    let function = gpu.load_module(&ptx.ptx)?.function(&ptx.name)?;
+    let compiled = compile_bundle(compiler, &gpu.info().target(), bodies, block_threads)?;
+    // Below the opt-in limit (checked by `compile_bundle`), so it fits a u32.
+    let shared_bytes = u32::try_from(compiled.dynamic_shared_bytes).unwrap_or(u32::MAX);
+    let function = gpu.load_module(&compiled.ptx.ptx)?.function(&compiled.ptx.name)?;
     debug_assert_eq!(function.name(), BUNDLE_ENTRY);
     // The driver refuses more than the static limit of dynamic shared memory
     // unless the function opts in.
     if u64::from(shared_bytes) > gpu.info().shared_bytes_per_block {
         function.set_max_dynamic_shared_bytes(shared_bytes)?;
     }
-    Ok(BundleModule { bodies: bodies.to_vec(), function, shared_bytes, report: ptx.report().cloned() })
+    Ok(BundleModule { bodies: bodies.to_vec(), function, shared_bytes, report: compiled.ptx.report().cloned() })
 }
 
 fn same_bodies(a: &[Arc<KernelDef>], b: &[Arc<KernelDef>]) -> bool {

@@ -23,7 +23,7 @@ use common::{in_ci, root, unavailable};
 
 use weft_codegen::{emit_cuda, require_nvrtc_or_skip, Arch, Ptxas, ResourceReport};
 use weft_graph::{import_onnx_file, ImportOptions};
-use weft_kir::{Access, Axis, KernelBuilder, KernelDef, LaunchShape, Target, Type};
+use weft_kir::{Access, Axis, KernelBuilder, LaunchShape, Target, Type};
 use weft_lower::{lower, BufferInfo, BufferKind, LowerOptions, Program, Step};
 use weft_pack::{body_fingerprint, plan_with, PackMode, Policy, ResourceTable, TenantId};
 use weft_predict::{DeviceModel, FeatureExtractor};
@@ -68,10 +68,11 @@ fn occupancy_calculator(t: &Target, threads: u32, registers: u32, shared_bytes: 
     by_warps.min(by_regs).min(by_smem).min(t.max_blocks_per_sm)
 }
 
-/// The shared memory a launch of `kernel` asks for: ptxas's static figure
-/// plus the dynamic pool its shared arrays live in.
-fn launch_shared_bytes(kernel: &KernelDef, report: &ResourceReport) -> u64 {
-    report.shared_bytes + weft_codegen::bundle_shared_bytes(&[kernel])
+/// The shared memory a launch of a kernel emitted alone asks for: its
+/// shared arrays are static there, so ptxas's figure holds those it keeps
+/// (it drops unused ones), and the launch asks for no dynamic pool.
+fn launch_shared_bytes(report: &ResourceReport) -> u64 {
+    report.shared_bytes
 }
 
 /// The blocks per SM the planner gives each kernel of `program` planned
@@ -192,8 +193,7 @@ fn planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures() {
                 .unwrap_or_else(|| panic!("{}: nothing recorded", step.kernel.name));
             assert_eq!(recorded.registers, report.registers);
             let threads = u32::try_from(step.kernel.launch.threads_per_block()).expect("threads fit u32");
-            let want =
-                occupancy_calculator(&target, threads, report.registers, launch_shared_bytes(&step.kernel, report));
+            let want = occupancy_calculator(&target, threads, report.registers, launch_shared_bytes(report));
             assert!(want > 0, "{}: ptxas's figures {report:?} leave no room for one block", step.kernel.name);
             let estimated = weft_pack::Occupancy::of(weft_pack::KernelResources::of(&step.kernel, None), &target);
             if estimated.blocks_per_sm != want {

@@ -46,6 +46,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Schedule(#[from] weft::pack::ScheduleError),
+    #[error(transparent)]
+    Module(#[from] weft::pack::ModuleError),
     #[error("packed run failed: {0}")]
     PackedRun(#[source] weft::pack::RunError),
     #[error("{path}: {source}")]

@@ -61,7 +61,8 @@ enum Command {
     },
     /// Plan how several tenants share the GPU: print the bundles (slots,
     /// budgets, predicted occupancy), verify them on the interpreter, and write
-    /// the plan as a Chrome/Perfetto trace and an SVG timeline.
+    /// the plan as a Chrome/Perfetto trace and an SVG timeline, and each
+    /// distinct bundle module's CUDA C and PTX with their figures (bundles.tsv).
     Pack {
         /// Models, each optionally with a tenant count: `resnet.onnxx4 bert.onnx`.
         #[arg(required = true, value_name = "MODEL.onnx[xN]")]
@@ -78,7 +79,7 @@ enum Command {
         /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
-        /// Folder for plan.trace.json and plan.svg.
+        /// Folder for plan.trace.json, plan.svg, bundles.tsv and bundles/.
         #[arg(long, default_value = "weft-pack")]
         out: PathBuf,
         /// Skip running the plan on the interpreter.

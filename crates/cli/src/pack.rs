@@ -72,9 +72,7 @@ fn limits() -> (Target, String) {
 
 /// Compiles each distinct kernel of `programs` for `target` and records
 /// ptxas's report in `table`; says what was measured, or why nothing was.
-fn measure(programs: &[(String, Program)], target: &Target, table: &ResourceTable) -> Result<String, CliError> {
-    let (major, minor) = target.compute_capability;
-    let compiler = Compiler::new(Arch::new(major, minor));
+fn measure(programs: &[(String, Program)], compiler: &Compiler, table: &ResourceTable) -> Result<String, CliError> {
     if let Err(e) = compiler.nvrtc() {
         return Ok(format!("registers estimated from KIR ({e})"));
     }
@@ -124,7 +122,9 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     }
     let (limits, device) = limits();
     let table = ResourceTable::new();
-    let resources = measure(&programs, &limits, &table)?;
+    let (major, minor) = limits.compute_capability;
+    let compiler = Compiler::new(Arch::new(major, minor));
+    let resources = measure(&programs, &compiler, &table)?;
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
@@ -154,6 +154,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         std::fs::write(path, text).map_err(|source| CliError::Io { path: path.display().to_string(), source })?;
     }
     println!("wrote {} (chrome://tracing, Perfetto) and {}", trace.display(), svg.display());
+    write_bundles(&plan, &compiler, &table, &limits, args.out)?;
 
     if args.verify {
         verify(&plan, &programs, &tenants, args.seed)?;
@@ -203,6 +204,133 @@ fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, 
             println!("    {r}");
         }
     }
+}
+
+/// One distinct bundle module of a plan: its class's bodies and block size,
+/// and how the plan used it.
+struct DistinctBundle<'p> {
+    bundle: &'p weft::pack::Bundle,
+    modes: Vec<&'static str>,
+    launches: usize,
+}
+
+/// The distinct modules of `plan` (by launch class), in first-use order.
+fn distinct_bundles(plan: &Plan) -> Vec<DistinctBundle<'_>> {
+    let mut out: Vec<DistinctBundle> = Vec::new();
+    for b in &plan.bundles {
+        let mode = if b.coalesced { "coalesced" } else { "constrained" };
+        match out.iter_mut().find(|d| d.bundle.class == b.bundle.class) {
+            Some(d) => {
+                d.launches += 1;
+                if !d.modes.contains(&mode) {
+                    d.modes.push(mode);
+                }
+            }
+            None => out.push(DistinctBundle { bundle: &b.bundle, modes: vec![mode], launches: 1 }),
+        }
+    }
+    out
+}
+
+/// Writes each distinct bundle module's CUDA C and PTX to `out/bundles/`
+/// and their figures to `out/bundles.tsv`: the module's registers, spills,
+/// shared memory and blocks per SM (ptxas's, on the occupancy rules) beside
+/// the heaviest body's compiled alone. Without NVRTC only the sources are
+/// written, and the table says why its figures are missing.
+fn write_bundles(
+    plan: &Plan,
+    compiler: &Compiler,
+    table: &ResourceTable,
+    target: &Target,
+    out: &Path,
+) -> Result<(), CliError> {
+    let dir = out.join("bundles");
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.display().to_string(), source })?;
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|source| CliError::Io { path: path.display().to_string(), source })
+    };
+    let distinct = distinct_bundles(plan);
+    let nvrtc = compiler.nvrtc().err().map(|e| e.to_string());
+    let compiled: Vec<Option<weft::pack::CompiledBundle>> = distinct
+        .par_iter()
+        .map(|d| -> Result<_, CliError> {
+            if nvrtc.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(weft::pack::compile_bundle(compiler, target, &d.bundle.bodies, d.bundle.block_threads())?))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut tsv = String::from(
+        "bundle\tmode\tlaunches\tbodies\tblock_threads\tregisters\tmax_body_registers\tspill_bytes\t\
+         shared_bytes\tmax_body_shared_bytes\tblocks_per_sm\tmax_body_blocks_per_sm\n",
+    );
+    let (mut measured, mut within) = (0, 0);
+    for (i, (d, c)) in distinct.iter().zip(&compiled).enumerate() {
+        let name = format!("bundle_{i:03}");
+        let bodies: Vec<&str> = d.bundle.bodies.iter().map(|k| k.name.as_str()).collect();
+        let figures = c.as_ref().and_then(|c| weft::pack::BundleFigures::of(c, &d.bundle.bodies, table, target));
+        let cells = match &figures {
+            Some(f) => {
+                measured += 1;
+                if f.register_ratio() <= 1.1 && f.occupancy_ratio() >= 1.0 {
+                    within += 1;
+                }
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    f.module.registers,
+                    f.max_body.registers,
+                    f.module.spill_bytes,
+                    f.module.shared_bytes,
+                    f.max_body.shared_bytes,
+                    f.module_occupancy.blocks_per_sm,
+                    f.max_body_occupancy.blocks_per_sm
+                )
+            }
+            None => ["-"; 7].join("\t"),
+        };
+        tsv += &format!(
+            "{name}\t{}\t{}\t{}\t{}\t{cells}\n",
+            d.modes.join(","),
+            d.launches,
+            bodies.join("+"),
+            d.bundle.block_threads()
+        );
+        match c {
+            Some(c) => {
+                write(dir.join(format!("{name}.cu")), &c.source.code)?;
+                write(dir.join(format!("{name}.ptx")), &c.ptx.ptx)?;
+            }
+            None => {
+                let refs: Vec<&KernelDef> = d.bundle.bodies.iter().map(|k| &**k).collect();
+                let source = weft::codegen::emit_bundle(&refs, d.bundle.block_threads())?;
+                write(dir.join(format!("{name}.cu")), &source.code)?;
+            }
+        }
+    }
+    let path = out.join("bundles.tsv");
+    write(path.clone(), &tsv)?;
+    match (&nvrtc, measured) {
+        (Some(e), _) => println!(
+            "wrote {} distinct bundle sources to {} and {} without figures (no NVRTC: {e})",
+            distinct.len(),
+            dir.display(),
+            path.display()
+        ),
+        (None, 0) => println!(
+            "wrote {} distinct bundle modules (.cu, .ptx) to {} and {} without figures (no ptxas found)",
+            distinct.len(),
+            dir.display(),
+            path.display()
+        ),
+        (None, n) => println!(
+            "wrote {} distinct bundle modules (.cu, .ptx) to {} and {}: {within} of {n} within 1.1x their heaviest \
+             body's registers and at its blocks per SM",
+            distinct.len(),
+            dir.display(),
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Runs the plan on the interpreter and checks every tenant's outputs are

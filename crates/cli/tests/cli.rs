@@ -229,3 +229,65 @@ fn pack_prints_bundles_verifies_them_and_draws_the_plan() {
     let o = weft(&["pack", &two, "--shape", "x=1x3x48x192", "--knob", "2", "--out", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("--knob"), "{}", stderr(&o));
 }
+
+#[test]
+fn pack_writes_each_distinct_bundle_module_with_its_figures() {
+    let Some(model) = classifier() else { return };
+    let nvrtc = weft::codegen::Compiler::new(weft::codegen::Arch::SM_90);
+    if let Err(e) = nvrtc.nvrtc() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("NVRTC is required when CI=true: {e}");
+        }
+        eprintln!("skipping bundle-module test: {e}");
+        return;
+    }
+    let two = format!("{}x2", model.display());
+    let out = temp_dir("pack-bundles");
+    let o = weft(&["pack", &two, "--shape", "x=1x3x48x192", "--out", out.to_str().unwrap(), "--no-verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let bundles: usize = text
+        .split(" bundles (")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bundle count in {text}"));
+    let table = std::fs::read_to_string(out.join("bundles.tsv")).expect("bundles.tsv written");
+    let header: Vec<&str> = table.lines().next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no column {name}"));
+    for name in [
+        "bundle",
+        "mode",
+        "bodies",
+        "registers",
+        "max_body_registers",
+        "spill_bytes",
+        "shared_bytes",
+        "blocks_per_sm",
+        "max_body_blocks_per_sm",
+    ] {
+        col(name);
+    }
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|r| r.split('\t').collect()).collect();
+    assert!(rows.len() > 10, "expected many distinct bundles, got {}", rows.len());
+    let launches: usize = rows.iter().map(|r| r[col("launches")].parse::<usize>().unwrap()).sum();
+    assert_eq!(launches, bundles, "every launch of the plan belongs to one distinct module");
+    let mut classes = std::collections::HashSet::new();
+    for r in &rows {
+        let name = r[col("bundle")];
+        assert!(classes.insert((r[col("bodies")], r[col("block_threads")])), "{name} is listed twice");
+        let cu = std::fs::read_to_string(out.join("bundles").join(format!("{name}.cu"))).expect("source written");
+        let ptx = std::fs::read_to_string(out.join("bundles").join(format!("{name}.ptx"))).expect("PTX written");
+        assert!(ptx.contains(weft::codegen::BUNDLE_ENTRY), "{name}: the PTX holds the bundle entry");
+        for body in r[col("bodies")].split('+') {
+            assert!(cu.contains(body), "{name}: the source holds body {body}");
+        }
+        let number = |c: &str| -> u64 { r[col(c)].parse().unwrap_or_else(|_| panic!("{name}: {c} = {}", r[col(c)])) };
+        assert!((1..=255).contains(&number("registers")), "{name}");
+        assert!((1..=255).contains(&number("max_body_registers")), "{name}");
+        assert!(number("blocks_per_sm") > 0 && number("max_body_blocks_per_sm") > 0, "{name}");
+        assert!(
+            ["coalesced", "constrained", "coalesced,constrained", "constrained,coalesced"].contains(&r[col("mode")])
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod exec;
 pub mod interp;
 pub mod isolate;
 pub mod launch;
+pub mod module;
 pub mod occupancy;
 pub mod run;
 pub mod schedule;
@@ -38,6 +39,7 @@ pub use exec::{
 pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use launch::{encode_launch, EncodedLaunch};
+pub use module::{compile_bundle, BundleFigures, CompiledBundle, ModuleError};
 pub use occupancy::{estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,

@@ -31,10 +31,11 @@
 //! partitions, each with its rounded register allocation.
 //!
 //! [`KernelResources`] is what one block asks for. Where a kernel was
-//! compiled, the figures are ptxas's ([`KernelResources::of`] with its
-//! [`ResourceReport`]): registers, static shared memory, spills; the
-//! dynamic shared pool the launch asks for is added, because weft's kernels
-//! take their shared arrays from it and ptxas does not see it.
+//! compiled, the figures are ptxas's: registers, shared memory, spills. A
+//! kernel emitted alone declares its shared arrays statically, so ptxas
+//! counts them ([`KernelResources::of`]); a bundle module takes them from a
+//! dynamic pool that ptxas does not see, so the pool a launch asks for is
+//! added ([`KernelResources::of_module`]).
 //! [`ResourceTable`] keeps those measured figures by kernel body for the
 //! planner, the scheduler's shaping and the predictor's features, and
 //! [`estimate_registers`] stands in for ptxas for a body not compiled yet
@@ -66,28 +67,42 @@ pub struct KernelResources {
 }
 
 impl KernelResources {
-    /// The resources of `kernel`: its block size, with ptxas's `report`
-    /// where the kernel was compiled (registers, static shared memory,
-    /// spills) and [`estimate_registers`] otherwise. Shared memory adds the
-    /// dynamic pool a launch of the kernel asks for (its shared arrays).
+    /// The resources of `kernel` emitted alone ([`weft_codegen::emit_cuda`]):
+    /// its block size, with ptxas's `report` where it was compiled
+    /// (registers, shared memory, spills: its shared arrays are static
+    /// there, so ptxas counts them) and [`estimate_registers`] and its
+    /// shared arrays otherwise.
     pub fn of(kernel: &KernelDef, report: Option<&ResourceReport>) -> KernelResources {
         let threads = u32::try_from(kernel.launch.threads_per_block()).unwrap_or(u32::MAX);
-        let dynamic_shared = bundle_shared_bytes(&[kernel]);
         match report {
             Some(r) => KernelResources {
                 threads,
                 registers: r.registers,
-                shared_bytes: r.shared_bytes.saturating_add(dynamic_shared),
+                shared_bytes: r.shared_bytes,
                 spill_bytes: r.spill_stores_bytes.saturating_add(r.spill_loads_bytes),
                 measured: true,
             },
             None => KernelResources {
                 threads,
                 registers: estimate_registers(kernel),
-                shared_bytes: dynamic_shared,
+                shared_bytes: bundle_shared_bytes(&[kernel]),
                 spill_bytes: 0,
                 measured: false,
             },
+        }
+    }
+
+    /// The resources of a block of a bundle module ([`weft_codegen::emit_bundle`])
+    /// launched with `threads` threads: ptxas's `report` on the module, plus
+    /// the dynamic shared pool a launch asks for (the bodies' shared arrays
+    /// live there, out of ptxas's sight).
+    pub fn of_module(report: &ResourceReport, threads: u32, dynamic_shared_bytes: u64) -> KernelResources {
+        KernelResources {
+            threads,
+            registers: report.registers,
+            shared_bytes: report.shared_bytes.saturating_add(dynamic_shared_bytes),
+            spill_bytes: report.spill_stores_bytes.saturating_add(report.spill_loads_bytes),
+            measured: true,
         }
     }
 
@@ -132,10 +147,20 @@ impl ResourceTable {
         ResourceTable::default()
     }
 
-    /// Records ptxas's `report` for the compiled `kernel` and returns the
+    /// Records ptxas's `report` for `kernel` compiled alone and returns the
     /// resources it gives.
     pub fn record(&self, kernel: &KernelDef, report: &ResourceReport) -> KernelResources {
         let resources = KernelResources::of(kernel, Some(report));
+        self.write().insert(body_fingerprint(kernel), resources);
+        resources
+    }
+
+    /// Records ptxas's `report` on the one-slot bundle module of `kernel`
+    /// (what a serving loop prepares and launches for it) and returns the
+    /// resources it gives.
+    pub fn record_module(&self, kernel: &KernelDef, report: &ResourceReport) -> KernelResources {
+        let threads = u32::try_from(kernel.launch.threads_per_block()).unwrap_or(u32::MAX);
+        let resources = KernelResources::of_module(report, threads, bundle_shared_bytes(&[kernel]));
         self.write().insert(body_fingerprint(kernel), resources);
         resources
     }
@@ -572,8 +597,14 @@ mod tests {
             (recorded.threads, recorded.registers, recorded.spill_bytes, recorded.measured),
             (128, 72, 16, true)
         );
-        // ptxas's static bytes plus the dynamic pool it cannot see.
-        assert_eq!(recorded.shared_bytes, 8 + bundle_shared_bytes(&[&kernel]));
+        // Emitted alone, the shared arrays are static: ptxas's figure.
+        assert_eq!(recorded.shared_bytes, 8);
+        // As a one-slot bundle module: ptxas's static bytes plus the dynamic
+        // pool it cannot see.
+        let module = table.record_module(&kernel, &report);
+        assert_eq!(table.resources(&kernel), module);
+        assert_eq!(module.shared_bytes, 8 + bundle_shared_bytes(&[&kernel]));
+        assert_eq!((module.threads, module.registers, module.spill_bytes), (128, 72, 16));
         // A bundle block is measured only if every part is.
         assert!(!recorded.max(estimated).measured);
         assert_eq!(recorded.max(estimated).registers, 72.max(estimated.registers));

@@ -256,7 +256,7 @@ impl Scheduler {
     /// occupancy, needs and predicted solo times change from here on.
     /// Returns whether a prepared kernel changed.
     pub fn record_resources(&mut self, body: &KernelDef, report: &weft_pack::ResourceReport) -> bool {
-        let measured = self.resources.record(body, report);
+        let measured = self.resources.record_module(body, report);
         let mut changed = false;
         for (k, solo) in self.kernels.iter_mut().zip(self.solo_us.iter_mut()) {
             if *k.kernel == *body && k.resources != measured {
