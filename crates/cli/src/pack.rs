@@ -154,7 +154,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         std::fs::write(path, text).map_err(|source| CliError::Io { path: path.display().to_string(), source })?;
     }
     println!("wrote {} (chrome://tracing, Perfetto) and {}", trace.display(), svg.display());
-    write_bundles(&plan, &compiler, &table, &limits, args.out)?;
+    write_bundles(&plan, &compiler, &limits, args.out)?;
 
     if args.verify {
         verify(&plan, &programs, &tenants, args.seed)?;
@@ -237,13 +237,7 @@ fn distinct_bundles(plan: &Plan) -> Vec<DistinctBundle<'_>> {
 /// shared memory and blocks per SM (ptxas's, on the occupancy rules) beside
 /// the heaviest body's compiled alone. Without NVRTC only the sources are
 /// written, and the table says why its figures are missing.
-fn write_bundles(
-    plan: &Plan,
-    compiler: &Compiler,
-    table: &ResourceTable,
-    target: &Target,
-    out: &Path,
-) -> Result<(), CliError> {
+fn write_bundles(plan: &Plan, compiler: &Compiler, target: &Target, out: &Path) -> Result<(), CliError> {
     let dir = out.join("bundles");
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.display().to_string(), source })?;
     let write = |path: PathBuf, text: &str| {
@@ -261,18 +255,18 @@ fn write_bundles(
         })
         .collect::<Result<_, _>>()?;
     let mut tsv = String::from(
-        "bundle\tmode\tlaunches\tbodies\tblock_threads\tregisters\tmax_body_registers\tspill_bytes\t\
+        "bundle\tmode\tlaunches\tbodies\tblock_threads\tform\tregisters\tmax_body_registers\tspill_bytes\t\
          shared_bytes\tmax_body_shared_bytes\tblocks_per_sm\tmax_body_blocks_per_sm\n",
     );
     let (mut measured, mut within) = (0, 0);
     for (i, (d, c)) in distinct.iter().zip(&compiled).enumerate() {
         let name = format!("bundle_{i:03}");
         let bodies: Vec<&str> = d.bundle.bodies.iter().map(|k| k.name.as_str()).collect();
-        let figures = c.as_ref().and_then(|c| weft::pack::BundleFigures::of(c, &d.bundle.bodies, table, target));
+        let figures = c.as_ref().and_then(|c| c.figures);
         let cells = match &figures {
             Some(f) => {
                 measured += 1;
-                if f.register_ratio() <= 1.1 && f.occupancy_ratio() >= 1.0 {
+                if f.keeps_occupancy(target) {
                     within += 1;
                 }
                 format!(
@@ -289,11 +283,12 @@ fn write_bundles(
             None => ["-"; 7].join("\t"),
         };
         tsv += &format!(
-            "{name}\t{}\t{}\t{}\t{}\t{cells}\n",
+            "{name}\t{}\t{}\t{}\t{}\t{}\t{cells}\n",
             d.modes.join(","),
             d.launches,
             bodies.join("+"),
-            d.bundle.block_threads()
+            d.bundle.block_threads(),
+            c.as_ref().map_or_else(|| "-".to_string(), |c| c.form.name())
         );
         match c {
             Some(c) => {
@@ -323,8 +318,8 @@ fn write_bundles(
             path.display()
         ),
         (None, n) => println!(
-            "wrote {} distinct bundle modules (.cu, .ptx) to {} and {}: {within} of {n} within 1.1x their heaviest \
-             body's registers and at its blocks per SM",
+            "wrote {} distinct bundle modules (.cu, .ptx) to {} and {}: {within} of {n} keep their heaviest body's \
+             occupancy (blocks per SM, registers within 1.1x as allocated, no spills)",
             distinct.len(),
             dir.display(),
             path.display()

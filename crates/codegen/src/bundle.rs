@@ -241,6 +241,34 @@ fn arg_expr(kind: &ParamKind, i: usize) -> String {
     }
 }
 
+/// How a bundle module is built, beyond its bodies and block size: the
+/// forms a compiler tries to keep the module's occupancy at its bodies'.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct BundleForm {
+    /// Bodies inlined into the dispatcher (`true`) or called (`false`).
+    pub inline_bodies: bool,
+    /// The minimum resident blocks per SM promised to ptxas
+    /// (`__launch_bounds__`'s second figure), which caps the registers.
+    pub min_blocks_per_sm: Option<u32>,
+}
+
+impl Default for BundleForm {
+    fn default() -> BundleForm {
+        BundleForm { inline_bodies: true, min_blocks_per_sm: None }
+    }
+}
+
+impl BundleForm {
+    /// A short name for tables: `inline`, `call`, `inline/min4`, `call/min4`.
+    pub fn name(&self) -> String {
+        let base = if self.inline_bodies { "inline" } else { "call" };
+        match self.min_blocks_per_sm {
+            Some(n) => format!("{base}/min{n}"),
+            None => base.to_string(),
+        }
+    }
+}
+
 /// Emits one CUDA module running any slots of `bodies` in blocks of
 /// `block_threads` threads; see the module docs for its structure.
 ///
@@ -249,6 +277,11 @@ fn arg_expr(kind: &ParamKind, i: usize) -> String {
 /// when a body cannot be emitted, is wider than `block_threads`, or is
 /// narrower with a thread count that is not whole warps.
 pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSource, EmitError> {
+    emit_bundle_with(bodies, block_threads, BundleForm::default())
+}
+
+/// [`emit_bundle`] in the given [`BundleForm`].
+pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleForm) -> Result<CudaSource, EmitError> {
     let bundle_err = |reason: String| EmitError::Kernel { kernel: BUNDLE_NAME.to_string(), reason };
     if bodies.is_empty() {
         return Err(bundle_err("a bundle needs at least one kernel body".into()));
@@ -269,7 +302,11 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
         let (threads, logical) = check_body(i, k, block_threads)?;
         let barrier = barrier_form(threads, block_threads);
         let name = format!("weft_body{i}_{}", c_ident(&k.name, &mut used));
-        let f = emit_device_function(k, &EmitOptions { block_mapping: &SlotIds }, &DeviceForm { name, barrier })?;
+        let f = emit_device_function(
+            k,
+            &EmitOptions { block_mapping: &SlotIds },
+            &DeviceForm { name, barrier, inline: form.inline_bodies },
+        )?;
         prelude.merge(&f.prelude);
         dispatch_case(&mut cases, i, k, &f.name, threads, block_threads, logical, barrier);
         functions.push(f);
@@ -293,8 +330,12 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
         }
     }
     w.line("");
+    let bounds = match form.min_blocks_per_sm {
+        Some(n) => format!("{block_threads}, {}", n.max(1)),
+        None => block_threads.to_string(),
+    };
     w.line(format!(
-        "extern \"C\" __global__ void __launch_bounds__({block_threads}) {BUNDLE_ENTRY}(const WeftSlot* __restrict__ \
+        "extern \"C\" __global__ void __launch_bounds__({bounds}) {BUNDLE_ENTRY}(const WeftSlot* __restrict__ \
          slots, int nslots, void* const* __restrict__ args)"
     ));
     w.open("{");

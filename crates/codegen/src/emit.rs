@@ -143,6 +143,10 @@ pub struct DeviceForm {
     /// The function's C name (must not collide with other bodies of the module).
     pub name: String,
     pub barrier: BarrierForm,
+    /// Inlined into the dispatcher (`__forceinline__`), or a real call
+    /// (`__noinline__`), which keeps the body's registers from adding to
+    /// the dispatcher's.
+    pub inline: bool,
 }
 
 /// One body emitted by [`emit_device_function`].
@@ -553,9 +557,11 @@ impl<'k> Emitter<'k> {
             ["const int weft_bid_x", "const int weft_bid_y", "const int weft_bid_z", "unsigned char* weft_smem"]
                 .map(String::from),
         );
-        // Inlined into the dispatcher's switch: a real call would go through
-        // the ABI (stack, fixed registers) on every logical block.
-        w.line(format!("static __device__ __forceinline__ void {}({})", form.name, params.join(", ")));
+        // Inlined into the dispatcher's switch, or a real call through the
+        // ABI on every logical block (which bounds the module's registers
+        // by the body's own where inlining inflates them).
+        let qualifier = if form.inline { "__forceinline__" } else { "__noinline__" };
+        w.line(format!("static __device__ {qualifier} void {}({})", form.name, params.join(", ")));
         w.open("{");
         self.ids(options, &mut w);
         // Shared arrays are typed views of the launch's one dynamic pool, so

@@ -19,7 +19,9 @@ pub mod nvrtc;
 pub mod ptxas;
 pub mod toolkit;
 
-pub use bundle::{bundle_shared_bytes, emit_bundle, BUNDLE_ENTRY, NAMED_BARRIER_ID, SLOT_FIELDS};
+pub use bundle::{
+    bundle_shared_bytes, emit_bundle, emit_bundle_with, BundleForm, BUNDLE_ENTRY, NAMED_BARRIER_ID, SLOT_FIELDS,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use compiler::require_nvrtc_or_skip;
 pub use compiler::{default_cache_dir, Arch, CompileError, CompileStats, CompiledPtx, Compiler};

@@ -40,7 +40,7 @@ pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use launch::{encode_launch, EncodedLaunch};
 pub use module::{compile_bundle, BundleFigures, CompiledBundle, ModuleError};
-pub use occupancy::{estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
+pub use occupancy::{allocated_registers, estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
     RunError, TenantRun, Weights,

@@ -14,10 +14,13 @@
 
 use std::sync::Arc;
 
-use weft_codegen::{bundle_shared_bytes, emit_bundle, CompileError, CompiledPtx, Compiler, CudaSource, EmitError};
+use weft_codegen::{
+    bundle_shared_bytes, emit_bundle_with, emit_cuda, BundleForm, CompileError, CompiledPtx, Compiler, CudaSource,
+    EmitError,
+};
 use weft_kir::{KernelDef, Target};
 
-use crate::occupancy::{KernelResources, Occupancy, ResourceTable};
+use crate::occupancy::{allocated_registers, KernelResources, Occupancy};
 
 /// Why a bundle's module could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,10 @@ pub struct CompiledBundle {
     pub block_threads: u32,
     /// Dynamic shared memory a launch asks for: the largest body's pool.
     pub dynamic_shared_bytes: u64,
+    /// The form chosen ([`compile_bundle`]).
+    pub form: BundleForm,
+    /// The module's figures beside its heaviest body's, where ptxas ran.
+    pub figures: Option<BundleFigures>,
 }
 
 impl CompiledBundle {
@@ -72,6 +79,15 @@ fn names(bodies: &[Arc<KernelDef>]) -> String {
 /// report where ptxas is installed) the module of `bodies` launched with
 /// `block_threads` threads per block, refusing a shared-memory pool above
 /// `target`'s per-block limit before anything is compiled.
+///
+/// Where ptxas reports, the module keeps its bodies' occupancy if any form
+/// can: each body is compiled alone (through the same cache) for the
+/// heaviest body's figures, and when the default form (bodies inlined)
+/// costs blocks per SM, registers beyond 1.1x the heaviest body's
+/// (as allocated) or spills, the other forms are tried — bodies called
+/// instead of inlined, and ptxas held to the bodies' blocks per SM — and
+/// the best is kept: no spills first, then the most blocks per SM, then
+/// the fewest registers.
 pub fn compile_bundle(
     compiler: &Compiler,
     target: &Target,
@@ -87,14 +103,58 @@ pub fn compile_bundle(
             limit: target.shared_bytes_per_block_optin,
         });
     }
-    let source =
-        emit_bundle(&refs, block_threads).map_err(|source| ModuleError::Emit { bodies: names(bodies), source })?;
-    // Measured where ptxas is present; the PTX alone otherwise.
-    let ptx = compiler
-        .compile_measured(&source)
-        .or_else(|_| compiler.compile(&source))
-        .map_err(|source| ModuleError::Compile { bodies: names(bodies), source })?;
-    Ok(CompiledBundle { source, ptx, block_threads, dynamic_shared_bytes })
+    let build = |form: BundleForm| -> Result<CompiledBundle, ModuleError> {
+        let source = emit_bundle_with(&refs, block_threads, form)
+            .map_err(|source| ModuleError::Emit { bodies: names(bodies), source })?;
+        // Measured where ptxas is present; the PTX alone otherwise.
+        let ptx = compiler
+            .compile_measured(&source)
+            .or_else(|_| compiler.compile(&source))
+            .map_err(|source| ModuleError::Compile { bodies: names(bodies), source })?;
+        Ok(CompiledBundle { source, ptx, block_threads, dynamic_shared_bytes, form, figures: None })
+    };
+    let mut best = build(BundleForm::default())?;
+    let Some(max_body) = bodies_alone(compiler, bodies, block_threads) else {
+        return Ok(best);
+    };
+    let figures = |c: &CompiledBundle| c.resources().map(|module| BundleFigures::new(module, max_body, target));
+    let Some(first) = figures(&best) else {
+        return Ok(best);
+    };
+    best.figures = Some(first);
+    if first.keeps_occupancy(target) {
+        return Ok(best);
+    }
+    let min_blocks = Some(first.max_body_occupancy.blocks_per_sm.max(1));
+    for form in [
+        BundleForm { inline_bodies: false, min_blocks_per_sm: None },
+        BundleForm { inline_bodies: true, min_blocks_per_sm: min_blocks },
+        BundleForm { inline_bodies: false, min_blocks_per_sm: min_blocks },
+    ] {
+        // A form that does not compile is not a candidate.
+        let Ok(mut candidate) = build(form) else { continue };
+        let Some(f) = figures(&candidate) else { continue };
+        candidate.figures = Some(f);
+        if f.better_than(best.figures.as_ref().unwrap_or(&first)) {
+            best = candidate;
+        }
+    }
+    Ok(best)
+}
+
+/// The most of `bodies`' resources, each compiled alone (through the
+/// compiler's cache), at `block_threads`; `None` where one has no report.
+fn bodies_alone(compiler: &Compiler, bodies: &[Arc<KernelDef>], block_threads: u32) -> Option<KernelResources> {
+    bodies
+        .iter()
+        .map(|k| {
+            let compiled = compiler.compile_measured(&emit_cuda(k).ok()?).ok()?;
+            let alone = KernelResources::of(k, Some(compiled.report()?));
+            Some(KernelResources { threads: block_threads, ..alone })
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .reduce(KernelResources::max)
 }
 
 /// A compiled bundle's figures beside its heaviest body's.
@@ -103,42 +163,54 @@ pub struct BundleFigures {
     /// The module's (ptxas's).
     pub module: KernelResources,
     pub module_occupancy: Occupancy,
-    /// The most of every body's resources compiled alone (ptxas's where
-    /// recorded in the table, else estimated), at the bundle's block size:
-    /// what the packer plans the bundle with.
+    /// The most of every body's resources compiled alone, at the bundle's
+    /// block size: what the packer plans the bundle with.
     pub max_body: KernelResources,
     pub max_body_occupancy: Occupancy,
 }
 
 impl BundleFigures {
-    /// The figures of `compiled` (`None` where ptxas did not run on it),
-    /// its bodies' from `table`.
-    pub fn of(
-        compiled: &CompiledBundle,
-        bodies: &[Arc<KernelDef>],
-        table: &ResourceTable,
-        target: &Target,
-    ) -> Option<BundleFigures> {
-        let module = compiled.resources()?;
-        let max_body = bodies
-            .iter()
-            .map(|k| KernelResources { threads: compiled.block_threads, ..table.resources(k) })
-            .reduce(KernelResources::max)?;
-        Some(BundleFigures {
+    pub fn new(module: KernelResources, max_body: KernelResources, target: &Target) -> BundleFigures {
+        BundleFigures {
             module,
             module_occupancy: Occupancy::of(module, target),
             max_body,
             max_body_occupancy: Occupancy::of(max_body, target),
-        })
+        }
     }
 
-    /// Module registers over the heaviest body's.
+    /// Module registers over the heaviest body's, as ptxas reports them.
     pub fn register_ratio(&self) -> f64 {
         f64::from(self.module.registers) / f64::from(self.max_body.registers.max(1))
+    }
+
+    /// Module registers over the heaviest body's, as the SM allocates them
+    /// (per warp, in allocation units: 25 and 32 registers take the same).
+    pub fn allocated_register_ratio(&self, target: &Target) -> f64 {
+        f64::from(allocated_registers(self.module.registers, target))
+            / f64::from(allocated_registers(self.max_body.registers, target).max(1))
     }
 
     /// Module blocks per SM over the heaviest body's.
     pub fn occupancy_ratio(&self) -> f64 {
         f64::from(self.module_occupancy.blocks_per_sm) / f64::from(self.max_body_occupancy.blocks_per_sm.max(1))
+    }
+
+    /// Whether the module keeps its bodies' occupancy: no spills, at least
+    /// the heaviest body's blocks per SM, and within 1.1x its registers as
+    /// allocated.
+    pub fn keeps_occupancy(&self, target: &Target) -> bool {
+        self.module.spill_bytes == 0
+            && self.module_occupancy.blocks_per_sm >= self.max_body_occupancy.blocks_per_sm
+            && self.allocated_register_ratio(target) <= 1.1
+    }
+
+    /// Whether a module with these figures beats one with `other`'s: no
+    /// spills first, then more blocks per SM, then fewer registers.
+    pub fn better_than(&self, other: &BundleFigures) -> bool {
+        let key = |f: &BundleFigures| {
+            (f.module.spill_bytes == 0, f.module_occupancy.blocks_per_sm, std::cmp::Reverse(f.module.registers))
+        };
+        key(self) > key(other)
     }
 }

@@ -245,6 +245,14 @@ pub struct Occupancy {
     pub fraction: f64,
 }
 
+/// Registers per thread as the SM allocates them: per warp, rounded up to
+/// the allocation unit (so 25 and 32 registers take the same room).
+pub fn allocated_registers(registers: u32, limits: &Target) -> u32 {
+    let warp = limits.warp_size.max(1) as u64;
+    let per_warp = round_up(registers.max(1) as u64 * warp, limits.register_alloc_unit as u64);
+    u32::try_from(per_warp / warp).unwrap_or(u32::MAX)
+}
+
 fn round_up(n: u64, unit: u64) -> u64 {
     n.div_ceil(unit.max(1)) * unit.max(1)
 }
