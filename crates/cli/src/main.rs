@@ -91,6 +91,10 @@ enum Command {
         /// Draw only the first N bundles in plan.svg (the trace has them all).
         #[arg(long, value_name = "N")]
         draw_first: Option<usize>,
+        /// Bundle modules in the best form that keeps their bodies' occupancy
+        /// (`best`), or in the default form only (`default`: bodies inlined).
+        #[arg(long, value_enum, default_value_t = Forms::Best)]
+        bundle_forms: Forms,
     },
     /// Run a model and write every graph output to DIR/<name>.npy.
     Run {
@@ -116,6 +120,12 @@ enum Command {
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Forms {
+    Best,
+    Default,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     Coalesce,
     Constrain,
@@ -138,7 +148,7 @@ fn main() -> ExitCode {
         Command::Compile { model, shapes, dims, arch, out } => {
             commands::compile(&model, &Bindings { shapes: &shapes, dims: &dims }, arch.as_deref(), &out)
         }
-        Command::Pack { models, mode, knob, shapes, dims, out, no_verify, seed, draw_first } => {
+        Command::Pack { models, mode, knob, shapes, dims, out, no_verify, seed, draw_first, bundle_forms } => {
             pack::pack(&pack::PackArgs {
                 models: &models,
                 mode: match mode {
@@ -152,6 +162,10 @@ fn main() -> ExitCode {
                 verify: !no_verify,
                 seed,
                 draw_first,
+                forms: match bundle_forms {
+                    Forms::Best => weft::pack::FormChoice::Best,
+                    Forms::Default => weft::pack::FormChoice::Default,
+                },
             })
         }
         Command::Run { model, backend, shapes, dims, inputs, seed, output_dir } => {

@@ -61,6 +61,8 @@ pub struct PackArgs<'a> {
     pub seed: u64,
     /// Draw only the first this many bundles in the SVG (the trace has all).
     pub draw_first: Option<usize>,
+    /// The forms a bundle module may take.
+    pub forms: weft::pack::FormChoice,
 }
 
 fn limits() -> (Target, String) {
@@ -154,7 +156,7 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         std::fs::write(path, text).map_err(|source| CliError::Io { path: path.display().to_string(), source })?;
     }
     println!("wrote {} (chrome://tracing, Perfetto) and {}", trace.display(), svg.display());
-    write_bundles(&plan, &compiler, &limits, args.out)?;
+    write_bundles(&plan, &compiler, &limits, args.out, args.forms)?;
 
     if args.verify {
         verify(&plan, &programs, &tenants, args.seed)?;
@@ -237,7 +239,13 @@ fn distinct_bundles(plan: &Plan) -> Vec<DistinctBundle<'_>> {
 /// shared memory and blocks per SM (ptxas's, on the occupancy rules) beside
 /// the heaviest body's compiled alone. Without NVRTC only the sources are
 /// written, and the table says why its figures are missing.
-fn write_bundles(plan: &Plan, compiler: &Compiler, target: &Target, out: &Path) -> Result<(), CliError> {
+fn write_bundles(
+    plan: &Plan,
+    compiler: &Compiler,
+    target: &Target,
+    out: &Path,
+    forms: weft::pack::FormChoice,
+) -> Result<(), CliError> {
     let dir = out.join("bundles");
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.display().to_string(), source })?;
     let write = |path: PathBuf, text: &str| {
@@ -251,7 +259,13 @@ fn write_bundles(plan: &Plan, compiler: &Compiler, target: &Target, out: &Path) 
             if nvrtc.is_some() {
                 return Ok(None);
             }
-            Ok(Some(weft::pack::compile_bundle(compiler, target, &d.bundle.bodies, d.bundle.block_threads())?))
+            Ok(Some(weft::pack::compile_bundle_with(
+                compiler,
+                target,
+                &d.bundle.bodies,
+                d.bundle.block_threads(),
+                forms,
+            )?))
         })
         .collect::<Result<_, _>>()?;
     let mut tsv = String::from(

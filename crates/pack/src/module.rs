@@ -94,6 +94,28 @@ pub fn compile_bundle(
     bodies: &[Arc<KernelDef>],
     block_threads: u32,
 ) -> Result<CompiledBundle, ModuleError> {
+    compile_bundle_with(compiler, target, bodies, block_threads, FormChoice::Best)
+}
+
+/// Which forms [`compile_bundle_with`] may choose from.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum FormChoice {
+    /// The default form only (bodies inlined, no minimum blocks): one
+    /// compile per module, whatever its occupancy.
+    Default,
+    /// The best form ([`compile_bundle`]).
+    Best,
+}
+
+/// [`compile_bundle`], choosing among `choice`'s forms (the figures are
+/// computed either way where ptxas reports).
+pub fn compile_bundle_with(
+    compiler: &Compiler,
+    target: &Target,
+    bodies: &[Arc<KernelDef>],
+    block_threads: u32,
+    choice: FormChoice,
+) -> Result<CompiledBundle, ModuleError> {
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     let dynamic_shared_bytes = bundle_shared_bytes(&refs);
     if dynamic_shared_bytes > target.shared_bytes_per_block_optin {
@@ -122,7 +144,7 @@ pub fn compile_bundle(
         return Ok(best);
     };
     best.figures = Some(first);
-    if first.keeps_occupancy(target) {
+    if choice == FormChoice::Default || first.keeps_occupancy(target) {
         return Ok(best);
     }
     let min_blocks = Some(first.max_body_occupancy.blocks_per_sm.max(1));
