@@ -33,6 +33,10 @@
 //!    beside each other without stretching anyone's time; at knob 1
 //!    (throughput) any slowdown is accepted and bundles are as wide as
 //!    resources allow. Refusals record [`RefusalReason::Slowdown`].
+//! 4. **Packing must not cost.** A kernel joins only if the wider bundle
+//!    is predicted no slower than the bundle without it followed by the
+//!    kernel alone ([`RefusalReason::NoGain`]), so no planned bundle is
+//!    predicted slower than its slots run one after another.
 //!
 //! [`plan`] prices bundles with the block-round model ([`BlockRounds`]);
 //! [`plan_with`] takes any [`ResourceModel`] and [`CostModel`] (the
@@ -139,6 +143,10 @@ pub enum RefusalReason {
     Shape(ShapeRefusal),
     /// Joining would stretch `member`'s time beyond what the knob tolerates.
     Slowdown { member: TenantId, member_kernel: String, slowdown: f64, tolerated: f64 },
+    /// Joining would cost: the wider bundle is predicted to take `with_us`,
+    /// more than the bundle without the kernel followed by the kernel alone
+    /// (`apart_us`).
+    NoGain { with_us: f64, apart_us: f64 },
 }
 
 impl fmt::Display for RefusalReason {
@@ -150,6 +158,11 @@ impl fmt::Display for RefusalReason {
                 "slowdown: tenant {} kernel `{member_kernel}` would take {slowdown:.2}x its solo time, \
                  the policy tolerates {tolerated:.2}x",
                 member.0
+            ),
+            RefusalReason::NoGain { with_us, apart_us } => write!(
+                f,
+                "no gain: the bundle with it is predicted at {with_us:.1} µs, more than without it and then \
+                 alone ({apart_us:.1} µs)"
             ),
         }
     }
@@ -350,6 +363,14 @@ pub fn plan_with(
                 Err(FormError::Pack(e)) => return Err(e.into()),
             };
             let trial_time = cost.bundle_cost(&trial_shaped);
+            // Rule 4: packing must not cost (NaN never passes; a relative
+            // epsilon keeps rounding from refusing an even trade).
+            let apart = time.total + cand.solo_time;
+            let within = trial_time.total <= apart * (1.0 + 1e-9);
+            if !within {
+                plan.refusals.push(refuse(RefusalReason::NoGain { with_us: trial_time.total, apart_us: apart }));
+                continue;
+            }
             match slowdown(&trial, trial_time.total, policy) {
                 Some(reason) => plan.refusals.push(refuse(reason)),
                 None => {

@@ -242,9 +242,10 @@ fn a_combination_that_drops_occupancy_is_refused() {
 
 #[test]
 fn constrained_budgets_follow_work_and_finish_together() {
-    // Same grid, three times the work: about three times the blocks.
-    let a = program("a", &[kernel("a", 4096, 256, 10, 0)]);
-    let b = program("b", &[kernel("b", 4096, 256, 30, 0)]);
+    // Same grid (a wave and a sliver each, so sharing the device pays), three
+    // times the work: about three times the blocks.
+    let a = program("a", &[kernel("a", 1300, 256, 10, 0)]);
+    let b = program("b", &[kernel("b", 1300, 256, 30, 0)]);
     let limits = Target::sm_90();
     let plan = plan(&[(TenantId(0), &a), (TenantId(1), &b)], &limits, &Policy::new(PackMode::Constrain, 1.0)).unwrap();
     assert_eq!(plan.bundles.len(), 1);
@@ -354,12 +355,12 @@ fn the_cost_model_decides_what_packing_pays() {
             assert_eq!(b.time, b.slots[0].logical_blocks as f64);
             assert_eq!(b.slots[0].solo_time, b.time);
         }
-        // Knob 1 accepts any slowdown: the same streams pack as under the
-        // block-round model, and the times are still the model's.
+        // Knob 1 accepts any slowdown, and under this model packing costs
+        // nothing either: shaping alone decides, and the times are still
+        // the model's.
         let mut cost = Serial { solo_calls: 0 };
         let wide = plan_with(&tenants, &limits, &Policy::new(mode, 1.0), &EstimatedResources, &mut cost).unwrap();
-        let rounds = plan(&tenants, &limits, &Policy::new(mode, 1.0)).unwrap();
-        assert_eq!(order(&wide), order(&rounds), "{mode:?}: shaping alone decides at knob 1");
+        assert!(wide.refusals.iter().all(|r| matches!(r.reason, RefusalReason::Shape(_))), "{mode:?}");
         assert!(wide.bundles.len() < alone.bundles.len());
         for b in &wide.bundles {
             let serial: u64 = b.slots.iter().map(|s| s.logical_blocks).sum();
@@ -390,5 +391,47 @@ fn packed_runs_match_solo_runs_bit_for_bit() {
         for (t, (got, want)) in run.outputs.iter().zip(&solo).enumerate() {
             assert!(got.iter().zip(want).all(|(g, w)| g.bytes() == w.bytes()), "{policy:?}: tenant {t} differs");
         }
+    }
+}
+
+/// A cost model under which packing costs: a bundle takes its members'
+/// serial time and then some.
+struct Costly;
+
+impl CostModel for Costly {
+    fn name(&self) -> &str {
+        "costly"
+    }
+
+    fn solo_time(&mut self, kernel: &PreparedKernel) -> f64 {
+        kernel.logical_blocks as f64
+    }
+
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost {
+        let serial: f64 = bundle.members.iter().map(|m| m.kernel.logical_blocks as f64).sum();
+        let total = serial * (1.0 + 0.1 * (bundle.members.len() - 1) as f64);
+        BundleCost { total, slots: vec![total; bundle.members.len()] }
+    }
+}
+
+#[test]
+fn no_planned_bundle_is_predicted_slower_than_its_slots_one_after_another() {
+    let programs = mixed_tenants();
+    let tenants = with_ids(&programs);
+    let limits = Target::sm_90();
+    for mode in [PackMode::Coalesce, PackMode::Constrain, PackMode::Auto] {
+        for knob in [0.0, 0.5, 1.0] {
+            let plan = plan(&tenants, &limits, &Policy::new(mode, knob)).unwrap();
+            for b in &plan.bundles {
+                let serial: f64 = b.slots.iter().map(|s| s.solo_time).sum();
+                assert!(b.time <= serial * (1.0 + 1e-9), "{mode:?} knob {knob}: {} > {serial}", b.time);
+            }
+        }
+        // Where packing always costs, nothing packs, whatever the knob.
+        let packed = plan_with(&tenants, &limits, &Policy::new(mode, 1.0), &EstimatedResources, &mut Costly).unwrap();
+        assert!(packed.bundles.iter().all(|b| b.slots.len() == 1), "{mode:?}");
+        let refusal = packed.refusals.iter().find(|r| matches!(r.reason, RefusalReason::NoGain { .. }));
+        let text = refusal.expect("a kernel was refused for costing").to_string();
+        assert!(text.contains("no gain") && text.contains("µs"), "{text}");
     }
 }
