@@ -49,9 +49,15 @@
 //! - **Nobody's results are mixed up.** Every request runs in its own arena;
 //!   a bundle's slots are bit-identical to solo runs on the interpreter (the
 //!   packer's oracle). Results go back on the request's own channel.
-//! - **Removal is safe.** Removing a tenant refuses its new requests
-//!   ([`EngineError::TenantRemoved`]); requests already admitted complete,
-//!   then its arenas (and weights no other tenant uses) are freed.
+//! - **Removal is safe and leaves nothing behind.** Removing a tenant
+//!   refuses its new requests ([`EngineError::TenantRemoved`]); requests
+//!   already admitted complete, then its arenas, and the weights, kernels
+//!   and compiled modules no other tenant uses, are freed
+//!   ([`EngineStats::tenants`], [`EngineStats::prepared_kernels`],
+//!   [`EngineStats::prepared_modules`]). Tenant ids are never reused.
+//! - **Misuse is an error.** An objective or weight that is not a positive
+//!   finite number is refused by [`Engine::register`]; every entry point
+//!   answers with a typed error, never a panic.
 //! - **Overload is explicit and bounded.** Each tenant's requests in the
 //!   engine are bounded: one more is rejected at once with
 //!   [`EngineError::Rejected`]. The scheduler's admission control rejects a
@@ -213,6 +219,13 @@ pub struct EngineStats {
     /// Everything that crossed between host and executor since the engine
     /// started, registration included.
     pub executor: weft_pack::Transfers,
+    /// Tenants registered in the loop (removed ones leave once drained).
+    pub tenants: usize,
+    /// Distinct kernels the scheduler holds for them.
+    pub prepared_kernels: usize,
+    /// Compiled modules the executor holds (0 on executors that compile
+    /// nothing).
+    pub prepared_modules: usize,
 }
 
 struct TenantInfo {
@@ -327,7 +340,8 @@ impl Engine {
             s.next_tenant += 1;
             t
         };
-        let weight = if weight > 0.0 { weight } else { 1.0 };
+        // The scheduler validates the objective and the weight (finite,
+        // positive) and its refusal comes back as `EngineError::Register`.
         let spec = weft_sched::TenantSpec {
             id: TenantId(t.0),
             name: format!("tenant {}", t.0),
@@ -361,11 +375,15 @@ impl Engine {
     }
 
     /// Removes a tenant: new requests are refused, admitted ones complete,
-    /// then its buffers are freed.
+    /// then its arenas, its program's weights (when no other tenant shares
+    /// them), its kernels and compiled modules (when no other tenant runs
+    /// them) are freed and the engine forgets it (later calls name it
+    /// unknown).
     pub fn remove(&self, tenant: Tenant) -> Result<(), EngineError> {
         {
             let mut s = self.lock();
-            let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+            let next = s.next_tenant;
+            let info = s.tenants.get_mut(&tenant).ok_or_else(|| gone(next, tenant))?;
             info.removed = true;
         }
         self.tx.send(Command::Remove(tenant)).map_err(|_| EngineError::Stopped)
@@ -381,7 +399,8 @@ impl Engine {
         {
             let mut s = self.lock();
             let max_queue = s.config.max_queue;
-            let info = s.tenants.get_mut(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+            let next = s.next_tenant;
+            let info = s.tenants.get_mut(&tenant).ok_or_else(|| gone(next, tenant))?;
             if info.removed {
                 return Err(EngineError::TenantRemoved(tenant));
             }
@@ -407,7 +426,7 @@ impl Engine {
     /// The tenant's metrics so far.
     pub fn metrics(&self, tenant: Tenant) -> Result<TenantMetrics, EngineError> {
         let s = self.lock();
-        let info = s.tenants.get(&tenant).ok_or(EngineError::UnknownTenant(tenant))?;
+        let info = s.tenants.get(&tenant).ok_or_else(|| gone(s.next_tenant, tenant))?;
         let mut sorted: Vec<f64> = info.latencies.iter().map(Duration::as_secs_f64).collect();
         sorted.sort_by(f64::total_cmp);
         let pct = |q: f64| (!sorted.is_empty()).then(|| Duration::from_secs_f64(weft_sched::quantile(&sorted, q)));
@@ -485,7 +504,7 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
         // answered by the events of this very pass).
         let mut stop = false;
         loop {
-            let cmd = if server.live_requests() == 0 && events.is_empty() {
+            let cmd = if server.live_requests() == 0 && events.is_empty() && removing.is_empty() {
                 match rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -538,6 +557,7 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             let idle = !waiting.values().any(|w| w.tenant == *t);
             if idle {
                 let _ = server.unregister(TenantId(t.0));
+                lock(&shared).tenants.remove(t);
             }
             !idle
         });
@@ -557,7 +577,20 @@ fn publish(shared: &Mutex<Shared>, server: &Server<'_>) {
         request_path_compiles: transfers.request_path_compiles,
         weight_bytes: server.weight_bytes(),
         executor: transfers,
+        tenants: server.tenants(),
+        prepared_kernels: server.scheduler().prepared_kernels(),
+        prepared_modules: server.executor().prepared_modules(),
     };
+}
+
+/// The error for a tenant the engine does not hold: one it handed out and
+/// has since removed (ids are never reused), or one it never handed out.
+fn gone(next_tenant: u32, tenant: Tenant) -> EngineError {
+    if tenant.0 < next_tenant {
+        EngineError::TenantRemoved(tenant)
+    } else {
+        EngineError::UnknownTenant(tenant)
+    }
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {

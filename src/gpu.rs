@@ -219,6 +219,15 @@ impl Executor for GpuExecutor {
         lock(&self.modules).contains_key(class)
     }
 
+    fn release(&mut self, class: &LaunchClass) {
+        // Launches hold their module by `Arc`; it unloads when the last ends.
+        lock(&self.modules).remove(class);
+    }
+
+    fn prepared_modules(&self) -> usize {
+        lock(&self.modules).len()
+    }
+
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
         let stream = self.gpu.stream().clone();
         let buffers = &self.buffers;

@@ -188,6 +188,16 @@ pub trait Executor {
         true
     }
 
+    /// Drops `class`'s prepared module, if any (its last user left); a
+    /// later launch of the class prepares it again. Executors that compile
+    /// nothing keep the default: nothing to drop.
+    fn release(&mut self, _class: &LaunchClass) {}
+
+    /// Prepared modules held now.
+    fn prepared_modules(&self) -> usize {
+        0
+    }
+
     /// Runs `bundle` once. `args[i]` holds slot `i`'s arguments, one per
     /// parameter of its kernel; buffers a kernel writes are updated in place.
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError>;
@@ -299,6 +309,10 @@ pub trait Interceptor {
         inner.is_prepared(class)
     }
 
+    fn release(&mut self, inner: &mut dyn Executor, class: &LaunchClass) {
+        inner.release(class)
+    }
+
     fn launch(
         &mut self,
         inner: &mut dyn Executor,
@@ -352,6 +366,14 @@ impl<E: Executor, I: Interceptor> Executor for Intercepted<E, I> {
 
     fn is_prepared(&self, class: &LaunchClass) -> bool {
         self.hooks.is_prepared(&self.inner, class)
+    }
+
+    fn release(&mut self, class: &LaunchClass) {
+        self.hooks.release(&mut self.inner, class)
+    }
+
+    fn prepared_modules(&self) -> usize {
+        self.inner.prepared_modules()
     }
 
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {

@@ -57,7 +57,7 @@
 //! measured packing gain (solo work per bundle time, a moving average).
 //! Other policies only bound queues.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use weft_kir::{KernelDef, Target};
@@ -184,11 +184,12 @@ pub struct Scheduler {
     /// The predictor, pricing bundles through the packer's cost interface.
     cost: PredictorCost<Box<dyn Predictor>>,
     tenants: Vec<TenantEntry>,
-    /// Distinct prepared kernels and their predicted solo times.
+    /// Distinct prepared kernels of the registered tenants, their predicted
+    /// solo times and how many tenants' steps use each: a kernel no step
+    /// uses leaves when its last tenant does ([`Scheduler::remove_tenant`]).
     kernels: Vec<Arc<PreparedKernel>>,
     solo_us: Vec<f64>,
-    /// Source kernel (by `Arc` address, kept alive by the programs) → index.
-    kernel_index: HashMap<usize, usize>,
+    users: Vec<usize>,
     bundles: u64,
     /// Measured solo work per bundle time (> 1 when packing pays).
     speedup: f64,
@@ -217,7 +218,7 @@ impl Scheduler {
             tenants: Vec::new(),
             kernels: Vec::new(),
             solo_us: Vec::new(),
-            kernel_index: HashMap::new(),
+            users: Vec::new(),
             bundles: 0,
             speedup: 1.0,
             dispatched: false,
@@ -312,18 +313,38 @@ impl Scheduler {
             return Err(invalid("the program has no steps"));
         }
         let mut steps = Vec::with_capacity(spec.program.steps.len());
+        // Steps sharing one kernel `Arc` are prepared once (the program holds
+        // them alive for this call, so their addresses are stable here).
+        let mut seen: HashMap<*const KernelDef, usize> = HashMap::new();
         for (i, step) in spec.program.steps.iter().enumerate() {
-            let index = self.prepare(&step.kernel)?;
+            let index = match seen.get(&Arc::as_ptr(&step.kernel)) {
+                Some(&index) => index,
+                None => match self.prepare(&step.kernel) {
+                    Ok(index) => {
+                        seen.insert(Arc::as_ptr(&step.kernel), index);
+                        index
+                    }
+                    Err(e) => {
+                        self.collect_unused();
+                        return Err(e);
+                    }
+                },
+            };
             let k = &self.kernels[index];
             if !k.solo.fits() {
-                return Err(SchedError::Unlaunchable {
+                let error = SchedError::Unlaunchable {
                     tenant: spec.id,
                     step: i,
                     kernel: k.kernel.name.clone(),
                     limiter: k.solo.limiter,
-                });
+                };
+                self.collect_unused();
+                return Err(error);
             }
             steps.push((index, step.args.clone()));
+        }
+        for (index, _) in &steps {
+            self.users[*index] += 1;
         }
         let mut entry = TenantEntry {
             spec,
@@ -340,25 +361,61 @@ impl Scheduler {
     }
 
     /// The kernel-table index of `kernel`, preparing it (and predicting its
-    /// solo time) on first sight; equal kernels of different tenants share one entry.
+    /// solo time) on first sight; equal kernels of different tenants share
+    /// one entry (found by body fingerprint, confirmed by equality).
     fn prepare(&mut self, kernel: &Arc<KernelDef>) -> Result<usize, SchedError> {
-        let key = Arc::as_ptr(kernel) as usize;
-        if let Some(&i) = self.kernel_index.get(&key) {
+        let fingerprint = weft_pack::body_fingerprint(kernel);
+        if let Some(i) = self.kernels.iter().position(|k| k.fingerprint == fingerprint && *k.kernel == **kernel) {
             return Ok(i);
         }
         let prepared = PreparedKernel::new(kernel, &self.limits, &*self.resources)?;
-        let found =
-            self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel);
-        let index = match found {
-            Some(i) => i,
-            None => {
-                self.solo_us.push(self.cost.solo_time(&prepared).max(0.0));
-                self.kernels.push(Arc::new(prepared));
-                self.kernels.len() - 1
+        // Isolation may rewrite the body; an equal rewritten body is shared too.
+        if let Some(i) =
+            self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel)
+        {
+            return Ok(i);
+        }
+        self.solo_us.push(self.cost.solo_time(&prepared).max(0.0));
+        self.kernels.push(Arc::new(prepared));
+        self.users.push(0);
+        Ok(self.kernels.len() - 1)
+    }
+
+    /// Drops the prepared kernels no tenant's step uses and renumbers the
+    /// rest in the tenants' steps (dispatched bundles hold their kernels by
+    /// `Arc`, not by index, so nothing in flight is affected).
+    fn collect_unused(&mut self) {
+        if self.users.iter().all(|&u| u > 0) {
+            return;
+        }
+        let mut renumber = vec![usize::MAX; self.kernels.len()];
+        let (mut kernels, mut solo_us, mut users) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, ((k, solo), u)) in self.kernels.iter().zip(&self.solo_us).zip(&self.users).enumerate() {
+            if *u > 0 {
+                renumber[i] = kernels.len();
+                kernels.push(k.clone());
+                solo_us.push(*solo);
+                users.push(*u);
             }
-        };
-        self.kernel_index.insert(key, index);
-        Ok(index)
+        }
+        (self.kernels, self.solo_us, self.users) = (kernels, solo_us, users);
+        for t in &mut self.tenants {
+            for (index, _) in &mut t.steps {
+                *index = renumber[*index];
+            }
+        }
+    }
+
+    /// Distinct prepared kernels the scheduler holds (those of its
+    /// registered tenants).
+    pub fn prepared_kernels(&self) -> usize {
+        self.kernels.len()
+    }
+
+    /// The body fingerprints of the prepared kernels: what a launch class
+    /// of a registered tenant's bundle is made of.
+    pub fn kernel_fingerprints(&self) -> HashSet<u64> {
+        self.kernels.iter().map(|k| k.fingerprint).collect()
     }
 
     /// Re-predicts every kernel's solo time (the predictor may have learned).
@@ -749,7 +806,12 @@ impl Scheduler {
                 message: format!("it has {} queued and {} running requests", t.queue.len(), t.running.len()),
             });
         }
-        Ok(self.tenants.remove(i).spec)
+        let entry = self.tenants.remove(i);
+        for (index, _) in &entry.steps {
+            self.users[*index] = self.users[*index].saturating_sub(1);
+        }
+        self.collect_unused();
+        Ok(entry.spec)
     }
 
     /// The one-slot bundle of each distinct kernel of tenant `id`'s program,

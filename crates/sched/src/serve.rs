@@ -196,7 +196,8 @@ pub struct Server<'a> {
     /// Weights by program, shared by that program's tenants.
     weights: Vec<(Arc<Program>, Arc<Weights>)>,
     live: HashMap<u64, Live>,
-    /// Classes whose background preparation was started.
+    /// Classes prepared at registration or started in the background; a
+    /// class whose bodies no tenant uses any more is released.
     preparing: HashSet<LaunchClass>,
     stats: ServeStats,
 }
@@ -236,6 +237,11 @@ impl<'a> Server<'a> {
     /// Bytes of weights held on the executor: each program's once.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.iter().map(|(_, w)| w.bytes()).sum()
+    }
+
+    /// Tenants registered.
+    pub fn tenants(&self) -> usize {
+        self.tenants.len()
     }
 
     /// Requests admitted and not finished.
@@ -280,6 +286,7 @@ impl<'a> Server<'a> {
                     executor: self.exec.name().to_string(),
                     source: Box::new(source),
                 })?;
+                self.preparing.insert(bundle.class.clone());
                 // Plan on what the compiler measured, not on the estimate.
                 if let (Some(report), Some(body)) = (report, bundle.bodies.first()) {
                     self.scheduler.record_resources(body, &report);
@@ -316,6 +323,16 @@ impl<'a> Server<'a> {
             }
         }
         self.release_weights();
+        // Modules of bodies no remaining tenant runs.
+        let live = self.scheduler.kernel_fingerprints();
+        let exec = &mut *self.exec;
+        self.preparing.retain(|class| {
+            let used = class.bodies.iter().all(|b| live.contains(b));
+            if !used {
+                exec.release(class);
+            }
+            used
+        });
         Ok(())
     }
 
