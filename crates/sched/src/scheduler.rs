@@ -63,8 +63,8 @@ use std::sync::Arc;
 use weft_kir::{KernelDef, Target};
 use weft_lower::{BufferId, Program};
 use weft_pack::{
-    assemble, shape, Budget, Bundle, CostModel, FormError, Member, PackMode, PreparedKernel, ResourceTable, Shape,
-    ShapeRefusal, ShapedBundle, TenantId, Timing,
+    assemble, shape, Budget, Bundle, CostModel, Member, PackMode, PreparedKernel, ResourceTable, Shape, ShapeRefusal,
+    ShapedBundle, TenantId, Timing,
 };
 use weft_predict::{BundleFeatures, DeviceModel, Measured, Predictor, PredictorCost};
 
@@ -190,6 +190,8 @@ pub struct Scheduler {
     kernels: Vec<Arc<PreparedKernel>>,
     solo_us: Vec<f64>,
     users: Vec<usize>,
+    /// Requests whose step could not be formed into any bundle.
+    unformable: Vec<(Request, SchedError)>,
     bundles: u64,
     /// Measured solo work per bundle time (> 1 when packing pays).
     speedup: f64,
@@ -219,6 +221,7 @@ impl Scheduler {
             kernels: Vec::new(),
             solo_us: Vec::new(),
             users: Vec::new(),
+            unformable: Vec::new(),
             bundles: 0,
             speedup: 1.0,
             dispatched: false,
@@ -530,10 +533,55 @@ impl Scheduler {
                 t.running.push(Running { request, step: 0, started_us: now_us });
             }
         }
-        let mut cands = self.candidates(now_us);
+        let cands = self.candidates(now_us);
         if cands.is_empty() {
             return Ok(None);
         }
+        let dispatch = match self.choose(cands.clone()) {
+            Ok(d) => d,
+            // A bundle that cannot be formed fails only the steps that
+            // cannot run at all: each candidate is tried alone, the first
+            // that forms runs, and those that do not leave the scheduler
+            // ([`Scheduler::take_unformable`]).
+            Err(_) => {
+                let mut alone = None;
+                for c in cands {
+                    match self.alone(&c) {
+                        Ok(d) => {
+                            alone = Some(d);
+                            break;
+                        }
+                        Err(e) => {
+                            let t = &mut self.tenants[c.tenant_index];
+                            t.running.retain(|r| r.request.id != c.request.id);
+                            self.unformable.push((c.request, e));
+                        }
+                    }
+                }
+                match alone {
+                    Some(d) => d,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.dispatched = true;
+        Ok(Some(dispatch))
+    }
+
+    /// `c` alone, with its full grid.
+    fn alone(&mut self, c: &Candidate) -> Result<Dispatch, SchedError> {
+        let shape = self.shape_alone(std::slice::from_ref(c), c.tenant_index)?;
+        self.dispatch(std::slice::from_ref(c), shape.budgets, None)
+    }
+
+    /// Requests dropped because no bundle, not even their step alone, could
+    /// be formed for them, with why; the caller fails them.
+    pub fn take_unformable(&mut self) -> Vec<(Request, SchedError)> {
+        std::mem::take(&mut self.unformable)
+    }
+
+    /// The policy's bundle over `cands` (module docs).
+    fn choose(&mut self, mut cands: Vec<Candidate>) -> Result<Dispatch, SchedError> {
         let dispatch = match self.config.kind {
             PolicyKind::TimeOnlyFifo => {
                 cands.sort_by(|a, b| {
@@ -587,8 +635,7 @@ impl Scheduler {
             }
             PolicyKind::SloAware => self.slo_aware(cands)?,
         };
-        self.dispatched = true;
-        Ok(Some(dispatch))
+        Ok(dispatch)
     }
 
     /// Every running request's current step, with its deadline arithmetic.
@@ -650,10 +697,10 @@ impl Scheduler {
         for c in cands.iter().skip(1) {
             let mut trial = chosen.clone();
             trial.push(c.clone());
-            let trial_shaped = match ShapedBundle::form(self.members(&trial), &self.limits, self.config.mode) {
-                Ok(shaped) => shaped,
-                Err(FormError::Refused(_)) => continue,
-                Err(FormError::Pack(e)) => return Err(e.into()),
+            // A wider bundle that does not form (refused, or failing to
+            // assemble) is simply not taken.
+            let Ok(trial_shaped) = ShapedBundle::form(self.members(&trial), &self.limits, self.config.mode) else {
+                continue;
             };
             let (prediction, trial_features) = self.cost.predict(&trial_shaped);
             let t = prediction.total_us;

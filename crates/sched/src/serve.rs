@@ -381,9 +381,16 @@ impl<'a> Server<'a> {
     /// failed).
     pub fn step(&mut self, clock: &mut dyn Clock, events: &mut Vec<Event>) -> bool {
         let now = clock.now_us();
-        let dispatch = match self.scheduler.next_bundle(now) {
+        let next = self.scheduler.next_bundle(now);
+        // Steps no bundle could hold, not even alone: only their requests fail.
+        let unformable = self.scheduler.take_unformable();
+        let failed = !unformable.is_empty();
+        for (request, error) in unformable {
+            self.fail(request.id, Arc::new(ServeError::from(error)), events);
+        }
+        let dispatch = match next {
             Ok(Some(d)) => d,
-            Ok(None) => return false,
+            Ok(None) => return failed,
             Err(e) => {
                 // A bundle the scheduler cannot form: fail what waits rather
                 // than spin.

@@ -95,3 +95,62 @@ fn registration_records_what_the_compiler_reports() {
     let measured_us = scheduler.solo_latency_us(weft_pack::TenantId(0)).expect("known");
     assert!(measured_us >= estimated_us, "{measured_us} µs on ptxas's figures vs {estimated_us} µs estimated");
 }
+
+/// A step that no bundle can hold, not even alone (here: the compiler
+/// reports more registers than an SM has once the tenant is registered),
+/// fails only its own request; the other tenant's request completes.
+#[test]
+fn a_step_no_bundle_can_hold_fails_only_its_request() {
+    let other = {
+        let mut g = weft_graph::builder::GraphBuilder::new("small");
+        let x = g.input("x", weft_graph::DType::F32, &[4, 64]);
+        let y = g.relu(x).expect("relu builds");
+        g.output(y);
+        Arc::new(weft_lower::lower(&g.finish(), &weft_lower::LowerOptions::default()).expect("lowers"))
+    };
+    // Admission off: it would refuse the doomed request at the door.
+    let config = SchedulerConfig::slo_aware(1.0).with_admission(false);
+    let mut scheduler = Scheduler::new(config, common::limits(), common::prior());
+    scheduler.add_tenant(common::tenant(0, 1e9)).expect("registers");
+    let b = weft_sched::TenantSpec {
+        id: weft_pack::TenantId(1),
+        name: "small".into(),
+        program: other.clone(),
+        slo_us: 1e9,
+        weight: 1.0,
+    };
+    scheduler.add_tenant(b).expect("registers");
+    // From now on tenant 0's first kernel cannot run anywhere.
+    let doomed = scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known")[0].bodies[0].clone();
+    let report = ResourceReport { kernel: doomed.name.clone(), registers: 100_000, ..Default::default() };
+    assert!(scheduler.record_resources(&doomed, &report));
+    let mut exec = weft_pack::InterpExecutor::default();
+    let mut server = weft_sched::Server::new(&mut scheduler, &mut exec).expect("the loop takes both tenants");
+
+    let mut clock = weft_sched::WallClock::new();
+    let mut events = Vec::new();
+    let inputs = |p: &weft_lower::Program| Arc::new(p.seeded_inputs(3));
+    for (id, tenant, program) in [(1, 0, common::resnet18_small()), (2, 1, other.clone())] {
+        let request = weft_sched::Request { tenant: weft_pack::TenantId(tenant), id, arrival_us: 0.0 };
+        server.submit(request, inputs(&program), 0.0, &mut events);
+    }
+    let mut steps = 0;
+    while server.live_requests() > 0 {
+        assert!(server.step(&mut clock, &mut events), "a step ran or failed a request");
+        steps += 1;
+        assert!(steps < 10_000, "the loop did not finish");
+    }
+    let mut failed = Vec::new();
+    let mut completed = Vec::new();
+    for e in events {
+        match e {
+            weft_sched::Event::Failed { request, error } => failed.push((request.id, error.to_string())),
+            weft_sched::Event::Completed { request, .. } => completed.push(request.id),
+            weft_sched::Event::Rejected { request, .. } => panic!("request {} rejected", request.id),
+        }
+    }
+    assert_eq!(completed, vec![2], "the other tenant's request completes");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, 1);
+    assert!(failed[0].1.contains("cannot form a bundle alone"), "{}", failed[0].1);
+}
