@@ -431,3 +431,93 @@ fn requests_complete_while_a_fused_module_compiles_in_the_background() {
     assert!(later.serve.fused_bundles > first.serve.fused_bundles);
     assert_eq!(later.request_path_compiles, 0, "no compiler ran on the request path");
 }
+
+/// A sticky fault, as a device's illegal address leaves a CUDA context: the
+/// first launch holding `victim` fails, and so does every launch after it
+/// until the executor is rebuilt ([`Executor::recover`]).
+struct StickyFault {
+    victim: String,
+    faulted: bool,
+    injected: usize,
+    recoveries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("injected sticky fault: {0}")]
+struct Sticky(&'static str);
+
+impl Interceptor for StickyFault {
+    fn name(&self) -> &str {
+        "sticky"
+    }
+
+    fn launch(
+        &mut self,
+        inner: &mut dyn Executor,
+        bundle: &Bundle,
+        args: &[Vec<LaunchArg>],
+    ) -> Result<Timing, ExecError> {
+        if self.faulted {
+            return Err(ExecError::backend("sticky", Sticky("the context is lost")));
+        }
+        if self.injected == 0 && bundle.slots.iter().any(|s| s.kernel.name == self.victim) {
+            self.injected += 1;
+            self.faulted = true;
+            return Err(ExecError::backend("sticky", Sticky("illegal address")));
+        }
+        inner.launch(bundle, args)
+    }
+
+    fn is_faulted(&self, _inner: &dyn Executor) -> bool {
+        self.faulted
+    }
+
+    fn recover(&mut self, inner: &mut dyn Executor) -> Result<(), ExecError> {
+        self.faulted = false;
+        self.recoveries += 1;
+        inner.recover()
+    }
+}
+
+/// After a sticky fault the loop rebuilds the executor (every buffer lost),
+/// restores weights, arenas and modules, and restarts the requests that
+/// were in flight: only the faulting launch's request fails, every other
+/// request completes with exactly its solo result.
+#[test]
+fn a_sticky_fault_fails_only_its_launch_and_service_recovers() {
+    let good = resnet(8);
+    let graph = weft::graph::models::resnet18(9, 1, 64, 10).unwrap();
+    let bad = Arc::new(lower(&graph, &LowerOptions::default()).unwrap());
+    let victim = bad
+        .steps
+        .iter()
+        .rev()
+        .map(|s| s.kernel.name.clone())
+        .find(|name| good.steps.iter().all(|g| &g.kernel.name != name))
+        .expect("a 64x64 ResNet has kernels a 32x32 one lacks");
+    let exec = Intercepted {
+        inner: InterpExecutor::new(Interpreter::new()),
+        hooks: StickyFault { victim, faulted: false, injected: 0, recoveries: 0 },
+    };
+    // One kernel per launch, so the faulting launch holds only the victim.
+    let config = EngineConfig { policy: weft::sched::SchedulerConfig::time_only_fifo(), ..EngineConfig::default() };
+    let engine = Engine::with_executor(exec, config);
+    let tg = engine.register(good.clone(), SLO, 1.0).unwrap();
+    let tb = engine.register(bad.clone(), SLO, 1.0).unwrap();
+    let b = engine.submit(tb, input(&bad, 0)).unwrap();
+    let g: Vec<_> = (0..3).map(|i| engine.submit(tg, input(&good, i)).unwrap()).collect();
+    match b.wait() {
+        Err(RequestError::Execution(e)) => assert!(e.to_string().contains("illegal address"), "{e}"),
+        other => panic!("the faulting request must fail, got {:?}", other.map(|r| r.latency)),
+    }
+    for (i, p) in g.into_iter().enumerate() {
+        let served = p.wait().unwrap_or_else(|e| panic!("request {i} of the other tenant failed: {e}"));
+        assert_eq!(served.outputs, solo(&good, &input(&good, i as u64)), "request {i}");
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.serve.recoveries, 1, "{stats:?}");
+    // Both tenants are served after the recovery, the faulty one included.
+    let again = engine.submit(tb, input(&bad, 1)).unwrap().wait().expect("served after recovery");
+    assert_eq!(again.outputs, solo(&bad, &input(&bad, 1)));
+    assert!(engine.submit(tg, input(&good, 5)).unwrap().wait().is_ok());
+}

@@ -198,6 +198,21 @@ pub trait Executor {
         0
     }
 
+    /// Whether a fault has left the executor unusable until
+    /// [`Executor::recover`] (a sticky device error: on CUDA the context is
+    /// lost, with every buffer and module in it). Executors that cannot
+    /// fault that way keep the default.
+    fn is_faulted(&self) -> bool {
+        false
+    }
+
+    /// Rebuilds the executor after a fault. Afterwards it holds no buffers
+    /// and no prepared modules: every handle issued before is invalid, and
+    /// the caller uploads and prepares again what it still needs.
+    fn recover(&mut self) -> Result<(), ExecError> {
+        Ok(())
+    }
+
     /// Runs `bundle` once. `args[i]` holds slot `i`'s arguments, one per
     /// parameter of its kernel; buffers a kernel writes are updated in place.
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError>;
@@ -280,6 +295,13 @@ impl<T> HandleMap<T> {
         true
     }
 
+    /// Drops every value; the handles issued stay invalid (a later insert
+    /// gets a new one), so a stale handle is an error, not another buffer.
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.live = 0;
+    }
+
     /// Values held now.
     pub fn len(&self) -> usize {
         self.live
@@ -311,6 +333,14 @@ pub trait Interceptor {
 
     fn release(&mut self, inner: &mut dyn Executor, class: &LaunchClass) {
         inner.release(class)
+    }
+
+    fn is_faulted(&self, inner: &dyn Executor) -> bool {
+        inner.is_faulted()
+    }
+
+    fn recover(&mut self, inner: &mut dyn Executor) -> Result<(), ExecError> {
+        inner.recover()
     }
 
     fn launch(
@@ -374,6 +404,14 @@ impl<E: Executor, I: Interceptor> Executor for Intercepted<E, I> {
 
     fn prepared_modules(&self) -> usize {
         self.inner.prepared_modules()
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.hooks.is_faulted(&self.inner)
+    }
+
+    fn recover(&mut self) -> Result<(), ExecError> {
+        self.hooks.recover(&mut self.inner)
     }
 
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {

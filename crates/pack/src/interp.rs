@@ -57,6 +57,14 @@ impl Executor for InterpExecutor {
         NAME
     }
 
+    /// Drops every buffer, as a rebuilt device context would hold none
+    /// (the interpreter itself never faults: fault injection makes it
+    /// [`Executor::is_faulted`] through an [`crate::Interceptor`]).
+    fn recover(&mut self) -> Result<(), ExecError> {
+        self.buffers.clear();
+        Ok(())
+    }
+
     fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
         if (len as u64).checked_mul(elem.size_bytes()).is_none_or(|b| b > isize::MAX as u64) {
             return Err(ExecError::TooLarge { executor: NAME.into(), elem, len });

@@ -832,6 +832,31 @@ impl Scheduler {
         dropped
     }
 
+    /// Moves every running request back to the front of its tenant's queue
+    /// (oldest first), to run again from its first step: what ran of it
+    /// was lost with the executor's state.
+    pub fn restart_running(&mut self) {
+        for t in &mut self.tenants {
+            let mut running: Vec<Request> = t.running.drain(..).map(|r| r.request).collect();
+            running.sort_by(|a, b| a.arrival_us.total_cmp(&b.arrival_us).then(a.id.cmp(&b.id)));
+            for r in running.into_iter().rev() {
+                t.queue.push_front(r);
+            }
+        }
+        self.dispatched = false;
+    }
+
+    /// Drops every queued and running request and returns them.
+    pub fn abort_all(&mut self) -> Vec<Request> {
+        self.dispatched = false;
+        let mut dropped = Vec::new();
+        for t in &mut self.tenants {
+            dropped.extend(t.running.drain(..).map(|r| r.request));
+            dropped.extend(t.queue.drain(..));
+        }
+        dropped
+    }
+
     /// Bundles completed so far.
     pub fn bundles(&self) -> u64 {
         self.bundles

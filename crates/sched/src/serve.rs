@@ -122,6 +122,13 @@ pub enum ServeError {
     Run(Box<RunError>),
     #[error(transparent)]
     Sched(Box<SchedError>),
+    /// A fault left the executor unusable and rebuilding it failed.
+    #[error("executor `{executor}` could not be rebuilt after a fault: {source}")]
+    Recover {
+        executor: String,
+        #[source]
+        source: Box<weft_pack::ExecError>,
+    },
 }
 
 impl From<RunError> for ServeError {
@@ -162,6 +169,8 @@ pub struct ServeStats {
     pub completed: u64,
     pub failed: u64,
     pub rejected: u64,
+    /// Times the executor was rebuilt after a sticky fault.
+    pub recoveries: u64,
 }
 
 impl ServeStats {
@@ -392,13 +401,8 @@ impl<'a> Server<'a> {
             Ok(Some(d)) => d,
             Ok(None) => return failed,
             Err(e) => {
-                // A bundle the scheduler cannot form: fail what waits rather
-                // than spin.
-                let e = Arc::new(ServeError::from(e));
-                let ids: Vec<u64> = self.live.keys().copied().collect();
-                for id in ids {
-                    self.fail(id, e.clone(), events);
-                }
+                // The scheduler itself failed: fail what waits rather than spin.
+                self.fail_everything(Arc::new(ServeError::from(e)), events);
                 return true;
             }
         };
@@ -420,13 +424,7 @@ impl<'a> Server<'a> {
                             self.finish(f.request.id, f.latency_us, f.met_slo, events);
                         }
                     }
-                    Err(e) => {
-                        let e = Arc::new(ServeError::from(e));
-                        let ids: Vec<u64> = self.live.keys().copied().collect();
-                        for id in ids {
-                            self.fail(id, e.clone(), events);
-                        }
-                    }
+                    Err(e) => self.fail_everything(Arc::new(ServeError::from(e)), events),
                 }
             }
             Err(e) => {
@@ -434,9 +432,53 @@ impl<'a> Server<'a> {
                 for dropped in self.scheduler.abort(dispatch) {
                     self.fail(dropped.id, e.clone(), events);
                 }
+                if self.exec.is_faulted() {
+                    self.recover(events);
+                }
             }
         }
         true
+    }
+
+    /// After a sticky fault (the launch's own requests already failed):
+    /// rebuilds the executor, restores every tenant's weights, arenas and
+    /// prepared modules, and restarts the requests that were in flight from
+    /// their first step (their partial results were on the lost device).
+    /// Where the executor cannot be rebuilt, every request fails.
+    fn recover(&mut self, events: &mut Vec<Event>) {
+        self.stats.recoveries += 1;
+        let executor = self.exec.name().to_string();
+        let recovered =
+            self.exec.recover().map_err(|source| ServeError::Recover { executor, source: Box::new(source) });
+        let restored = recovered.and_then(|()| {
+            // Everything the executor held is gone: forget it, free nothing.
+            for live in self.live.values_mut() {
+                live.arena = None;
+            }
+            self.scheduler.restart_running();
+            self.weights.clear();
+            self.preparing.clear();
+            let ids: Vec<TenantId> = self.tenants.keys().copied().collect();
+            self.tenants.clear();
+            for id in ids {
+                self.make_resident(id)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = restored {
+            self.fail_everything(Arc::new(e), events);
+        }
+    }
+
+    /// Fails every request the loop holds, queued or running, with `error`.
+    fn fail_everything(&mut self, error: Arc<ServeError>, events: &mut Vec<Event>) {
+        for dropped in self.scheduler.abort_all() {
+            self.fail(dropped.id, error.clone(), events);
+        }
+        let ids: Vec<u64> = self.live.keys().copied().collect();
+        for id in ids {
+            self.fail(id, error.clone(), events);
+        }
     }
 
     /// Runs `dispatch`'s bundle: fused when its class is prepared, else as
