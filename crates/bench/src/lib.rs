@@ -27,6 +27,7 @@ pub mod latency;
 pub mod micro;
 pub mod overhead;
 pub mod predictor_eval;
+pub mod soak;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

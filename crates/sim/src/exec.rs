@@ -80,6 +80,12 @@ impl Executor for SimGpu {
         Ok(timing)
     }
 
+    /// Drops every buffer, as a rebuilt device context would hold none.
+    fn recover(&mut self) -> Result<(), ExecError> {
+        self.memory_mut().buffers.clear();
+        Ok(())
+    }
+
     fn transfers(&self) -> Transfers {
         self.memory().transfers
     }
