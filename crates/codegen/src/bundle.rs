@@ -53,8 +53,8 @@ use std::collections::HashSet;
 use weft_kir::{Axis, KernelDef, ParamKind, Scalar, Type};
 
 use crate::emit::{
-    c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter, CudaSource,
-    DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
+    barrier_stmt, c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter,
+    CudaSource, DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
 };
 
 /// The dispatcher's `extern "C"` name.
@@ -171,13 +171,6 @@ fn barrier_form(threads: u32, block_threads: u32) -> BarrierForm {
     }
 }
 
-fn barrier_stmt(form: BarrierForm) -> String {
-    match form {
-        BarrierForm::Block => "__syncthreads();".to_string(),
-        BarrierForm::Named { id, threads } => format!("asm volatile(\"bar.sync {id}, {threads};\" ::: \"memory\");"),
-    }
-}
-
 fn kernel_err(kernel: &KernelDef, reason: String) -> EmitError {
     EmitError::Kernel { kernel: kernel.name.clone(), reason }
 }
@@ -259,6 +252,7 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
     }
 
     let mut prelude = Prelude::default();
+    prelude.add_shared_pool();
     let mut functions = Vec::with_capacity(bodies.len());
     // The switch's cases, written at the depth they take inside the dispatcher.
     let mut cases = CodeWriter::default();
@@ -271,6 +265,10 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
         let name = format!("weft_body{i}_{}", c_ident(&k.name, &mut used));
         let f = emit_device_function(k, &EmitOptions { block_mapping: &SlotIds }, &DeviceForm { name, barrier })?;
         prelude.merge(&f.prelude);
+        if !k.shared.is_empty() {
+            // The dispatcher's barrier between persistent logical blocks.
+            prelude.add_barrier(barrier);
+        }
         dispatch_case(&mut cases, i, k, &f.name, threads, block_threads, logical, barrier);
         functions.push(f);
     }
@@ -299,7 +297,7 @@ pub fn emit_bundle(bodies: &[&KernelDef], block_threads: u32) -> Result<CudaSour
     ));
     w.open("{");
     w.line("// The pool every body's shared arrays live in: the largest body's bytes.");
-    w.line("extern __shared__ __align__(16) unsigned char weft_smem[];");
+    w.line("WEFT_SHARED_POOL(weft_smem);");
     w.line("// This block's slot: the last row starting at or before it (SlotTable::slot_of).");
     w.line("const int p = (int)blockIdx.x;");
     w.line("int lo = 0;");
