@@ -10,7 +10,7 @@
 //! ([`weft_codegen::compiler::write_atomic`]); identical sources compile
 //! once, across processes.
 //!
-//! Flags: `-O2 -ffp-contract=off` (the emitted code relies on one rounding
+//! Flags: `-ffp-contract=off` (the emitted code relies on one rounding
 //! per operation, as NVRTC's `_rn` intrinsics give), `-fno-strict-aliasing`,
 //! `-fwrapv` (belt and braces: emitted integer arithmetic already wraps in
 //! unsigned types).
@@ -45,6 +45,38 @@ pub enum HostCompileError {
     },
 }
 
+/// What a compilation produces.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Artifact {
+    /// A shared library the executor loads (`weft_cpu_run_block`).
+    Library,
+    /// The checking mode's runner: an executable under AddressSanitizer and
+    /// UndefinedBehaviorSanitizer, which must own their process.
+    SanitizedRunner,
+}
+
+impl Artifact {
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Artifact::Library => &["-O2", "-fPIC", "-shared"],
+            Artifact::SanitizedRunner => &[
+                "-O1",
+                "-DWEFT_CPU_MAIN",
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=all",
+                "-fno-omit-frame-pointer",
+            ],
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Artifact::Library => "so",
+            Artifact::SanitizedRunner => "run",
+        }
+    }
+}
+
 /// A host C++ compiler with a disk cache of shared libraries.
 #[derive(Debug)]
 pub struct HostCompiler {
@@ -62,19 +94,9 @@ impl HostCompiler {
         let dir = dir
             .or_else(|| default_cache_dir().map(|d| d.join("cpu")))
             .unwrap_or_else(|| std::env::temp_dir().join("weft-cpu-cache"));
-        let flags = [
-            "-std=c++17",
-            "-O2",
-            "-g",
-            "-fPIC",
-            "-shared",
-            "-ffp-contract=off",
-            "-fno-strict-aliasing",
-            "-fwrapv",
-            "-w",
-        ]
-        .map(String::from)
-        .to_vec();
+        let flags = ["-std=c++17", "-g", "-ffp-contract=off", "-fno-strict-aliasing", "-fwrapv", "-w"]
+            .map(String::from)
+            .to_vec();
         HostCompiler { compiler, flags, dir, version: OnceLock::new() }
     }
 
@@ -109,22 +131,23 @@ impl HostCompiler {
         format!("{HEADER}\n#line 1 \"{}.cu\"\n{}", source.name, source.code)
     }
 
-    /// The shared library for `source` (compiled, or found in the cache).
+    /// The `artifact` for `source` (compiled, or found in the cache).
     /// `kernel` names the kernel(s) in messages.
-    pub fn compile(&self, source: &CudaSource, kernel: &str) -> Result<PathBuf, HostCompileError> {
+    pub fn compile(&self, source: &CudaSource, kernel: &str, artifact: Artifact) -> Result<PathBuf, HostCompileError> {
         let version = self.version()?;
         let unit = Self::translation_unit(source);
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).chain(artifact.flags().iter().copied()).collect();
         let mut h = Sha256::new();
         h.update(b"weft-cpu-v1\0");
         h.update(unit.as_bytes());
-        for f in &self.flags {
+        for f in &flags {
             h.update(b"\x1f");
             h.update(f.as_bytes());
         }
         h.update(b"\0");
         h.update(version.as_bytes());
         let key = hex(&h.finalize());
-        let lib = self.dir.join(format!("{key}.so"));
+        let lib = self.dir.join(format!("{key}.{}", artifact.extension()));
         if lib.is_file() {
             return Ok(lib);
         }
@@ -134,9 +157,9 @@ impl HostCompiler {
         write_atomic(&src, &unit).map_err(io)?;
         // Compile beside the entry, then rename: a concurrent process sees
         // the finished library or none.
-        let tmp = self.dir.join(format!(".{key}.{}.so.tmp", std::process::id()));
+        let tmp = self.dir.join(format!(".{key}.{}.{}.tmp", std::process::id(), artifact.extension()));
         let out = Command::new(&self.compiler)
-            .args(&self.flags)
+            .args(&flags)
             .arg("-o")
             .arg(&tmp)
             .arg(&src)

@@ -28,7 +28,7 @@ use weft_pack::{
     Transfers,
 };
 
-use crate::compile::{HostCompileError, HostCompiler};
+use crate::compile::{Artifact, HostCompileError, HostCompiler};
 
 const NAME: &str = "cpu";
 
@@ -162,6 +162,17 @@ pub enum CpuError {
         first_bits: u64,
         second_bits: u64,
     },
+    #[error(
+        "kernel `{kernel}` ({run}) failed under the sanitizers (AddressSanitizer, UndefinedBehaviorSanitizer); \
+         the report names the line of the emitted CUDA C (kept in the cache folder):\n{report}"
+    )]
+    Sanitizer { kernel: String, run: Run, report: String },
+    #[error("cannot run the sanitized runner {}: {source}", path.display())]
+    Runner {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start a thread to run blocks: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -186,6 +197,8 @@ struct Module {
     bodies: Vec<Arc<KernelDef>>,
     run_block: RunBlock,
     pool_bytes: u64,
+    /// The sanitized runner (checking mode).
+    runner: Option<PathBuf>,
     // Keeps `run_block` valid; dropped last.
     _library: libloading::Library,
 }
@@ -199,6 +212,7 @@ fn build_library(
     bodies: &[Arc<KernelDef>],
     block_threads: u32,
     edit: Option<&SourceEdit>,
+    artifact: Artifact,
 ) -> Result<PathBuf, CpuError> {
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     let mut source = emit_bundle(&refs, block_threads)?;
@@ -206,7 +220,7 @@ fn build_library(
         source.code = edit(source.code);
     }
     let names: Vec<&str> = refs.iter().map(|k| k.name.as_str()).collect();
-    Ok(compiler.compile(&source, &names.join("`, `"))?)
+    Ok(compiler.compile(&source, &names.join("`, `"), artifact)?)
 }
 
 /// `struct WeftMaths` in weft_cpu.h.
@@ -249,7 +263,13 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
         set(&Maths { expf, logf, tanhf, erff });
     }
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
-    Ok(Module { bodies: bodies.to_vec(), run_block, pool_bytes: bundle_shared_bytes(&refs), _library: library })
+    Ok(Module {
+        bodies: bodies.to_vec(),
+        run_block,
+        pool_bytes: bundle_shared_bytes(&refs),
+        runner: None,
+        _library: library,
+    })
 }
 
 fn same_bodies(a: &[Arc<KernelDef>], b: &[Arc<KernelDef>]) -> bool {
@@ -350,7 +370,7 @@ impl CpuExecutor {
         }
         let built = lock(&self.built).remove(&bundle.class);
         match built {
-            Some((bodies, path)) if same_bodies(&bodies, &bundle.bodies) => {
+            Some((bodies, path)) if same_bodies(&bodies, &bundle.bodies) && self.mode == CpuMode::Fast => {
                 let m = Arc::new(load(path, &bodies)?);
                 self.modules.insert(bundle.class.clone(), m.clone());
                 Ok(Some(m))
@@ -363,8 +383,19 @@ impl CpuExecutor {
         if let Some(m) = self.module(bundle)? {
             return Ok(m);
         }
-        let path = build_library(&self.compiler, &bundle.bodies, bundle.class.block_threads, self.edit.as_ref())?;
-        let m = Arc::new(load(path, &bundle.bodies)?);
+        let threads = bundle.class.block_threads;
+        let path = build_library(&self.compiler, &bundle.bodies, threads, self.edit.as_ref(), Artifact::Library)?;
+        let mut m = load(path, &bundle.bodies)?;
+        if matches!(self.mode, CpuMode::Checking { .. }) {
+            m.runner = Some(build_library(
+                &self.compiler,
+                &bundle.bodies,
+                threads,
+                self.edit.as_ref(),
+                Artifact::SanitizedRunner,
+            )?);
+        }
+        let m = Arc::new(m);
         self.modules.insert(bundle.class.clone(), m.clone());
         Ok(m)
     }
@@ -461,6 +492,116 @@ impl CpuExecutor {
     }
 }
 
+impl CpuExecutor {
+    /// Runs the launch once in the sanitized runner, every buffer its own
+    /// allocation (see `weft_cpu.h`, "The checking mode's runner").
+    fn run_sanitized(
+        &self,
+        runner: &std::path::Path,
+        bundle: &Bundle,
+        args: &[Vec<LaunchArg>],
+        table: &[i32],
+        words: &[u64],
+        run: Run,
+    ) -> Result<(), CpuError> {
+        let mut order: Vec<Handle> = Vec::new();
+        let mut index: HashMap<Handle, u64> = HashMap::new();
+        let mut flags = Vec::with_capacity(words.len());
+        let mut file_words = Vec::with_capacity(words.len());
+        for (a, &w) in args.iter().flatten().zip(words) {
+            match *a {
+                LaunchArg::Buffer(h) => {
+                    let i = *index.entry(h).or_insert_with(|| {
+                        order.push(h);
+                        order.len() as u64 - 1
+                    });
+                    flags.push(1u8);
+                    file_words.push(i);
+                }
+                LaunchArg::Scalar(_) => {
+                    flags.push(0u8);
+                    file_words.push(w);
+                }
+            }
+        }
+        let (schedule, seed) = match run.schedule {
+            Schedule::Forward => (0u32, 0u64),
+            Schedule::Reverse => (1, 0),
+            Schedule::Random(seed) => (2, seed),
+        };
+        let mut file = Vec::new();
+        for v in [table.len() as u32 / 8, bundle.class.block_threads, bundle.table.total_blocks(), schedule] {
+            file.extend_from_slice(&v.to_le_bytes());
+        }
+        file.extend_from_slice(&self_pool(bundle).to_le_bytes());
+        file.extend_from_slice(&seed.to_le_bytes());
+        file.extend_from_slice(&u32::from(run.shared_fill).to_le_bytes());
+        file.extend_from_slice(&(words.len() as u32).to_le_bytes());
+        for v in table {
+            file.extend_from_slice(&v.to_le_bytes());
+        }
+        for w in &file_words {
+            file.extend_from_slice(&w.to_le_bytes());
+        }
+        file.extend_from_slice(&flags);
+        file.extend_from_slice(&(order.len() as u32).to_le_bytes());
+        for h in &order {
+            let bytes = self.buffers.get(*h).map(Buffer::bytes).unwrap_or_default();
+            file.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            file.extend_from_slice(bytes);
+        }
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let stem = std::env::temp_dir().join(format!(
+            "weft-cpu-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (launch, out) = (stem.with_extension("launch"), stem.with_extension("out"));
+        let io = |source| CpuError::Runner { path: runner.to_path_buf(), source };
+        std::fs::write(&launch, &file).map_err(io)?;
+        let result = std::process::Command::new(runner)
+            .arg(&launch)
+            .arg(&out)
+            .env("ASAN_OPTIONS", "detect_leaks=0")
+            .env("UBSAN_OPTIONS", "print_stacktrace=1")
+            .output();
+        let _ = std::fs::remove_file(&launch);
+        let _ = std::fs::remove_file(&out);
+        let output = result.map_err(io)?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        let body_kernel = |text: &str| {
+            let at = text.find("weft_body")? + "weft_body".len();
+            let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+            bundle.bodies.get(digits.parse::<usize>().ok()?).map(|k| k.name.clone())
+        };
+        let all = || bundle.bodies.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join("`, `");
+        if let Some(line) = stderr.lines().find(|l| l.starts_with("weft_cpu_fault ")) {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.trim_end_matches(':').parse::<u32>().ok())
+            };
+            let block = field("block=").unwrap_or(0);
+            let status = field("status=").unwrap_or(6) as i32;
+            let message = line.split_once(": ").map_or(line, |(_, m)| m).to_string();
+            let slot = bundle.table.slot_of(block).unwrap_or(0);
+            let kernel = bundle.slots.get(slot).map_or_else(all, |s| s.kernel.name.clone());
+            return Err(CpuError::Fault { kernel, slot, block, run, kind: FaultKind::from_status(status), message });
+        }
+        let report: String =
+            stderr.lines().filter(|l| !l.contains("swapcontext")).take(40).collect::<Vec<_>>().join("\n");
+        Err(CpuError::Sanitizer { kernel: body_kernel(&stderr).unwrap_or_else(all), run, report })
+    }
+}
+
+fn self_pool(bundle: &Bundle) -> u64 {
+    let refs: Vec<&KernelDef> = bundle.bodies.iter().map(|k| &**k).collect();
+    bundle_shared_bytes(&refs)
+}
+
 /// The launch's pointers, shared by the threads running its blocks.
 struct RawLaunch {
     slots: *const c_void,
@@ -533,7 +674,9 @@ impl Executor for CpuExecutor {
         std::thread::Builder::new()
             .name("weft-cpu-prepare".into())
             .spawn(move || {
-                if let Ok(path) = build_library(&compiler, &bodies, class.block_threads, edit.as_ref()) {
+                if let Ok(path) =
+                    build_library(&compiler, &bodies, class.block_threads, edit.as_ref(), Artifact::Library)
+                {
                     lock(&built).insert(class, (bodies, path));
                 }
             })
@@ -597,6 +740,12 @@ impl Executor for CpuExecutor {
         } else {
             Vec::new()
         };
+        if let Some(runner) = &module.runner {
+            // Before the schedule runs, so it starts from the launch's inputs;
+            // its outputs are not kept (the host libm computes them).
+            let run = Run { schedule: Schedule::Reverse, shared_fill: 0xff };
+            self.run_sanitized(runner, bundle, args, &table, &words, run).map_err(cpu_err)?;
+        }
         let mut first: Option<(Run, Vec<Vec<u64>>)> = None;
         for (i, &run) in runs.iter().enumerate() {
             if i > 0 {

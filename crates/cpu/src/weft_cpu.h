@@ -738,4 +738,84 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
     return run.status;
 }
 
+// ---- The checking mode's runner ---------------------------------------------
+// Built as an executable under AddressSanitizer and UndefinedBehaviorSanitizer
+// (which must own the process, so it cannot be loaded into the caller's).
+// `runner LAUNCH OUT` reads a launch file written by crates/cpu/src/exec.rs:
+//   u32 nslots, block_threads, total_blocks, schedule; u64 pool_bytes, seed;
+//   u32 fill, nwords; table (nslots rows of 8 ints); nwords u64 words;
+//   nwords u8 flags (1: the word is a buffer index); u32 nbuffers;
+//   per buffer: u64 bytes, then the bytes.
+// It gives every buffer its own allocation of exactly its size, runs the
+// blocks in order, and writes the buffers back to OUT in the same layout.
+// A fault is reported on stderr as `weft_cpu_fault block=B status=S: MESSAGE`
+// with exit status 100 + S; a sanitizer reports and exits on its own.
+#ifdef WEFT_CPU_MAIN
+static bool weft_read(FILE* f, void* p, size_t n) { return n == 0 || fread(p, 1, n, f) == n; }
+
+int main(int argc, char** argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s LAUNCH OUT\n", argv[0]);
+        return 2;
+    }
+    FILE* f = fopen(argv[1], "rb");
+    if (f == nullptr) {
+        perror(argv[1]);
+        return 2;
+    }
+    unsigned int head[4];
+    unsigned long long pool_bytes, seed;
+    unsigned int fill, nwords, nbuffers;
+    if (!weft_read(f, head, sizeof head) || !weft_read(f, &pool_bytes, 8) || !weft_read(f, &seed, 8) ||
+        !weft_read(f, &fill, 4) || !weft_read(f, &nwords, 4)) {
+        fprintf(stderr, "truncated launch file\n");
+        return 2;
+    }
+    std::vector<int> table((size_t)head[0] * 8);
+    std::vector<unsigned long long> words(nwords);
+    std::vector<unsigned char> flags(nwords);
+    if (!weft_read(f, table.data(), table.size() * 4) || !weft_read(f, words.data(), (size_t)nwords * 8) ||
+        !weft_read(f, flags.data(), nwords) || !weft_read(f, &nbuffers, 4)) {
+        fprintf(stderr, "truncated launch file\n");
+        return 2;
+    }
+    std::vector<unsigned char*> buffers(nbuffers);
+    std::vector<unsigned long long> sizes(nbuffers);
+    for (unsigned int i = 0; i < nbuffers; i++) {
+        if (!weft_read(f, &sizes[i], 8)) return 2;
+        buffers[i] = (unsigned char*)malloc(sizes[i] == 0 ? 1 : sizes[i]);
+        if (buffers[i] == nullptr || !weft_read(f, buffers[i], sizes[i])) {
+            fprintf(stderr, "truncated launch file\n");
+            return 2;
+        }
+    }
+    fclose(f);
+    std::vector<void*> args(nwords);
+    for (unsigned int i = 0; i < nwords; i++) {
+        args[i] = flags[i] ? (void*)buffers[words[i]] : (void*)(uintptr_t)words[i];
+    }
+    char message[1024];
+    for (unsigned int b = 0; b < head[2]; b++) {
+        const int status = weft_cpu_run_block(table.data(), (int)head[0], args.data(), head[1], pool_bytes, b,
+                                              (int)head[3], seed, (unsigned char)fill, message, sizeof message);
+        if (status != WEFT_OK) {
+            fprintf(stderr, "weft_cpu_fault block=%u status=%d: %s\n", b, status, message);
+            return 100 + status;
+        }
+    }
+    FILE* out = fopen(argv[2], "wb");
+    if (out == nullptr) {
+        perror(argv[2]);
+        return 2;
+    }
+    for (unsigned int i = 0; i < nbuffers; i++) {
+        fwrite(&sizes[i], 8, 1, out);
+        fwrite(buffers[i], 1, sizes[i], out);
+        free(buffers[i]);
+    }
+    return fclose(out) == 0 ? 0 : 2;
+}
+#endif
+
 #endif

@@ -283,3 +283,36 @@ fn a_shared_view_outside_the_pool_is_caught() {
     let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("outside the pool");
     assert!(matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::SharedView, .. }), "{e}");
 }
+
+/// The bounds guard of vector_add removed: the last block's threads past
+/// `n` read and write outside the buffers, which the sanitized run reports.
+#[test]
+fn an_out_of_bounds_read_is_caught() {
+    if !host_compiler_or_skip("an_out_of_bounds_read_is_caught") {
+        return;
+    }
+    let case = weft_kernels::cases::vector_add_case(1000, 1);
+    let mut cpu = CpuExecutor::checking(SEED).with_source_edit(|code| {
+        assert!(code.contains("if (v6) {"), "{code}");
+        code.replace("if (v6) {", "if (true) {")
+    });
+    let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("out of bounds");
+    let err = cpu_error(&e);
+    assert!(matches!(err, CpuError::Sanitizer { kernel, .. } if kernel == "vector_add"), "{e}");
+    assert!(e.to_string().contains("out of bounds") || e.to_string().contains("heap-buffer-overflow"), "{e}");
+}
+
+/// A pool view shorter than the array the body indexes: the view is its
+/// own allocation of exactly its size, so the sanitizer sees the overflow.
+#[test]
+fn a_shared_view_too_small_is_caught() {
+    if !host_compiler_or_skip("a_shared_view_too_small_is_caught") {
+        return;
+    }
+    let case = weft_kernels::cases::row_sum_case(2, 100, 1);
+    let mut cpu = CpuExecutor::checking(SEED).with_source_edit(|code| {
+        code.replace("WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 8);", "WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 4);")
+    });
+    let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("view too small");
+    assert!(matches!(cpu_error(&e), CpuError::Sanitizer { kernel, .. } if kernel == "row_sum"), "{e}");
+}
