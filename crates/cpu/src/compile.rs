@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
@@ -157,7 +158,14 @@ impl HostCompiler {
         write_atomic(&src, &unit).map_err(io)?;
         // Compile beside the entry, then rename: a concurrent process sees
         // the finished library or none.
-        let tmp = self.dir.join(format!(".{key}.{}.{}.tmp", std::process::id(), artifact.extension()));
+        // Unique per compilation: threads of one process may build the same key.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            ".{key}.{}.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            artifact.extension()
+        ));
         let out = Command::new(&self.compiler)
             .args(&flags)
             .arg("-o")
