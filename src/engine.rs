@@ -89,6 +89,8 @@ pub enum Backend {
     Auto,
     Interp,
     Cuda,
+    /// The emitted CUDA C compiled for the host (`weft_cpu::CpuExecutor`).
+    Cpu,
 }
 
 /// Engine settings.
@@ -279,6 +281,7 @@ impl Engine {
             Backend::Interp => None,
             Backend::Cuda => Some(GpuExecutor::new()?),
             Backend::Auto => GpuExecutor::new().ok(),
+            Backend::Cpu => return Ok(Engine::with_executor(weft_cpu::CpuExecutor::fast(), config)),
         };
         Ok(match gpu {
             Some(g) => {

@@ -9,6 +9,7 @@
 //! is the serving API: tenants, asynchronous requests, metrics.
 
 pub use weft_codegen as codegen;
+pub use weft_cpu as cpu;
 pub use weft_cuda as cuda;
 pub use weft_graph as graph;
 pub use weft_interp as interp;

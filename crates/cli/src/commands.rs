@@ -337,7 +337,7 @@ pub fn run(
     let program = lower(&graph, &LowerOptions::default())?;
     let inputs = inputs_for(&program, input_specs, seed)?;
     let gpu = match backend {
-        Backend::Interp => None,
+        Backend::Interp | Backend::Cpu => None,
         Backend::Cuda => Some(GpuExecutor::new()?),
         Backend::Auto => match GpuExecutor::new() {
             Ok(g) => Some(g),
@@ -361,6 +361,7 @@ pub fn run(
     };
     let mut exec: Box<dyn weft::pack::Executor> = match gpu {
         Some(g) => Box::new(g),
+        None if backend == Backend::Cpu => Box::new(weft::cpu::CpuExecutor::fast()),
         None => Box::new(weft::pack::InterpExecutor::new(Interpreter::new())),
     };
     let used = exec.name().to_string();

@@ -4,7 +4,7 @@
 //! weft inspect MODEL.onnx [--shape NAME=1x3x224x224]… [--dim NAME=N]…
 //! weft compile MODEL.onnx [--shape …] [--arch sm_90] --out DIR
 //! weft pack MODEL.onnx[xN] MODEL2.onnx … [--mode coalesce|constrain|auto] [--knob 0..1] [--out DIR]
-//! weft run MODEL.onnx [--backend auto|interp|cuda] [--shape …] [--input NAME=FILE.npy]… [--seed N] --output-dir DIR
+//! weft run MODEL.onnx [--backend auto|interp|cuda|cpu] [--shape …] [--input NAME=FILE.npy]… [--seed N] --output-dir DIR
 //! ```
 //!
 //! Every error exits non-zero with a one-line cause.
@@ -137,6 +137,8 @@ pub enum Backend {
     Auto,
     Interp,
     Cuda,
+    /// The emitted CUDA C compiled for the host with the system C++ compiler.
+    Cpu,
 }
 
 fn main() -> ExitCode {

@@ -53,8 +53,8 @@ use std::collections::HashSet;
 use weft_kir::{Axis, KernelDef, ParamKind, Scalar, Type};
 
 use crate::emit::{
-    c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter, CudaSource,
-    DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
+    barrier_stmt, c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter,
+    CudaSource, DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
 };
 
 /// The dispatcher's `extern "C"` name.
@@ -168,13 +168,6 @@ fn barrier_form(threads: u32, block_threads: u32) -> BarrierForm {
         BarrierForm::Block
     } else {
         BarrierForm::Named { id: NAMED_BARRIER_ID, threads }
-    }
-}
-
-fn barrier_stmt(form: BarrierForm) -> String {
-    match form {
-        BarrierForm::Block => "__syncthreads();".to_string(),
-        BarrierForm::Named { id, threads } => format!("asm volatile(\"bar.sync {id}, {threads};\" ::: \"memory\");"),
     }
 }
 
@@ -292,6 +285,7 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     }
 
     let mut prelude = Prelude::default();
+    prelude.add_shared_pool();
     let mut functions = Vec::with_capacity(bodies.len());
     // The switch's cases, written at the depth they take inside the dispatcher.
     let mut cases = CodeWriter::default();
@@ -308,6 +302,10 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
             &DeviceForm { name, barrier, inline: form.inline_bodies },
         )?;
         prelude.merge(&f.prelude);
+        if !k.shared.is_empty() {
+            // The dispatcher's barrier between persistent logical blocks.
+            prelude.add_barrier(barrier);
+        }
         dispatch_case(&mut cases, i, k, &f.name, threads, block_threads, logical, barrier);
         functions.push(f);
     }
@@ -340,7 +338,7 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     ));
     w.open("{");
     w.line("// The pool every body's shared arrays live in: the largest body's bytes.");
-    w.line("extern __shared__ __align__(16) unsigned char weft_smem[];");
+    w.line("WEFT_SHARED_POOL(weft_smem);");
     w.line("// This block's slot: the last row starting at or before it (SlotTable::slot_of).");
     w.line("const int p = (int)blockIdx.x;");
     w.line("int lo = 0;");

@@ -374,13 +374,15 @@ impl Compiler {
 
     fn write_disk(&self, key: &str, ptx: &str) {
         let Some(path) = self.entry_path(key) else { return };
-        if write_atomic(&path, &encode_entry(key, ptx)).is_err() {
+        if write_atomic(&path, encode_entry(key, ptx)).is_err() {
             self.counters.disk_write_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`: how cache keys (this one's and the host
+/// compiler's in weft-cpu) are spelled.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -398,7 +400,9 @@ fn decode_entry<'a>(key: &str, text: &'a str) -> Option<&'a str> {
     (k == key && sum == hex(&Sha256::digest(ptx.as_bytes()))).then_some(ptx)
 }
 
-fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a cache entry so that concurrent readers see the old file, the new
+/// one or none, never a torn one: a temporary file beside it, then a rename.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().ok_or_else(|| std::io::Error::other("cache entry has no folder"))?;
     std::fs::create_dir_all(dir)?;
@@ -408,7 +412,7 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
+    let result = std::fs::write(&tmp, contents.as_ref()).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

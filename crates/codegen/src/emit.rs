@@ -33,9 +33,17 @@
 //!   as a `__device__` function for a bundle (`crate::bundle`): the logical
 //!   block id arrives as arguments, shared arrays become typed views into one
 //!   dynamic pool ([`shared_pool_layout`]), and barriers take the
-//!   [`BarrierForm`] the bundle asks for. The single-kernel output is the
-//!   default and is byte-for-byte what it was before the second form existed
-//!   (the committed `kernels-ptx/` files check that).
+//!   [`BarrierForm`] the bundle asks for. The committed `kernels-ptx/` files
+//!   pin the single-kernel output byte for byte.
+//! - **One source, two compilers.** What only a GPU has — barriers, named
+//!   barriers (`bar.sync`), `__shared__` arrays, the dynamic shared pool and
+//!   its views, the two `cvt` half conversions — is spelled through a small
+//!   platform layer of macros and inline functions (`WEFT_SYNC_BLOCK`,
+//!   `WEFT_SYNC_NAMED`, `WEFT_SHARED_ARRAY`, `WEFT_SHARED_POOL`,
+//!   `WEFT_SHARED_VIEW`, `weft_cvt_*`), defined in the prelude with their CUDA
+//!   meaning unless [`PLATFORM_GUARD`] is defined. NVRTC compiles the text as
+//!   it is; the host executor (`weft-cpu`) compiles the same text after a
+//!   header that defines the guard and host spellings, with no rewriting.
 //!
 //! Emission is fallible and rejects what it cannot emit with an [`EmitError`]
 //! naming the kernel and instruction, so unsupported IR is found here and not
@@ -204,11 +212,26 @@ impl Prelude {
         self.helpers.is_empty()
     }
 
-    /// Writes the helpers' definitions, each preceded by a blank line, in a
-    /// fixed order (so the output is deterministic).
+    /// Writes the helpers' definitions in a fixed order (so the output is
+    /// deterministic): the platform layer first, in one block guarded by
+    /// [`PLATFORM_GUARD`], then the portable helpers, each preceded by a
+    /// blank line.
     pub fn write(&self, w: &mut CodeWriter) {
+        if self.helpers.iter().any(|h| h.is_platform()) {
+            w.line("");
+            w.line(format!(
+                "// CUDA spellings of the platform layer; a host build defines {PLATFORM_GUARD} and its own."
+            ));
+            w.line(format!("#ifndef {PLATFORM_GUARD}"));
+            for h in self.helpers.iter().filter(|h| h.is_platform()) {
+                for l in h.code().lines() {
+                    w.line(l);
+                }
+            }
+            w.line("#endif");
+        }
         let mut division_comment = false;
-        for h in &self.helpers {
+        for h in self.helpers.iter().filter(|h| !h.is_platform()) {
             let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd);
             if !is_div || !division_comment {
                 w.line("");
@@ -221,6 +244,44 @@ impl Prelude {
                 w.line(l);
             }
         }
+    }
+
+    /// Adds the shared-memory pool declaration (a bundle's dispatcher).
+    pub(crate) fn add_shared_pool(&mut self) {
+        self.helpers.insert(Helper::SharedPool);
+    }
+
+    /// Adds the macro spelling `barrier` (a dispatcher's barrier).
+    pub(crate) fn add_barrier(&mut self, barrier: BarrierForm) {
+        self.helpers.insert(barrier_helper(barrier));
+    }
+}
+
+/// The macro a host build defines before including emitted code, replacing
+/// the CUDA spellings of the platform layer: barriers (`WEFT_SYNC_BLOCK`,
+/// `WEFT_SYNC_NAMED`), shared memory (`WEFT_SHARED_ARRAY`,
+/// `WEFT_SHARED_POOL`, `WEFT_SHARED_VIEW`) and the two half-precision
+/// conversions the hardware does in one instruction
+/// (`weft_cvt_f16_to_f32`, `weft_cvt_f32_to_f16_rn`). Everything else the
+/// emitted code calls is a CUDA intrinsic or built-in (`__fadd_rn`,
+/// `__shfl_sync`, `threadIdx`, ...) that a host header can define as it is,
+/// so the same text compiles with NVRTC and with a host C++ compiler without
+/// rewriting.
+pub const PLATFORM_GUARD: &str = "WEFT_HOST";
+
+/// The platform macro that spells `form`.
+fn barrier_helper(form: BarrierForm) -> Helper {
+    match form {
+        BarrierForm::Block => Helper::SyncBlock,
+        BarrierForm::Named { .. } => Helper::SyncNamed,
+    }
+}
+
+/// The statement a KIR `barrier` (or a dispatcher's barrier) becomes.
+pub(crate) fn barrier_stmt(form: BarrierForm) -> String {
+    match form {
+        BarrierForm::Block => "WEFT_SYNC_BLOCK();".to_string(),
+        BarrierForm::Named { id, threads } => format!("WEFT_SYNC_NAMED({id}, {threads});"),
     }
 }
 
@@ -304,6 +365,14 @@ pub fn c_type(t: Type) -> &'static str {
 /// Helper functions the body may call; only those used are written, in this order.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Helper {
+    // The platform layer (see [`PLATFORM_GUARD`]): written first, in one
+    // guarded block, so a host build can define these itself.
+    SyncBlock,
+    SyncNamed,
+    SharedArray,
+    SharedPool,
+    SharedView,
+    HalfCvt,
     F16,
     BF16,
     RoundToOdd,
@@ -316,8 +385,22 @@ enum Helper {
 }
 
 impl Helper {
+    fn is_platform(self) -> bool {
+        self < Helper::F16
+    }
+
     fn code(self) -> &'static str {
         match self {
+            Helper::SyncBlock => "#define WEFT_SYNC_BLOCK() __syncthreads()",
+            Helper::SyncNamed => {
+                "#define WEFT_SYNC_NAMED(id, threads) asm volatile(\"bar.sync \" #id \", \" #threads \";\" ::: \"memory\")"
+            }
+            Helper::SharedArray => "#define WEFT_SHARED_ARRAY(T, name, len) __shared__ T name[len]",
+            Helper::SharedPool => "#define WEFT_SHARED_POOL(name) extern __shared__ __align__(16) unsigned char name[]",
+            Helper::SharedView => {
+                "#define WEFT_SHARED_VIEW(T, name, pool, offset, len) T* const name = (T*)((pool) + (offset))"
+            }
+            Helper::HalfCvt => HALF_CVT_PLATFORM,
             Helper::F16 => F16_PRELUDE,
             Helper::BF16 => BF16_PRELUDE,
             Helper::RoundToOdd => ROUND_TO_ODD_PRELUDE,
@@ -354,9 +437,7 @@ __device__ __forceinline__ float weft_f16_to_f32(weft_f16 h)
     if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0u) {
         return __uint_as_float(((unsigned int)(h & 0x8000u) << 16) | 0x7fc00000u | ((unsigned int)(h & 0x3ffu) << 13));
     }
-    float f;
-    asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));
-    return f;
+    return weft_cvt_f16_to_f32(h);
 }
 __device__ __forceinline__ weft_f16 weft_f32_to_f16(float f)
 {
@@ -364,7 +445,21 @@ __device__ __forceinline__ weft_f16 weft_f32_to_f16(float f)
     if ((x & 0x7fffffffu) > 0x7f800000u) {
         return (weft_f16)(((x >> 16) & 0x8000u) | 0x7e00u | ((x & 0x7fffffu) >> 13));
     }
-    weft_f16 h;
+    return weft_cvt_f32_to_f16_rn(f);
+}";
+
+/// The hardware's half conversions (`cvt`), the platform layer's only inline
+/// assembly besides the named barrier; bits in and out, as `unsigned short`.
+const HALF_CVT_PLATFORM: &str = "\
+__device__ __forceinline__ float weft_cvt_f16_to_f32(unsigned short h)
+{
+    float f;
+    asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));
+    return f;
+}
+__device__ __forceinline__ unsigned short weft_cvt_f32_to_f16_rn(float f)
+{
+    unsigned short h;
     asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));
     return h;
 }";
@@ -450,6 +545,7 @@ impl<'k> Emitter<'k> {
         self.region(self.k.body, &mut body)?;
         if self.uses_type(Type::F16) {
             self.helpers.insert(Helper::F16);
+            self.helpers.insert(Helper::HalfCvt);
         }
         if self.uses_type(Type::BF16) {
             self.helpers.insert(Helper::BF16);
@@ -500,6 +596,9 @@ impl<'k> Emitter<'k> {
         let launch = k.launch;
         let threads = launch.threads_per_block();
         let body = self.body()?;
+        if !k.shared.is_empty() {
+            self.helpers.insert(Helper::SharedArray);
+        }
 
         let mut w = CodeWriter::default();
         w.line(format!("// Generated by weft-codegen from KIR kernel `{}`. Do not edit.", k.name.replace('\n', " ")));
@@ -523,7 +622,7 @@ impl<'k> Emitter<'k> {
         w.open("{");
         self.ids(options, &mut w);
         for (s, data) in k.shared.iter() {
-            w.line(format!("__shared__ {} {s}[{}];", c_type(data.elem), data.len));
+            w.line(format!("WEFT_SHARED_ARRAY({}, {s}, {});", c_type(data.elem), data.len));
         }
         self.vars(&mut w);
         let mut code = w.into_string();
@@ -539,6 +638,9 @@ impl<'k> Emitter<'k> {
         let launch = k.launch;
         let body = self.body()?;
         let (shared_offsets, shared_pool_bytes) = shared_pool_layout(k);
+        if !k.shared.is_empty() {
+            self.helpers.insert(Helper::SharedView);
+        }
 
         let mut w = CodeWriter::default();
         w.line(format!(
@@ -567,8 +669,7 @@ impl<'k> Emitter<'k> {
         // Shared arrays are typed views of the launch's one dynamic pool, so
         // a bundle needs the most any body needs, not the sum.
         for ((s, data), offset) in k.shared.iter().zip(&shared_offsets) {
-            let t = c_type(data.elem);
-            w.line(format!("{t}* const {s} = ({t}*)(weft_smem + {offset}); // {} elements", data.len));
+            w.line(format!("WEFT_SHARED_VIEW({}, {s}, weft_smem, {offset}, {});", c_type(data.elem), data.len));
         }
         self.vars(&mut w);
         let mut code = w.into_string();
@@ -646,12 +747,8 @@ impl<'k> Emitter<'k> {
                 return Ok(());
             }
             InstData::Barrier => {
-                match self.barrier {
-                    BarrierForm::Block => w.line("__syncthreads();"),
-                    BarrierForm::Named { id, threads } => {
-                        w.line(format!("asm volatile(\"bar.sync {id}, {threads};\" ::: \"memory\");"))
-                    }
-                }
+                self.helpers.insert(barrier_helper(self.barrier));
+                w.line(barrier_stmt(self.barrier));
                 return Ok(());
             }
             InstData::For { index, start, end, step, body } => {

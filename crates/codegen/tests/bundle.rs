@@ -147,9 +147,9 @@ fn every_body_is_a_device_function_and_the_dispatcher_is_the_entry() {
         "struct WeftSlot { int body, first_block, num_blocks, grid_x, grid_y, grid_z, threads, arg_offset; };"
     ));
     // Shared arrays are views of the pool, never static `__shared__` arrays.
-    assert!(!src.code.contains("__shared__ float"), "{}", src.code);
-    assert!(src.code.contains("extern __shared__ __align__(16) unsigned char weft_smem[];"));
-    assert!(src.code.contains("float* const s0 = (float*)(weft_smem + 0);"));
+    assert!(!src.code.contains("WEFT_SHARED_ARRAY("), "{}", src.code);
+    assert!(src.code.contains("WEFT_SHARED_POOL(weft_smem);"));
+    assert!(src.code.contains("WEFT_SHARED_VIEW(float, s0, weft_smem, 0, "), "{}", src.code);
     // Helpers (the integer-division helpers several bodies use) appear once.
     for line in src.code.lines().filter(|l| l.starts_with("__device__ __forceinline__")) {
         assert_eq!(src.code.matches(line).count(), 1, "helper written twice: {line}");
@@ -168,19 +168,21 @@ fn narrower_bodies_get_named_barriers_and_full_width_ones_syncthreads() {
         src[start..end].to_string()
     };
     let (b0, b1) = (body(0), body(1));
-    assert!(b0.contains("__syncthreads();") && !b0.contains("bar.sync"), "{b0}");
-    assert!(b1.contains("asm volatile(\"bar.sync 1, 64;\" ::: \"memory\");") && !b1.contains("__syncthreads"), "{b1}");
+    assert!(b0.contains("WEFT_SYNC_BLOCK();") && !b0.contains("WEFT_SYNC_NAMED"), "{b0}");
+    assert!(b1.contains("WEFT_SYNC_NAMED(1, 64);") && !b1.contains("WEFT_SYNC_BLOCK"), "{b1}");
+    // The macro's CUDA spelling is the named barrier instruction.
+    assert!(src.contains("asm volatile(\"bar.sync \" #id \", \" #threads \";\" ::: \"memory\")"), "{src}");
     // The dispatcher idles the narrow body's extra warps and separates its
     // persistent logical blocks with the same kind of barrier.
     let case1 = &src[src.find("case 1: {").unwrap()..];
     assert!(case1.contains("if (threadIdx.x >= 64u) {"), "{case1}");
-    assert!(case1.contains("bar.sync 1, 64;"), "{case1}");
+    assert!(case1.contains("WEFT_SYNC_NAMED(1, 64);"), "{case1}");
     let case0 = &src[src.find("case 0: {").unwrap()..src.find("case 1: {").unwrap()];
-    assert!(case0.contains("__syncthreads();") && !case0.contains("threadIdx.x >="), "{case0}");
+    assert!(case0.contains("WEFT_SYNC_BLOCK();") && !case0.contains("threadIdx.x >="), "{case0}");
 
     // The same narrow body alone in a 64-thread launch is full width.
     let alone = emit_bundle(&[&narrow], 64).unwrap().code;
-    assert!(alone.contains("__syncthreads();") && !alone.contains("bar.sync"), "{alone}");
+    assert!(alone.contains("WEFT_SYNC_BLOCK();") && !alone.contains("bar.sync"), "{alone}");
 }
 
 #[test]

@@ -50,10 +50,11 @@ fn block_sum_emits_shared_barrier_shuffles_and_loops() {
     assert_lines(
         &src.code,
         &[
-            "__shared__ float s0[2];",
+            "WEFT_SHARED_ARRAY(float, s0, 2);",
             "float x0;",
             "float x1;",
-            "__syncthreads();",
+            "WEFT_SYNC_BLOCK();",
+            "#define WEFT_SYNC_BLOCK() __syncthreads()",
             "const int lane_id = (tid_x) & 31;",
             "for (int v37 = v35; v37 < v36; v37 += 1) {",
         ],

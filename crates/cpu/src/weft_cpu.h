@@ -1,0 +1,821 @@
+// CUDA on the CPU: what weft's emitted CUDA C needs to compile with a host
+// C++ compiler and run with GPU semantics.
+//
+// The emitted source is included after this header, unchanged. It spells the
+// few things that differ between a GPU and a host through the platform layer
+// (WEFT_SYNC_BLOCK, WEFT_SYNC_NAMED, WEFT_SHARED_ARRAY, WEFT_SHARED_POOL,
+// WEFT_SHARED_VIEW, weft_cvt_*), which it defines for CUDA only when
+// WEFT_HOST is not defined; this header defines WEFT_HOST and the host
+// spellings. CUDA intrinsics and built-ins are defined here with their CUDA
+// semantics, bit for bit.
+//
+// Execution: one physical block at a time per OS thread (the caller runs
+// blocks on several threads); each CUDA thread of the block is a fiber
+// (ucontext). A fiber runs until it reaches a scheduling point -- a barrier,
+// a named barrier, a shuffle -- or returns; the block's scheduler then runs
+// the other runnable fibers, in the order the schedule asks for (forward,
+// reverse or seeded random, redrawn every round), and releases a barrier when
+// every thread it counts has arrived, a shuffle when every live lane of the
+// warp has. When nothing can run and threads still wait, the launch fails
+// with a typed error: a deadlock, a barrier reached by the wrong number of
+// warps, a shuffle naming an exited lane.
+//
+// Shared memory: every shared array and every view of the dynamic pool is
+// its own heap allocation of exactly its size, filled with the launch's fill
+// byte, so a sanitizer sees exact bounds and a result that depends on the
+// fill exposes an uninitialised read.
+
+#ifndef WEFT_CPU_H
+#define WEFT_CPU_H
+
+#define WEFT_HOST 1
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <new>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define WEFT_ASAN 1
+#endif
+
+// ---- CUDA keywords -------------------------------------------------------
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+
+struct uint3 {
+    unsigned int x, y, z;
+};
+
+// ---- The scheduler's state ------------------------------------------------
+
+enum WeftWait { WEFT_RUNNABLE, WEFT_AT_BARRIER, WEFT_AT_SHUFFLE, WEFT_EXITED };
+
+enum WeftShflKind { WEFT_SHFL_IDX, WEFT_SHFL_UP, WEFT_SHFL_DOWN, WEFT_SHFL_XOR };
+
+// Error codes; the Rust side (crates/cpu/src/run.rs) maps them to typed errors.
+enum WeftStatus {
+    WEFT_OK = 0,
+    WEFT_DEADLOCK = 1,
+    WEFT_BARRIER_COUNT = 2,
+    WEFT_SHUFFLE_EXITED = 3,
+    WEFT_SHARED_VIEW = 4,
+    WEFT_SHUFFLE_DIVERGED = 5,
+    WEFT_RESOURCE = 6,
+};
+
+struct WeftFiber {
+    ucontext_t ctx;
+    void* stack;
+    uint3 tid;
+    int wait;
+    // Barrier: id and thread count (-1: the whole block).
+    int bar_id, bar_threads;
+    // Shuffle: kind, operand, width, the value's bits in and out.
+    int shfl_kind, shfl_width;
+    unsigned int shfl_operand;
+    unsigned long long shfl_in, shfl_out;
+    // Which shared array declaration comes next (WEFT_SHARED_ARRAY).
+    unsigned int next_shared;
+};
+
+struct WeftSharedBlock {
+    unsigned char* ptr;
+    unsigned long long offset, bytes;
+};
+
+struct WeftBlockRun {
+    // The launch.
+    const void* slots;
+    int nslots;
+    void* const* args;
+    unsigned int threads;
+    unsigned long long pool_bytes;
+    unsigned char fill;
+    // The block.
+    uint3 bid;
+    WeftFiber* fibers;
+    WeftFiber* current;
+    ucontext_t scheduler;
+#ifdef WEFT_ASAN
+    void* fake_stack;
+#endif
+    std::vector<WeftSharedBlock> arrays;
+    std::vector<WeftSharedBlock> views;
+    unsigned char* pool;
+    int status;
+    char* message;
+    size_t message_len;
+};
+
+static thread_local WeftBlockRun* weft_run;
+
+#define threadIdx (weft_run->current->tid)
+#define blockIdx (weft_run->bid)
+
+static void weft_fail(int status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static void weft_fail(int status, const char* fmt, ...)
+{
+    if (weft_run->status != WEFT_OK) {
+        return;
+    }
+    weft_run->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(weft_run->message, weft_run->message_len, fmt, ap);
+    va_end(ap);
+}
+
+static const size_t WEFT_STACK_BYTES = 256 * 1024;
+
+// Back to the scheduler; returns when the scheduler runs this fiber again.
+static void weft_yield()
+{
+    WeftBlockRun* r = weft_run;
+#ifdef WEFT_ASAN
+    __sanitizer_start_switch_fiber(&r->fake_stack, nullptr, 0);
+#endif
+    swapcontext(&r->current->ctx, &r->scheduler);
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
+#endif
+}
+
+// ---- The platform layer, host spellings -----------------------------------
+
+static inline void weft_cpu_sync(int id, int threads)
+{
+    WeftFiber* f = weft_run->current;
+    f->wait = WEFT_AT_BARRIER;
+    f->bar_id = id;
+    f->bar_threads = threads;
+    weft_yield();
+}
+
+static unsigned char* weft_cpu_alloc(unsigned long long bytes)
+{
+    unsigned char* p = (unsigned char*)malloc(bytes == 0 ? 1 : bytes);
+    if (p == nullptr) {
+        return nullptr;
+    }
+    memset(p, weft_run->fill, bytes);
+    return p;
+}
+
+// The k-th `__shared__` declaration a thread reaches is the block's k-th array.
+static void* weft_cpu_shared(unsigned long long bytes, const char* name)
+{
+    WeftBlockRun* r = weft_run;
+    unsigned int k = r->current->next_shared++;
+    if (k < r->arrays.size()) {
+        if (r->arrays[k].bytes != bytes) {
+            weft_fail(WEFT_SHARED_VIEW, "shared array `%s` declared with %llu bytes by one thread and %llu by another",
+                      name, bytes, r->arrays[k].bytes);
+        }
+        return r->arrays[k].ptr;
+    }
+    unsigned char* p = weft_cpu_alloc(bytes);
+    if (p == nullptr) {
+        weft_fail(WEFT_RESOURCE, "cannot allocate %llu bytes for shared array `%s`", bytes, name);
+        weft_run->current->wait = WEFT_EXITED;
+        weft_yield();
+    }
+    r->arrays.push_back(WeftSharedBlock{p, 0, bytes});
+    return p;
+}
+
+// A typed view of the pool: checked against the pool's bytes, then its own
+// allocation (the same one for every thread and logical block of the block).
+static void* weft_cpu_view(unsigned long long offset, unsigned long long bytes, const char* name)
+{
+    WeftBlockRun* r = weft_run;
+    if (offset > r->pool_bytes || bytes > r->pool_bytes - offset) {
+        weft_fail(WEFT_SHARED_VIEW,
+                  "shared view `%s` covers bytes [%llu, %llu) of the dynamic pool, which has %llu bytes", name,
+                  offset, offset + bytes, r->pool_bytes);
+        r->current->wait = WEFT_EXITED;
+        weft_yield();
+    }
+    for (size_t i = 0; i < r->views.size(); i++) {
+        const WeftSharedBlock& v = r->views[i];
+        if (v.offset == offset && v.bytes == bytes) {
+            return v.ptr;
+        }
+        if (offset < v.offset + v.bytes && v.offset < offset + bytes) {
+            weft_fail(WEFT_SHARED_VIEW, "shared view `%s` [%llu, %llu) overlaps another view [%llu, %llu) of the pool",
+                      name, offset, offset + bytes, v.offset, v.offset + v.bytes);
+            r->current->wait = WEFT_EXITED;
+            weft_yield();
+        }
+    }
+    unsigned char* p = weft_cpu_alloc(bytes);
+    if (p == nullptr) {
+        weft_fail(WEFT_RESOURCE, "cannot allocate %llu bytes for shared view `%s`", bytes, name);
+        r->current->wait = WEFT_EXITED;
+        weft_yield();
+    }
+    r->views.push_back(WeftSharedBlock{p, offset, bytes});
+    return p;
+}
+
+#define WEFT_SYNC_BLOCK() weft_cpu_sync(0, -1)
+#define WEFT_SYNC_NAMED(id, threads) weft_cpu_sync((id), (threads))
+#define WEFT_SHARED_ARRAY(T, name, len) \
+    T(&name)[len] = *reinterpret_cast<T(*)[len]>(weft_cpu_shared(sizeof(T) * (len), #name))
+#define WEFT_SHARED_POOL(name) unsigned char* const name = weft_run->pool
+#define WEFT_SHARED_VIEW(T, name, pool, offset, len) \
+    T* const name = (T*)weft_cpu_view((offset), sizeof(T) * (len), #name)
+
+// ---- Float intrinsics (CUDA semantics) -------------------------------------
+// Compiled with -ffp-contract=off: no fused multiply-add unless asked for.
+
+static inline float __uint_as_float(unsigned int x)
+{
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+static inline unsigned int __float_as_uint(float f)
+{
+    unsigned int x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+
+// cvt.rzi.sat: truncate, saturate, NaN -> 0.
+static inline int __float2int_rz(float f)
+{
+    if (f != f) return 0;
+    if (f >= 2147483648.0f) return 2147483647;
+    if (f <= -2147483648.0f) return (int)(-2147483647 - 1);
+    return (int)f;
+}
+static inline unsigned int __float2uint_rz(float f)
+{
+    if (f != f || f <= 0.0f) return 0u;
+    if (f >= 4294967296.0f) return 4294967295u;
+    return (unsigned int)f;
+}
+static inline long long __float2ll_rz(float f)
+{
+    if (f != f) return 0;
+    if (f >= 9223372036854775808.0f) return 9223372036854775807ll;
+    if (f <= -9223372036854775808.0f) return (long long)(-9223372036854775807ll - 1ll);
+    return (long long)f;
+}
+static inline float __int2float_rn(int x) { return (float)x; }
+static inline float __uint2float_rn(unsigned int x) { return (float)x; }
+static inline float __ll2float_rn(long long x) { return (float)x; }
+// Toward zero: the nearest conversion, stepped back when it rounded away.
+static inline float __ll2float_rz(long long x)
+{
+    float f = (float)x;
+    __int128 back = (__int128)f;
+    if ((x >= 0 && back > (__int128)x) || (x < 0 && back < (__int128)x)) {
+        f = nextafterf(f, 0.0f);
+    }
+    return f;
+}
+
+// The hardware's cvt.f32.f16 and cvt.rn.f16.f32 (NaNs are handled by the
+// callers in the emitted prelude before these are reached).
+static inline float weft_cvt_f16_to_f32(unsigned short h)
+{
+    const unsigned int sign = (unsigned int)(h & 0x8000u) << 16;
+    const unsigned int exp = (h >> 10) & 0x1fu;
+    const unsigned int mant = h & 0x3ffu;
+    if (exp == 0x1fu) {
+        return __uint_as_float(sign | 0x7f800000u | (mant << 13));
+    }
+    if (exp == 0u) {
+        // Subnormal or zero: exact in float.
+        const float m = (float)mant * 5.9604644775390625e-8f;  // 2^-24
+        return sign ? -m : m;
+    }
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+static inline unsigned short weft_cvt_f32_to_f16_rn(float f)
+{
+    unsigned int x = __float_as_uint(f);
+    const unsigned int sign = (x >> 16) & 0x8000u;
+    x &= 0x7fffffffu;
+    if (x >= 0x7f800000u) {
+        return (unsigned short)(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
+    }
+    if (x >= 0x47800000u) {
+        return (unsigned short)(sign | 0x7c00u);
+    }
+    if (x < 0x38800000u) {
+        // Below f16's smallest normal: let float addition round to the grid.
+        const float r = __uint_as_float(x) + 0.5f;
+        return (unsigned short)(sign | (__float_as_uint(r) - 0x3f000000u));
+    }
+    const unsigned int odd = (x >> 13) & 1u;
+    x += 0xc8000fffu + odd;
+    return (unsigned short)(sign | (x >> 13));
+}
+
+// ---- Transcendentals ------------------------------------------------------
+// expf, logf, tanhf and erff are the interpreter's (weft_interp::maths),
+// installed by the executor through weft_cpu_set_maths before any launch, so
+// the two executors agree bit for bit. The host libm's are the fallback.
+
+struct WeftMaths {
+    float (*expf)(float);
+    float (*logf)(float);
+    float (*tanhf)(float);
+    float (*erff)(float);
+};
+
+static WeftMaths weft_maths = {::expf, ::logf, ::tanhf, ::erff};
+
+extern "C" __attribute__((visibility("default"))) void weft_cpu_set_maths(const WeftMaths* m)
+{
+    weft_maths = *m;
+}
+
+static inline float weft_host_expf(float x) { return weft_maths.expf(x); }
+static inline float weft_host_logf(float x) { return weft_maths.logf(x); }
+static inline float weft_host_tanhf(float x) { return weft_maths.tanhf(x); }
+static inline float weft_host_erff(float x) { return weft_maths.erff(x); }
+#define expf weft_host_expf
+#define logf weft_host_logf
+#define tanhf weft_host_tanhf
+#define erff weft_host_erff
+
+// ---- Warp shuffles: scheduling points with shfl.sync's lane rules ----------
+
+template <typename T>
+static inline unsigned long long weft_bits(T v)
+{
+    unsigned long long b = 0;
+    memcpy(&b, &v, sizeof(T));
+    return b;
+}
+
+template <typename T>
+static inline T weft_from_bits(unsigned long long b)
+{
+    T v;
+    memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+template <typename T>
+static inline T weft_shfl(int kind, T v, unsigned int operand, int width)
+{
+    WeftFiber* f = weft_run->current;
+    f->wait = WEFT_AT_SHUFFLE;
+    f->shfl_kind = kind;
+    f->shfl_operand = operand;
+    f->shfl_width = width;
+    f->shfl_in = weft_bits(v);
+    weft_yield();
+    return weft_from_bits<T>(f->shfl_out);
+}
+
+template <typename T>
+static inline T __shfl_sync(unsigned int, T v, int lane, int width = 32)
+{
+    return weft_shfl(WEFT_SHFL_IDX, v, (unsigned int)lane, width);
+}
+template <typename T>
+static inline T __shfl_up_sync(unsigned int, T v, unsigned int delta, int width = 32)
+{
+    return weft_shfl(WEFT_SHFL_UP, v, delta, width);
+}
+template <typename T>
+static inline T __shfl_down_sync(unsigned int, T v, unsigned int delta, int width = 32)
+{
+    return weft_shfl(WEFT_SHFL_DOWN, v, delta, width);
+}
+template <typename T>
+static inline T __shfl_xor_sync(unsigned int, T v, int mask, int width = 32)
+{
+    return weft_shfl(WEFT_SHFL_XOR, v, (unsigned int)mask, width);
+}
+
+// The source lane of `lane` under PTX shfl.sync's rules, with the `c`
+// operand CUDA's intrinsics pass for `width`.
+static inline int weft_shfl_source(int kind, int lane, unsigned int operand, int width)
+{
+    const int b = (int)(operand & 31u);
+    const int seg_mask = (32 - width) & 31;  // c[12:8]
+    const int cval = kind == WEFT_SHFL_UP ? 0 : 31;
+    const int min_lane = lane & seg_mask;
+    const int max_lane = min_lane | (cval & ~seg_mask);
+    int j;
+    bool ok;
+    switch (kind) {
+    case WEFT_SHFL_UP:
+        j = lane - b;
+        ok = j >= max_lane;
+        break;
+    case WEFT_SHFL_DOWN:
+        j = lane + b;
+        ok = j <= max_lane;
+        break;
+    case WEFT_SHFL_XOR:
+        j = lane ^ b;
+        ok = j <= max_lane;
+        break;
+    default:
+        j = min_lane | (b & ~seg_mask);
+        ok = j <= max_lane;
+        break;
+    }
+    return ok ? j : lane;
+}
+
+// ---- The block scheduler ---------------------------------------------------
+
+struct WeftSlot;
+extern "C" void weft_bundle(const WeftSlot* slots, int nslots, void* const* args);
+
+static void weft_fiber_main()
+{
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+    WeftBlockRun* r = weft_run;
+    weft_bundle((const WeftSlot*)r->slots, r->nslots, r->args);
+    r = weft_run;
+    r->current->wait = WEFT_EXITED;
+#ifdef WEFT_ASAN
+    __sanitizer_start_switch_fiber(nullptr, nullptr, 0);
+#endif
+    setcontext(&r->scheduler);
+}
+
+// A small, seedable generator for the random schedule (splitmix64).
+static inline unsigned long long weft_next_random(unsigned long long* state)
+{
+    unsigned long long z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void weft_switch_to(WeftBlockRun* r, WeftFiber* f)
+{
+    r->current = f;
+#ifdef WEFT_ASAN
+    __sanitizer_start_switch_fiber(&r->fake_stack, f->stack, WEFT_STACK_BYTES);
+#endif
+    swapcontext(&r->scheduler, &f->ctx);
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
+#endif
+    r->current = nullptr;
+}
+
+// Releases what can be released: whole-warp shuffles, then barriers.
+// Returns whether anything was released; sets an error when a release is
+// impossible for a reason the block cannot outgrow.
+static bool weft_release(WeftBlockRun* r)
+{
+    const unsigned int n = r->threads;
+    const unsigned int warps = (n + 31) / 32;
+    bool released = false;
+    // Shuffles: every live lane of the warp must be at a shuffle.
+    for (unsigned int w = 0; w < warps; w++) {
+        const unsigned int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
+        unsigned int at = 0, live = 0;
+        for (unsigned int t = lo; t < hi; t++) {
+            live += r->fibers[t].wait != WEFT_EXITED;
+            at += r->fibers[t].wait == WEFT_AT_SHUFFLE;
+        }
+        if (at == 0 || at != live) {
+            continue;
+        }
+        WeftFiber* first = nullptr;
+        for (unsigned int t = lo; t < hi; t++) {
+            WeftFiber* f = &r->fibers[t];
+            if (f->wait != WEFT_AT_SHUFFLE) continue;
+            if (first == nullptr) {
+                first = f;
+            } else if (f->shfl_kind != first->shfl_kind || f->shfl_width != first->shfl_width) {
+                weft_fail(WEFT_SHUFFLE_DIVERGED,
+                          "block (%u, %u, %u), warp %u: lanes %u and %u reached different shuffles (kind %d width %d, "
+                          "kind %d width %d)",
+                          r->bid.x, r->bid.y, r->bid.z, w, first->tid.x, f->tid.x, first->shfl_kind,
+                          first->shfl_width, f->shfl_kind, f->shfl_width);
+                return false;
+            }
+        }
+        for (unsigned int t = lo; t < hi; t++) {
+            WeftFiber* f = &r->fibers[t];
+            if (f->wait != WEFT_AT_SHUFFLE) continue;
+            const int lane = (int)(t - lo);
+            const int src = weft_shfl_source(f->shfl_kind, lane, f->shfl_operand, f->shfl_width);
+            if ((unsigned int)src + lo >= hi || r->fibers[lo + src].wait == WEFT_EXITED) {
+                weft_fail(WEFT_SHUFFLE_EXITED,
+                          "block (%u, %u, %u), warp %u: lane %d shuffles from lane %d, which has exited", r->bid.x,
+                          r->bid.y, r->bid.z, w, lane, src);
+                return false;
+            }
+            f->shfl_out = r->fibers[lo + src].shfl_in;
+        }
+        for (unsigned int t = lo; t < hi; t++) {
+            if (r->fibers[t].wait == WEFT_AT_SHUFFLE) r->fibers[t].wait = WEFT_RUNNABLE;
+        }
+        released = true;
+    }
+    if (released) {
+        return true;
+    }
+    // Barriers: a warp has arrived at barrier `id` when every live lane waits there.
+    for (unsigned int w = 0; w < warps; w++) {
+        const unsigned int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
+        int id = -1;
+        bool whole = true;
+        for (unsigned int t = lo; t < hi; t++) {
+            const WeftFiber* f = &r->fibers[t];
+            if (f->wait == WEFT_EXITED) continue;
+            if (f->wait != WEFT_AT_BARRIER || (id >= 0 && f->bar_id != id)) whole = false;
+            if (f->wait == WEFT_AT_BARRIER && id < 0) id = f->bar_id;
+        }
+        if (id < 0 || !whole) continue;
+        // Count the warps at `id` and check they agree on the thread count.
+        const int threads = r->fibers[lo].wait == WEFT_AT_BARRIER ? r->fibers[lo].bar_threads : -2;
+        unsigned int arrived = 0, live_warps = 0, waiting = 0;
+        int count = -2;
+        for (unsigned int v = 0; v < warps; v++) {
+            const unsigned int vlo = v * 32, vhi = vlo + 32 < n ? vlo + 32 : n;
+            bool any_live = false, all_here = true, any_here = false;
+            for (unsigned int t = vlo; t < vhi; t++) {
+                const WeftFiber* f = &r->fibers[t];
+                if (f->wait == WEFT_EXITED) continue;
+                any_live = true;
+                if (f->wait == WEFT_AT_BARRIER && f->bar_id == id) {
+                    any_here = true;
+                    waiting++;
+                    if (count == -2) count = f->bar_threads;
+                    if (f->bar_threads != count) {
+                        weft_fail(WEFT_BARRIER_COUNT,
+                                  "block (%u, %u, %u): barrier %d reached with thread counts %d and %d", r->bid.x,
+                                  r->bid.y, r->bid.z, id, count, f->bar_threads);
+                        return false;
+                    }
+                } else {
+                    all_here = false;
+                }
+            }
+            live_warps += any_live;
+            arrived += any_here && all_here;
+        }
+        (void)threads;
+        const unsigned int expected = count < 0 ? warps : (unsigned int)count / 32;
+        if (count < 0) {
+            // __syncthreads: every thread of the block, none exited.
+            unsigned int live = 0;
+            for (unsigned int t = 0; t < n; t++) live += r->fibers[t].wait != WEFT_EXITED;
+            if (waiting == live && live < n) {
+                weft_fail(WEFT_BARRIER_COUNT,
+                          "block (%u, %u, %u): __syncthreads reached by %u of the block's %u threads; the others "
+                          "have exited",
+                          r->bid.x, r->bid.y, r->bid.z, live, n);
+                return false;
+            }
+            if (waiting != n) continue;
+        } else {
+            if (arrived < expected) continue;
+            if (arrived > expected) {
+                weft_fail(WEFT_BARRIER_COUNT,
+                          "block (%u, %u, %u): named barrier %d counts %d threads (%u warps) but %u warps reached it",
+                          r->bid.x, r->bid.y, r->bid.z, id, count, expected, arrived);
+                return false;
+            }
+        }
+        for (unsigned int t = 0; t < n; t++) {
+            WeftFiber* f = &r->fibers[t];
+            if (f->wait == WEFT_AT_BARRIER && f->bar_id == id) f->wait = WEFT_RUNNABLE;
+        }
+        return true;
+    }
+    return false;
+}
+
+// Why nothing can run: the most specific description of the waits.
+static void weft_report_stuck(WeftBlockRun* r)
+{
+    const unsigned int n = r->threads;
+    unsigned int exited = 0, at_shfl = 0, at_bar = 0;
+    int named = -1, named_threads = 0;
+    for (unsigned int t = 0; t < n; t++) {
+        const WeftFiber* f = &r->fibers[t];
+        exited += f->wait == WEFT_EXITED;
+        at_shfl += f->wait == WEFT_AT_SHUFFLE;
+        if (f->wait == WEFT_AT_BARRIER) {
+            at_bar++;
+            if (f->bar_threads >= 0) {
+                named = f->bar_id;
+                named_threads = f->bar_threads;
+            }
+        }
+    }
+    if (at_shfl == 0 && named >= 0) {
+        unsigned int warps_here = 0;
+        for (unsigned int lo = 0; lo < n; lo += 32) {
+            bool here = false;
+            for (unsigned int t = lo; t < n && t < lo + 32; t++) {
+                here |= r->fibers[t].wait == WEFT_AT_BARRIER && r->fibers[t].bar_id == named;
+            }
+            warps_here += here;
+        }
+        weft_fail(WEFT_BARRIER_COUNT,
+                  "block (%u, %u, %u): named barrier %d counts %d threads (%d warps) but only %u warps reached it; "
+                  "%u threads have exited",
+                  r->bid.x, r->bid.y, r->bid.z, named, named_threads, named_threads / 32, warps_here, exited);
+        return;
+    }
+    weft_fail(WEFT_DEADLOCK,
+              "block (%u, %u, %u): deadlock: %u threads wait at a barrier, %u at a shuffle, %u have exited, and no "
+              "barrier or shuffle can complete",
+              r->bid.x, r->bid.y, r->bid.z, at_bar, at_shfl, exited);
+}
+
+// Schedules: 0 forward, 1 reverse, 2 seeded random (redrawn every round).
+extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
+    const void* slots, int nslots, void* const* args, unsigned int block_threads, unsigned long long pool_bytes,
+    unsigned int physical_block, int schedule, unsigned long long seed, unsigned char fill, char* message,
+    size_t message_len)
+{
+    WeftBlockRun run;
+    run.slots = slots;
+    run.nslots = nslots;
+    run.args = args;
+    run.threads = block_threads;
+    run.pool_bytes = pool_bytes;
+    run.fill = fill;
+    run.bid = uint3{physical_block, 0, 0};
+    run.current = nullptr;
+#ifdef WEFT_ASAN
+    run.fake_stack = nullptr;
+#endif
+    run.status = WEFT_OK;
+    run.message = message;
+    run.message_len = message_len;
+    if (message_len > 0) message[0] = 0;
+    WeftBlockRun* outer = weft_run;
+    weft_run = &run;
+    run.pool = weft_cpu_alloc(pool_bytes);
+    run.fibers = (WeftFiber*)calloc(block_threads, sizeof(WeftFiber));
+    std::vector<unsigned int> order(block_threads);
+    unsigned int made = 0;
+    if (run.pool == nullptr || run.fibers == nullptr) {
+        weft_fail(WEFT_RESOURCE, "cannot allocate the block's fibers and shared pool");
+    }
+    for (; run.status == WEFT_OK && made < block_threads; made++) {
+        WeftFiber* f = &run.fibers[made];
+        f->tid = uint3{made, 0, 0};
+        f->wait = WEFT_RUNNABLE;
+        f->stack = malloc(WEFT_STACK_BYTES);
+        if (f->stack == nullptr || getcontext(&f->ctx) != 0) {
+            weft_fail(WEFT_RESOURCE, "cannot allocate a fiber stack of %zu bytes", WEFT_STACK_BYTES);
+            break;
+        }
+        f->ctx.uc_stack.ss_sp = f->stack;
+        f->ctx.uc_stack.ss_size = WEFT_STACK_BYTES;
+        f->ctx.uc_link = nullptr;
+        makecontext(&f->ctx, weft_fiber_main, 0);
+        order[made] = made;
+    }
+    unsigned long long rng = seed ^ (0x51ed2701ull * (physical_block + 1ull));
+    while (run.status == WEFT_OK) {
+        if (schedule == 1) {
+            for (unsigned int i = 0; i < block_threads; i++) order[i] = block_threads - 1 - i;
+        } else if (schedule == 2) {
+            for (unsigned int i = block_threads; i > 1; i--) {
+                const unsigned int j = (unsigned int)(weft_next_random(&rng) % i);
+                const unsigned int t = order[i - 1];
+                order[i - 1] = order[j];
+                order[j] = t;
+            }
+        }
+        bool ran = false;
+        for (unsigned int i = 0; i < block_threads && run.status == WEFT_OK; i++) {
+            WeftFiber* f = &run.fibers[order[i]];
+            if (f->wait == WEFT_RUNNABLE) {
+                weft_switch_to(&run, f);
+                ran = true;
+            }
+        }
+        if (run.status != WEFT_OK) break;
+        bool done = true;
+        for (unsigned int t = 0; t < block_threads; t++) done &= run.fibers[t].wait == WEFT_EXITED;
+        if (done) break;
+        if (!weft_release(&run) && !ran && run.status == WEFT_OK) {
+            weft_report_stuck(&run);
+        }
+    }
+    // Fibers stopped mid-kernel are abandoned: their stacks hold nothing to destroy.
+    for (unsigned int t = 0; t < made; t++) free(run.fibers[t].stack);
+    free(run.fibers);
+    for (size_t i = 0; i < run.arrays.size(); i++) free(run.arrays[i].ptr);
+    for (size_t i = 0; i < run.views.size(); i++) free(run.views[i].ptr);
+    free(run.pool);
+    weft_run = outer;
+    return run.status;
+}
+
+// ---- The checking mode's runner ---------------------------------------------
+// Built as an executable under AddressSanitizer and UndefinedBehaviorSanitizer
+// (which must own the process, so it cannot be loaded into the caller's).
+// `runner LAUNCH OUT` reads a launch file written by crates/cpu/src/exec.rs:
+//   u32 nslots, block_threads, total_blocks, schedule; u64 pool_bytes, seed;
+//   u32 fill, nwords; table (nslots rows of 8 ints); nwords u64 words;
+//   nwords u8 flags (1: the word is a buffer index); u32 nbuffers;
+//   per buffer: u64 bytes, then the bytes.
+// It gives every buffer its own allocation of exactly its size, runs the
+// blocks in order, and writes the buffers back to OUT in the same layout.
+// A fault is reported on stderr as `weft_cpu_fault block=B status=S: MESSAGE`
+// with exit status 100 + S; a sanitizer reports and exits on its own.
+#ifdef WEFT_CPU_MAIN
+static bool weft_read(FILE* f, void* p, size_t n) { return n == 0 || fread(p, 1, n, f) == n; }
+
+int main(int argc, char** argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s LAUNCH OUT\n", argv[0]);
+        return 2;
+    }
+    FILE* f = fopen(argv[1], "rb");
+    if (f == nullptr) {
+        perror(argv[1]);
+        return 2;
+    }
+    unsigned int head[4];
+    unsigned long long pool_bytes, seed;
+    unsigned int fill, nwords, nbuffers;
+    if (!weft_read(f, head, sizeof head) || !weft_read(f, &pool_bytes, 8) || !weft_read(f, &seed, 8) ||
+        !weft_read(f, &fill, 4) || !weft_read(f, &nwords, 4)) {
+        fprintf(stderr, "truncated launch file\n");
+        return 2;
+    }
+    std::vector<int> table((size_t)head[0] * 8);
+    std::vector<unsigned long long> words(nwords);
+    std::vector<unsigned char> flags(nwords);
+    if (!weft_read(f, table.data(), table.size() * 4) || !weft_read(f, words.data(), (size_t)nwords * 8) ||
+        !weft_read(f, flags.data(), nwords) || !weft_read(f, &nbuffers, 4)) {
+        fprintf(stderr, "truncated launch file\n");
+        return 2;
+    }
+    std::vector<unsigned char*> buffers(nbuffers);
+    std::vector<unsigned long long> sizes(nbuffers);
+    for (unsigned int i = 0; i < nbuffers; i++) {
+        if (!weft_read(f, &sizes[i], 8)) return 2;
+        buffers[i] = (unsigned char*)malloc(sizes[i] == 0 ? 1 : sizes[i]);
+        if (buffers[i] == nullptr || !weft_read(f, buffers[i], sizes[i])) {
+            fprintf(stderr, "truncated launch file\n");
+            return 2;
+        }
+    }
+    fclose(f);
+    std::vector<void*> args(nwords);
+    for (unsigned int i = 0; i < nwords; i++) {
+        args[i] = flags[i] ? (void*)buffers[words[i]] : (void*)(uintptr_t)words[i];
+    }
+    char message[1024];
+    for (unsigned int b = 0; b < head[2]; b++) {
+        const int status = weft_cpu_run_block(table.data(), (int)head[0], args.data(), head[1], pool_bytes, b,
+                                              (int)head[3], seed, (unsigned char)fill, message, sizeof message);
+        if (status != WEFT_OK) {
+            fprintf(stderr, "weft_cpu_fault block=%u status=%d: %s\n", b, status, message);
+            return 100 + status;
+        }
+    }
+    FILE* out = fopen(argv[2], "wb");
+    if (out == nullptr) {
+        perror(argv[2]);
+        return 2;
+    }
+    for (unsigned int i = 0; i < nbuffers; i++) {
+        fwrite(&sizes[i], 8, 1, out);
+        fwrite(buffers[i], 1, sizes[i], out);
+        free(buffers[i]);
+    }
+    return fclose(out) == 0 ? 0 : 2;
+}
+#endif
+
+#endif

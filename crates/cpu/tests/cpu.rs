@@ -1,0 +1,318 @@
+//! The cpu executor in checking mode: the conformance suite and bundles
+//! bit for bit against the interpreter, and injected faults caught.
+//!
+//! These tests need a host C++ compiler (`$CXX`, else `g++`). Where there is
+//! none they print why and pass, except under `CI=true`, where a missing
+//! compiler fails them: CI must run the emitted code.
+
+use std::sync::Arc;
+
+use weft_cpu::{CpuError, CpuExecutor, FaultKind};
+use weft_interp::Interpreter;
+use weft_kernels::{conformance_cases, SgemmTiles};
+use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
+use weft_pack::{launch_host, Budget, BundleBuilder, ExecError, Executor, InterpExecutor, Slot, TenantId};
+
+/// Whether a host compiler runs; panics under `CI=true` when none does.
+fn host_compiler_or_skip(test: &str) -> bool {
+    let cxx = std::env::var("CXX").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "g++".into());
+    let ok = std::process::Command::new(&cxx).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the host C++ compiler `{cxx}` does not run, and CI=true requires it"
+        );
+        eprintln!("skipping {test}: the host C++ compiler `{cxx}` does not run");
+    }
+    ok
+}
+
+const SEED: u64 = 0x5eed;
+
+/// Runs `tenants` as one bundle on `exec`; returns every slot's arguments after.
+fn run_bundle(
+    exec: &mut dyn Executor,
+    tenants: &[(Arc<KernelDef>, Vec<ArgValue>, Budget)],
+) -> Result<Vec<Vec<ArgValue>>, ExecError> {
+    let mut builder = BundleBuilder::new();
+    for (t, (kernel, _, budget)) in tenants.iter().enumerate() {
+        let args = (0..kernel.params.len() as u32).map(weft_lower::BufferId::from_u32).collect();
+        builder.push(Slot { kernel: kernel.clone(), tenant: TenantId(t as u32), budget: *budget, args });
+    }
+    let bundle = builder.build().map_err(|e| ExecError::Bundle { reason: e.to_string() })?;
+    let mut args: Vec<Vec<ArgValue>> = tenants.iter().map(|(_, a, _)| a.clone()).collect();
+    launch_host(exec, &bundle, &mut args)?;
+    Ok(args)
+}
+
+fn solo(kernel: &KernelDef, args: &[ArgValue]) -> (Arc<KernelDef>, Vec<ArgValue>, Budget) {
+    (Arc::new(kernel.clone()), args.to_vec(), Budget::Full)
+}
+
+/// The CPU executor's own error inside an executor error.
+fn cpu_error(e: &ExecError) -> &CpuError {
+    match e {
+        ExecError::Backend { source, .. } => {
+            source.downcast_ref::<CpuError>().unwrap_or_else(|| panic!("not a cpu error: {e}"))
+        }
+        other => panic!("not a backend error: {other}"),
+    }
+}
+
+#[test]
+fn conformance_cases_match_the_interpreter_bit_for_bit() {
+    if !host_compiler_or_skip("conformance_cases_match_the_interpreter_bit_for_bit") {
+        return;
+    }
+    let mut cpu = CpuExecutor::checking(SEED);
+    let mut interp = InterpExecutor::new(Interpreter::new());
+    let mut failures = Vec::new();
+    for case in conformance_cases() {
+        let tenants = [solo(&case.kernel, &case.args)];
+        let want = run_bundle(&mut interp, &tenants).expect("the interpreter runs the conformance suite");
+        match run_bundle(&mut cpu, &tenants) {
+            Ok(got) if got == want => {}
+            Ok(_) => failures.push(format!("{}: outputs differ from the interpreter's", case.name)),
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "cpu conformance failures:\n{}", failures.join("\n"));
+}
+
+/// Wide and narrow bodies, persistent and coalesced slots, shuffles, barriers
+/// and named barriers in one launch: every slot equals its solo interpreter run.
+#[test]
+fn bundles_equal_solo_interpreter_runs() {
+    if !host_compiler_or_skip("bundles_equal_solo_interpreter_runs") {
+        return;
+    }
+    let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
+    let wide = SgemmTiles { bm: 32, bn: 32, bk: 8, tm: 2, tn: 2 };
+    let cases = [
+        weft_kernels::cases::row_sum_case(7, 1000, 1),
+        weft_kernels::cases::row_softmax_case(5, 777, 2),
+        weft_kernels::cases::sgemm_case(70, 45, 33, wide, 3),
+        weft_kernels::cases::sgemm_case(33, 20, 9, narrow, 4),
+        weft_kernels::cases::vector_add_case(1500, 5),
+    ];
+    let mut tenants = Vec::new();
+    for c in &cases {
+        let k = Arc::new(c.kernel.clone());
+        tenants.push((k.clone(), c.args.clone(), Budget::Blocks(1)));
+        tenants.push((k, c.args.clone(), Budget::Full));
+    }
+    let got = run_bundle(&mut CpuExecutor::checking(SEED), &tenants).unwrap_or_else(|e| panic!("{e}"));
+    let interp = Interpreter::new();
+    for (s, ((kernel, args, budget), got)) in tenants.iter().zip(&got).enumerate() {
+        let mut want = args.clone();
+        interp.run(kernel, &mut want).expect("solo interpreter run");
+        assert!(want == *got, "slot {s} (`{}`, {budget:?}) differs from its solo run", kernel.name);
+    }
+}
+
+// ---- Injected faults ----------------------------------------------------
+
+const THREADS: u32 = 64;
+
+/// `out[t] = s[(t + 1) % 64]` after every thread wrote `s[t] = t` (or only
+/// even threads did, with `even_only`), with or without the barrier between.
+fn neighbour_read(barrier: bool, even_only: bool) -> KernelDef {
+    let mut b = KernelBuilder::new("neighbour_read", LaunchShape::linear(2, THREADS));
+    let out = b.buffer("out", Type::F32, THREADS as u64, Access::Write);
+    let s = b.shared_array(Type::F32, THREADS);
+    let t = b.thread_id(Axis::X);
+    let v = b.cast(Type::F32, t);
+    if even_only {
+        let two = b.const_i32(2);
+        let r = b.rem(t, two);
+        let zero = b.const_i32(0);
+        let even = b.eq(r, zero);
+        b.if_(even, |b| b.shared_store(s, t, v));
+    } else {
+        b.shared_store(s, t, v);
+    }
+    if barrier {
+        b.barrier();
+    }
+    let one = b.const_i32(1);
+    let next = b.add(t, one);
+    let n = b.const_i32(THREADS as i32);
+    let wrap = b.eq(next, n);
+    let zero = b.const_i32(0);
+    let idx = b.select(wrap, zero, next);
+    let idx = if even_only { t } else { idx };
+    let got = b.shared_load(s, idx);
+    let bid = b.block_id(Axis::X);
+    let z = b.const_i32(0);
+    let first = b.eq(bid, z);
+    b.if_(first, |b| b.store(out, t, got));
+    b.finish()
+}
+
+fn out_args() -> Vec<ArgValue> {
+    vec![ArgValue::Buffer(HostBuffer::zeros(Type::F32, THREADS as usize))]
+}
+
+#[test]
+fn with_its_barrier_the_neighbour_read_is_schedule_independent() {
+    if !host_compiler_or_skip("with_its_barrier_the_neighbour_read_is_schedule_independent") {
+        return;
+    }
+    let k = neighbour_read(true, false);
+    let got = run_bundle(&mut CpuExecutor::checking(SEED), &[solo(&k, &out_args())]).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = out_args();
+    Interpreter::new().run(&k, &mut want).expect("interpreter");
+    assert!(got[0] == want);
+}
+
+#[test]
+fn a_removed_barrier_is_caught() {
+    if !host_compiler_or_skip("a_removed_barrier_is_caught") {
+        return;
+    }
+    let k = neighbour_read(false, false);
+    let e = run_bundle(&mut CpuExecutor::checking(SEED), &[solo(&k, &out_args())]).expect_err("a race");
+    assert!(
+        matches!(cpu_error(&e), CpuError::ScheduleDependent { kernel, param, .. } if kernel == "neighbour_read" && param == "out"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_uninitialised_shared_read_is_caught() {
+    if !host_compiler_or_skip("an_uninitialised_shared_read_is_caught") {
+        return;
+    }
+    let k = neighbour_read(true, true);
+    let e = run_bundle(&mut CpuExecutor::checking(SEED), &[solo(&k, &out_args())]).expect_err("fill-dependent");
+    let err = cpu_error(&e);
+    assert!(matches!(err, CpuError::ScheduleDependent { .. }), "{e}");
+    assert!(e.to_string().contains("0xff"), "the 0xff fill run is named: {e}");
+}
+
+/// Returns threads at or past `from` right after the ids are read: the
+/// verifier rejects such kernels, so the fault is injected into the text.
+fn exit_threads_from(from: u32) -> impl Fn(String) -> String + Send + Sync + 'static {
+    move |code| {
+        let ids = "const int tid_x = (int)threadIdx.x;";
+        assert!(code.contains(ids), "{code}");
+        code.replace(ids, &format!("{ids} if (tid_x >= {from}) return;"))
+    }
+}
+
+/// `out[t] = shfl_xor(t, 16)` over one warp.
+fn shuffle_xor_16() -> KernelDef {
+    let mut b = KernelBuilder::new("shuffle_xor_16", LaunchShape::linear(1, 32));
+    let out = b.buffer("out", Type::I32, 32, Access::Write);
+    let t = b.thread_id(Axis::X);
+    let v = b.shuffle_xor(t, 16);
+    b.store(out, t, v);
+    b.finish()
+}
+
+#[test]
+fn a_shuffle_naming_an_exited_lane_is_caught() {
+    if !host_compiler_or_skip("a_shuffle_naming_an_exited_lane_is_caught") {
+        return;
+    }
+    let k = shuffle_xor_16();
+    let args = vec![ArgValue::Buffer(HostBuffer::zeros(Type::I32, 32))];
+    let got = run_bundle(&mut CpuExecutor::checking(SEED), &[solo(&k, &args)]).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = args.clone();
+    Interpreter::new().run(&k, &mut want).expect("interpreter");
+    assert!(got[0] == want, "unedited, the shuffle matches the interpreter");
+    let mut cpu = CpuExecutor::fast().with_source_edit(exit_threads_from(16));
+    let e = run_bundle(&mut cpu, &[solo(&k, &args)]).expect_err("lanes 16.. have exited");
+    assert!(
+        matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::ShuffleExitedLane, kernel, .. } if kernel == "shuffle_xor_16"),
+        "{e}"
+    );
+}
+
+/// A block barrier that half the block never reaches (its threads returned).
+#[test]
+fn a_barrier_reached_by_part_of_the_block_is_caught() {
+    if !host_compiler_or_skip("a_barrier_reached_by_part_of_the_block_is_caught") {
+        return;
+    }
+    let k = neighbour_read(true, false);
+    let mut cpu = CpuExecutor::fast().with_source_edit(exit_threads_from(32));
+    let e = run_bundle(&mut cpu, &[solo(&k, &out_args())]).expect_err("half the block exited");
+    assert!(
+        matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::BarrierCount, kernel, .. } if kernel == "neighbour_read"),
+        "{e}"
+    );
+}
+
+/// A narrow sgemm (64 threads) beside a 256-thread row sum: its barriers are
+/// `WEFT_SYNC_NAMED(1, 64)`. Counting 96 threads asks for a warp that has
+/// already returned.
+#[test]
+fn a_named_barrier_counting_too_many_warps_is_caught() {
+    if !host_compiler_or_skip("a_named_barrier_counting_too_many_warps_is_caught") {
+        return;
+    }
+    let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
+    let wide = weft_kernels::cases::row_sum_case(2, 100, 1);
+    let gemm = weft_kernels::cases::sgemm_case(20, 20, 20, narrow, 2);
+    let tenants = [solo(&wide.kernel, &wide.args), solo(&gemm.kernel, &gemm.args)];
+    // Unedited, the bundle runs.
+    run_bundle(&mut CpuExecutor::checking(SEED), &tenants).unwrap_or_else(|e| panic!("{e}"));
+    let mut cpu = CpuExecutor::fast().with_source_edit(|code| {
+        assert!(code.contains("WEFT_SYNC_NAMED(1, 64);"), "the bundle has a named barrier");
+        code.replace("WEFT_SYNC_NAMED(1, 64);", "WEFT_SYNC_NAMED(1, 96);")
+    });
+    let e = run_bundle(&mut cpu, &tenants).expect_err("too few warps");
+    assert!(
+        matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::BarrierCount, kernel, .. } if kernel == "sgemm"),
+        "{e}"
+    );
+}
+
+/// A pool view moved past the end of the bundle's dynamic shared pool.
+#[test]
+fn a_shared_view_outside_the_pool_is_caught() {
+    if !host_compiler_or_skip("a_shared_view_outside_the_pool_is_caught") {
+        return;
+    }
+    let case = weft_kernels::cases::row_sum_case(2, 100, 1);
+    let mut cpu = CpuExecutor::fast().with_source_edit(|code| {
+        assert!(code.contains("WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 8);"), "{code}");
+        code.replace("WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 8);", "WEFT_SHARED_VIEW(float, s0, weft_smem, 16, 8);")
+    });
+    let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("outside the pool");
+    assert!(matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::SharedView, .. }), "{e}");
+}
+
+/// The bounds guard of vector_add removed: the last block's threads past
+/// `n` read and write outside the buffers, which the sanitized run reports.
+#[test]
+fn an_out_of_bounds_read_is_caught() {
+    if !host_compiler_or_skip("an_out_of_bounds_read_is_caught") {
+        return;
+    }
+    let case = weft_kernels::cases::vector_add_case(1000, 1);
+    let mut cpu = CpuExecutor::checking(SEED).with_source_edit(|code| {
+        assert!(code.contains("if (v6) {"), "{code}");
+        code.replace("if (v6) {", "if (true) {")
+    });
+    let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("out of bounds");
+    let err = cpu_error(&e);
+    assert!(matches!(err, CpuError::Sanitizer { kernel, .. } if kernel == "vector_add"), "{e}");
+    assert!(e.to_string().contains("out of bounds") || e.to_string().contains("heap-buffer-overflow"), "{e}");
+}
+
+/// A pool view shorter than the array the body indexes: the view is its
+/// own allocation of exactly its size, so the sanitizer sees the overflow.
+#[test]
+fn a_shared_view_too_small_is_caught() {
+    if !host_compiler_or_skip("a_shared_view_too_small_is_caught") {
+        return;
+    }
+    let case = weft_kernels::cases::row_sum_case(2, 100, 1);
+    let mut cpu = CpuExecutor::checking(SEED).with_source_edit(|code| {
+        code.replace("WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 8);", "WEFT_SHARED_VIEW(float, s0, weft_smem, 0, 4);")
+    });
+    let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("view too small");
+    assert!(matches!(cpu_error(&e), CpuError::Sanitizer { kernel, .. } if kernel == "row_sum"), "{e}");
+}
