@@ -112,6 +112,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpLis
 /// Starts the engine, loads every model of the repository and starts the
 /// three listeners. Must run inside a multi-threaded tokio runtime.
 pub async fn start(options: ServeOptions) -> Result<Server, StartError> {
+    // A repository that cannot be read fails before anything is started.
+    repository::scan(&options.repository)?;
     let http_listener = bind("http", SocketAddr::new(options.host, options.http_port)).await?;
     let grpc_listener = bind("grpc", SocketAddr::new(options.host, options.grpc_port)).await?;
     let metrics_listener = bind("metrics", SocketAddr::new(options.host, options.metrics_port)).await?;

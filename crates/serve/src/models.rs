@@ -24,8 +24,10 @@ use crate::repository::{self, ModelConfig, ModelEntry};
 
 /// The default objective is this many times the model's solo latency.
 pub const DEFAULT_SLO_FACTOR: f64 = 10.0;
-/// The smallest default objective.
-pub const MIN_DEFAULT_SLO: Duration = Duration::from_millis(1);
+/// The smallest default objective: one measurement of a fast model on a
+/// busy host is noisy, and an objective a hiccup can miss would have
+/// admission control refuse requests that were fine.
+pub const MIN_DEFAULT_SLO: Duration = Duration::from_millis(100);
 /// The default per-model bound on requests queued or running.
 pub const DEFAULT_MAX_QUEUE: usize = 64;
 

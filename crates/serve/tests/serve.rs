@@ -102,12 +102,16 @@ fn raw(addr: SocketAddr, head: &str, body: &[u8], close_write: bool) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // The server may answer (and close) before it has read everything: a
+    // refused body is not an error of the test.
+    let _ = s.write_all(body);
     if close_write {
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
     }
     let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
+    if let Err(e) = s.read_to_end(&mut all) {
+        assert!(!all.is_empty(), "no reply: {e}");
+    }
     let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete HTTP head");
     let head = String::from_utf8_lossy(&all[..split]).into_owned();
     let mut lines = head.split("\r\n");
@@ -359,9 +363,10 @@ fn repository_api_loads_and_unloads_without_restart() {
     std::fs::write(repo.join("late/1/model.onnx"), relu_model()).unwrap();
     std::fs::write(repo.join("late/config.toml"), "slo_ms = 30000.0\n").unwrap();
     assert_eq!(post(http, "/v2/repository/models/late/load", "", b"").status, 200);
-    assert_eq!(post_json(http, "/v2/models/late/infer", &relu_req).status, 200);
-    assert_eq!(post(http, "/v2/repository/models/relu/load", "", b"").status, 200);
-    assert_eq!(post_json(http, "/v2/models/relu/infer", &relu_req).status, 200);
+    let ok = |r: Reply| assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    ok(post_json(http, "/v2/models/late/infer", &relu_req));
+    ok(post(http, "/v2/repository/models/relu/load", "", b""));
+    ok(post_json(http, "/v2/models/relu/infer", &relu_req));
 
     // Errors name what to fix.
     let r = post(http, "/v2/repository/models/absent/load", "", b"");
