@@ -368,6 +368,19 @@ fn repository_api_loads_and_unloads_without_restart() {
     ok(post(http, "/v2/repository/models/relu/load", "", b""));
     ok(post_json(http, "/v2/models/relu/infer", &relu_req));
 
+    // An objective nothing can meet: admission control refuses, 503 with
+    // Retry-After, counted by reason.
+    std::fs::create_dir_all(repo.join("tight")).unwrap();
+    std::fs::write(repo.join("tight/model.onnx"), relu_model()).unwrap();
+    std::fs::write(repo.join("tight/config.toml"), "slo_ms = 0.000001\n").unwrap();
+    ok(post(http, "/v2/repository/models/tight/load", "", b""));
+    let r = post_json(http, "/v2/models/tight/infer", &relu_req);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.error().contains("admission"), "{}", r.error());
+    let text = String::from_utf8(get(server.metrics_addr(), "/metrics").body).unwrap();
+    assert!(text.contains("weft_rejections_total{model=\"tight\",reason=\"admission\"} 1"), "{text}");
+
     // Errors name what to fix.
     let r = post(http, "/v2/repository/models/absent/load", "", b"");
     assert_eq!(r.status, 404);
