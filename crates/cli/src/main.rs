@@ -136,6 +136,10 @@ enum Command {
         /// Seconds shutdown waits for requests in flight.
         #[arg(long, default_value_t = 30)]
         drain_timeout: u64,
+        /// The scheduling policy: weft's SLO-aware bundles, or one kernel at a
+        /// time in arrival order (to compare against).
+        #[arg(long, value_enum, default_value_t = Policy::SloAware)]
+        policy: Policy,
     },
 }
 
@@ -144,6 +148,12 @@ pub enum Mode {
     Coalesce,
     Constrain,
     Auto,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    SloAware,
+    TimeOnly,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -190,6 +200,7 @@ fn main() -> ExitCode {
             backend,
             max_body_bytes,
             drain_timeout,
+            policy,
         } => {
             let options = weft_serve::ServeOptions {
                 repository: model_repository,
@@ -204,6 +215,13 @@ fn main() -> ExitCode {
                 },
                 max_body_bytes,
                 drain_timeout: std::time::Duration::from_secs(drain_timeout),
+                engine: weft::EngineConfig {
+                    policy: match policy {
+                        Policy::SloAware => weft::EngineConfig::default().policy,
+                        Policy::TimeOnly => weft::sched::SchedulerConfig::time_only_fifo(),
+                    },
+                    ..weft::EngineConfig::default()
+                },
             };
             weft_serve::run(options, |s| {
                 let names: Vec<String> =

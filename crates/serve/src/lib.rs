@@ -66,6 +66,9 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// The engine's settings: its scheduling policy (SLO-aware by default;
+    /// time-only FIFO to compare against) and its per-tenant queue bound.
+    pub engine: weft::EngineConfig,
 }
 
 /// The default [`ServeOptions::max_body_bytes`]: 64 MiB.
@@ -82,6 +85,7 @@ impl ServeOptions {
             backend: weft::Backend::Auto,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             drain_timeout: Duration::from_secs(30),
+            engine: weft::EngineConfig::default(),
         }
     }
 }
@@ -123,7 +127,7 @@ pub async fn start(options: ServeOptions) -> Result<Server, StartError> {
     let (http, grpc, metrics) =
         (local(&http_listener, "http")?, local(&grpc_listener, "grpc")?, local(&metrics_listener, "metrics")?);
 
-    let engine = Arc::new(weft::Engine::new(options.backend, weft::EngineConfig::default())?);
+    let engine = Arc::new(weft::Engine::new(options.backend, options.engine.clone())?);
     let metrics_registry = Arc::new(metrics::Metrics::new()?);
     let models = Arc::new(Models::new(engine, options.repository.clone(), metrics_registry));
     let loader = models.clone();
