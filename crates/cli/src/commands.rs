@@ -37,6 +37,8 @@ pub enum CliError {
     Cuda(#[from] weft::cuda::CudaError),
     #[error(transparent)]
     Npy(#[from] npy::NpyError),
+    #[error("weft serve: {0}")]
+    Serve(#[from] weft_serve::StartError),
     /// An `--input` file that could not be read, named by its binding.
     #[error("--input {input}: {source}")]
     Input {

@@ -5,6 +5,7 @@
 //! weft compile MODEL.onnx [--shape …] [--arch sm_90] --out DIR
 //! weft pack MODEL.onnx[xN] MODEL2.onnx … [--mode coalesce|constrain|auto] [--knob 0..1] [--out DIR]
 //! weft run MODEL.onnx [--backend auto|interp|cuda|cpu] [--shape …] [--input NAME=FILE.npy]… [--seed N] --output-dir DIR
+//! weft serve --model-repository DIR [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--backend …] [--host 127.0.0.1]
 //! ```
 //!
 //! Every error exits non-zero with a one-line cause.
@@ -117,6 +118,34 @@ enum Command {
         #[arg(long)]
         output_dir: PathBuf,
     },
+    /// Serve a model repository over the Open Inference Protocol (REST and
+    /// gRPC) with Prometheus metrics, until ctrl-c or SIGTERM.
+    Serve {
+        /// DIR/<model>/[<version>/]model.onnx, with an optional DIR/<model>/config.toml.
+        #[arg(long)]
+        model_repository: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[arg(long, default_value_t = 8000)]
+        http_port: u16,
+        #[arg(long, default_value_t = 8001)]
+        grpc_port: u16,
+        #[arg(long, default_value_t = 8002)]
+        metrics_port: u16,
+        /// `auto` uses CUDA where a GPU is present, else the CPU interpreter.
+        #[arg(long, value_enum, default_value_t = Backend::Auto)]
+        backend: Backend,
+        /// The largest request body or gRPC message, bytes.
+        #[arg(long, default_value_t = weft_serve::DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: usize,
+        /// Seconds shutdown waits for requests in flight.
+        #[arg(long, default_value_t = 30)]
+        drain_timeout: u64,
+        /// The scheduling policy: weft's SLO-aware bundles, or one kernel at a
+        /// time in arrival order (to compare against).
+        #[arg(long, value_enum, default_value_t = Policy::SloAware)]
+        policy: Policy,
+    },
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -130,6 +159,12 @@ pub enum Mode {
     Coalesce,
     Constrain,
     Auto,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    SloAware,
+    TimeOnly,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -172,6 +207,53 @@ fn main() -> ExitCode {
         }
         Command::Run { model, backend, shapes, dims, inputs, seed, output_dir } => {
             commands::run(&model, backend, &Bindings { shapes: &shapes, dims: &dims }, &inputs, seed, &output_dir)
+        }
+        Command::Serve {
+            model_repository,
+            host,
+            http_port,
+            grpc_port,
+            metrics_port,
+            backend,
+            max_body_bytes,
+            drain_timeout,
+            policy,
+        } => {
+            let options = weft_serve::ServeOptions {
+                repository: model_repository,
+                host,
+                http_port,
+                grpc_port,
+                metrics_port,
+                backend: match backend {
+                    Backend::Auto => weft::Backend::Auto,
+                    Backend::Interp => weft::Backend::Interp,
+                    Backend::Cuda => weft::Backend::Cuda,
+                    Backend::Cpu => weft::Backend::Cpu,
+                },
+                max_body_bytes,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout),
+                engine: weft::EngineConfig {
+                    policy: match policy {
+                        Policy::SloAware => weft::EngineConfig::default().policy,
+                        Policy::TimeOnly => weft::sched::SchedulerConfig::time_only_fifo(),
+                    },
+                    ..weft::EngineConfig::default()
+                },
+            };
+            weft_serve::run(options, |s| {
+                let names: Vec<String> =
+                    s.models().loaded().iter().map(|m| format!("{} (v{})", m.name, m.version)).collect();
+                println!(
+                    "weft serve on {}: http {}, grpc {}, metrics http://{}/metrics; models: {}",
+                    s.models().engine().backend(),
+                    s.http_addr(),
+                    s.grpc_addr(),
+                    s.metrics_addr(),
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                );
+            })
+            .map_err(commands::CliError::from)
         }
     };
     match result {
