@@ -44,7 +44,8 @@ use crate::op::{CoordinateTransform, NearestMode, Op, Padding, ResizeMode, Unary
 use crate::tensor::{Shape, Tensor, TensorData};
 
 /// The default-domain opsets export writes. From 13 the attribute-like
-/// inputs have their current form; 17 is the highest the importer reads.
+/// inputs have their current form; 17 is the newest form export writes
+/// (the importer reads up to 28).
 pub const EXPORT_OPSETS: std::ops::RangeInclusive<i64> = 13..=17;
 
 /// The opset [`export_onnx_default`] writes: the newest the importer reads,

@@ -5,7 +5,7 @@
 //!
 //! What import does, in order:
 //!
-//! 1. Checks the opset (default domain, versions 9 to 17) and collects *every*
+//! 1. Checks the opset (default domain, versions 9 to 28) and collects *every*
 //!    node whose operator weft does not support, across the whole model, into
 //!    one [`ImportError::Unsupported`], so a user sees the full gap at once.
 //! 2. Gives each graph input a static shape: ONNX dims that are fixed in the
@@ -60,7 +60,7 @@ use attrs::Attrs;
 use fold::FoldNode;
 
 /// The lowest and highest default-domain opsets the importer understands.
-pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=17;
+pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=28;
 
 /// How to give a model's dynamic input dimensions static values.
 #[derive(Clone, Debug, Default)]
@@ -178,9 +178,10 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
     if !OPSET_RANGE.contains(&set.version) {
         return Err(ImportError::Opset(format!(
             "the model uses opset {}; weft imports opsets {} to {}: convert it with \
-             `onnx.version_converter.convert_version(model, 17)`",
+             `onnx.version_converter.convert_version(model, {})`",
             set.version,
             OPSET_RANGE.start(),
+            OPSET_RANGE.end(),
             OPSET_RANGE.end()
         )));
     }

@@ -125,9 +125,9 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "ReduceMean" | "ReduceSum" | "ReduceMax" => {
             let rank = imp.shape_of(data_input(n)?).len();
             let keepdims = a.int("keepdims", name)?.unwrap_or(1) != 0;
-            // ReduceSum takes its axes as an input from opset 13 (the others
-            // from 18, beyond the supported range).
-            let axes = if n.op_type == "ReduceSum" && n.opset >= 13 {
+            // ReduceSum takes its axes as an input from opset 13, the other
+            // reductions from opset 18.
+            let axes = if (n.op_type == "ReduceSum" && n.opset >= 13) || n.opset >= 18 {
                 const_input(imp, n, 1, "axes")?.map(|t| ints_of(n, &t)).transpose()?
             } else {
                 a.ints("axes", name)?
@@ -166,8 +166,27 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             } else {
                 a.ints("split", name)?
             };
-            let sizes = match sizes {
-                Some(v) if !v.is_empty() => to_usizes(n, "split", &v)?,
+            // Opset 18 added `num_outputs`: equal chunks of ceil(d / n), the
+            // last one smaller when the dimension does not divide.
+            let num_outputs = if n.opset >= 18 { a.int("num_outputs", name)? } else { None };
+            let sizes = match (sizes, num_outputs) {
+                (Some(v), _) if !v.is_empty() => to_usizes(n, "split", &v)?,
+                (_, Some(parts)) => {
+                    let parts = to_usize(n, "num_outputs", parts)?;
+                    if parts == 0 || parts != n.outputs.len() {
+                        return Err(
+                            n.err(format!("num_outputs is {parts} but the node has {} outputs", n.outputs.len()))
+                        );
+                    }
+                    let chunk = dims[ax].div_ceil(parts);
+                    let mut sizes = vec![chunk; parts];
+                    let before_last = chunk * (parts - 1);
+                    if before_last > dims[ax] {
+                        return Err(n.err(format!("cannot split {} into {parts} chunks of {chunk}", dims[ax])));
+                    }
+                    sizes[parts - 1] = dims[ax] - before_last;
+                    sizes
+                }
                 _ => {
                     let parts = n.outputs.len().max(1);
                     if !dims[ax].is_multiple_of(parts) {
@@ -238,9 +257,28 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
                 };
                 (ints_of(n, &pads)?, value)
             };
-            if n.inputs.get(3).copied().flatten().is_some() {
-                return Err(n.err("the axes input of Pad is not supported"));
-            }
+            // Opset 18 added `axes`: the pads then cover only those axes.
+            let pads = match const_input(imp, n, 3, "axes")? {
+                Some(axes) => {
+                    let axes = ints_of(n, &axes)?;
+                    let rank = imp.shape_of(data_input(n)?).len();
+                    if pads.len() != 2 * axes.len() {
+                        return Err(n.err(format!(
+                            "{} pads for {} axes (expected twice as many)",
+                            pads.len(),
+                            axes.len()
+                        )));
+                    }
+                    let mut full = vec![0; 2 * rank];
+                    for (k, &axis) in axes.iter().enumerate() {
+                        let ax = norm_axis(n, axis, rank)?;
+                        full[ax] = pads[k];
+                        full[rank + ax] = pads[axes.len() + k];
+                    }
+                    full
+                }
+                None => pads,
+            };
             if pads.iter().any(|&p| p < 0) {
                 return Err(n.err(format!("negative pads {pads:?} (cropping) are not supported; use Slice")));
             }
@@ -500,6 +538,17 @@ fn resize(imp: &Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
         "linear" | "bilinear" => ResizeMode::Linear,
         other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear)"))),
     };
+    // Opset 18 additions weft does not implement are refused by name rather
+    // than ignored (each changes the output).
+    if a.int("antialias", name)?.unwrap_or(0) != 0 {
+        return Err(n.err("antialias=1 is not supported"));
+    }
+    if let Some(policy) = a.string("keep_aspect_ratio_policy", name)?.filter(|p| p != "stretch") {
+        return Err(n.err(format!("keep_aspect_ratio_policy `{policy}` is not supported (only `stretch`)")));
+    }
+    if a.has("axes") {
+        return Err(n.err("the `axes` attribute is not supported: give scales or sizes for every dimension"));
+    }
     // Upsample and Resize-10 have no coordinate attributes: their semantics
     // are asymmetric coordinates with floor rounding for nearest.
     let old = n.op_type == "Upsample" || n.opset < 11;
