@@ -789,7 +789,11 @@ fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize
         CoordinateTransform::HalfPixel => (o + 0.5) / scale - 0.5,
         CoordinateTransform::PytorchHalfPixel if len_out > 1 => (o + 0.5) / scale - 0.5,
         CoordinateTransform::PytorchHalfPixel => 0.0,
-        CoordinateTransform::AlignCorners if len_out > 1 => o * (len_in as f64 - 1.0) / (len_out as f64 - 1.0),
+        // ONNX measures the resized length as `scale · len_in`, not the
+        // integer output length: they differ when the scale does not divide.
+        CoordinateTransform::AlignCorners if scale * len_in as f64 != 1.0 => {
+            o * (len_in as f64 - 1.0) / (scale * len_in as f64 - 1.0)
+        }
         CoordinateTransform::AlignCorners => 0.0,
         CoordinateTransform::Asymmetric => o / scale,
     }

@@ -76,6 +76,16 @@ pub struct ImportOptions {
     /// model asking for more is refused before anything that size is
     /// allocated, so a damaged or hostile file cannot exhaust memory.
     pub max_elements: Option<usize>,
+    /// Values of graph inputs known at import: the files a caller runs the
+    /// model on. An input with a value takes its shape from it (binding the
+    /// input's dynamic dimensions, so a caller need not repeat the shape);
+    /// `shapes` still wins where both are given, and a symbolic dimension
+    /// bound to two sizes is an error naming it. Where a node uses such an
+    /// input as an attribute-like operand (reduction axes, pads, a target
+    /// shape, Split sizes, Clip bounds, …) the value is compiled in, and the
+    /// input is listed in [`Graph::specialized`]: the program computes the
+    /// right answer only for that value.
+    pub values: HashMap<String, Tensor>,
 }
 
 /// The default [`ImportOptions::max_elements`]: 2^31 elements (8 GiB of `f32`).
@@ -91,6 +101,12 @@ impl ImportOptions {
     /// Binds the symbolic dimension `name` (an ONNX `dim_param`).
     pub fn with_dim(mut self, name: impl Into<String>, value: usize) -> ImportOptions {
         self.dims.insert(name.into(), value);
+        self
+    }
+
+    /// Gives input `name` the value `value` (see [`ImportOptions::values`]).
+    pub fn with_value(mut self, name: impl Into<String>, value: Tensor) -> ImportOptions {
+        self.values.insert(name.into(), value);
         self
     }
 
@@ -135,8 +151,14 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
 
     let name = if proto.name.is_empty() { "model".to_string() } else { proto.name.clone() };
     let max_elements = options.element_limit();
-    let mut imp =
-        Importer { graph: Graph::new(name), values: HashMap::new(), opset, node_names: HashSet::new(), max_elements };
+    let mut imp = Importer {
+        graph: Graph::new(name),
+        values: HashMap::new(),
+        opset,
+        node_names: HashSet::new(),
+        max_elements,
+        input_values: HashMap::new(),
+    };
 
     let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
     for t in &proto.initializer {
@@ -144,13 +166,20 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
         tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), max_elements)?;
         imp.values.insert(t.name.clone(), Value::Const(value));
     }
+    // Symbolic dimensions bound by the shapes of given values: name → (size, input).
+    let mut from_values: HashMap<String, (usize, String)> = HashMap::new();
     for input in &proto.input {
         // Before IR 4 every initializer is also listed as an input; it is a
         // weight, not something a caller feeds.
         if initializers.contains(input.name.as_str()) {
             continue;
         }
-        let (dtype, shape) = input_type(input, options)?;
+        let (dtype, shape) = input_type(input, options, &mut from_values)?;
+        if let Some(value) = options.values.get(&input.name) {
+            if value.shape == shape {
+                imp.input_values.insert(input.name.clone(), value.clone());
+            }
+        }
         tensor::check_elements(|| format!("input `{}`", input.name), shape.dims(), max_elements)?;
         let id = imp.graph.add_input(input.name.clone(), dtype, shape);
         imp.values.insert(input.name.clone(), Value::Tensor(id));
@@ -284,7 +313,11 @@ fn display_name(n: &NodeProto, index: usize) -> String {
     }
 }
 
-fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) -> Result<(DType, Shape), ImportError> {
+fn input_type(
+    input: &onnx_protobuf::ValueInfoProto,
+    options: &ImportOptions,
+    from_values: &mut HashMap<String, (usize, String)>,
+) -> Result<(DType, Shape), ImportError> {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
     use onnx_protobuf::type_proto::Value as Type;
     let err = |message: String| ImportError::Input { input: input.name.clone(), message };
@@ -292,9 +325,10 @@ fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) ->
         return Err(err("is not a tensor (sequences, maps and optionals are not supported)".into()));
     };
     let dtype = tensor::dtype_of(tt.elem_type).map_err(err)?;
+    let given = options.values.get(&input.name).map(|v| v.shape.dims());
     let Some(shape) = tt.shape.as_ref() else {
-        return match options.shapes.get(&input.name) {
-            Some(dims) => Ok((dtype, Shape(dims.clone()))),
+        return match options.shapes.get(&input.name).map(Vec::as_slice).or(given) {
+            Some(dims) => Ok((dtype, Shape(dims.to_vec()))),
             None => {
                 Err(err(format!("has no shape in the model: pass `--shape {}=DIMS` (e.g. 1x3x224x224)", input.name)))
             }
@@ -321,6 +355,55 @@ fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) ->
             .collect();
         format!("[{}]", parts.join(", "))
     };
+    // A value's shape binds the dynamic dimensions it covers; explicit
+    // `shapes` and `dims` take precedence, and disagreement is an error
+    // naming the dimension.
+    // (A model with every dimension fixed keeps its shape; a value that does
+    // not fit it is the caller's input check to report, naming the file.)
+    let dynamic =
+        file_dims.iter().any(Option::is_none) || shape.dim.iter().any(|d| matches!(d.value, Some(Dim::DimParam(_))));
+    if let (None, Some(value_dims), true) = (options.shapes.get(&input.name), given, dynamic) {
+        if value_dims.len() != shape.dim.len() {
+            return Err(err(format!(
+                "is given a rank-{} value of shape {}, but the model declares rank {} {}",
+                value_dims.len(),
+                Shape(value_dims.to_vec()),
+                shape.dim.len(),
+                shown()
+            )));
+        }
+        for (i, (d, &v)) in shape.dim.iter().zip(value_dims).enumerate() {
+            match &d.value {
+                Some(Dim::DimValue(f)) if *f >= 0 && *f as usize != v => {
+                    return Err(err(format!(
+                        "is given a value of shape {}, but dimension {i} is {f} in the model {}",
+                        Shape(value_dims.to_vec()),
+                        shown()
+                    )));
+                }
+                Some(Dim::DimParam(p)) => {
+                    if let Some(&bound) = options.dims.get(p) {
+                        if bound != v {
+                            return Err(err(format!(
+                                "dimension `{p}` is bound to {bound}, but the value given has {v} there (shape {})",
+                                Shape(value_dims.to_vec())
+                            )));
+                        }
+                    }
+                    if let Some((other, from)) = from_values.get(p) {
+                        if *other != v {
+                            return Err(err(format!(
+                                "dimension `{p}` is {v} in the value given, but {other} in the value of input `{from}`"
+                            )));
+                        }
+                    }
+                    from_values.insert(p.clone(), (v, input.name.clone()));
+                }
+                _ => {}
+            }
+        }
+        return Ok((dtype, Shape(value_dims.to_vec())));
+    }
     if let Some(bound) = options.shapes.get(&input.name) {
         if bound.len() != file_dims.len() {
             return Err(err(format!(
@@ -401,6 +484,8 @@ pub(crate) struct Importer {
     opset: i64,
     node_names: HashSet<String>,
     max_elements: usize,
+    /// [`ImportOptions::values`] of graph inputs whose shape they match.
+    input_values: HashMap<String, Tensor>,
 }
 
 impl Importer {
@@ -484,6 +569,16 @@ impl Importer {
                 self.values.insert(name.clone(), Value::Const(value));
             }
         }
+    }
+
+    /// The value given for graph input `name` at import, recording that the
+    /// graph is specialised to it ([`Graph::specialized`]).
+    pub(crate) fn input_value(&mut self, name: &str) -> Option<Tensor> {
+        let value = self.input_values.get(name)?.clone();
+        if let Some(Value::Tensor(id)) = self.values.get(name) {
+            self.graph.specialized.insert(*id, value.clone());
+        }
+        Some(value)
     }
 
     /// The import-time value of `name`, if it has one.

@@ -83,13 +83,13 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let (min, max) = if n.opset < 11 {
                 (a.float("min", name)?.unwrap_or(f32::NEG_INFINITY), a.float("max", name)?.unwrap_or(f32::INFINITY))
             } else {
-                let bound = |i: usize, default: f32| -> Result<f32, ImportError> {
+                let bound = |imp: &mut Importer, i: usize, default: f32| -> Result<f32, ImportError> {
                     match const_input(imp, n, i, "bound")? {
                         Some(t) => t.to_f64().first().map(|&v| v as f32).ok_or_else(|| n.err("empty bound")),
                         None => Ok(default),
                     }
                 };
-                (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
+                (bound(imp, 1, f32::NEG_INFINITY)?, bound(imp, 2, f32::INFINITY)?)
             };
             unary(UnaryOp::Clip { min, max })?
         }
@@ -288,15 +288,15 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let dims = imp.shape_of(data_input(n)?);
             // Opset 10 moved starts/ends/axes to inputs and added steps.
             let (starts, ends, axes, steps) = if n.opset >= 10 {
-                let req = |i: usize, what: &str| -> Result<Vec<i64>, ImportError> {
+                let req = |imp: &mut Importer, i: usize, what: &str| -> Result<Vec<i64>, ImportError> {
                     let t =
                         const_input(imp, n, i, what)?.ok_or_else(|| n.err(format!("the {what} input is missing")))?;
                     ints_of(n, &t)
                 };
-                let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, ImportError> {
+                let opt = |imp: &mut Importer, i: usize, what: &str| -> Result<Option<Vec<i64>>, ImportError> {
                     const_input(imp, n, i, what)?.map(|t| ints_of(n, &t)).transpose()
                 };
-                (req(1, "starts")?, req(2, "ends")?, opt(3, "axes")?, opt(4, "steps")?)
+                (req(imp, 1, "starts")?, req(imp, 2, "ends")?, opt(imp, 3, "axes")?, opt(imp, 4, "steps")?)
             } else {
                 let starts = a.ints("starts", name)?.ok_or_else(|| n.err("attribute `starts` is missing"))?;
                 let ends = a.ints("ends", name)?.ok_or_else(|| n.err("attribute `ends` is missing"))?;
@@ -382,14 +382,16 @@ fn data_input<'a>(n: &NodeView<'a>) -> Result<&'a str, ImportError> {
 /// The constant value of optional input `i`, `None` when omitted; an error
 /// saying why when it is computed at run time. An empty tensor counts as
 /// omitted, as exporters use that for "not given".
-fn const_input(imp: &Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+/// A graph input given a value at import ([`super::ImportOptions::values`])
+/// counts as a constant here, and the graph is specialised to it.
+fn const_input(imp: &mut Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
     let Some(name) = n.inputs.get(i).copied().flatten() else { return Ok(None) };
-    match imp.const_of(name) {
+    match imp.const_of(name).cloned().or_else(|| imp.input_value(name)) {
         Some(t) if t.data.is_empty() && t.shape.numel() == 0 => Ok(None),
-        Some(t) => Ok(Some(t.clone())),
+        Some(t) => Ok(Some(t)),
         None => Err(n.err(format!(
             "input `{name}` ({what}) is computed at run time; weft needs it to be a constant \
-             (static shapes: bind dynamic input dims with --shape)"
+             (give the input's value, e.g. `--input {name}=FILE.npy`, or fold it into the model)"
         ))),
     }
 }
@@ -529,7 +531,7 @@ fn expand(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
 }
 
 /// Resize and Upsample, with the scales resolved per dimension.
-fn resize(imp: &Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
+fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
     let name = n.name.as_str();
     let a = n.attrs;
     let dims = imp.shape_of(data_input(n)?);
