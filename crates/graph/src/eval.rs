@@ -556,6 +556,10 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
         UnaryOp::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
         UnaryOp::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
         UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        UnaryOp::Not => (x == 0.0) as u8 as f64,
+        UnaryOp::Sign if x.is_nan() => x,
+        UnaryOp::Sign if x == 0.0 => 0.0,
+        UnaryOp::Sign => x.signum(),
     }
 }
 
@@ -565,8 +569,10 @@ fn binary(b: BinaryOp, x: f64, y: f64, dtype: DType) -> f64 {
         BinaryOp::Add => x + y,
         BinaryOp::Sub => x - y,
         BinaryOp::Mul => x * y,
-        // Integer division truncates toward zero, as onnxruntime's C++ does.
-        BinaryOp::Div if !dtype.is_float() => (x / y).trunc(),
+        // Integer division truncates toward zero, as onnxruntime's C++ does;
+        // a zero divisor counts as one (the lowering's rule, so the kernels
+        // never divide by zero).
+        BinaryOp::Div if !dtype.is_float() => (x / if y == 0.0 { 1.0 } else { y }).trunc(),
         BinaryOp::Div => x / y,
         BinaryOp::Pow => x.powf(y),
         BinaryOp::Max => x.max(y),
@@ -574,6 +580,21 @@ fn binary(b: BinaryOp, x: f64, y: f64, dtype: DType) -> f64 {
         BinaryOp::Equal => truth(x == y),
         BinaryOp::Less => truth(x < y),
         BinaryOp::Greater => truth(x > y),
+        BinaryOp::LessOrEqual => truth(x <= y),
+        BinaryOp::GreaterOrEqual => truth(x >= y),
+        BinaryOp::And => truth(x != 0.0 && y != 0.0),
+        BinaryOp::Or => truth(x != 0.0 || y != 0.0),
+        BinaryOp::Xor => truth((x != 0.0) != (y != 0.0)),
+        BinaryOp::Mod { .. } if !dtype.is_float() && y == 0.0 => 0.0,
+        BinaryOp::Mod { fmod: true } => x % y,
+        BinaryOp::Mod { fmod: false } => {
+            let r = x % y;
+            if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                r + y
+            } else {
+                r
+            }
+        }
     }
 }
 

@@ -40,7 +40,7 @@ use super::tensor::elem_type_of;
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, TensorId, TensorInfo};
 use crate::infer::{conv_geometry, pool_geometry};
-use crate::op::{CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Shape, Tensor, TensorData};
 
 /// The default-domain opsets export writes. From 13 the attribute-like
@@ -357,7 +357,12 @@ impl<'g> Exporter<'g> {
                 }
                 node.op.name()
             }
-            Op::Binary(b) => Op::Binary(*b).name(),
+            Op::Binary(b) => {
+                if let BinaryOp::Mod { fmod } = b {
+                    attrs.push(int("fmod", *fmod as i64));
+                }
+                Op::Binary(*b).name()
+            }
             Op::MatMul | Op::Sum | Op::Where | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Identity => {
                 node.op.name()
             }

@@ -101,6 +101,14 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Equal" => Some(Op::Binary(BinaryOp::Equal)),
         "Less" => Some(Op::Binary(BinaryOp::Less)),
         "Greater" => Some(Op::Binary(BinaryOp::Greater)),
+        "LessOrEqual" => Some(Op::Binary(BinaryOp::LessOrEqual)),
+        "GreaterOrEqual" => Some(Op::Binary(BinaryOp::GreaterOrEqual)),
+        "And" => Some(Op::Binary(BinaryOp::And)),
+        "Or" => Some(Op::Binary(BinaryOp::Or)),
+        "Xor" => Some(Op::Binary(BinaryOp::Xor)),
+        "Not" => unary(UnaryOp::Not)?,
+        "Sign" => unary(UnaryOp::Sign)?,
+        "Mod" => Some(Op::Binary(BinaryOp::Mod { fmod: a.int("fmod", name)?.unwrap_or(0) != 0 })),
         "Max" | "Min" => {
             let b = if n.op_type == "Max" { BinaryOp::Max } else { BinaryOp::Min };
             return variadic(imp, n, b);
@@ -111,6 +119,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Cast" => {
             let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
             Some(Op::Cast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
+        }
+        "CastLike" => {
+            // Cast to the element type of the second input.
+            let like = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the target_type input is missing"))?;
+            let to = imp.dtype_of(like).ok_or_else(|| n.err(format!("input `{like}` is not defined")))?;
+            Some(Op::Cast { to })
         }
         "Softmax" => return softmax(imp, n),
         "LayerNormalization" => {
@@ -359,7 +373,12 @@ fn emit_one(imp: &mut Importer, n: &NodeView<'_>, op: Op, count: usize) -> Resul
 /// into its attributes.
 fn data_inputs(op: &Op, count: usize) -> usize {
     let cap = match op {
-        Op::Unary(_) | Op::Reshape { .. } | Op::Split { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => 1,
+        Op::Unary(_)
+        | Op::Cast { .. }
+        | Op::Reshape { .. }
+        | Op::Split { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => 1,
         Op::Resize { .. } | Op::Pad { .. } | Op::Slice { .. } | Op::Identity => 1,
         Op::ReduceMean { .. } | Op::ReduceSum { .. } | Op::ReduceMax { .. } => 1,
         _ => usize::MAX,
