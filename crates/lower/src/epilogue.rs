@@ -239,7 +239,7 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
     match op {
         UnaryOp::Relu => {
             let z = b.const_float(ty, 0.0);
-            b.max(v, z)
+            nan_max(b, v, z)
         }
         UnaryOp::Sigmoid => {
             let one = b.const_float(ty, 1.0);
@@ -271,8 +271,8 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
         UnaryOp::Clip { min, max } => {
             let lo = b.const_float(ty, min as f64);
             let hi = b.const_float(ty, max as f64);
-            let m = b.max(v, lo);
-            b.min(m, hi)
+            let m = nan_max(b, v, lo);
+            nan_min(b, m, hi)
         }
         UnaryOp::HardSigmoid { alpha, beta } => {
             let a = b.const_float(ty, alpha as f64);
@@ -300,6 +300,30 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
         }
         UnaryOp::Not | UnaryOp::Sign => unreachable!("handled above for every type"),
     }
+}
+
+/// `max(x, y)` that is NaN when either operand is, as ONNX's Max, Relu,
+/// Clip, MaxPool and ReduceMax are (KIR's `max` is C's `fmaxf`, which drops
+/// NaN). Integers use `max` as it is.
+pub fn nan_max(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
+    let m = b.max(x, y);
+    propagate_nan(b, x, y, m)
+}
+
+/// `min(x, y)`, NaN when either operand is.
+pub fn nan_min(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
+    let m = b.min(x, y);
+    propagate_nan(b, x, y, m)
+}
+
+fn propagate_nan(b: &mut KernelBuilder, x: Value, y: Value, r: Value) -> Value {
+    if !ty_of(b, x).is_float() {
+        return r;
+    }
+    let y_nan = b.ne(y, y);
+    let r = b.select(y_nan, y, r);
+    let x_nan = b.ne(x, x);
+    b.select(x_nan, x, r)
 }
 
 fn clamp01(b: &mut KernelBuilder, v: Value) -> Value {
@@ -344,8 +368,8 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
             let safe = b.select(is_zero, one, y);
             b.div(x, safe)
         }
-        BinaryOp::Max => b.max(x, y),
-        BinaryOp::Min => b.min(x, y),
+        BinaryOp::Max => nan_max(b, x, y),
+        BinaryOp::Min => nan_min(b, x, y),
         BinaryOp::Pow if ty.is_float() => emit_pow(b, x, y),
         BinaryOp::Pow => {
             let xf = convert(b, x, Type::F32);
