@@ -568,7 +568,19 @@ impl<'a> Cx<'a> {
                         2 * r
                     )));
                 }
-                let out = x.shape.dims().iter().enumerate().map(|(i, &d)| d + pads[i] + pads[r + i]).collect();
+                // Checked: pads near 2^63 would otherwise wrap to a small
+                // shape and compute a wrong answer.
+                let mut out = Vec::with_capacity(r);
+                for (i, &d) in x.shape.dims().iter().enumerate() {
+                    let padded = d.checked_add(pads[i]).and_then(|v| v.checked_add(pads[r + i]));
+                    out.push(padded.ok_or_else(|| {
+                        self.err(format!(
+                            "padding axis {i} of size {d} by {} and {} overflows the size of a dimension",
+                            pads[i],
+                            pads[r + i]
+                        ))
+                    })?);
+                }
                 one(x.dtype, out)
             }
             Op::Slice { starts, ends, axes, steps } => {
