@@ -11,9 +11,12 @@
 //! 2. Gives each graph input a static shape: ONNX dims that are fixed in the
 //!    file are used as they are; dynamic ones (`dim_param` such as `batch`, or
 //!    unnamed) must be bound through [`ImportOptions`], either per input
-//!    (`shapes`, the CLI's `--shape NAME=1x3x224x224`) or per symbolic name
-//!    (`dims`, `--dim batch=1`). Nothing is defaulted: a silently chosen batch
-//!    size would compile a different program than the user meant.
+//!    (`shapes`, the CLI's `--shape NAME=1x3x224x224`), per symbolic name
+//!    (`dims`, `--dim batch=1`), or by the value the caller will run on
+//!    (`values`, the CLI's `--input NAME=FILE.npy`), whose shape binds the
+//!    dimensions it covers; explicit bindings win and a dimension bound two
+//!    ways is an error naming it. Nothing is defaulted: a silently chosen
+//!    batch size would compile a different program than the user meant.
 //! 3. Walks the nodes in file order (ONNX requires a topological order).
 //!    Initializers and `Constant` nodes are import-time values; `Shape` of any
 //!    tensor is known since shapes are static; every node whose inputs are all
@@ -21,9 +24,10 @@
 //!    `Range`, `Expand`, …) and never reaches the graph. Other nodes become
 //!    [`Op`]s, with the inputs that newer opsets use for attributes (Clip's
 //!    bounds, Reshape's shape, Split's sizes, Squeeze/Unsqueeze axes, Pad's
-//!    pads, Slice's bounds, Resize's scales or sizes, ReduceSum's axes) read
-//!    from constants into attributes, so an [`Op`] means the same thing
-//!    whatever opset the model used. A constant reaches the graph (as a weight)
+//!    pads, Slice's bounds, Resize's scales or sizes, reduction axes) read
+//!    from constants — or from a graph input's given value, which then
+//!    specialises the graph ([`Graph::specialized`]) — into attributes, so an
+//!    [`Op`] means the same thing whatever opset the model used. A constant reaches the graph (as a weight)
 //!    only when a node consumes it as data.
 //! 4. Marks the model's outputs.
 //!
