@@ -105,9 +105,42 @@ pub struct Bindings<'a> {
 }
 
 pub fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
-    let options =
-        ImportOptions { shapes: parse_shapes(bind.shapes)?, dims: parse_dims(bind.dims)?, ..ImportOptions::default() };
+    load_with_values(model, bind, HashMap::new())
+}
+
+/// Imports `model` with the given inputs' values known: their shapes bind
+/// dynamic dimensions, and attribute-like inputs (axes, pads, shapes) are
+/// compiled in ([`ImportOptions::values`]).
+fn load_with_values(
+    model: &Path,
+    bind: &Bindings,
+    values: HashMap<String, weft_graph::Tensor>,
+) -> Result<Graph, CliError> {
+    let options = ImportOptions {
+        shapes: parse_shapes(bind.shapes)?,
+        dims: parse_dims(bind.dims)?,
+        values,
+        ..ImportOptions::default()
+    };
     Ok(import_onnx_file(model, &options)?)
+}
+
+/// `--input NAME=FILE` flags by input name, in order; an input named twice
+/// is an error (one of the files would be ignored).
+fn parse_inputs(specs: &[String]) -> Result<Vec<(String, &Path)>, CliError> {
+    let mut given: Vec<(String, &Path)> = Vec::new();
+    for spec in specs {
+        let (name, file) =
+            spec.split_once('=').ok_or_else(|| CliError::Usage(format!("--input `{spec}`: expected NAME=FILE.npy")))?;
+        if let Some((_, first)) = given.iter().find(|(n, _)| n == name) {
+            return Err(CliError::Usage(format!(
+                "--input `{name}` is given twice ({} and {file}); give each input once",
+                first.display()
+            )));
+        }
+        given.push((name.to_string(), Path::new(file)));
+    }
+    Ok(given)
 }
 
 fn human(n: u64) -> String {
@@ -289,9 +322,7 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
 
 fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<HostBuffer>, CliError> {
     let mut given: HashMap<String, &Path> = HashMap::new();
-    for spec in specs {
-        let (name, file) =
-            spec.split_once('=').ok_or_else(|| CliError::Usage(format!("--input `{spec}`: expected NAME=FILE.npy")))?;
+    for (name, file) in parse_inputs(specs)? {
         if !program.inputs.iter().any(|b| b.name == name) {
             let names: Vec<&str> = program.inputs.iter().map(|b| b.name.as_str()).collect();
             return Err(CliError::Usage(format!(
@@ -299,7 +330,7 @@ fn inputs_for(program: &Program, specs: &[String], seed: u64) -> Result<Vec<Host
                 names.join(", ")
             )));
         }
-        given.insert(name.to_string(), Path::new(file));
+        given.insert(name, file);
     }
     let mut inputs = Vec::new();
     for (i, binding) in program.inputs.iter().enumerate() {
@@ -335,7 +366,13 @@ pub fn run(
     seed: u64,
     output_dir: &Path,
 ) -> Result<(), CliError> {
-    let graph = load(model, bind)?;
+    let mut values = HashMap::new();
+    for (name, file) in parse_inputs(input_specs)? {
+        if let Some(t) = npy::read_tensor(file).map_err(|source| CliError::Input { input: name.clone(), source })? {
+            values.insert(name, t);
+        }
+    }
+    let graph = load_with_values(model, bind, values)?;
     let program = lower(&graph, &LowerOptions::default())?;
     let inputs = inputs_for(&program, input_specs, seed)?;
     let gpu = match backend {

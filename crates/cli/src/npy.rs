@@ -4,13 +4,15 @@
 //! compared with other runtimes directly. Element types map one to one:
 //! `f4`↔f32, `f2`↔f16, `i4`↔i32, `i8`↔i64, `b1`↔bool; bf16 is written as
 //! `f4` (NumPy has no bfloat16); `f8` inputs are accepted and rounded to the
-//! input's type.
+//! input's type. Fortran-order files are reordered; float files are refused
+//! for integer and boolean inputs rather than truncated.
 
 use std::io::BufWriter;
 use std::path::Path;
 
 use npyz::WriterBuilder;
 use weft::kir::{HostBuffer, Scalar, Type};
+use weft_graph::{DType, Shape, Tensor, TensorData};
 
 /// Why an `.npy` file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,10 @@ pub enum NpyError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: unsupported .npy element type {dtype} (use float32, float16, int32, int64 or bool)")]
     DType { path: String, dtype: String },
+    /// Floats given for an integer or boolean input: converting would
+    /// silently truncate (1.7 → 1) or invent values (NaN → 0).
+    #[error("{path}: holds {dtype} values but the input is {elem}; save it with the input's type (e.g. `a.astype(np.int64)`)")]
+    Kind { path: String, dtype: String, elem: Type },
 }
 
 /// A loaded array: shape and contents converted to `elem`.
@@ -27,8 +33,22 @@ pub struct NpyArray {
     pub data: HostBuffer,
 }
 
-/// Reads `path` and converts its elements to `elem`.
-pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
+/// The elements of a file, in C (row-major) order, as the widest type of
+/// their kind.
+enum Elements {
+    Float(Vec<f64>),
+    Int(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+/// A file's shape, NumPy element code (`f4`, `i8`, …) and elements.
+struct Raw {
+    shape: Vec<usize>,
+    dtype: String,
+    elements: Elements,
+}
+
+fn read_raw(path: &Path) -> Result<Raw, NpyError> {
     let p = path.display().to_string();
     let io = |source: std::io::Error| {
         // npyz reports a short file as "failed to fill whole buffer".
@@ -42,25 +62,97 @@ pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
     let bytes = std::fs::read(path).map_err(io)?;
     let file = npyz::NpyFile::new(&bytes[..]).map_err(io)?;
     let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
-    let descr = file.dtype().descr();
-    let values: Vec<f64> = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => file.into_vec::<f32>().map_err(io)?.into_iter().map(f64::from).collect(),
-        "f8" => file.into_vec::<f64>().map_err(io)?,
-        "f2" => file.into_vec::<half::f16>().map_err(io)?.into_iter().map(|h| h.to_f64()).collect(),
-        "i4" => file.into_vec::<i32>().map_err(io)?.into_iter().map(f64::from).collect(),
-        "i8" => {
-            // Integers go through `Scalar` to keep all 64 bits.
-            let ints = file.into_vec::<i64>().map_err(io)?;
-            let mut data = HostBuffer::zeros(elem, ints.len());
-            for (i, v) in ints.into_iter().enumerate() {
-                data.set(i, Scalar::I64(v));
-            }
-            return Ok(NpyArray { shape, data });
-        }
-        "b1" => file.into_vec::<bool>().map_err(io)?.into_iter().map(|b| b as u8 as f64).collect(),
+    let fortran = file.order() == npyz::Order::Fortran;
+    let dtype = file.dtype().descr().trim_matches('\'').trim_start_matches(['<', '|', '=']).to_string();
+    let elements = match dtype.as_str() {
+        "f4" => Elements::Float(file.into_vec::<f32>().map_err(io)?.into_iter().map(f64::from).collect()),
+        "f8" => Elements::Float(file.into_vec::<f64>().map_err(io)?),
+        "f2" => Elements::Float(file.into_vec::<half::f16>().map_err(io)?.into_iter().map(|h| h.to_f64()).collect()),
+        "i4" => Elements::Int(file.into_vec::<i32>().map_err(io)?.into_iter().map(i64::from).collect()),
+        "i8" => Elements::Int(file.into_vec::<i64>().map_err(io)?),
+        "b1" => Elements::Bool(file.into_vec::<bool>().map_err(io)?),
         other => return Err(NpyError::DType { path: p, dtype: other.to_string() }),
     };
-    Ok(NpyArray { shape, data: HostBuffer::from_f64(elem, &values) })
+    // A Fortran-order file stores the first index fastest; everything in
+    // weft is row-major.
+    let elements = if fortran {
+        match elements {
+            Elements::Float(v) => Elements::Float(fortran_to_c(&v, &shape)),
+            Elements::Int(v) => Elements::Int(fortran_to_c(&v, &shape)),
+            Elements::Bool(v) => Elements::Bool(fortran_to_c(&v, &shape)),
+        }
+    } else {
+        elements
+    };
+    Ok(Raw { shape, dtype, elements })
+}
+
+/// Column-major elements of an array of `shape`, reordered row-major.
+fn fortran_to_c<T: Copy>(v: &[T], shape: &[usize]) -> Vec<T> {
+    let mut strides = vec![1usize; shape.len()];
+    for k in 1..shape.len() {
+        strides[k] = strides[k - 1] * shape[k - 1];
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut out = Vec::with_capacity(v.len());
+    for _ in 0..v.len() {
+        out.push(v[index.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
+        // Advance the row-major multi-index.
+        for k in (0..shape.len()).rev() {
+            index[k] += 1;
+            if index[k] < shape[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    out
+}
+
+/// Reads `path` and converts its elements to `elem`. Floats are refused for
+/// integer and boolean inputs (that would truncate); integers and booleans
+/// convert to any type.
+pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
+    let raw = read_raw(path)?;
+    let mut data = HostBuffer::zeros(elem, raw.shape.iter().product());
+    match raw.elements {
+        Elements::Float(_) if !elem.is_float() => {
+            return Err(NpyError::Kind { path: path.display().to_string(), dtype: raw.dtype, elem });
+        }
+        Elements::Float(v) => data = HostBuffer::from_f64(elem, &v),
+        // Integers go through `Scalar` to keep all 64 bits.
+        Elements::Int(v) if !elem.is_float() => {
+            for (i, x) in v.into_iter().enumerate() {
+                data.set(i, Scalar::I64(x));
+            }
+        }
+        Elements::Int(v) => data = HostBuffer::from_f64(elem, &v.into_iter().map(|x| x as f64).collect::<Vec<_>>()),
+        Elements::Bool(v) => {
+            data = HostBuffer::from_f64(elem, &v.into_iter().map(|b| b as u8 as f64).collect::<Vec<_>>())
+        }
+    }
+    Ok(NpyArray { shape: raw.shape, data })
+}
+
+/// Reads `path` as a model tensor of the file's own type (f32 for any
+/// float, i32, i64 or bool), for import to take shapes and attribute-like
+/// values from; `Ok(None)` for types import has no tensor for (the run's
+/// own read reports those).
+pub fn read_tensor(path: &Path) -> Result<Option<Tensor>, NpyError> {
+    let raw = match read_raw(path) {
+        Ok(raw) => raw,
+        Err(NpyError::DType { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let shape = Shape(raw.shape);
+    Ok(Some(match raw.elements {
+        Elements::Float(v) => Tensor::f32(shape, v.into_iter().map(|x| x as f32).collect()),
+        Elements::Int(v) if raw.dtype == "i4" => {
+            Tensor { dtype: DType::I32, shape, data: TensorData::I32(v.into_iter().map(|x| x as i32).collect()) }
+        }
+        Elements::Int(v) => Tensor::i64(shape, v),
+        Elements::Bool(v) => Tensor { dtype: DType::Bool, shape, data: TensorData::Bool(v) },
+    }))
 }
 
 /// Writes `data` with `shape` to `path` in the matching NumPy type.

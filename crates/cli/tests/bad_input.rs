@@ -261,3 +261,64 @@ fn an_input_the_model_lacks_is_refused() {
     let o = weft(&["run", s(&model), "--backend", "interp", "--input", &spec, "--output-dir", s(&dir)]);
     fails_with(&o, &["`nope`", "x"]);
 }
+
+#[test]
+fn a_fortran_order_npy_is_read_in_its_own_order() {
+    let dir = temp_dir("fortran");
+    let model = relu_model(&dir, DataType::FLOAT);
+    // Row-major [[0, 1, 2], [3, -4, 5]], stored column by column.
+    let column_major: Vec<u8> = [0.0f32, 3.0, 1.0, -4.0, 2.0, 5.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut bytes = npy_bytes("<f4", &[2, 3], &column_major);
+    let flag = b"'fortran_order': False";
+    let at = bytes.windows(flag.len()).position(|w| w == flag).expect("header flag");
+    bytes[at..at + flag.len()].copy_from_slice(b"'fortran_order': True ");
+    let path = dir.join("fortran.npy");
+    std::fs::write(&path, bytes).expect("npy written");
+    let out = dir.join("out");
+    let o = run_with_input(&model, &path, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = std::fs::read(out.join("y.npy")).expect("output written");
+    let y: Vec<f32> = npyz::NpyFile::new(&y[..]).expect("npy").into_vec().expect("f32 data");
+    assert_eq!(y, vec![0.0, 1.0, 2.0, 3.0, 0.0, 5.0]);
+}
+
+#[test]
+fn a_float_npy_for_an_integer_input_is_refused() {
+    let dir = temp_dir("float-for-int");
+    let x = value_info("x", DataType::INT64, &[Dim::Value(2), Dim::Value(3)]);
+    let model =
+        write_model(&dir, "neg.onnx", vec![x], vec![], vec![node("Neg", "neg", &["x"], &["y"], vec![])], &["y"]);
+    // 1.7 would become 1 and NaN 0 if converted.
+    let data: Vec<u8> = [1.7f32, f32::NAN, 0.0, 1.0, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npy = write_npy(&dir, "floats.npy", "<f4", &[2, 3], &data);
+    fails_with(&run_with_input(&model, &npy, &dir), &["floats.npy", "--input x", "f4", "i64"]);
+}
+
+#[test]
+fn an_input_given_twice_is_refused() {
+    let dir = temp_dir("twice");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let a = write_npy(&dir, "a.npy", "<f4", &[2, 3], &f32_bytes(6));
+    let b = write_npy(&dir, "b.npy", "<f4", &[2, 3], &f32_bytes(6));
+    let (a, b) = (format!("x={}", s(&a)), format!("x={}", s(&b)));
+    let o = weft(&["run", s(&model), "--backend", "interp", "--input", &a, "--input", &b, "--output-dir", s(&dir)]);
+    fails_with(&o, &["`x`", "twice", "b.npy"]);
+}
+
+#[test]
+fn dynamic_dimensions_are_bound_from_the_input_file() {
+    let dir = temp_dir("dims-from-file");
+    let model = conv_model(&dir);
+    let npy = write_npy(&dir, "x.npy", "<f4", &[1, 3, 5, 6], &f32_bytes(90));
+    let out = dir.join("out");
+    let o = run_with_input(&model, &npy, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = std::fs::read(out.join("y.npy")).expect("output written");
+    let y = npyz::NpyFile::new(&y[..]).expect("npy");
+    assert_eq!(y.shape(), &[1, 4, 3, 4]);
+    // An explicit binding that disagrees with the file names the dimension.
+    let input = format!("x={}", s(&npy));
+    let o =
+        weft(&["run", s(&model), "--backend", "interp", "--dim", "h=7", "--input", &input, "--output-dir", s(&out)]);
+    fails_with(&o, &["`x`", "`h`", "7", "5"]);
+}

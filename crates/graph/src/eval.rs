@@ -296,7 +296,7 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let mut acc = vec![if is_max { f64::NEG_INFINITY } else { 0.0 }; n_out];
                 let map = broadcast_map(x.shape.dims(), &keep);
                 for (v, &o) in x.to_f64().iter().zip(&map) {
-                    acc[o] = if is_max { acc[o].max(*v) } else { acc[o] + v };
+                    acc[o] = if is_max { nan_max(acc[o], *v) } else { acc[o] + v };
                 }
                 if matches!(op, Op::ReduceMean { .. }) {
                     acc.iter_mut().for_each(|a| *a /= count as f64);
@@ -321,7 +321,7 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                     .chunks(inner.max(1))
                     .map(|c| {
                         if matches!(op, Op::GlobalMaxPool) {
-                            c.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                            c.iter().copied().fold(f64::NEG_INFINITY, nan_max)
                         } else {
                             c.iter().sum::<f64>() / inner as f64
                         }
@@ -531,9 +531,29 @@ fn split_at_axis(dims: &[usize], axis: usize) -> (usize, usize, usize) {
     (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
 }
 
+/// The larger of `a` and `b`, NaN when either is (IEEE `maximum`, as ONNX's
+/// Max, Relu, Clip, MaxPool and ReduceMax behave); `f64::max` would drop it.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// The smaller of `a` and `b`, NaN when either is.
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
 fn unary(u: &UnaryOp, x: f64) -> f64 {
     match *u {
-        UnaryOp::Relu => x.max(0.0),
+        // f64::max drops NaN; ONNX propagates it.
+        UnaryOp::Relu => nan_max(x, 0.0),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Exp => x.exp(),
@@ -552,10 +572,14 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
                 x
             }
         }
-        UnaryOp::Clip { min, max } => x.max(min as f64).min(max as f64),
+        UnaryOp::Clip { min, max } => nan_min(nan_max(x, min as f64), max as f64),
         UnaryOp::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
         UnaryOp::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
         UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        UnaryOp::Not => (x == 0.0) as u8 as f64,
+        UnaryOp::Sign if x.is_nan() => x,
+        UnaryOp::Sign if x == 0.0 => 0.0,
+        UnaryOp::Sign => x.signum(),
     }
 }
 
@@ -565,15 +589,32 @@ fn binary(b: BinaryOp, x: f64, y: f64, dtype: DType) -> f64 {
         BinaryOp::Add => x + y,
         BinaryOp::Sub => x - y,
         BinaryOp::Mul => x * y,
-        // Integer division truncates toward zero, as onnxruntime's C++ does.
-        BinaryOp::Div if !dtype.is_float() => (x / y).trunc(),
+        // Integer division truncates toward zero, as onnxruntime's C++ does;
+        // a zero divisor counts as one (the lowering's rule, so the kernels
+        // never divide by zero).
+        BinaryOp::Div if !dtype.is_float() => (x / if y == 0.0 { 1.0 } else { y }).trunc(),
         BinaryOp::Div => x / y,
         BinaryOp::Pow => x.powf(y),
-        BinaryOp::Max => x.max(y),
-        BinaryOp::Min => x.min(y),
+        BinaryOp::Max => nan_max(x, y),
+        BinaryOp::Min => nan_min(x, y),
         BinaryOp::Equal => truth(x == y),
         BinaryOp::Less => truth(x < y),
         BinaryOp::Greater => truth(x > y),
+        BinaryOp::LessOrEqual => truth(x <= y),
+        BinaryOp::GreaterOrEqual => truth(x >= y),
+        BinaryOp::And => truth(x != 0.0 && y != 0.0),
+        BinaryOp::Or => truth(x != 0.0 || y != 0.0),
+        BinaryOp::Xor => truth((x != 0.0) != (y != 0.0)),
+        BinaryOp::Mod { .. } if !dtype.is_float() && y == 0.0 => 0.0,
+        BinaryOp::Mod { fmod: true } => x % y,
+        BinaryOp::Mod { fmod: false } => {
+            let r = x % y;
+            if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                r + y
+            } else {
+                r
+            }
+        }
     }
 }
 
@@ -761,7 +802,7 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
                     padded += 1;
                 }
                 if let Some(at) = spatial_offset(&base, off, in_dims, &in_strides) {
-                    max = max.max(xs[at]);
+                    max = nan_max(max, xs[at]);
                     sum += xs[at];
                     valid += 1;
                 }
@@ -789,7 +830,11 @@ fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize
         CoordinateTransform::HalfPixel => (o + 0.5) / scale - 0.5,
         CoordinateTransform::PytorchHalfPixel if len_out > 1 => (o + 0.5) / scale - 0.5,
         CoordinateTransform::PytorchHalfPixel => 0.0,
-        CoordinateTransform::AlignCorners if len_out > 1 => o * (len_in as f64 - 1.0) / (len_out as f64 - 1.0),
+        // ONNX measures the resized length as `scale · len_in`, not the
+        // integer output length: they differ when the scale does not divide.
+        CoordinateTransform::AlignCorners if scale * len_in as f64 != 1.0 => {
+            o * (len_in as f64 - 1.0) / (scale * len_in as f64 - 1.0)
+        }
         CoordinateTransform::AlignCorners => 0.0,
         CoordinateTransform::Asymmetric => o / scale,
     }

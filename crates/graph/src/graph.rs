@@ -56,6 +56,10 @@ pub struct Graph {
     pub constants: HashMap<TensorId, Tensor>,
     pub inputs: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
+    /// Graph inputs whose value was compiled in at import, because a node
+    /// uses them as attribute-like operands (axes, pads, a target shape):
+    /// the graph is right only when run with these values.
+    pub specialized: HashMap<TensorId, Tensor>,
 }
 
 impl Graph {

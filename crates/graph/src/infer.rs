@@ -568,7 +568,19 @@ impl<'a> Cx<'a> {
                         2 * r
                     )));
                 }
-                let out = x.shape.dims().iter().enumerate().map(|(i, &d)| d + pads[i] + pads[r + i]).collect();
+                // Checked: pads near 2^63 would otherwise wrap to a small
+                // shape and compute a wrong answer.
+                let mut out = Vec::with_capacity(r);
+                for (i, &d) in x.shape.dims().iter().enumerate() {
+                    let padded = d.checked_add(pads[i]).and_then(|v| v.checked_add(pads[r + i]));
+                    out.push(padded.ok_or_else(|| {
+                        self.err(format!(
+                            "padding axis {i} of size {d} by {} and {} overflows the size of a dimension",
+                            pads[i],
+                            pads[r + i]
+                        ))
+                    })?);
+                }
                 one(x.dtype, out)
             }
             Op::Slice { starts, ends, axes, steps } => {
@@ -770,7 +782,11 @@ impl<'a> Cx<'a> {
         self.arity(1, &["X"])?;
         let x = self.input(0, "X")?;
         // ONNX allows signed integers for these; the rest are float-only.
-        if matches!(u, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. }) {
+        if *u == UnaryOp::Not {
+            if x.dtype != DType::Bool {
+                return Err(self.err(format!("input 0 (X) has dtype {}; expected bool", x.dtype)));
+            }
+        } else if matches!(u, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. } | UnaryOp::Sign) {
             self.numeric(0, "X", x)?;
         } else {
             self.float(0, "X", x)?;
@@ -781,9 +797,18 @@ impl<'a> Cx<'a> {
     fn binary(&self, b: BinaryOp) -> Outs {
         self.arity(2, &["A", "B"])?;
         let (x, y) = (self.input(0, "A")?, self.input(1, "B")?);
-        if b != BinaryOp::Equal {
+        if b.is_logical() {
+            for (i, name, t) in [(0, "A", x), (1, "B", y)] {
+                if t.dtype != DType::Bool {
+                    return Err(self.err(format!("input {i} ({name}) has dtype {}; expected bool", t.dtype)));
+                }
+            }
+        } else if b != BinaryOp::Equal {
             self.numeric(0, "A", x)?;
             self.numeric(1, "B", y)?;
+        }
+        if b == (BinaryOp::Mod { fmod: false }) && x.dtype.is_float() {
+            return Err(self.err("Mod of floats needs fmod=1 (ONNX requires it)"));
         }
         // Pow's exponent may have its own numeric type (ONNX T1).
         if b != BinaryOp::Pow {
@@ -795,8 +820,7 @@ impl<'a> Cx<'a> {
                 x.shape, y.shape
             ))
         })?;
-        let dtype =
-            if matches!(b, BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater) { DType::Bool } else { x.dtype };
+        let dtype = if b.is_comparison() { DType::Bool } else { x.dtype };
         one(dtype, out)
     }
 

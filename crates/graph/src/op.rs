@@ -44,6 +44,10 @@ pub enum UnaryOp {
     HardSwish,
     /// GELU with the exact erf form: `0.5 x (1 + erf(x / √2))`.
     Gelu,
+    /// Logical not; `bool` only.
+    Not,
+    /// `-1`, `0` or `1` by the sign of `x` (NaN stays NaN).
+    Sign,
 }
 
 /// Elementwise two-input operators with numpy-style broadcasting.
@@ -59,6 +63,33 @@ pub enum BinaryOp {
     Equal,
     Less,
     Greater,
+    LessOrEqual,
+    GreaterOrEqual,
+    /// Logical, on `bool`.
+    And,
+    Or,
+    Xor,
+    /// Remainder. `fmod`: C `fmod` (the dividend's sign, required for
+    /// floats); otherwise the divisor's sign, as Python's `%` (integers).
+    /// An integer divisor of zero counts as one, as in [`BinaryOp::Div`].
+    Mod {
+        fmod: bool,
+    },
+}
+
+impl BinaryOp {
+    /// Whether the result is `bool` whatever the inputs' type.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater | BinaryOp::LessOrEqual | BinaryOp::GreaterOrEqual
+        )
+    }
+
+    /// Whether the op takes and gives `bool`.
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
 }
 
 /// Padding of a spatial op, resolved against the input shape by shape inference.
@@ -263,6 +294,8 @@ impl Op {
                 UnaryOp::HardSigmoid { .. } => "HardSigmoid",
                 UnaryOp::HardSwish => "HardSwish",
                 UnaryOp::Gelu => "Gelu",
+                UnaryOp::Not => "Not",
+                UnaryOp::Sign => "Sign",
             },
             Op::Binary(b) => match b {
                 BinaryOp::Add => "Add",
@@ -275,6 +308,12 @@ impl Op {
                 BinaryOp::Equal => "Equal",
                 BinaryOp::Less => "Less",
                 BinaryOp::Greater => "Greater",
+                BinaryOp::LessOrEqual => "LessOrEqual",
+                BinaryOp::GreaterOrEqual => "GreaterOrEqual",
+                BinaryOp::And => "And",
+                BinaryOp::Or => "Or",
+                BinaryOp::Xor => "Xor",
+                BinaryOp::Mod { .. } => "Mod",
             },
             Op::Sum => "Sum",
             Op::Where => "Where",

@@ -309,3 +309,12 @@ fn movement() {
     fails(sl(&[0], &[1, 2], &[], &[]), &[x.clone()], &["equal lengths"]);
     fails(sl(&[0, 0], &[1, 1], &[1, -2], &[]), &[x], &["sliced twice"]);
 }
+
+#[test]
+fn pads_that_overflow_a_dimension_are_refused_not_wrapped() {
+    // 2 + (2^63 - 1) + (2^63 - 1) wraps to 0 in 64-bit arithmetic.
+    let huge = (1usize << 63) - 1;
+    let pad = Op::Pad { pads: vec![0, huge, 0, huge], value: 0.0 };
+    fails(pad, &[f32s(&[1, 2])], &["axis 1", "overflows"]);
+    assert_eq!(ok(Op::Pad { pads: vec![0, 1, 0, 2], value: 0.0 }, &[f32s(&[1, 2])], DType::F32), [1, 5]);
+}

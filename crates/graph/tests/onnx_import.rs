@@ -401,3 +401,63 @@ fn external_data_is_refused_with_the_fix() {
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("tensor `w`") && msg.contains("save_as_external_data=False"), "{msg}");
 }
+
+/// ReduceMean at opset 18 over `x` [batch, 3] with its axes as a graph input.
+fn reduce_mean_18() -> Vec<u8> {
+    model_bytes(
+        18,
+        vec![
+            value_info("x", DataType::FLOAT, &[Dim::Param("batch"), Dim::Value(3)]),
+            value_info("axes", DataType::INT64, &[Dim::Value(1)]),
+        ],
+        vec![],
+        vec![node("ReduceMean", "mean", &["x", "axes"], &["y"], vec![attr_int("keepdims", 0)])],
+        &["y"],
+    )
+}
+
+#[test]
+fn given_values_bind_shapes_and_attribute_like_inputs() {
+    let bytes = reduce_mean_18();
+    // Without the axes' value the node cannot be compiled, and the error
+    // says how to give it.
+    let err = import_onnx(&bytes, &ImportOptions::default().with_dim("batch", 2)).unwrap_err().to_string();
+    assert!(err.contains("`axes`") && err.contains("--input axes="), "{err}");
+
+    let x = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 9.0]);
+    let axes = Tensor::i64(vec![1], vec![-1]);
+    let options = ImportOptions::default().with_value("x", x.clone()).with_value("axes", axes.clone());
+    let g = import_onnx(&bytes, &options).expect("imports");
+    // `batch` came from x's value; the axes were compiled in and recorded.
+    assert_eq!(g.info(g.inputs[0]).shape.dims(), &[2, 3]);
+    assert_eq!(g.specialized.get(&g.inputs[1]), Some(&axes));
+    assert!(!g.specialized.contains_key(&g.inputs[0]));
+    let y = evaluate(&g, &[x, axes]).expect("evaluates");
+    close(&f32s(&y[0]), &[2.0, 6.0]);
+}
+
+#[test]
+fn a_dimension_bound_two_ways_is_an_error_naming_it() {
+    let bytes = reduce_mean_18();
+    let options = ImportOptions::default()
+        .with_dim("batch", 4)
+        .with_value("x", Tensor::f32(vec![2, 3], vec![0.0; 6]))
+        .with_value("axes", Tensor::i64(vec![1], vec![1]));
+    let err = import_onnx(&bytes, &options).unwrap_err().to_string();
+    assert!(err.contains("`batch`") && err.contains('4') && err.contains('2'), "{err}");
+}
+
+#[test]
+fn opset_18_split_with_num_outputs_makes_the_last_chunk_smaller() {
+    let bytes = model_bytes(
+        18,
+        vec![f32_input("x", &[5])],
+        vec![],
+        vec![node("Split", "split", &["x"], &["a", "b"], vec![attr_int("num_outputs", 2)])],
+        &["a", "b"],
+    );
+    let x = Tensor::f32(vec![5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    let out = run(&bytes, &[x]);
+    assert_eq!(f32s(&out[0]), vec![1.0, 2.0, 3.0]);
+    assert_eq!(f32s(&out[1]), vec![4.0, 5.0]);
+}

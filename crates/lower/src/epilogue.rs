@@ -199,6 +199,23 @@ fn via_f32(b: &mut KernelBuilder, v: Value, f: impl FnOnce(&mut KernelBuilder, V
 /// op has one (Relu, Neg, Abs, Clip) and go through `f32` otherwise.
 pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
     let ty = ty_of(b, v);
+    if op == UnaryOp::Not {
+        let t = convert(b, v, Type::Bool);
+        return b.unary(weft_kir::UnaryOp::Not, t);
+    }
+    if op == UnaryOp::Sign {
+        // (x > 0) - (x < 0), in x's type; NaN compares false both ways, so
+        // it is kept by selecting x itself.
+        let z = constant(b, ty, 0.0);
+        let one = constant(b, ty, 1.0);
+        let minus = constant(b, ty, -1.0);
+        let pos = b.gt(v, z);
+        let neg = b.lt(v, z);
+        let s = b.select(neg, minus, z);
+        let s = b.select(pos, one, s);
+        let nan = b.ne(v, v);
+        return b.select(nan, v, s);
+    }
     if ty == Type::Bool {
         return via_f32(b, v, |b, x| emit_unary(b, op, x));
     }
@@ -222,7 +239,7 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
     match op {
         UnaryOp::Relu => {
             let z = b.const_float(ty, 0.0);
-            b.max(v, z)
+            nan_max(b, v, z)
         }
         UnaryOp::Sigmoid => {
             let one = b.const_float(ty, 1.0);
@@ -254,8 +271,8 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
         UnaryOp::Clip { min, max } => {
             let lo = b.const_float(ty, min as f64);
             let hi = b.const_float(ty, max as f64);
-            let m = b.max(v, lo);
-            b.min(m, hi)
+            let m = nan_max(b, v, lo);
+            nan_min(b, m, hi)
         }
         UnaryOp::HardSigmoid { alpha, beta } => {
             let a = b.const_float(ty, alpha as f64);
@@ -281,7 +298,32 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
             let hx = b.mul(half, v);
             b.mul(hx, p)
         }
+        UnaryOp::Not | UnaryOp::Sign => unreachable!("handled above for every type"),
     }
+}
+
+/// `max(x, y)` that is NaN when either operand is, as ONNX's Max, Relu,
+/// Clip, MaxPool and ReduceMax are (KIR's `max` is C's `fmaxf`, which drops
+/// NaN). Integers use `max` as it is.
+pub fn nan_max(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
+    let m = b.max(x, y);
+    propagate_nan(b, x, y, m)
+}
+
+/// `min(x, y)`, NaN when either operand is.
+pub fn nan_min(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
+    let m = b.min(x, y);
+    propagate_nan(b, x, y, m)
+}
+
+fn propagate_nan(b: &mut KernelBuilder, x: Value, y: Value, r: Value) -> Value {
+    if !ty_of(b, x).is_float() {
+        return r;
+    }
+    let y_nan = b.ne(y, y);
+    let r = b.select(y_nan, y, r);
+    let x_nan = b.ne(x, x);
+    b.select(x_nan, x, r)
 }
 
 fn clamp01(b: &mut KernelBuilder, v: Value) -> Value {
@@ -299,7 +341,15 @@ fn clamp01(b: &mut KernelBuilder, v: Value) -> Value {
 pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> Value {
     let ty = ty_of(b, x);
     let y = convert(b, y, ty);
-    if ty == Type::Bool && !matches!(op, BinaryOp::Equal | BinaryOp::Less | BinaryOp::Greater) {
+    if op.is_logical() {
+        let (xb, yb) = (convert(b, x, Type::Bool), convert(b, y, Type::Bool));
+        return match op {
+            BinaryOp::And => b.binary(weft_kir::BinaryOp::And, xb, yb),
+            BinaryOp::Or => b.binary(weft_kir::BinaryOp::Or, xb, yb),
+            _ => b.binary(weft_kir::BinaryOp::Xor, xb, yb),
+        };
+    }
+    if ty == Type::Bool && !op.is_comparison() {
         // Arithmetic on booleans: compute on integers, back to bool.
         let xi = convert(b, x, Type::I32);
         let yi = convert(b, y, Type::I32);
@@ -318,8 +368,8 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
             let safe = b.select(is_zero, one, y);
             b.div(x, safe)
         }
-        BinaryOp::Max => b.max(x, y),
-        BinaryOp::Min => b.min(x, y),
+        BinaryOp::Max => nan_max(b, x, y),
+        BinaryOp::Min => nan_min(b, x, y),
         BinaryOp::Pow if ty.is_float() => emit_pow(b, x, y),
         BinaryOp::Pow => {
             let xf = convert(b, x, Type::F32);
@@ -330,6 +380,42 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
         BinaryOp::Equal => b.eq(x, y),
         BinaryOp::Less => b.lt(x, y),
         BinaryOp::Greater => b.gt(x, y),
+        BinaryOp::LessOrEqual => b.le(x, y),
+        BinaryOp::GreaterOrEqual => b.ge(x, y),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => unreachable!("handled above"),
+        BinaryOp::Mod { fmod } if ty.is_float() => {
+            // fmod(x, y) = x - trunc(x / y) * y; Mod of floats is always fmod.
+            let _ = fmod;
+            let q = b.div(x, y);
+            let f = b.floor(q);
+            let c = b.ceil(q);
+            let z = b.const_float(ty, 0.0);
+            let neg = b.lt(q, z);
+            let t = b.select(neg, c, f);
+            let p = b.mul(t, y);
+            b.sub(x, p)
+        }
+        BinaryOp::Mod { fmod } => {
+            // The zero-divisor rule of Div: the divisor counts as one.
+            let zero = constant(b, ty, 0.0);
+            let one = constant(b, ty, 1.0);
+            let is_zero = b.eq(y, zero);
+            let safe = b.select(is_zero, one, y);
+            let r = b.binary(weft_kir::BinaryOp::Rem, x, safe);
+            if fmod {
+                r
+            } else {
+                // Python's sign rule: add the divisor when the remainder is
+                // non-zero and its sign differs from the divisor's.
+                let r_neg = b.lt(r, zero);
+                let y_neg = b.lt(safe, zero);
+                let nonzero = b.ne(r, zero);
+                let differ = b.ne(r_neg, y_neg);
+                let fix = b.binary(weft_kir::BinaryOp::And, nonzero, differ);
+                let adjusted = b.add(r, safe);
+                b.select(fix, adjusted, r)
+            }
+        }
     }
 }
 

@@ -330,3 +330,57 @@ fn half_precision_computes_in_f32_and_rounds() {
         common::check_with(&g, &inputs, 1e-2, &weft_lower::LowerOptions::default());
     }
 }
+
+/// Runs `g` lowered on the interpreter and with the reference evaluator;
+/// returns both first outputs.
+fn both(g: &Graph, inputs: &[Tensor]) -> (Vec<f64>, Vec<f64>) {
+    let program = weft_lower::lower(g, &weft_lower::LowerOptions::default()).expect("lowers");
+    let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
+    let got =
+        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program), &hosts, |_| {})
+            .expect("runs");
+    let want = weft_graph::evaluate(g, inputs).expect("evaluates");
+    (got[0].to_f64_vec(), want[0].to_f64())
+}
+
+#[test]
+fn nan_propagates_through_max_like_ops() {
+    use weft_graph::{Padding, Window};
+    // Small and large rows: the large ones take the block-reduction paths.
+    for n in [12usize, 4096] {
+        let mut values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+        values[n / 3] = f32::NAN;
+        let x_t = Tensor::f32(vec![1, 1, 1, n], values);
+        let ops = [
+            Op::Unary(UnaryOp::Relu),
+            Op::Unary(UnaryOp::Clip { min: -1.0, max: 1.0 }),
+            Op::ReduceMax { axes: vec![3], keepdims: true },
+            Op::MaxPool {
+                window: Window {
+                    kernel: vec![1, 2],
+                    strides: vec![1, 2],
+                    dilations: vec![1, 1],
+                    padding: Padding::Explicit(vec![0; 4]),
+                },
+                ceil_mode: false,
+            },
+            Op::Binary(BinaryOp::Max),
+            Op::Binary(BinaryOp::Min),
+        ];
+        for op in ops {
+            let mut g = Graph::new("nan");
+            let x = g.add_input("x", DType::F32, vec![1, 1, 1, n]);
+            let y = if matches!(op, Op::Binary(_)) {
+                let zero = g.add_constant("zero", Tensor::f32(vec![1], vec![0.0]));
+                node(&mut g, "op", op.clone(), &[x, zero])
+            } else {
+                node(&mut g, "op", op.clone(), &[x])
+            };
+            g.add_output(y);
+            let (got, want) = both(&g, std::slice::from_ref(&x_t));
+            let nan_at = |v: &[f64]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+            assert!(want.iter().any(|v| v.is_nan()), "{op:?} n={n}: the reference drops NaN: {want:?}");
+            assert_eq!(nan_at(&got), nan_at(&want), "{op:?} n={n}: NaN positions differ");
+        }
+    }
+}

@@ -40,11 +40,12 @@ use super::tensor::elem_type_of;
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, TensorId, TensorInfo};
 use crate::infer::{conv_geometry, pool_geometry};
-use crate::op::{CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Shape, Tensor, TensorData};
 
 /// The default-domain opsets export writes. From 13 the attribute-like
-/// inputs have their current form; 17 is the highest the importer reads.
+/// inputs have their current form; 17 is the newest form export writes
+/// (the importer reads up to 28).
 pub const EXPORT_OPSETS: std::ops::RangeInclusive<i64> = 13..=17;
 
 /// The opset [`export_onnx_default`] writes: the newest the importer reads,
@@ -356,7 +357,12 @@ impl<'g> Exporter<'g> {
                 }
                 node.op.name()
             }
-            Op::Binary(b) => Op::Binary(*b).name(),
+            Op::Binary(b) => {
+                if let BinaryOp::Mod { fmod } = b {
+                    attrs.push(int("fmod", *fmod as i64));
+                }
+                Op::Binary(*b).name()
+            }
             Op::MatMul | Op::Sum | Op::Where | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Identity => {
                 node.op.name()
             }

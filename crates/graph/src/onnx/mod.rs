@@ -5,15 +5,18 @@
 //!
 //! What import does, in order:
 //!
-//! 1. Checks the opset (default domain, versions 9 to 17) and collects *every*
+//! 1. Checks the opset (default domain, versions 9 to 28) and collects *every*
 //!    node whose operator weft does not support, across the whole model, into
 //!    one [`ImportError::Unsupported`], so a user sees the full gap at once.
 //! 2. Gives each graph input a static shape: ONNX dims that are fixed in the
 //!    file are used as they are; dynamic ones (`dim_param` such as `batch`, or
 //!    unnamed) must be bound through [`ImportOptions`], either per input
-//!    (`shapes`, the CLI's `--shape NAME=1x3x224x224`) or per symbolic name
-//!    (`dims`, `--dim batch=1`). Nothing is defaulted: a silently chosen batch
-//!    size would compile a different program than the user meant.
+//!    (`shapes`, the CLI's `--shape NAME=1x3x224x224`), per symbolic name
+//!    (`dims`, `--dim batch=1`), or by the value the caller will run on
+//!    (`values`, the CLI's `--input NAME=FILE.npy`), whose shape binds the
+//!    dimensions it covers; explicit bindings win and a dimension bound two
+//!    ways is an error naming it. Nothing is defaulted: a silently chosen
+//!    batch size would compile a different program than the user meant.
 //! 3. Walks the nodes in file order (ONNX requires a topological order).
 //!    Initializers and `Constant` nodes are import-time values; `Shape` of any
 //!    tensor is known since shapes are static; every node whose inputs are all
@@ -21,9 +24,10 @@
 //!    `Range`, `Expand`, …) and never reaches the graph. Other nodes become
 //!    [`Op`]s, with the inputs that newer opsets use for attributes (Clip's
 //!    bounds, Reshape's shape, Split's sizes, Squeeze/Unsqueeze axes, Pad's
-//!    pads, Slice's bounds, Resize's scales or sizes, ReduceSum's axes) read
-//!    from constants into attributes, so an [`Op`] means the same thing
-//!    whatever opset the model used. A constant reaches the graph (as a weight)
+//!    pads, Slice's bounds, Resize's scales or sizes, reduction axes) read
+//!    from constants — or from a graph input's given value, which then
+//!    specialises the graph ([`Graph::specialized`]) — into attributes, so an
+//!    [`Op`] means the same thing whatever opset the model used. A constant reaches the graph (as a weight)
 //!    only when a node consumes it as data.
 //! 4. Marks the model's outputs.
 //!
@@ -60,7 +64,7 @@ use attrs::Attrs;
 use fold::FoldNode;
 
 /// The lowest and highest default-domain opsets the importer understands.
-pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=17;
+pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=28;
 
 /// How to give a model's dynamic input dimensions static values.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +80,16 @@ pub struct ImportOptions {
     /// model asking for more is refused before anything that size is
     /// allocated, so a damaged or hostile file cannot exhaust memory.
     pub max_elements: Option<usize>,
+    /// Values of graph inputs known at import: the files a caller runs the
+    /// model on. An input with a value takes its shape from it (binding the
+    /// input's dynamic dimensions, so a caller need not repeat the shape);
+    /// `shapes` still wins where both are given, and a symbolic dimension
+    /// bound to two sizes is an error naming it. Where a node uses such an
+    /// input as an attribute-like operand (reduction axes, pads, a target
+    /// shape, Split sizes, Clip bounds, …) the value is compiled in, and the
+    /// input is listed in [`Graph::specialized`]: the program computes the
+    /// right answer only for that value.
+    pub values: HashMap<String, Tensor>,
 }
 
 /// The default [`ImportOptions::max_elements`]: 2^31 elements (8 GiB of `f32`).
@@ -91,6 +105,12 @@ impl ImportOptions {
     /// Binds the symbolic dimension `name` (an ONNX `dim_param`).
     pub fn with_dim(mut self, name: impl Into<String>, value: usize) -> ImportOptions {
         self.dims.insert(name.into(), value);
+        self
+    }
+
+    /// Gives input `name` the value `value` (see [`ImportOptions::values`]).
+    pub fn with_value(mut self, name: impl Into<String>, value: Tensor) -> ImportOptions {
+        self.values.insert(name.into(), value);
         self
     }
 
@@ -135,8 +155,14 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
 
     let name = if proto.name.is_empty() { "model".to_string() } else { proto.name.clone() };
     let max_elements = options.element_limit();
-    let mut imp =
-        Importer { graph: Graph::new(name), values: HashMap::new(), opset, node_names: HashSet::new(), max_elements };
+    let mut imp = Importer {
+        graph: Graph::new(name),
+        values: HashMap::new(),
+        opset,
+        node_names: HashSet::new(),
+        max_elements,
+        input_values: HashMap::new(),
+    };
 
     let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
     for t in &proto.initializer {
@@ -144,13 +170,20 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
         tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), max_elements)?;
         imp.values.insert(t.name.clone(), Value::Const(value));
     }
+    // Symbolic dimensions bound by the shapes of given values: name → (size, input).
+    let mut from_values: HashMap<String, (usize, String)> = HashMap::new();
     for input in &proto.input {
         // Before IR 4 every initializer is also listed as an input; it is a
         // weight, not something a caller feeds.
         if initializers.contains(input.name.as_str()) {
             continue;
         }
-        let (dtype, shape) = input_type(input, options)?;
+        let (dtype, shape) = input_type(input, options, &mut from_values)?;
+        if let Some(value) = options.values.get(&input.name) {
+            if value.shape == shape {
+                imp.input_values.insert(input.name.clone(), value.clone());
+            }
+        }
         tensor::check_elements(|| format!("input `{}`", input.name), shape.dims(), max_elements)?;
         let id = imp.graph.add_input(input.name.clone(), dtype, shape);
         imp.values.insert(input.name.clone(), Value::Tensor(id));
@@ -178,9 +211,10 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
     if !OPSET_RANGE.contains(&set.version) {
         return Err(ImportError::Opset(format!(
             "the model uses opset {}; weft imports opsets {} to {}: convert it with \
-             `onnx.version_converter.convert_version(model, 17)`",
+             `onnx.version_converter.convert_version(model, {})`",
             set.version,
             OPSET_RANGE.start(),
+            OPSET_RANGE.end(),
             OPSET_RANGE.end()
         )));
     }
@@ -192,9 +226,11 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
 const SUPPORTED: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "CastLike",
     "Ceil",
     "Clip",
     "Concat",
@@ -215,6 +251,7 @@ const SUPPORTED: &[&str] = &[
     "GlobalAveragePool",
     "GlobalMaxPool",
     "Greater",
+    "GreaterOrEqual",
     "HardSigmoid",
     "HardSwish",
     "Identity",
@@ -222,13 +259,17 @@ const SUPPORTED: &[&str] = &[
     "LayerNormalization",
     "LeakyRelu",
     "Less",
+    "LessOrEqual",
     "Log",
     "MatMul",
     "Max",
     "MaxPool",
     "Min",
+    "Mod",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
     "Pad",
     "Pow",
     "Range",
@@ -241,6 +282,7 @@ const SUPPORTED: &[&str] = &[
     "Resize",
     "Shape",
     "Sigmoid",
+    "Sign",
     "Size",
     "Slice",
     "Softmax",
@@ -254,6 +296,7 @@ const SUPPORTED: &[&str] = &[
     "Unsqueeze",
     "Upsample",
     "Where",
+    "Xor",
 ];
 
 fn check_supported(nodes: &[NodeProto]) -> Result<(), ImportError> {
@@ -283,7 +326,11 @@ fn display_name(n: &NodeProto, index: usize) -> String {
     }
 }
 
-fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) -> Result<(DType, Shape), ImportError> {
+fn input_type(
+    input: &onnx_protobuf::ValueInfoProto,
+    options: &ImportOptions,
+    from_values: &mut HashMap<String, (usize, String)>,
+) -> Result<(DType, Shape), ImportError> {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
     use onnx_protobuf::type_proto::Value as Type;
     let err = |message: String| ImportError::Input { input: input.name.clone(), message };
@@ -291,9 +338,10 @@ fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) ->
         return Err(err("is not a tensor (sequences, maps and optionals are not supported)".into()));
     };
     let dtype = tensor::dtype_of(tt.elem_type).map_err(err)?;
+    let given = options.values.get(&input.name).map(|v| v.shape.dims());
     let Some(shape) = tt.shape.as_ref() else {
-        return match options.shapes.get(&input.name) {
-            Some(dims) => Ok((dtype, Shape(dims.clone()))),
+        return match options.shapes.get(&input.name).map(Vec::as_slice).or(given) {
+            Some(dims) => Ok((dtype, Shape(dims.to_vec()))),
             None => {
                 Err(err(format!("has no shape in the model: pass `--shape {}=DIMS` (e.g. 1x3x224x224)", input.name)))
             }
@@ -320,6 +368,55 @@ fn input_type(input: &onnx_protobuf::ValueInfoProto, options: &ImportOptions) ->
             .collect();
         format!("[{}]", parts.join(", "))
     };
+    // A value's shape binds the dynamic dimensions it covers; explicit
+    // `shapes` and `dims` take precedence, and disagreement is an error
+    // naming the dimension.
+    // (A model with every dimension fixed keeps its shape; a value that does
+    // not fit it is the caller's input check to report, naming the file.)
+    let dynamic =
+        file_dims.iter().any(Option::is_none) || shape.dim.iter().any(|d| matches!(d.value, Some(Dim::DimParam(_))));
+    if let (None, Some(value_dims), true) = (options.shapes.get(&input.name), given, dynamic) {
+        if value_dims.len() != shape.dim.len() {
+            return Err(err(format!(
+                "is given a rank-{} value of shape {}, but the model declares rank {} {}",
+                value_dims.len(),
+                Shape(value_dims.to_vec()),
+                shape.dim.len(),
+                shown()
+            )));
+        }
+        for (i, (d, &v)) in shape.dim.iter().zip(value_dims).enumerate() {
+            match &d.value {
+                Some(Dim::DimValue(f)) if *f >= 0 && *f as usize != v => {
+                    return Err(err(format!(
+                        "is given a value of shape {}, but dimension {i} is {f} in the model {}",
+                        Shape(value_dims.to_vec()),
+                        shown()
+                    )));
+                }
+                Some(Dim::DimParam(p)) => {
+                    if let Some(&bound) = options.dims.get(p) {
+                        if bound != v {
+                            return Err(err(format!(
+                                "dimension `{p}` is bound to {bound}, but the value given has {v} there (shape {})",
+                                Shape(value_dims.to_vec())
+                            )));
+                        }
+                    }
+                    if let Some((other, from)) = from_values.get(p) {
+                        if *other != v {
+                            return Err(err(format!(
+                                "dimension `{p}` is {v} in the value given, but {other} in the value of input `{from}`"
+                            )));
+                        }
+                    }
+                    from_values.insert(p.clone(), (v, input.name.clone()));
+                }
+                _ => {}
+            }
+        }
+        return Ok((dtype, Shape(value_dims.to_vec())));
+    }
     if let Some(bound) = options.shapes.get(&input.name) {
         if bound.len() != file_dims.len() {
             return Err(err(format!(
@@ -400,6 +497,8 @@ pub(crate) struct Importer {
     opset: i64,
     node_names: HashSet<String>,
     max_elements: usize,
+    /// [`ImportOptions::values`] of graph inputs whose shape they match.
+    input_values: HashMap<String, Tensor>,
 }
 
 impl Importer {
@@ -483,6 +582,16 @@ impl Importer {
                 self.values.insert(name.clone(), Value::Const(value));
             }
         }
+    }
+
+    /// The value given for graph input `name` at import, recording that the
+    /// graph is specialised to it ([`Graph::specialized`]).
+    pub(crate) fn input_value(&mut self, name: &str) -> Option<Tensor> {
+        let value = self.input_values.get(name)?.clone();
+        if let Some(Value::Tensor(id)) = self.values.get(name) {
+            self.graph.specialized.insert(*id, value.clone());
+        }
+        Some(value)
     }
 
     /// The import-time value of `name`, if it has one.

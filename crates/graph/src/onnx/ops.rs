@@ -83,13 +83,13 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let (min, max) = if n.opset < 11 {
                 (a.float("min", name)?.unwrap_or(f32::NEG_INFINITY), a.float("max", name)?.unwrap_or(f32::INFINITY))
             } else {
-                let bound = |i: usize, default: f32| -> Result<f32, ImportError> {
+                let bound = |imp: &mut Importer, i: usize, default: f32| -> Result<f32, ImportError> {
                     match const_input(imp, n, i, "bound")? {
                         Some(t) => t.to_f64().first().map(|&v| v as f32).ok_or_else(|| n.err("empty bound")),
                         None => Ok(default),
                     }
                 };
-                (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
+                (bound(imp, 1, f32::NEG_INFINITY)?, bound(imp, 2, f32::INFINITY)?)
             };
             unary(UnaryOp::Clip { min, max })?
         }
@@ -101,6 +101,14 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Equal" => Some(Op::Binary(BinaryOp::Equal)),
         "Less" => Some(Op::Binary(BinaryOp::Less)),
         "Greater" => Some(Op::Binary(BinaryOp::Greater)),
+        "LessOrEqual" => Some(Op::Binary(BinaryOp::LessOrEqual)),
+        "GreaterOrEqual" => Some(Op::Binary(BinaryOp::GreaterOrEqual)),
+        "And" => Some(Op::Binary(BinaryOp::And)),
+        "Or" => Some(Op::Binary(BinaryOp::Or)),
+        "Xor" => Some(Op::Binary(BinaryOp::Xor)),
+        "Not" => unary(UnaryOp::Not)?,
+        "Sign" => unary(UnaryOp::Sign)?,
+        "Mod" => Some(Op::Binary(BinaryOp::Mod { fmod: a.int("fmod", name)?.unwrap_or(0) != 0 })),
         "Max" | "Min" => {
             let b = if n.op_type == "Max" { BinaryOp::Max } else { BinaryOp::Min };
             return variadic(imp, n, b);
@@ -111,6 +119,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Cast" => {
             let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
             Some(Op::Cast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
+        }
+        "CastLike" => {
+            // Cast to the element type of the second input.
+            let like = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the target_type input is missing"))?;
+            let to = imp.dtype_of(like).ok_or_else(|| n.err(format!("input `{like}` is not defined")))?;
+            Some(Op::Cast { to })
         }
         "Softmax" => return softmax(imp, n),
         "LayerNormalization" => {
@@ -125,9 +139,9 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "ReduceMean" | "ReduceSum" | "ReduceMax" => {
             let rank = imp.shape_of(data_input(n)?).len();
             let keepdims = a.int("keepdims", name)?.unwrap_or(1) != 0;
-            // ReduceSum takes its axes as an input from opset 13 (the others
-            // from 18, beyond the supported range).
-            let axes = if n.op_type == "ReduceSum" && n.opset >= 13 {
+            // ReduceSum takes its axes as an input from opset 13, the other
+            // reductions from opset 18.
+            let axes = if (n.op_type == "ReduceSum" && n.opset >= 13) || n.opset >= 18 {
                 const_input(imp, n, 1, "axes")?.map(|t| ints_of(n, &t)).transpose()?
             } else {
                 a.ints("axes", name)?
@@ -166,8 +180,27 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             } else {
                 a.ints("split", name)?
             };
-            let sizes = match sizes {
-                Some(v) if !v.is_empty() => to_usizes(n, "split", &v)?,
+            // Opset 18 added `num_outputs`: equal chunks of ceil(d / n), the
+            // last one smaller when the dimension does not divide.
+            let num_outputs = if n.opset >= 18 { a.int("num_outputs", name)? } else { None };
+            let sizes = match (sizes, num_outputs) {
+                (Some(v), _) if !v.is_empty() => to_usizes(n, "split", &v)?,
+                (_, Some(parts)) => {
+                    let parts = to_usize(n, "num_outputs", parts)?;
+                    if parts == 0 || parts != n.outputs.len() {
+                        return Err(
+                            n.err(format!("num_outputs is {parts} but the node has {} outputs", n.outputs.len()))
+                        );
+                    }
+                    let chunk = dims[ax].div_ceil(parts);
+                    let mut sizes = vec![chunk; parts];
+                    let before_last = chunk * (parts - 1);
+                    if before_last > dims[ax] {
+                        return Err(n.err(format!("cannot split {} into {parts} chunks of {chunk}", dims[ax])));
+                    }
+                    sizes[parts - 1] = dims[ax] - before_last;
+                    sizes
+                }
                 _ => {
                     let parts = n.outputs.len().max(1);
                     if !dims[ax].is_multiple_of(parts) {
@@ -238,9 +271,28 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
                 };
                 (ints_of(n, &pads)?, value)
             };
-            if n.inputs.get(3).copied().flatten().is_some() {
-                return Err(n.err("the axes input of Pad is not supported"));
-            }
+            // Opset 18 added `axes`: the pads then cover only those axes.
+            let pads = match const_input(imp, n, 3, "axes")? {
+                Some(axes) => {
+                    let axes = ints_of(n, &axes)?;
+                    let rank = imp.shape_of(data_input(n)?).len();
+                    if pads.len() != 2 * axes.len() {
+                        return Err(n.err(format!(
+                            "{} pads for {} axes (expected twice as many)",
+                            pads.len(),
+                            axes.len()
+                        )));
+                    }
+                    let mut full = vec![0; 2 * rank];
+                    for (k, &axis) in axes.iter().enumerate() {
+                        let ax = norm_axis(n, axis, rank)?;
+                        full[ax] = pads[k];
+                        full[rank + ax] = pads[axes.len() + k];
+                    }
+                    full
+                }
+                None => pads,
+            };
             if pads.iter().any(|&p| p < 0) {
                 return Err(n.err(format!("negative pads {pads:?} (cropping) are not supported; use Slice")));
             }
@@ -250,15 +302,15 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let dims = imp.shape_of(data_input(n)?);
             // Opset 10 moved starts/ends/axes to inputs and added steps.
             let (starts, ends, axes, steps) = if n.opset >= 10 {
-                let req = |i: usize, what: &str| -> Result<Vec<i64>, ImportError> {
+                let req = |imp: &mut Importer, i: usize, what: &str| -> Result<Vec<i64>, ImportError> {
                     let t =
                         const_input(imp, n, i, what)?.ok_or_else(|| n.err(format!("the {what} input is missing")))?;
                     ints_of(n, &t)
                 };
-                let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, ImportError> {
+                let opt = |imp: &mut Importer, i: usize, what: &str| -> Result<Option<Vec<i64>>, ImportError> {
                     const_input(imp, n, i, what)?.map(|t| ints_of(n, &t)).transpose()
                 };
-                (req(1, "starts")?, req(2, "ends")?, opt(3, "axes")?, opt(4, "steps")?)
+                (req(imp, 1, "starts")?, req(imp, 2, "ends")?, opt(imp, 3, "axes")?, opt(imp, 4, "steps")?)
             } else {
                 let starts = a.ints("starts", name)?.ok_or_else(|| n.err("attribute `starts` is missing"))?;
                 let ends = a.ints("ends", name)?.ok_or_else(|| n.err("attribute `ends` is missing"))?;
@@ -321,7 +373,12 @@ fn emit_one(imp: &mut Importer, n: &NodeView<'_>, op: Op, count: usize) -> Resul
 /// into its attributes.
 fn data_inputs(op: &Op, count: usize) -> usize {
     let cap = match op {
-        Op::Unary(_) | Op::Reshape { .. } | Op::Split { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => 1,
+        Op::Unary(_)
+        | Op::Cast { .. }
+        | Op::Reshape { .. }
+        | Op::Split { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => 1,
         Op::Resize { .. } | Op::Pad { .. } | Op::Slice { .. } | Op::Identity => 1,
         Op::ReduceMean { .. } | Op::ReduceSum { .. } | Op::ReduceMax { .. } => 1,
         _ => usize::MAX,
@@ -344,14 +401,16 @@ fn data_input<'a>(n: &NodeView<'a>) -> Result<&'a str, ImportError> {
 /// The constant value of optional input `i`, `None` when omitted; an error
 /// saying why when it is computed at run time. An empty tensor counts as
 /// omitted, as exporters use that for "not given".
-fn const_input(imp: &Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+/// A graph input given a value at import ([`super::ImportOptions::values`])
+/// counts as a constant here, and the graph is specialised to it.
+fn const_input(imp: &mut Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
     let Some(name) = n.inputs.get(i).copied().flatten() else { return Ok(None) };
-    match imp.const_of(name) {
+    match imp.const_of(name).cloned().or_else(|| imp.input_value(name)) {
         Some(t) if t.data.is_empty() && t.shape.numel() == 0 => Ok(None),
-        Some(t) => Ok(Some(t.clone())),
+        Some(t) => Ok(Some(t)),
         None => Err(n.err(format!(
             "input `{name}` ({what}) is computed at run time; weft needs it to be a constant \
-             (static shapes: bind dynamic input dims with --shape)"
+             (give the input's value, e.g. `--input {name}=FILE.npy`, or fold it into the model)"
         ))),
     }
 }
@@ -491,7 +550,7 @@ fn expand(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
 }
 
 /// Resize and Upsample, with the scales resolved per dimension.
-fn resize(imp: &Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
+fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
     let name = n.name.as_str();
     let a = n.attrs;
     let dims = imp.shape_of(data_input(n)?);
@@ -500,6 +559,17 @@ fn resize(imp: &Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
         "linear" | "bilinear" => ResizeMode::Linear,
         other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear)"))),
     };
+    // Opset 18 additions weft does not implement are refused by name rather
+    // than ignored (each changes the output).
+    if a.int("antialias", name)?.unwrap_or(0) != 0 {
+        return Err(n.err("antialias=1 is not supported"));
+    }
+    if let Some(policy) = a.string("keep_aspect_ratio_policy", name)?.filter(|p| p != "stretch") {
+        return Err(n.err(format!("keep_aspect_ratio_policy `{policy}` is not supported (only `stretch`)")));
+    }
+    if a.has("axes") {
+        return Err(n.err("the `axes` attribute is not supported: give scales or sizes for every dimension"));
+    }
     // Upsample and Resize-10 have no coordinate attributes: their semantics
     // are asymmetric coordinates with floor rounding for nearest.
     let old = n.op_type == "Upsample" || n.opset < 11;

@@ -450,9 +450,12 @@ fn source_coord(t: CoordinateTransform, x: usize, scale: f64, o: usize, d: usize
                 0.0
             }
         }
+        // ONNX measures the resized length as `scale · d`, not the integer
+        // output length `o`: they differ when the scale does not divide.
         CoordinateTransform::AlignCorners => {
-            if o > 1 {
-                x * (d as f64 - 1.0) / (o as f64 - 1.0)
+            let len = scale * d as f64;
+            if len != 1.0 {
+                x * (d as f64 - 1.0) / (len - 1.0)
             } else {
                 0.0
             }

@@ -193,7 +193,7 @@ fn window_pool(
                     let xi = b.add(rowbase, col.coord);
                     let xv = b.load(bufs.px, xi);
                     let cur = b.get(acc);
-                    let nv = if average.is_some() { b.add(cur, xv) } else { b.max(cur, xv) };
+                    let nv = if average.is_some() { b.add(cur, xv) } else { crate::epilogue::nan_max(b, cur, xv) };
                     b.set(acc, nv);
                 };
                 match and_opt(b, row.guard, col.guard) {

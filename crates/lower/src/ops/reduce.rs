@@ -506,17 +506,30 @@ fn reduce(
             let v = b.load(xp, idx);
             let v = convert(b, v, acc_ty);
             let cur = b.get(acc);
-            let nv = b.binary(op, cur, v);
+            let nv = if op == BinaryOp::Max { crate::epilogue::nan_max(b, cur, v) } else { b.binary(op, cur, v) };
             b.set(acc, nv);
         });
         b.get(acc)
     };
     if block_mode {
         let scratch = b.shared_array(acc_ty, threads / 32);
+        // The cross-thread combine is KIR's `max` (C's fmaxf), which drops a
+        // NaN partial; a second reduction of "this partial is NaN" flags
+        // puts it back, so ReduceMax propagates NaN as ONNX's does.
+        let nan_scratch = (op == BinaryOp::Max && acc_ty.is_float()).then(|| b.shared_array(Type::F32, threads / 32));
         block_stride_loop(&mut b, n_out, |b, o| {
             let tid = b.thread_id(Axis::X);
             let part = body(b, o, tid, threads as i64);
-            let total = block_reduce(b, part, op, ident, scratch, threads);
+            let mut total = block_reduce(b, part, op, ident, scratch, threads);
+            if let Some(flags) = nan_scratch {
+                let is_nan = b.ne(part, part);
+                let (one, none) = (b.const_f32(1.0), b.const_f32(0.0));
+                let flag = b.select(is_nan, one, none);
+                let any = block_reduce(b, flag, BinaryOp::Max, Scalar::F32(0.0), flags, threads);
+                let seen = b.gt(any, none);
+                let nan = b.const_float(acc_ty, f64::NAN);
+                total = b.select(seen, nan, total);
+            }
             let y = finalize(b, total);
             let zero = const_index(b, 0);
             let first = b.eq(tid, zero);
