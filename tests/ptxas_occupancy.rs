@@ -153,16 +153,22 @@ fn models() -> Vec<ModelCase> {
     ]
 }
 
+/// NVRTC and ptxas with the disk cache, or `None` after saying why the
+/// test skips (a failure under `CI=true`).
+fn measuring_compiler(test: &str) -> Option<weft_codegen::Compiler> {
+    let compiler = require_nvrtc_or_skip(test, Arch::SM_90)?;
+    if Ptxas::locate(compiler.search()).is_none() {
+        assert!(!in_ci(), "{test}: ptxas is required when CI=true (scripts/setup-cuda installs it)");
+        eprintln!("skipping {test}: no ptxas found (run scripts/setup-cuda)");
+        return None;
+    }
+    Some(compiler.with_cache_dir(weft_codegen::default_cache_dir()))
+}
+
 #[test]
 fn planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures() {
     const TEST: &str = "planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures";
-    let Some(compiler) = require_nvrtc_or_skip(TEST, Arch::SM_90) else { return };
-    if Ptxas::locate(compiler.search()).is_none() {
-        assert!(!in_ci(), "{TEST}: ptxas is required when CI=true (scripts/setup-cuda installs it)");
-        eprintln!("skipping {TEST}: no ptxas found (run scripts/setup-cuda)");
-        return;
-    }
-    let compiler = compiler.with_cache_dir(weft_codegen::default_cache_dir());
+    let Some(compiler) = measuring_compiler(TEST) else { return };
     let target = Target::sm_90();
     let mut checked = 0usize;
     for case in models() {
@@ -242,13 +248,7 @@ fn planner_blocks_per_sm_equal_the_occupancy_calculator_on_ptxas_figures() {
 #[test]
 fn bundle_modules_keep_their_bodies_occupancy() {
     const TEST: &str = "bundle_modules_keep_their_bodies_occupancy";
-    let Some(compiler) = require_nvrtc_or_skip(TEST, Arch::SM_90) else { return };
-    if Ptxas::locate(compiler.search()).is_none() {
-        assert!(!in_ci(), "{TEST}: ptxas is required when CI=true (scripts/setup-cuda installs it)");
-        eprintln!("skipping {TEST}: no ptxas found (run scripts/setup-cuda)");
-        return;
-    }
-    let compiler = compiler.with_cache_dir(weft_codegen::default_cache_dir());
+    let Some(compiler) = measuring_compiler(TEST) else { return };
     let target = Target::sm_90();
     let (mut modules, mut kept, mut kept_by_default) = (0usize, 0usize, 0usize);
     for case in models().into_iter().filter(|c| c.name == "ppocr_cls" || c.name == "squeezenet") {
