@@ -390,3 +390,59 @@ fn shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter() {
         assert!(got[0] == want, "{threads} threads, constant operands: differs from the interpreter");
     }
 }
+
+// ---- Bundle == solo, sampled --------------------------------------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reference kernel at a small random shape, with its case's inputs.
+    fn case() -> impl Strategy<Value = weft_kernels::Case> {
+        let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
+        let wide = SgemmTiles { bm: 32, bn: 32, bk: 8, tm: 2, tn: 2 };
+        prop_oneof![
+            (1u32..=700, any::<u64>()).prop_map(|(n, s)| weft_kernels::cases::vector_add_case(n, s)),
+            (1u32..=40, 1u32..=40, 1u32..=20, any::<bool>(), any::<u64>()).prop_map(move |(m, n, k, nar, s)| {
+                weft_kernels::cases::sgemm_case(m, n, k, if nar { narrow } else { wide }, s)
+            }),
+            (1u32..=4, 1u32..=600, any::<u64>()).prop_map(|(r, c, s)| weft_kernels::cases::row_sum_case(r, c, s)),
+            (1u32..=4, 1u32..=400, any::<u64>()).prop_map(|(r, c, s)| weft_kernels::cases::row_softmax_case(r, c, s)),
+        ]
+    }
+
+    proptest! {
+        // Each case compiles a new module twice (library and sanitized
+        // runner), so CI samples a few; the interpreter's oracle test in
+        // weft-pack draws many more.
+        #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+        /// A random bundle (random budgets: coalesced or persistent) on the
+        /// cpu executor in checking mode equals each slot's solo
+        /// interpreter run, bit for bit.
+        #[test]
+        fn bundles_on_the_cpu_executor_equal_solo_runs(
+            cases in prop::collection::vec((case(), prop::option::of(any::<u32>())), 1..=3),
+        ) {
+            if !host_compiler_or_skip("bundles_on_the_cpu_executor_equal_solo_runs") {
+                return Ok(());
+            }
+            let tenants: Vec<_> = cases
+                .iter()
+                .map(|(c, budget)| {
+                    let logical = c.kernel.launch.num_blocks().min(u32::MAX as u64) as u32;
+                    let budget = budget.map_or(Budget::Full, |b| Budget::Blocks(1 + b % logical.max(1)));
+                    (Arc::new(c.kernel.clone()), c.args.clone(), budget)
+                })
+                .collect();
+            let got = run_bundle(&mut CpuExecutor::checking(SEED), &tenants)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let interp = Interpreter::new();
+            for (s, ((kernel, args, budget), got)) in tenants.iter().zip(&got).enumerate() {
+                let mut want = args.clone();
+                interp.run(kernel, &mut want).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(want == *got, "slot {} (`{}`, {:?}) differs from its solo run", s, kernel.name, budget);
+            }
+        }
+    }
+}
