@@ -232,7 +232,7 @@ impl Prelude {
         }
         let mut division_comment = false;
         for h in self.helpers.iter().filter(|h| !h.is_platform()) {
-            let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd);
+            let is_div = !matches!(h, Helper::F16 | Helper::BF16 | Helper::RoundToOdd | Helper::ShuffleSource);
             if !is_div || !division_comment {
                 w.line("");
             }
@@ -376,6 +376,7 @@ enum Helper {
     F16,
     BF16,
     RoundToOdd,
+    ShuffleSource,
     DivI32,
     RemI32,
     DivU32,
@@ -404,6 +405,7 @@ impl Helper {
             Helper::F16 => F16_PRELUDE,
             Helper::BF16 => BF16_PRELUDE,
             Helper::RoundToOdd => ROUND_TO_ODD_PRELUDE,
+            Helper::ShuffleSource => SHUFFLE_SOURCE_PRELUDE,
             Helper::DivI32 => {
                 "__device__ __forceinline__ int weft_div_i32(int a, int b) { return b == 0 ? 0 : b == -1 ? (int)(0u - (unsigned int)a) : a / b; }"
             }
@@ -490,6 +492,34 @@ __device__ __forceinline__ float weft_ll_to_f32_odd(long long x)
 {
     const float f = __ll2float_rz(x);
     return __float2ll_rz(f) != x ? __uint_as_float(__float_as_uint(f) | 1u) : f;
+}";
+
+/// KIR's shuffle semantics, computed: the lane a shuffle reads, or the
+/// lane's own when the source leaves its segment of `width` lanes (the
+/// verifier admits shuffles only in blocks of whole warps, so every lane of
+/// the warp exists). `shfl.sync` itself uses only the
+/// operand's low 5 bits and lets `xor` read an earlier segment, so operands
+/// the hardware and KIR could disagree on go through this and an `idx`
+/// shuffle (see `Emitter::shuffle`).
+const SHUFFLE_SOURCE_PRELUDE: &str = "\
+// The lane a KIR shuffle reads (kind 0 idx, 1 up, 2 down, 3 xor), or the lane's own.
+__device__ __forceinline__ int weft_shfl_source(int kind, int lane, long long op, int width)
+{
+    if (kind != 0 && (op <= -32 || op >= 32)) {
+        return lane;
+    }
+    const long long seg = (long long)(lane & ~(width - 1));
+    long long src;
+    if (kind == 0) {
+        src = seg + (long long)((unsigned long long)op & (unsigned long long)(width - 1));
+    } else if (kind == 1) {
+        src = lane - op;
+    } else if (kind == 2) {
+        src = lane + op;
+    } else {
+        src = lane ^ op;
+    }
+    return (src >= seg && src < seg + width) ? (int)src : lane;
 }";
 
 struct Emitter<'k> {
@@ -949,11 +979,26 @@ impl<'k> Emitter<'k> {
                 if !(1..=warp).contains(&width) || !width.is_power_of_two() {
                     return Err(format!("shuffle width {width} is not a power of two in 1..={warp}"));
                 }
-                let (f, op) = match kind {
-                    ShuffleKind::Idx => ("__shfl_sync", format!("(int){operand}")),
-                    ShuffleKind::Up => ("__shfl_up_sync", format!("(unsigned int){operand}")),
-                    ShuffleKind::Down => ("__shfl_down_sync", format!("(unsigned int){operand}")),
-                    ShuffleKind::Xor => ("__shfl_xor_sync", format!("(int){operand}")),
+                let (f, op) = if self.shuffle_needs_source(kind, operand, width) {
+                    // Computed source lane, read with an `idx` shuffle: KIR's
+                    // semantics for every operand (see SHUFFLE_SOURCE_PRELUDE).
+                    self.helpers.insert(Helper::ShuffleSource);
+                    self.uses_lane = true;
+                    let code = match kind {
+                        ShuffleKind::Idx => 0,
+                        ShuffleKind::Up => 1,
+                        ShuffleKind::Down => 2,
+                        ShuffleKind::Xor => 3,
+                    };
+                    let src = format!("weft_shfl_source({code}, lane_id, (long long){operand}, {width})");
+                    ("__shfl_sync", src)
+                } else {
+                    match kind {
+                        ShuffleKind::Idx => ("__shfl_sync", format!("(int){operand}")),
+                        ShuffleKind::Up => ("__shfl_up_sync", format!("(unsigned int){operand}")),
+                        ShuffleKind::Down => ("__shfl_down_sync", format!("(unsigned int){operand}")),
+                        ShuffleKind::Xor => ("__shfl_xor_sync", format!("(int){operand}")),
+                    }
                 };
                 let call = |x: String| format!("{f}(0xffffffffu, {x}, {op}, {width})");
                 // f16/bf16/bool travel as their bits in an int: exact, and
@@ -972,6 +1017,28 @@ impl<'k> Emitter<'k> {
             | InstData::For { .. }
             | InstData::If { .. } => return Err("instruction defines no value".into()),
         })
+    }
+
+    /// Whether a shuffle's operand could make `shfl.sync` and KIR disagree:
+    /// the hardware uses the operand's low 5 bits and lets `xor` read an
+    /// earlier segment, where KIR keeps the lane's own value. Constant
+    /// operands in the range both agree on need no guard, so the usual
+    /// reductions compile to a plain shuffle.
+    fn shuffle_needs_source(&self, kind: ShuffleKind, operand: Value, width: u32) -> bool {
+        let k = self.k;
+        let constant = match k.values.get(operand).map(|d| d.def) {
+            Some(weft_kir::ValueDef::Result(i)) => match k.insts.get(i) {
+                Some(InstData::Const(s)) => s.as_i64(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(op) = constant else { return true };
+        match kind {
+            ShuffleKind::Idx => false,
+            ShuffleKind::Up | ShuffleKind::Down => !(0..32).contains(&op),
+            ShuffleKind::Xor => !(0..width as i64).contains(&op),
+        }
     }
 
     fn binary(&mut self, op: BinaryOp, t: Type, a: &str, b: &str) -> R<String> {

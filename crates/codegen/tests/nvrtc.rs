@@ -76,3 +76,33 @@ fn nvrtc_version_is_reported() {
     let (major, _minor) = weft_codegen::nvrtc_version().unwrap();
     assert!(major >= 12, "NVRTC {major}");
 }
+
+/// Shuffles whose operand is not a constant both the hardware and KIR agree
+/// on read a computed source lane (`weft_shfl_source`) with an `idx`
+/// shuffle; constants in range stay plain shuffles. Both forms compile.
+#[test]
+fn guarded_and_plain_shuffles_compile() {
+    use weft_kir::{Access, Axis, KernelBuilder, LaunchShape, ShuffleKind};
+    let mut b = KernelBuilder::new("shuffle_forms", LaunchShape::linear(1, 64));
+    let out = b.buffer("out", Type::I32, 64 * 8, Access::Write);
+    let op = b.scalar_param("op", Type::I32);
+    let t = b.thread_id(Axis::X);
+    let runtime = b.param(op);
+    let three = b.const_i32(3);
+    let mut row = 0;
+    for kind in ShuffleKind::ALL {
+        for operand in [runtime, three] {
+            let v = b.shuffle(kind, t, operand, 8);
+            let base = b.const_i32(row * 64);
+            let at = b.add(base, t);
+            b.store(out, at, v);
+            row += 1;
+        }
+    }
+    let src = emit_cuda(&b.finish()).unwrap();
+    assert_eq!(src.code.matches("weft_shfl_source(").count(), 4 + 1, "one per runtime operand, plus its definition");
+    assert!(src.code.contains("__shfl_up_sync(0xffffffffu, v") && src.code.contains("__shfl_xor_sync(0xffffffffu, v"));
+    let Some(c) = compiler_or_skip("guarded_and_plain_shuffles_compile") else { return };
+    let ptx = c.compile(&src).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ptx.ptx.contains("shfl.sync.idx"), "{}", ptx.ptx);
+}

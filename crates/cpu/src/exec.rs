@@ -281,7 +281,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A library compiled in the background for these bodies, not loaded yet.
-type Built = (Vec<Arc<KernelDef>>, PathBuf);
+/// The library, and the sanitized runner in checking mode.
+type Built = (Vec<Arc<KernelDef>>, PathBuf, Option<PathBuf>);
 
 /// A buffer: its bytes in 8-byte words, so every element type is aligned.
 struct Buffer {
@@ -370,8 +371,10 @@ impl CpuExecutor {
         }
         let built = lock(&self.built).remove(&bundle.class);
         match built {
-            Some((bodies, path)) if same_bodies(&bodies, &bundle.bodies) && self.mode == CpuMode::Fast => {
-                let m = Arc::new(load(path, &bodies)?);
+            Some((bodies, path, runner)) if same_bodies(&bodies, &bundle.bodies) => {
+                let mut m = load(path, &bodies)?;
+                m.runner = runner;
+                let m = Arc::new(m);
                 self.modules.insert(bundle.class.clone(), m.clone());
                 Ok(Some(m))
             }
@@ -668,17 +671,26 @@ impl Executor for CpuExecutor {
             return Ok(());
         }
         let (compiler, built, edit) = (self.compiler.clone(), self.built.clone(), self.edit.clone());
+        let checking = matches!(self.mode, CpuMode::Checking { .. });
         let (class, bodies) = (bundle.class.clone(), bundle.bodies.clone());
         // A failed build publishes nothing; the launch that needs the class
         // builds it and reports the error itself.
         std::thread::Builder::new()
             .name("weft-cpu-prepare".into())
             .spawn(move || {
-                if let Ok(path) =
-                    build_library(&compiler, &bodies, class.block_threads, edit.as_ref(), Artifact::Library)
-                {
-                    lock(&built).insert(class, (bodies, path));
-                }
+                let threads = class.block_threads;
+                let Ok(path) = build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::Library) else {
+                    return;
+                };
+                let runner = if checking {
+                    match build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::SanitizedRunner) {
+                        Ok(r) => Some(r),
+                        Err(_) => return,
+                    }
+                } else {
+                    None
+                };
+                lock(&built).insert(class, (bodies, path, runner));
             })
             .map(|_| ())
             .map_err(|e| ExecError::backend(NAME, e))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use weft_cpu::{CpuError, CpuExecutor, FaultKind};
 use weft_interp::Interpreter;
 use weft_kernels::{conformance_cases, SgemmTiles};
-use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Type};
+use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ShuffleKind, Type};
 use weft_pack::{launch_host, Budget, BundleBuilder, ExecError, Executor, InterpExecutor, Slot, TenantId};
 
 /// Whether a host compiler runs; panics under `CI=true` when none does.
@@ -315,4 +315,134 @@ fn a_shared_view_too_small_is_caught() {
     });
     let e = run_bundle(&mut cpu, &[solo(&case.kernel, &case.args)]).expect_err("view too small");
     assert!(matches!(cpu_error(&e), CpuError::Sanitizer { kernel, .. } if kernel == "row_sum"), "{e}");
+}
+
+// ---- Shuffles at every kind, width and edge operand ----------------------
+
+const KINDS: [ShuffleKind; 4] = [ShuffleKind::Idx, ShuffleKind::Up, ShuffleKind::Down, ShuffleKind::Xor];
+const WIDTHS: [u32; 6] = [1, 2, 4, 8, 16, 32];
+
+/// Every kind at every width over a block of `threads`; the operand is the
+/// scalar parameter `op`, or each of `constants` in turn (then the result
+/// row is per constant too).
+fn shuffles(threads: u32, constants: &[i32]) -> KernelDef {
+    let rows = KINDS.len() * WIDTHS.len() * constants.len().max(1);
+    let mut b = KernelBuilder::new("shuffles", LaunchShape::linear(1, threads));
+    let out = b.buffer("out", Type::I32, (rows as u32 * threads) as u64, Access::Write);
+    let op = b.scalar_param("op", Type::I32);
+    let t = b.thread_id(Axis::X);
+    let hundred = b.const_i32(100);
+    let value = b.add(t, hundred);
+    let mut row = 0;
+    for kind in KINDS {
+        for width in WIDTHS {
+            let operands: Vec<_> = if constants.is_empty() {
+                vec![b.param(op)]
+            } else {
+                constants.iter().map(|&c| b.const_i32(c)).collect()
+            };
+            for operand in operands {
+                let got = b.shuffle(kind, value, operand, width);
+                let base = b.const_i32(row * threads as i32);
+                let at = b.add(base, t);
+                b.store(out, at, got);
+                row += 1;
+            }
+        }
+    }
+    b.finish()
+}
+
+fn shuffle_args(k: &KernelDef, op: i32) -> Vec<ArgValue> {
+    let len = match k.params.values().next().map(|p| &p.kind) {
+        Some(weft_kir::ParamKind::Buffer { len, .. }) => *len as usize,
+        _ => 0,
+    };
+    vec![ArgValue::Buffer(HostBuffer::zeros(Type::I32, len)), ArgValue::Scalar(weft_kir::Scalar::I32(op))]
+}
+
+const EDGES: [i32; 15] = [i32::MIN, -33, -32, -31, -1, 0, 1, 3, 7, 15, 16, 31, 32, 33, i32::MAX];
+
+/// The emitted code's shuffles (guarded where the hardware and KIR could
+/// disagree) equal the interpreter's for every kind, width and edge operand,
+/// given at run time or as constants.
+#[test]
+fn shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter() {
+    if !host_compiler_or_skip("shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter") {
+        return;
+    }
+    let mut cpu = CpuExecutor::checking(SEED);
+    let interp = Interpreter::new();
+    for threads in [64] {
+        let runtime = shuffles(threads, &[]);
+        for op in EDGES {
+            let got = run_bundle(&mut cpu, &[solo(&runtime, &shuffle_args(&runtime, op))])
+                .unwrap_or_else(|e| panic!("{threads} threads, operand {op}: {e}"));
+            let mut want = shuffle_args(&runtime, op);
+            interp.run(&runtime, &mut want).expect("interpreter");
+            assert!(got[0] == want, "{threads} threads, operand {op}: differs from the interpreter");
+        }
+        let constant = shuffles(threads, &EDGES);
+        let got = run_bundle(&mut cpu, &[solo(&constant, &shuffle_args(&constant, 0))])
+            .unwrap_or_else(|e| panic!("{threads} threads, constant operands: {e}"));
+        let mut want = shuffle_args(&constant, 0);
+        interp.run(&constant, &mut want).expect("interpreter");
+        assert!(got[0] == want, "{threads} threads, constant operands: differs from the interpreter");
+    }
+}
+
+// ---- Bundle == solo, sampled --------------------------------------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reference kernel at a small random shape, with its case's inputs.
+    fn case() -> impl Strategy<Value = weft_kernels::Case> {
+        let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
+        let wide = SgemmTiles { bm: 32, bn: 32, bk: 8, tm: 2, tn: 2 };
+        prop_oneof![
+            (1u32..=700, any::<u64>()).prop_map(|(n, s)| weft_kernels::cases::vector_add_case(n, s)),
+            (1u32..=40, 1u32..=40, 1u32..=20, any::<bool>(), any::<u64>()).prop_map(move |(m, n, k, nar, s)| {
+                weft_kernels::cases::sgemm_case(m, n, k, if nar { narrow } else { wide }, s)
+            }),
+            (1u32..=4, 1u32..=600, any::<u64>()).prop_map(|(r, c, s)| weft_kernels::cases::row_sum_case(r, c, s)),
+            (1u32..=4, 1u32..=400, any::<u64>()).prop_map(|(r, c, s)| weft_kernels::cases::row_softmax_case(r, c, s)),
+        ]
+    }
+
+    proptest! {
+        // Each case compiles a new module twice (library and sanitized
+        // runner), so CI samples a few; the interpreter's oracle test in
+        // weft-pack draws many more.
+        #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+        /// A random bundle (random budgets: coalesced or persistent) on the
+        /// cpu executor in checking mode equals each slot's solo
+        /// interpreter run, bit for bit.
+        #[test]
+        fn bundles_on_the_cpu_executor_equal_solo_runs(
+            cases in prop::collection::vec((case(), prop::option::of(any::<u32>())), 1..=3),
+        ) {
+            if !host_compiler_or_skip("bundles_on_the_cpu_executor_equal_solo_runs") {
+                return Ok(());
+            }
+            let tenants: Vec<_> = cases
+                .iter()
+                .map(|(c, budget)| {
+                    let logical = c.kernel.launch.num_blocks().min(u32::MAX as u64) as u32;
+                    let budget = budget.map_or(Budget::Full, |b| Budget::Blocks(1 + b % logical.max(1)));
+                    (Arc::new(c.kernel.clone()), c.args.clone(), budget)
+                })
+                .collect();
+            let got = run_bundle(&mut CpuExecutor::checking(SEED), &tenants)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let interp = Interpreter::new();
+            for (s, ((kernel, args, budget), got)) in tenants.iter().zip(&got).enumerate() {
+                let mut want = args.clone();
+                interp.run(kernel, &mut want).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(want == *got, "slot {} (`{}`, {:?}) differs from its solo run", s, kernel.name, budget);
+            }
+        }
+    }
 }
