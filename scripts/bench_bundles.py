@@ -5,14 +5,8 @@ Usage: python3 scripts/bench_bundles.py OUT_DIR  (writes OUT_DIR/report.md
 and OUT_DIR/bundles.svg, and prints the report)."""
 
 import csv
-import math
 import sys
 from pathlib import Path
-
-
-def allocated(registers):
-    # Registers per thread as an SM allocates them: 256 per warp of 32.
-    return math.ceil(int(registers) * 32 / 256) * 256 // 32
 
 
 def modules(out, forms):
@@ -29,14 +23,10 @@ def modules(out, forms):
 def summary(rows):
     n = len(rows)
     reg = [int(r["registers"]) / max(1, int(r["max_body_registers"])) for r in rows]
-    areg = [allocated(r["registers"]) / allocated(r["max_body_registers"]) for r in rows]
     occ = [int(r["blocks_per_sm"]) / max(1, int(r["max_body_blocks_per_sm"])) for r in rows]
     spills = sum(1 for r in rows if int(r["spill_bytes"]) > 0)
-    kept = sum(
-        1
-        for r, a, o in zip(rows, areg, occ)
-        if int(r["spill_bytes"]) == 0 and o >= 1.0 and a <= 1.1
-    )
+    # weft pack's own verdict (BundleFigures::keeps_occupancy).
+    kept = sum(1 for r in rows if r["keeps_occupancy"] == "yes")
     within_raw = sum(1 for x in reg if x <= 1.1)
     return {
         "modules": n,

@@ -16,19 +16,6 @@ use weft::kir::HostBuffer;
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::{run_program, InterpExecutor};
 
-fn host_compiler_or_skip(test: &str) -> bool {
-    let cxx = std::env::var("CXX").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "g++".into());
-    let ok = std::process::Command::new(&cxx).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: the host C++ compiler `{cxx}` does not run, and CI=true requires it"
-        );
-        eprintln!("skipping {test}: the host C++ compiler `{cxx}` does not run");
-    }
-    ok
-}
-
 /// Conv → ReLU → max pool → strided conv → ReLU → global average pool →
 /// Gemm → softmax on a 1×3×12×12 input.
 fn small_net(seed: u64) -> Arc<Program> {
@@ -57,7 +44,7 @@ fn input(program: &Program, seed: u64) -> Vec<HostBuffer> {
 
 #[test]
 fn a_lowered_model_runs_in_checking_mode_like_the_interpreter() {
-    if !host_compiler_or_skip("a_lowered_model_runs_in_checking_mode_like_the_interpreter") {
+    if !weft::cpu::require_host_compiler_or_skip("a_lowered_model_runs_in_checking_mode_like_the_interpreter") {
         return;
     }
     let p = small_net(1);
@@ -69,7 +56,7 @@ fn a_lowered_model_runs_in_checking_mode_like_the_interpreter() {
 
 #[test]
 fn the_engine_serves_on_the_cpu_backend() {
-    if !host_compiler_or_skip("the_engine_serves_on_the_cpu_backend") {
+    if !weft::cpu::require_host_compiler_or_skip("the_engine_serves_on_the_cpu_backend") {
         return;
     }
     let engine = Engine::new(Backend::Cpu, EngineConfig::default()).unwrap();

@@ -270,7 +270,7 @@ fn write_bundles(
         .collect::<Result<_, _>>()?;
     let mut tsv = String::from(
         "bundle\tmode\tlaunches\tbodies\tblock_threads\tform\tregisters\tmax_body_registers\tspill_bytes\t\
-         shared_bytes\tmax_body_shared_bytes\tblocks_per_sm\tmax_body_blocks_per_sm\n",
+         shared_bytes\tmax_body_shared_bytes\tblocks_per_sm\tmax_body_blocks_per_sm\tkeeps_occupancy\n",
     );
     let (mut measured, mut within) = (0, 0);
     for (i, (d, c)) in distinct.iter().zip(&compiled).enumerate() {
@@ -280,21 +280,21 @@ fn write_bundles(
         let cells = match &figures {
             Some(f) => {
                 measured += 1;
-                if f.keeps_occupancy(target) {
-                    within += 1;
-                }
+                let keeps = f.keeps_occupancy(target);
+                within += usize::from(keeps);
                 format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     f.module.registers,
                     f.max_body.registers,
                     f.module.spill_bytes,
                     f.module.shared_bytes,
                     f.max_body.shared_bytes,
                     f.module_occupancy.blocks_per_sm,
-                    f.max_body_occupancy.blocks_per_sm
+                    f.max_body_occupancy.blocks_per_sm,
+                    if keeps { "yes" } else { "no" }
                 )
             }
-            None => ["-"; 7].join("\t"),
+            None => ["-"; 8].join("\t"),
         };
         tsv += &format!(
             "{name}\t{}\t{}\t{}\t{}\t{}\t{cells}\n",

@@ -183,3 +183,17 @@ impl HostCompiler {
         Ok(lib)
     }
 }
+
+/// Whether the host compiler [`HostCompiler::new`] picks runs; prints why a
+/// test skips when it does not, and panics under `CI=true`, where it is
+/// required.
+pub fn require_host_compiler_or_skip(test: &str) -> bool {
+    match HostCompiler::new(None).version() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: {e}, and CI=true requires it");
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}

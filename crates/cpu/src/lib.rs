@@ -21,5 +21,5 @@
 pub mod compile;
 pub mod exec;
 
-pub use compile::{HostCompileError, HostCompiler, HEADER};
+pub use compile::{require_host_compiler_or_skip, HostCompileError, HostCompiler, HEADER};
 pub use exec::{CpuError, CpuExecutor, CpuMode, FaultKind, Run, Schedule};

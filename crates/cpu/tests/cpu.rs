@@ -13,20 +13,6 @@ use weft_kernels::{conformance_cases, SgemmTiles};
 use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ShuffleKind, Type};
 use weft_pack::{launch_host, Budget, BundleBuilder, ExecError, Executor, InterpExecutor, Slot, TenantId};
 
-/// Whether a host compiler runs; panics under `CI=true` when none does.
-fn host_compiler_or_skip(test: &str) -> bool {
-    let cxx = std::env::var("CXX").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "g++".into());
-    let ok = std::process::Command::new(&cxx).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: the host C++ compiler `{cxx}` does not run, and CI=true requires it"
-        );
-        eprintln!("skipping {test}: the host C++ compiler `{cxx}` does not run");
-    }
-    ok
-}
-
 const SEED: u64 = 0x5eed;
 
 /// Runs `tenants` as one bundle on `exec`; returns every slot's arguments after.
@@ -61,7 +47,7 @@ fn cpu_error(e: &ExecError) -> &CpuError {
 
 #[test]
 fn conformance_cases_match_the_interpreter_bit_for_bit() {
-    if !host_compiler_or_skip("conformance_cases_match_the_interpreter_bit_for_bit") {
+    if !weft_cpu::require_host_compiler_or_skip("conformance_cases_match_the_interpreter_bit_for_bit") {
         return;
     }
     let mut cpu = CpuExecutor::checking(SEED);
@@ -83,7 +69,7 @@ fn conformance_cases_match_the_interpreter_bit_for_bit() {
 /// and named barriers in one launch: every slot equals its solo interpreter run.
 #[test]
 fn bundles_equal_solo_interpreter_runs() {
-    if !host_compiler_or_skip("bundles_equal_solo_interpreter_runs") {
+    if !weft_cpu::require_host_compiler_or_skip("bundles_equal_solo_interpreter_runs") {
         return;
     }
     let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
@@ -155,7 +141,7 @@ fn out_args() -> Vec<ArgValue> {
 
 #[test]
 fn with_its_barrier_the_neighbour_read_is_schedule_independent() {
-    if !host_compiler_or_skip("with_its_barrier_the_neighbour_read_is_schedule_independent") {
+    if !weft_cpu::require_host_compiler_or_skip("with_its_barrier_the_neighbour_read_is_schedule_independent") {
         return;
     }
     let k = neighbour_read(true, false);
@@ -167,7 +153,7 @@ fn with_its_barrier_the_neighbour_read_is_schedule_independent() {
 
 #[test]
 fn a_removed_barrier_is_caught() {
-    if !host_compiler_or_skip("a_removed_barrier_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_removed_barrier_is_caught") {
         return;
     }
     let k = neighbour_read(false, false);
@@ -180,7 +166,7 @@ fn a_removed_barrier_is_caught() {
 
 #[test]
 fn an_uninitialised_shared_read_is_caught() {
-    if !host_compiler_or_skip("an_uninitialised_shared_read_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("an_uninitialised_shared_read_is_caught") {
         return;
     }
     let k = neighbour_read(true, true);
@@ -212,7 +198,7 @@ fn shuffle_xor_16() -> KernelDef {
 
 #[test]
 fn a_shuffle_naming_an_exited_lane_is_caught() {
-    if !host_compiler_or_skip("a_shuffle_naming_an_exited_lane_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_shuffle_naming_an_exited_lane_is_caught") {
         return;
     }
     let k = shuffle_xor_16();
@@ -232,7 +218,7 @@ fn a_shuffle_naming_an_exited_lane_is_caught() {
 /// A block barrier that half the block never reaches (its threads returned).
 #[test]
 fn a_barrier_reached_by_part_of_the_block_is_caught() {
-    if !host_compiler_or_skip("a_barrier_reached_by_part_of_the_block_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_barrier_reached_by_part_of_the_block_is_caught") {
         return;
     }
     let k = neighbour_read(true, false);
@@ -249,7 +235,7 @@ fn a_barrier_reached_by_part_of_the_block_is_caught() {
 /// already returned.
 #[test]
 fn a_named_barrier_counting_too_many_warps_is_caught() {
-    if !host_compiler_or_skip("a_named_barrier_counting_too_many_warps_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_named_barrier_counting_too_many_warps_is_caught") {
         return;
     }
     let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
@@ -272,7 +258,7 @@ fn a_named_barrier_counting_too_many_warps_is_caught() {
 /// A pool view moved past the end of the bundle's dynamic shared pool.
 #[test]
 fn a_shared_view_outside_the_pool_is_caught() {
-    if !host_compiler_or_skip("a_shared_view_outside_the_pool_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_shared_view_outside_the_pool_is_caught") {
         return;
     }
     let case = weft_kernels::cases::row_sum_case(2, 100, 1);
@@ -288,7 +274,7 @@ fn a_shared_view_outside_the_pool_is_caught() {
 /// `n` read and write outside the buffers, which the sanitized run reports.
 #[test]
 fn an_out_of_bounds_read_is_caught() {
-    if !host_compiler_or_skip("an_out_of_bounds_read_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("an_out_of_bounds_read_is_caught") {
         return;
     }
     let case = weft_kernels::cases::vector_add_case(1000, 1);
@@ -306,7 +292,7 @@ fn an_out_of_bounds_read_is_caught() {
 /// own allocation of exactly its size, so the sanitizer sees the overflow.
 #[test]
 fn a_shared_view_too_small_is_caught() {
-    if !host_compiler_or_skip("a_shared_view_too_small_is_caught") {
+    if !weft_cpu::require_host_compiler_or_skip("a_shared_view_too_small_is_caught") {
         return;
     }
     let case = weft_kernels::cases::row_sum_case(2, 100, 1);
@@ -368,7 +354,7 @@ const EDGES: [i32; 15] = [i32::MIN, -33, -32, -31, -1, 0, 1, 3, 7, 15, 16, 31, 3
 /// given at run time or as constants.
 #[test]
 fn shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter() {
-    if !host_compiler_or_skip("shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter") {
+    if !weft_cpu::require_host_compiler_or_skip("shuffles_at_every_kind_width_and_edge_operand_match_the_interpreter") {
         return;
     }
     let mut cpu = CpuExecutor::checking(SEED);
@@ -424,7 +410,7 @@ mod props {
         fn bundles_on_the_cpu_executor_equal_solo_runs(
             cases in prop::collection::vec((case(), prop::option::of(any::<u32>())), 1..=3),
         ) {
-            if !host_compiler_or_skip("bundles_on_the_cpu_executor_equal_solo_runs") {
+            if !weft_cpu::require_host_compiler_or_skip("bundles_on_the_cpu_executor_equal_solo_runs") {
                 return Ok(());
             }
             let tenants: Vec<_> = cases

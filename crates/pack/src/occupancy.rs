@@ -274,7 +274,7 @@ impl Occupancy {
         let by_registers = if res.registers > limits.max_registers_per_thread {
             0
         } else {
-            let per_warp = round_up(res.registers.max(1) as u64 * warp, limits.register_alloc_unit as u64);
+            let per_warp = allocated_registers(res.registers, limits) as u64 * warp;
             let partitions = limits.register_partitions.max(1) as u64;
             // The hardware checks a block against the per-block limit as if
             // its warps were spread over every partition.
