@@ -192,10 +192,8 @@ struct Row {
 
 fn resnet18(seed: u64, image: usize) -> Result<Program, BenchError> {
     let model = "resnet18";
-    let g = weft::graph::models::resnet18(seed, 1, image, 1000)
-        .map_err(|source| BenchError::Graph { model: model.into(), source: Box::new(source) })?;
-    lower(&g, &LowerOptions::default())
-        .map_err(|source| BenchError::Lower { model: model.into(), source: Box::new(source) })
+    let g = weft::graph::models::resnet18(seed, 1, image, 1000).map_err(|source| BenchError::graph(model, source))?;
+    lower(&g, &LowerOptions::default()).map_err(|source| BenchError::lower(model, source))
 }
 
 /// Imports and lowers `<models>/<file>`; `Ok(None)` when the file is missing.
@@ -206,8 +204,7 @@ pub fn onnx(models: &Path, file: &str, options: &ImportOptions) -> Result<Option
     }
     let g = import_onnx_file(&path, options)
         .map_err(|source| BenchError::Import { path: path.display().to_string(), source: Box::new(source) })?;
-    let p = lower(&g, &LowerOptions::default())
-        .map_err(|source| BenchError::Lower { model: file.into(), source: Box::new(source) })?;
+    let p = lower(&g, &LowerOptions::default()).map_err(|source| BenchError::lower(file, source))?;
     Ok(Some(p))
 }
 

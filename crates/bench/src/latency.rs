@@ -91,9 +91,8 @@ fn load(name: &str, models: &Path) -> Result<Option<(Program, String)>, BenchErr
     let (file, options) = match name {
         "resnet18" => {
             let g = weft::graph::models::resnet18(0x7e4a_0000, 1, 224, 1000)
-                .map_err(|source| BenchError::Graph { model: name.into(), source: Box::new(source) })?;
-            let p = lower(&g, &LowerOptions::default())
-                .map_err(|source| BenchError::Lower { model: name.into(), source: Box::new(source) })?;
+                .map_err(|source| BenchError::graph(name, source))?;
+            let p = lower(&g, &LowerOptions::default()).map_err(|source| BenchError::lower(name, source))?;
             return Ok(Some((p, "weft::graph::models::resnet18(seed, 1, 224, 1000)".into())));
         }
         "resnet50" => (RESNET50, ImportOptions::default()),

@@ -118,6 +118,16 @@ impl BenchError {
     pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> BenchError {
         BenchError::Invalid { what: what.into(), reason: reason.into() }
     }
+
+    /// A graph error while building `model`.
+    pub fn graph(model: impl Into<String>, source: GraphError) -> BenchError {
+        BenchError::Graph { model: model.into(), source: Box::new(source) }
+    }
+
+    /// A lowering error for `model`.
+    pub fn lower(model: impl Into<String>, source: LowerError) -> BenchError {
+        BenchError::Lower { model: model.into(), source: Box::new(source) }
+    }
 }
 
 /// How a subcommand that measured ended (one that cannot measure here never

@@ -151,21 +151,16 @@ fn resident_bytes() -> u64 {
 /// The models tenants run: a small ResNet-18 and two small builder graphs.
 fn models() -> Result<Vec<Arc<Program>>, BenchError> {
     let mut out = Vec::new();
-    let graph =
-        weft::graph::models::resnet18(11, 1, 32, 10).map_err(|e| BenchError::invalid("resnet18", e.to_string()))?;
-    out.push(Arc::new(
-        lower(&graph, &LowerOptions::default()).map_err(|e| BenchError::invalid("resnet18", e.to_string()))?,
-    ));
+    let graph = weft::graph::models::resnet18(11, 1, 32, 10).map_err(|e| BenchError::graph("resnet18", e))?;
+    out.push(Arc::new(lower(&graph, &LowerOptions::default()).map_err(|e| BenchError::lower("resnet18", e))?));
     for width in [64, 512] {
         let mut g = weft::graph::builder::GraphBuilder::new(format!("mlp{width}"));
         let x = g.input("x", weft::graph::DType::F32, &[1, width]);
         let w = g.random_constant("w", &[width, width], 0.1);
-        let y = g.matmul(x, w).map_err(|e| BenchError::invalid("mlp", e.to_string()))?;
-        let z = g.relu(y).map_err(|e| BenchError::invalid("mlp", e.to_string()))?;
+        let y = g.matmul(x, w).map_err(|e| BenchError::graph("mlp", e))?;
+        let z = g.relu(y).map_err(|e| BenchError::graph("mlp", e))?;
         g.output(z);
-        out.push(Arc::new(
-            lower(&g.finish(), &LowerOptions::default()).map_err(|e| BenchError::invalid("mlp", e.to_string()))?,
-        ));
+        out.push(Arc::new(lower(&g.finish(), &LowerOptions::default()).map_err(|e| BenchError::lower("mlp", e))?));
     }
     Ok(out)
 }

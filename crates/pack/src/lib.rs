@@ -45,7 +45,9 @@ pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
     RunError, TenantRun, Weights,
 };
-pub use schedule::{plan, plan_with, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan};
+pub use schedule::{
+    grow, plan, plan_with, Grown, Offer, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,
+};
 pub use shape::{
     assemble, block_time, finish_together_budgets, shape, EstimatedResources, FormError, Member, PackMode,
     PreparedKernel, ResourceModel, Shape, ShapeRefusal, ShapedBundle,

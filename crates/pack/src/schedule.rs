@@ -52,7 +52,7 @@ use weft_kir::{KernelDef, Target};
 use weft_lower::Program;
 
 use crate::bundle::{Bundle, TenantId};
-use crate::cost::{BlockRounds, CostModel};
+use crate::cost::{BlockRounds, BundleCost, CostModel};
 use crate::error::PackError;
 use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::shape::{
@@ -336,50 +336,26 @@ pub fn plan_with(
                 limiter: first.member.kernel.solo.limiter,
             });
         }
-        let mut chosen: Vec<Candidate> = vec![first.clone()];
-        let mut shaped = match ShapedBundle::form(vec![first.member.clone()], limits, policy.mode) {
-            Ok(shaped) => shaped,
-            Err(FormError::Refused(reason)) => return Err(alone(reason)),
-            Err(FormError::Pack(e)) => return Err(e.into()),
-        };
-        let mut time = cost.bundle_cost(&shaped);
-        for cand in ready.iter().skip(1) {
-            let mut trial = chosen.clone();
-            trial.push(cand.clone());
-            let members = trial.iter().map(|c| c.member.clone()).collect();
-            let refuse = |reason| Refusal {
+        let offers: Vec<Offer> =
+            ready.iter().map(|c| Offer { member: c.member.clone(), solo_time: c.solo_time }).collect();
+        let mut accept = |trial: &[usize], time: f64| slowdown(trial.iter().map(|&i| &ready[i]), time, policy);
+        let mut refused = |i: usize, reason| {
+            let cand = &ready[i];
+            plan.refusals.push(Refusal {
                 bundle: round,
                 tenant: cand.tenant,
                 step: cand.step,
                 kernel: cand.member.kernel.kernel.name.clone(),
                 reason,
-            };
-            let trial_shaped = match ShapedBundle::form(members, limits, policy.mode) {
-                Ok(shaped) => shaped,
-                Err(FormError::Refused(reason)) => {
-                    plan.refusals.push(refuse(RefusalReason::Shape(reason)));
-                    continue;
-                }
-                Err(FormError::Pack(e)) => return Err(e.into()),
-            };
-            let trial_time = cost.bundle_cost(&trial_shaped);
-            // Rule 4: packing must not cost (NaN never passes; a relative
-            // epsilon keeps rounding from refusing an even trade).
-            let apart = time.total + cand.solo_time;
-            let within = trial_time.total <= apart * (1.0 + 1e-9);
-            if !within {
-                plan.refusals.push(refuse(RefusalReason::NoGain { with_us: trial_time.total, apart_us: apart }));
-                continue;
-            }
-            match slowdown(&trial, trial_time.total, policy) {
-                Some(reason) => plan.refusals.push(refuse(reason)),
-                None => {
-                    chosen = trial;
-                    shaped = trial_shaped;
-                    time = trial_time;
-                }
-            }
-        }
+            })
+        };
+        let grown = match grow(&offers, limits, policy.mode, cost, &mut accept, &mut refused) {
+            Ok(grown) => grown,
+            Err(FormError::Refused(reason)) => return Err(alone(reason)),
+            Err(FormError::Pack(e)) => return Err(e.into()),
+        };
+        let chosen: Vec<Candidate> = grown.chosen.iter().map(|&i| ready[i].clone()).collect();
+        let (shaped, time) = (grown.shaped, grown.cost);
         for c in &chosen {
             next[c.tenant_index] += 1;
             ready_since[c.tenant_index] = round + 1;
@@ -389,11 +365,94 @@ pub fn plan_with(
     Ok(plan)
 }
 
+/// A ready kernel offered to [`grow`]: its bundle member and its predicted
+/// time alone (the cost model's units).
+#[derive(Clone, Debug)]
+pub struct Offer {
+    pub member: Member,
+    pub solo_time: f64,
+}
+
+/// The bundle [`grow`] formed.
+#[derive(Clone, Debug)]
+pub struct Grown {
+    /// Indices of the offers that joined, in offer order (the first is 0).
+    pub chosen: Vec<usize>,
+    pub shaped: ShapedBundle,
+    /// The cost model's price of `shaped`.
+    pub cost: BundleCost,
+}
+
+/// Grows one bundle from `offers`, given in priority order: the growth rule
+/// every planner uses — [`plan_with`] offline, and the serving scheduler,
+/// which orders its offers by deadline and judges slowdowns against each
+/// request's slack.
+///
+/// The first offer always joins (an error if it cannot form a bundle
+/// alone). Each next offer joins when
+///
+/// 1. the wider member list shapes under `mode` (rule 2 of the module docs;
+///    else `refused` hears [`RefusalReason::Shape`]),
+/// 2. packing does not cost: the wider bundle is predicted no slower than
+///    the bundle without it followed by the offer alone (rule 4;
+///    [`RefusalReason::NoGain`]), and
+/// 3. `accept`, given the indices of the trial members and the trial
+///    bundle's predicted time, raises no objection (the caller's slowdown
+///    rule, rule 3).
+///
+/// A member list that cannot be laid out at all fails the whole growth
+/// ([`FormError::Pack`]).
+pub fn grow(
+    offers: &[Offer],
+    limits: &Target,
+    mode: PackMode,
+    cost: &mut dyn CostModel,
+    accept: &mut dyn FnMut(&[usize], f64) -> Option<RefusalReason>,
+    refused: &mut dyn FnMut(usize, RefusalReason),
+) -> Result<Grown, FormError> {
+    let Some(first) = offers.first() else {
+        return Err(FormError::Refused(ShapeRefusal::Empty));
+    };
+    let mut chosen = vec![0];
+    let mut shaped = ShapedBundle::form(vec![first.member.clone()], limits, mode)?;
+    let mut time = cost.bundle_cost(&shaped);
+    for (i, offer) in offers.iter().enumerate().skip(1) {
+        let mut trial = chosen.clone();
+        trial.push(i);
+        let members = trial.iter().map(|&j| offers[j].member.clone()).collect();
+        let trial_shaped = match ShapedBundle::form(members, limits, mode) {
+            Ok(shaped) => shaped,
+            Err(FormError::Refused(reason)) => {
+                refused(i, RefusalReason::Shape(reason));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let trial_time = cost.bundle_cost(&trial_shaped);
+        // Packing must not cost (NaN never passes; a relative epsilon keeps
+        // rounding from refusing an even trade).
+        let apart = time.total + offer.solo_time;
+        if !(trial_time.total <= apart * (1.0 + 1e-9)) {
+            refused(i, RefusalReason::NoGain { with_us: trial_time.total, apart_us: apart });
+            continue;
+        }
+        match accept(&trial, trial_time.total) {
+            Some(reason) => refused(i, reason),
+            None => {
+                chosen = trial;
+                shaped = trial_shaped;
+                time = trial_time;
+            }
+        }
+    }
+    Ok(Grown { chosen, shaped, cost: time })
+}
+
 /// Rule 3: the first member whose slowdown in a bundle of predicted `time`
 /// exceeds what `policy` tolerates, if any.
-fn slowdown(trial: &[Candidate], time: f64, policy: &Policy) -> Option<RefusalReason> {
+fn slowdown<'a>(mut trial: impl Iterator<Item = &'a Candidate>, time: f64, policy: &Policy) -> Option<RefusalReason> {
     let tolerated = policy.tolerated_slowdown();
-    trial.iter().find_map(|m| {
+    trial.find_map(|m| {
         let slowdown = time / m.solo_time.max(f64::MIN_POSITIVE);
         // A relative epsilon: equal kernels must not refuse each other over
         // rounding. NaN never passes.

@@ -8,9 +8,9 @@ use weft_interp::Interpreter;
 use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Target, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, EstimatedResources,
-    KernelResources, Occupancy, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason, ScheduleError,
-    ShapeRefusal, ShapedBundle, TenantId,
+    grow, plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, EstimatedResources,
+    KernelResources, Member, Occupancy, Offer, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason,
+    ScheduleError, ShapeRefusal, ShapedBundle, TenantId,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -434,4 +434,61 @@ fn no_planned_bundle_is_predicted_slower_than_its_slots_one_after_another() {
         let text = refusal.expect("a kernel was refused for costing").to_string();
         assert!(text.contains("no gain") && text.contains("µs"), "{text}");
     }
+}
+
+#[test]
+fn grow_applies_shaping_the_gain_rule_and_the_callers_objection() {
+    let limits = Target::sm_90();
+    let kernels = [kernel("a", 8, 128, 4, 0), kernel("b", 8, 128, 4, 0), kernel("c", 8, 128, 4, 0)];
+    let offers: Vec<Offer> = kernels
+        .iter()
+        .enumerate()
+        .map(|(t, k)| Offer {
+            member: Member {
+                kernel: Arc::new(PreparedKernel::new(k, &limits, &EstimatedResources).unwrap()),
+                tenant: TenantId(t as u32),
+                args: vec![weft_lower::BufferId::from_u32(0)],
+            },
+            solo_time: k.launch.num_blocks() as f64,
+        })
+        .collect();
+
+    // An even trade joins; the caller's objection to offer 1 leaves it out.
+    let mut heard = Vec::new();
+    let mut object = |trial: &[usize], time: f64| {
+        trial.contains(&1).then(|| RefusalReason::Slowdown {
+            member: TenantId(1),
+            member_kernel: "b".into(),
+            slowdown: time,
+            tolerated: 0.0,
+        })
+    };
+    let grown = grow(&offers, &limits, PackMode::Auto, &mut Serial { solo_calls: 0 }, &mut object, &mut |i, r| {
+        heard.push((i, r))
+    })
+    .unwrap();
+    assert_eq!(grown.chosen, vec![0, 2]);
+    assert_eq!(grown.shaped.members.len(), 2);
+    assert_eq!(grown.cost.total, 16.0, "the grown bundle carries the cost model's price");
+    assert_eq!(heard.len(), 1);
+    assert!(matches!(heard[0], (1, RefusalReason::Slowdown { .. })), "{heard:?}");
+
+    // Where packing costs, nothing joins, and each refusal says so.
+    let mut heard = Vec::new();
+    let grown =
+        grow(&offers, &limits, PackMode::Auto, &mut Costly, &mut |_, _| None, &mut |i, r| heard.push((i, r))).unwrap();
+    assert_eq!(grown.chosen, vec![0]);
+    assert_eq!(heard.len(), 2);
+    for (i, reason) in &heard {
+        match reason {
+            RefusalReason::NoGain { with_us, apart_us } => {
+                assert!(with_us > apart_us, "offer {i}: {with_us} vs {apart_us}")
+            }
+            other => panic!("offer {i}: expected no gain, got {other}"),
+        }
+    }
+
+    // Nothing offered is a shaping refusal, not a panic.
+    let empty = grow(&[], &limits, PackMode::Auto, &mut Costly, &mut |_, _| None, &mut |_, _| {});
+    assert!(matches!(empty, Err(weft_pack::FormError::Refused(ShapeRefusal::Empty))));
 }

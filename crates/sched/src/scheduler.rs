@@ -25,14 +25,15 @@
 //! Candidates are ordered on-track first, then by an *effective deadline*
 //! `now + (deadline - now) / (weight × (1 + fairness_gain × lag))`, where
 //! `lag` is how far the tenant's recent SLO attainment trails the mean of all
-//! tenants (plain EDF when weights are equal and nobody lags). The first
-//! candidate always runs; each next one joins if
+//! tenants (plain EDF when weights are equal and nobody lags). The bundle
+//! is grown by the packer's one growth rule ([`weft_pack::grow`], which
+//! `weft_pack::plan` uses too) over the candidates in that order: the first
+//! always runs; each next one joins if
 //!
 //! 1. the packer's shaping rules allow the wider bundle
-//!    ([`weft_pack::shape`](mod@weft_pack::shape), the same rules
-//!    `weft_pack::plan` follows),
-//! 2. the wider bundle is predicted to be faster than the current one
-//!    followed by the candidate alone (packing must pay), and
+//!    ([`weft_pack::shape`](mod@weft_pack::shape)),
+//! 2. the wider bundle is predicted no slower than the current one
+//!    followed by the candidate alone (packing must not cost), and
 //! 3. every on-track member stays on track at the pace the knob allows: the
 //!    bundle's predicted time `T` satisfies `T <= solo × (1 + knob × pace)`
 //!    for each member, where `pace = slack / remaining` (its slack spread
@@ -63,8 +64,8 @@ use std::sync::Arc;
 use weft_kir::{KernelDef, Target};
 use weft_lower::{BufferId, Program};
 use weft_pack::{
-    assemble, shape, Budget, Bundle, CostModel, Member, PackMode, PreparedKernel, ResourceTable, Shape, ShapeRefusal,
-    ShapedBundle, TenantId, Timing,
+    assemble, grow, shape, Budget, Bundle, CostModel, FormError, Member, Offer, PackMode, PreparedKernel,
+    RefusalReason, ResourceTable, Shape, ShapeRefusal, TenantId, Timing,
 };
 use weft_predict::{BundleFeatures, DeviceModel, Measured, Predictor, PredictorCost};
 
@@ -678,7 +679,9 @@ impl Scheduler {
             .collect()
     }
 
-    /// The SLO-aware choice (module docs, rules 1–3).
+    /// The SLO-aware choice (module docs, rules 1–3): the packer's growth
+    /// rule ([`weft_pack::grow`]) over candidates in deadline order, with
+    /// each on-track member's pace as the slowdown it tolerates.
     fn slo_aware(&mut self, mut cands: Vec<Candidate>) -> Result<Dispatch, SchedError> {
         cands.sort_by(|a, b| {
             (a.slack < 0.0)
@@ -687,69 +690,77 @@ impl Scheduler {
                 .then(a.tenant_index.cmp(&b.tenant_index))
                 .then(a.request.id.cmp(&b.request.id))
         });
-        let mut chosen = vec![cands[0].clone()];
-        let shape = self.shape_alone(&chosen, cands[0].tenant_index)?;
-        let members = self.members(&chosen);
-        let mut shaped = ShapedBundle { bundle: assemble(&members, &shape.budgets)?, members, shape };
-        let (prediction, mut features) = self.cost.predict(&shaped);
-        let mut time = prediction.total_us;
+        // The caller offers at least one candidate; each names an existing
+        // step (the two lists stay aligned).
+        let lead = cands[0].tenant_index;
+        let (cands, offers): (Vec<Candidate>, Vec<Offer>) = cands
+            .into_iter()
+            .filter_map(|c| {
+                let member = self.member(&c)?;
+                let solo_time = c.solo;
+                Some((c, Offer { member, solo_time }))
+            })
+            .unzip();
         let knob = self.config.knob.clamp(0.0, 1.0);
-        for c in cands.iter().skip(1) {
-            let mut trial = chosen.clone();
-            trial.push(c.clone());
-            // A wider bundle that does not form (refused, or failing to
-            // assemble) is simply not taken.
-            let Ok(trial_shaped) = ShapedBundle::form(self.members(&trial), &self.limits, self.config.mode) else {
-                continue;
-            };
-            let (prediction, trial_features) = self.cost.predict(&trial_shaped);
-            let t = prediction.total_us;
-            // Packing must pay (NaN never does).
-            if t.partial_cmp(&(time + c.solo)) != Some(std::cmp::Ordering::Less) {
-                continue;
-            }
-            let on_pace = trial.iter().all(|m| {
-                if m.slack < 0.0 {
-                    return true;
-                }
-                t <= m.solo * (1.0 + knob * m.pace.max(0.0)) * (1.0 + 1e-9)
-            });
-            if on_pace {
-                chosen = trial;
-                shaped = trial_shaped;
-                features = trial_features;
-                time = t;
-            }
-        }
-        let members = chosen
+        let mut accept = |trial: &[usize], t: f64| {
+            trial.iter().find_map(|&i| {
+                let m = &cands[i];
+                let tolerated = 1.0 + knob * m.pace.max(0.0);
+                let on_pace = m.slack < 0.0 || t <= m.solo * tolerated * (1.0 + 1e-9);
+                (!on_pace).then(|| RefusalReason::Slowdown {
+                    member: m.request.tenant,
+                    member_kernel: offers[i].member.kernel.kernel.name.clone(),
+                    slowdown: t / m.solo.max(f64::MIN_POSITIVE),
+                    tolerated,
+                })
+            })
+        };
+        let grown = grow(&offers, &self.limits, self.config.mode, &mut self.cost, &mut accept, &mut |_, _| {})
+            .map_err(|e| match e {
+                FormError::Refused(refusal) => self.cannot_form_alone(lead, &refusal),
+                FormError::Pack(e) => SchedError::Pack(e),
+            })?;
+        let (prediction, features) = self.cost.predict(&grown.shaped);
+        let members = grown
+            .chosen
             .iter()
+            .map(|&i| &cands[i])
             .map(|c| DispatchedStep { tenant: c.request.tenant, request: c.request.id, step: c.step })
             .collect();
-        Ok(Dispatch { bundle: shaped.bundle, members, predicted_us: Some(time), features: Some(features) })
+        Ok(Dispatch {
+            bundle: grown.shaped.bundle,
+            members,
+            predicted_us: Some(prediction.total_us),
+            features: Some(features),
+        })
     }
 
     /// The shape of `chosen`, which must form a bundle (the first member
     /// alone always does: it fits its own SM, checked at registration).
     fn shape_alone(&self, chosen: &[Candidate], tenant_index: usize) -> Result<Shape, SchedError> {
-        shape(&self.members(chosen), &self.limits, self.config.mode).map_err(|refusal| {
-            let t = &self.tenants[tenant_index];
-            SchedError::InvalidTenant {
-                tenant: t.spec.id,
-                name: t.spec.name.clone(),
-                message: format!("a kernel cannot form a bundle alone: {refusal}"),
-            }
-        })
+        shape(&self.members(chosen), &self.limits, self.config.mode)
+            .map_err(|refusal| self.cannot_form_alone(tenant_index, &refusal))
+    }
+
+    /// The error for a tenant's kernel that cannot form a bundle alone.
+    fn cannot_form_alone(&self, tenant_index: usize, refusal: &ShapeRefusal) -> SchedError {
+        let t = &self.tenants[tenant_index];
+        SchedError::InvalidTenant {
+            tenant: t.spec.id,
+            name: t.spec.name.clone(),
+            message: format!("a kernel cannot form a bundle alone: {refusal}"),
+        }
+    }
+
+    /// `c`'s step as a bundle member.
+    fn member(&self, c: &Candidate) -> Option<Member> {
+        let t = &self.tenants[c.tenant_index];
+        let (kernel, args) = t.steps.get(c.step)?;
+        Some(Member { kernel: self.kernels[*kernel].clone(), tenant: t.spec.id, args: args.clone() })
     }
 
     fn members(&self, chosen: &[Candidate]) -> Vec<Member> {
-        chosen
-            .iter()
-            .filter_map(|c| {
-                let t = &self.tenants[c.tenant_index];
-                let (kernel, args) = t.steps.get(c.step)?;
-                Some(Member { kernel: self.kernels[*kernel].clone(), tenant: t.spec.id, args: args.clone() })
-            })
-            .collect()
+        chosen.iter().filter_map(|c| self.member(c)).collect()
     }
 
     fn dispatch(
