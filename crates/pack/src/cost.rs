@@ -20,28 +20,23 @@
 
 use weft_kir::Target;
 
+use crate::exec::Timing;
 use crate::occupancy::Occupancy;
 use crate::shape::{PreparedKernel, ShapedBundle};
 
-/// Predicted times of one bundle, in the cost model's units.
-#[derive(Clone, PartialEq, Debug)]
-pub struct BundleCost {
-    /// From launch to the last slot's completion.
-    pub total: f64,
-    /// From launch to each slot's completion, in slot order.
-    pub slots: Vec<f64>,
-}
-
 /// A model of how long kernels and bundles take. Only ratios matter to the
-/// planners, so the unit is the model's own (µs for the predictor).
+/// planners, so the unit is the model's own (µs for the predictor, block
+/// rounds for [`BlockRounds`]); a bundle's price is a [`Timing`], the same
+/// type a launch's measurement is, with every slot's time filled in.
 pub trait CostModel {
     /// A short name for reports.
     fn name(&self) -> &str;
     /// Predicted time of `kernel` launched alone on its whole grid, at its
     /// own occupancy.
     fn solo_time(&mut self, kernel: &PreparedKernel) -> f64;
-    /// Predicted time of `bundle` and of each of its slots.
-    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost;
+    /// Predicted time of `bundle` and of each of its slots (`per_slot_us`
+    /// is always `Some`, one per slot).
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> Timing;
 }
 
 /// The block-round model (module docs): KIR work per block, rounds, waves
@@ -80,7 +75,7 @@ impl CostModel for BlockRounds {
         l.div_ceil(resident) as f64 * kernel.block_time * self.contention(l, kernel.threads(), &kernel.solo)
     }
 
-    fn bundle_cost(&mut self, b: &ShapedBundle) -> BundleCost {
+    fn bundle_cost(&mut self, b: &ShapedBundle) -> Timing {
         let shape = &b.shape;
         let resident = shape.occupancy.resident_blocks(&self.limits).max(1);
         let physical = b.bundle.table.total_blocks() as u64;
@@ -98,6 +93,6 @@ impl CostModel for BlockRounds {
                 rounds as f64 * m.kernel.block_time * c
             })
             .collect();
-        BundleCost { total: slots.iter().copied().fold(0.0, f64::max), slots }
+        Timing { total_us: slots.iter().copied().fold(0.0, f64::max), per_slot_us: Some(slots) }
     }
 }

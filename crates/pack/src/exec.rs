@@ -56,6 +56,14 @@ pub struct Timing {
     pub per_slot_us: Option<Vec<f64>>,
 }
 
+impl Timing {
+    /// Each slot's time, in slot order; empty where the executor does not
+    /// report them.
+    pub fn slots(&self) -> &[f64] {
+        self.per_slot_us.as_deref().unwrap_or(&[])
+    }
+}
+
 /// What has crossed between host and executor so far, and how often a
 /// compiler ran where it should not.
 #[derive(Copy, Clone, PartialEq, Eq, Default, Debug)]

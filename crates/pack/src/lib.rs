@@ -31,7 +31,7 @@ pub mod timeline;
 
 pub use builder::{BundleBuilder, Isolation};
 pub use bundle::{body_fingerprint, Budget, Bundle, LaunchClass, Slot, TenantId};
-pub use cost::{BlockRounds, BundleCost, CostModel};
+pub use cost::{BlockRounds, CostModel};
 pub use error::PackError;
 pub use exec::{
     BufferShape, ExecError, Executor, Handle, HandleMap, Intercepted, Interceptor, LaunchArg, Timing, Transfers,

@@ -52,8 +52,9 @@ use weft_kir::{KernelDef, Target};
 use weft_lower::Program;
 
 use crate::bundle::{Bundle, TenantId};
-use crate::cost::{BlockRounds, BundleCost, CostModel};
+use crate::cost::{BlockRounds, CostModel};
 use crate::error::PackError;
+use crate::exec::Timing;
 use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::shape::{
     EstimatedResources, FormError, Member, PackMode, PreparedKernel, ResourceModel, ShapeRefusal, ShapedBundle,
@@ -360,7 +361,7 @@ pub fn plan_with(
             next[c.tenant_index] += 1;
             ready_since[c.tenant_index] = round + 1;
         }
-        plan.bundles.push(planned(&chosen, shaped, time.total, &time.slots, limits));
+        plan.bundles.push(planned(&chosen, shaped, time.total_us, time.slots(), limits));
     }
     Ok(plan)
 }
@@ -380,7 +381,7 @@ pub struct Grown {
     pub chosen: Vec<usize>,
     pub shaped: ShapedBundle,
     /// The cost model's price of `shaped`.
-    pub cost: BundleCost,
+    pub cost: Timing,
 }
 
 /// Grows one bundle from `offers`, given in priority order: the growth rule
@@ -431,12 +432,13 @@ pub fn grow(
         let trial_time = cost.bundle_cost(&trial_shaped);
         // Packing must not cost (NaN never passes; a relative epsilon keeps
         // rounding from refusing an even trade).
-        let apart = time.total + offer.solo_time;
-        if !(trial_time.total <= apart * (1.0 + 1e-9)) {
-            refused(i, RefusalReason::NoGain { with_us: trial_time.total, apart_us: apart });
+        let apart = time.total_us + offer.solo_time;
+        let within = trial_time.total_us <= apart * (1.0 + 1e-9);
+        if !within {
+            refused(i, RefusalReason::NoGain { with_us: trial_time.total_us, apart_us: apart });
             continue;
         }
-        match accept(&trial, trial_time.total) {
+        match accept(&trial, trial_time.total_us) {
             Some(reason) => refused(i, reason),
             None => {
                 chosen = trial;

@@ -8,9 +8,9 @@ use weft_interp::Interpreter;
 use weft_kir::{Access, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, Target, Type};
 use weft_lower::{Binding, BufferInfo, BufferKind, Program, Step};
 use weft_pack::{
-    grow, plan, plan_with, run_multi, run_program, BlockRounds, Budget, BundleCost, CostModel, EstimatedResources,
-    KernelResources, Member, Occupancy, Offer, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason,
-    ScheduleError, ShapeRefusal, ShapedBundle, TenantId,
+    grow, plan, plan_with, run_multi, run_program, BlockRounds, Budget, CostModel, EstimatedResources, KernelResources,
+    Member, Occupancy, Offer, PackError, PackMode, Plan, Policy, PreparedKernel, RefusalReason, ScheduleError,
+    ShapeRefusal, ShapedBundle, TenantId, Timing,
 };
 
 /// A kernel updating `x[i]` in place (`blocks × threads` elements): `trips`
@@ -321,7 +321,7 @@ impl CostModel for Serial {
         kernel.logical_blocks as f64
     }
 
-    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost {
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> Timing {
         let mut end = 0.0;
         let slots: Vec<f64> = bundle
             .members
@@ -331,7 +331,7 @@ impl CostModel for Serial {
                 end
             })
             .collect();
-        BundleCost { total: end, slots }
+        Timing { total_us: end, per_slot_us: Some(slots) }
     }
 }
 
@@ -407,10 +407,10 @@ impl CostModel for Costly {
         kernel.logical_blocks as f64
     }
 
-    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost {
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> Timing {
         let serial: f64 = bundle.members.iter().map(|m| m.kernel.logical_blocks as f64).sum();
         let total = serial * (1.0 + 0.1 * (bundle.members.len() - 1) as f64);
-        BundleCost { total, slots: vec![total; bundle.members.len()] }
+        Timing { total_us: total, per_slot_us: Some(vec![total; bundle.members.len()]) }
     }
 }
 
@@ -469,7 +469,7 @@ fn grow_applies_shaping_the_gain_rule_and_the_callers_objection() {
     .unwrap();
     assert_eq!(grown.chosen, vec![0, 2]);
     assert_eq!(grown.shaped.members.len(), 2);
-    assert_eq!(grown.cost.total, 16.0, "the grown bundle carries the cost model's price");
+    assert_eq!(grown.cost.total_us, 16.0, "the grown bundle carries the cost model's price");
     assert_eq!(heard.len(), 1);
     assert!(matches!(heard[0], (1, RefusalReason::Slowdown { .. })), "{heard:?}");
 

@@ -220,7 +220,7 @@ impl Predictor for Adaptive {
         let overhead = f.device.launch_overhead_us;
         let per_slot_us: Vec<f64> = self.corrected(f).into_iter().map(|(prior, _, c)| prior * c.exp()).collect();
         let total_us = per_slot_us.iter().copied().fold(overhead, f64::max);
-        Prediction { total_us, per_slot_us }
+        Prediction { total_us, per_slot_us: Some(per_slot_us) }
     }
 
     fn observe(&mut self, f: &BundleFeatures, measured: &Measured) {

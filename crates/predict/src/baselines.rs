@@ -79,7 +79,7 @@ impl Predictor for ModelLevel {
                 done
             })
             .collect();
-        Prediction { total_us: done, per_slot_us }
+        Prediction { total_us: done, per_slot_us: Some(per_slot_us) }
     }
 
     fn observe(&mut self, f: &BundleFeatures, measured: &Measured) {
@@ -112,7 +112,7 @@ impl Predictor for OperatorLevel {
     fn predict(&self, f: &BundleFeatures) -> Prediction {
         let per_slot_us = self.table.durations(f);
         let total_us = per_slot_us.iter().copied().fold(0.0, f64::max);
-        Prediction { total_us, per_slot_us }
+        Prediction { total_us, per_slot_us: Some(per_slot_us) }
     }
 
     fn observe(&mut self, f: &BundleFeatures, measured: &Measured) {

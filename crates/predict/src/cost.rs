@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use weft_kir::KernelDef;
-use weft_pack::{BundleCost, CostModel, EstimatedResources, PreparedKernel, ResourceModel, ShapedBundle};
+use weft_pack::{CostModel, EstimatedResources, PreparedKernel, ResourceModel, ShapedBundle};
 
 use crate::device::DeviceModel;
 use crate::features::{BundleFeatures, FeatureExtractor};
@@ -66,9 +66,8 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
         self.predictor.predict(&features).total_us
     }
 
-    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> BundleCost {
-        let (p, _) = self.predict(bundle);
-        BundleCost { total: p.total_us, slots: p.per_slot_us }
+    fn bundle_cost(&mut self, bundle: &ShapedBundle) -> Prediction {
+        self.predict(bundle).0
     }
 }
 
@@ -124,10 +123,10 @@ mod tests {
             &limits,
             &weft_pack::EstimatedResources,
         ));
-        assert_eq!(priced.total, direct.total_us);
-        assert_eq!(priced.slots, direct.per_slot_us);
-        assert_eq!(priced.slots.len(), 2);
-        assert!(priced.total >= solo[1], "the bundle lasts at least as long as its heaviest member alone");
+        assert_eq!(priced.total_us, direct.total_us);
+        assert_eq!(priced.per_slot_us, direct.per_slot_us);
+        assert_eq!(priced.slots().len(), 2);
+        assert!(priced.total_us >= solo[1], "the bundle lasts at least as long as its heaviest member alone");
         assert_eq!(cost.name(), RooflinePrior::new().name());
     }
 

@@ -2,14 +2,10 @@
 
 use crate::features::BundleFeatures;
 
-/// A predicted launch time.
-#[derive(Clone, PartialEq, Debug)]
-pub struct Prediction {
-    /// From launch to the last slot's completion, launch overhead included.
-    pub total_us: f64,
-    /// From launch to each slot's completion, in slot order.
-    pub per_slot_us: Vec<f64>,
-}
+/// A predicted launch time is a [`Timing`](weft_pack::Timing) too: from
+/// launch to the last slot's completion, launch overhead included, and
+/// (always `Some`) from launch to each slot's completion, in slot order.
+pub use weft_pack::Timing as Prediction;
 
 /// A measured launch time is the executor's [`Timing`] (CUDA events on a
 /// GPU; the simulator in tests): the one timing type of the project.

@@ -70,7 +70,7 @@ impl Predictor for RooflinePrior {
         let overhead = f.device.launch_overhead_us;
         let per_slot_us: Vec<f64> = self.slot_times(f).into_iter().map(|t| t + overhead).collect();
         let total_us = per_slot_us.iter().copied().fold(overhead, f64::max);
-        Prediction { total_us, per_slot_us }
+        Prediction { total_us, per_slot_us: Some(per_slot_us) }
     }
 
     fn observe(&mut self, _f: &BundleFeatures, _measured: &Measured) {}
