@@ -356,7 +356,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<EvalReport, EvalError> {
         }
     }
     let scores = predictors.iter().map(|p| score(p.as_ref(), &test)).collect();
-    let mean_width = test.iter().map(|s| s.bundle.slots.len()).sum::<usize>() as f64 / test.len() as f64;
+    let mean_width = test.iter().map(|s| s.bundle.slots().len()).sum::<usize>() as f64 / test.len() as f64;
     Ok(EvalReport {
         scores,
         train_bundles: train.len(),
