@@ -12,7 +12,6 @@
 //! `WEFT_REQUIRE_GPU=1`. The NVRTC test below (lowered layers of N tenants
 //! share one module per layer) needs only NVRTC.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft::codegen::{emit_bundle, require_nvrtc_or_skip, Arch};

@@ -157,7 +157,7 @@ fn measure(exec: &mut dyn Executor, limits: &Target, args: &OverheadArgs) -> Res
         let bundle = &the_plan.bundles[i % the_plan.bundles.len()].bundle;
         let t0 = Instant::now();
         let launch_args = bundle
-            .slots
+            .slots()
             .iter()
             .map(|s| {
                 let (resident, arena) = &tenants[s.tenant.0 as usize];

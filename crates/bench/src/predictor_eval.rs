@@ -324,7 +324,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<EvalReport, EvalError> {
     let mut operator_level = OperatorLevel::new();
     let mut kernels: Vec<Arc<KernelDef>> = Vec::new();
     for b in train_bundles.iter().chain(&test_bundles) {
-        for s in &b.slots {
+        for s in b.slots() {
             if !kernels.iter().any(|k| Arc::ptr_eq(k, &s.kernel)) {
                 kernels.push(s.kernel.clone());
             }

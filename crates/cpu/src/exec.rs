@@ -585,6 +585,7 @@ impl CpuExecutor {
 impl CpuExecutor {
     /// Runs the launch once in the sanitized runner, every buffer its own
     /// allocation (see `weft_cpu.h`, "The checking mode's runner").
+    #[allow(clippy::too_many_arguments)]
     fn run_sanitized(
         &self,
         runner: &std::path::Path,

@@ -278,6 +278,6 @@ fn shared_indices_past_their_array_are_guarded() {
     assert_eq!(on_cpu, on_interp);
     // ... and the same kernel without guards is caught writing outside its array.
     let unguarded = BundleBuilder::new().unisolated_for_tests().slot(slot(&kernel, 0)).build().expect("builds");
-    let err: ExecError = launch_host(&mut cpu, &unguarded, &mut vec![args()]).expect_err("the stray store is seen");
+    let err: ExecError = launch_host(&mut cpu, &unguarded, &mut [args()]).expect_err("the stray store is seen");
     assert!(err.to_string().contains("shared_scatter"), "{err}");
 }

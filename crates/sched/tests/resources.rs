@@ -19,7 +19,7 @@ fn prepared_kernels_use_recorded_ptxas_figures() {
 
     let estimated = PreparedKernel::new(kernel, &limits, &table).expect("prepares");
     assert!(!estimated.resources.measured);
-    assert_eq!(estimated.resources, KernelResources::of(&estimated.kernel(), None));
+    assert_eq!(estimated.resources, KernelResources::of(estimated.kernel(), None));
 
     // A register count far from the estimate, so the occupancy must move.
     let registers = if estimated.resources.registers > 128 { 32 } else { 200 };
