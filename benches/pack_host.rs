@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     // A handle per buffer argument, with the shape its parameter declares.
     let mut shapes: HandleMap<BufferShape> = HandleMap::default();
     let args: Vec<Vec<LaunchArg>> = bundle
-        .slots
+        .slots()
         .iter()
         .map(|s| {
             s.kernel

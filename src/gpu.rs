@@ -20,9 +20,20 @@
 //! the launch is `table.total_blocks()` blocks of the class's
 //! `block_threads`, with the largest body's shared pool as dynamic shared
 //! memory, timed with CUDA events.
+//!
+//! **Faults and the watchdog.** A launch is issued asynchronously and its
+//! end event polled, with a growing sleep, until it completes or the
+//! watchdog's bound ([`Executor::set_launch_limit`]) passes; then the launch
+//! is declared hung ([`ExecError::Hung`]). A sticky CUDA error (an illegal
+//! address, a trap, a launch failure: [`CudaError::is_sticky`]) or a hung
+//! launch leaves the executor [`Executor::is_faulted`]; [`Executor::recover`]
+//! drops every buffer and module and resets the device's primary context
+//! (which also ends a kernel still running), so the serving loop can
+//! restore its tenants on a fresh context.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use weft_codegen::{Arch, CompileError, Compiler, ResourceReport, BUNDLE_ENTRY};
 use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims};
@@ -67,6 +78,10 @@ pub struct GpuExecutor {
     modules: Modules,
     buffers: HandleMap<(DeviceBuffer, BufferShape)>,
     transfers: Transfers,
+    /// The watchdog's bound for each launch.
+    limit: Option<Duration>,
+    /// A sticky error or a hung launch; cleared by `recover`.
+    faulted: bool,
 }
 
 impl std::fmt::Debug for GpuExecutor {
@@ -96,7 +111,40 @@ impl GpuExecutor {
             modules: Arc::new(Mutex::new(HashMap::new())),
             buffers: HandleMap::default(),
             transfers: Transfers::default(),
+            limit: None,
+            faulted: false,
         })
+    }
+
+    /// `e` as the executor reports it, marking the executor faulted when
+    /// the error is sticky (the context is lost).
+    fn fail(&mut self, e: impl Into<GpuError>) -> ExecError {
+        let e = e.into();
+        if matches!(&e, GpuError::Cuda(c) if c.is_sticky()) {
+            self.faulted = true;
+        }
+        cuda_err(e)
+    }
+
+    /// Waits for `end` (recorded after the launch) until the watchdog's
+    /// bound passes, polling with a sleep that grows from 20 µs to 1 ms.
+    fn wait_for(&mut self, end: &weft_cuda::Event, began: Instant) -> Result<(), ExecError> {
+        let mut sleep = Duration::from_micros(20);
+        loop {
+            match end.is_complete() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+            let ran = began.elapsed();
+            if let Some(limit) = self.limit.filter(|&l| ran >= l) {
+                // The kernel may still be running: only a context reset ends it.
+                self.faulted = true;
+                return Err(ExecError::hung(NAME, limit, ran));
+            }
+            std::thread::sleep(sleep);
+            sleep = (sleep * 2).min(Duration::from_millis(1));
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -108,7 +156,7 @@ impl GpuExecutor {
     }
 
     fn module(&self, bundle: &Bundle) -> Option<Arc<BundleModule>> {
-        lock(&self.modules).get(&bundle.class).filter(|m| same_bodies(&m.bodies, &bundle.bodies)).cloned()
+        lock(&self.modules).get(bundle.class()).filter(|m| same_bodies(&m.bodies, bundle.bodies())).cloned()
     }
 
     fn buffer(&self, h: Handle) -> Result<&(DeviceBuffer, BufferShape), ExecError> {
@@ -189,9 +237,9 @@ impl Executor for GpuExecutor {
             return Ok(m.report.clone());
         }
         let module =
-            build_module(&self.gpu, &self.compiler, &bundle.bodies, bundle.class.block_threads).map_err(cuda_err)?;
+            build_module(&self.gpu, &self.compiler, bundle.bodies(), bundle.class().block_threads).map_err(cuda_err)?;
         let report = module.report.clone();
-        lock(&self.modules).insert(bundle.class.clone(), Arc::new(module));
+        lock(&self.modules).insert(bundle.class().clone(), Arc::new(module));
         Ok(report)
     }
 
@@ -200,7 +248,7 @@ impl Executor for GpuExecutor {
             return Ok(());
         }
         let (gpu, compiler, modules) = (self.gpu.clone(), self.compiler.clone(), self.modules.clone());
-        let (class, bodies) = (bundle.class.clone(), bundle.bodies.clone());
+        let (class, bodies) = (bundle.class().clone(), bundle.bodies().to_vec());
         // A failed build publishes nothing: the class stays unprepared, its
         // bundles keep running as prepared one-slot launches, and a launch
         // that does need the class builds it and reports the error itself.
@@ -228,6 +276,28 @@ impl Executor for GpuExecutor {
         lock(&self.modules).len()
     }
 
+    fn set_launch_limit(&mut self, limit: Option<Duration>) {
+        self.limit = limit;
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.faulted
+    }
+
+    /// Drops every buffer and module of the lost context and resets the
+    /// device's primary context. A module a background build publishes
+    /// later belongs to the old context, so publishing goes to a new table.
+    fn recover(&mut self) -> Result<(), ExecError> {
+        self.buffers.clear();
+        self.modules = Arc::new(Mutex::new(HashMap::new()));
+        let gpu = self.gpu.clone();
+        // Every other handle to the context (buffers, modules) is dropped;
+        // background builders still holding a clone finish into the old table.
+        self.gpu = gpu.reset().map_err(cuda_err)?;
+        self.faulted = false;
+        Ok(())
+    }
+
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
         let stream = self.gpu.stream().clone();
         let buffers = &self.buffers;
@@ -251,27 +321,38 @@ impl Executor for GpuExecutor {
             }
         };
         let dims = LaunchDims {
-            grid: [bundle.table.total_blocks(), 1, 1],
-            block: [bundle.class.block_threads, 1, 1],
+            grid: [bundle.table().total_blocks(), 1, 1],
+            block: [bundle.class().block_threads, 1, 1],
             dynamic_shared_bytes: module.shared_bytes,
         };
         self.gpu.check_launch(&dims, 0).map_err(cuda_err)?;
-        let table_dev = self.gpu.upload(&encoded.table).map_err(cuda_err)?;
-        let words_dev = self.gpu.upload(&encoded.words).map_err(cuda_err)?;
+        let table_dev = self.gpu.upload(&encoded.table).map_err(|e| self.fail(e))?;
+        let words_dev = self.gpu.upload(&encoded.words).map_err(|e| self.fail(e))?;
         let launch_args =
             [KernelArg::Buffer(&table_dev), KernelArg::I32(encoded.rows.len() as i32), KernelArg::Buffer(&words_dev)];
-        let start = self.gpu.new_timing_event().map_err(cuda_err)?;
-        let end = self.gpu.new_timing_event().map_err(cuda_err)?;
-        stream.record(&start).map_err(cuda_err)?;
+        let start = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
+        let end = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
+        stream.record(&start).map_err(|e| self.fail(e))?;
+        let began = Instant::now();
         // SAFETY: `weft_bundle` takes (const WeftSlot*, int, void* const*);
         // encode_launch checked that the table has one row per slot against
         // the bodies the module was emitted from, and that every argument
         // word is a live device buffer of the exact type and length its
         // parameter declares or a scalar packed as the dispatcher decodes it.
-        unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(cuda_err)?;
-        stream.record(&end).map_err(cuda_err)?;
-        stream.synchronize().map_err(cuda_err)?;
-        let ms = start.elapsed_ms(&end).map_err(cuda_err)?;
+        unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(|e| self.fail(e))?;
+        stream.record(&end).map_err(|e| self.fail(e))?;
+        if let Err(e) = self.wait_for(&end, began) {
+            if self.faulted {
+                // The device may still read the table and words: leak them
+                // rather than free memory a running kernel uses; the
+                // context reset in `recover` releases them.
+                std::mem::forget(table_dev);
+                std::mem::forget(words_dev);
+            }
+            return Err(e);
+        }
+        stream.synchronize().map_err(|e| self.fail(e))?;
+        let ms = start.elapsed_ms(&end).map_err(|e| self.fail(e))?;
         self.transfers.launches += 1;
         self.transfers.launch_bytes += encoded.bytes();
         Ok(Timing { total_us: f64::from(ms) * 1e3, per_slot_us: None })

@@ -188,7 +188,7 @@ impl Interceptor for FailingLaunches {
         bundle: &Bundle,
         args: &[Vec<LaunchArg>],
     ) -> Result<Timing, ExecError> {
-        if bundle.slots.iter().any(|s| s.kernel.name == self.victim) {
+        if bundle.slots().iter().any(|s| s.kernel.name == self.victim) {
             return Err(ExecError::backend("faulty", Injected));
         }
         inner.launch(bundle, args)
@@ -315,8 +315,8 @@ impl Interceptor for SlowCompiler {
         _inner: &mut dyn Executor,
         bundle: &Bundle,
     ) -> Result<Option<weft::codegen::ResourceReport>, ExecError> {
-        assert_eq!(bundle.slots.len(), 1, "registration prepares one-slot bundles");
-        self.prepared.lock().unwrap().insert(bundle.class.clone());
+        assert_eq!(bundle.slots().len(), 1, "registration prepares one-slot bundles");
+        self.prepared.lock().unwrap().insert(bundle.class().clone());
         Ok(None)
     }
     fn prepare_in_background(&mut self, _inner: &mut dyn Executor, bundle: &Bundle) -> Result<(), ExecError> {
@@ -325,7 +325,7 @@ impl Interceptor for SlowCompiler {
             self.ready_at.clone(),
             self.pending.clone(),
             self.gate.clone(),
-            bundle.class.clone(),
+            bundle.class().clone(),
         );
         self.fused_classes.lock().unwrap().insert(class.clone());
         pending.fetch_add(1, Ordering::SeqCst);
@@ -351,10 +351,10 @@ impl Interceptor for SlowCompiler {
         bundle: &Bundle,
         args: &[Vec<LaunchArg>],
     ) -> Result<Timing, ExecError> {
-        if !self.prepared.lock().unwrap().contains(&bundle.class) {
+        if !self.prepared.lock().unwrap().contains(bundle.class()) {
             return Err(ExecError::Bundle { reason: "launched before its module was compiled".into() });
         }
-        if self.fused_classes.lock().unwrap().contains(&bundle.class) {
+        if self.fused_classes.lock().unwrap().contains(bundle.class()) {
             self.fused_launches.fetch_add(1, Ordering::SeqCst);
         }
         inner.launch(bundle, args)
@@ -460,7 +460,7 @@ impl Interceptor for StickyFault {
         if self.faulted {
             return Err(ExecError::backend("sticky", Sticky("the context is lost")));
         }
-        if self.injected == 0 && bundle.slots.iter().any(|s| s.kernel.name == self.victim) {
+        if self.injected == 0 && bundle.slots().iter().any(|s| s.kernel.name == self.victim) {
             self.injected += 1;
             self.faulted = true;
             return Err(ExecError::backend("sticky", Sticky("illegal address")));

@@ -12,7 +12,6 @@
 //! `WEFT_REQUIRE_GPU=1`. The NVRTC test below (lowered layers of N tenants
 //! share one module per layer) needs only NVRTC.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use weft::codegen::{emit_bundle, require_nvrtc_or_skip, Arch};
@@ -24,9 +23,7 @@ use weft::kernels::SgemmTiles;
 use weft::kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ParamKind, Type};
 use weft_interp::Interpreter;
 use weft_lower::{lower, BufferId, LowerOptions};
-use weft_pack::{
-    body_fingerprint, launch_host, Budget, Bundle, ExecError, Executor, LaunchClass, Slot, SlotTable, TenantId,
-};
+use weft_pack::{body_fingerprint, launch_host, Budget, Bundle, BundleBuilder, ExecError, Executor, Slot, TenantId};
 
 /// One slot to be: a kernel, its arguments and its budget.
 #[derive(Clone)]
@@ -36,31 +33,19 @@ struct Job {
     budget: Budget,
 }
 
-/// Builds a bundle as the packer lays one out: distinct bodies in first-use
+/// Builds a bundle with the packer's builder: distinct bodies in first-use
 /// order, slots back to back, the widest slot's block size.
 fn bundle_of(jobs: &[Job]) -> Bundle {
-    let mut bodies: Vec<Arc<KernelDef>> = Vec::new();
-    let mut index: HashMap<u64, u32> = HashMap::new();
-    let mut layout = Vec::new();
-    let mut slots = Vec::new();
+    let mut b = BundleBuilder::new();
     for (i, j) in jobs.iter().enumerate() {
-        let fp = body_fingerprint(&j.kernel);
-        let body = *index.entry(fp).or_insert_with(|| {
-            bodies.push(j.kernel.clone());
-            bodies.len() as u32 - 1
-        });
-        let logical = j.kernel.launch.num_blocks();
-        layout.push((body, j.kernel.launch, j.budget.physical_blocks(logical)));
-        slots.push(Slot {
+        b.push(Slot {
             kernel: j.kernel.clone(),
             tenant: TenantId(i as u32),
             budget: j.budget,
             args: (0..j.args.len() as u32).map(BufferId::from_u32).collect(),
         });
     }
-    let block_threads = jobs.iter().map(|j| j.kernel.launch.threads_per_block() as u32).max().unwrap_or(1);
-    let class = LaunchClass { bodies: bodies.iter().map(|k| body_fingerprint(k)).collect(), block_threads };
-    Bundle { slots, bodies, table: SlotTable::layout(&layout), class }
+    b.build().expect("the bundle builds")
 }
 
 /// The reference kernels at small shapes, with seeded inputs: 256-thread

@@ -84,7 +84,7 @@ fn planned_blocks_per_sm(program: &Program, target: &Target, table: &ResourceTab
     plan.bundles
         .iter()
         .map(|b| {
-            assert_eq!(b.bundle.slots.len(), 1, "one tenant plans one slot per bundle");
+            assert_eq!(b.bundle.slots().len(), 1, "one tenant plans one slot per bundle");
             let step = &program.steps[b.slots[0].step];
             (body_fingerprint(&step.kernel), b.occupancy.blocks_per_sm, b.resources.measured)
         })

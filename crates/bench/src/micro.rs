@@ -156,7 +156,7 @@ fn launch_ms(exec: &mut dyn Executor, bundle: &Bundle, args: &[Vec<LaunchArg>]) 
 
 /// `bundle`'s argument lists with slot `s` bound to `triple(tenant of s)`.
 fn bundle_args(bundle: &Bundle, triple: impl Fn(usize) -> Triple) -> Vec<Vec<LaunchArg>> {
-    bundle.slots.iter().map(|s| triple(s.tenant.0 as usize).args()).collect()
+    bundle.slots().iter().map(|s| triple(s.tenant.0 as usize).args()).collect()
 }
 
 /// The C output of `h` as `f32`s.
@@ -228,7 +228,9 @@ fn measure(
         let ids: Vec<(TenantId, &Program)> = (0..t).map(|i| (TenantId(i as u32), &program)).collect();
         let planned = plan(&ids, limits, &Policy::new(PackMode::Constrain, 1.0))?;
         let (constrained, budget_source) = match planned.bundles.as_slice() {
-            [one] if one.bundle.slots.len() == t => (one.bundle.clone(), "pack::plan (Constrain, knob 1)".to_string()),
+            [one] if one.bundle.slots().len() == t => {
+                (one.bundle.clone(), "pack::plan (Constrain, knob 1)".to_string())
+            }
             _ => {
                 let occ = Occupancy::of(KernelResources::of(&kernel, None), limits);
                 let share = (occ.resident_blocks(limits) / t as u64).max(1) as u32;
@@ -238,7 +240,7 @@ fn measure(
                 (b.build()?, format!("{why} (the plan made {} bundles)", planned.bundles.len()))
             }
         };
-        let budgets: Vec<u32> = constrained.table.entries.iter().map(|e| e.num_blocks).collect();
+        let budgets: Vec<u32> = constrained.table().entries.iter().map(|e| e.num_blocks).collect();
 
         // Batched: A shared, the first T tenants' weights side by side.
         let batched_kernel = Arc::new(sgemm(m, n * t as u32, k, SgemmTiles::default()));
@@ -325,8 +327,8 @@ fn measure(
             times,
             budget_source,
             budgets: (budgets.iter().copied().min().unwrap_or(0), budgets.iter().copied().max().unwrap_or(0)),
-            constrained_blocks: constrained.table.total_blocks(),
-            coalesced_blocks: coalesced.table.total_blocks(),
+            constrained_blocks: constrained.table().total_blocks(),
+            coalesced_blocks: coalesced.table().total_blocks(),
             checks,
         };
         println!(

@@ -138,7 +138,7 @@ fn measure(exec: &mut dyn Executor, limits: &Target, args: &OverheadArgs) -> Res
     for b in &the_plan.bundles {
         exec.prepare(&b.bundle)?;
     }
-    let classes = the_plan.bundles.iter().map(|b| &b.bundle.class).collect::<std::collections::HashSet<_>>().len();
+    let classes = the_plan.bundles.iter().map(|b| b.bundle.class()).collect::<std::collections::HashSet<_>>().len();
     println!(
         "overhead: {} ResNet-18 tenants ({}x{} images), {} bundles, {} launch classes prepared; {} launches ({} warm-up)",
         args.tenants,
@@ -157,7 +157,7 @@ fn measure(exec: &mut dyn Executor, limits: &Target, args: &OverheadArgs) -> Res
         let bundle = &the_plan.bundles[i % the_plan.bundles.len()].bundle;
         let t0 = Instant::now();
         let launch_args = bundle
-            .slots
+            .slots()
             .iter()
             .map(|s| {
                 let (resident, arena) = &tenants[s.tenant.0 as usize];
@@ -174,7 +174,7 @@ fn measure(exec: &mut dyn Executor, limits: &Target, args: &OverheadArgs) -> Res
             parts[1].push(launch);
             parts[2].push(timing.total_us);
             parts[3].push(bind + launch - timing.total_us);
-            slots.push(bundle.slots.len());
+            slots.push(bundle.slots().len());
         }
     }
     let request_path_compiles = exec.transfers().request_path_compiles - compiles_before;

@@ -324,7 +324,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<EvalReport, EvalError> {
     let mut operator_level = OperatorLevel::new();
     let mut kernels: Vec<Arc<KernelDef>> = Vec::new();
     for b in train_bundles.iter().chain(&test_bundles) {
-        for s in &b.slots {
+        for s in b.slots() {
             if !kernels.iter().any(|k| Arc::ptr_eq(k, &s.kernel)) {
                 kernels.push(s.kernel.clone());
             }
@@ -356,7 +356,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<EvalReport, EvalError> {
         }
     }
     let scores = predictors.iter().map(|p| score(p.as_ref(), &test)).collect();
-    let mean_width = test.iter().map(|s| s.bundle.slots.len()).sum::<usize>() as f64 / test.len() as f64;
+    let mean_width = test.iter().map(|s| s.bundle.slots().len()).sum::<usize>() as f64 / test.len() as f64;
     Ok(EvalReport {
         scores,
         train_bundles: train.len(),

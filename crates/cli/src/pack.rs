@@ -180,14 +180,14 @@ fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, 
         println!(
             "bundle {i}: {} slots, {} blocks x {} threads, {} blocks/SM ({}-limited), {:.2} waves, {}",
             b.slots.len(),
-            b.bundle.table.total_blocks(),
+            b.bundle.table().total_blocks(),
             b.bundle.block_threads(),
             b.occupancy.blocks_per_sm,
             b.occupancy.limiter.name(),
             b.waves,
             if b.coalesced { "coalesced" } else { "constrained" }
         );
-        for (slot, sp) in b.bundle.slots.iter().zip(&b.slots) {
+        for (slot, sp) in b.bundle.slots().iter().zip(&b.slots) {
             println!(
                 "    {:<16} {:<32} {:>6} logical -> {:>6} blocks  ({} rounds, {:.1} µs, solo {:.1} µs)",
                 tenants[sp.tenant.0 as usize].2,
@@ -221,7 +221,7 @@ fn distinct_bundles(plan: &Plan) -> Vec<DistinctBundle<'_>> {
     let mut out: Vec<DistinctBundle> = Vec::new();
     for b in &plan.bundles {
         let mode = if b.coalesced { "coalesced" } else { "constrained" };
-        match out.iter_mut().find(|d| d.bundle.class == b.bundle.class) {
+        match out.iter_mut().find(|d| d.bundle.class() == b.bundle.class()) {
             Some(d) => {
                 d.launches += 1;
                 if !d.modes.contains(&mode) {
@@ -262,7 +262,7 @@ fn write_bundles(
             Ok(Some(weft::pack::compile_bundle_with(
                 compiler,
                 target,
-                &d.bundle.bodies,
+                d.bundle.bodies(),
                 d.bundle.block_threads(),
                 forms,
             )?))
@@ -275,7 +275,7 @@ fn write_bundles(
     let (mut measured, mut within) = (0, 0);
     for (i, (d, c)) in distinct.iter().zip(&compiled).enumerate() {
         let name = format!("bundle_{i:03}");
-        let bodies: Vec<&str> = d.bundle.bodies.iter().map(|k| k.name.as_str()).collect();
+        let bodies: Vec<&str> = d.bundle.bodies().iter().map(|k| k.name.as_str()).collect();
         let figures = c.as_ref().and_then(|c| c.figures);
         let cells = match &figures {
             Some(f) => {
@@ -310,7 +310,7 @@ fn write_bundles(
                 write(dir.join(format!("{name}.ptx")), &c.ptx.ptx)?;
             }
             None => {
-                let refs: Vec<&KernelDef> = d.bundle.bodies.iter().map(|k| &**k).collect();
+                let refs: Vec<&KernelDef> = d.bundle.bodies().iter().map(|k| &**k).collect();
                 let source = weft::codegen::emit_bundle(&refs, d.bundle.block_threads())?;
                 write(dir.join(format!("{name}.cu")), &source.code)?;
             }

@@ -37,10 +37,12 @@
 //!   pin the single-kernel output byte for byte.
 //! - **One source, two compilers.** What only a GPU has — barriers, named
 //!   barriers (`bar.sync`), `__shared__` arrays, the dynamic shared pool and
-//!   its views, the two `cvt` half conversions — is spelled through a small
+//!   its views, the two `cvt` half conversions, and a hook at every loop
+//!   back-edge (`WEFT_LOOP_TICK`, empty on CUDA, the host watchdog's check
+//!   on the cpu executor) — is spelled through a small
 //!   platform layer of macros and inline functions (`WEFT_SYNC_BLOCK`,
 //!   `WEFT_SYNC_NAMED`, `WEFT_SHARED_ARRAY`, `WEFT_SHARED_POOL`,
-//!   `WEFT_SHARED_VIEW`, `weft_cvt_*`), defined in the prelude with their CUDA
+//!   `WEFT_SHARED_VIEW`, `WEFT_LOOP_TICK`, `weft_cvt_*`), defined in the prelude with their CUDA
 //!   meaning unless [`PLATFORM_GUARD`] is defined. NVRTC compiles the text as
 //!   it is; the host executor (`weft-cpu`) compiles the same text after a
 //!   header that defines the guard and host spellings, with no rewriting.
@@ -260,7 +262,8 @@ impl Prelude {
 /// The macro a host build defines before including emitted code, replacing
 /// the CUDA spellings of the platform layer: barriers (`WEFT_SYNC_BLOCK`,
 /// `WEFT_SYNC_NAMED`), shared memory (`WEFT_SHARED_ARRAY`,
-/// `WEFT_SHARED_POOL`, `WEFT_SHARED_VIEW`) and the two half-precision
+/// `WEFT_SHARED_POOL`, `WEFT_SHARED_VIEW`), the loop back-edge hook
+/// (`WEFT_LOOP_TICK`) and the two half-precision
 /// conversions the hardware does in one instruction
 /// (`weft_cvt_f16_to_f32`, `weft_cvt_f32_to_f16_rn`). Everything else the
 /// emitted code calls is a CUDA intrinsic or built-in (`__fadd_rn`,
@@ -362,6 +365,14 @@ pub fn c_type(t: Type) -> &'static str {
     }
 }
 
+/// The unsigned C type of an integer type's width.
+fn unsigned_c_type(t: Type) -> &'static str {
+    match t {
+        Type::I64 => "unsigned long long",
+        _ => "unsigned int",
+    }
+}
+
 /// Helper functions the body may call; only those used are written, in this order.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Helper {
@@ -372,6 +383,7 @@ enum Helper {
     SharedArray,
     SharedPool,
     SharedView,
+    LoopTick,
     HalfCvt,
     F16,
     BF16,
@@ -401,6 +413,7 @@ impl Helper {
             Helper::SharedView => {
                 "#define WEFT_SHARED_VIEW(T, name, pool, offset, len) T* const name = (T*)((pool) + (offset))"
             }
+            Helper::LoopTick => "#define WEFT_LOOP_TICK()",
             Helper::HalfCvt => HALF_CVT_PLATFORM,
             Helper::F16 => F16_PRELUDE,
             Helper::BF16 => BF16_PRELUDE,
@@ -794,7 +807,24 @@ impl<'k> Emitter<'k> {
                     return Err(format!("loop step must be positive, not {step}"));
                 }
                 let step_lit = int_literal(ty, step).ok_or_else(|| format!("loop step {step} does not fit {ty}"))?;
-                w.open(format!("for ({} {index} = {start}; {index} < {end}; {index} += {step_lit}) {{", c_type(ty)));
+                let t = c_type(ty);
+                if self.loop_cannot_wrap(end, ty, step) {
+                    w.open(format!("for ({t} {index} = {start}; {index} < {end}; {index} += {step_lit}) {{"));
+                } else {
+                    // `index += step` could pass the type's maximum and wrap
+                    // below `end` (the analysis assumes the index stays in
+                    // [start, end - 1]): step only while the distance to
+                    // `end`, exact in the unsigned type since index < end,
+                    // exceeds the step, else land on `end` and stop.
+                    let u = unsigned_c_type(ty);
+                    w.open(format!(
+                        "for ({t} {index} = {start}; {index} < {end}; \
+                         {index} = ({u})(({u}){end} - ({u}){index}) > ({u}){step_lit} ? ({t})({index} + {step_lit}) : {end}) {{"
+                    ));
+                }
+                // The watchdog's hook at every back-edge (nothing on CUDA).
+                self.helpers.insert(Helper::LoopTick);
+                w.line("WEFT_LOOP_TICK();");
                 self.region_str(body, w)?;
                 w.close("}");
                 return Ok(());
@@ -1017,6 +1047,29 @@ impl<'k> Emitter<'k> {
             | InstData::For { .. }
             | InstData::If { .. } => return Err("instruction defines no value".into()),
         })
+    }
+
+    /// Whether `for (i = start; i < end; i += step)` in `ty` can never step
+    /// past the type's maximum: a step of 1 stops at `end` at the latest, and
+    /// a constant `end` with `end + step - 1` in range leaves room for the
+    /// last step.
+    fn loop_cannot_wrap(&self, end: Value, ty: Type, step: i64) -> bool {
+        if step == 1 {
+            return true;
+        }
+        let max: i128 = match ty {
+            Type::I32 => i32::MAX as i128,
+            Type::U32 => u32::MAX as i128,
+            _ => i64::MAX as i128,
+        };
+        let constant = match self.k.values.get(end).map(|d| d.def) {
+            Some(weft_kir::ValueDef::Result(i)) => match self.k.insts.get(i) {
+                Some(InstData::Const(s)) => s.as_i64(),
+                _ => None,
+            },
+            _ => None,
+        };
+        constant.is_some_and(|e| e as i128 + step as i128 - 1 <= max)
     }
 
     /// Whether a shuffle's operand could make `shfl.sync` and KIR disagree:

@@ -194,3 +194,42 @@ fn unsupported_instructions_are_typed_errors_naming_kernel_and_instruction() {
     k.insts.push(InstData::Barrier);
     assert!(matches!(emit_cuda(&k), Err(EmitError::Kernel { .. })));
 }
+
+/// A loop `for i in 0..end step step` over one `i32` buffer, `end` a
+/// constant or a scalar parameter.
+fn stepped_loop(end: Option<i32>, step: i64) -> KernelDef {
+    let mut b = KernelBuilder::new("stepped", LaunchShape::linear(1, 32));
+    let x = b.buffer("x", Type::F32, 4, Access::ReadWrite);
+    let n = b.scalar_param("n", Type::I32);
+    let end = match end {
+        Some(e) => b.const_i32(e),
+        None => b.param(n),
+    };
+    let start = b.const_i32(0);
+    b.for_range(start, end, step, |b, _| {
+        let zero = b.const_i32(0);
+        let v = b.load(x, zero);
+        b.store(x, zero, v);
+    });
+    b.finish()
+}
+
+#[test]
+fn loops_that_could_step_past_the_types_maximum_land_on_their_end() {
+    // A step of 1, or a constant end with room for the last step: the plain loop.
+    for (end, step) in [(None, 1), (Some(1000), 64), (Some(i32::MAX - 63), 64)] {
+        let code = emit_cuda(&stepped_loop(end, step)).unwrap().code;
+        assert!(code.contains(&format!("+= {step}) {{")), "{end:?} step {step}:\n{code}");
+        assert!(code.contains("WEFT_LOOP_TICK();"), "{code}");
+    }
+    // A runtime end, or a constant end too close to i32::MAX: `i += step`
+    // could wrap, so the index steps only while it stays below the end.
+    for (end, step) in [(None, 64), (Some(i32::MAX - 62), 64), (Some(i32::MAX - 5), 1 << 30)] {
+        let code = emit_cuda(&stepped_loop(end, step)).unwrap().code;
+        assert!(!code.contains(&format!("+= {step})")), "{end:?} step {step}:\n{code}");
+        assert!(code.contains(&format!("> (unsigned int){step} ? (int)(")), "{end:?} step {step}:\n{code}");
+    }
+    // The CUDA spelling of the watchdog's hook is empty.
+    let code = emit_cuda(&stepped_loop(None, 1)).unwrap().code;
+    assert_lines(&code, &["#define WEFT_LOOP_TICK()"]);
+}

@@ -19,7 +19,7 @@ use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weft_codegen::{bundle_shared_bytes, emit_bundle, EmitError, ResourceReport};
 use weft_kir::{HostBuffer, KernelDef, ParamKind, Type};
@@ -103,6 +103,9 @@ pub enum FaultKind {
     ShuffleDiverged,
     /// The host could not allocate a block's fibers or shared memory.
     Resource,
+    /// The launch ran past the watchdog's deadline (checked at every loop
+    /// back-edge and before every block).
+    Hung,
 }
 
 impl FaultKind {
@@ -113,6 +116,7 @@ impl FaultKind {
             3 => FaultKind::ShuffleExitedLane,
             4 => FaultKind::SharedView,
             5 => FaultKind::ShuffleDiverged,
+            7 => FaultKind::Hung,
             _ => FaultKind::Resource,
         }
     }
@@ -129,6 +133,9 @@ impl FaultKind {
             FaultKind::SharedView => "shared views must lie inside the pool (bundle_shared_bytes) and not overlap",
             FaultKind::ShuffleDiverged => "all lanes of a warp must reach the same shuffle",
             FaultKind::Resource => "the host ran out of memory for fibers or shared memory",
+            FaultKind::Hung => {
+                "a loop whose trip count is far larger than intended, or a bound too tight for this kernel"
+            }
         }
     }
 }
@@ -192,10 +199,14 @@ type RunBlock = unsafe extern "C" fn(
     message_len: usize,
 ) -> i32;
 
+/// `weft_cpu_set_deadline`: the calling thread's deadline, ns from now (0: none).
+type SetDeadline = unsafe extern "C" fn(budget_ns: u64);
+
 /// A loaded bundle module.
 struct Module {
     bodies: Vec<Arc<KernelDef>>,
     run_block: RunBlock,
+    set_deadline: SetDeadline,
     pool_bytes: u64,
     /// The sanitized runner (checking mode).
     runner: Option<PathBuf>,
@@ -254,6 +265,10 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
     let run_block = unsafe { library.get::<RunBlock>(b"weft_cpu_run_block\0") }
         .map(|s| *s)
         .map_err(|source| CpuError::Load { path: path.clone(), source })?;
+    // SAFETY: weft_cpu.h defines `void weft_cpu_set_deadline(unsigned long long)`.
+    let set_deadline = unsafe { library.get::<SetDeadline>(b"weft_cpu_set_deadline\0") }
+        .map(|s| *s)
+        .map_err(|source| CpuError::Load { path: path.clone(), source })?;
     // SAFETY: as above, `void weft_cpu_set_maths(const WeftMaths*)`; the
     // table is copied before the call returns.
     unsafe {
@@ -266,6 +281,7 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
     Ok(Module {
         bodies: bodies.to_vec(),
         run_block,
+        set_deadline,
         pool_bytes: bundle_shared_bytes(&refs),
         runner: None,
         _library: library,
@@ -287,7 +303,15 @@ type Built = (Vec<Arc<KernelDef>>, PathBuf, Option<PathBuf>);
 /// A buffer: its bytes in 8-byte words, so every element type is aligned.
 struct Buffer {
     shape: BufferShape,
-    words: Vec<u64>,
+    place: Place,
+}
+
+/// Where a buffer's words are.
+enum Place {
+    /// Its own allocation.
+    Own(Vec<u64>),
+    /// Words `at..at + words` of the executor's flat arena.
+    Flat { at: usize, words: usize },
 }
 
 impl Buffer {
@@ -295,15 +319,34 @@ impl Buffer {
         self.shape.len * self.shape.elem.size_bytes() as usize
     }
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` holds at least `byte_len` initialised bytes.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.byte_len()) }
+    /// Its words, in its own allocation or in `arena`.
+    fn words<'a>(&'a self, arena: &'a [u64]) -> &'a [u64] {
+        match &self.place {
+            Place::Own(w) => w,
+            Place::Flat { at, words } => arena.get(*at..at + words).unwrap_or_default(),
+        }
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
+    fn words_mut<'a>(&'a mut self, arena: &'a mut [u64]) -> &'a mut [u64] {
+        match &mut self.place {
+            Place::Own(w) => w,
+            Place::Flat { at, words } => arena.get_mut(*at..*at + *words).unwrap_or_default(),
+        }
+    }
+
+    fn bytes<'a>(&'a self, arena: &'a [u64]) -> &'a [u8] {
+        let words = self.words(arena);
+        let n = self.byte_len().min(words.len() * 8);
+        // SAFETY: `words` holds at least `n` initialised bytes.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), n) }
+    }
+
+    fn bytes_mut<'a>(&'a mut self, arena: &'a mut [u64]) -> &'a mut [u8] {
         let n = self.byte_len();
+        let words = self.words_mut(arena);
+        let n = n.min(words.len() * 8);
         // SAFETY: as in `bytes`, with unique access.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), n) }
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), n) }
     }
 }
 
@@ -319,6 +362,12 @@ pub struct CpuExecutor {
     transfers: Transfers,
     threads: usize,
     edit: Option<SourceEdit>,
+    /// The watchdog's bound for each launch.
+    limit: Option<Duration>,
+    /// A launch was stopped by the watchdog; cleared by `recover`.
+    hung: bool,
+    /// Every buffer side by side, in allocation order ([`CpuExecutor::with_flat_arena`]).
+    arena: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for CpuExecutor {
@@ -340,7 +389,28 @@ impl CpuExecutor {
             transfers: Transfers::default(),
             threads,
             edit: None,
+            limit: None,
+            hung: false,
+            arena: None,
         }
+    }
+
+    /// Allocates every buffer from one flat arena, side by side in
+    /// allocation order with no padding between them (each starts on an
+    /// 8-byte word, so buffers whose bytes are a multiple of 8 are exactly
+    /// adjacent), as tenants' buffers share one device allocation. An
+    /// out-of-bounds access of a kernel then lands in a neighbour's bytes,
+    /// which is what isolation tests need to see. Freed space is not
+    /// reused until [`Executor::recover`]; the arena grows as buffers are
+    /// allocated (buffer addresses are taken per launch).
+    pub fn with_flat_arena(mut self) -> CpuExecutor {
+        self.arena = Some(Vec::new());
+        self
+    }
+
+    /// Bytes of the flat arena (0 without one).
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.as_ref().map_or(0, |a| a.len() * 8)
     }
 
     /// Edits every emitted module before it is compiled: tests inject
@@ -366,16 +436,16 @@ impl CpuExecutor {
     }
 
     fn module(&mut self, bundle: &Bundle) -> Result<Option<Arc<Module>>, CpuError> {
-        if let Some(m) = self.modules.get(&bundle.class).filter(|m| same_bodies(&m.bodies, &bundle.bodies)) {
+        if let Some(m) = self.modules.get(bundle.class()).filter(|m| same_bodies(&m.bodies, bundle.bodies())) {
             return Ok(Some(m.clone()));
         }
-        let built = lock(&self.built).remove(&bundle.class);
+        let built = lock(&self.built).remove(bundle.class());
         match built {
-            Some((bodies, path, runner)) if same_bodies(&bodies, &bundle.bodies) => {
+            Some((bodies, path, runner)) if same_bodies(&bodies, bundle.bodies()) => {
                 let mut m = load(path, &bodies)?;
                 m.runner = runner;
                 let m = Arc::new(m);
-                self.modules.insert(bundle.class.clone(), m.clone());
+                self.modules.insert(bundle.class().clone(), m.clone());
                 Ok(Some(m))
             }
             _ => Ok(None),
@@ -386,20 +456,20 @@ impl CpuExecutor {
         if let Some(m) = self.module(bundle)? {
             return Ok(m);
         }
-        let threads = bundle.class.block_threads;
-        let path = build_library(&self.compiler, &bundle.bodies, threads, self.edit.as_ref(), Artifact::Library)?;
-        let mut m = load(path, &bundle.bodies)?;
+        let threads = bundle.class().block_threads;
+        let path = build_library(&self.compiler, bundle.bodies(), threads, self.edit.as_ref(), Artifact::Library)?;
+        let mut m = load(path, bundle.bodies())?;
         if matches!(self.mode, CpuMode::Checking { .. }) {
             m.runner = Some(build_library(
                 &self.compiler,
-                &bundle.bodies,
+                bundle.bodies(),
                 threads,
                 self.edit.as_ref(),
                 Artifact::SanitizedRunner,
             )?);
         }
         let m = Arc::new(m);
-        self.modules.insert(bundle.class.clone(), m.clone());
+        self.modules.insert(bundle.class().clone(), m.clone());
         Ok(m)
     }
 
@@ -407,8 +477,10 @@ impl CpuExecutor {
         self.buffers.get(h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
     }
 
-    fn buffer_mut(&mut self, h: Handle) -> Result<&mut Buffer, ExecError> {
-        self.buffers.get_mut(h).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: h })
+    /// A copy of `h`'s words (empty for an unknown handle).
+    fn words_of(&self, h: Handle) -> Vec<u64> {
+        let arena = self.arena.as_deref().unwrap_or_default();
+        self.buffers.get(h).map(|b| b.words(arena).to_vec()).unwrap_or_default()
     }
 
     /// Runs every physical block of one launch once, blocks spread over OS threads.
@@ -419,8 +491,9 @@ impl CpuExecutor {
         table: &[i32],
         words: &[u64],
         run: Run,
+        deadline: Option<Instant>,
     ) -> Result<(), CpuError> {
-        let total = bundle.table.total_blocks();
+        let total = bundle.table().total_blocks();
         let (schedule, seed) = match run.schedule {
             Schedule::Forward => (0, 0),
             Schedule::Reverse => (1, 0),
@@ -430,17 +503,31 @@ impl CpuExecutor {
         let failed: Mutex<Option<(u32, i32, String)>> = Mutex::new(None);
         let launch = RawLaunch {
             slots: table.as_ptr().cast(),
-            nslots: bundle.table.entries.len() as i32,
+            nslots: bundle.table().entries.len() as i32,
             args: words.as_ptr().cast(),
         };
-        let block_threads = bundle.class.block_threads;
+        let block_threads = bundle.class().block_threads;
         // Borrowed whole: the closure must capture the `Sync` wrapper, not its fields.
         let launch = &launch;
         let worker = || {
             let mut message = vec![0u8; 1024];
+            // The blocks this thread runs stop at the deadline (0: none).
+            let budget = deadline.map_or(0, |d| {
+                (d.saturating_duration_since(Instant::now()).as_nanos().min(u64::MAX as u128) as u64).max(1)
+            });
+            // SAFETY: weft_cpu_set_deadline only sets a thread-local.
+            unsafe { (module.set_deadline)(budget) };
             loop {
                 let block = next.fetch_add(1, Ordering::Relaxed);
                 if block >= total || lock(&failed).is_some() {
+                    return;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let mut f = lock(&failed);
+                    if f.as_ref().is_none_or(|(b, _, _)| block < *b) {
+                        let text = format!("the launch ran past its deadline before block {block} started");
+                        *f = Some((block, HUNG_STATUS, text));
+                    }
                     return;
                 }
                 // SAFETY: the table and words were encoded by encode_launch
@@ -487,8 +574,8 @@ impl CpuExecutor {
         match failure {
             None => Ok(()),
             Some((block, status, message)) => {
-                let slot = bundle.table.slot_of(block).unwrap_or(0);
-                let kernel = bundle.slots.get(slot).map_or_else(String::new, |s| s.kernel.name.clone());
+                let slot = bundle.table().slot_of(block).unwrap_or(0);
+                let kernel = bundle.slots().get(slot).map_or_else(String::new, |s| s.kernel.name.clone());
                 Err(CpuError::Fault { kernel, slot, block, run, kind: FaultKind::from_status(status), message })
             }
         }
@@ -498,6 +585,7 @@ impl CpuExecutor {
 impl CpuExecutor {
     /// Runs the launch once in the sanitized runner, every buffer its own
     /// allocation (see `weft_cpu.h`, "The checking mode's runner").
+    #[allow(clippy::too_many_arguments)]
     fn run_sanitized(
         &self,
         runner: &std::path::Path,
@@ -506,6 +594,7 @@ impl CpuExecutor {
         table: &[i32],
         words: &[u64],
         run: Run,
+        deadline: Option<Instant>,
     ) -> Result<(), CpuError> {
         let mut order: Vec<Handle> = Vec::new();
         let mut index: HashMap<Handle, u64> = HashMap::new();
@@ -533,7 +622,7 @@ impl CpuExecutor {
             Schedule::Random(seed) => (2, seed),
         };
         let mut file = Vec::new();
-        for v in [table.len() as u32 / 8, bundle.class.block_threads, bundle.table.total_blocks(), schedule] {
+        for v in [table.len() as u32 / 8, bundle.class().block_threads, bundle.table().total_blocks(), schedule] {
             file.extend_from_slice(&v.to_le_bytes());
         }
         file.extend_from_slice(&self_pool(bundle).to_le_bytes());
@@ -549,7 +638,8 @@ impl CpuExecutor {
         file.extend_from_slice(&flags);
         file.extend_from_slice(&(order.len() as u32).to_le_bytes());
         for h in &order {
-            let bytes = self.buffers.get(*h).map(Buffer::bytes).unwrap_or_default();
+            let arena = self.arena.as_deref().unwrap_or_default();
+            let bytes = self.buffers.get(*h).map(|b| b.bytes(arena)).unwrap_or_default();
             file.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             file.extend_from_slice(bytes);
         }
@@ -562,9 +652,13 @@ impl CpuExecutor {
         let (launch, out) = (stem.with_extension("launch"), stem.with_extension("out"));
         let io = |source| CpuError::Runner { path: runner.to_path_buf(), source };
         std::fs::write(&launch, &file).map_err(io)?;
+        let budget = deadline.map_or(0, |d| {
+            (d.saturating_duration_since(Instant::now()).as_nanos().min(u64::MAX as u128) as u64).max(1)
+        });
         let result = std::process::Command::new(runner)
             .arg(&launch)
             .arg(&out)
+            .env("WEFT_DEADLINE_NS", budget.to_string())
             .env("ASAN_OPTIONS", "detect_leaks=0")
             .env("UBSAN_OPTIONS", "print_stacktrace=1")
             .output();
@@ -578,9 +672,9 @@ impl CpuExecutor {
         let body_kernel = |text: &str| {
             let at = text.find("weft_body")? + "weft_body".len();
             let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
-            bundle.bodies.get(digits.parse::<usize>().ok()?).map(|k| k.name.clone())
+            bundle.bodies().get(digits.parse::<usize>().ok()?).map(|k| k.name.clone())
         };
-        let all = || bundle.bodies.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join("`, `");
+        let all = || bundle.bodies().iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join("`, `");
         if let Some(line) = stderr.lines().find(|l| l.starts_with("weft_cpu_fault ")) {
             let field = |name: &str| {
                 line.split_whitespace()
@@ -590,8 +684,8 @@ impl CpuExecutor {
             let block = field("block=").unwrap_or(0);
             let status = field("status=").unwrap_or(6) as i32;
             let message = line.split_once(": ").map_or(line, |(_, m)| m).to_string();
-            let slot = bundle.table.slot_of(block).unwrap_or(0);
-            let kernel = bundle.slots.get(slot).map_or_else(all, |s| s.kernel.name.clone());
+            let slot = bundle.table().slot_of(block).unwrap_or(0);
+            let kernel = bundle.slots().get(slot).map_or_else(all, |s| s.kernel.name.clone());
             return Err(CpuError::Fault { kernel, slot, block, run, kind: FaultKind::from_status(status), message });
         }
         let report: String =
@@ -600,8 +694,11 @@ impl CpuExecutor {
     }
 }
 
+/// `WEFT_HUNG` in weft_cpu.h.
+const HUNG_STATUS: i32 = 7;
+
 fn self_pool(bundle: &Bundle) -> u64 {
-    let refs: Vec<&KernelDef> = bundle.bodies.iter().map(|k| &**k).collect();
+    let refs: Vec<&KernelDef> = bundle.bodies().iter().map(|k| &**k).collect();
     bundle_shared_bytes(&refs)
 }
 
@@ -620,6 +717,18 @@ fn cpu_err(e: CpuError) -> ExecError {
     ExecError::backend(NAME, e)
 }
 
+impl CpuExecutor {
+    /// A launch's failure as the executor reports it: a block stopped by the
+    /// watchdog makes the launch [`ExecError::Hung`] and the executor faulted.
+    fn fault(&mut self, e: CpuError, began: Instant) -> ExecError {
+        if matches!(e, CpuError::Fault { kind: FaultKind::Hung, .. }) {
+            self.hung = true;
+            return ExecError::hung(NAME, self.limit.unwrap_or_default(), began.elapsed());
+        }
+        cpu_err(e)
+    }
+}
+
 impl Executor for CpuExecutor {
     fn name(&self) -> &str {
         NAME
@@ -631,7 +740,17 @@ impl Executor for CpuExecutor {
             .filter(|&b| b <= isize::MAX as u64)
             .map(|b| b.div_ceil(8) as usize)
             .ok_or(ExecError::TooLarge { executor: NAME.into(), elem, len })?;
-        Ok(self.buffers.insert(Buffer { shape: BufferShape { elem, len }, words: vec![0; words.max(1)] }))
+        let words = words.max(1);
+        let place = match &mut self.arena {
+            None => Place::Own(vec![0; words]),
+            Some(arena) => {
+                let at = arena.len();
+                arena.try_reserve(words).map_err(|_| ExecError::TooLarge { executor: NAME.into(), elem, len })?;
+                arena.resize(at + words, 0);
+                Place::Flat { at, words }
+            }
+        };
+        Ok(self.buffers.insert(Buffer { shape: BufferShape { elem, len }, place }))
     }
 
     fn free(&mut self, buf: Handle) -> Result<(), ExecError> {
@@ -639,9 +758,9 @@ impl Executor for CpuExecutor {
     }
 
     fn upload(&mut self, buf: Handle, data: &HostBuffer) -> Result<(), ExecError> {
-        let b = self.buffer_mut(buf)?;
+        let b = self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
         b.shape.check(NAME, buf, data)?;
-        b.bytes_mut().copy_from_slice(data.bytes());
+        b.bytes_mut(self.arena.as_deref_mut().unwrap_or_default()).copy_from_slice(data.bytes());
         self.transfers.uploads += 1;
         self.transfers.upload_bytes += data.bytes().len() as u64;
         Ok(())
@@ -650,14 +769,15 @@ impl Executor for CpuExecutor {
     fn download(&mut self, buf: Handle) -> Result<HostBuffer, ExecError> {
         let b = self.buffer(buf)?;
         let mut host = HostBuffer::zeros(b.shape.elem, b.shape.len);
-        host.bytes_mut().copy_from_slice(b.bytes());
+        host.bytes_mut().copy_from_slice(b.bytes(self.arena.as_deref().unwrap_or_default()));
         self.transfers.downloads += 1;
         self.transfers.download_bytes += host.bytes().len() as u64;
         Ok(host)
     }
 
     fn zero(&mut self, buf: Handle) -> Result<(), ExecError> {
-        self.buffer_mut(buf)?.words.fill(0);
+        let b = self.buffers.get_mut(buf).ok_or(ExecError::UnknownBuffer { executor: NAME.into(), handle: buf })?;
+        b.words_mut(self.arena.as_deref_mut().unwrap_or_default()).fill(0);
         Ok(())
     }
 
@@ -667,12 +787,12 @@ impl Executor for CpuExecutor {
     }
 
     fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {
-        if self.is_prepared(&bundle.class) {
+        if self.is_prepared(bundle.class()) {
             return Ok(());
         }
         let (compiler, built, edit) = (self.compiler.clone(), self.built.clone(), self.edit.clone());
         let checking = matches!(self.mode, CpuMode::Checking { .. });
-        let (class, bodies) = (bundle.class.clone(), bundle.bodies.clone());
+        let (class, bodies) = (bundle.class().clone(), bundle.bodies().to_vec());
         // A failed build publishes nothing; the launch that needs the class
         // builds it and reports the error itself.
         std::thread::Builder::new()
@@ -700,13 +820,34 @@ impl Executor for CpuExecutor {
         self.modules.contains_key(class) || lock(&self.built).contains_key(class)
     }
 
+    fn set_launch_limit(&mut self, limit: Option<Duration>) {
+        self.limit = limit;
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.hung
+    }
+
+    /// After a launch the watchdog stopped: drops every buffer and loaded
+    /// module, as a rebuilt device would hold none (the stopped blocks'
+    /// fibers were abandoned; nothing of theirs is left running).
+    fn recover(&mut self) -> Result<(), ExecError> {
+        self.buffers.clear();
+        if let Some(arena) = &mut self.arena {
+            arena.clear();
+        }
+        self.modules.clear();
+        self.hung = false;
+        Ok(())
+    }
+
     fn launch(&mut self, bundle: &Bundle, args: &[Vec<LaunchArg>]) -> Result<Timing, ExecError> {
         // Addresses first, from unique borrows: the compiled code writes through them.
         let mut addresses: HashMap<Handle, u64> = HashMap::new();
         for a in args.iter().flatten() {
             if let LaunchArg::Buffer(h) = *a {
                 if let Some(b) = self.buffers.get_mut(h) {
-                    addresses.insert(h, b.words.as_mut_ptr() as u64);
+                    addresses.insert(h, b.words_mut(self.arena.as_deref_mut().unwrap_or_default()).as_mut_ptr() as u64);
                 }
             }
         }
@@ -736,7 +877,7 @@ impl Executor for CpuExecutor {
         // The buffers the launch writes, named by their first writer.
         let mut written: Vec<(Handle, usize, String)> = Vec::new();
         let mut seen = HashSet::new();
-        for (s, (slot, slot_args)) in bundle.slots.iter().zip(args).enumerate() {
+        for (s, (slot, slot_args)) in bundle.slots().iter().zip(args).enumerate() {
             for (param, a) in slot.kernel.params.values().zip(slot_args) {
                 if let (ParamKind::Buffer { access, .. }, LaunchArg::Buffer(h)) = (&param.kind, a) {
                     if access.can_write() && seen.insert(*h) {
@@ -747,34 +888,30 @@ impl Executor for CpuExecutor {
         }
         let runs = self.mode.runs();
         let began = Instant::now();
-        let inputs: Vec<Vec<u64>> = if runs.len() > 1 {
-            written.iter().map(|(h, _, _)| self.buffers.get(*h).map(|b| b.words.clone()).unwrap_or_default()).collect()
-        } else {
-            Vec::new()
-        };
+        let deadline = self.limit.and_then(|l| began.checked_add(l));
+        let inputs: Vec<Vec<u64>> =
+            if runs.len() > 1 { written.iter().map(|(h, _, _)| self.words_of(*h)).collect() } else { Vec::new() };
         if let Some(runner) = &module.runner {
             // Before the schedule runs, so it starts from the launch's inputs;
             // its outputs are not kept (the host libm computes them).
             let run = Run { schedule: Schedule::Reverse, shared_fill: 0xff };
-            self.run_sanitized(runner, bundle, args, &table, &words, run).map_err(cpu_err)?;
+            self.run_sanitized(runner, bundle, args, &table, &words, run, deadline)
+                .map_err(|e| self.fault(e, began))?;
         }
         let mut first: Option<(Run, Vec<Vec<u64>>)> = None;
         for (i, &run) in runs.iter().enumerate() {
             if i > 0 {
                 for ((h, _, _), input) in written.iter().zip(&inputs) {
                     if let Some(b) = self.buffers.get_mut(*h) {
-                        b.words.copy_from_slice(input);
+                        b.words_mut(self.arena.as_deref_mut().unwrap_or_default()).copy_from_slice(input);
                     }
                 }
             }
-            self.run_blocks(&module, bundle, &table, &words, run).map_err(cpu_err)?;
+            self.run_blocks(&module, bundle, &table, &words, run, deadline).map_err(|e| self.fault(e, began))?;
             if runs.len() == 1 {
                 break;
             }
-            let outputs: Vec<Vec<u64>> = written
-                .iter()
-                .map(|(h, _, _)| self.buffers.get(*h).map(|b| b.words.clone()).unwrap_or_default())
-                .collect();
+            let outputs: Vec<Vec<u64>> = written.iter().map(|(h, _, _)| self.words_of(*h)).collect();
             match &first {
                 None => first = Some((run, outputs)),
                 Some((first_run, expected)) => {
@@ -792,7 +929,7 @@ impl Executor for CpuExecutor {
                             u64::from_le_bytes(w)
                         };
                         return Err(cpu_err(CpuError::ScheduleDependent {
-                            kernel: bundle.slots[*s].kernel.name.clone(),
+                            kernel: bundle.slots()[*s].kernel.name.clone(),
                             param: param.clone(),
                             index,
                             first: *first_run,

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include <new>
@@ -73,6 +74,7 @@ enum WeftStatus {
     WEFT_SHARED_VIEW = 4,
     WEFT_SHUFFLE_DIVERGED = 5,
     WEFT_RESOURCE = 6,
+    WEFT_HUNG = 7,
 };
 
 struct WeftFiber {
@@ -231,6 +233,41 @@ static void* weft_cpu_view(unsigned long long offset, unsigned long long bytes, 
     return p;
 }
 
+// ---- The watchdog ----------------------------------------------------------
+// Every loop back-edge of emitted code calls WEFT_LOOP_TICK(). The worker
+// thread running a launch's blocks sets its deadline (CLOCK_MONOTONIC ns,
+// 0: none) with weft_cpu_set_deadline; every 1024 ticks the clock is read,
+// and a thread past its deadline fails the block with WEFT_HUNG and never
+// runs again (its fiber is abandoned like any faulting thread's).
+
+static thread_local unsigned long long weft_deadline_ns = 0;
+static thread_local unsigned int weft_ticks = 0;
+
+static inline unsigned long long weft_now_ns()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+// The deadline of the blocks this thread runs next: `budget_ns` from now (0: none).
+extern "C" __attribute__((visibility("default"))) void weft_cpu_set_deadline(unsigned long long budget_ns)
+{
+    weft_deadline_ns = budget_ns == 0 ? 0 : weft_now_ns() + budget_ns;
+}
+
+static inline void weft_cpu_tick()
+{
+    if (weft_deadline_ns == 0 || (++weft_ticks & 1023u) != 0) return;
+    if (weft_now_ns() < weft_deadline_ns) return;
+    WeftBlockRun* r = weft_run;
+    weft_fail(WEFT_HUNG, "block (%u, %u, %u), thread %u: the launch ran past its deadline (a watchdog's bound)",
+              r->bid.x, r->bid.y, r->bid.z, r->current->tid.x);
+    r->current->wait = WEFT_EXITED;
+    weft_yield();
+}
+
+#define WEFT_LOOP_TICK() weft_cpu_tick()
 #define WEFT_SYNC_BLOCK() weft_cpu_sync(0, -1)
 #define WEFT_SYNC_NAMED(id, threads) weft_cpu_sync((id), (threads))
 #define WEFT_SHARED_ARRAY(T, name, len) \
@@ -759,6 +796,9 @@ int main(int argc, char** argv)
         fprintf(stderr, "usage: %s LAUNCH OUT\n", argv[0]);
         return 2;
     }
+    // The watchdog's budget for the whole run, ns (unset: none).
+    const char* budget = getenv("WEFT_DEADLINE_NS");
+    weft_cpu_set_deadline(budget == nullptr ? 0ull : strtoull(budget, nullptr, 10));
     FILE* f = fopen(argv[1], "rb");
     if (f == nullptr) {
         perror(argv[1]);

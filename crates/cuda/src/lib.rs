@@ -46,6 +46,26 @@ pub enum CudaError {
 }
 
 impl CudaError {
+    /// Whether the error leaves the context unusable until it is reset (a
+    /// sticky error: an illegal or misaligned address, an illegal
+    /// instruction, a trap or failed assertion, a launch failure or time-out).
+    pub fn is_sticky(&self) -> bool {
+        use cudarc::driver::sys::CUresult as R;
+        let CudaError::Driver { source, .. } = self else { return false };
+        matches!(
+            source.0,
+            R::CUDA_ERROR_ILLEGAL_ADDRESS
+                | R::CUDA_ERROR_LAUNCH_FAILED
+                | R::CUDA_ERROR_ILLEGAL_INSTRUCTION
+                | R::CUDA_ERROR_MISALIGNED_ADDRESS
+                | R::CUDA_ERROR_INVALID_ADDRESS_SPACE
+                | R::CUDA_ERROR_INVALID_PC
+                | R::CUDA_ERROR_HARDWARE_STACK_ERROR
+                | R::CUDA_ERROR_ASSERT
+                | R::CUDA_ERROR_LAUNCH_TIMEOUT
+        )
+    }
+
     /// Wraps a driver error from operation `op`.
     pub fn driver(op: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
         move |source| CudaError::Driver { op, source }

@@ -124,6 +124,22 @@ pub struct LaunchDims {
 }
 
 impl Gpu {
+    /// Destroys every allocation, module and running kernel of the device's
+    /// primary context (`cuDevicePrimaryCtxReset`) and opens it afresh: how
+    /// an executor recovers from a sticky error or a kernel that does not
+    /// finish. Every buffer, module and event of the old context is invalid
+    /// afterwards; drop them before calling.
+    pub fn reset(self) -> Result<Gpu, CudaError> {
+        let ordinal = self.ctx.ordinal();
+        let device = self.ctx.cu_device();
+        drop(self);
+        // SAFETY: resetting a primary context is defined while handles to
+        // it are still retained; the caller dropped every object made in it.
+        let status = unsafe { cudarc::driver::sys::cuDevicePrimaryCtxReset_v2(device) };
+        status.result().map_err(CudaError::driver("cuDevicePrimaryCtxReset"))?;
+        Gpu::new(ordinal)
+    }
+
     /// Opens device `ordinal` (probing first, so a missing driver is
     /// `NoDevice`, never a panic).
     pub fn new(ordinal: usize) -> Result<Gpu, CudaError> {
@@ -308,6 +324,13 @@ impl Stream {
 }
 
 impl Event {
+    /// Whether the work recorded before the event has completed, without
+    /// waiting. Errors of earlier asynchronous work (a faulting kernel) are
+    /// returned.
+    pub fn is_complete(&self) -> Result<bool, CudaError> {
+        self.inner.try_is_complete().map_err(CudaError::driver("cuEventQuery"))
+    }
+
     /// Milliseconds from `self` to `end` (waits for both).
     pub fn elapsed_ms(&self, end: &Event) -> Result<f32, CudaError> {
         self.inner.elapsed_ms(&end.inner).map_err(CudaError::driver("cuEventElapsedTime"))

@@ -19,6 +19,8 @@
 //! arguments, per-lane thread ids); [`BlockState`] holds one worker's scratch
 //! (lane arrays, local variables, shared memory), reused block after block.
 
+use std::time::Instant;
+
 use cranelift_entity::EntityRef;
 use weft_kir::{ArgValue, Inst, InstData, KernelDef, ParamKind, Region, Special, Type, Value};
 
@@ -41,7 +43,13 @@ pub(crate) struct Launch<'k> {
     /// Per-lane `thread_id.{x,y,z}` and `lane_id`, as `i32` lane bits.
     thread_ids: [Vec<u64>; 3],
     lane_ids: Vec<u64>,
+    /// When the run must stop ([`crate::Interpreter::set_deadline`]).
+    pub(crate) deadline: Option<Instant>,
 }
+
+/// Loop iterations between two looks at the clock (each iteration runs a
+/// whole region for every active lane, so the look is cheap beside it).
+const DEADLINE_EVERY: u32 = 64;
 
 impl<'k> Launch<'k> {
     /// Prepares a launch of `kernel` over `args` (already checked to match).
@@ -69,7 +77,7 @@ impl<'k> Launch<'k> {
             lanes.clone().map(|l| l / (bx * by)).collect(),
         ];
         let lane_ids = lanes.map(|l| l % WARP_SIZE as u64).collect();
-        Launch { kernel, globals, scalars, threads, thread_ids, lane_ids }
+        Launch { kernel, globals, scalars, threads, thread_ids, lane_ids, deadline: None }
     }
 
     /// The 3-D block id of linear block `b` (x fastest).
@@ -98,6 +106,8 @@ pub(crate) struct BlockState {
     spare_lists: Vec<Vec<u32>>,
     /// Thread-instructions executed so far.
     pub(crate) thread_insts: u64,
+    /// Loop iterations since the clock was last read.
+    ticks: u32,
 }
 
 impl BlockState {
@@ -112,6 +122,7 @@ impl BlockState {
             shared: k.shared.values().map(|s| vec![0; s.len as usize]).collect(),
             spare_lists: Vec::new(),
             thread_insts: 0,
+            ticks: 0,
         }
     }
 
@@ -136,6 +147,7 @@ impl BlockState {
 pub(crate) fn run_block(launch: &Launch, state: &mut BlockState, b: u64) -> Result<(), InterpError> {
     state.reset();
     let mut exec = BlockExec { launch, st: state, block: launch.block_coords(b), n: launch.threads };
+    exec.check_deadline()?;
     exec.region(launch.kernel.body, Lanes::All(launch.threads))
 }
 
@@ -156,6 +168,16 @@ struct BlockExec<'a, 'k> {
 }
 
 impl BlockExec<'_, '_> {
+    /// [`InterpError::Hung`] once the launch's deadline has passed.
+    fn check_deadline(&self) -> Result<(), InterpError> {
+        match self.launch.deadline {
+            Some(d) if Instant::now() >= d => {
+                Err(InterpError::Hung { kernel: self.launch.kernel.name.clone(), block: self.block })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn region(&mut self, region: Region, lanes: Lanes) -> Result<(), InterpError> {
         for &inst in &self.launch.kernel.regions[region] {
             self.inst(inst, lanes)?;
@@ -468,6 +490,13 @@ impl BlockExec<'_, '_> {
         }
         let mut result = Ok(());
         while !active.is_empty() {
+            self.st.ticks = self.st.ticks.wrapping_add(1);
+            if self.st.ticks.is_multiple_of(DEADLINE_EVERY) {
+                if let Err(e) = self.check_deadline() {
+                    result = Err(e);
+                    break;
+                }
+            }
             let iter_lanes = lanes_of(&active, self.n);
             let idx = &mut self.st.values[index.index()];
             iter_lanes.for_each(|l| idx[l] = int_bits(ty, cur[l]));

@@ -93,6 +93,23 @@ pub enum InterpError {
     #[error("invalid block mapping: {reason}")]
     InvalidMapping { reason: String },
 
+    /// The run passed its deadline ([`crate::Interpreter::set_deadline`]) and
+    /// was stopped: checked before every block and at loop back-edges.
+    #[error("kernel `{kernel}`: stopped in block {block:?}: the run passed its deadline (a watchdog's bound)")]
+    Hung { kernel: String, block: [u32; 3] },
+
     #[error("could not start the interpreter's thread pool: {0}")]
     ThreadPool(#[source] std::sync::Arc<rayon::ThreadPoolBuildError>),
+}
+
+impl InterpError {
+    /// Whether the run was stopped at its deadline ([`InterpError::Hung`],
+    /// also inside a mapped run's [`InterpError::Slot`]).
+    pub fn is_hung(&self) -> bool {
+        match self {
+            InterpError::Hung { .. } => true,
+            InterpError::Slot { error, .. } => error.is_hung(),
+            _ => false,
+        }
+    }
 }

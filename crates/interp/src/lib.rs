@@ -57,6 +57,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use weft_kir::{check_args, verifier, ArgValue, KernelDef, ParamKind, Target};
@@ -93,6 +94,8 @@ pub struct Interpreter {
     /// The device whose limits kernels are checked against (launch shape,
     /// verification).
     target: Target,
+    /// When runs must stop ([`Interpreter::set_deadline`]).
+    deadline: Option<Instant>,
 }
 
 impl Default for Interpreter {
@@ -103,7 +106,7 @@ impl Default for Interpreter {
 
 impl Clone for Interpreter {
     fn clone(&self) -> Interpreter {
-        Interpreter { threads: self.threads, pool: Mutex::new(None), target: self.target }
+        Interpreter { threads: self.threads, pool: Mutex::new(None), target: self.target, deadline: self.deadline }
     }
 }
 
@@ -133,7 +136,7 @@ impl Outcome {
 impl Interpreter {
     /// An interpreter using every core.
     pub fn new() -> Interpreter {
-        Interpreter { threads: None, pool: Mutex::new(None), target: Target::sm_90() }
+        Interpreter { threads: None, pool: Mutex::new(None), target: Target::sm_90(), deadline: None }
     }
 
     /// Checks kernels against `target`'s limits instead of sm_90's.
@@ -149,7 +152,20 @@ impl Interpreter {
     /// Runs blocks on `n` worker threads (`n = 1` runs on the calling thread;
     /// `0` means every core).
     pub fn threads(self, n: usize) -> Interpreter {
-        Interpreter { threads: (n > 0).then_some(n), pool: Mutex::new(None), target: self.target }
+        Interpreter {
+            threads: (n > 0).then_some(n),
+            pool: Mutex::new(None),
+            target: self.target,
+            deadline: self.deadline,
+        }
+    }
+
+    /// Stops runs that pass `deadline` (`None`: never) with
+    /// [`InterpError::Hung`]: every block checks the clock before it starts
+    /// and every few iterations of every loop, so even a loop that would run
+    /// for ever ends soon after the deadline. A stopped run writes nothing back.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     /// Runs `kernel` once with `args` (one per parameter, in order). Buffers the
@@ -167,7 +183,8 @@ impl Interpreter {
     fn run_verified(&self, kernel: &KernelDef, args: &mut [ArgValue]) -> Result<ExecStats, InterpError> {
         check_launch(kernel, &self.target)?;
 
-        let launch = Launch::new(kernel, args);
+        let mut launch = Launch::new(kernel, args);
+        launch.deadline = self.deadline;
         let blocks = kernel.launch.num_blocks();
         let outcome = match self.threads {
             Some(1) => run_sequential(&launch, blocks),

@@ -131,7 +131,14 @@ impl Interpreter {
         }
         let plan = plan(slots, physical_blocks, map)?;
 
-        let launches: Vec<Launch> = slots.iter().map(|s| Launch::new(s.kernel, s.args)).collect();
+        let launches: Vec<Launch> = slots
+            .iter()
+            .map(|s| {
+                let mut launch = Launch::new(s.kernel, s.args);
+                launch.deadline = self.deadline;
+                launch
+            })
+            .collect();
         let outcome = match self.threads {
             Some(1) => run_plan_sequential(&launches, &plan),
             Some(n) => self.pool(n)?.install(|| run_plan_parallel(&launches, &plan)),

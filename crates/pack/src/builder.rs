@@ -29,7 +29,7 @@ use weft_kir::{KernelDef, Target};
 
 use crate::bundle::{body_fingerprint, Bundle, LaunchClass, Slot};
 use crate::error::PackError;
-use crate::isolate::{isolate, unproven, unproven_error, GuardedAccess};
+use crate::isolate::{first_unproven, isolate, GuardedAccess};
 use crate::table::SlotTable;
 
 /// Threads per warp: the granularity of named barriers. Bundles are built
@@ -56,6 +56,10 @@ pub enum Isolation {
 pub struct BundleBuilder {
     slots: Vec<Slot>,
     isolation: Isolation,
+    /// Skip isolation (verification still runs): only settable through
+    /// [`BundleBuilder::unisolated_for_tests`], which exists only with the
+    /// `testing` feature, so a production build always isolates.
+    unisolated: bool,
 }
 
 /// What [`BundleBuilder::build_with_guards`] reports: the guards inserted into
@@ -70,6 +74,17 @@ impl BundleBuilder {
     /// Chooses what happens to unproven accesses (default: [`Isolation::Guard`]).
     pub fn isolation(mut self, isolation: Isolation) -> BundleBuilder {
         self.isolation = isolation;
+        self
+    }
+
+    /// Builds bundles whose bodies are verified but **not** isolated: an
+    /// unproven access stays unguarded. Only for tests that must show an
+    /// out-of-bounds access would be visible (that the guards are what
+    /// stops it); the `testing` feature that provides it is enabled only by
+    /// tests.
+    #[cfg(feature = "testing")]
+    pub fn unisolated_for_tests(mut self) -> BundleBuilder {
+        self.unisolated = true;
         self
     }
 
@@ -109,6 +124,12 @@ impl BundleBuilder {
             let key = Arc::as_ptr(&slot.kernel);
             let (kernel, guarded, fingerprint) = match prepared.get(&key) {
                 Some(done) => done.clone(),
+                None if self.unisolated => {
+                    verify(&slot.kernel)?;
+                    let done = (slot.kernel.clone(), Vec::new(), body_fingerprint(&slot.kernel));
+                    prepared.insert(key, done.clone());
+                    done
+                }
                 None => {
                     let done = prepare_cached(&slot.kernel, self.isolation)?;
                     prepared.insert(key, done.clone());
@@ -201,8 +222,8 @@ fn prepare(kernel: &Arc<KernelDef>, isolation: Isolation) -> Result<(Arc<KernelD
     match isolation {
         Isolation::Strict => {
             verify(kernel)?;
-            match unproven(kernel).first() {
-                Some(access) => Err(unproven_error(kernel, access)),
+            match first_unproven(kernel) {
+                Some(e) => Err(e),
                 None => Ok((kernel.clone(), Vec::new())),
             }
         }

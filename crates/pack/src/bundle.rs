@@ -70,16 +70,42 @@ pub fn body_fingerprint(kernel: &KernelDef) -> u64 {
 }
 
 /// One launch of several slots.
+///
+/// Only this crate's bundle builder makes one (its fields are private, read
+/// through the accessors), so every bundle an executor launches has every
+/// body verified and isolated: each global and shared access proven in
+/// bounds or guarded (see [`crate::builder`]).
 #[derive(Clone, Debug)]
 pub struct Bundle {
-    pub slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
     /// Distinct kernel bodies, indexed by `SlotEntry::body`.
-    pub bodies: Vec<Arc<KernelDef>>,
-    pub table: SlotTable,
-    pub class: LaunchClass,
+    pub(crate) bodies: Vec<Arc<KernelDef>>,
+    pub(crate) table: SlotTable,
+    pub(crate) class: LaunchClass,
 }
 
 impl Bundle {
+    /// The slots, in table order; each slot's kernel is the body that runs.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The distinct kernel bodies (verified and isolated), indexed by
+    /// `SlotEntry::body`.
+    pub fn bodies(&self) -> &[Arc<KernelDef>] {
+        &self.bodies
+    }
+
+    /// Which physical blocks run which slot.
+    pub fn table(&self) -> &SlotTable {
+        &self.table
+    }
+
+    /// What the bundle's compiled module depends on.
+    pub fn class(&self) -> &LaunchClass {
+        &self.class
+    }
+
     /// Bytes of shared memory a physical block needs: the most any body
     /// needs, since a block runs one slot's body at a time.
     pub fn shared_bytes(&self) -> u64 {

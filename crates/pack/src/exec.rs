@@ -19,10 +19,22 @@
 //! but it is counted in [`Transfers::request_path_compiles`], so a caller can
 //! prove it never happens.
 //!
+//! **The watchdog.** Before a launch the caller may set a bound on how long
+//! it runs ([`Executor::set_launch_limit`]). A launch that runs past it is
+//! stopped where the machine can stop it (the interpreter and the cpu
+//! executor check the clock at loop back-edges and between blocks; CUDA
+//! polls the launch's completion event and abandons the context) and fails
+//! with [`ExecError::Hung`]; the executor then reports
+//! [`Executor::is_faulted`] until [`Executor::recover`], so the serving
+//! loop's recovery from sticky faults rebuilds it. A simulated launch whose
+//! simulated time exceeds the bound is hung the same way.
+//!
 //! Implementations: the CPU interpreter ([`crate::InterpExecutor`], the
 //! oracle, which counts every byte it is given), the simulator
 //! (`weft_sim::SimGpu`, timing only: it keeps buffer sizes but no data) and
 //! CUDA (`weft::gpu::GpuExecutor`).
+
+use std::time::Duration;
 
 use weft_codegen::ResourceReport;
 use weft_kir::{ArgError, HostBuffer, Scalar, Type};
@@ -136,6 +148,13 @@ pub enum ExecError {
     /// One slot cannot run as given (table, grid, block shape).
     #[error("bundle slot {slot} (kernel `{kernel}`) cannot run: {reason}")]
     Slot { slot: usize, kernel: String, reason: String },
+    /// The launch ran past the watchdog's bound ([`Executor::set_launch_limit`])
+    /// and was stopped; the executor is faulted until it is recovered.
+    #[error(
+        "{executor}: the launch ran past the watchdog's bound of {limit_us:.0} µs (stopped after {ran_us:.0} µs) and \
+         was declared hung; a kernel that can run this long needs a larger bound (the serving loop's `Watchdog`)"
+    )]
+    Hung { executor: String, limit_us: f64, ran_us: f64 },
     /// The machine underneath failed: the interpreter's fault, a CUDA
     /// error, a compiler error, the simulator's refusal.
     #[error("{executor}: {source}")]
@@ -147,6 +166,20 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// The [`ExecError::Hung`] of a launch stopped after `ran` under `limit`.
+    pub fn hung(executor: &str, limit: Duration, ran: Duration) -> ExecError {
+        ExecError::Hung {
+            executor: executor.to_string(),
+            limit_us: limit.as_secs_f64() * 1e6,
+            ran_us: ran.as_secs_f64() * 1e6,
+        }
+    }
+
+    /// Whether this is the watchdog's [`ExecError::Hung`].
+    pub fn is_hung(&self) -> bool {
+        matches!(self, ExecError::Hung { .. })
+    }
+
     /// Wraps an error of the machine underneath.
     pub fn backend(executor: &str, source: impl std::error::Error + Send + Sync + 'static) -> ExecError {
         ExecError::Backend { executor: executor.to_string(), source: Box::new(source) }
@@ -220,6 +253,13 @@ pub trait Executor {
     fn recover(&mut self) -> Result<(), ExecError> {
         Ok(())
     }
+
+    /// Bounds how long each following launch may run (`None`: unbounded).
+    /// A launch that runs past the bound fails with [`ExecError::Hung`] and
+    /// leaves the executor [`Executor::is_faulted`] until
+    /// [`Executor::recover`] (see the module docs). Every executor must say
+    /// how it enforces the bound, so there is no default.
+    fn set_launch_limit(&mut self, limit: Option<Duration>);
 
     /// Runs `bundle` once. `args[i]` holds slot `i`'s arguments, one per
     /// parameter of its kernel; buffers a kernel writes are updated in place.
@@ -396,6 +436,10 @@ impl<E: Executor, I: Interceptor> Executor for Intercepted<E, I> {
 
     fn prepare(&mut self, bundle: &Bundle) -> Result<Option<ResourceReport>, ExecError> {
         self.hooks.prepare(&mut self.inner, bundle)
+    }
+
+    fn set_launch_limit(&mut self, limit: Option<Duration>) {
+        self.inner.set_launch_limit(limit)
     }
 
     fn prepare_in_background(&mut self, bundle: &Bundle) -> Result<(), ExecError> {

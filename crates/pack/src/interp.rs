@@ -15,9 +15,14 @@
 //! and every byte given or returned is counted ([`Transfers`]), so tests can
 //! assert what a request moves. Nothing is ever compiled, so every class is
 //! prepared.
+//!
+//! The watchdog's bound ([`Executor::set_launch_limit`]) becomes the
+//! interpreter's deadline ([`Interpreter::set_deadline`]): a launch that
+//! passes it stops, writes nothing back, fails with [`ExecError::Hung`] and
+//! leaves the executor faulted until [`Executor::recover`].
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weft_interp::{Interpreter, MappedSlot};
 use weft_kir::{ArgValue, HostBuffer, ParamKind, Type};
@@ -34,12 +39,22 @@ pub struct InterpExecutor {
     interp: Interpreter,
     buffers: HandleMap<HostBuffer>,
     transfers: Transfers,
+    /// The watchdog's bound for each launch.
+    limit: Option<Duration>,
+    /// A launch was stopped by the watchdog; cleared by `recover`.
+    hung: bool,
 }
 
 impl InterpExecutor {
     /// An executor over `interp`.
     pub fn new(interp: Interpreter) -> InterpExecutor {
-        InterpExecutor { interp, buffers: HandleMap::default(), transfers: Transfers::default() }
+        InterpExecutor {
+            interp,
+            buffers: HandleMap::default(),
+            transfers: Transfers::default(),
+            limit: None,
+            hung: false,
+        }
     }
 
     /// Buffers held now.
@@ -58,11 +73,21 @@ impl Executor for InterpExecutor {
     }
 
     /// Drops every buffer, as a rebuilt device context would hold none
-    /// (the interpreter itself never faults: fault injection makes it
-    /// [`Executor::is_faulted`] through an [`crate::Interceptor`]).
+    /// (the interpreter faults only by the watchdog stopping a launch;
+    /// fault injection makes it [`Executor::is_faulted`] through an
+    /// [`crate::Interceptor`]).
     fn recover(&mut self) -> Result<(), ExecError> {
         self.buffers.clear();
+        self.hung = false;
         Ok(())
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.hung
+    }
+
+    fn set_launch_limit(&mut self, limit: Option<Duration>) {
+        self.limit = limit;
     }
 
     fn alloc(&mut self, elem: Type, len: usize) -> Result<Handle, ExecError> {
@@ -140,6 +165,7 @@ impl Executor for InterpExecutor {
             values[s][p] = ArgValue::Buffer(taken);
         }
         let began = Instant::now();
+        self.interp.set_deadline(self.limit.and_then(|l| began.checked_add(l)));
         let result = {
             let mut slots = Vec::with_capacity(values.len());
             for ((entry, slot_values), s) in bundle.table.entries.iter().zip(values.iter_mut()).zip(0..) {
@@ -162,7 +188,13 @@ impl Executor for InterpExecutor {
                 self.buffers.put_back(h, b);
             }
         }
-        result.map_err(|e| ExecError::backend(NAME, e))?;
+        if let Err(e) = result {
+            if e.is_hung() {
+                self.hung = true;
+                return Err(ExecError::hung(NAME, self.limit.unwrap_or_default(), began.elapsed()));
+            }
+            return Err(ExecError::backend(NAME, e));
+        }
         for ((slot, slot_args), slot_values) in bundle.slots.iter().zip(args).zip(values) {
             for (((_, param), a), v) in slot.kernel.params.iter().zip(slot_args).zip(slot_values) {
                 if let (ParamKind::Buffer { access, .. }, LaunchArg::Buffer(h), ArgValue::Buffer(b)) =

@@ -1,4 +1,5 @@
-//! Isolation: every global access of a packed kernel stays in its own buffer.
+//! Isolation: every global access of a packed kernel stays in its own buffer,
+//! and every shared-memory access in its own array.
 //!
 //! DESIGN.md principle 5: a bundle fuses kernels of different tenants into one
 //! launch, so an out-of-bounds index in one slot could reach another tenant's
@@ -31,17 +32,20 @@
 //! `u32` index into a buffer of more than 2^32 elements is the one case) is an
 //! error rather than a silently unguarded kernel.
 //!
+//! Shared-memory accesses get the same treatment (`shared_load` and
+//! `shared_store`, checked against the array's length): a bundle's bodies
+//! share one block's shared pool, so an index past one array would reach
+//! another's, and on the cpu executor past the pool.
+//!
 //! Proven accesses are left alone, and a kernel with no unproven access is
 //! returned as the same `Arc`, so bodies keep deduplicating by pointer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_kir::analysis::{access_ranges, AccessKind, AccessRange, IndexRange};
+use weft_kir::analysis::{access_ranges, shared_ranges, AccessKind, AccessRange, IndexRange, SharedAccessRange};
 use weft_kir::verifier::verify;
-use weft_kir::{
-    BinaryOp, CmpOp, Inst, InstData, KernelDef, Param, Region, Scalar, Type, Value, ValueData, ValueDef, VarData,
-};
+use weft_kir::{BinaryOp, CmpOp, Inst, InstData, KernelDef, Region, Scalar, Type, Value, ValueData, ValueDef, VarData};
 
 use crate::error::PackError;
 
@@ -53,9 +57,11 @@ pub struct GuardedAccess {
     /// yields the loaded value; for a store it is the store, now in the guard's arm).
     pub inst: Inst,
     pub kind: AccessKind,
-    /// The buffer parameter's name.
+    /// The buffer parameter's name, or the shared array's id (`s0`).
     pub buffer: String,
-    /// The buffer's length in elements.
+    /// Whether the access is to shared memory.
+    pub shared: bool,
+    /// The buffer's (or array's) length in elements.
     pub len: u64,
     /// What the analysis knew about the index before the guard.
     pub index: IndexRange,
@@ -75,6 +81,32 @@ pub fn unproven(kernel: &KernelDef) -> Vec<AccessRange> {
     access_ranges(kernel).into_iter().filter(|a| !a.is_proven()).collect()
 }
 
+/// The shared-memory accesses of `kernel` that the access-range analysis
+/// cannot prove inside their arrays, in text order.
+pub fn unproven_shared(kernel: &KernelDef) -> Vec<SharedAccessRange> {
+    shared_ranges(kernel).into_iter().filter(|a| !a.is_proven()).collect()
+}
+
+/// The [`PackError::Unproven`] for the shared access `access` of `kernel`.
+pub fn unproven_shared_error(kernel: &KernelDef, access: &SharedAccessRange) -> PackError {
+    PackError::Unproven {
+        kernel: kernel.name.clone(),
+        inst: access.inst,
+        access: access.kind,
+        buffer: format!("{} (shared)", access.array),
+        len: access.len as u64,
+        index: access.index,
+    }
+}
+
+/// The first access of `kernel`, global or shared, not proven in bounds.
+pub(crate) fn first_unproven(kernel: &KernelDef) -> Option<PackError> {
+    if let Some(a) = unproven(kernel).first() {
+        return Some(unproven_error(kernel, a));
+    }
+    unproven_shared(kernel).first().map(|a| unproven_shared_error(kernel, a))
+}
+
 /// The [`PackError::Unproven`] for `access` of `kernel`.
 pub fn unproven_error(kernel: &KernelDef, access: &AccessRange) -> PackError {
     PackError::Unproven {
@@ -91,22 +123,33 @@ pub fn unproven_error(kernel: &KernelDef, access: &AccessRange) -> PackError {
 /// the module docs). `kernel` must verify; the result does and is proven.
 pub fn isolate(kernel: &Arc<KernelDef>) -> Result<Isolated, PackError> {
     verify(kernel)?;
-    let todo = unproven(kernel);
-    if todo.is_empty() {
+    let global = unproven(kernel);
+    let shared = unproven_shared(kernel);
+    if global.is_empty() && shared.is_empty() {
         return Ok(Isolated { kernel: kernel.clone(), guarded: Vec::new() });
     }
     let mut guarded_kernel = (**kernel).clone();
-    let guarded = todo
+    let mut guarded: Vec<GuardedAccess> = global
         .iter()
         .map(|a| GuardedAccess {
             inst: a.inst,
             kind: a.kind,
             buffer: kernel.params.get(a.buf).map_or_else(|| a.buf.to_string(), |p| p.name.clone()),
+            shared: false,
             len: a.len,
             index: a.index,
         })
+        .chain(shared.iter().map(|a| GuardedAccess {
+            inst: a.inst,
+            kind: a.kind,
+            buffer: a.array.to_string(),
+            shared: true,
+            len: a.len as u64,
+            index: a.index,
+        }))
         .collect();
-    let by_inst: HashMap<Inst, &AccessRange> = todo.iter().map(|a| (a.inst, a)).collect();
+    guarded.sort_by_key(|g| g.inst);
+    let by_inst: HashMap<Inst, u64> = guarded.iter().map(|g| (g.inst, g.len)).collect();
     // Only regions of the input kernel can hold an unproven access; the
     // guards' new arms hold proven ones.
     let regions: Vec<Region> = kernel.regions.keys().collect();
@@ -115,15 +158,15 @@ pub fn isolate(kernel: &Arc<KernelDef>) -> Result<Isolated, PackError> {
         let mut new = Vec::with_capacity(old.len());
         for inst in old {
             match by_inst.get(&inst) {
-                Some(access) => Guard { k: &mut guarded_kernel }.guard(inst, access, &mut new),
+                Some(&len) => Guard { k: &mut guarded_kernel }.guard(inst, len, &mut new),
                 None => new.push(inst),
             }
         }
         guarded_kernel.regions[region] = new;
     }
     verify(&guarded_kernel)?;
-    if let Some(still) = unproven(&guarded_kernel).first() {
-        return Err(unproven_error(&guarded_kernel, still));
+    if let Some(still) = first_unproven(&guarded_kernel) {
+        return Err(still);
     }
     Ok(Isolated { kernel: Arc::new(guarded_kernel), guarded })
 }
@@ -148,14 +191,16 @@ impl Guard<'_> {
         v
     }
 
-    /// Replaces the unproven access `inst` (described by `access`) by its
-    /// guarded form, appended to `out`.
-    fn guard(&mut self, inst: Inst, access: &AccessRange, out: &mut Vec<Inst>) {
+    /// Replaces the unproven access `inst` (of an array of `len` elements)
+    /// by its guarded form, appended to `out`.
+    fn guard(&mut self, inst: Inst, len: u64, out: &mut Vec<Inst>) {
         let data = self.k.insts[inst].clone();
         match data {
-            InstData::Load { buf, index } => self.guard_load(inst, buf, index, access.len, out),
-            InstData::Store { index, .. } => {
-                let cond = self.in_bounds(index, access.len, out);
+            InstData::Load { index, .. } | InstData::SharedLoad { index, .. } => {
+                self.guard_load(inst, data.clone(), index, len, out)
+            }
+            InstData::Store { index, .. } | InstData::SharedStore { index, .. } => {
+                let cond = self.in_bounds(index, len, out);
                 let arm = self.k.regions.push(vec![inst]);
                 let guard = self.effect(InstData::If { cond, then: arm, else_: None });
                 out.push(guard);
@@ -165,7 +210,8 @@ impl Guard<'_> {
         }
     }
 
-    fn guard_load(&mut self, inst: Inst, buf: Param, index: Value, len: u64, out: &mut Vec<Inst>) {
+    /// `load` is the access itself (a global or shared load), moved into the arm.
+    fn guard_load(&mut self, inst: Inst, load: InstData, index: Value, len: u64, out: &mut Vec<Inst>) {
         let Some(result) = self.k.inst_result[inst] else {
             out.push(inst);
             return;
@@ -177,7 +223,7 @@ impl Guard<'_> {
         out.push(init);
         let cond = self.in_bounds(index, len, out);
         let mut arm = Vec::new();
-        let loaded = self.value(&mut arm, InstData::Load { buf, index }, elem);
+        let loaded = self.value(&mut arm, load, elem);
         let set = self.effect(InstData::VarSet { var, value: loaded });
         arm.push(set);
         let arm = self.k.regions.push(arm);

@@ -95,11 +95,13 @@ pub enum PackMode {
 /// One distinct kernel, verified, isolated and analysed once, ready to pack.
 #[derive(Clone, Debug)]
 pub struct PreparedKernel {
-    /// The kernel that runs: verified, every global access proven in bounds
-    /// or guarded.
-    pub kernel: Arc<KernelDef>,
+    /// The kernel that runs: verified, every global and shared access
+    /// proven in bounds or guarded. Private (read with
+    /// [`PreparedKernel::kernel`]) so no unchecked kernel can be assembled
+    /// into a bundle.
+    pub(crate) kernel: Arc<KernelDef>,
     /// [`body_fingerprint`](crate::body_fingerprint) of `kernel`.
-    pub fingerprint: u64,
+    pub(crate) fingerprint: u64,
     /// What one of its blocks asks of an SM (from the [`ResourceModel`]).
     pub resources: KernelResources,
     /// Its occupancy alone.
@@ -112,6 +114,16 @@ pub struct PreparedKernel {
 }
 
 impl PreparedKernel {
+    /// The kernel that runs: verified and isolated.
+    pub fn kernel(&self) -> &Arc<KernelDef> {
+        &self.kernel
+    }
+
+    /// [`body_fingerprint`](crate::body_fingerprint) of [`PreparedKernel::kernel`].
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
     /// Verifies and isolates `kernel` (guarding accesses it cannot prove in
     /// bounds, as the builder does by default) and computes its facts on a
     /// device with `limits`, asking `resources` for its block resources.

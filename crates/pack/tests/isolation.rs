@@ -113,7 +113,7 @@ fn guarded_leaks_land_nowhere_and_the_other_tenant_is_bit_identical_to_solo() {
             let kinds: Vec<AccessKind> = guards[0].iter().map(|g| g.kind).collect();
             assert_eq!(kinds, [AccessKind::Load, AccessKind::Store]);
             assert!(guards[1].is_empty());
-            for body in &bundle.bodies {
+            for body in bundle.bodies() {
                 assert!(access_ranges(body).iter().all(|a| a.is_proven()), "{body}");
             }
 

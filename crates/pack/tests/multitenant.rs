@@ -127,7 +127,7 @@ fn packed_tenants_match_their_solo_runs_bit_for_bit() {
             // Four tenants of one architecture share launches and bodies.
             assert!(run.plan.bundles.len() < steps, "{policy:?}: no kernels were packed");
             assert!(
-                run.plan.bundles.iter().any(|b| b.slots.len() >= 4 && b.bundle.bodies.len() < b.slots.len()),
+                run.plan.bundles.iter().any(|b| b.slots.len() >= 4 && b.bundle.bodies().len() < b.slots.len()),
                 "{policy:?}: identical ResNet layers should share one body in a bundle"
             );
         }

@@ -98,7 +98,7 @@ fn order(plan: &Plan) -> Vec<(u32, usize, String, Budget)> {
     plan.bundles
         .iter()
         .flat_map(|b| {
-            b.slots.iter().zip(&b.bundle.slots).map(|(p, s)| (p.tenant.0, p.step, s.kernel.name.clone(), s.budget))
+            b.slots.iter().zip(b.bundle.slots()).map(|(p, s)| (p.tenant.0, p.step, s.kernel.name.clone(), s.budget))
         })
         .collect()
 }
@@ -120,7 +120,7 @@ fn every_kernel_runs_once_in_stream_order() {
                 tenants_in.sort();
                 tenants_in.dedup();
                 assert_eq!(tenants_in.len(), b.slots.len(), "one kernel per tenant per bundle");
-                for (p, s) in b.slots.iter().zip(&b.bundle.slots) {
+                for (p, s) in b.slots.iter().zip(b.bundle.slots()) {
                     assert_eq!(s.tenant, p.tenant);
                     assert_eq!(s.args, programs[p.tenant.0 as usize].steps[p.step].args);
                 }
@@ -140,7 +140,7 @@ fn bundles_respect_resource_limits_and_capacity() {
             // The block asks for the most of every slot's resources.
             let res = b
                 .bundle
-                .slots
+                .slots()
                 .iter()
                 .map(|s| KernelResources::of(&s.kernel, None))
                 .reduce(KernelResources::max)
@@ -151,21 +151,21 @@ fn bundles_respect_resource_limits_and_capacity() {
             assert!(b.bundle.block_threads() <= limits.max_threads_per_block);
             assert!(b.bundle.shared_bytes() <= limits.shared_bytes_per_block);
             // Every member keeps the blocks per SM it needs.
-            for s in &b.bundle.slots {
+            for s in b.bundle.slots() {
                 let solo = Occupancy::of(KernelResources::of(&s.kernel, None), &limits);
                 let grid_per_sm = s.kernel.launch.num_blocks().div_ceil(limits.sm_count as u64);
                 let need = (solo.blocks_per_sm as u64).min(grid_per_sm);
                 assert!(b.occupancy.blocks_per_sm as u64 >= need, "{policy:?}: `{}` starved", s.kernel.name);
             }
             let resident = b.occupancy.resident_blocks(&limits);
-            let total = b.bundle.table.total_blocks() as u64;
+            let total = b.bundle.table().total_blocks() as u64;
             if b.coalesced {
-                assert!(b.bundle.slots.iter().all(|s| s.budget == Budget::Full));
+                assert!(b.bundle.slots().iter().all(|s| s.budget == Budget::Full));
                 if policy.mode == PackMode::Auto {
                     assert!(total <= resident, "auto coalesces only what fits in one wave");
                 }
             } else {
-                assert!(b.bundle.slots.iter().all(|s| matches!(s.budget, Budget::Blocks(_))));
+                assert!(b.bundle.slots().iter().all(|s| matches!(s.budget, Budget::Blocks(_))));
                 assert!(total <= resident, "{policy:?}: budgets {total} exceed {resident} resident blocks");
                 assert!(b.waves <= 1.0);
             }
@@ -212,7 +212,7 @@ fn knob_trades_bundle_width_for_latency() {
     let p = plan(&with_ids(&same), &limits, &Policy::new(PackMode::Auto, 0.0)).unwrap();
     assert_eq!(p.bundles.len(), 1);
     assert!(p.bundles[0].coalesced);
-    assert_eq!(p.bundles[0].bundle.bodies.len(), 1, "one body for four tenants");
+    assert_eq!(p.bundles[0].bundle.bodies().len(), 1, "one body for four tenants");
 }
 
 #[test]

@@ -41,7 +41,7 @@ impl<P: Predictor> PredictorCost<P> {
     pub fn predict(&mut self, bundle: &ShapedBundle) -> (Prediction, BundleFeatures) {
         // The bundle's slots hold the prepared kernels themselves.
         let resources = |k: &KernelDef| {
-            let member = bundle.members.iter().find(|m| std::ptr::eq(Arc::as_ptr(&m.kernel.kernel), k));
+            let member = bundle.members.iter().find(|m| std::ptr::eq(Arc::as_ptr(m.kernel.kernel()), k));
             member.map_or_else(|| EstimatedResources.resources(k), |m| m.kernel.resources)
         };
         let features = self.extractor.bundle(&bundle.bundle, &resources);
@@ -62,7 +62,7 @@ impl<P: Predictor> CostModel for PredictorCost<P> {
 
     fn solo_time(&mut self, kernel: &PreparedKernel) -> f64 {
         let resources = kernel.resources;
-        let features = self.extractor.solo(&kernel.kernel, &|_: &KernelDef| resources);
+        let features = self.extractor.solo(kernel.kernel(), &|_: &KernelDef| resources);
         self.predictor.predict(&features).total_us
     }
 

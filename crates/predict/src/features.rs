@@ -182,19 +182,19 @@ impl FeatureExtractor {
     /// shaping agree: ptxas's figures where recorded, else estimated).
     pub fn bundle(&mut self, bundle: &Bundle, resources: &dyn ResourceModel) -> BundleFeatures {
         let parts: Vec<(KernelInfo, u64, u64)> = bundle
-            .slots
+            .slots()
             .iter()
             .enumerate()
             .map(|(i, slot)| {
                 let info = self.info(&slot.kernel, resources);
-                let (first, blocks) = match bundle.table.entries.get(i) {
+                let (first, blocks) = match bundle.table().entries.get(i) {
                     Some(e) => (e.first_block as u64, e.num_blocks as u64),
                     None => (0, slot.budget.physical_blocks(info.logical_blocks) as u64),
                 };
                 (info, first, blocks)
             })
             .collect();
-        assemble(&parts, bundle.class.bodies.len(), &self.device)
+        assemble(&parts, bundle.class().bodies.len(), &self.device)
     }
 
     /// Features of `kernel` launched alone on its full grid.

@@ -28,6 +28,6 @@ pub use error::{RejectReason, SchedError};
 pub use metrics::{jain, median, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
 pub use policy::{PolicyKind, SchedulerConfig};
 pub use scheduler::{Dispatch, DispatchedStep, Finished, Request, Scheduler, TenantSpec};
-pub use serve::{serve, Clock, Event, ServeError, ServeStats, Server, SimClock, WallClock};
+pub use serve::{serve, Clock, Event, ServeError, ServeStats, Server, SimClock, WallClock, Watchdog};
 pub use weft_pack::Timing;
 pub use workload::{Arrivals, Trace, TraceTenant, TRACE_FORMAT, TRACE_VERSION};

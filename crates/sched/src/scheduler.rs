@@ -264,7 +264,7 @@ impl Scheduler {
         let measured = self.resources.record_module(body, report);
         let mut changed = false;
         for (k, solo) in self.kernels.iter_mut().zip(self.solo_us.iter_mut()) {
-            if *k.kernel == *body && k.resources != measured {
+            if **k.kernel() == *body && k.resources != measured {
                 let updated = k.with_resources(measured, &self.limits);
                 *solo = self.cost.solo_time(&updated).max(0.0);
                 *k = Arc::new(updated);
@@ -339,7 +339,7 @@ impl Scheduler {
                 let error = SchedError::Unlaunchable {
                     tenant: spec.id,
                     step: i,
-                    kernel: k.kernel.name.clone(),
+                    kernel: k.kernel().name.clone(),
                     limiter: k.solo.limiter,
                 };
                 self.collect_unused();
@@ -369,13 +369,15 @@ impl Scheduler {
     /// one entry (found by body fingerprint, confirmed by equality).
     fn prepare(&mut self, kernel: &Arc<KernelDef>) -> Result<usize, SchedError> {
         let fingerprint = weft_pack::body_fingerprint(kernel);
-        if let Some(i) = self.kernels.iter().position(|k| k.fingerprint == fingerprint && *k.kernel == **kernel) {
+        if let Some(i) = self.kernels.iter().position(|k| k.fingerprint() == fingerprint && **k.kernel() == **kernel) {
             return Ok(i);
         }
         let prepared = PreparedKernel::new(kernel, &self.limits, &*self.resources)?;
         // Isolation may rewrite the body; an equal rewritten body is shared too.
-        if let Some(i) =
-            self.kernels.iter().position(|k| k.fingerprint == prepared.fingerprint && *k.kernel == *prepared.kernel)
+        if let Some(i) = self
+            .kernels
+            .iter()
+            .position(|k| k.fingerprint() == prepared.fingerprint() && *k.kernel() == *prepared.kernel())
         {
             return Ok(i);
         }
@@ -419,7 +421,7 @@ impl Scheduler {
     /// The body fingerprints of the prepared kernels: what a launch class
     /// of a registered tenant's bundle is made of.
     pub fn kernel_fingerprints(&self) -> HashSet<u64> {
-        self.kernels.iter().map(|k| k.fingerprint).collect()
+        self.kernels.iter().map(|k| k.fingerprint()).collect()
     }
 
     /// Re-predicts every kernel's solo time (the predictor may have learned).

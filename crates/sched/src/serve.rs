@@ -28,7 +28,16 @@
 //!
 //! **Failures.** A failed launch fails only the requests in it: the
 //! scheduler drops them ([`Scheduler::abort`]), their arenas return to their
-//! tenants, and serving goes on.
+//! tenants, and serving goes on. A sticky fault (the executor reports
+//! [`Executor::is_faulted`]) also rebuilds the executor and restores every
+//! tenant (see `recover`).
+//!
+//! **The watchdog.** Every launch runs under a bound ([`Watchdog`]): a
+//! multiple of the predicted time, at least a floor, at most a ceiling. The
+//! executor stops a launch that runs past it and fails it with
+//! `ExecError::Hung` ([`ServeStats::hung_launches`] counts them); it is then
+//! faulted, so the same recovery runs and service continues for every other
+//! request.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -104,6 +113,42 @@ impl Clock for WallClock {
     fn idle_until(&mut self, _t_us: f64) {}
 }
 
+/// How long a launch may run before the executor declares it hung:
+/// `min(max(factor × predicted, floor), ceiling)`, or the ceiling when the
+/// scheduler predicted nothing.
+///
+/// The defaults are lenient, since predictions are a GPU's and executors
+/// without one run far slower: 20 × the prediction, at least 10 s, at most
+/// 60 s. A real GPU kernel that runs for seconds is already pathological.
+#[derive(Copy, Clone, PartialEq, Debug)]
+pub struct Watchdog {
+    pub factor: f64,
+    pub floor_us: f64,
+    pub ceiling_us: f64,
+}
+
+impl Default for Watchdog {
+    fn default() -> Watchdog {
+        Watchdog { factor: 20.0, floor_us: 10e6, ceiling_us: 60e6 }
+    }
+}
+
+impl Watchdog {
+    /// The bound for a launch predicted to take `predicted_us`.
+    pub fn bound_us(&self, predicted_us: Option<f64>) -> f64 {
+        let ceiling = self.ceiling_us.max(0.0);
+        match predicted_us {
+            Some(p) if p.is_finite() && p > 0.0 => (self.factor * p).max(self.floor_us).min(ceiling),
+            _ => ceiling,
+        }
+    }
+
+    /// [`Watchdog::bound_us`] as the executor takes it.
+    pub fn bound(&self, predicted_us: Option<f64>) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.bound_us(predicted_us) / 1e6).unwrap_or(std::time::Duration::MAX)
+    }
+}
+
 /// How a request ended, as the loop reports it.
 #[derive(Debug)]
 pub enum Event {
@@ -129,6 +174,13 @@ pub enum ServeError {
         #[source]
         source: Box<weft_pack::ExecError>,
     },
+}
+
+impl ServeError {
+    /// Whether a launch was declared hung by the watchdog (`ExecError::Hung`).
+    pub fn is_hung(&self) -> bool {
+        matches!(self, ServeError::Run(e) if matches!(&**e, RunError::Launch { source, .. } if source.is_hung()))
+    }
 }
 
 impl From<RunError> for ServeError {
@@ -171,6 +223,8 @@ pub struct ServeStats {
     pub rejected: u64,
     /// Times the executor was rebuilt after a sticky fault.
     pub recoveries: u64,
+    /// Launches the watchdog declared hung (each also a recovery).
+    pub hung_launches: u64,
 }
 
 impl ServeStats {
@@ -209,6 +263,8 @@ pub struct Server<'a> {
     /// class whose bodies no tenant uses any more is released.
     preparing: HashSet<LaunchClass>,
     stats: ServeStats,
+    /// The bound every launch runs under; `None` turns the watchdog off.
+    watchdog: Option<Watchdog>,
 }
 
 impl<'a> Server<'a> {
@@ -224,6 +280,7 @@ impl<'a> Server<'a> {
             live: HashMap::new(),
             preparing: HashSet::new(),
             stats: ServeStats::default(),
+            watchdog: Some(Watchdog::default()),
         };
         for spec in specs {
             server.make_resident(spec.id)?;
@@ -241,6 +298,16 @@ impl<'a> Server<'a> {
 
     pub fn stats(&self) -> &ServeStats {
         &self.stats
+    }
+
+    /// Sets the bound launches run under (`None`: unbounded, which lets a
+    /// kernel that never finishes block the loop for ever).
+    pub fn set_watchdog(&mut self, watchdog: Option<Watchdog>) {
+        self.watchdog = watchdog;
+    }
+
+    pub fn watchdog(&self) -> Option<Watchdog> {
+        self.watchdog
     }
 
     /// Bytes of weights held on the executor: each program's once.
@@ -295,9 +362,9 @@ impl<'a> Server<'a> {
                     executor: self.exec.name().to_string(),
                     source: Box::new(source),
                 })?;
-                self.preparing.insert(bundle.class.clone());
+                self.preparing.insert(bundle.class().clone());
                 // Plan on what the compiler measured, not on the estimate.
-                if let (Some(report), Some(body)) = (report, bundle.bodies.first()) {
+                if let (Some(report), Some(body)) = (report, bundle.bodies().first()) {
                     self.scheduler.record_resources(body, &report);
                 }
             }
@@ -428,6 +495,9 @@ impl<'a> Server<'a> {
                 }
             }
             Err(e) => {
+                if e.is_hung() {
+                    self.stats.hung_launches += 1;
+                }
                 let e = Arc::new(e);
                 for dropped in self.scheduler.abort(dispatch) {
                     self.fail(dropped.id, e.clone(), events);
@@ -487,8 +557,8 @@ impl<'a> Server<'a> {
     fn run(&mut self, dispatch: &Dispatch) -> Result<(Timing, bool), ServeError> {
         let bundle = &dispatch.bundle;
         // Every member's arena, with its inputs uploaded on its first step.
-        let mut args = Vec::with_capacity(bundle.slots.len());
-        for (slot, m) in bundle.slots.iter().zip(&dispatch.members) {
+        let mut args = Vec::with_capacity(bundle.slots().len());
+        for (slot, m) in bundle.slots().iter().zip(&dispatch.members) {
             let live = self.live.get_mut(&m.request).ok_or_else(|| SchedError::Completion {
                 message: format!("request {} was dispatched but is not live", m.request),
             })?;
@@ -513,30 +583,32 @@ impl<'a> Server<'a> {
                 .ok_or_else(|| SchedError::Completion { message: format!("request {} lost its arena", m.request) })?;
             args.push(served.resident.launch_args(arena, &slot.args)?);
         }
+        let limit = self.watchdog.map(|w| w.bound(dispatch.predicted_us));
+        self.exec.set_launch_limit(limit);
         let launch_err = |exec: &dyn Executor, b: &Bundle, source| RunError::Launch {
             bundle: 0,
             slots: weft_pack::run::describe(b),
             executor: exec.name().to_string(),
             source: Box::new(source),
         };
-        if bundle.slots.len() <= 1 || self.exec.is_prepared(&bundle.class) {
+        if bundle.slots().len() <= 1 || self.exec.is_prepared(bundle.class()) {
             let began = std::time::Instant::now();
             let timing = self.exec.launch(bundle, &args);
             self.stats.launch_wall_us += began.elapsed().as_secs_f64() * 1e6;
             let timing = timing.map_err(|e| launch_err(self.exec, bundle, e))?;
             self.stats.launches += 1;
-            if bundle.slots.len() > 1 {
+            if bundle.slots().len() > 1 {
                 self.stats.fused_bundles += 1;
             }
             return Ok((timing, true));
         }
-        if self.preparing.insert(bundle.class.clone()) {
+        if self.preparing.insert(bundle.class().clone()) {
             self.stats.background_prepares += 1;
             self.exec.prepare_in_background(bundle).map_err(|e| launch_err(self.exec, bundle, e))?;
         }
         self.stats.split_bundles += 1;
         let mut total = 0.0;
-        let mut per_slot = Vec::with_capacity(bundle.slots.len());
+        let mut per_slot = Vec::with_capacity(bundle.slots().len());
         for (i, slot_args) in args.into_iter().enumerate() {
             let solo = bundle.single(i).map_err(SchedError::from)?;
             let began = std::time::Instant::now();

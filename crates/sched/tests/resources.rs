@@ -19,7 +19,7 @@ fn prepared_kernels_use_recorded_ptxas_figures() {
 
     let estimated = PreparedKernel::new(kernel, &limits, &table).expect("prepares");
     assert!(!estimated.resources.measured);
-    assert_eq!(estimated.resources, KernelResources::of(&estimated.kernel, None));
+    assert_eq!(estimated.resources, KernelResources::of(estimated.kernel(), None));
 
     // A register count far from the estimate, so the occupancy must move.
     let registers = if estimated.resources.registers > 128 { 32 } else { 200 };
@@ -53,7 +53,7 @@ impl weft_pack::Interceptor for HungryCompiler {
         bundle: &weft_pack::Bundle,
     ) -> Result<Option<ResourceReport>, weft_pack::ExecError> {
         self.prepared += 1;
-        let kernel = bundle.bodies.first().map(|k| k.name.clone()).unwrap_or_default();
+        let kernel = bundle.bodies().first().map(|k| k.name.clone()).unwrap_or_default();
         Ok(Some(ResourceReport { kernel, registers: 255, ..Default::default() }))
     }
 }
@@ -79,7 +79,7 @@ fn registration_records_what_the_compiler_reports() {
     assert_eq!(exec.hooks.prepared, distinct, "every distinct kernel is prepared once at registration");
     assert_eq!(scheduler.resources().len(), distinct, "every report is recorded");
     for bundle in scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known") {
-        let measured = scheduler.resources().measured(&bundle.bodies[0]).expect("recorded");
+        let measured = scheduler.resources().measured(&bundle.bodies()[0]).expect("recorded");
         assert_eq!(measured.registers, 255);
     }
     // Every step is planned on the reported figures, and its occupancy with
@@ -121,7 +121,7 @@ fn a_step_no_bundle_can_hold_fails_only_its_request() {
     };
     scheduler.add_tenant(b).expect("registers");
     // From now on tenant 0's first kernel cannot run anywhere.
-    let doomed = scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known")[0].bodies[0].clone();
+    let doomed = scheduler.solo_bundles(weft_pack::TenantId(0)).expect("known")[0].bodies()[0].clone();
     let report = ResourceReport { kernel: doomed.name.clone(), registers: 100_000, ..Default::default() };
     assert!(scheduler.record_resources(&doomed, &report));
     let mut exec = weft_pack::InterpExecutor::default();

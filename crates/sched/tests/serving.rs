@@ -71,7 +71,7 @@ fn time_only_fifo_runs_one_kernel_in_arrival_order() {
     s.submit(Request { tenant: TenantId(1), id: 0, arrival_us: 0.0 }, 1.0).unwrap();
     s.submit(Request { tenant: TenantId(0), id: 1, arrival_us: 0.5 }, 1.0).unwrap();
     let d = s.next_bundle(1.0).unwrap().unwrap();
-    assert_eq!(d.bundle.slots.len(), 1);
+    assert_eq!(d.bundle.slots().len(), 1);
     assert_eq!(d.members[0].tenant, TenantId(1));
 }
 
@@ -182,7 +182,7 @@ fn space_only_co_runs_every_tenant_with_full_grids() {
         s.submit(Request { tenant: TenantId(id), id: id as u64, arrival_us: 0.0 }, 0.0).unwrap();
     }
     let d = s.next_bundle(0.0).unwrap().unwrap();
-    assert_eq!(d.bundle.slots.len(), 3);
-    assert!(d.bundle.slots.iter().all(|slot| slot.budget == Budget::Full));
+    assert_eq!(d.bundle.slots().len(), 3);
+    assert!(d.bundle.slots().iter().all(|slot| slot.budget == Budget::Full));
     assert_eq!(s.config().kind, PolicyKind::SpaceOnly);
 }

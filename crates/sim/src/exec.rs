@@ -6,6 +6,13 @@
 //! bytes that would cross are counted) but no data: a download returns
 //! zeros. Its launch times are the simulation's ([`SimGpu::run_bundle`]).
 //! Nothing is compiled, so every class is prepared.
+//!
+//! The watchdog ([`Executor::set_launch_limit`]) bounds simulated time: a
+//! launch whose simulated time exceeds the bound is hung
+//! ([`ExecError::Hung`]) and the simulator is faulted until recovered, as a
+//! device would be.
+
+use std::time::Duration;
 
 use weft_kir::{HostBuffer, Type};
 use weft_pack::{
@@ -21,6 +28,10 @@ const NAME: &str = "simulator";
 pub struct SimMemory {
     buffers: HandleMap<BufferShape>,
     transfers: Transfers,
+    /// The watchdog's bound, in simulated time.
+    limit: Option<Duration>,
+    /// A launch ran past the bound; cleared by `recover`.
+    hung: bool,
 }
 
 impl SimMemory {
@@ -75,6 +86,13 @@ impl Executor for SimGpu {
         let encoded = encode_launch(NAME, bundle, args, |h| memory.buffers.get(h).copied(), |h| h.0)?;
         let timing = self.run_bundle(bundle).map_err(|e| ExecError::backend(NAME, e))?;
         let memory = self.memory_mut();
+        if let Some(limit) = memory.limit {
+            let ran = Duration::try_from_secs_f64(timing.total_us.max(0.0) / 1e6).unwrap_or(Duration::MAX);
+            if ran > limit {
+                memory.hung = true;
+                return Err(ExecError::hung(NAME, limit, ran));
+            }
+        }
         memory.transfers.launches += 1;
         memory.transfers.launch_bytes += encoded.bytes();
         Ok(timing)
@@ -82,8 +100,18 @@ impl Executor for SimGpu {
 
     /// Drops every buffer, as a rebuilt device context would hold none.
     fn recover(&mut self) -> Result<(), ExecError> {
-        self.memory_mut().buffers.clear();
+        let memory = self.memory_mut();
+        memory.buffers.clear();
+        memory.hung = false;
         Ok(())
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.memory().hung
+    }
+
+    fn set_launch_limit(&mut self, limit: Option<Duration>) {
+        self.memory_mut().limit = limit;
     }
 
     fn transfers(&self) -> Transfers {

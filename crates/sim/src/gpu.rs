@@ -199,18 +199,21 @@ impl SimGpu {
 
     /// Simulates one launch of `bundle`.
     pub fn run_bundle(&mut self, bundle: &Bundle) -> Result<Timing, SimError> {
-        if bundle.slots.is_empty() {
+        if bundle.slots().is_empty() {
             return Err(SimError::EmptyBundle);
         }
-        if bundle.table.entries.len() != bundle.slots.len() {
-            return Err(SimError::MalformedTable { slots: bundle.slots.len(), entries: bundle.table.entries.len() });
+        if bundle.table().entries.len() != bundle.slots().len() {
+            return Err(SimError::MalformedTable {
+                slots: bundle.slots().len(),
+                entries: bundle.table().entries.len(),
+            });
         }
-        let mut runs = Vec::with_capacity(bundle.slots.len());
-        for (slot, entry) in bundle.slots.iter().zip(&bundle.table.entries) {
+        let mut runs = Vec::with_capacity(bundle.slots().len());
+        for (slot, entry) in bundle.slots().iter().zip(&bundle.table().entries) {
             let info = self.info(&slot.kernel);
             runs.push(SlotRun { info, blocks: entry.num_blocks as u64 });
         }
-        let name = bundle.slots.first().map(|s| s.kernel.name.clone()).unwrap_or_default();
+        let name = bundle.slots().first().map(|s| s.kernel.name.clone()).unwrap_or_default();
         self.simulate(&runs, &name)
     }
 

@@ -63,14 +63,8 @@ fn hidden_contention_slows_co_located_memory_bound_kernels() {
 
 #[test]
 fn errors_are_typed() {
-    let empty = Bundle {
-        slots: vec![],
-        bodies: vec![],
-        table: Default::default(),
-        class: weft_pack::LaunchClass { bodies: vec![], block_threads: 0 },
-    };
-    let mut sim = SimGpu::new(Target::sm_90(), SimSpec::h100_like(), 1);
-    assert_eq!(sim.run_bundle(&empty), Err(SimError::EmptyBundle));
+    // Only the builder makes bundles, and it makes no empty one.
+    assert_eq!(BundleBuilder::new().build().unwrap_err(), weft_pack::PackError::Empty);
     let tiny = Target { max_threads_per_block: 64, ..Target::sm_90() };
     let mut sim = SimGpu::new(tiny, SimSpec::h100_like(), 1);
     let va = Arc::new(weft_kernels::vector_add(1024));

@@ -5,6 +5,7 @@
 #ifndef WEFT_HOST
 #define WEFT_SYNC_BLOCK() __syncthreads()
 #define WEFT_SHARED_ARRAY(T, name, len) __shared__ T name[len]
+#define WEFT_LOOP_TICK()
 #endif
 
 // Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).
@@ -73,6 +74,7 @@ extern "C" __global__ void __launch_bounds__(64) block_sum(const float* __restri
         const int v35 = 0;
         const int v36 = 2;
         for (int v37 = v35; v37 < v36; v37 += 1) {
+            WEFT_LOOP_TICK();
             const float v38 = s0[v37];
             const float v39 = x1;
             const float v40 = __fadd_rn(v39, v38);
