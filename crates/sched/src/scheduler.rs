@@ -711,7 +711,7 @@ impl Scheduler {
                 let on_pace = m.slack < 0.0 || t <= m.solo * tolerated * (1.0 + 1e-9);
                 (!on_pace).then(|| RefusalReason::Slowdown {
                     member: m.request.tenant,
-                    member_kernel: offers[i].member.kernel.kernel.name.clone(),
+                    member_kernel: offers[i].member.kernel.kernel().name.clone(),
                     slowdown: t / m.solo.max(f64::MIN_POSITIVE),
                     tolerated,
                 })
