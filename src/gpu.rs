@@ -170,9 +170,9 @@ fn build_module(
     gpu: &Gpu,
     compiler: &Compiler,
     bodies: &[Arc<KernelDef>],
-    block_threads: u32,
+    class: &LaunchClass,
 ) -> Result<BundleModule, GpuError> {
-    let compiled = compile_bundle(compiler, &gpu.info().target(), bodies, block_threads)?;
+    let compiled = compile_bundle(compiler, &gpu.info().target(), bodies, class)?;
     // Below the opt-in limit (checked by `compile_bundle`), so it fits a u32.
     let shared_bytes = u32::try_from(compiled.dynamic_shared_bytes).unwrap_or(u32::MAX);
     let function = gpu.load_module(&compiled.ptx.ptx)?.function(&compiled.ptx.name)?;
@@ -236,8 +236,7 @@ impl Executor for GpuExecutor {
         if let Some(m) = self.module(bundle) {
             return Ok(m.report.clone());
         }
-        let module =
-            build_module(&self.gpu, &self.compiler, bundle.bodies(), bundle.class().block_threads).map_err(cuda_err)?;
+        let module = build_module(&self.gpu, &self.compiler, bundle.bodies(), bundle.class()).map_err(cuda_err)?;
         let report = module.report.clone();
         lock(&self.modules).insert(bundle.class().clone(), Arc::new(module));
         Ok(report)
@@ -255,7 +254,7 @@ impl Executor for GpuExecutor {
         std::thread::Builder::new()
             .name("weft-prepare".into())
             .spawn(move || {
-                if let Ok(m) = build_module(&gpu, &compiler, &bodies, class.block_threads) {
+                if let Ok(m) = build_module(&gpu, &compiler, &bodies, &class) {
                     lock(&modules).insert(class, Arc::new(m));
                 }
             })

@@ -263,7 +263,13 @@ fn bundle_modules_keep_their_bodies_occupancy() {
         for step in program.steps.iter().filter(|s| seen.insert(body_fingerprint(&s.kernel))) {
             let kernel = &step.kernel;
             let threads = u32::try_from(kernel.launch.threads_per_block()).expect("threads fit u32");
-            let module = weft_pack::compile_bundle(&compiler, &target, std::slice::from_ref(kernel), threads)
+            // A kernel alone runs its whole grid: a single-pass class.
+            let class = weft_pack::LaunchClass {
+                bodies: vec![body_fingerprint(kernel)],
+                block_threads: threads,
+                single_pass: true,
+            };
+            let module = weft_pack::compile_bundle(&compiler, &target, std::slice::from_ref(kernel), &class)
                 .unwrap_or_else(|e| panic!("{}: {e}", kernel.name));
             let figures = module.figures.unwrap_or_else(|| panic!("{}: no figures with ptxas present", kernel.name));
             // The default form, compiled the same way, for comparison.

@@ -259,13 +259,7 @@ fn write_bundles(
             if nvrtc.is_some() {
                 return Ok(None);
             }
-            Ok(Some(weft::pack::compile_bundle_with(
-                compiler,
-                target,
-                d.bundle.bodies(),
-                d.bundle.block_threads(),
-                forms,
-            )?))
+            Ok(Some(weft::pack::compile_bundle_with(compiler, target, d.bundle.bodies(), d.bundle.class(), forms)?))
         })
         .collect::<Result<_, _>>()?;
     let mut tsv = String::from(
@@ -311,7 +305,11 @@ fn write_bundles(
             }
             None => {
                 let refs: Vec<&KernelDef> = d.bundle.bodies().iter().map(|k| &**k).collect();
-                let source = weft::codegen::emit_bundle(&refs, d.bundle.block_threads())?;
+                let form = weft::codegen::BundleForm {
+                    single_pass: d.bundle.class().single_pass,
+                    ..weft::codegen::BundleForm::default()
+                };
+                let source = weft::codegen::emit_bundle_with(&refs, d.bundle.block_threads(), form)?;
                 write(dir.join(format!("{name}.cu")), &source.code)?;
             }
         }

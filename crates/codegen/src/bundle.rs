@@ -30,7 +30,11 @@
 //!   `SlotEntry::logical_coords` does. Between two logical blocks of one
 //!   persistent block it waits on a barrier (named when narrower) so no warp
 //!   overwrites shared memory another warp of the previous logical block still
-//!   reads.
+//!   reads. A module for single-pass launches only ([`BundleForm::single_pass`]:
+//!   every slot has a physical block per logical block, as in a coalesced
+//!   launch) runs the one logical block `blockIdx.x - first_block` with no
+//!   loop, so nothing of the loop stays live around the body (it costs
+//!   registers, and with them blocks per SM).
 //!
 //! The logical grid and thread count the dispatcher loops over are the body's
 //! static shape, compiled in, not the table's `grid_*`/`threads` columns: a
@@ -243,22 +247,28 @@ pub struct BundleForm {
     /// The minimum resident blocks per SM promised to ptxas
     /// (`__launch_bounds__`'s second figure), which caps the registers.
     pub min_blocks_per_sm: Option<u32>,
+    /// Launches of the module give every slot a physical block per logical
+    /// block (the launch class says so; it is not a choice): each physical
+    /// block runs one logical block, without the loop a constrained slot
+    /// needs. Such a module runs a constrained table's first round only, so
+    /// only launches of a single-pass class may use it.
+    pub single_pass: bool,
 }
 
 impl Default for BundleForm {
     fn default() -> BundleForm {
-        BundleForm { inline_bodies: true, min_blocks_per_sm: None }
+        BundleForm { inline_bodies: true, min_blocks_per_sm: None, single_pass: false }
     }
 }
 
 impl BundleForm {
-    /// A short name for tables: `inline`, `call`, `inline/min4`, `call/min4`.
+    /// A short name for tables: `inline`, `call`, `inline/min4`,
+    /// `call/min4`, with `/1pass` for a single-pass module.
     pub fn name(&self) -> String {
         let base = if self.inline_bodies { "inline" } else { "call" };
-        match self.min_blocks_per_sm {
-            Some(n) => format!("{base}/min{n}"),
-            None => base.to_string(),
-        }
+        let min = self.min_blocks_per_sm.map_or_else(String::new, |n| format!("/min{n}"));
+        let pass = if self.single_pass { "/1pass" } else { "" };
+        format!("{base}{min}{pass}")
     }
 }
 
@@ -306,7 +316,7 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
             // The dispatcher's barrier between persistent logical blocks.
             prelude.add_barrier(barrier);
         }
-        dispatch_case(&mut cases, i, k, &f.name, threads, block_threads, logical, barrier);
+        dispatch_case(&mut cases, i, k, &f.name, threads, block_threads, logical, barrier, form.single_pass);
         functions.push(f);
     }
 
@@ -317,6 +327,9 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     ));
     w.line("// Tenants, buffers, block ranges and budgets arrive at launch in the slot table and `args`;");
     w.line("// this text depends only on the bodies and the block size.");
+    if form.single_pass {
+        w.line("// Single-pass launches only: every slot has a physical block per logical block.");
+    }
     prelude.write(&mut w);
     w.line("");
     w.line("// One row of the slot table (weft_codegen::bundle::SlotRow).");
@@ -360,9 +373,14 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     w.line("return;");
     w.close("}");
     w.line("void* const* a = args + slot.arg_offset;");
-    w.line("// Logical blocks p - first_block, then + num_blocks, ... (SlotTable::logical_blocks).");
-    w.line("const unsigned long long start = (unsigned long long)(p - slot.first_block);");
-    w.line("const unsigned long long step = (unsigned long long)slot.num_blocks;");
+    if form.single_pass {
+        w.line("// Logical block p - first_block: one per physical block (a single-pass launch class).");
+        w.line("const unsigned long long start = (unsigned long long)(p - slot.first_block);");
+    } else {
+        w.line("// Logical blocks p - first_block, then + num_blocks, ... (SlotTable::logical_blocks).");
+        w.line("const unsigned long long start = (unsigned long long)(p - slot.first_block);");
+        w.line("const unsigned long long step = (unsigned long long)slot.num_blocks;");
+    }
     w.open("switch (slot.body) {");
     let mut code = w.into_string();
     code.push_str(&cases.into_string());
@@ -388,6 +406,7 @@ fn dispatch_case(
     block_threads: u32,
     logical: u64,
     barrier: BarrierForm,
+    single_pass: bool,
 ) {
     let [gx, gy, gz] = k.launch.grid;
     w.open(format!("case {index}: {{"));
@@ -401,8 +420,15 @@ fn dispatch_case(
         w.line("return;");
         w.close("}");
     }
-    w.open(format!("for (unsigned long long lb = start; lb < {logical}ull; lb += step) {{"));
-    if !k.shared.is_empty() {
+    if single_pass {
+        // One logical block per physical block: the table gives this slot
+        // its whole grid.
+        w.open(format!("if (start < {logical}ull) {{"));
+        w.line("const unsigned long long lb = start;");
+    } else {
+        w.open(format!("for (unsigned long long lb = start; lb < {logical}ull; lb += step) {{"));
+    }
+    if !single_pass && !k.shared.is_empty() {
         w.line("// Reusing the pool: every thread must be done with the previous logical block.");
         w.open("if (lb != start) {");
         w.line(barrier_stmt(barrier));

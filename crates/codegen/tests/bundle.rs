@@ -337,3 +337,25 @@ fn tenants_are_data_one_nvrtc_call_per_launch_class() {
     }
     assert_eq!(c.stats().nvrtc_invocations - before, 1);
 }
+
+#[test]
+fn a_single_pass_module_runs_one_logical_block_without_the_loop() {
+    use weft_codegen::{emit_bundle_with, BundleForm};
+    let k = channel_mean(3, 2, 100);
+    let looping = emit_bundle(&[&k], 64).unwrap().code;
+    let single = emit_bundle_with(&[&k], 64, BundleForm { single_pass: true, ..BundleForm::default() }).unwrap().code;
+    assert!(looping.contains("for (unsigned long long lb = start; lb < 6ull; lb += step) {"), "{looping}");
+    assert!(!single.contains("for (unsigned long long lb"), "{single}");
+    assert!(!single.contains("step"), "no stride is read: {single}");
+    assert!(single.contains("if (start < 6ull) {"), "the grid still bounds the block: {single}");
+    // The body is called the same way, with the same coordinates.
+    assert!(single.contains("(int)(l % 1u), (int)((l / 1u) % 3u), (int)(l / 3u), weft_smem);"), "{single}");
+    // Without a second logical block there is no barrier between them.
+    let row = row_sum(5, 1000);
+    let single =
+        emit_bundle_with(&[&row], 256, BundleForm { single_pass: true, ..BundleForm::default() }).unwrap().code;
+    let dispatcher = &single[single.find(BUNDLE_ENTRY).unwrap()..];
+    assert!(!dispatcher.contains("if (lb != start)"), "{dispatcher}");
+    let looping = emit_bundle(&[&row], 256).unwrap().code;
+    assert!(looping[looping.find(BUNDLE_ENTRY).unwrap()..].contains("if (lb != start)"));
+}

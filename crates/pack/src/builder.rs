@@ -184,7 +184,7 @@ impl BundleBuilder {
             });
         }
         let table = SlotTable::layout(&layout);
-        let class = LaunchClass { bodies: fingerprints, block_threads };
+        let class = LaunchClass::of(fingerprints, block_threads, &table);
         Ok((Bundle { slots, bodies, table, class }, guards))
     }
 }

@@ -50,13 +50,29 @@ pub struct Slot {
 }
 
 /// What a bundle's compiled module depends on: its distinct kernel bodies
-/// (in first-use order) and the block size of the launch.
+/// (in first-use order), the block size of the launch, and whether any
+/// physical block runs more than one logical block.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct LaunchClass {
     /// Fingerprints of the distinct kernel bodies ([`body_fingerprint`]).
     pub bodies: Vec<u64>,
     /// Threads per physical block: the widest slot's.
     pub block_threads: u32,
+    /// Every slot runs one logical block per physical block
+    /// ([`SlotTable::single_pass`]: a coalesced launch), so the module is
+    /// emitted without the loop over logical blocks a constrained slot
+    /// needs, and keeps none of its state live across bodies. A launch of
+    /// the same bodies with a budget below some slot's grid is another
+    /// class, with its own module.
+    pub single_pass: bool,
+}
+
+impl LaunchClass {
+    /// The class of a launch of `bodies` (fingerprints, in first-use order)
+    /// in blocks of `block_threads`, laid out as `table`.
+    pub fn of(bodies: Vec<u64>, block_threads: u32, table: &SlotTable) -> LaunchClass {
+        LaunchClass { bodies, block_threads, single_pass: table.single_pass() }
+    }
 }
 
 /// A fingerprint of a kernel's body: its KIR text (name included, since the

@@ -20,6 +20,7 @@ use weft_codegen::{
 };
 use weft_kir::{KernelDef, Target};
 
+use crate::bundle::LaunchClass;
 use crate::occupancy::{allocated_registers, KernelResources, Occupancy};
 
 /// Why a bundle's module could not be built.
@@ -76,8 +77,9 @@ fn names(bodies: &[Arc<KernelDef>]) -> String {
 }
 
 /// Emits and compiles (through the compiler's PTX cache, with ptxas's
-/// report where ptxas is installed) the module of `bodies` launched with
-/// `block_threads` threads per block, refusing a shared-memory pool above
+/// report where ptxas is installed) the module of `bodies` for launches of
+/// `class` (its block size; a single-pass class gets a module without the
+/// loop over logical blocks, [`BundleForm::single_pass`]), refusing a shared-memory pool above
 /// `target`'s per-block limit before anything is compiled.
 ///
 /// Where ptxas reports, the module keeps its bodies' occupancy if any form
@@ -85,16 +87,17 @@ fn names(bodies: &[Arc<KernelDef>]) -> String {
 /// heaviest body's figures, and when the default form (bodies inlined)
 /// costs blocks per SM, registers beyond 1.1x the heaviest body's
 /// (as allocated) or spills, the other forms are tried — bodies called
-/// instead of inlined, and ptxas held to the bodies' blocks per SM — and
-/// the best is kept: no spills first, then the most blocks per SM, then
-/// the fewest registers.
+/// instead of inlined, ptxas held to the bodies' blocks per SM, and for a
+/// single-pass class the looping dispatcher too — until one keeps the
+/// occupancy, and the best is kept: no spills first, then the most blocks
+/// per SM, then the fewest registers.
 pub fn compile_bundle(
     compiler: &Compiler,
     target: &Target,
     bodies: &[Arc<KernelDef>],
-    block_threads: u32,
+    class: &LaunchClass,
 ) -> Result<CompiledBundle, ModuleError> {
-    compile_bundle_with(compiler, target, bodies, block_threads, FormChoice::Best)
+    compile_bundle_with(compiler, target, bodies, class, FormChoice::Best)
 }
 
 /// Which forms [`compile_bundle_with`] may choose from.
@@ -113,9 +116,11 @@ pub fn compile_bundle_with(
     compiler: &Compiler,
     target: &Target,
     bodies: &[Arc<KernelDef>],
-    block_threads: u32,
+    class: &LaunchClass,
     choice: FormChoice,
 ) -> Result<CompiledBundle, ModuleError> {
+    let block_threads = class.block_threads;
+    let single_pass = class.single_pass;
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     let dynamic_shared_bytes = bundle_shared_bytes(&refs);
     if dynamic_shared_bytes > target.shared_bytes_per_block_optin {
@@ -135,7 +140,7 @@ pub fn compile_bundle_with(
             .map_err(|source| ModuleError::Compile { bodies: names(bodies), source })?;
         Ok(CompiledBundle { source, ptx, block_threads, dynamic_shared_bytes, form, figures: None })
     };
-    let mut best = build(BundleForm::default())?;
+    let mut best = build(BundleForm { single_pass, ..BundleForm::default() })?;
     let Some(max_body) = bodies_alone(compiler, bodies, block_threads) else {
         return Ok(best);
     };
@@ -148,17 +153,28 @@ pub fn compile_bundle_with(
         return Ok(best);
     }
     let min_blocks = Some(first.max_body_occupancy.blocks_per_sm.max(1));
-    for form in [
-        BundleForm { inline_bodies: false, min_blocks_per_sm: None },
-        BundleForm { inline_bodies: true, min_blocks_per_sm: min_blocks },
-        BundleForm { inline_bodies: false, min_blocks_per_sm: min_blocks },
-    ] {
+    // A single-pass class may also run the looping dispatcher (it serves any
+    // table): ptxas sometimes allocates that one better.
+    let passes: &[bool] = if single_pass { &[true, false] } else { &[false] };
+    let forms = passes.iter().flat_map(|&single_pass| {
+        [
+            BundleForm { inline_bodies: true, min_blocks_per_sm: None, single_pass },
+            BundleForm { inline_bodies: false, min_blocks_per_sm: None, single_pass },
+            BundleForm { inline_bodies: true, min_blocks_per_sm: min_blocks, single_pass },
+            BundleForm { inline_bodies: false, min_blocks_per_sm: min_blocks, single_pass },
+        ]
+    });
+    let tried = best.form;
+    for form in forms.filter(|f| *f != tried) {
         // A form that does not compile is not a candidate.
         let Ok(mut candidate) = build(form) else { continue };
         let Some(f) = figures(&candidate) else { continue };
         candidate.figures = Some(f);
         if f.better_than(best.figures.as_ref().unwrap_or(&first)) {
             best = candidate;
+            if f.keeps_occupancy(target) {
+                break;
+            }
         }
     }
     Ok(best)

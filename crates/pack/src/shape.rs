@@ -350,12 +350,9 @@ pub(crate) fn lay_out(parts: &[Part<'_>]) -> Result<Bundle, PackError> {
     }
     let block_threads =
         parts.iter().map(|p| p.kernel.launch.threads_per_block().min(u32::MAX as u64) as u32).max().unwrap_or(0);
-    Ok(Bundle {
-        slots,
-        bodies,
-        table: SlotTable::layout(&layout),
-        class: LaunchClass { bodies: fingerprints, block_threads },
-    })
+    let table = SlotTable::layout(&layout);
+    let class = LaunchClass::of(fingerprints, block_threads, &table);
+    Ok(Bundle { slots, bodies, table, class })
 }
 
 /// A member list that passed [`shape`], with its assembled bundle: what a

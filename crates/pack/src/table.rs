@@ -83,6 +83,13 @@ impl SlotTable {
         SlotTable { entries }
     }
 
+    /// Whether every slot runs each of its logical blocks on a physical
+    /// block of its own (a coalesced launch: every `rounds()` is 1), so no
+    /// physical block loops over logical blocks.
+    pub fn single_pass(&self) -> bool {
+        self.entries.iter().all(|e| e.rounds() <= 1)
+    }
+
     /// Physical blocks of the launch.
     pub fn total_blocks(&self) -> u32 {
         self.entries.last().map_or(0, |e| e.first_block + e.num_blocks)

@@ -136,3 +136,23 @@ fn guarded_leaks_land_nowhere_and_the_other_tenant_is_bit_identical_to_solo() {
         }
     }
 }
+
+#[test]
+fn coalesced_launches_are_a_single_pass_class_of_their_own() {
+    let a = Arc::new(leaky());
+    let b = Arc::new(leaky());
+    let full = BundleBuilder::new().slot(slot(&a, 0, Budget::Full)).slot(slot(&b, 1, Budget::Full)).build().unwrap();
+    assert!(full.table().single_pass() && full.class().single_pass);
+    let grid = a.launch.num_blocks() as u32;
+    // A budget of the whole grid is a single pass too.
+    let whole =
+        BundleBuilder::new().slot(slot(&a, 0, Budget::Blocks(grid))).slot(slot(&b, 1, Budget::Full)).build().unwrap();
+    assert!(whole.class().single_pass);
+    assert_eq!(whole.class(), full.class());
+    // One slot looping over its grid makes the launch another class.
+    let constrained =
+        BundleBuilder::new().slot(slot(&a, 0, Budget::Blocks(1))).slot(slot(&b, 1, Budget::Full)).build().unwrap();
+    assert!(!constrained.table().single_pass() && !constrained.class().single_pass);
+    assert_ne!(constrained.class(), full.class());
+    assert_eq!(constrained.class().bodies, full.class().bodies);
+}
