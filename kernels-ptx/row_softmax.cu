@@ -5,6 +5,7 @@
 #ifndef WEFT_HOST
 #define WEFT_SYNC_BLOCK() __syncthreads()
 #define WEFT_SHARED_ARRAY(T, name, len) __shared__ T name[len]
+#define WEFT_LOOP_TICK()
 #endif
 
 // Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).
@@ -31,6 +32,7 @@ extern "C" __global__ void __launch_bounds__(256) row_softmax(const float* __res
     const float v4 = __uint_as_float(0xff800000u); // -inf
     x0 = v4;
     for (int v5 = v3; v5 < v1; v5 += 256) {
+        WEFT_LOOP_TICK();
         const int v6 = (int)((unsigned int)v2 + (unsigned int)v5);
         const float v7 = x[v6];
         const float v8 = x0;
@@ -88,6 +90,7 @@ extern "C" __global__ void __launch_bounds__(256) row_softmax(const float* __res
     const float v54 = __uint_as_float(0x00000000u); // 0.0
     x1 = v54;
     for (int v55 = v3; v55 < v1; v55 += 256) {
+        WEFT_LOOP_TICK();
         const int v56 = (int)((unsigned int)v2 + (unsigned int)v55);
         const float v57 = x[v56];
         const float v58 = __fsub_rn(v57, v53);
@@ -147,6 +150,7 @@ extern "C" __global__ void __launch_bounds__(256) row_softmax(const float* __res
     const float v106 = __uint_as_float(0x3f800000u); // 1.0
     const float v107 = __fdiv_rn(v106, v105);
     for (int v108 = v3; v108 < v1; v108 += 256) {
+        WEFT_LOOP_TICK();
         const int v109 = (int)((unsigned int)v2 + (unsigned int)v108);
         const float v110 = x[v109];
         const float v111 = __fsub_rn(v110, v53);

@@ -5,6 +5,7 @@
 #ifndef WEFT_HOST
 #define WEFT_SYNC_BLOCK() __syncthreads()
 #define WEFT_SHARED_ARRAY(T, name, len) __shared__ T name[len]
+#define WEFT_LOOP_TICK()
 #endif
 
 // Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).
@@ -29,6 +30,7 @@ extern "C" __global__ void __launch_bounds__(256) row_sum(const float* __restric
     x0 = v3;
     const int v4 = tid_x;
     for (int v5 = v4; v5 < v1; v5 += 256) {
+        WEFT_LOOP_TICK();
         const int v6 = (int)((unsigned int)v2 + (unsigned int)v5);
         const float v7 = x[v6];
         const float v8 = x0;

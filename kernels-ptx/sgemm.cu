@@ -5,6 +5,7 @@
 #ifndef WEFT_HOST
 #define WEFT_SYNC_BLOCK() __syncthreads()
 #define WEFT_SHARED_ARRAY(T, name, len) __shared__ T name[len]
+#define WEFT_LOOP_TICK()
 #endif
 
 // Integer division without C undefined behaviour (x / 0 == 0, MIN / -1 wraps).
@@ -80,6 +81,7 @@ extern "C" __global__ void __launch_bounds__(256) sgemm(const float* __restrict_
     const int v15 = 0;
     const int v16 = 16;
     for (int v17 = v15; v17 < v16; v17 += 1) {
+        WEFT_LOOP_TICK();
         const int v18 = (int)((unsigned int)v17 * (unsigned int)v8);
         const int v19 = 0;
         const int v20 = (int)((unsigned int)v19 + (unsigned int)v0);
@@ -237,6 +239,7 @@ extern "C" __global__ void __launch_bounds__(256) sgemm(const float* __restrict_
         const int v131 = 0;
         const int v132 = 16;
         for (int v133 = v131; v133 < v132; v133 += 1) {
+            WEFT_LOOP_TICK();
             const int v134 = 4;
             const int v135 = (int)((unsigned int)v3 * (unsigned int)v134);
             const int v136 = 0;
