@@ -242,3 +242,23 @@ fn argmax_argmin_on_every_axis() {
     g.add_output(y);
     check(&g, &[rng.i64(&[4, 9], -3, 3)]);
 }
+
+#[test]
+fn reducing_an_empty_axis_gives_the_identity() {
+    // Sum 0, product 1, max −∞, min +∞, per output, with no input read.
+    for (op, want) in [
+        (Op::ReduceSum { axes: vec![1], keepdims: false }, 0.0),
+        (Op::ReduceProd { axes: vec![1], keepdims: false }, 1.0),
+        (Op::ReduceMax { axes: vec![1], keepdims: false }, f64::NEG_INFINITY),
+        (Op::ReduceMin { axes: vec![1], keepdims: false }, f64::INFINITY),
+    ] {
+        let mut g = Graph::new("empty");
+        let x = g.add_input("x", DType::F32, vec![2, 0, 3]);
+        let y = node(&mut g, "r", op, &[x]);
+        g.add_output(y);
+        let x = Tensor::f32(vec![2, 0, 3], vec![]);
+        let got = lower_and_run(&g, &[x.clone()]);
+        assert_eq!(got, vec![want; 6]);
+        assert_eq!(weft_graph::evaluate(&g, &[x]).unwrap()[0].to_f64(), got, "the reference agrees");
+    }
+}

@@ -48,7 +48,9 @@
 //! Mean and InvStdDev outputs (ReduceMean), and Attention (head split, the
 //! KV cache Concat, grouped heads by Gather, MatMul, softcap, the additive
 //! mask with constant causal and sliding-window parts, Softmax, and the
-//! fully-masked-row guard).
+//! fully-masked-row guard), NegativeLogLikelihoodLoss (GatherElements of
+//! the target class, weights by Gather) and SoftmaxCrossEntropyLoss
+//! (LogSoftmax, then the former).
 
 mod attrs;
 pub mod error;
@@ -293,6 +295,7 @@ const SUPPORTED: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NegativeLogLikelihoodLoss",
     "Not",
     "Or",
     "PRelu",
@@ -322,6 +325,7 @@ const SUPPORTED: &[&str] = &[
     "Size",
     "Slice",
     "Softmax",
+    "SoftmaxCrossEntropyLoss",
     "Softplus",
     "Softsign",
     "Split",

@@ -90,6 +90,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             gamma: a.float("gamma", name)?.unwrap_or(1.050_701),
         })?,
         "PRelu" => return prelu(imp, n),
+        "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => return nll_loss(imp, n),
         "Attention" => return attention(imp, n),
         "RMSNormalization" => return rms_norm(imp, n),
         "Hardmax" => return hardmax(imp, n),
@@ -1159,4 +1160,114 @@ fn attention(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let outs: Vec<String> = wanted_output(n, 0).into_iter().collect();
     imp.emit(&n.name, Op::Reshape { shape: flat, allow_zero: false }, vec![Some(y)], &outs)?;
     Ok(())
+}
+
+/// NegativeLogLikelihoodLoss, and SoftmaxCrossEntropyLoss as LogSoftmax
+/// over the classes (its optional second output) followed by it. The loss
+/// of element `(n, d…)` is `−input[n, target, d…] · weight[target]`
+/// (GatherElements on the classes axis, Gather of the weights), 0 where the
+/// target is `ignore_index` (whose index is replaced by 0 before gathering,
+/// so no index is out of range); `mean` divides the sum by the summed
+/// weights of the elements not ignored, except that, as ONNX's reference
+/// computes NegativeLogLikelihoodLoss, with no weights and
+/// `ignore_index = −1` it divides by the element count.
+fn nll_loss(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let a = n.attrs;
+    let name = n.name.as_str();
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if dims.len() < 2 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, d…]", Shape(dims.clone()))));
+    }
+    let tname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the target input is missing"))?;
+    let tdims = imp.shape_of(tname);
+    let mut want_t = vec![dims[0]];
+    want_t.extend_from_slice(&dims[2..]);
+    if tdims != want_t {
+        return Err(n.err(format!(
+            "target has shape {}; expected {} (input {} without the classes)",
+            Shape(tdims),
+            Shape(want_t),
+            Shape(dims.clone())
+        )));
+    }
+    let ttype = imp.dtype_of(tname).unwrap_or(DType::I64);
+    if !matches!(ttype, DType::I32 | DType::I64) {
+        return Err(n.err(format!("target has element type {ttype}; expected i32 or i64")));
+    }
+    let reduction = a.string("reduction", name)?.unwrap_or_else(|| "mean".into());
+    if !matches!(reduction.as_str(), "none" | "sum" | "mean") {
+        return Err(n.err(format!("reduction `{reduction}` is not one of none, sum, mean")));
+    }
+    let ignore = a.int("ignore_index", name)?;
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let sce = n.op_type == "SoftmaxCrossEntropyLoss";
+    if sce {
+        x = emit_output(imp, n, 1, "log_prob", Op::LogSoftmax { axis: 1 }, &[x])?;
+    }
+    let t = imp.tensor(tname)?;
+    let weight = opt_tensor(imp, n, 2)?;
+    let ignored = match ignore {
+        Some(ii) => {
+            let iic = scalar(imp, n, "ignore_index", ttype, ii as f64);
+            Some(c.step(imp, "ignored", Op::Binary(BinaryOp::Equal), &[t, iic])?)
+        }
+        None => None,
+    };
+    let safe_t = match ignored {
+        Some(ig) => {
+            let zero = scalar(imp, n, "index_zero", ttype, 0.0);
+            c.step(imp, "safe_target", Op::Where, &[ig, zero, t])?
+        }
+        None => t,
+    };
+    let idx = c.step(imp, "target_column", Op::Unsqueeze { axes: vec![1] }, &[safe_t])?;
+    let picked = c.step(imp, "picked", Op::GatherElements { axis: 1 }, &[x, idx])?;
+    let picked = c.step(imp, "picked_squeezed", Op::Squeeze { axes: vec![1] }, &[picked])?;
+    let mut loss = c.step(imp, "negated", Op::Unary(UnaryOp::Neg), &[picked])?;
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    if let Some(ig) = ignored {
+        loss = c.step(imp, "loss_unignored", Op::Where, &[ig, zero, loss])?;
+    }
+    // The per-element weights, when any differ from 1.
+    let w = match (weight, ignored) {
+        (Some(wt), ig) => {
+            let g = c.step(imp, "weights", Op::Gather { axis: 0 }, &[wt, safe_t])?;
+            Some(match ig {
+                Some(ig) => c.step(imp, "weights_unignored", Op::Where, &[ig, zero, g])?,
+                None => g,
+            })
+        }
+        (None, Some(ig)) if sce || ignore != Some(-1) => {
+            let one = scalar(imp, n, "one", dtype, 1.0);
+            Some(c.step(imp, "weights_unignored", Op::Where, &[ig, zero, one])?)
+        }
+        _ => None,
+    };
+    if let (Some(w), Some(_)) = (w, weight) {
+        loss = c.step(imp, "weighted", Op::Binary(BinaryOp::Mul), &[loss, w])?;
+    }
+    let all: Vec<i64> = (0..want_t_rank(&dims) as i64).collect();
+    let out = |imp: &mut Importer, op: Op, inputs: &[TensorId]| -> Result<(), ImportError> {
+        let outs: Vec<String> = wanted_output(n, 0).into_iter().collect();
+        imp.emit(name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
+        Ok(())
+    };
+    match (reduction.as_str(), w) {
+        ("none", _) => out(imp, Op::Identity, &[loss]),
+        ("sum", _) => out(imp, Op::ReduceSum { axes: all, keepdims: false }, &[loss]),
+        (_, Some(w)) => {
+            let total = c.step(imp, "total", Op::ReduceSum { axes: all.clone(), keepdims: false }, &[loss])?;
+            let wsum = c.step(imp, "weight_total", Op::ReduceSum { axes: all, keepdims: false }, &[w])?;
+            out(imp, Op::Binary(BinaryOp::Div), &[total, wsum])
+        }
+        (_, None) => out(imp, Op::ReduceMean { axes: all, keepdims: false }, &[loss]),
+    }
+}
+
+/// The rank of the loss before reduction: the input's without the classes.
+fn want_t_rank(dims: &[usize]) -> usize {
+    dims.len() - 1
 }

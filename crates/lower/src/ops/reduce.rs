@@ -511,6 +511,23 @@ fn reduce(
     };
     let name = ctx.kernel_name(base_name);
     let mut err = None;
+    if n_red == 0 {
+        // Nothing to reduce: every output is the reduction's identity (the
+        // empty sum 0, product 1, max −∞, min +∞; the empty mean 0/0).
+        let mut b = KernelBuilder::new(name, linear_launch(n_out, MAX_BLOCKS));
+        let out = b.buffer("out", out_ty, n_out as u64, Access::Write);
+        let epi_params = epi.declare(ctx, &mut b)?;
+        grid_stride_loop(&mut b, n_out, |b, o| {
+            let init = b.constant(ident);
+            let y = finalize(b, init);
+            store_out(ctx, b, epi, &epi_params, out, out_ty, o, y, &mut err);
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let args = vec![ctx.buffer_of(epi.output)];
+        return finish(ctx, node, epi, b, args, epi_params.buffers);
+    }
     let block_mode = n_red >= BLOCK_REDUCE_MIN;
     let launch = if block_mode {
         LaunchShape::linear(n_out.min(MAX_ROW_BLOCKS) as u32, row_threads(n_red))
