@@ -50,7 +50,9 @@
 //! mask with constant causal and sliding-window parts, Softmax, and the
 //! fully-masked-row guard), NegativeLogLikelihoodLoss (GatherElements of
 //! the target class, weights by Gather) and SoftmaxCrossEntropyLoss
-//! (LogSoftmax, then the former).
+//! (LogSoftmax, then the former), Gelu's tanh form, Swish, DepthToSpace and
+//! SpaceToDepth (Reshape, Transpose, Reshape), Tile (a broadcast multiply by
+//! ones), LpNormalization and InstanceNormalization.
 
 mod attrs;
 pub mod error;
@@ -259,6 +261,7 @@ const SUPPORTED: &[&str] = &[
     "Conv",
     "ConvTranspose",
     "Cosh",
+    "DepthToSpace",
     "Div",
     "Dropout",
     "Elu",
@@ -270,6 +273,7 @@ const SUPPORTED: &[&str] = &[
     "Floor",
     "Gather",
     "GatherElements",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -279,6 +283,7 @@ const SUPPORTED: &[&str] = &[
     "HardSwish",
     "Hardmax",
     "Identity",
+    "InstanceNormalization",
     "LRN",
     "LayerNormalization",
     "LeakyRelu",
@@ -286,6 +291,7 @@ const SUPPORTED: &[&str] = &[
     "LessOrEqual",
     "Log",
     "LogSoftmax",
+    "LpNormalization",
     "MatMul",
     "Max",
     "MaxPool",
@@ -328,13 +334,16 @@ const SUPPORTED: &[&str] = &[
     "SoftmaxCrossEntropyLoss",
     "Softplus",
     "Softsign",
+    "SpaceToDepth",
     "Split",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Sum",
+    "Swish",
     "Tanh",
     "ThresholdedRelu",
+    "Tile",
     "Transpose",
     "Trilu",
     "Unsqueeze",

@@ -90,6 +90,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             gamma: a.float("gamma", name)?.unwrap_or(1.050_701),
         })?,
         "PRelu" => return prelu(imp, n),
+        "Gelu" => return gelu(imp, n),
+        "Swish" => return swish(imp, n),
+        "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
+        "Tile" => return tile(imp, n),
+        "LpNormalization" => return lp_norm(imp, n),
+        "InstanceNormalization" => return instance_norm(imp, n),
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => return nll_loss(imp, n),
         "Attention" => return attention(imp, n),
         "RMSNormalization" => return rms_norm(imp, n),
@@ -1270,4 +1276,188 @@ fn nll_loss(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
 /// The rank of the loss before reduction: the input's without the classes.
 fn want_t_rank(dims: &[usize]) -> usize {
     dims.len() - 1
+}
+
+/// Gelu (opset 20): the exact erf form, or with `approximate="tanh"`
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+fn gelu(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let approximate = n.attrs.string("approximate", &n.name)?.unwrap_or_else(|| "none".into());
+    let xname = data_input(n)?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    match approximate.as_str() {
+        "none" => c.last(imp, Op::Unary(UnaryOp::Gelu), &[x]),
+        "tanh" => {
+            let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+            let k = scalar(imp, n, "cubic", dtype, 0.044715);
+            let r = scalar(imp, n, "sqrt_2_over_pi", dtype, (2.0 / std::f64::consts::PI).sqrt());
+            let half = scalar(imp, n, "half", dtype, 0.5);
+            let one = scalar(imp, n, "one", dtype, 1.0);
+            let x2 = c.step(imp, "x2", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            let x3 = c.step(imp, "x3", Op::Binary(BinaryOp::Mul), &[x2, x])?;
+            let kx3 = c.step(imp, "kx3", Op::Binary(BinaryOp::Mul), &[x3, k])?;
+            let inner = c.step(imp, "inner", Op::Binary(BinaryOp::Add), &[x, kx3])?;
+            let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[inner, r])?;
+            let t = c.step(imp, "tanh", Op::Unary(UnaryOp::Tanh), &[scaled])?;
+            let t1 = c.step(imp, "one_plus", Op::Binary(BinaryOp::Add), &[t, one])?;
+            let hx = c.step(imp, "half_x", Op::Binary(BinaryOp::Mul), &[x, half])?;
+            c.last(imp, Op::Binary(BinaryOp::Mul), &[hx, t1])
+        }
+        other => Err(n.err(format!("approximate `{other}` is not one of none, tanh"))),
+    }
+}
+
+/// Swish (opset 24): `x · sigmoid(alpha · x)`.
+fn swish(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let alpha = n.attrs.float("alpha", &n.name)?.unwrap_or(1.0);
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let ax = if alpha == 1.0 {
+        x
+    } else {
+        let a = scalar(imp, n, "alpha", dtype, alpha as f64);
+        c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[x, a])?
+    };
+    let s = c.step(imp, "sigmoid", Op::Unary(UnaryOp::Sigmoid), &[ax])?;
+    c.last(imp, Op::Binary(BinaryOp::Mul), &[x, s])
+}
+
+/// DepthToSpace (modes DCR and CRD) and SpaceToDepth on `[N, C, H, W]`:
+/// Reshape to six dimensions, Transpose, Reshape back, as ONNX defines them.
+fn depth_space(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    if dims.len() != 4 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, H, W]", Shape(dims.clone()))));
+    }
+    let b = n.attrs.int("blocksize", &n.name)?.ok_or_else(|| n.err("attribute `blocksize` is missing"))?;
+    let b = usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| n.err(format!("blocksize {b} is not positive")))?;
+    let (bn, ch, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+    let i = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
+    let (split, perm, merged) = if n.op_type == "DepthToSpace" {
+        if !ch.is_multiple_of(b * b) {
+            return Err(n.err(format!("{ch} channels are not a multiple of blocksize² = {}", b * b)));
+        }
+        let c2 = ch / (b * b);
+        let mode = n.attrs.string("mode", &n.name)?.unwrap_or_else(|| "DCR".into());
+        let (split, perm) = match mode.as_str() {
+            "DCR" => (vec![bn, b, b, c2, h, w], vec![0, 3, 4, 1, 5, 2]),
+            "CRD" => (vec![bn, c2, b, b, h, w], vec![0, 1, 4, 2, 5, 3]),
+            other => return Err(n.err(format!("mode `{other}` is not one of DCR, CRD"))),
+        };
+        (split, perm, vec![bn, c2, h * b, w * b])
+    } else {
+        if !h.is_multiple_of(b) || !w.is_multiple_of(b) {
+            return Err(n.err(format!("height {h} and width {w} are not multiples of blocksize {b}")));
+        }
+        let mode = n.attrs.string("mode", &n.name)?.unwrap_or_else(|| "DCR".into());
+        let perm = match mode.as_str() {
+            "DCR" => vec![0, 3, 5, 1, 2, 4],
+            "CRD" => vec![0, 1, 3, 5, 2, 4],
+            other => return Err(n.err(format!("mode `{other}` is not one of DCR, CRD"))),
+        };
+        (vec![bn, ch, h / b, b, w / b, b], perm, vec![bn, ch * b * b, h / b, w / b])
+    };
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let r = c.step(imp, "split", Op::Reshape { shape: i(&split), allow_zero: true }, &[x])?;
+    let t = c.step(imp, "transposed", Op::Transpose { perm }, &[r])?;
+    c.last(imp, Op::Reshape { shape: i(&merged), allow_zero: true }, &[t])
+}
+
+/// Tile with constant repeats: x `[d…]` seen as `[1, d₀, 1, d₁, …]` times
+/// ones `[r₀, 1, r₁, 1, …]` (broadcast), reshaped to `[r₀·d₀, r₁·d₁, …]`.
+fn tile(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let reps = const_input(imp, n, 1, "repeats")?.ok_or_else(|| n.err("the repeats input is missing"))?;
+    let reps = to_usizes(n, "repeats", &ints_of(n, &reps)?)?;
+    if reps.len() != dims.len() {
+        return Err(n.err(format!("{} repeats for an input of rank {}", reps.len(), dims.len())));
+    }
+    if dtype == DType::Bool {
+        return Err(n.err("tiling a boolean tensor is not supported"));
+    }
+    let out: Vec<usize> = dims.iter().zip(&reps).map(|(d, r)| d * r).collect();
+    super::tensor::check_elements(|| format!("node `{}` (Tile)", n.name), &out, n.max_elements)?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    if reps.iter().all(|&r| r == 1) {
+        return c.last(imp, Op::Identity, &[x]);
+    }
+    let spread: Vec<i64> = dims.iter().flat_map(|&d| [1, d as i64]).collect();
+    let ones_shape: Vec<usize> = reps.iter().flat_map(|&r| [r, 1]).collect();
+    let count: usize = reps.iter().product();
+    let ones = imp.add_constant(
+        format!("{}/ones", n.name),
+        Tensor::from_f64(dtype, Shape(ones_shape), &vec![1.0; count]),
+    );
+    let xs = c.step(imp, "spread", Op::Reshape { shape: spread, allow_zero: true }, &[x])?;
+    let rep = c.step(imp, "repeated", Op::Binary(BinaryOp::Mul), &[xs, ones])?;
+    let shape = out.iter().map(|&d| d as i64).collect();
+    c.last(imp, Op::Reshape { shape, allow_zero: true }, &[rep])
+}
+
+/// LpNormalization: `x / ‖x‖ₚ` along `axis`, p 1 or 2; 0 where the norm is 0.
+fn lp_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(-1), rank)?;
+    let p = n.attrs.int("p", &n.name)?.unwrap_or(2);
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let sum = Op::ReduceSum { axes: vec![axis as i64], keepdims: true };
+    let norm = match p {
+        1 => {
+            let a = c.step(imp, "abs", Op::Unary(UnaryOp::Abs), &[x])?;
+            c.step(imp, "norm", sum, &[a])?
+        }
+        2 => {
+            let sq = c.step(imp, "square", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            let s = c.step(imp, "sum_squares", sum, &[sq])?;
+            c.step(imp, "norm", Op::Unary(UnaryOp::Sqrt), &[s])?
+        }
+        other => return Err(n.err(format!("p = {other} is not supported (1 or 2)"))),
+    };
+    // A zero norm (an all-zero slice) gives zeros, as ONNX specifies.
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let one = scalar(imp, n, "one", dtype, 1.0);
+    let is_zero = c.step(imp, "norm_is_zero", Op::Binary(BinaryOp::Equal), &[norm, zero])?;
+    let safe = c.step(imp, "norm_nonzero", Op::Where, &[is_zero, one, norm])?;
+    c.last(imp, Op::Binary(BinaryOp::Div), &[x, safe])
+}
+
+/// InstanceNormalization: per `(n, c)`, `(x − mean) / √(var + ε) · scale[c]
+/// + B[c]` over the spatial dimensions.
+fn instance_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if dims.len() < 3 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, spatial…]", Shape(dims.clone()))));
+    }
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    let x = imp.tensor(xname)?;
+    let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the scale input is missing"))?;
+    let bias = opt_tensor(imp, n, 2)?.ok_or_else(|| n.err("the B input is missing"))?;
+    let c = Chain { n };
+    let axes: Vec<i64> = (2..dims.len() as i64).collect();
+    let mut per_channel = vec![dims[1] as i64];
+    per_channel.resize(dims.len() - 1, 1);
+    let mean = c.step(imp, "mean", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
+    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
+    let ve = c.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
+    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+    let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[d, sd])?;
+    let s = c.step(imp, "scale_c", Op::Reshape { shape: per_channel.clone(), allow_zero: false }, &[scale])?;
+    let b = c.step(imp, "bias_c", Op::Reshape { shape: per_channel, allow_zero: false }, &[bias])?;
+    let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[normed, s])?;
+    c.last(imp, Op::Binary(BinaryOp::Add), &[scaled, b])
 }
