@@ -688,14 +688,7 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
                 x
             }
         }
-        UnaryOp::Selu { alpha, gamma } => {
-            gamma as f64
-                * if x <= 0.0 {
-                    alpha as f64 * x.exp_m1()
-                } else {
-                    x
-                }
-        }
+        UnaryOp::Selu { alpha, gamma } => gamma as f64 * if x <= 0.0 { alpha as f64 * x.exp_m1() } else { x },
         UnaryOp::Celu { alpha } => {
             let a = alpha as f64;
             nan_max(0.0, x) + nan_min(0.0, a * (x / a).exp_m1())

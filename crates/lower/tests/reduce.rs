@@ -198,13 +198,9 @@ fn min_and_prod_reductions_match_the_reference() {
 fn lower_and_run(g: &Graph, inputs: &[Tensor]) -> Vec<f64> {
     let program = weft_lower::lower(g, &weft_lower::LowerOptions::default()).expect("lowers");
     let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
-    let got = weft_pack::run_program(
-        &mut weft_pack::InterpExecutor::default(),
-        std::sync::Arc::new(program),
-        &hosts,
-        |_| {},
-    )
-    .expect("runs");
+    let got =
+        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program), &hosts, |_| {})
+            .expect("runs");
     got[0].to_f64_vec()
 }
 
@@ -257,7 +253,7 @@ fn reducing_an_empty_axis_gives_the_identity() {
         let y = node(&mut g, "r", op, &[x]);
         g.add_output(y);
         let x = Tensor::f32(vec![2, 0, 3], vec![]);
-        let got = lower_and_run(&g, &[x.clone()]);
+        let got = lower_and_run(&g, std::slice::from_ref(&x));
         assert_eq!(got, vec![want; 6]);
         assert_eq!(weft_graph::evaluate(&g, &[x]).unwrap()[0].to_f64(), got, "the reference agrees");
     }

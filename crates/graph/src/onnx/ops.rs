@@ -6,8 +6,8 @@ use super::error::ImportError;
 use super::fold::{broadcast, reshape_dims, resolve_slice, squeeze_dims, unsqueeze_dims};
 use super::{Importer, NodeView};
 use crate::dtype::DType;
-use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 use crate::graph::TensorId;
+use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Shape, Tensor, TensorData};
 
 pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
@@ -730,11 +730,7 @@ fn composite_reduce(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
             let e = c.step(imp, "exp", Op::Unary(UnaryOp::Exp), &[d])?;
             let s = c.step(imp, "sum", sum(&axes, keepdims), &[e])?;
             let l = c.step(imp, "log", Op::Unary(UnaryOp::Log), &[s])?;
-            let m = if keepdims {
-                m
-            } else {
-                c.step(imp, "max_squeezed", Op::Squeeze { axes: axes.clone() }, &[m])?
-            };
+            let m = if keepdims { m } else { c.step(imp, "max_squeezed", Op::Squeeze { axes: axes.clone() }, &[m])? };
             c.last(imp, Op::Binary(BinaryOp::Add), &[l, m])
         }
         _ => {
@@ -938,18 +934,12 @@ fn hardmax(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
         (1, vec![outer, inner])
     };
     let len = work_dims[axis];
-    let arg = c.step(
-        imp,
-        "argmax",
-        Op::ArgMax { axis: axis as i64, keepdims: true, select_last_index: false },
-        &[x],
-    )?;
+    let arg =
+        c.step(imp, "argmax", Op::ArgMax { axis: axis as i64, keepdims: true, select_last_index: false }, &[x])?;
     let mut pos_shape = vec![1; work_dims.len()];
     pos_shape[axis] = len;
-    let positions = imp.add_constant(
-        format!("{}/positions", n.name),
-        Tensor::i64(pos_shape, (0..len as i64).collect()),
-    );
+    let positions =
+        imp.add_constant(format!("{}/positions", n.name), Tensor::i64(pos_shape, (0..len as i64).collect()));
     let hit = c.step(imp, "is_max", Op::Binary(BinaryOp::Equal), &[arg, positions])?;
     if work_dims == dims {
         return c.last(imp, Op::Cast { to: dtype }, &[hit]);
@@ -1333,7 +1323,8 @@ fn depth_space(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> 
         return Err(n.err(format!("input has shape {}; expected [N, C, H, W]", Shape(dims.clone()))));
     }
     let b = n.attrs.int("blocksize", &n.name)?.ok_or_else(|| n.err("attribute `blocksize` is missing"))?;
-    let b = usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| n.err(format!("blocksize {b} is not positive")))?;
+    let b =
+        usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| n.err(format!("blocksize {b} is not positive")))?;
     let (bn, ch, h, w) = (dims[0], dims[1], dims[2], dims[3]);
     let i = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
     let (split, perm, merged) = if n.op_type == "DepthToSpace" {
@@ -1391,10 +1382,8 @@ fn tile(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let spread: Vec<i64> = dims.iter().flat_map(|&d| [1, d as i64]).collect();
     let ones_shape: Vec<usize> = reps.iter().flat_map(|&r| [r, 1]).collect();
     let count: usize = reps.iter().product();
-    let ones = imp.add_constant(
-        format!("{}/ones", n.name),
-        Tensor::from_f64(dtype, Shape(ones_shape), &vec![1.0; count]),
-    );
+    let ones =
+        imp.add_constant(format!("{}/ones", n.name), Tensor::from_f64(dtype, Shape(ones_shape), &vec![1.0; count]));
     let xs = c.step(imp, "spread", Op::Reshape { shape: spread, allow_zero: true }, &[x])?;
     let rep = c.step(imp, "repeated", Op::Binary(BinaryOp::Mul), &[xs, ones])?;
     let shape = out.iter().map(|&d| d as i64).collect();
