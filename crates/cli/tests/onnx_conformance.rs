@@ -31,8 +31,12 @@ const TOLERANCE: f64 = 1e-4;
 /// Cases whose expected outputs ONNX's generator writes rounded to four
 /// decimals (hand-written literals), so no exact computation is within 1e-4
 /// of them. These are compared with ONNX's own backend tolerance instead:
-/// `|got − want| ≤ 1e-7 + 1e-3·|want|` element by element.
-const ROUNDED_REFERENCES: &[&str] = &["test_averagepool_2d_ceil_last_window_starts_on_pad"];
+/// `|got − want| ≤ 1e-7 + 1e-3·|want|` element by element. Also listed:
+/// `f16` graphs whose expected outputs round every intermediate to `f16`
+/// (weft computes a fused chain in `f32` and rounds once, so the two differ
+/// by about one `f16` ulp, 1e-3 relative).
+const ROUNDED_REFERENCES: &[&str] =
+    &["test_averagepool_2d_ceil_last_window_starts_on_pad", "test_swiglu_float16_expanded"];
 
 /// One case's time limit; the cases are small, so a case running longer is
 /// a hang and counts as a failure.

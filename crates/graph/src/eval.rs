@@ -243,7 +243,8 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                     _ => vec![Tensor::from_f64(*to, shape, &x.to_f64())],
                 }
             }
-            Op::Softmax { axis } => {
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+                let log = matches!(op, Op::LogSoftmax { .. });
                 let x = self.x(0)?;
                 let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
                 let (outer, len, inner) = split_at_axis(x.shape.dims(), a);
@@ -254,7 +255,7 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                         let max = (0..len).map(|j| v[at(j)]).fold(f64::NEG_INFINITY, f64::max);
                         let sum: f64 = (0..len).map(|j| (v[at(j)] - max).exp()).sum();
                         for j in 0..len {
-                            v[at(j)] = (v[at(j)] - max).exp() / sum;
+                            v[at(j)] = if log { v[at(j)] - max - sum.ln() } else { (v[at(j)] - max).exp() / sum };
                         }
                     }
                 }
@@ -280,7 +281,11 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 }
                 self.out(&v)
             }
-            Op::ReduceMean { axes, .. } | Op::ReduceSum { axes, .. } | Op::ReduceMax { axes, .. } => {
+            Op::ReduceMean { axes, .. }
+            | Op::ReduceSum { axes, .. }
+            | Op::ReduceMax { axes, .. }
+            | Op::ReduceMin { axes, .. }
+            | Op::ReduceProd { axes, .. } => {
                 let x = self.x(0)?;
                 let r = x.shape.rank();
                 let axes: Vec<usize> = if axes.is_empty() {
@@ -292,16 +297,50 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                     x.shape.dims().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
                 let n_out = Shape(keep.clone()).numel();
                 let count = x.shape.numel() / n_out.max(1);
-                let is_max = matches!(op, Op::ReduceMax { .. });
-                let mut acc = vec![if is_max { f64::NEG_INFINITY } else { 0.0 }; n_out];
+                let init = match op {
+                    Op::ReduceMax { .. } => f64::NEG_INFINITY,
+                    Op::ReduceMin { .. } => f64::INFINITY,
+                    Op::ReduceProd { .. } => 1.0,
+                    _ => 0.0,
+                };
+                let mut acc = vec![init; n_out];
                 let map = broadcast_map(x.shape.dims(), &keep);
                 for (v, &o) in x.to_f64().iter().zip(&map) {
-                    acc[o] = if is_max { nan_max(acc[o], *v) } else { acc[o] + v };
+                    acc[o] = match op {
+                        Op::ReduceMax { .. } => nan_max(acc[o], *v),
+                        Op::ReduceMin { .. } => nan_min(acc[o], *v),
+                        Op::ReduceProd { .. } => acc[o] * v,
+                        _ => acc[o] + v,
+                    };
                 }
                 if matches!(op, Op::ReduceMean { .. }) {
                     acc.iter_mut().for_each(|a| *a /= count as f64);
                 }
                 self.out(&acc)
+            }
+            Op::ArgMax { axis, select_last_index, .. } | Op::ArgMin { axis, select_last_index, .. } => {
+                let x = self.x(0)?;
+                let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
+                let (outer, len, inner) = split_at_axis(x.shape.dims(), a);
+                let v = x.to_f64();
+                let max = matches!(op, Op::ArgMax { .. });
+                let mut out = Vec::with_capacity(outer * inner);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| v[(o * len + j) * inner + i];
+                        let mut best = 0;
+                        for j in 1..len {
+                            let ord = arg_order(at(j), at(best), max);
+                            if ord == std::cmp::Ordering::Greater
+                                || (*select_last_index && ord == std::cmp::Ordering::Equal)
+                            {
+                                best = j;
+                            }
+                        }
+                        out.push(best as i64);
+                    }
+                }
+                vec![Tensor::i64(self.outs[0].1.clone(), out)]
             }
             Op::MaxPool { window, ceil_mode } => {
                 let x = self.x(0)?;
@@ -389,6 +428,34 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
                 let picks = strided_indices(self.out_dims(), &src_strides, 0).into_iter().map(|i| (0, i));
                 vec![self.moved(&[&x.data], picks)]
+            }
+            Op::GatherElements { axis } => {
+                let (x, idx) = (self.x(0)?, self.x(1)?);
+                let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
+                let indices = idx.as_i64s().ok_or_else(|| (self.err)("indices are not integers".into()))?;
+                let (xd, id) = (x.shape.dims(), idx.shape.dims());
+                let len = xd[a] as i64;
+                let xs = row_major_strides(xd);
+                let mut picks = Vec::with_capacity(indices.len());
+                for (p, &i) in indices.iter().enumerate() {
+                    let j = if i < 0 { i + len } else { i };
+                    if !(0..len).contains(&j) {
+                        return Err((self.err)(format!(
+                            "index {i} is out of range for axis {a} of size {len}; expected {} ..= {}",
+                            -len,
+                            len - 1
+                        )));
+                    }
+                    let mut rest = p;
+                    let mut src = 0;
+                    for k in (0..id.len()).rev() {
+                        let c = rest % id[k];
+                        rest /= id[k];
+                        src += if k == a { j as usize } else { c } * xs[k];
+                    }
+                    picks.push((0, src));
+                }
+                vec![self.moved(&[&x.data], picks.into_iter())]
             }
             Op::Gather { axis } => {
                 let (x, idx) = (self.x(0)?, self.x(1)?);
@@ -550,6 +617,38 @@ fn nan_min(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Row-major strides of `dims`.
+fn row_major_strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
+}
+
+/// How `a` compares with the best so far `b` for ArgMax (`max`) or ArgMin:
+/// `Greater` when `a` should replace `b`, `Equal` on a tie. NaN wins over
+/// every number and ties with NaN, as numpy's `argmax`/`argmin`.
+fn arg_order(a: f64, b: f64, max: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if max => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+        _ => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `ln(1 + exp(x))` without overflow for large `x`.
+fn softplus(x: f64) -> f64 {
+    if x > 30.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
 fn unary(u: &UnaryOp, x: f64) -> f64 {
     match *u {
         // f64::max drops NaN; ONNX propagates it.
@@ -580,6 +679,33 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
         UnaryOp::Sign if x.is_nan() => x,
         UnaryOp::Sign if x == 0.0 => 0.0,
         UnaryOp::Sign => x.signum(),
+        UnaryOp::Softplus => softplus(x),
+        UnaryOp::Softsign => x / (1.0 + x.abs()),
+        UnaryOp::Elu { alpha } => {
+            if x < 0.0 {
+                alpha as f64 * x.exp_m1()
+            } else {
+                x
+            }
+        }
+        UnaryOp::Selu { alpha, gamma } => gamma as f64 * if x <= 0.0 { alpha as f64 * x.exp_m1() } else { x },
+        UnaryOp::Celu { alpha } => {
+            let a = alpha as f64;
+            nan_max(0.0, x) + nan_min(0.0, a * (x / a).exp_m1())
+        }
+        UnaryOp::ThresholdedRelu { alpha } => {
+            if x > alpha as f64 || x.is_nan() {
+                x
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::Mish => x * softplus(x).tanh(),
+        UnaryOp::Sinh => x.sinh(),
+        UnaryOp::Cosh => x.cosh(),
+        UnaryOp::Asinh => x.asinh(),
+        UnaryOp::Acosh => x.acosh(),
+        UnaryOp::Atanh => x.atanh(),
     }
 }
 

@@ -492,7 +492,7 @@ impl<'a> Cx<'a> {
                 let x = self.input(0, "input")?;
                 one(*to, x.shape.0.clone())
             }
-            Op::Softmax { axis } => {
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 self.arity(1, &["input"])?;
                 let x = self.input(0, "input")?;
                 self.float(0, "input", x)?;
@@ -503,8 +503,32 @@ impl<'a> Cx<'a> {
                 one(x.dtype, x.shape.0.clone())
             }
             Op::LayerNormalization { axis, .. } => self.layer_norm(*axis),
-            Op::ReduceMean { axes, keepdims } | Op::ReduceSum { axes, keepdims } | Op::ReduceMax { axes, keepdims } => {
-                self.reduce(axes, *keepdims)
+            Op::ReduceMean { axes, keepdims }
+            | Op::ReduceSum { axes, keepdims }
+            | Op::ReduceMax { axes, keepdims }
+            | Op::ReduceMin { axes, keepdims }
+            | Op::ReduceProd { axes, keepdims } => self.reduce(axes, *keepdims),
+            Op::ArgMax { axis, keepdims, .. } | Op::ArgMin { axis, keepdims, .. } => {
+                self.arity(1, &["data"])?;
+                let x = self.input(0, "data")?;
+                self.numeric(0, "data", x)?;
+                if x.shape.rank() == 0 {
+                    return Err(self.err("input 0 (data) is a scalar; expected rank at least 1"));
+                }
+                let a = self.axis(*axis, x.shape.rank(), "axis")?;
+                if x.shape.dims()[a] == 0 {
+                    return Err(self.err(format!(
+                        "input 0 (data) has shape {}: axis {axis} is empty, so there is no index to return",
+                        x.shape
+                    )));
+                }
+                let mut out = x.shape.0.clone();
+                if *keepdims {
+                    out[a] = 1;
+                } else {
+                    out.remove(a);
+                }
+                one(DType::I64, out)
             }
             Op::MaxPool { window, ceil_mode } | Op::AveragePool { window, ceil_mode, .. } => {
                 self.pool(window, *ceil_mode)
@@ -556,6 +580,7 @@ impl<'a> Cx<'a> {
             Op::Squeeze { axes } => self.squeeze(axes),
             Op::Unsqueeze { axes } => self.unsqueeze(axes),
             Op::Gather { axis } => self.gather(*axis),
+            Op::GatherElements { axis } => self.gather_elements(*axis),
             Op::Resize { scales, mode, .. } => self.resize(scales, *mode),
             Op::Pad { pads, .. } => {
                 self.arity(1, &["data"])?;
@@ -1093,6 +1118,46 @@ impl<'a> Cx<'a> {
         out.extend_from_slice(idx.shape.dims());
         out.extend_from_slice(&x.shape.0[a + 1..]);
         one(x.dtype, out)
+    }
+
+    fn gather_elements(&self, axis: i64) -> Outs {
+        self.arity(2, &["data", "indices"])?;
+        let (x, idx) = (self.input(0, "data")?, self.input(1, "indices")?);
+        if !matches!(idx.dtype, DType::I32 | DType::I64) {
+            return Err(self.err(format!("input 1 (indices) has dtype {}; expected i32 or i64", idx.dtype)));
+        }
+        let r = x.shape.rank();
+        if r == 0 {
+            return Err(self.err("input 0 (data) is a scalar; expected rank at least 1"));
+        }
+        if idx.shape.rank() != r {
+            return Err(self.err(format!(
+                "input 1 (indices) has shape {} but data has shape {}; expected the same rank",
+                idx.shape, x.shape
+            )));
+        }
+        let a = self.axis(axis, r, "axis")?;
+        if let Some(k) = (0..r).find(|&k| k != a && idx.shape.0[k] > x.shape.0[k]) {
+            return Err(self.err(format!(
+                "indices {} exceed data {} in dimension {k}; expected at most data's size off the axis",
+                idx.shape, x.shape
+            )));
+        }
+        let d = x.shape.0[a] as i64;
+        if idx.shape.numel() > 0 && d == 0 {
+            return Err(self.err(format!("axis {a} of data {} is empty: there is nothing to gather", x.shape)));
+        }
+        if let Some(values) = self.constants.get(1).copied().flatten().and_then(|t| t.as_i64s()) {
+            if let Some(bad) = values.iter().find(|&&v| v < -d || v >= d) {
+                return Err(self.err(format!(
+                    "index {bad} is out of range for axis {a} of size {d} (data {}); expected {} ..= {}",
+                    x.shape,
+                    -d,
+                    d - 1
+                )));
+            }
+        }
+        one(x.dtype, idx.shape.0.clone())
     }
 
     fn resize(&self, scales: &[f32], mode: ResizeMode) -> Outs {

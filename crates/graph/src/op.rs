@@ -48,6 +48,39 @@ pub enum UnaryOp {
     Not,
     /// `-1`, `0` or `1` by the sign of `x` (NaN stays NaN).
     Sign,
+    /// `ln(1 + exp(x))`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x < 0 ? alpha * (exp(x) - 1) : x`.
+    Elu {
+        alpha: f32,
+    },
+    /// `gamma * (x <= 0 ? alpha * (exp(x) - 1) : x)`.
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    /// `max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`.
+    Celu {
+        alpha: f32,
+    },
+    /// `x > alpha ? x : 0`.
+    ThresholdedRelu {
+        alpha: f32,
+    },
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `(exp(x) - exp(-x)) / 2`.
+    Sinh,
+    /// `(exp(x) + exp(-x)) / 2`.
+    Cosh,
+    /// `ln(x + sqrt(x² + 1))`.
+    Asinh,
+    /// `ln(x + sqrt(x² - 1))`.
+    Acosh,
+    /// `ln((1 + x) / (1 - x)) / 2`.
+    Atanh,
 }
 
 /// Elementwise two-input operators with numpy-style broadcasting.
@@ -195,6 +228,33 @@ pub enum Op {
         axes: Vec<i64>,
         keepdims: bool,
     },
+    ReduceMin {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    ReduceProd {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    /// `x - max - ln(sum(exp(x - max)))` along `axis`.
+    LogSoftmax {
+        axis: i64,
+    },
+    /// The `i64` index of the largest element along `axis`; ties go to the
+    /// first (or, with `select_last_index`, the last) and NaN counts as
+    /// larger than every number, as numpy's `argmax`.
+    ArgMax {
+        axis: i64,
+        keepdims: bool,
+        select_last_index: bool,
+    },
+    /// As [`Op::ArgMax`] for the smallest element (NaN counts as smaller
+    /// than every number).
+    ArgMin {
+        axis: i64,
+        keepdims: bool,
+        select_last_index: bool,
+    },
     MaxPool {
         window: Window,
         ceil_mode: bool,
@@ -240,6 +300,11 @@ pub enum Op {
     },
     /// Inputs: data, integer indices.
     Gather {
+        axis: i64,
+    },
+    /// Inputs: data, integer indices of data's rank; output element `i`
+    /// is `data` at `i` with its `axis` coordinate replaced by `indices[i]`.
+    GatherElements {
         axis: i64,
     },
     /// Inputs: X; output scale per dimension (sizes are resolved to scales at import).
@@ -296,6 +361,18 @@ impl Op {
                 UnaryOp::Gelu => "Gelu",
                 UnaryOp::Not => "Not",
                 UnaryOp::Sign => "Sign",
+                UnaryOp::Softplus => "Softplus",
+                UnaryOp::Softsign => "Softsign",
+                UnaryOp::Elu { .. } => "Elu",
+                UnaryOp::Selu { .. } => "Selu",
+                UnaryOp::Celu { .. } => "Celu",
+                UnaryOp::ThresholdedRelu { .. } => "ThresholdedRelu",
+                UnaryOp::Mish => "Mish",
+                UnaryOp::Sinh => "Sinh",
+                UnaryOp::Cosh => "Cosh",
+                UnaryOp::Asinh => "Asinh",
+                UnaryOp::Acosh => "Acosh",
+                UnaryOp::Atanh => "Atanh",
             },
             Op::Binary(b) => match b {
                 BinaryOp::Add => "Add",
@@ -323,6 +400,11 @@ impl Op {
             Op::ReduceMean { .. } => "ReduceMean",
             Op::ReduceSum { .. } => "ReduceSum",
             Op::ReduceMax { .. } => "ReduceMax",
+            Op::ReduceMin { .. } => "ReduceMin",
+            Op::ReduceProd { .. } => "ReduceProd",
+            Op::LogSoftmax { .. } => "LogSoftmax",
+            Op::ArgMax { .. } => "ArgMax",
+            Op::ArgMin { .. } => "ArgMin",
             Op::MaxPool { .. } => "MaxPool",
             Op::AveragePool { .. } => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
@@ -336,6 +418,7 @@ impl Op {
             Op::Squeeze { .. } => "Squeeze",
             Op::Unsqueeze { .. } => "Unsqueeze",
             Op::Gather { .. } => "Gather",
+            Op::GatherElements { .. } => "GatherElements",
             Op::Resize { .. } => "Resize",
             Op::Pad { .. } => "Pad",
             Op::Slice { .. } => "Slice",

@@ -43,9 +43,13 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         | Op::GlobalMaxPool
         | Op::ReduceMean { .. }
         | Op::ReduceSum { .. }
-        | Op::ReduceMax { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ReduceProd { .. }
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
         // max, subtract, exp, sum, divide
-        Op::Softmax { .. } => 5 * out_elems,
+        Op::Softmax { .. } | Op::LogSoftmax { .. } => 5 * out_elems,
         // mean, variance, normalise, scale, shift
         Op::LayerNormalization { .. } => 8 * out_elems,
         Op::BatchNormalization { .. } => 2 * out_elems,
@@ -62,6 +66,7 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Gather { .. }
+        | Op::GatherElements { .. }
         | Op::Pad { .. }
         | Op::Slice { .. }
         | Op::Identity => 0,

@@ -389,3 +389,82 @@ fn eval_node_refuses_what_inference_refuses() {
     let e = eval_node("n2", &Op::MatMul, &[Some(&x)]).unwrap_err().to_string();
     assert!(e.contains("n2") && e.contains("expected 2"), "{e}");
 }
+
+#[test]
+fn log_softmax_rows() {
+    // ln(e^x / Σe^x) over [0, ln 3]: −ln 4 and ln 3 − ln 4.
+    let l3 = 3f32.ln();
+    let y = ev1(Op::LogSoftmax { axis: -1 }, &[&f(&[1, 2], &[0.0, l3])]);
+    close(&y, &[1, 2], &[-(4f64.ln()), 3f64.ln() - 4f64.ln()]);
+    // Over axis 0 of a 2×1: both equal, each −ln 2.
+    let y = ev1(Op::LogSoftmax { axis: 0 }, &[&f(&[2, 1], &[5.0, 5.0])]);
+    close(&y, &[2, 1], &[-(2f64.ln()), -(2f64.ln())]);
+}
+
+#[test]
+fn reduce_min_and_prod() {
+    let x = f(&[2, 3], &[3.0, -1.0, 2.0, 4.0, 5.0, 0.5]);
+    let y = ev1(Op::ReduceMin { axes: vec![1], keepdims: false }, &[&x]);
+    close(&y, &[2], &[-1.0, 0.5]);
+    let y = ev1(Op::ReduceProd { axes: vec![0], keepdims: true }, &[&x]);
+    close(&y, &[1, 3], &[12.0, -5.0, 1.0]);
+    let y = ev1(Op::ReduceMin { axes: vec![-1], keepdims: true }, &[&f(&[1, 2], &[f32::NAN, 1.0])]);
+    assert!(y.to_f64()[0].is_nan(), "ReduceMin propagates NaN");
+}
+
+#[test]
+fn argmax_argmin_ties_nan_and_keepdims() {
+    let x = f(&[2, 3], &[1.0, 5.0, 5.0, -2.0, -7.0, -7.0]);
+    let am = |axis, keepdims, last| Op::ArgMax { axis, keepdims, select_last_index: last };
+    let an = |axis, keepdims, last| Op::ArgMin { axis, keepdims, select_last_index: last };
+    let y = ev1(am(1, false, false), &[&x]);
+    assert_eq!((y.dtype, y.shape.dims().to_vec(), y.as_i64s().unwrap()), (DType::I64, vec![2], vec![1, 0]));
+    let y = ev1(am(-1, true, true), &[&x]);
+    assert_eq!((y.shape.dims().to_vec(), y.as_i64s().unwrap()), (vec![2, 1], vec![2, 0]));
+    let y = ev1(an(1, false, false), &[&x]);
+    assert_eq!(y.as_i64s().unwrap(), vec![0, 1]);
+    let y = ev1(an(1, false, true), &[&x]);
+    assert_eq!(y.as_i64s().unwrap(), vec![0, 2]);
+    let y = ev1(am(0, false, false), &[&x]);
+    assert_eq!(y.as_i64s().unwrap(), vec![0, 0, 0]);
+    // NaN wins both ways, as numpy's argmax/argmin.
+    let n = f(&[3], &[1.0, f32::NAN, 9.0]);
+    assert_eq!(ev1(am(0, false, false), &[&n]).as_i64s().unwrap(), vec![1]);
+    assert_eq!(ev1(an(0, false, false), &[&n]).as_i64s().unwrap(), vec![1]);
+}
+
+#[test]
+fn gather_elements_on_each_axis() {
+    let x = iota(&[2, 3], 0.0); // [[0 1 2] [3 4 5]]
+    let idx = Tensor::i64(vec![2, 2], vec![2, -3, 1, 0]);
+    let y = ev1(Op::GatherElements { axis: 1 }, &[&x, &idx]);
+    close(&y, &[2, 2], &[2.0, 0.0, 4.0, 3.0]);
+    let idx = Tensor::i64(vec![1, 3], vec![1, 0, 1]);
+    let y = ev1(Op::GatherElements { axis: 0 }, &[&x, &idx]);
+    close(&y, &[1, 3], &[3.0, 1.0, 5.0]);
+    let bad = Tensor::i64(vec![1, 1], vec![3]);
+    let e = eval_node("node", &Op::GatherElements { axis: 1 }, &[Some(&x), Some(&bad)]).unwrap_err();
+    assert!(e.to_string().contains("index 3 is out of range"), "{e}");
+}
+
+#[test]
+fn new_unary_maths() {
+    let u = |op: UnaryOp, v: f32| ev1(Op::Unary(op), &[&f(&[1], &[v])]).to_f64()[0];
+    let e1 = std::f64::consts::E;
+    assert!((u(UnaryOp::Softplus, 0.0) - 2f64.ln()).abs() < 1e-6);
+    assert!((u(UnaryOp::Softplus, 100.0) - 100.0).abs() < 1e-4);
+    assert!((u(UnaryOp::Softsign, 3.0) - 0.75).abs() < 1e-7);
+    assert!((u(UnaryOp::Elu { alpha: 2.0 }, -1.0) - 2.0 * (1.0 / e1 - 1.0)).abs() < 1e-6);
+    assert_eq!(u(UnaryOp::Elu { alpha: 2.0 }, 1.5), 1.5);
+    assert!((u(UnaryOp::Selu { alpha: 2.0, gamma: 3.0 }, -1.0) - 6.0 * (1.0 / e1 - 1.0)).abs() < 1e-6);
+    assert!((u(UnaryOp::Selu { alpha: 2.0, gamma: 3.0 }, 2.0) - 6.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Celu { alpha: 2.0 }, -2.0) - 2.0 * (1.0 / e1 - 1.0)).abs() < 1e-6);
+    assert_eq!(u(UnaryOp::ThresholdedRelu { alpha: 1.0 }, 1.0), 0.0);
+    assert_eq!(u(UnaryOp::ThresholdedRelu { alpha: 1.0 }, 1.5), 1.5);
+    assert!((u(UnaryOp::Mish, 1.0) - (1.0 + e1).ln().tanh()).abs() < 1e-6);
+    assert!((u(UnaryOp::Sinh, 1.0) - (e1 - 1.0 / e1) / 2.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Cosh, 1.0) - (e1 + 1.0 / e1) / 2.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Asinh, -0.75) - -(0.75 + 1.5625f64.sqrt()).ln()).abs() < 1e-6);
+    assert!((u(UnaryOp::Acosh, 1.25) - 2f64.ln()).abs() < 1e-6);
+    assert!((u(UnaryOp::Atanh, 0.6) - 0.5 * 4f64.ln()).abs() < 1e-6);
+}

@@ -318,3 +318,28 @@ fn pads_that_overflow_a_dimension_are_refused_not_wrapped() {
     fails(pad, &[f32s(&[1, 2])], &["axis 1", "overflows"]);
     assert_eq!(ok(Op::Pad { pads: vec![0, 1, 0, 2], value: 0.0 }, &[f32s(&[1, 2])], DType::F32), [1, 5]);
 }
+
+#[test]
+fn new_reductions_and_arg_ops() {
+    let x = f32s(&[2, 3, 4]);
+    assert_eq!(ok(Op::ReduceMin { axes: vec![-1], keepdims: false }, &[x.clone()], DType::F32), vec![2, 3]);
+    assert_eq!(ok(Op::ReduceProd { axes: vec![0, 2], keepdims: true }, &[x.clone()], DType::F32), vec![1, 3, 1]);
+    assert_eq!(ok(Op::LogSoftmax { axis: 1 }, &[x.clone()], DType::F32), vec![2, 3, 4]);
+    let am = Op::ArgMax { axis: -2, keepdims: true, select_last_index: false };
+    assert_eq!(ok(am, &[x.clone()], DType::I64), vec![2, 1, 4]);
+    let an = Op::ArgMin { axis: 2, keepdims: false, select_last_index: true };
+    assert_eq!(ok(an, &[t(DType::I32, &[2, 3, 4])], DType::I64), vec![2, 3]);
+    fails(Op::ArgMax { axis: 3, keepdims: true, select_last_index: false }, &[x.clone()], &["axis 3", "rank 3"]);
+    fails(Op::ArgMax { axis: 0, keepdims: true, select_last_index: false }, &[f32s(&[0, 2])], &["empty"]);
+    fails(Op::LogSoftmax { axis: 0 }, &[t(DType::I64, &[2])], &["i64"]);
+}
+
+#[test]
+fn gather_elements_shapes() {
+    let x = f32s(&[3, 4]);
+    let i = t(DType::I64, &[2, 4]);
+    assert_eq!(ok(Op::GatherElements { axis: 0 }, &[x.clone(), i.clone()], DType::F32), vec![2, 4]);
+    fails(Op::GatherElements { axis: 0 }, &[x.clone(), t(DType::I64, &[4])], &["same rank"]);
+    fails(Op::GatherElements { axis: 0 }, &[x.clone(), t(DType::I64, &[2, 5])], &["dimension 1"]);
+    fails(Op::GatherElements { axis: 1 }, &[x.clone(), t(DType::F32, &[2, 2])], &["indices", "i32 or i64"]);
+}

@@ -461,3 +461,115 @@ fn opset_18_split_with_num_outputs_makes_the_last_chunk_smaller() {
     assert_eq!(f32s(&out[0]), vec![1.0, 2.0, 3.0]);
     assert_eq!(f32s(&out[1]), vec![4.0, 5.0]);
 }
+
+/// One-node model `op(x, consts…) -> y` at `opset`, evaluated on `x`.
+fn one_node(
+    opset: i64,
+    op: &str,
+    x: Tensor,
+    consts: Vec<onnx_protobuf::TensorProto>,
+    attrs: Vec<AttributeProto>,
+) -> Vec<f32> {
+    let dims: Vec<i64> = x.shape.dims().iter().map(|&d| d as i64).collect();
+    let mut ins = vec!["x".to_string()];
+    ins.extend(consts.iter().map(|c| c.name.clone()));
+    let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let bytes =
+        model_bytes(opset, vec![f32_input("x", &dims)], consts, vec![node(op, "n", &ins, &["y"], attrs)], &["y"]);
+    f32s(&run(&bytes, &[x])[0])
+}
+
+#[test]
+fn composite_reductions_follow_their_onnx_definitions() {
+    let x = || Tensor::f32(vec![2, 2], vec![3.0, -4.0, 1.0, 0.0]);
+    let axes = || vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)];
+    close(&one_node(13, "ReduceL1", x(), vec![], axes()), &[7.0, 1.0]);
+    close(&one_node(13, "ReduceL2", x(), vec![], axes()), &[5.0, 1.0]);
+    close(&one_node(13, "ReduceSumSquare", x(), vec![], axes()), &[25.0, 1.0]);
+    let p = Tensor::f32(vec![2, 2], vec![1.0, 2.0, 0.5, 0.5]);
+    close(&one_node(13, "ReduceLogSum", p, vec![], axes()), &[3f32.ln(), 0.0]);
+    // ln(e^1000 + e^1000) = 1000 + ln 2: no overflow.
+    let big = Tensor::f32(vec![1, 2], vec![1000.0, 1000.0]);
+    close(&one_node(13, "ReduceLogSumExp", big, vec![], axes()), &[1000.0 + 2f32.ln()]);
+    // Opset 18 axes as an input, keepdims by default.
+    close(&one_node(18, "ReduceMin", x(), vec![vector_i64("axes", vec![0])], vec![]), &[1.0, -4.0]);
+    close(&one_node(18, "ReduceProd", x(), vec![vector_i64("axes", vec![-1])], vec![]), &[-12.0, 0.0]);
+}
+
+#[test]
+fn decomposed_operators_give_onnx_values() {
+    let x = Tensor::f32(vec![1, 4], vec![-2.0, -1.0, 0.5, 2.0]);
+    let slope = tensor_f32("slope", &[1], vec![0.25]);
+    close(&one_node(16, "PRelu", x.clone(), vec![slope], vec![]), &[-0.5, -0.25, 0.5, 2.0]);
+    // Trilu keeps j − i ≥ k (upper) of the last two dims.
+    let m = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    close(&one_node(14, "Trilu", m.clone(), vec![], vec![]), &[1.0, 2.0, 3.0, 0.0, 5.0, 6.0]);
+    let k = onnx_protobuf::TensorProto { name: "k".into(), ..weft_graph::onnx::testing::tensor_i64("k", &[], vec![1]) };
+    close(&one_node(14, "Trilu", m.clone(), vec![k], vec![attr_int("upper", 0)]), &[1.0, 2.0, 0.0, 4.0, 5.0, 6.0]);
+    // Hardmax: the first largest per row.
+    let h = Tensor::f32(vec![2, 3], vec![1.0, 3.0, 3.0, -1.0, -2.0, -3.0]);
+    close(&one_node(13, "Hardmax", h, vec![], vec![]), &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+    // DepthToSpace DCR on 4 channels of 1×1: the channels become a 2×2 block.
+    let d = Tensor::f32(vec![1, 4, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
+    close(&one_node(13, "DepthToSpace", d, vec![], vec![attr_int("blocksize", 2)]), &[1.0, 2.0, 3.0, 4.0]);
+    let s = Tensor::f32(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    close(&one_node(13, "SpaceToDepth", s, vec![], vec![attr_int("blocksize", 2)]), &[1.0, 2.0, 3.0, 4.0]);
+    // Tile [1, 2] by [2, 2].
+    let t = Tensor::f32(vec![1, 2], vec![1.0, 2.0]);
+    let reps = weft_graph::onnx::testing::tensor_i64("repeats", &[2], vec![2, 2]);
+    close(&one_node(13, "Tile", t, vec![reps], vec![]), &[1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    // LpNormalization p=2 on [3, 4] and an all-zero row.
+    let l = Tensor::f32(vec![2, 2], vec![3.0, 4.0, 0.0, 0.0]);
+    close(&one_node(13, "LpNormalization", l, vec![], vec![]), &[0.6, 0.8, 0.0, 0.0]);
+    // RMSNormalization: x / √(mean(x²) + ε), here √((9 + 16)/2).
+    let r = Tensor::f32(vec![1, 2], vec![3.0, 4.0]);
+    let scale = tensor_f32("scale", &[2], vec![1.0, 2.0]);
+    let rms = (12.5f32 + 1e-5).sqrt();
+    close(&one_node(23, "RMSNormalization", r, vec![scale], vec![]), &[3.0 / rms, 8.0 / rms]);
+    // Mean of two inputs.
+    let bytes = model_bytes(
+        13,
+        vec![f32_input("a", &[2]), f32_input("b", &[2])],
+        vec![],
+        vec![node("Mean", "mean", &["a", "b"], &["y"], vec![])],
+        &["y"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![2], vec![1.0, 2.0]), Tensor::f32(vec![2], vec![3.0, 6.0])]);
+    close(&f32s(&out[0]), &[2.0, 4.0]);
+}
+
+#[test]
+fn negative_log_likelihood_loss_weights_and_ignore_index() {
+    // log-probabilities of 3 samples over 2 classes; targets 1, 0, 1.
+    let x = Tensor::f32(vec![3, 2], vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]);
+    let t = Tensor::i64(vec![3], vec![1, 0, 1]);
+    let loss = |attrs: Vec<AttributeProto>, weight: Option<Vec<f32>>| -> Vec<f32> {
+        let mut inits = vec![];
+        let mut ins = vec!["x", "t"];
+        if let Some(w) = weight {
+            inits.push(tensor_f32("w", &[2], w));
+            ins.push("w");
+        }
+        let bytes = model_bytes(
+            13,
+            vec![f32_input("x", &[3, 2]), value_info("t", DataType::INT64, &[Dim::Value(3)])],
+            inits,
+            vec![node("NegativeLogLikelihoodLoss", "nll", &ins, &["y"], attrs)],
+            &["y"],
+        );
+        f32s(&run(&bytes, &[x.clone(), t.clone()])[0])
+    };
+    let red = |r: &str| AttributeProto {
+        name: "reduction".into(),
+        type_: AttributeType::STRING.into(),
+        s: r.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    close(&loss(vec![red("none")], None), &[2.0, 3.0, 6.0]);
+    close(&loss(vec![red("sum")], None), &[11.0]);
+    close(&loss(vec![], None), &[11.0 / 3.0]);
+    // Weights 10 (class 0) and 1 (class 1): (2 + 30 + 6) / (1 + 10 + 1).
+    close(&loss(vec![], Some(vec![10.0, 1.0])), &[38.0 / 12.0]);
+    // Ignoring class 0: (2 + 6) / 2.
+    close(&loss(vec![attr_int("ignore_index", 0)], None), &[4.0]);
+}

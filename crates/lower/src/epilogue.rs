@@ -298,8 +298,111 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
             let hx = b.mul(half, v);
             b.mul(hx, p)
         }
+        UnaryOp::Softplus => softplus(b, v),
+        UnaryOp::Softsign => {
+            let one = b.const_float(ty, 1.0);
+            let a = b.abs(v);
+            let d = b.add(one, a);
+            b.div(v, d)
+        }
+        UnaryOp::Elu { alpha } | UnaryOp::Selu { alpha, .. } => {
+            let z = b.const_float(ty, 0.0);
+            let one = b.const_float(ty, 1.0);
+            let a = b.const_float(ty, alpha as f64);
+            let e = b.exp(v);
+            let em1 = b.sub(e, one);
+            let neg_part = b.mul(a, em1);
+            // Elu takes the exponential branch below zero, Selu at zero too
+            // (both are 0 there).
+            let neg = b.lt(v, z);
+            let y = b.select(neg, neg_part, v);
+            match op {
+                UnaryOp::Selu { gamma, .. } => {
+                    let g = b.const_float(ty, gamma as f64);
+                    b.mul(g, y)
+                }
+                _ => y,
+            }
+        }
+        UnaryOp::Celu { alpha } => {
+            let z = b.const_float(ty, 0.0);
+            let one = b.const_float(ty, 1.0);
+            let a = b.const_float(ty, alpha as f64);
+            let q = b.div(v, a);
+            let e = b.exp(q);
+            let em1 = b.sub(e, one);
+            let neg_part = b.mul(a, em1);
+            let lo = nan_min(b, z, neg_part);
+            let hi = nan_max(b, z, v);
+            b.add(hi, lo)
+        }
+        UnaryOp::ThresholdedRelu { alpha } => {
+            // NaN compares false, so it is kept.
+            let z = b.const_float(ty, 0.0);
+            let a = b.const_float(ty, alpha as f64);
+            let below = b.le(v, a);
+            b.select(below, z, v)
+        }
+        UnaryOp::Mish => {
+            let sp = softplus(b, v);
+            let t = b.tanh(sp);
+            b.mul(v, t)
+        }
+        UnaryOp::Sinh | UnaryOp::Cosh => {
+            let half = b.const_float(ty, 0.5);
+            let e = b.exp(v);
+            let n = b.neg(v);
+            let en = b.exp(n);
+            let s = if op == UnaryOp::Sinh { b.sub(e, en) } else { b.add(e, en) };
+            b.mul(half, s)
+        }
+        UnaryOp::Asinh => {
+            // ln(|x| + √(x² + 1)) with x's sign: no cancellation below zero.
+            let one = b.const_float(ty, 1.0);
+            let z = b.const_float(ty, 0.0);
+            let a = b.abs(v);
+            let sq = b.fma(v, v, one);
+            let r = b.sqrt(sq);
+            let s = b.add(a, r);
+            let l = b.log(s);
+            let nl = b.neg(l);
+            let neg = b.lt(v, z);
+            b.select(neg, nl, l)
+        }
+        UnaryOp::Acosh => {
+            let one = b.const_float(ty, 1.0);
+            let x2 = b.mul(v, v);
+            let d = b.sub(x2, one);
+            let r = b.sqrt(d);
+            let s = b.add(v, r);
+            b.log(s)
+        }
+        UnaryOp::Atanh => {
+            let one = b.const_float(ty, 1.0);
+            let half = b.const_float(ty, 0.5);
+            let p = b.add(one, v);
+            let m = b.sub(one, v);
+            let q = b.div(p, m);
+            let l = b.log(q);
+            b.mul(half, l)
+        }
         UnaryOp::Not | UnaryOp::Sign => unreachable!("handled above for every type"),
     }
+}
+
+/// `ln(1 + exp(x))` as `max(x, 0) + ln(1 + exp(−|x|))`, which neither
+/// overflows for large `x` nor loses small results to `1 + exp(x)`.
+fn softplus(b: &mut KernelBuilder, v: Value) -> Value {
+    let ty = ty_of(b, v);
+    let z = b.const_float(ty, 0.0);
+    let one = b.const_float(ty, 1.0);
+    let a = b.abs(v);
+    let na = b.neg(a);
+    let e = b.exp(na);
+    let s = b.add(one, e);
+    let l = b.log(s);
+    let m = nan_max(b, v, z);
+    b.add(m, l)
 }
 
 /// `max(x, y)` that is NaN when either operand is, as ONNX's Max, Relu,

@@ -24,6 +24,16 @@ fn unary_ops() -> Vec<UnaryOp> {
         UnaryOp::HardSigmoid { alpha: 0.2, beta: 0.5 },
         UnaryOp::HardSwish,
         UnaryOp::Gelu,
+        UnaryOp::Softplus,
+        UnaryOp::Softsign,
+        UnaryOp::Elu { alpha: 0.7 },
+        UnaryOp::Selu { alpha: 1.6732632, gamma: 1.050701 },
+        UnaryOp::Celu { alpha: 1.5 },
+        UnaryOp::ThresholdedRelu { alpha: 0.4 },
+        UnaryOp::Mish,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
+        UnaryOp::Asinh,
     ]
 }
 
@@ -51,6 +61,14 @@ fn positive_domain_unaries_match_the_reference() {
         let y = node(&mut g, "u", Op::Unary(u), &[x]);
         g.add_output(y);
         check(&g, &[rng.f32(&[5, 13], 0.1, 4.0)]);
+    }
+    // Acosh is defined from 1 on, Atanh inside (−1, 1).
+    for (u, lo, hi) in [(UnaryOp::Acosh, 1.05, 6.0), (UnaryOp::Atanh, -0.95, 0.95)] {
+        let mut g = Graph::new("unary");
+        let x = g.add_input("x", DType::F32, vec![5, 13]);
+        let y = node(&mut g, "u", Op::Unary(u), &[x]);
+        g.add_output(y);
+        check(&g, &[rng.f32(&[5, 13], lo, hi)]);
     }
 }
 

@@ -223,3 +223,21 @@ fn resize_every_mode_and_transform() {
         }
     }
 }
+
+#[test]
+fn gather_elements_on_any_axis_with_negative_indices() {
+    let mut rng = Rng::new(38);
+    let dims = [4usize, 5, 6];
+    for axis in [0i64, 1, 2, -1] {
+        let a = axis.rem_euclid(3) as usize;
+        let d = dims[a] as i64;
+        let mut idx_dims = vec![3usize, 2, 4];
+        idx_dims[a] = 7;
+        let mut g = Graph::new("gather_elements");
+        let x = g.add_input("x", DType::F32, dims.to_vec());
+        let idx = g.add_input("idx", DType::I64, idx_dims.clone());
+        let y = node(&mut g, "ge", Op::GatherElements { axis }, &[x, idx]);
+        g.add_output(y);
+        check(&g, &[rng.f32(&dims, -1.0, 1.0), rng.i64(&idx_dims, -d, d)]);
+    }
+}

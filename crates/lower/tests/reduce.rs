@@ -139,3 +139,122 @@ fn hand_built_layer_norm_lowers_through_reduce_and_elementwise() {
     // mean, sub (+pow is not fusable: `d` has two consumers), pow, var (+eps, sqrt fused), div (+mul, add fused).
     assert!(p.steps.len() <= 6, "{} kernels", p.steps.len());
 }
+
+#[test]
+fn log_softmax_over_every_axis() {
+    let mut rng = Rng::new(27);
+    let shapes: &[&[usize]] = &[&[7], &[3, 10], &[2, 3, 300], &[4, 5, 6]];
+    for dims in shapes {
+        for axis in -(dims.len() as i64)..dims.len() as i64 {
+            let mut g = Graph::new("log_softmax");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let y = node(&mut g, "lsm", Op::LogSoftmax { axis }, &[x]);
+            g.add_output(y);
+            let p = check(&g, &[rng.f32(dims, -4.0, 4.0)]);
+            assert_eq!(p.steps.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn min_and_prod_reductions_match_the_reference() {
+    let mut rng = Rng::new(28);
+    let cases: &[(&[usize], &[i64])] =
+        &[(&[5, 7], &[1]), (&[2, 3, 4, 5], &[1, 3]), (&[2, 300, 3], &[1]), (&[4, 1000], &[-1]), (&[6], &[])];
+    for &(dims, axes) in cases {
+        for keepdims in [true, false] {
+            let mut g = Graph::new("reduce_min");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let y = node(&mut g, "r", Op::ReduceMin { axes: axes.to_vec(), keepdims }, &[x]);
+            g.add_output(y);
+            check(&g, &[rng.f32(dims, -3.0, 3.0)]);
+            // Factors near 1 keep long products finite.
+            let mut g = Graph::new("reduce_prod");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let y = node(&mut g, "r", Op::ReduceProd { axes: axes.to_vec(), keepdims }, &[x]);
+            g.add_output(y);
+            check(&g, &[rng.f32(dims, 0.99, 1.01)]);
+        }
+    }
+    // Integers, exact; block mode (≥ 256 reduced) and NaN in block mode.
+    let mut g = Graph::new("imin");
+    let x = g.add_input("x", DType::I64, vec![3, 400]);
+    let y = node(&mut g, "r", Op::ReduceMin { axes: vec![1], keepdims: false }, &[x]);
+    g.add_output(y);
+    check(&g, &[rng.i64(&[3, 400], -1000, 1000)]);
+    let mut g = Graph::new("nan_min");
+    let x = g.add_input("x", DType::F32, vec![2, 512]);
+    let y = node(&mut g, "r", Op::ReduceMin { axes: vec![1], keepdims: false }, &[x]);
+    g.add_output(y);
+    let mut data = rng.f32(&[2, 512], -1.0, 1.0);
+    if let weft_graph::TensorData::F32(v) = &mut data.data {
+        v[300] = f32::NAN;
+    }
+    let p = lower_and_run(&g, &[data]);
+    assert!(p[0].is_nan() && !p[1].is_nan(), "NaN propagates only in its row: {p:?}");
+}
+
+/// Runs `g` on the interpreter and returns its first output.
+fn lower_and_run(g: &Graph, inputs: &[Tensor]) -> Vec<f64> {
+    let program = weft_lower::lower(g, &weft_lower::LowerOptions::default()).expect("lowers");
+    let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
+    let got =
+        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program), &hosts, |_| {})
+            .expect("runs");
+    got[0].to_f64_vec()
+}
+
+#[test]
+fn argmax_argmin_on_every_axis() {
+    let mut rng = Rng::new(29);
+    let dims = [3usize, 4, 5];
+    for axis in -3i64..3 {
+        for keepdims in [true, false] {
+            for last in [false, true] {
+                for max in [true, false] {
+                    let op = if max {
+                        Op::ArgMax { axis, keepdims, select_last_index: last }
+                    } else {
+                        Op::ArgMin { axis, keepdims, select_last_index: last }
+                    };
+                    let mut g = Graph::new("arg");
+                    let x = g.add_input("x", DType::F32, dims.to_vec());
+                    let y = node(&mut g, "arg", op, &[x]);
+                    g.add_output(y);
+                    // Few distinct values: ties decide the index often.
+                    let mut t = rng.f32(&dims, 0.0, 3.0);
+                    if let weft_graph::TensorData::F32(v) = &mut t.data {
+                        v.iter_mut().for_each(|x| *x = x.floor());
+                        v[7] = f32::NAN;
+                    }
+                    check(&g, &[t]);
+                }
+            }
+        }
+    }
+    let mut g = Graph::new("iarg");
+    let x = g.add_input("x", DType::I64, vec![4, 9]);
+    let y = node(&mut g, "arg", Op::ArgMax { axis: 1, keepdims: false, select_last_index: true }, &[x]);
+    g.add_output(y);
+    check(&g, &[rng.i64(&[4, 9], -3, 3)]);
+}
+
+#[test]
+fn reducing_an_empty_axis_gives_the_identity() {
+    // Sum 0, product 1, max −∞, min +∞, per output, with no input read.
+    for (op, want) in [
+        (Op::ReduceSum { axes: vec![1], keepdims: false }, 0.0),
+        (Op::ReduceProd { axes: vec![1], keepdims: false }, 1.0),
+        (Op::ReduceMax { axes: vec![1], keepdims: false }, f64::NEG_INFINITY),
+        (Op::ReduceMin { axes: vec![1], keepdims: false }, f64::INFINITY),
+    ] {
+        let mut g = Graph::new("empty");
+        let x = g.add_input("x", DType::F32, vec![2, 0, 3]);
+        let y = node(&mut g, "r", op, &[x]);
+        g.add_output(y);
+        let x = Tensor::f32(vec![2, 0, 3], vec![]);
+        let got = lower_and_run(&g, std::slice::from_ref(&x));
+        assert_eq!(got, vec![want; 6]);
+        assert_eq!(weft_graph::evaluate(&g, &[x]).unwrap()[0].to_f64(), got, "the reference agrees");
+    }
+}

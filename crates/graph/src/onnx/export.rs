@@ -336,6 +336,19 @@ impl<'g> Exporter<'g> {
                         attrs.push(float("alpha", alpha));
                         attrs.push(float("beta", beta));
                     }
+                    UnaryOp::Celu { .. } if self.opset < 12 => {
+                        return Err(format!("Celu needs opset 12, exporting opset {}", self.opset).into());
+                    }
+                    UnaryOp::Elu { alpha } | UnaryOp::Celu { alpha } | UnaryOp::ThresholdedRelu { alpha } => {
+                        attrs.push(float("alpha", alpha))
+                    }
+                    UnaryOp::Selu { alpha, gamma } => {
+                        attrs.push(float("alpha", alpha));
+                        attrs.push(float("gamma", gamma));
+                    }
+                    UnaryOp::Mish if self.opset < 18 => {
+                        return Err(format!("Mish needs opset 18, exporting opset {}", self.opset).into());
+                    }
                     UnaryOp::HardSwish if self.opset < 14 => {
                         return Err(format!("HardSwish needs opset 14, exporting opset {}", self.opset).into());
                     }
@@ -370,9 +383,17 @@ impl<'g> Exporter<'g> {
                 attrs.push(int("to", elem_type_of(*to) as i64));
                 "Cast"
             }
-            Op::Softmax { axis } => {
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 attrs.push(int("axis", *axis));
-                "Softmax"
+                node.op.name()
+            }
+            Op::ArgMax { axis, keepdims, select_last_index } | Op::ArgMin { axis, keepdims, select_last_index } => {
+                attrs.push(int("axis", *axis));
+                attrs.push(int("keepdims", *keepdims as i64));
+                if *select_last_index {
+                    attrs.push(int("select_last_index", 1));
+                }
+                node.op.name()
             }
             Op::LayerNormalization { axis, epsilon } => {
                 if self.opset < 17 {
@@ -382,7 +403,11 @@ impl<'g> Exporter<'g> {
                 attrs.push(float("epsilon", *epsilon));
                 "LayerNormalization"
             }
-            Op::ReduceMean { axes, keepdims } | Op::ReduceSum { axes, keepdims } | Op::ReduceMax { axes, keepdims } => {
+            Op::ReduceMean { axes, keepdims }
+            | Op::ReduceSum { axes, keepdims }
+            | Op::ReduceMax { axes, keepdims }
+            | Op::ReduceMin { axes, keepdims }
+            | Op::ReduceProd { axes, keepdims } => {
                 // weft's empty list means every axis; ONNX's omitted axes
                 // mean the same, but spelled out nothing depends on that.
                 let axes: Vec<i64> = if axes.is_empty() { (0..first_rank()? as i64).collect() } else { axes.clone() };
@@ -447,9 +472,9 @@ impl<'g> Exporter<'g> {
                 }
                 node.op.name()
             }
-            Op::Gather { axis } => {
+            Op::Gather { axis } | Op::GatherElements { axis } => {
                 attrs.push(int("axis", *axis));
-                "Gather"
+                node.op.name()
             }
             Op::Resize { scales, mode, transform, nearest } => {
                 attrs.push(string(

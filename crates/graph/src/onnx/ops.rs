@@ -6,6 +6,7 @@ use super::error::ImportError;
 use super::fold::{broadcast, reshape_dims, resolve_slice, squeeze_dims, unsqueeze_dims};
 use super::{Importer, NodeView};
 use crate::dtype::DType;
+use crate::graph::TensorId;
 use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Shape, Tensor, TensorData};
 
@@ -73,6 +74,34 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Floor" => unary(UnaryOp::Floor)?,
         "Ceil" => unary(UnaryOp::Ceil)?,
         "HardSwish" => unary(UnaryOp::HardSwish)?,
+        "Softplus" => unary(UnaryOp::Softplus)?,
+        "Softsign" => unary(UnaryOp::Softsign)?,
+        "Mish" => unary(UnaryOp::Mish)?,
+        "Sinh" => unary(UnaryOp::Sinh)?,
+        "Cosh" => unary(UnaryOp::Cosh)?,
+        "Asinh" => unary(UnaryOp::Asinh)?,
+        "Acosh" => unary(UnaryOp::Acosh)?,
+        "Atanh" => unary(UnaryOp::Atanh)?,
+        "Elu" => unary(UnaryOp::Elu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
+        "Celu" => unary(UnaryOp::Celu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
+        "ThresholdedRelu" => unary(UnaryOp::ThresholdedRelu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
+        "Selu" => unary(UnaryOp::Selu {
+            alpha: a.float("alpha", name)?.unwrap_or(1.673_263_2),
+            gamma: a.float("gamma", name)?.unwrap_or(1.050_701),
+        })?,
+        "PRelu" => return prelu(imp, n),
+        "Gelu" => return gelu(imp, n),
+        "Swish" => return swish(imp, n),
+        "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
+        "Tile" => return tile(imp, n),
+        "LpNormalization" => return lp_norm(imp, n),
+        "InstanceNormalization" => return instance_norm(imp, n),
+        "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => return nll_loss(imp, n),
+        "Attention" => return attention(imp, n),
+        "RMSNormalization" => return rms_norm(imp, n),
+        "Hardmax" => return hardmax(imp, n),
+        "Mean" => return mean(imp, n),
+        "Trilu" => return trilu(imp, n),
         "LeakyRelu" => unary(UnaryOp::LeakyRelu { alpha: a.float("alpha", name)?.unwrap_or(0.01) })?,
         "HardSigmoid" => unary(UnaryOp::HardSigmoid {
             alpha: a.float("alpha", name)?.unwrap_or(0.2),
@@ -126,39 +155,39 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let to = imp.dtype_of(like).ok_or_else(|| n.err(format!("input `{like}` is not defined")))?;
             Some(Op::Cast { to })
         }
-        "Softmax" => return softmax(imp, n),
+        "Softmax" | "LogSoftmax" => return softmax(imp, n),
         "LayerNormalization" => {
             if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-                return Err(n.err("the Mean and InvStdDev outputs are not supported"));
+                return layer_norm_stats(imp, n);
             }
             Some(Op::LayerNormalization {
                 axis: a.int("axis", name)?.unwrap_or(-1),
                 epsilon: a.float("epsilon", name)?.unwrap_or(1e-5),
             })
         }
-        "ReduceMean" | "ReduceSum" | "ReduceMax" => {
-            let rank = imp.shape_of(data_input(n)?).len();
-            let keepdims = a.int("keepdims", name)?.unwrap_or(1) != 0;
-            // ReduceSum takes its axes as an input from opset 13, the other
-            // reductions from opset 18.
-            let axes = if (n.op_type == "ReduceSum" && n.opset >= 13) || n.opset >= 18 {
-                const_input(imp, n, 1, "axes")?.map(|t| ints_of(n, &t)).transpose()?
-            } else {
-                a.ints("axes", name)?
-            };
-            let axes = match axes {
-                Some(v) if !v.is_empty() => v,
-                _ if a.int("noop_with_empty_axes", name)?.unwrap_or(0) != 0 => {
-                    return emit_one(imp, n, Op::Identity, 1);
-                }
-                // No axes: all of them, spelled out so the op never depends
-                // on a convention for the empty list.
-                _ => (0..rank as i64).collect(),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" => {
+            let Some((axes, keepdims)) = reduce_axes(imp, n)? else {
+                return emit_one(imp, n, Op::Identity, 1);
             };
             Some(match n.op_type {
                 "ReduceMean" => Op::ReduceMean { axes, keepdims },
                 "ReduceSum" => Op::ReduceSum { axes, keepdims },
+                "ReduceMin" => Op::ReduceMin { axes, keepdims },
+                "ReduceProd" => Op::ReduceProd { axes, keepdims },
                 _ => Op::ReduceMax { axes, keepdims },
+            })
+        }
+        "ReduceL1" | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+            return composite_reduce(imp, n)
+        }
+        "ArgMax" | "ArgMin" => {
+            let axis = a.int("axis", name)?.unwrap_or(0);
+            let keepdims = a.int("keepdims", name)?.unwrap_or(1) != 0;
+            let select_last_index = a.int("select_last_index", name)?.unwrap_or(0) != 0;
+            Some(if n.op_type == "ArgMax" {
+                Op::ArgMax { axis, keepdims, select_last_index }
+            } else {
+                Op::ArgMin { axis, keepdims, select_last_index }
             })
         }
         "LRN" => Some(Op::Lrn {
@@ -251,6 +280,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             }
         }
         "Gather" => Some(Op::Gather { axis: a.int("axis", name)?.unwrap_or(0) }),
+        "GatherElements" => Some(Op::GatherElements { axis: a.int("axis", name)?.unwrap_or(0) }),
         "Resize" | "Upsample" => Some(resize(imp, n)?),
         "Pad" => {
             let mode = a.string("mode", name)?.unwrap_or_else(|| "constant".into());
@@ -380,7 +410,11 @@ fn data_inputs(op: &Op, count: usize) -> usize {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => 1,
         Op::Resize { .. } | Op::Pad { .. } | Op::Slice { .. } | Op::Identity => 1,
-        Op::ReduceMean { .. } | Op::ReduceSum { .. } | Op::ReduceMax { .. } => 1,
+        Op::ReduceMean { .. }
+        | Op::ReduceSum { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ReduceProd { .. } => 1,
         _ => usize::MAX,
     };
     count.min(cap)
@@ -484,24 +518,26 @@ fn variadic(imp: &mut Importer, n: &NodeView<'_>, b: BinaryOp) -> Result<(), Imp
     Ok(())
 }
 
-/// Softmax. Before opset 13 it normalises over all dimensions from `axis`
-/// on (default 1), as if the input were reshaped to 2-D; from 13 over `axis`
-/// alone (default -1). The two agree when `axis` is the last dimension; else
-/// the old form becomes Reshape → Softmax(last) → Reshape.
+/// Softmax and LogSoftmax. Before opset 13 they normalise over all
+/// dimensions from `axis` on (default 1), as if the input were reshaped to
+/// 2-D; from 13 over `axis` alone (default -1). The two agree when `axis` is
+/// the last dimension; else the old form becomes Reshape → Softmax(last) →
+/// Reshape.
 fn softmax(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let x = data_input(n)?;
     let dims = imp.shape_of(x);
     let rank = dims.len();
+    let make = |axis: i64| if n.op_type == "LogSoftmax" { Op::LogSoftmax { axis } } else { Op::Softmax { axis } };
     if n.opset >= 13 {
         let axis = n.attrs.int("axis", &n.name)?.unwrap_or(-1);
-        return emit_one(imp, n, Op::Softmax { axis }, 1);
+        return emit_one(imp, n, make(axis), 1);
     }
     let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(1), rank.max(1))?;
     let inner: usize = dims[axis..].iter().product();
     if axis + 1 >= rank || inner == dims[rank - 1] {
         // Everything from `axis` on is one dimension's worth: plain softmax
         // over the last axis is the same computation.
-        return emit_one(imp, n, Op::Softmax { axis: rank as i64 - 1 }, 1);
+        return emit_one(imp, n, make(rank as i64 - 1), 1);
     }
     let outer: usize = dims[..axis].iter().product();
     let xid = imp.tensor(x)?;
@@ -511,7 +547,7 @@ fn softmax(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
         vec![Some(xid)],
         &[],
     )?[0];
-    let soft = imp.emit(&format!("{}/softmax", n.name), Op::Softmax { axis: 1 }, vec![Some(flat)], &[])?[0];
+    let soft = imp.emit(&format!("{}/softmax", n.name), make(1), vec![Some(flat)], &[])?[0];
     let back: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
     imp.emit(
         &n.name,
@@ -625,4 +661,792 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
         (t, m)
     };
     Ok(Op::Resize { scales, mode, transform, nearest })
+}
+
+/// The axes and keepdims of a Reduce* node, with each opset's way of giving
+/// them (an attribute, an input from opset 13 for ReduceSum and 18 for the
+/// rest); `None` when `noop_with_empty_axes` makes the reduction an identity.
+/// No axes means all of them, spelled out so the op never depends on a
+/// convention for the empty list.
+fn reduce_axes(imp: &mut Importer, n: &NodeView<'_>) -> Result<Option<(Vec<i64>, bool)>, ImportError> {
+    let a = n.attrs;
+    let name = n.name.as_str();
+    let rank = imp.shape_of(data_input(n)?).len();
+    let keepdims = a.int("keepdims", name)?.unwrap_or(1) != 0;
+    let axes = if (n.op_type == "ReduceSum" && n.opset >= 13) || n.opset >= 18 {
+        const_input(imp, n, 1, "axes")?.map(|t| ints_of(n, &t)).transpose()?
+    } else {
+        a.ints("axes", name)?
+    };
+    Ok(match axes {
+        Some(v) if !v.is_empty() => Some((v, keepdims)),
+        _ if a.int("noop_with_empty_axes", name)?.unwrap_or(0) != 0 => None,
+        _ => Some(((0..rank as i64).collect(), keepdims)),
+    })
+}
+
+/// Emits a chain of single-output nodes named `{node}/{step}`; the last one
+/// gets the node's output name. Each step's inputs are tensor ids.
+struct Chain<'n, 'a> {
+    n: &'n NodeView<'a>,
+}
+
+impl Chain<'_, '_> {
+    fn step(&self, imp: &mut Importer, step: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, ImportError> {
+        let name = format!("{}/{step}", self.n.name);
+        Ok(imp.emit(&name, op, inputs.iter().map(|&t| Some(t)).collect(), &[])?[0])
+    }
+
+    fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
+        let outs: Vec<String> = self.n.outputs.iter().take(1).cloned().collect();
+        imp.emit(&self.n.name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
+        Ok(())
+    }
+}
+
+/// A scalar constant of `dtype` holding `v`.
+fn scalar(imp: &mut Importer, n: &NodeView<'_>, what: &str, dtype: DType, v: f64) -> TensorId {
+    imp.add_constant(format!("{}/{what}", n.name), Tensor::from_f64(dtype, Shape::scalar(), &[v]))
+}
+
+/// ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum and ReduceLogSumExp,
+/// as ONNX defines them: an elementwise map, ReduceSum, and a final map.
+/// LogSumExp subtracts each output's maximum first (`m + ln Σ exp(x − m)`)
+/// so large inputs do not overflow.
+fn composite_reduce(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let reduction = reduce_axes(imp, n)?;
+    let sum = |axes: &Vec<i64>, keepdims: bool| Op::ReduceSum { axes: axes.clone(), keepdims };
+    match n.op_type {
+        "ReduceLogSumExp" => {
+            let Some((axes, keepdims)) = reduction else {
+                // No reduction: ln(exp(x)) is x.
+                return c.last(imp, Op::Identity, &[x]);
+            };
+            let m = c.step(imp, "max", Op::ReduceMax { axes: axes.clone(), keepdims: true }, &[x])?;
+            let d = c.step(imp, "shifted", Op::Binary(BinaryOp::Sub), &[x, m])?;
+            let e = c.step(imp, "exp", Op::Unary(UnaryOp::Exp), &[d])?;
+            let s = c.step(imp, "sum", sum(&axes, keepdims), &[e])?;
+            let l = c.step(imp, "log", Op::Unary(UnaryOp::Log), &[s])?;
+            let m = if keepdims { m } else { c.step(imp, "max_squeezed", Op::Squeeze { axes: axes.clone() }, &[m])? };
+            c.last(imp, Op::Binary(BinaryOp::Add), &[l, m])
+        }
+        _ => {
+            let pre = match n.op_type {
+                "ReduceL1" => c.step(imp, "abs", Op::Unary(UnaryOp::Abs), &[x])?,
+                "ReduceL2" | "ReduceSumSquare" => c.step(imp, "square", Op::Binary(BinaryOp::Mul), &[x, x])?,
+                _ => x,
+            };
+            let post = match n.op_type {
+                "ReduceL2" => Some(Op::Unary(UnaryOp::Sqrt)),
+                "ReduceLogSum" => Some(Op::Unary(UnaryOp::Log)),
+                _ => None,
+            };
+            let reduce_op = match &reduction {
+                Some((axes, keepdims)) => sum(axes, *keepdims),
+                None => Op::Identity,
+            };
+            match post {
+                Some(post) => {
+                    let s = c.step(imp, "sum", reduce_op, &[pre])?;
+                    c.last(imp, post, &[s])
+                }
+                None => c.last(imp, reduce_op, &[pre]),
+            }
+        }
+    }
+}
+
+/// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
+fn prelu(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the slope input is missing"))?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let (x, slope) = (imp.tensor(xname)?, imp.tensor(sname)?);
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let c = Chain { n };
+    let neg = c.step(imp, "negative", Op::Binary(BinaryOp::Less), &[x, zero])?;
+    let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[x, slope])?;
+    c.last(imp, Op::Where, &[neg, scaled, x])
+}
+
+/// Mean of any number of inputs: their broadcast Sum divided by the count.
+fn mean(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let names: Vec<&str> = n.inputs.iter().flatten().copied().collect();
+    let first = *names.first().ok_or_else(|| n.err("has no inputs"))?;
+    let ids = names.iter().map(|t| imp.tensor(t)).collect::<Result<Vec<_>, _>>()?;
+    if ids.len() == 1 {
+        return Chain { n }.last(imp, Op::Identity, &ids);
+    }
+    let dtype = imp.dtype_of(first).unwrap_or(DType::F32);
+    let c = Chain { n };
+    let total = c.step(imp, "sum", Op::Sum, &ids)?;
+    let count = scalar(imp, n, "count", dtype, ids.len() as f64);
+    c.last(imp, Op::Binary(BinaryOp::Div), &[total, count])
+}
+
+/// Trilu: keeps the elements on and above (`upper=1`) or on and below the
+/// `k`-th diagonal of the last two dimensions and zeroes the rest, as a
+/// Where over a constant mask (broadcast over the leading dimensions).
+fn trilu(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    if dims.len() < 2 {
+        return Err(n.err(format!("input has rank {}; expected at least 2", dims.len())));
+    }
+    let upper = n.attrs.int("upper", &n.name)?.unwrap_or(1) != 0;
+    let k = match const_input(imp, n, 1, "k")? {
+        Some(t) => *ints_of(n, &t)?.first().ok_or_else(|| n.err("the k input is empty"))?,
+        None => 0,
+    };
+    let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    let mask: Vec<bool> = (0..rows * cols)
+        .map(|p| {
+            let d = (p % cols) as i64 - (p / cols) as i64;
+            if upper {
+                d >= k
+            } else {
+                d <= k
+            }
+        })
+        .collect();
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let x = imp.tensor(xname)?;
+    let mask = imp.add_constant(format!("{}/mask", n.name), Tensor::bool(vec![rows, cols], mask));
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    Chain { n }.last(imp, Op::Where, &[mask, x, zero])
+}
+
+/// The optional input `i` as a graph tensor, `None` when omitted.
+fn opt_tensor(imp: &mut Importer, n: &NodeView<'_>, i: usize) -> Result<Option<TensorId>, ImportError> {
+    match n.inputs.get(i).copied().flatten() {
+        Some(name) => Ok(Some(imp.tensor(name)?)),
+        None => Ok(None),
+    }
+}
+
+/// Output `i`'s name when the node asks for it.
+fn wanted_output(n: &NodeView<'_>, i: usize) -> Option<String> {
+    n.outputs.get(i).filter(|o| !o.is_empty()).cloned()
+}
+
+/// Emits `op` as the producer of output `i` of the node (or an internal
+/// step named `{node}/{step}` when that output is not asked for).
+fn emit_output(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    i: usize,
+    step: &str,
+    op: Op,
+    inputs: &[TensorId],
+) -> Result<TensorId, ImportError> {
+    let ins = inputs.iter().map(|&t| Some(t)).collect();
+    match wanted_output(n, i) {
+        Some(out) => Ok(imp.emit(&format!("{}/{step}", n.name), op, ins, &[out])?[0]),
+        None => Ok(imp.emit(&format!("{}/{step}", n.name), op, ins, &[])?[0]),
+    }
+}
+
+/// LayerNormalization with its Mean and InvStdDev outputs asked for: Y from
+/// the LayerNormalization op, and the statistics (over the dimensions from
+/// `axis` on, kept as 1s) as ReduceMean of x and `1/√(mean((x − mean)²) + ε)`.
+fn layer_norm_stats(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let axis_attr = n.attrs.int("axis", &n.name)?.unwrap_or(-1);
+    let axis = norm_axis(n, axis_attr, rank)?;
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    if n.attrs.int("stash_type", &n.name)?.is_some_and(|t| t != 1) {
+        return Err(n.err("stash_type other than 1 (float) is not supported"));
+    }
+    let x = imp.tensor(xname)?;
+    let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the Scale input is missing"))?;
+    let bias = opt_tensor(imp, n, 2)?;
+    let mut ln_inputs = vec![Some(x), Some(scale)];
+    if bias.is_some() {
+        ln_inputs.push(bias);
+    }
+    let y_out: Vec<String> = wanted_output(n, 0).into_iter().collect();
+    imp.emit(&n.name, Op::LayerNormalization { axis: axis as i64, epsilon }, ln_inputs, &y_out)?;
+    let axes: Vec<i64> = (axis as i64..rank as i64).collect();
+    let c = Chain { n };
+    let mean = emit_output(imp, n, 1, "mean", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    if wanted_output(n, 2).is_none() {
+        return Ok(());
+    }
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
+    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
+    let ve = c.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
+    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+    emit_output(imp, n, 2, "inv_stddev", Op::Unary(UnaryOp::Reciprocal), &[sd])?;
+    Ok(())
+}
+
+/// RMSNormalization: `x / √(mean(x²) + ε) · scale`, the mean over the
+/// dimensions from `axis` on.
+fn rms_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(-1), rank)?;
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    if n.attrs.int("stash_type", &n.name)?.is_some_and(|t| t != 1) {
+        return Err(n.err("stash_type other than 1 (float) is not supported"));
+    }
+    let x = imp.tensor(xname)?;
+    let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the scale input is missing"))?;
+    let c = Chain { n };
+    let x2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[x, x])?;
+    let axes: Vec<i64> = (axis as i64..rank as i64).collect();
+    let ms = c.step(imp, "mean_square", Op::ReduceMean { axes, keepdims: true }, &[x2])?;
+    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
+    let me = c.step(imp, "mean_square_eps", Op::Binary(BinaryOp::Add), &[ms, eps])?;
+    let rms = c.step(imp, "rms", Op::Unary(UnaryOp::Sqrt), &[me])?;
+    let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[x, rms])?;
+    c.last(imp, Op::Binary(BinaryOp::Mul), &[normed, scale])
+}
+
+/// Hardmax: 1 at the first largest element along `axis`, 0 elsewhere, as
+/// `ArgMax == position` cast to the input's type. Before opset 13 the axis
+/// covers every dimension from `axis` on (the input seen as 2-D), so the
+/// input is flattened around it first.
+fn hardmax(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let rank = dims.len();
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let (axis, work_dims) = if n.opset >= 13 {
+        let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(-1), rank)?;
+        (axis, dims.clone())
+    } else {
+        let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(1), rank)?;
+        let outer: usize = dims[..axis].iter().product();
+        let inner: usize = dims[axis..].iter().product();
+        let shape = vec![outer as i64, inner as i64];
+        x = c.step(imp, "flatten", Op::Reshape { shape, allow_zero: false }, &[x])?;
+        (1, vec![outer, inner])
+    };
+    let len = work_dims[axis];
+    let arg =
+        c.step(imp, "argmax", Op::ArgMax { axis: axis as i64, keepdims: true, select_last_index: false }, &[x])?;
+    let mut pos_shape = vec![1; work_dims.len()];
+    pos_shape[axis] = len;
+    let positions =
+        imp.add_constant(format!("{}/positions", n.name), Tensor::i64(pos_shape, (0..len as i64).collect()));
+    let hit = c.step(imp, "is_max", Op::Binary(BinaryOp::Equal), &[arg, positions])?;
+    if work_dims == dims {
+        return c.last(imp, Op::Cast { to: dtype }, &[hit]);
+    }
+    let y = c.step(imp, "onehot", Op::Cast { to: dtype }, &[hit])?;
+    let back: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    c.last(imp, Op::Reshape { shape: back, allow_zero: true }, &[y])
+}
+
+/// Attention (opset 23/24) as the computation ONNX defines: 3-D inputs
+/// split into heads, the key/value cache appended (present_key and
+/// present_value), grouped-query heads repeated, `Q·√s` times `(K·√s)ᵀ`,
+/// softcap, the additive bias (attn_mask, boolean or float, padded with
+/// −∞ to the key length; causal and sliding-window masks aligned to the
+/// cache length), softmax over keys, fully masked rows zeroed, times V.
+/// The qk_matmul_output output gives modes 0 to 3. `nonpad_kv_seqlen` (an
+/// external cache) is refused by name.
+fn attention(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let a = n.attrs;
+    let name = n.name.as_str();
+    if n.inputs.get(6).copied().flatten().is_some() {
+        return Err(n.err("the nonpad_kv_seqlen input (external KV cache) is not supported"));
+    }
+    let qname = data_input(n)?;
+    let q_dims = imp.shape_of(qname);
+    let dtype = imp.dtype_of(qname).unwrap_or(DType::F32);
+    if !dtype.is_float() {
+        return Err(n.err(format!("Q has element type {dtype}; expected a float type")));
+    }
+    let input = |i: usize, what: &str| -> Result<&str, ImportError> {
+        n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
+    };
+    let (kname, vname) = (input(1, "K")?, input(2, "V")?);
+    let (k_dims, v_dims) = (imp.shape_of(kname), imp.shape_of(vname));
+    let rank = q_dims.len();
+    if !(rank == 3 || rank == 4) || k_dims.len() != rank || v_dims.len() != rank {
+        return Err(n.err(format!(
+            "Q, K and V have shapes {}, {} and {}; expected all 3-D or all 4-D",
+            Shape(q_dims.clone()),
+            Shape(k_dims.clone()),
+            Shape(v_dims.clone())
+        )));
+    }
+    let softcap = a.float("softcap", name)?.unwrap_or(0.0);
+    let is_causal = a.int("is_causal", name)?.unwrap_or(0) != 0;
+    let mode = a.int("qk_matmul_output_mode", name)?.unwrap_or(0);
+    if !(0..=3).contains(&mode) {
+        return Err(n.err(format!("qk_matmul_output_mode {mode} is not one of 0, 1, 2, 3")));
+    }
+    let left_window = a.int("left_window_size", name)?.unwrap_or(-1);
+    let right_window = a.int("right_window_size", name)?.unwrap_or(-1);
+    let c = Chain { n };
+    let batch = q_dims[0];
+    let (mut q, mut k, mut v) = (imp.tensor(qname)?, imp.tensor(kname)?, imp.tensor(vname)?);
+    if rank == 3 {
+        let heads = |attr: &str| -> Result<usize, ImportError> {
+            let h = a.int(attr, name)?.ok_or_else(|| n.err(format!("3-D inputs need the `{attr}` attribute")))?;
+            usize::try_from(h).ok().filter(|&h| h > 0).ok_or_else(|| n.err(format!("`{attr}` is {h}")))
+        };
+        let (hq, hkv) = (heads("q_num_heads")?, heads("kv_num_heads")?);
+        let split = |imp: &mut Importer, t: TensorId, dims: &[usize], h: usize, what: &str| {
+            if !dims[2].is_multiple_of(h) {
+                return Err(n.err(format!("{what} hidden size {} is not a multiple of {h} heads", dims[2])));
+            }
+            let shape = vec![dims[0] as i64, dims[1] as i64, h as i64, (dims[2] / h) as i64];
+            let r = c.step(imp, &format!("{what}_heads"), Op::Reshape { shape, allow_zero: false }, &[t])?;
+            c.step(imp, &format!("{what}_bhsd"), Op::Transpose { perm: vec![0, 2, 1, 3] }, &[r])
+        };
+        q = split(imp, q, &q_dims, hq, "q")?;
+        k = split(imp, k, &k_dims, hkv, "k")?;
+        v = split(imp, v, &v_dims, hkv, "v")?;
+    }
+    let shape = |imp: &Importer, t: TensorId| imp.graph.info(t).shape.dims().to_vec();
+    let (qd, kd) = (shape(imp, q), shape(imp, k));
+    let head_size = qd[3];
+    // The key/value cache.
+    let past_len = match (opt_tensor(imp, n, 4)?, opt_tensor(imp, n, 5)?) {
+        (Some(pk), Some(pv)) => {
+            let len = shape(imp, pk).get(2).copied().unwrap_or(0);
+            k = emit_output(imp, n, 1, "present_key", Op::Concat { axis: 2 }, &[pk, k])?;
+            v = emit_output(imp, n, 2, "present_value", Op::Concat { axis: 2 }, &[pv, v])?;
+            len
+        }
+        (None, None) => {
+            for (i, t, what) in [(1, k, "present_key"), (2, v, "present_value")] {
+                if wanted_output(n, i).is_some() {
+                    emit_output(imp, n, i, what, Op::Identity, &[t])?;
+                }
+            }
+            0
+        }
+        _ => return Err(n.err("past_key and past_value must be given together")),
+    };
+    let kv_len = shape(imp, k)[2];
+    let q_len = qd[2];
+    // Grouped-query attention: each KV head serves q_heads / kv_heads
+    // consecutive query heads.
+    let (hq, hkv) = (qd[1], kd[1]);
+    if hq != hkv {
+        if hkv == 0 || !hq.is_multiple_of(hkv) {
+            return Err(n.err(format!("{hq} query heads are not a multiple of {hkv} key/value heads")));
+        }
+        let reps = hq / hkv;
+        let idx: Vec<i64> = (0..hq).map(|h| (h / reps) as i64).collect();
+        let idx = imp.add_constant(format!("{}/head_map", n.name), Tensor::i64(vec![hq], idx));
+        k = c.step(imp, "k_repeated", Op::Gather { axis: 1 }, &[k, idx])?;
+        v = c.step(imp, "v_repeated", Op::Gather { axis: 1 }, &[v, idx])?;
+    }
+    // Scores: the scale's square root on each side, as ONNX computes it.
+    let scale = match a.float("scale", name)? {
+        Some(s) => s as f64,
+        None => 1.0 / (head_size as f64).sqrt(),
+    };
+    let root = scalar(imp, n, "scale_root", dtype, scale.sqrt());
+    let qs = c.step(imp, "q_scaled", Op::Binary(BinaryOp::Mul), &[q, root])?;
+    let ks = c.step(imp, "k_scaled", Op::Binary(BinaryOp::Mul), &[k, root])?;
+    let kt = c.step(imp, "k_transposed", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[ks])?;
+    let mut scores = c.step(imp, "scores", Op::MatMul, &[qs, kt])?;
+    if softcap > 0.0 {
+        let cap = scalar(imp, n, "softcap", dtype, softcap as f64);
+        let d = c.step(imp, "softcap_div", Op::Binary(BinaryOp::Div), &[scores, cap])?;
+        let t = c.step(imp, "softcap_tanh", Op::Unary(UnaryOp::Tanh), &[d])?;
+        scores = c.step(imp, "softcapped", Op::Binary(BinaryOp::Mul), &[t, cap])?;
+    }
+    if mode <= 1 && wanted_output(n, 3).is_some() {
+        emit_output(imp, n, 3, "qk_output", Op::Identity, &[scores])?;
+    }
+    // The constant part of the bias: causal and sliding-window masks.
+    let ninf = f64::NEG_INFINITY;
+    let windowed = left_window >= 0 || right_window >= 0;
+    let const_bias: Option<Vec<f64>> = (is_causal || windowed).then(|| {
+        let mut bias = vec![0.0; q_len * kv_len];
+        for i in 0..q_len {
+            for j in 0..kv_len {
+                let diff = (i + past_len) as i64 - j as i64;
+                let causal_ok = !is_causal || diff >= 0;
+                let left_ok = left_window < 0 || diff <= left_window;
+                let right_ok = right_window < 0 || -diff <= right_window;
+                if !(causal_ok && left_ok && right_ok) {
+                    bias[i * kv_len + j] = ninf;
+                }
+            }
+        }
+        bias
+    });
+    // The run-time part: attn_mask as an additive bias padded to kv_len.
+    let mask = match n.inputs.get(3).copied().flatten() {
+        Some(mname) => {
+            let mdims = imp.shape_of(mname);
+            let mtype = imp.dtype_of(mname).unwrap_or(DType::F32);
+            let mut m = imp.tensor(mname)?;
+            if mtype == DType::Bool {
+                let zero = scalar(imp, n, "mask_zero", dtype, 0.0);
+                let minf = scalar(imp, n, "mask_ninf", dtype, ninf);
+                m = c.step(imp, "mask_bias", Op::Where, &[m, zero, minf])?;
+            } else if mtype != dtype {
+                return Err(n.err(format!("attn_mask has element type {mtype}; expected bool or Q's type {dtype}")));
+            }
+            let last = *mdims.last().ok_or_else(|| n.err("attn_mask is a scalar"))?;
+            if last > kv_len {
+                return Err(n.err(format!("attn_mask covers {last} keys but there are {kv_len}")));
+            }
+            if last < kv_len {
+                let mut pads = vec![0; 2 * mdims.len()];
+                pads[2 * mdims.len() - 1] = kv_len - last;
+                m = c.step(imp, "mask_padded", Op::Pad { pads, value: f32::NEG_INFINITY }, &[m])?;
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let bias = match (mask, &const_bias) {
+        (Some(m), Some(cb)) => {
+            let cbt = Tensor::from_f64(dtype, vec![q_len, kv_len], cb);
+            let cbt = imp.add_constant(format!("{}/causal_bias", n.name), cbt);
+            Some(c.step(imp, "bias", Op::Binary(BinaryOp::Add), &[m, cbt])?)
+        }
+        (Some(m), None) => Some(m),
+        (None, Some(cb)) => {
+            let cbt = Tensor::from_f64(dtype, vec![q_len, kv_len], cb);
+            Some(imp.add_constant(format!("{}/causal_bias", n.name), cbt))
+        }
+        (None, None) => None,
+    };
+    let biased = match bias {
+        Some(b) => c.step(imp, "biased", Op::Binary(BinaryOp::Add), &[scores, b])?,
+        None => scores,
+    };
+    if mode == 2 && wanted_output(n, 3).is_some() {
+        emit_output(imp, n, 3, "qk_output", Op::Identity, &[biased])?;
+    }
+    let mut probs = c.step(imp, "probs", Op::Softmax { axis: -1 }, &[biased])?;
+    // Rows whose bias is −∞ everywhere attend to nothing: zero probabilities.
+    if let Some(b) = bias {
+        let row_max = c.step(imp, "bias_row_max", Op::ReduceMax { axes: vec![-1], keepdims: true }, &[b])?;
+        let minf = scalar(imp, n, "ninf", dtype, ninf);
+        let masked = c.step(imp, "row_masked", Op::Binary(BinaryOp::Equal), &[row_max, minf])?;
+        let zero = scalar(imp, n, "zero", dtype, 0.0);
+        probs = c.step(imp, "probs_guarded", Op::Where, &[masked, zero, probs])?;
+    }
+    if mode == 3 && wanted_output(n, 3).is_some() {
+        emit_output(imp, n, 3, "qk_output", Op::Identity, &[probs])?;
+    }
+    let _ = batch;
+    if rank == 4 {
+        let outs: Vec<String> = wanted_output(n, 0).into_iter().collect();
+        imp.emit(&format!("{}/output", n.name), Op::MatMul, vec![Some(probs), Some(v)], &outs)?;
+        return Ok(());
+    }
+    let y = c.step(imp, "output_bhsd", Op::MatMul, &[probs, v])?;
+    let y = c.step(imp, "output_bshd", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y])?;
+    let yd = shape(imp, y);
+    let flat = vec![yd[0] as i64, yd[1] as i64, (yd[2] * yd[3]) as i64];
+    let outs: Vec<String> = wanted_output(n, 0).into_iter().collect();
+    imp.emit(&n.name, Op::Reshape { shape: flat, allow_zero: false }, vec![Some(y)], &outs)?;
+    Ok(())
+}
+
+/// NegativeLogLikelihoodLoss, and SoftmaxCrossEntropyLoss as LogSoftmax
+/// over the classes (its optional second output) followed by it. The loss
+/// of element `(n, d…)` is `−input[n, target, d…] · weight[target]`
+/// (GatherElements on the classes axis, Gather of the weights), 0 where the
+/// target is `ignore_index` (whose index is replaced by 0 before gathering,
+/// so no index is out of range); `mean` divides the sum by the summed
+/// weights of the elements not ignored, except that, as ONNX's reference
+/// computes NegativeLogLikelihoodLoss, with no weights and
+/// `ignore_index = −1` it divides by the element count.
+fn nll_loss(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let a = n.attrs;
+    let name = n.name.as_str();
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if dims.len() < 2 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, d…]", Shape(dims.clone()))));
+    }
+    let tname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the target input is missing"))?;
+    let tdims = imp.shape_of(tname);
+    let mut want_t = vec![dims[0]];
+    want_t.extend_from_slice(&dims[2..]);
+    if tdims != want_t {
+        return Err(n.err(format!(
+            "target has shape {}; expected {} (input {} without the classes)",
+            Shape(tdims),
+            Shape(want_t),
+            Shape(dims.clone())
+        )));
+    }
+    let ttype = imp.dtype_of(tname).unwrap_or(DType::I64);
+    if !matches!(ttype, DType::I32 | DType::I64) {
+        return Err(n.err(format!("target has element type {ttype}; expected i32 or i64")));
+    }
+    let reduction = a.string("reduction", name)?.unwrap_or_else(|| "mean".into());
+    if !matches!(reduction.as_str(), "none" | "sum" | "mean") {
+        return Err(n.err(format!("reduction `{reduction}` is not one of none, sum, mean")));
+    }
+    let ignore = a.int("ignore_index", name)?;
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let sce = n.op_type == "SoftmaxCrossEntropyLoss";
+    if sce {
+        x = emit_output(imp, n, 1, "log_prob", Op::LogSoftmax { axis: 1 }, &[x])?;
+    }
+    let t = imp.tensor(tname)?;
+    let weight = opt_tensor(imp, n, 2)?;
+    let ignored = match ignore {
+        Some(ii) => {
+            let iic = scalar(imp, n, "ignore_index", ttype, ii as f64);
+            Some(c.step(imp, "ignored", Op::Binary(BinaryOp::Equal), &[t, iic])?)
+        }
+        None => None,
+    };
+    let safe_t = match ignored {
+        Some(ig) => {
+            let zero = scalar(imp, n, "index_zero", ttype, 0.0);
+            c.step(imp, "safe_target", Op::Where, &[ig, zero, t])?
+        }
+        None => t,
+    };
+    let idx = c.step(imp, "target_column", Op::Unsqueeze { axes: vec![1] }, &[safe_t])?;
+    let picked = c.step(imp, "picked", Op::GatherElements { axis: 1 }, &[x, idx])?;
+    let picked = c.step(imp, "picked_squeezed", Op::Squeeze { axes: vec![1] }, &[picked])?;
+    let mut loss = c.step(imp, "negated", Op::Unary(UnaryOp::Neg), &[picked])?;
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    if let Some(ig) = ignored {
+        loss = c.step(imp, "loss_unignored", Op::Where, &[ig, zero, loss])?;
+    }
+    // The per-element weights, when any differ from 1.
+    let w = match (weight, ignored) {
+        (Some(wt), ig) => {
+            let g = c.step(imp, "weights", Op::Gather { axis: 0 }, &[wt, safe_t])?;
+            Some(match ig {
+                Some(ig) => c.step(imp, "weights_unignored", Op::Where, &[ig, zero, g])?,
+                None => g,
+            })
+        }
+        (None, Some(ig)) if sce || ignore != Some(-1) => {
+            let one = scalar(imp, n, "one", dtype, 1.0);
+            Some(c.step(imp, "weights_unignored", Op::Where, &[ig, zero, one])?)
+        }
+        _ => None,
+    };
+    if let (Some(w), Some(_)) = (w, weight) {
+        loss = c.step(imp, "weighted", Op::Binary(BinaryOp::Mul), &[loss, w])?;
+    }
+    let all: Vec<i64> = (0..want_t_rank(&dims) as i64).collect();
+    let out = |imp: &mut Importer, op: Op, inputs: &[TensorId]| -> Result<(), ImportError> {
+        let outs: Vec<String> = wanted_output(n, 0).into_iter().collect();
+        imp.emit(name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
+        Ok(())
+    };
+    match (reduction.as_str(), w) {
+        ("none", _) => out(imp, Op::Identity, &[loss]),
+        ("sum", _) => out(imp, Op::ReduceSum { axes: all, keepdims: false }, &[loss]),
+        (_, Some(w)) => {
+            let total = c.step(imp, "total", Op::ReduceSum { axes: all.clone(), keepdims: false }, &[loss])?;
+            let wsum = c.step(imp, "weight_total", Op::ReduceSum { axes: all, keepdims: false }, &[w])?;
+            out(imp, Op::Binary(BinaryOp::Div), &[total, wsum])
+        }
+        (_, None) => out(imp, Op::ReduceMean { axes: all, keepdims: false }, &[loss]),
+    }
+}
+
+/// The rank of the loss before reduction: the input's without the classes.
+fn want_t_rank(dims: &[usize]) -> usize {
+    dims.len() - 1
+}
+
+/// Gelu (opset 20): the exact erf form, or with `approximate="tanh"`
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+fn gelu(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let approximate = n.attrs.string("approximate", &n.name)?.unwrap_or_else(|| "none".into());
+    let xname = data_input(n)?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    match approximate.as_str() {
+        "none" => c.last(imp, Op::Unary(UnaryOp::Gelu), &[x]),
+        "tanh" => {
+            let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+            let k = scalar(imp, n, "cubic", dtype, 0.044715);
+            let r = scalar(imp, n, "sqrt_2_over_pi", dtype, (2.0 / std::f64::consts::PI).sqrt());
+            let half = scalar(imp, n, "half", dtype, 0.5);
+            let one = scalar(imp, n, "one", dtype, 1.0);
+            let x2 = c.step(imp, "x2", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            let x3 = c.step(imp, "x3", Op::Binary(BinaryOp::Mul), &[x2, x])?;
+            let kx3 = c.step(imp, "kx3", Op::Binary(BinaryOp::Mul), &[x3, k])?;
+            let inner = c.step(imp, "inner", Op::Binary(BinaryOp::Add), &[x, kx3])?;
+            let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[inner, r])?;
+            let t = c.step(imp, "tanh", Op::Unary(UnaryOp::Tanh), &[scaled])?;
+            let t1 = c.step(imp, "one_plus", Op::Binary(BinaryOp::Add), &[t, one])?;
+            let hx = c.step(imp, "half_x", Op::Binary(BinaryOp::Mul), &[x, half])?;
+            c.last(imp, Op::Binary(BinaryOp::Mul), &[hx, t1])
+        }
+        other => Err(n.err(format!("approximate `{other}` is not one of none, tanh"))),
+    }
+}
+
+/// Swish (opset 24): `x · sigmoid(alpha · x)`.
+fn swish(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let alpha = n.attrs.float("alpha", &n.name)?.unwrap_or(1.0);
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let ax = if alpha == 1.0 {
+        x
+    } else {
+        let a = scalar(imp, n, "alpha", dtype, alpha as f64);
+        c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[x, a])?
+    };
+    let s = c.step(imp, "sigmoid", Op::Unary(UnaryOp::Sigmoid), &[ax])?;
+    c.last(imp, Op::Binary(BinaryOp::Mul), &[x, s])
+}
+
+/// DepthToSpace (modes DCR and CRD) and SpaceToDepth on `[N, C, H, W]`:
+/// Reshape to six dimensions, Transpose, Reshape back, as ONNX defines them.
+fn depth_space(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    if dims.len() != 4 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, H, W]", Shape(dims.clone()))));
+    }
+    let b = n.attrs.int("blocksize", &n.name)?.ok_or_else(|| n.err("attribute `blocksize` is missing"))?;
+    let b =
+        usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| n.err(format!("blocksize {b} is not positive")))?;
+    let (bn, ch, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+    let i = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
+    let (split, perm, merged) = if n.op_type == "DepthToSpace" {
+        if !ch.is_multiple_of(b * b) {
+            return Err(n.err(format!("{ch} channels are not a multiple of blocksize² = {}", b * b)));
+        }
+        let c2 = ch / (b * b);
+        let mode = n.attrs.string("mode", &n.name)?.unwrap_or_else(|| "DCR".into());
+        let (split, perm) = match mode.as_str() {
+            "DCR" => (vec![bn, b, b, c2, h, w], vec![0, 3, 4, 1, 5, 2]),
+            "CRD" => (vec![bn, c2, b, b, h, w], vec![0, 1, 4, 2, 5, 3]),
+            other => return Err(n.err(format!("mode `{other}` is not one of DCR, CRD"))),
+        };
+        (split, perm, vec![bn, c2, h * b, w * b])
+    } else {
+        if !h.is_multiple_of(b) || !w.is_multiple_of(b) {
+            return Err(n.err(format!("height {h} and width {w} are not multiples of blocksize {b}")));
+        }
+        let mode = n.attrs.string("mode", &n.name)?.unwrap_or_else(|| "DCR".into());
+        let perm = match mode.as_str() {
+            "DCR" => vec![0, 3, 5, 1, 2, 4],
+            "CRD" => vec![0, 1, 3, 5, 2, 4],
+            other => return Err(n.err(format!("mode `{other}` is not one of DCR, CRD"))),
+        };
+        (vec![bn, ch, h / b, b, w / b, b], perm, vec![bn, ch * b * b, h / b, w / b])
+    };
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let r = c.step(imp, "split", Op::Reshape { shape: i(&split), allow_zero: true }, &[x])?;
+    let t = c.step(imp, "transposed", Op::Transpose { perm }, &[r])?;
+    c.last(imp, Op::Reshape { shape: i(&merged), allow_zero: true }, &[t])
+}
+
+/// Tile with constant repeats: x `[d…]` seen as `[1, d₀, 1, d₁, …]` times
+/// ones `[r₀, 1, r₁, 1, …]` (broadcast), reshaped to `[r₀·d₀, r₁·d₁, …]`.
+fn tile(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let reps = const_input(imp, n, 1, "repeats")?.ok_or_else(|| n.err("the repeats input is missing"))?;
+    let reps = to_usizes(n, "repeats", &ints_of(n, &reps)?)?;
+    if reps.len() != dims.len() {
+        return Err(n.err(format!("{} repeats for an input of rank {}", reps.len(), dims.len())));
+    }
+    if dtype == DType::Bool {
+        return Err(n.err("tiling a boolean tensor is not supported"));
+    }
+    let out: Vec<usize> = dims.iter().zip(&reps).map(|(d, r)| d * r).collect();
+    super::tensor::check_elements(|| format!("node `{}` (Tile)", n.name), &out, n.max_elements)?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    if reps.iter().all(|&r| r == 1) {
+        return c.last(imp, Op::Identity, &[x]);
+    }
+    let spread: Vec<i64> = dims.iter().flat_map(|&d| [1, d as i64]).collect();
+    let ones_shape: Vec<usize> = reps.iter().flat_map(|&r| [r, 1]).collect();
+    let count: usize = reps.iter().product();
+    let ones =
+        imp.add_constant(format!("{}/ones", n.name), Tensor::from_f64(dtype, Shape(ones_shape), &vec![1.0; count]));
+    let xs = c.step(imp, "spread", Op::Reshape { shape: spread, allow_zero: true }, &[x])?;
+    let rep = c.step(imp, "repeated", Op::Binary(BinaryOp::Mul), &[xs, ones])?;
+    let shape = out.iter().map(|&d| d as i64).collect();
+    c.last(imp, Op::Reshape { shape, allow_zero: true }, &[rep])
+}
+
+/// LpNormalization: `x / ‖x‖ₚ` along `axis`, p 1 or 2; 0 where the norm is 0.
+fn lp_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(-1), rank)?;
+    let p = n.attrs.int("p", &n.name)?.unwrap_or(2);
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let sum = Op::ReduceSum { axes: vec![axis as i64], keepdims: true };
+    let norm = match p {
+        1 => {
+            let a = c.step(imp, "abs", Op::Unary(UnaryOp::Abs), &[x])?;
+            c.step(imp, "norm", sum, &[a])?
+        }
+        2 => {
+            let sq = c.step(imp, "square", Op::Binary(BinaryOp::Mul), &[x, x])?;
+            let s = c.step(imp, "sum_squares", sum, &[sq])?;
+            c.step(imp, "norm", Op::Unary(UnaryOp::Sqrt), &[s])?
+        }
+        other => return Err(n.err(format!("p = {other} is not supported (1 or 2)"))),
+    };
+    // A zero norm (an all-zero slice) gives zeros, as ONNX specifies.
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let one = scalar(imp, n, "one", dtype, 1.0);
+    let is_zero = c.step(imp, "norm_is_zero", Op::Binary(BinaryOp::Equal), &[norm, zero])?;
+    let safe = c.step(imp, "norm_nonzero", Op::Where, &[is_zero, one, norm])?;
+    c.last(imp, Op::Binary(BinaryOp::Div), &[x, safe])
+}
+
+/// InstanceNormalization: per `(n, c)`, `(x − mean) / √(var + ε) · scale[c]
+/// + B[c]` over the spatial dimensions.
+fn instance_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if dims.len() < 3 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, spatial…]", Shape(dims.clone()))));
+    }
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    let x = imp.tensor(xname)?;
+    let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the scale input is missing"))?;
+    let bias = opt_tensor(imp, n, 2)?.ok_or_else(|| n.err("the B input is missing"))?;
+    let c = Chain { n };
+    let axes: Vec<i64> = (2..dims.len() as i64).collect();
+    let mut per_channel = vec![dims[1] as i64];
+    per_channel.resize(dims.len() - 1, 1);
+    let mean = c.step(imp, "mean", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
+    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
+    let ve = c.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
+    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+    let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[d, sd])?;
+    let s = c.step(imp, "scale_c", Op::Reshape { shape: per_channel.clone(), allow_zero: false }, &[scale])?;
+    let b = c.step(imp, "bias_c", Op::Reshape { shape: per_channel, allow_zero: false }, &[bias])?;
+    let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[normed, s])?;
+    c.last(imp, Op::Binary(BinaryOp::Add), &[scaled, b])
 }

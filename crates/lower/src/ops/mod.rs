@@ -44,7 +44,12 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::LayerNormalization { .. }
         | Op::ReduceMean { .. }
         | Op::ReduceSum { .. }
-        | Op::ReduceMax { .. } => reduce::lower(ctx, node, epi),
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ReduceProd { .. }
+        | Op::LogSoftmax { .. }
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. } => reduce::lower(ctx, node, epi),
         Op::Unary(_) | Op::Binary(_) | Op::Sum | Op::Where | Op::Cast { .. } | Op::BatchNormalization { .. } => {
             elementwise::lower(ctx, node, epi)
         }
@@ -56,6 +61,7 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Gather { .. }
+        | Op::GatherElements { .. }
         | Op::Resize { .. }
         | Op::Pad { .. }
         | Op::Slice { .. }

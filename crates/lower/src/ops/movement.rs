@@ -1,5 +1,6 @@
 //! Lowering of data movement: views (Reshape, Flatten, Squeeze, Unsqueeze,
-//! Identity), Transpose, Concat, Split, Slice, Gather, Pad and Resize.
+//! Identity), Transpose, Concat, Split, Slice, Gather, GatherElements, Pad
+//! and Resize.
 //!
 //! Views alias the input's buffer and emit nothing, except where a graph
 //! output would otherwise share a buffer that is not an activation of its
@@ -14,7 +15,7 @@
 //! Resize's tables), the read sits under an `if` whose comparisons bound the
 //! coordinate, which the analysis uses to prove it.
 //!
-//! Gather clamps each index into `[0, dim − 1]` after wrapping negatives
+//! Gather and GatherElements clamp each index into `[0, dim − 1]` after wrapping negatives
 //! (ONNX calls out-of-range indices an error; a kernel cannot report one, and
 //! clamping keeps every tenant's reads inside its own buffer). Resize
 //! resolves its coordinate transform and rounding on the host, in `f64`,
@@ -55,6 +56,10 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
         Op::Slice { starts, ends, axes, steps } => slice(ctx, node, epi, x, starts, ends, axes, steps),
         Op::Gather { axis } => match inputs.get(1) {
             Some(&idx) => gather(ctx, node, epi, x, idx, *axis),
+            None => Err(internal(node, "missing input 1 (indices)")),
+        },
+        Op::GatherElements { axis } => match inputs.get(1) {
+            Some(&idx) => gather_elements(ctx, node, epi, x, idx, *axis),
             None => Err(internal(node, "missing input 1 (indices)")),
         },
         Op::Pad { pads, value } => pad(ctx, node, epi, x, pads, *value),
@@ -362,16 +367,7 @@ fn gather(
     gather_kernel(ctx, node, epi, "gather", &[data, idx_in], |b, i, p| {
         let (o, q, r) = split3(b, i, outer, nq, inner);
         let raw = b.load(p[1], q);
-        // Wrap negatives, then clamp into [0, d - 1] (see the module doc).
-        let zero = b.constant(Scalar::from_f64(ity, 0.0));
-        let dim = b.constant(Scalar::from_f64(ity, d as f64));
-        let last = b.constant(Scalar::from_f64(ity, (d - 1) as f64));
-        let neg = b.lt(raw, zero);
-        let wrapped_v = b.add(raw, dim);
-        let wrapped = b.select(neg, wrapped_v, raw);
-        let lo = b.max(wrapped, zero);
-        let g = b.min(lo, last);
-        let g = convert(b, g, Type::I32);
+        let g = wrap_clamp(b, raw, ity, d);
         let init = typed_const(b, elem, 0.0);
         let res = b.var_init(init);
         // Always true after the clamp; it is what lets the range analysis
@@ -379,6 +375,72 @@ fn gather(
         let ok = in_range(b, g, 0, d);
         b.if_(ok, |b| {
             let idx = index3(b, o, g, 0, d, r, inner);
+            let v = b.load(p[0], idx);
+            b.set(res, v);
+        });
+        b.get(res)
+    })
+}
+
+/// Wraps a negative index by `d`, then clamps into `[0, d − 1]` (see the
+/// module doc), as `i32`.
+fn wrap_clamp(b: &mut KernelBuilder, raw: Value, ity: Type, d: usize) -> Value {
+    let zero = b.constant(Scalar::from_f64(ity, 0.0));
+    let dim = b.constant(Scalar::from_f64(ity, d as f64));
+    let last = b.constant(Scalar::from_f64(ity, (d - 1) as f64));
+    let neg = b.lt(raw, zero);
+    let wrapped_v = b.add(raw, dim);
+    let wrapped = b.select(neg, wrapped_v, raw);
+    let lo = b.max(wrapped, zero);
+    let g = b.min(lo, last);
+    convert(b, g, Type::I32)
+}
+
+fn gather_elements(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    indices: TensorId,
+    axis: i64,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let idx_dims = dims_of(ctx, indices);
+    let a = norm_axis(node, axis, in_dims.len())?;
+    let d = in_dims[a];
+    let data = input_of(ctx, x);
+    let idx_in = input_of(ctx, indices);
+    let (elem, ity) = (data.1, idx_in.1);
+    if !matches!(ity, Type::I32 | Type::I64) {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "GatherElements".into(),
+            reason: format!("indices of type {ity}; expected i32 or i64"),
+        });
+    }
+    if idx_dims.len() != in_dims.len() || (0..in_dims.len()).any(|k| k != a && idx_dims[k] > in_dims[k]) {
+        return Err(internal(node, "indices do not fit the data's shape"));
+    }
+    if d == 0 {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "GatherElements".into(),
+            reason: "gathering from an empty axis".into(),
+        });
+    }
+    let st = strides(&in_dims);
+    gather_kernel(ctx, node, epi, "gather_elements", &[data, idx_in], |b, i, p| {
+        let mut c = unravel(b, i, &idx_dims);
+        let raw = b.load(p[1], i);
+        let g = wrap_clamp(b, raw, ity, d);
+        let init = typed_const(b, elem, 0.0);
+        let res = b.var_init(init);
+        // Always true after the clamp; it bounds the loaded index for the
+        // range analysis.
+        let ok = in_range(b, g, 0, d);
+        b.if_(ok, |b| {
+            c[a] = g;
+            let idx = ravel(b, &c, &st);
             let v = b.load(p[0], idx);
             b.set(res, v);
         });

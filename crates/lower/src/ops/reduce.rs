@@ -1,5 +1,6 @@
-//! Lowering of reductions: Softmax, LayerNormalization, ReduceMean,
-//! ReduceSum and ReduceMax.
+//! Lowering of reductions: Softmax, LogSoftmax, LayerNormalization,
+//! ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ArgMax and
+//! ArgMin.
 //!
 //! Two shapes of kernel cover them:
 //!
@@ -47,9 +48,13 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
     let dims = ctx.graph.info(x).shape.dims().to_vec();
     check_numel(&node.name, node.op.name(), dims.iter().product())?;
     match &node.op {
-        Op::Softmax { axis } => {
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let a = norm_axis(node, *axis, dims.len())?;
-            softmax(ctx, node, epi, x, &dims, a)
+            softmax(ctx, node, epi, x, &dims, a, matches!(node.op, Op::LogSoftmax { .. }))
+        }
+        Op::ArgMax { axis, select_last_index, .. } | Op::ArgMin { axis, select_last_index, .. } => {
+            let a = norm_axis(node, *axis, dims.len())?;
+            arg_extreme(ctx, node, epi, x, &dims, a, matches!(node.op, Op::ArgMax { .. }), *select_last_index)
         }
         Op::LayerNormalization { axis, epsilon } => {
             let a = norm_axis(node, *axis, dims.len())?;
@@ -58,6 +63,8 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
         Op::ReduceMean { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Mean),
         Op::ReduceSum { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Sum),
         Op::ReduceMax { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Max),
+        Op::ReduceMin { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Min),
+        Op::ReduceProd { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Prod),
         _ => Err(super::not_yet(node)),
     }
 }
@@ -97,6 +104,11 @@ fn identity(op: BinaryOp, ty: Type) -> Scalar {
         (BinaryOp::Max, Type::I32) => Scalar::I32(i32::MIN),
         (BinaryOp::Max, Type::I64) => Scalar::I64(i64::MIN),
         (BinaryOp::Max, Type::U32) => Scalar::U32(0),
+        (BinaryOp::Min, Type::F32) => Scalar::F32(f32::INFINITY),
+        (BinaryOp::Min, Type::I32) => Scalar::I32(i32::MAX),
+        (BinaryOp::Min, Type::I64) => Scalar::I64(i64::MAX),
+        (BinaryOp::Min, Type::U32) => Scalar::U32(u32::MAX),
+        (BinaryOp::Mul, _) => Scalar::from_f64(ty, 1.0),
         _ => Scalar::from_f64(ty, 0.0),
     }
 }
@@ -141,6 +153,20 @@ fn store_out(
     }
 }
 
+/// The output of (Log)Softmax for input `v`, given the row's maximum and
+/// the sum of `exp(x − max)`: `exp(v − max) / sum`, or `v − max − ln(sum)`.
+fn softmax_value(b: &mut KernelBuilder, v: Value, rmax: Value, rsum: Value, log: bool) -> Value {
+    let d = b.sub(v, rmax);
+    if log {
+        let l = b.log(rsum);
+        b.sub(d, l)
+    } else {
+        let e = b.exp(d);
+        b.div(e, rsum)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn softmax(
     ctx: &mut LowerCtx,
     node: &Node,
@@ -148,6 +174,7 @@ fn softmax(
     x: TensorId,
     dims: &[usize],
     a: usize,
+    log: bool,
 ) -> Result<(), LowerError> {
     let outer: usize = dims[..a].iter().product();
     let len = dims[a];
@@ -159,7 +186,7 @@ fn softmax(
         ctx.mark_available(epi.output);
         return Ok(());
     }
-    let name = ctx.kernel_name("softmax");
+    let name = ctx.kernel_name(if log { "log_softmax" } else { "softmax" });
     let mut err = None;
     if inner == 1 {
         // Block per row over contiguous rows.
@@ -201,15 +228,11 @@ fn softmax(
             });
             let ls = b.get(lsum);
             let rsum = block_reduce(b, ls, BinaryOp::Add, Scalar::F32(0.0), sum_s, threads);
-            let one = b.const_f32(1.0);
-            let inv = b.div(one, rsum);
             b.for_range(tid, c_len, threads as i64, |b, c| {
                 let idx = b.add(base, c);
                 let v = b.load(xp, idx);
                 let v = convert(b, v, Type::F32);
-                let d = b.sub(v, rmax);
-                let e = b.exp(d);
-                let y = b.mul(e, inv);
+                let y = softmax_value(b, v, rmax, rsum, log);
                 store_out(ctx, b, epi, &epi_params, out, out_ty, idx, y, &mut err);
             });
             // The next row's block reductions rewrite the scratch arrays.
@@ -265,15 +288,11 @@ fn softmax(
                 b.set(lsum, s);
             });
             let rsum = b.get(lsum);
-            let one = b.const_f32(1.0);
-            let inv = b.div(one, rsum);
             b.for_range(zero_i, c_len, 1, |b, k| {
                 let idx = at(b, k);
                 let v = b.load(xp, idx);
                 let v = convert(b, v, Type::F32);
-                let d = b.sub(v, rmax);
-                let e = b.exp(d);
-                let y = b.mul(e, inv);
+                let y = softmax_value(b, v, rmax, rsum, log);
                 store_out(ctx, b, epi, &epi_params, out, out_ty, idx, y, &mut err);
             });
         });
@@ -410,6 +429,8 @@ enum Reduction {
     Sum,
     Mean,
     Max,
+    Min,
+    Prod,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -451,7 +472,12 @@ fn reduce(
         return Ok(());
     }
     let acc_ty = acc_type(elem);
-    let op = if kind == Reduction::Max { BinaryOp::Max } else { BinaryOp::Add };
+    let op = match kind {
+        Reduction::Max => BinaryOp::Max,
+        Reduction::Min => BinaryOp::Min,
+        Reduction::Prod => BinaryOp::Mul,
+        Reduction::Sum | Reduction::Mean => BinaryOp::Add,
+    };
     let ident = identity(op, acc_ty);
     // When the reduced axes form one contiguous row-major block (e.g. the
     // innermost axes), the reduced offset is the reduced index itself.
@@ -480,9 +506,28 @@ fn reduce(
         Reduction::Sum => "reduce_sum",
         Reduction::Mean => "reduce_mean",
         Reduction::Max => "reduce_max",
+        Reduction::Min => "reduce_min",
+        Reduction::Prod => "reduce_prod",
     };
     let name = ctx.kernel_name(base_name);
     let mut err = None;
+    if n_red == 0 {
+        // Nothing to reduce: every output is the reduction's identity (the
+        // empty sum 0, product 1, max −∞, min +∞; the empty mean 0/0).
+        let mut b = KernelBuilder::new(name, linear_launch(n_out, MAX_BLOCKS));
+        let out = b.buffer("out", out_ty, n_out as u64, Access::Write);
+        let epi_params = epi.declare(ctx, &mut b)?;
+        grid_stride_loop(&mut b, n_out, |b, o| {
+            let init = b.constant(ident);
+            let y = finalize(b, init);
+            store_out(ctx, b, epi, &epi_params, out, out_ty, o, y, &mut err);
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let args = vec![ctx.buffer_of(epi.output)];
+        return finish(ctx, node, epi, b, args, epi_params.buffers);
+    }
     let block_mode = n_red >= BLOCK_REDUCE_MIN;
     let launch = if block_mode {
         LaunchShape::linear(n_out.min(MAX_ROW_BLOCKS) as u32, row_threads(n_red))
@@ -506,17 +551,23 @@ fn reduce(
             let v = b.load(xp, idx);
             let v = convert(b, v, acc_ty);
             let cur = b.get(acc);
-            let nv = if op == BinaryOp::Max { crate::epilogue::nan_max(b, cur, v) } else { b.binary(op, cur, v) };
+            let nv = match op {
+                BinaryOp::Max => crate::epilogue::nan_max(b, cur, v),
+                BinaryOp::Min => crate::epilogue::nan_min(b, cur, v),
+                _ => b.binary(op, cur, v),
+            };
             b.set(acc, nv);
         });
         b.get(acc)
     };
     if block_mode {
         let scratch = b.shared_array(acc_ty, threads / 32);
-        // The cross-thread combine is KIR's `max` (C's fmaxf), which drops a
-        // NaN partial; a second reduction of "this partial is NaN" flags
-        // puts it back, so ReduceMax propagates NaN as ONNX's does.
-        let nan_scratch = (op == BinaryOp::Max && acc_ty.is_float()).then(|| b.shared_array(Type::F32, threads / 32));
+        // The cross-thread combine is KIR's `max`/`min` (C's fmaxf/fminf),
+        // which drops a NaN partial; a second reduction of "this partial is
+        // NaN" flags puts it back, so ReduceMax and ReduceMin propagate NaN
+        // as ONNX's do.
+        let nan_scratch = (matches!(op, BinaryOp::Max | BinaryOp::Min) && acc_ty.is_float())
+            .then(|| b.shared_array(Type::F32, threads / 32));
         block_stride_loop(&mut b, n_out, |b, o| {
             let tid = b.thread_id(Axis::X);
             let part = body(b, o, tid, threads as i64);
@@ -544,6 +595,94 @@ fn reduce(
             store_out(ctx, b, epi, &epi_params, out, out_ty, o, y, &mut err);
         });
     }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
+    finish(ctx, node, epi, b, args, epi_params.buffers)
+}
+
+/// ArgMax (`max`) and ArgMin: one thread per output walks the axis keeping
+/// the best value and its index. NaN beats every number and ties with NaN
+/// (numpy's rule); a tie moves the index only with `select_last_index`.
+#[allow(clippy::too_many_arguments)]
+fn arg_extreme(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    a: usize,
+    max: bool,
+    last: bool,
+) -> Result<(), LowerError> {
+    let outer: usize = dims[..a].iter().product();
+    let len = dims[a];
+    let inner: usize = dims[a + 1..].iter().product();
+    let n = outer * len * inner;
+    let pairs = outer * inner;
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    if pairs == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    if len == 0 {
+        return Err(internal(node, "the reduced axis is empty"));
+    }
+    let cmp_ty = acc_type(elem);
+    let name = ctx.kernel_name(if max { "argmax" } else { "argmin" });
+    let mut b = KernelBuilder::new(name, linear_launch(pairs, MAX_BLOCKS));
+    let xp = b.buffer("x", elem, n as u64, Access::Read);
+    let out = b.buffer("out", out_ty, pairs as u64, Access::Write);
+    let epi_params = epi.declare(ctx, &mut b)?;
+    let mut err = None;
+    grid_stride_loop(&mut b, pairs, |b, p| {
+        let c_inner = const_index(b, inner);
+        let o = b.div(p, c_inner);
+        let r = b.rem(p, c_inner);
+        let c_row = const_index(b, len * inner);
+        let ob = b.mul(o, c_row);
+        let base = b.add(ob, r);
+        let first = b.load(xp, base);
+        let first = convert(b, first, cmp_ty);
+        let best = b.var_init(first);
+        let zero = const_index(b, 0);
+        let best_i = b.var_init(zero);
+        let one = const_index(b, 1);
+        let c_len = const_index(b, len);
+        b.for_range(one, c_len, 1, |b, k| {
+            let ci = const_index(b, inner);
+            let off = b.mul(k, ci);
+            let idx = b.add(base, off);
+            let v = b.load(xp, idx);
+            let v = convert(b, v, cmp_ty);
+            let cur = b.get(best);
+            // NaN is the only value unequal to itself (never for integers).
+            let v_nan = b.ne(v, v);
+            let cur_nan = b.ne(cur, cur);
+            let cur_num = b.not(cur_nan);
+            let strictly = if max { b.gt(v, cur) } else { b.lt(v, cur) };
+            let nan_wins = b.and(v_nan, cur_num);
+            let better = b.or(strictly, nan_wins);
+            let take = if last {
+                let same = b.eq(v, cur);
+                let both_nan = b.and(v_nan, cur_nan);
+                let tie = b.or(same, both_nan);
+                b.or(better, tie)
+            } else {
+                better
+            };
+            let nv = b.select(take, v, cur);
+            b.set(best, nv);
+            let ci = b.get(best_i);
+            let ni = b.select(take, k, ci);
+            b.set(best_i, ni);
+        });
+        let bi = b.get(best_i);
+        let bi = convert(b, bi, Type::I64);
+        store_out(ctx, b, epi, &epi_params, out, out_ty, p, bi, &mut err);
+    });
     if let Some(e) = err {
         return Err(e);
     }
