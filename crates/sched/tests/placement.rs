@@ -20,8 +20,34 @@ fn arrivals(n: u32, rate_per_s: f64, duration_us: f64, seed: u64) -> Vec<(Tenant
     Trace::generate(&tenants, duration_us, seed).arrivals.into_iter().map(|(t, time)| (TenantId(t), time)).collect()
 }
 
-fn run_on(devices: usize, tenants: u32, slo_us: f64, arrivals: &[(TenantId, f64)]) -> DevicesReport {
-    let specs: Vec<_> = (0..tenants).map(|i| tenant(i, slo_us)).collect();
+/// ResNet-18 at 224×224: kernels that fill the device, so one device's
+/// capacity is not hidden by packing many small ones.
+fn resnet18_224() -> std::sync::Arc<weft_lower::Program> {
+    let graph = weft_graph::models::resnet18(7, 1, 224, 10).expect("resnet18 builds");
+    std::sync::Arc::new(weft_lower::lower(&graph, &Default::default()).expect("resnet18 lowers"))
+}
+
+fn solo_us(program: &weft_lower::Program) -> f64 {
+    let mut sim = SimGpu::new(limits(), SimSpec::h100_like(), 1);
+    program.steps.iter().map(|s| sim.run_kernel_solo(&s.kernel).expect("runs").total_us).sum()
+}
+
+fn run_on(
+    program: &std::sync::Arc<weft_lower::Program>,
+    devices: usize,
+    tenants: u32,
+    slo_us: f64,
+    arrivals: &[(TenantId, f64)],
+) -> DevicesReport {
+    let specs: Vec<_> = (0..tenants)
+        .map(|i| weft_sched::TenantSpec {
+            id: TenantId(i),
+            name: format!("r18-{i}"),
+            program: program.clone(),
+            slo_us,
+            weight: 1.0,
+        })
+        .collect();
     let mut sims: Vec<SimGpu> = (0..devices).map(|d| SimGpu::new(limits(), SimSpec::h100_like(), 7 + d as u64)).collect();
     let mut execs: Vec<&mut dyn Executor> = sims.iter_mut().map(|s| s as &mut dyn Executor).collect();
     let mut new = || Scheduler::new(SchedulerConfig::slo_aware(1.0), limits(), adaptive());
@@ -30,15 +56,16 @@ fn run_on(devices: usize, tenants: u32, slo_us: f64, arrivals: &[(TenantId, f64)
 
 #[test]
 fn four_devices_serve_at_least_three_times_what_one_serves_beyond_its_capacity() {
-    let solo = sim_solo_us();
+    let program = resnet18_224();
+    let solo = solo_us(&program);
     let tenants = 8;
     let slo_us = 8.0 * solo;
-    // Offered work: 6 devices' worth of solo time, far beyond one device.
-    let duration_us = 400.0 * solo;
-    let rate_per_s = 6.0 / (solo * 1e-6) / tenants as f64;
+    // Offered: 12 requests per solo latency, four times what one device serves.
+    let duration_us = 200.0 * solo;
+    let rate_per_s = 12.0 / (solo * 1e-6) / tenants as f64;
     let load = arrivals(tenants, rate_per_s, duration_us, 3);
-    let one = run_on(1, tenants, slo_us, &load);
-    let four = run_on(4, tenants, slo_us, &load);
+    let one = run_on(&program, 1, tenants, slo_us, &load);
+    let four = run_on(&program, 4, tenants, slo_us, &load);
     eprintln!(
         "{} requests offered; met within SLO: 1 device {}, 4 devices {} (simulator)",
         load.len(),
