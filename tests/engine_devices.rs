@@ -49,8 +49,8 @@ fn load_spreads_and_each_tenant_s_requests_run_on_its_device() {
         let programs = [model(32), model(64)];
         let mut tenants: Vec<(Tenant, usize)> = Vec::new();
         for i in 0..2 * devices {
-            // Unequal demands: two sizes, objectives 1 to 4 ms.
-            let slo = Duration::from_millis(1 + (i % 4) as u64);
+            // Unequal demands: two sizes, objectives 100 to 400 ms.
+            let slo = Duration::from_millis(100 * (1 + (i % 4) as u64));
             let which = i % 2;
             tenants.push((engine.register(programs[which].clone(), slo, 1.0).unwrap(), which));
         }
@@ -62,7 +62,7 @@ fn load_spreads_and_each_tenant_s_requests_run_on_its_device() {
         let max_demand = (0..2 * devices)
             .map(|i| {
                 let alone = Engine::with_executors(sims(1), EngineConfig::default());
-                let slo = Duration::from_millis(1 + (i % 4) as u64);
+                let slo = Duration::from_millis(100 * (1 + (i % 4) as u64));
                 alone.register(programs[i % 2].clone(), slo, 1.0).unwrap();
                 alone.stats().devices[0].load
             })
