@@ -734,9 +734,8 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             match cmd {
                 Command::Register(spec, reply) => {
                     let id = spec.id;
-                    let result = server
-                        .register(*spec)
-                        .map(|()| server.scheduler().solo_latency_us(id).unwrap_or(0.0).max(0.0));
+                    let result =
+                        server.register(*spec).map(|()| server.scheduler().solo_latency_us(id).unwrap_or(0.0).max(0.0));
                     publish(&at, &server);
                     let _ = reply.send(result);
                 }
@@ -831,14 +830,10 @@ fn deliver(shared: &Mutex<Shared>, device: usize, waiting: &mut HashMap<u64, Wai
     // Latency and SLO as the loop measured them (its clock counts from the
     // request's arrival at `submit`).
     let (id, reply) = match event {
-        Event::Completed { request, outputs, latency_us, met_slo } => {
-            (request.id, Ok(Response {
-            outputs,
-            latency: Duration::from_secs_f64(latency_us.max(0.0) / 1e6),
-            met_slo,
-            device,
-        }))
-        }
+        Event::Completed { request, outputs, latency_us, met_slo } => (
+            request.id,
+            Ok(Response { outputs, latency: Duration::from_secs_f64(latency_us.max(0.0) / 1e6), met_slo, device }),
+        ),
         Event::Rejected { request, error } => (request.id, Err(RequestError::Rejected(error.to_string()))),
         Event::Failed { request, error } => (request.id, Err(RequestError::Execution(error))),
     };

@@ -134,11 +134,8 @@ pub fn serve_devices(
             reports.push(None);
             continue;
         }
-        let mine: Vec<(TenantId, f64)> = arrivals
-            .iter()
-            .filter(|(t, _)| placed.iter().any(|&(id, d)| id == *t && d == device))
-            .copied()
-            .collect();
+        let mine: Vec<(TenantId, f64)> =
+            arrivals.iter().filter(|(t, _)| placed.iter().any(|&(id, d)| id == *t && d == device)).copied().collect();
         reports.push(Some(serve(scheduler, &mine, &mut **exec, &mut |_| {})?));
     }
     Ok(DevicesReport { placement: placed, loads: placement.loads().to_vec(), reports })

@@ -48,7 +48,8 @@ fn run_on(
             weight: 1.0,
         })
         .collect();
-    let mut sims: Vec<SimGpu> = (0..devices).map(|d| SimGpu::new(limits(), SimSpec::h100_like(), 7 + d as u64)).collect();
+    let mut sims: Vec<SimGpu> =
+        (0..devices).map(|d| SimGpu::new(limits(), SimSpec::h100_like(), 7 + d as u64)).collect();
     let mut execs: Vec<&mut dyn Executor> = sims.iter_mut().map(|s| s as &mut dyn Executor).collect();
     let mut new = || Scheduler::new(SchedulerConfig::slo_aware(1.0), limits(), adaptive());
     serve_devices(&mut new, &specs, arrivals, &mut execs).expect("serving succeeds")
@@ -92,7 +93,8 @@ fn placement_spreads_unequal_tenants_within_one_demand_of_the_mean() {
     for devices in 2..=8usize {
         // Objectives from 3 to 30 solo latencies: demands differ tenfold.
         let specs: Vec<_> = (0..3 * devices as u32).map(|i| tenant(i, (3.0 + 9.0 * (i % 4) as f64) * solo)).collect();
-        let mut sims: Vec<SimGpu> = (0..devices).map(|d| SimGpu::new(limits(), SimSpec::h100_like(), d as u64)).collect();
+        let mut sims: Vec<SimGpu> =
+            (0..devices).map(|d| SimGpu::new(limits(), SimSpec::h100_like(), d as u64)).collect();
         let mut execs: Vec<&mut dyn Executor> = sims.iter_mut().map(|s| s as &mut dyn Executor).collect();
         let mut new = || Scheduler::new(SchedulerConfig::slo_aware(1.0), limits(), prior());
         let report = serve_devices(&mut new, &specs, &[], &mut execs).unwrap();

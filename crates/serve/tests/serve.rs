@@ -605,7 +605,8 @@ fn request_parameters_deadline_and_priority_over_rest_and_grpc_on_two_devices() 
     let add = server.models().get("add", None).unwrap();
     for t in &add.tenants {
         let device = server.models().engine().device_of(*t).unwrap();
-        let line = format!("weft_tenant_device{{device=\"{device}\",model=\"add\",tenant=\"{}\",version=\"3\"}} 1", t.0);
+        let line =
+            format!("weft_tenant_device{{device=\"{device}\",model=\"add\",tenant=\"{}\",version=\"3\"}} 1", t.0);
         assert!(text.contains(&line), "{line} in\n{text}");
     }
     assert!(rt.block_on(server.drain()));
