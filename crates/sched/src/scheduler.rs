@@ -675,7 +675,7 @@ impl Scheduler {
                 // that a bundle cannot mix block shapes illegally: such a
                 // kernel waits for the next round.
                 let mut chosen: Vec<Candidate> = Vec::new();
-                cands.sort_by(|a, b| b.priority.cmp(&a.priority));
+                cands.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 for c in cands {
                     let mut trial = chosen.clone();
                     trial.push(c);
