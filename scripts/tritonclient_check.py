@@ -91,6 +91,20 @@ def main():
     res = grpc.infer(args.model, [ginp])
     compare(res.as_numpy, "gRPC inference")
 
+    # weft's scheduling parameters: the request's own deadline and priority class.
+    params = {"deadline_us": 600_000_000, "priority_class": 2}
+    compare(http.infer(args.model, [inp], parameters=params).as_numpy, "HTTP inference with deadline_us")
+    compare(grpc.infer(args.model, [ginp], parameters=params).as_numpy, "gRPC inference with deadline_us")
+    expect_error(
+        lambda: http.infer(args.model, [inp], parameters={"deadline_us": 0}), "deadline_us", "HTTP: a zero deadline"
+    )
+    expect_error(
+        lambda: grpc.infer(args.model, [ginp], parameters={"deadline_us": 2.5}),
+        "deadline_us",
+        "gRPC: a fractional deadline",
+    )
+    expect_error(lambda: grpc.infer(args.model, [ginp], priority=1), "priority_class", "gRPC: Triton's priority")
+
     expect_error(lambda: http.infer("no_such_model", [inp]), "unknown model", "HTTP: an unknown model")
     expect_error(lambda: grpc.infer("no_such_model", [ginp]), "unknown model", "gRPC: an unknown model")
     wrong_type = httpclient.InferInput(name, shape, "FP64")

@@ -64,6 +64,17 @@
 //!   request whose SLO cannot be met at the current load; its [`Pending`]
 //!   then yields [`RequestError::Rejected`]. Metrics keep a bounded window
 //!   of latencies.
+//! - **Per-request objectives and priority classes.**
+//!   [`Engine::submit_with`] takes [`SubmitOptions`]: a request's own
+//!   deadline (its latency objective, overriding its tenant's) and its
+//!   priority class (higher classes are dispatched first and refused last;
+//!   `weft_sched::Request` has the rules).
+//! - **One serving loop per device.** An engine runs one worker thread per
+//!   executor ([`EngineConfig::devices`], [`Engine::with_executors`]); each
+//!   tenant lives on one device, chosen when it registers: the device with
+//!   the least predicted load, where a tenant's demand is its predicted solo
+//!   latency over its objective (`weft_sched::placement`).
+//!   [`EngineStats::devices`] and [`Engine::device_of`] show the placement.
 //! - **A failed launch fails only its requests.** The requests whose kernels
 //!   were in the failed bundle get [`RequestError::Execution`] with the
 //!   typed cause; the others continue, and the engine keeps serving.
@@ -96,6 +107,10 @@ pub enum Backend {
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// Devices (executors, one serving loop each) to serve on: `None` is
+    /// every visible GPU on CUDA and one executor otherwise. On the
+    /// interpreter and the cpu executor, `Some(n)` runs `n` executors.
+    pub devices: Option<usize>,
     /// Requests a tenant may have queued or in flight; more are rejected.
     pub max_queue: usize,
     /// Latencies kept per tenant for percentiles (a sliding window).
@@ -108,7 +123,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { max_queue: 64, latency_window: 4096, policy: weft_sched::SchedulerConfig::slo_aware(1.0) }
+        EngineConfig {
+            devices: None,
+            max_queue: 64,
+            latency_window: 4096,
+            policy: weft_sched::SchedulerConfig::slo_aware(1.0),
+        }
     }
 }
 
@@ -116,9 +136,28 @@ impl Default for EngineConfig {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tenant(pub u32);
 
+/// How one request is to be served, beyond its tenant's settings.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubmitOptions {
+    /// The request's own latency objective, receipt to answer (overrides
+    /// its tenant's; must be more than zero). Admission judges the request
+    /// against it, the scheduler orders by it, and `met_slo` is measured
+    /// against it.
+    pub deadline: Option<Duration>,
+    /// Its priority class (0 is the default): among ready requests a higher
+    /// class is always dispatched first, and admission counts only the work
+    /// of its own and higher classes ahead of it, so under overload lower
+    /// classes are refused first.
+    pub priority: u8,
+}
+
 /// Why a call to the engine failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error("tenant {tenant:?}: {message}")]
+    InvalidRequest { tenant: Tenant, message: String },
+    #[error("{devices} devices requested: give at least 1 (and at most the {visible} visible)")]
+    Devices { devices: usize, visible: usize },
     #[error("unknown tenant {0:?}: register it first")]
     UnknownTenant(Tenant),
     #[error("tenant {0:?} was removed: it takes no new requests")]
@@ -169,6 +208,8 @@ pub struct Response {
     pub outputs: Vec<HostBuffer>,
     pub latency: Duration,
     pub met_slo: bool,
+    /// The device (serving loop) that ran it: its tenant's.
+    pub device: usize,
 }
 
 /// A submitted request; [`Pending::wait`] blocks until its result.
@@ -228,10 +269,33 @@ pub struct EngineStats {
     /// Compiled modules the executor holds (0 on executors that compile
     /// nothing).
     pub prepared_modules: usize,
+    /// Executor time in launches over wall time since the engine started,
+    /// per device (the mean over devices for the engine; on a simulator,
+    /// simulated time over wall time, not a fraction).
+    pub busy_fraction: f64,
+    /// Per device, in device order (empty within a device's own entry).
+    pub devices: Vec<DeviceStats>,
+}
+
+/// One device's serving loop: where the placement put what, and its figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceStats {
+    pub device: usize,
+    /// The executor's name.
+    pub executor: String,
+    /// Tenants placed on it and not removed.
+    pub tenants: Vec<Tenant>,
+    /// Predicted load: the sum of its tenants' demands (predicted solo
+    /// latency over objective).
+    pub load: f64,
+    /// Its own loop's figures.
+    pub stats: EngineStats,
 }
 
 struct TenantInfo {
     program: Arc<Program>,
+    device: usize,
+    demand: f64,
     removed: bool,
     in_flight: usize,
     submitted: u64,
@@ -246,19 +310,29 @@ struct Shared {
     tenants: HashMap<Tenant, TenantInfo>,
     next_tenant: u32,
     config: EngineConfig,
-    stats: EngineStats,
+    /// Each device's loop figures, as its worker last published them.
+    stats: Vec<EngineStats>,
+    placement: weft_sched::Placement,
 }
 
 struct Request {
     id: u64,
     tenant: Tenant,
     arrival: Instant,
+    params: Params,
     inputs: Vec<HostBuffer>,
     reply: Sender<Result<Response, RequestError>>,
 }
 
+/// A request's scheduling parameters, as the loop takes them.
+struct Params {
+    slo_us: Option<f64>,
+    priority: u8,
+}
+
 enum Command {
-    Register(Box<weft_sched::TenantSpec>, Sender<Result<u64, ServeError>>),
+    /// Replies with the predicted solo latency of one request, µs.
+    Register(Box<weft_sched::TenantSpec>, Sender<Result<f64, ServeError>>),
     Remove(Tenant),
     Submit(Box<Request>),
     Stop,
@@ -268,58 +342,119 @@ enum Command {
 /// flight (which then get [`RequestError::Stopped`] if unfinished).
 pub struct Engine {
     shared: Arc<Mutex<Shared>>,
-    tx: Sender<Command>,
-    worker: Option<JoinHandle<()>>,
+    devices: Vec<Device>,
     next_request: Mutex<u64>,
+    /// Held while a tenant is placed and registered, so that concurrent
+    /// registrations see each other's load.
+    placing: Mutex<()>,
     backend: String,
 }
 
+/// One device's serving loop: its command channel and worker thread.
+struct Device {
+    tx: Sender<Command>,
+    worker: Option<JoinHandle<()>>,
+}
+
 impl Engine {
-    /// An engine on `backend`.
+    /// An engine on `backend`: one executor per device, as
+    /// [`EngineConfig::devices`] asks (every visible GPU on CUDA by default).
     pub fn new(backend: Backend, config: EngineConfig) -> Result<Engine, EngineError> {
+        let requested = config.devices;
+        if requested == Some(0) {
+            return Err(EngineError::Devices { devices: 0, visible: visible_gpus() });
+        }
+        let gpus = |n: Option<usize>| -> Result<Vec<GpuExecutor>, EngineError> {
+            let visible = visible_gpus();
+            let n = n.unwrap_or(visible.max(1));
+            if n > visible && visible > 0 {
+                return Err(EngineError::Devices { devices: n, visible });
+            }
+            (0..n).map(|i| GpuExecutor::on(i).map_err(EngineError::from)).collect()
+        };
         let gpu = match backend {
             Backend::Interp => None,
-            Backend::Cuda => Some(GpuExecutor::new()?),
-            Backend::Auto => GpuExecutor::new().ok(),
-            Backend::Cpu => return Ok(Engine::with_executor(weft_cpu::CpuExecutor::fast(), config)),
+            Backend::Cuda => Some(gpus(requested)?),
+            Backend::Auto => gpus(requested).ok(),
+            Backend::Cpu => {
+                let execs = (0..requested.unwrap_or(1)).map(|_| weft_cpu::CpuExecutor::fast()).collect();
+                return Ok(Engine::with_executors(execs, config));
+            }
         };
         Ok(match gpu {
-            Some(g) => {
-                let limits = g.gpu().info().target();
-                Engine::start(g, limits, config)
+            Some(gpus) => {
+                let limits = gpus.first().map(|g| g.gpu().info().target()).unwrap_or_else(weft_kir::Target::sm_90);
+                Engine::start(gpus, limits, config)
             }
-            None => Engine::with_executor(InterpExecutor::new(Interpreter::new()), config),
+            None => {
+                let execs = (0..requested.unwrap_or(1)).map(|_| InterpExecutor::new(Interpreter::new())).collect();
+                Engine::with_executors(execs, config)
+            }
         })
     }
 
     /// An engine on any executor (the simulator; tests inject faults this
     /// way), planning for an sm_90 device.
     pub fn with_executor<E: Executor + Send + 'static>(exec: E, config: EngineConfig) -> Engine {
-        Engine::start(exec, weft_kir::Target::sm_90(), config)
+        Engine::start(vec![exec], weft_kir::Target::sm_90(), config)
     }
 
-    fn start<E: Executor + Send + 'static>(exec: E, limits: weft_kir::Target, config: EngineConfig) -> Engine {
-        let backend = exec.name().to_string();
+    /// An engine with one device per executor of `execs` (at least one;
+    /// an empty list serves on one interpreter), each with its own serving
+    /// loop on its own thread, planning for sm_90 devices.
+    pub fn with_executors<E: Executor + Send + 'static>(execs: Vec<E>, config: EngineConfig) -> Engine {
+        Engine::start(execs, weft_kir::Target::sm_90(), config)
+    }
+
+    fn start<E: Executor + Send + 'static>(execs: Vec<E>, limits: weft_kir::Target, config: EngineConfig) -> Engine {
+        if execs.is_empty() {
+            return Engine::start(vec![InterpExecutor::new(Interpreter::new())], limits, config);
+        }
+        let backend = execs.first().map(|e| e.name().to_string()).unwrap_or_default();
         let mut policy = config.policy.clone();
         policy.queue_capacity = policy.queue_capacity.max(config.max_queue);
+        let n = execs.len();
         let shared = Arc::new(Mutex::new(Shared {
             tenants: HashMap::new(),
             next_tenant: 0,
             config,
-            stats: EngineStats::default(),
+            stats: vec![EngineStats::default(); n],
+            placement: weft_sched::Placement::new(n),
         }));
-        let (tx, rx) = mpsc::channel();
-        let worker_shared = shared.clone();
-        let worker = std::thread::Builder::new()
-            .name("weft-engine".into())
-            .spawn(move || {
-                // The scheduler (its predictor is not Send) lives on the worker.
-                let predictor = weft_predict::Adaptive::new(weft_predict::RooflinePrior::new(), Default::default());
-                let scheduler = Scheduler::new(policy, limits, Box::new(predictor));
-                worker_loop(exec, scheduler, rx, worker_shared)
+        let started = Instant::now();
+        let devices = execs
+            .into_iter()
+            .enumerate()
+            .map(|(device, exec)| {
+                let (tx, rx) = mpsc::channel();
+                let worker_shared = shared.clone();
+                let policy = policy.clone();
+                let worker = std::thread::Builder::new()
+                    .name(format!("weft-engine-{device}"))
+                    .spawn(move || {
+                        // The scheduler (its predictor is not Send) lives on the worker.
+                        let predictor =
+                            weft_predict::Adaptive::new(weft_predict::RooflinePrior::new(), Default::default());
+                        let scheduler = Scheduler::new(policy, limits, Box::new(predictor));
+                        let loop_ = Loop { device, shared: worker_shared, started };
+                        worker_loop(exec, scheduler, rx, loop_)
+                    })
+                    .ok();
+                Device { tx, worker }
             })
-            .ok();
-        Engine { shared, tx, worker, next_request: Mutex::new(0), backend }
+            .collect();
+        Engine { shared, devices, next_request: Mutex::new(0), placing: Mutex::new(()), backend }
+    }
+
+    /// Devices (serving loops) the engine runs.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The device tenant `tenant` was placed on.
+    pub fn device_of(&self, tenant: Tenant) -> Result<usize, EngineError> {
+        let s = self.lock();
+        s.tenants.get(&tenant).map(|t| t.device).ok_or_else(|| gone(s.next_tenant, tenant))
     }
 
     /// The executor's name: `cuda`, `interp`, or the injected executor's.
@@ -337,11 +472,12 @@ impl Engine {
     /// on the executor (shared with tenants registered with the same
     /// `Arc<Program>`), its arenas allocated.
     pub fn register(&self, program: Arc<Program>, slo: Duration, weight: f64) -> Result<Tenant, EngineError> {
-        let t = {
+        let _placing = self.placing.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, device) = {
             let mut s = self.lock();
             let t = Tenant(s.next_tenant);
             s.next_tenant += 1;
-            t
+            (t, s.placement.choose())
         };
         // The scheduler validates the objective and the weight (finite,
         // positive) and its refusal comes back as `EngineError::Register`.
@@ -352,18 +488,22 @@ impl Engine {
             slo_us: slo.as_secs_f64() * 1e6,
             weight,
         };
+        let slo_us = spec.slo_us;
         let (reply, rx) = mpsc::channel();
-        self.tx.send(Command::Register(Box::new(spec), reply)).map_err(|_| EngineError::Stopped)?;
-        let weight_bytes = rx
+        self.device(device)?.send(Command::Register(Box::new(spec), reply)).map_err(|_| EngineError::Stopped)?;
+        let solo_us = rx
             .recv()
             .map_err(|_| EngineError::Stopped)?
             .map_err(|source| EngineError::Register { program: program.name.clone(), source })?;
+        let demand = weft_sched::demand(solo_us, slo_us);
         let mut s = self.lock();
-        s.stats.weight_bytes = weight_bytes;
+        s.placement.add(device, demand);
         s.tenants.insert(
             t,
             TenantInfo {
                 program,
+                device,
+                demand,
                 removed: false,
                 in_flight: 0,
                 submitted: 0,
@@ -383,23 +523,55 @@ impl Engine {
     /// them) are freed and the engine forgets it (later calls name it
     /// unknown).
     pub fn remove(&self, tenant: Tenant) -> Result<(), EngineError> {
-        {
+        let device = {
             let mut s = self.lock();
             let next = s.next_tenant;
             let info = s.tenants.get_mut(&tenant).ok_or_else(|| gone(next, tenant))?;
+            let first = !info.removed;
             info.removed = true;
-        }
-        self.tx.send(Command::Remove(tenant)).map_err(|_| EngineError::Stopped)
+            let (device, demand) = (info.device, info.demand);
+            // Its share of the device is free for the next tenant at once.
+            if first {
+                s.placement.remove(device, demand);
+            }
+            device
+        };
+        self.device(device)?.send(Command::Remove(tenant)).map_err(|_| EngineError::Stopped)
     }
 
-    /// Submits one request (one input per model input, in order).
+    fn device(&self, device: usize) -> Result<&Sender<Command>, EngineError> {
+        self.devices.get(device).map(|d| &d.tx).ok_or(EngineError::Stopped)
+    }
+
+    /// Submits one request (one input per model input, in order) with its
+    /// tenant's objective in the default priority class.
     pub fn submit(&self, tenant: Tenant, inputs: Vec<HostBuffer>) -> Result<Pending, EngineError> {
+        self.submit_with(tenant, inputs, SubmitOptions::default())
+    }
+
+    /// Submits one request with its own deadline and priority class.
+    pub fn submit_with(
+        &self,
+        tenant: Tenant,
+        inputs: Vec<HostBuffer>,
+        options: SubmitOptions,
+    ) -> Result<Pending, EngineError> {
+        let slo_us = match options.deadline {
+            None => None,
+            Some(d) if d.is_zero() => {
+                return Err(EngineError::InvalidRequest {
+                    tenant,
+                    message: "its deadline is zero: give a positive duration".to_string(),
+                })
+            }
+            Some(d) => Some(d.as_secs_f64() * 1e6),
+        };
         let id = {
             let mut n = self.next_request.lock().unwrap_or_else(|e| e.into_inner());
             *n += 1;
             *n
         };
-        {
+        let device = {
             let mut s = self.lock();
             let max_queue = s.config.max_queue;
             let next = s.next_tenant;
@@ -408,6 +580,7 @@ impl Engine {
                 return Err(EngineError::TenantRemoved(tenant));
             }
             check_inputs(tenant, &info.program, &inputs)?;
+            let device = info.device;
             info.submitted += 1;
             if info.in_flight >= max_queue {
                 info.rejected += 1;
@@ -417,10 +590,12 @@ impl Engine {
                 });
             }
             info.in_flight += 1;
-        }
+            device
+        };
         let (reply, rx) = mpsc::channel();
-        let request = Request { id, tenant, arrival: Instant::now(), inputs, reply };
-        if self.tx.send(Command::Submit(Box::new(request))).is_err() {
+        let params = Params { slo_us, priority: options.priority };
+        let request = Request { id, tenant, arrival: Instant::now(), params, inputs, reply };
+        if self.device(device)?.send(Command::Submit(Box::new(request))).is_err() {
             return Err(EngineError::Stopped);
         }
         Ok(Pending { rx })
@@ -446,9 +621,33 @@ impl Engine {
         })
     }
 
-    /// What the loop has done and moved so far.
+    /// What the loops have done and moved so far: all devices together,
+    /// and each device's own in [`EngineStats::devices`].
     pub fn stats(&self) -> EngineStats {
-        self.lock().stats.clone()
+        let s = self.lock();
+        let mut total = EngineStats::default();
+        for (device, d) in s.stats.iter().enumerate() {
+            total.serve.add(&d.serve);
+            total.request_path_compiles += d.request_path_compiles;
+            total.weight_bytes += d.weight_bytes;
+            total.executor.add(&d.executor);
+            total.tenants += d.tenants;
+            total.prepared_kernels += d.prepared_kernels;
+            total.prepared_modules += d.prepared_modules;
+            total.busy_fraction += d.busy_fraction / s.stats.len().max(1) as f64;
+            let mut tenants: Vec<Tenant> =
+                s.tenants.iter().filter(|(_, t)| t.device == device && !t.removed).map(|(id, _)| *id).collect();
+            tenants.sort_by_key(|t| t.0);
+            total.devices.push(DeviceStats {
+                device,
+                executor: self.backend.clone(),
+                tenants,
+                load: s.placement.loads().get(device).copied().unwrap_or(0.0),
+                stats: d.clone(),
+            });
+        }
+        total.bytes_per_request = total.serve.bytes_per_request();
+        total
     }
 
     /// Jain's fairness index over the tenants' SLO attainment (1 = every
@@ -463,9 +662,13 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let _ = self.tx.send(Command::Stop);
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        for d in &self.devices {
+            let _ = d.tx.send(Command::Stop);
+        }
+        for d in &mut self.devices {
+            if let Some(w) = d.worker.take() {
+                let _ = w.join();
+            }
         }
     }
 }
@@ -495,7 +698,16 @@ struct Waiting {
     reply: Sender<Result<Response, RequestError>>,
 }
 
-fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<Command>, shared: Arc<Mutex<Shared>>) {
+/// Which device a worker serves and where it publishes.
+struct Loop {
+    device: usize,
+    shared: Arc<Mutex<Shared>>,
+    /// When the engine started (busy fraction's wall time).
+    started: Instant,
+}
+
+fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<Command>, at: Loop) {
+    let shared = &at.shared;
     let mut clock = WallClock::new();
     let Ok(mut server) = Server::new(&mut scheduler, &mut exec) else { return };
     let mut waiting: HashMap<u64, Waiting> = HashMap::new();
@@ -521,16 +733,19 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             };
             match cmd {
                 Command::Register(spec, reply) => {
-                    let result = server.register(*spec).map(|()| server.weight_bytes());
-                    lock(&shared).stats.executor = server.executor().transfers();
+                    let id = spec.id;
+                    let result =
+                        server.register(*spec).map(|()| server.scheduler().solo_latency_us(id).unwrap_or(0.0).max(0.0));
+                    publish(&at, &server);
                     let _ = reply.send(result);
                 }
                 Command::Remove(t) => {
                     removing.insert(t);
                 }
                 Command::Submit(r) => {
-                    let request =
-                        weft_sched::Request { tenant: TenantId(r.tenant.0), id: r.id, arrival_us: clock.at(r.arrival) };
+                    let mut request = weft_sched::Request::new(TenantId(r.tenant.0), r.id, clock.at(r.arrival))
+                        .with_priority(r.params.priority);
+                    request.slo_us = r.params.slo_us;
                     waiting.insert(r.id, Waiting { tenant: r.tenant, reply: r.reply });
                     let now = clock.at(Instant::now());
                     server.submit(request, Arc::new(r.inputs), now, &mut events);
@@ -550,9 +765,9 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
         }
         server.step(&mut clock, &mut events);
         // The figures first, so that a caller who has its answer sees them.
-        publish(&shared, &server);
+        publish(&at, &server);
         for e in events.drain(..) {
-            deliver(&shared, &mut waiting, e);
+            deliver(shared, at.device, &mut waiting, e);
         }
         // Tenants being removed leave once nothing of theirs is in flight.
         let removed = removing.len();
@@ -560,21 +775,24 @@ fn worker_loop<E: Executor>(mut exec: E, mut scheduler: Scheduler, rx: Receiver<
             let idle = !waiting.values().any(|w| w.tenant == *t);
             if idle {
                 let _ = server.unregister(TenantId(t.0));
-                lock(&shared).tenants.remove(t);
+                lock(shared).tenants.remove(t);
             }
             !idle
         });
         if removing.len() != removed {
-            publish(&shared, &server);
+            publish(&at, &server);
         }
     }
 }
 
 /// Publishes the loop's counters to the engine's callers.
-fn publish(shared: &Mutex<Shared>, server: &Server<'_>) {
+fn publish(at: &Loop, server: &Server<'_>) {
     let stats = *server.stats();
     let transfers = server.executor().transfers();
-    lock(shared).stats = EngineStats {
+    let wall_us = at.started.elapsed().as_secs_f64() * 1e6;
+    let mut s = lock(&at.shared);
+    let Some(slot) = s.stats.get_mut(at.device) else { return };
+    *slot = EngineStats {
         serve: stats,
         bytes_per_request: stats.bytes_per_request(),
         request_path_compiles: transfers.request_path_compiles,
@@ -583,6 +801,8 @@ fn publish(shared: &Mutex<Shared>, server: &Server<'_>) {
         tenants: server.tenants(),
         prepared_kernels: server.scheduler().prepared_kernels(),
         prepared_modules: server.executor().prepared_modules(),
+        busy_fraction: if wall_us > 0.0 { stats.busy_us / wall_us } else { 0.0 },
+        devices: Vec::new(),
     };
 }
 
@@ -600,14 +820,20 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// GPUs the CUDA driver reports (0 without a driver or a device).
+pub fn visible_gpus() -> usize {
+    (0..64).take_while(|&i| weft_cuda::probe_device(i).is_ok()).count()
+}
+
 /// Hands a finished request's result to its waiter and counts it.
-fn deliver(shared: &Mutex<Shared>, waiting: &mut HashMap<u64, Waiting>, event: Event) {
+fn deliver(shared: &Mutex<Shared>, device: usize, waiting: &mut HashMap<u64, Waiting>, event: Event) {
     // Latency and SLO as the loop measured them (its clock counts from the
     // request's arrival at `submit`).
     let (id, reply) = match event {
-        Event::Completed { request, outputs, latency_us, met_slo } => {
-            (request.id, Ok(Response { outputs, latency: Duration::from_secs_f64(latency_us.max(0.0) / 1e6), met_slo }))
-        }
+        Event::Completed { request, outputs, latency_us, met_slo } => (
+            request.id,
+            Ok(Response { outputs, latency: Duration::from_secs_f64(latency_us.max(0.0) / 1e6), met_slo, device }),
+        ),
         Event::Rejected { request, error } => (request.id, Err(RequestError::Rejected(error.to_string()))),
         Event::Failed { request, error } => (request.id, Err(RequestError::Execution(error))),
     };

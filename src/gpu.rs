@@ -102,7 +102,13 @@ impl GpuExecutor {
     /// Probes device 0 and sets up a compiler for its compute capability.
     /// Without a GPU this is `CudaError::NoDevice`.
     pub fn new() -> Result<Self, CudaError> {
-        let gpu = Gpu::new(0)?;
+        GpuExecutor::on(0)
+    }
+
+    /// The executor of device `ordinal` (`CudaError::NoDevice` when the
+    /// driver reports fewer devices).
+    pub fn on(ordinal: usize) -> Result<Self, CudaError> {
+        let gpu = Gpu::new(ordinal)?;
         let (major, minor) = gpu.info().compute_capability;
         let compiler = Arc::new(Compiler::new(Arch::new(major, minor)));
         Ok(GpuExecutor {

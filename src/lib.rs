@@ -25,5 +25,6 @@ pub mod engine;
 pub mod gpu;
 
 pub use engine::{
-    Backend, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response, Tenant, TenantMetrics,
+    Backend, DeviceStats, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response,
+    SubmitOptions, Tenant, TenantMetrics,
 };

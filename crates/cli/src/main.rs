@@ -145,6 +145,11 @@ enum Command {
         /// time in arrival order (to compare against).
         #[arg(long, value_enum, default_value_t = Policy::SloAware)]
         policy: Policy,
+        /// Devices to serve on, one executor and serving loop each; models
+        /// are placed on the least loaded. Default: every visible GPU on
+        /// CUDA, one executor otherwise.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+        devices: Option<u32>,
     },
 }
 
@@ -218,6 +223,7 @@ fn main() -> ExitCode {
             max_body_bytes,
             drain_timeout,
             policy,
+            devices,
         } => {
             let options = weft_serve::ServeOptions {
                 repository: model_repository,
@@ -238,6 +244,7 @@ fn main() -> ExitCode {
                         Policy::SloAware => weft::EngineConfig::default().policy,
                         Policy::TimeOnly => weft::sched::SchedulerConfig::time_only_fifo(),
                     },
+                    devices: devices.map(|n| n as usize),
                     ..weft::EngineConfig::default()
                 },
             };
@@ -245,8 +252,9 @@ fn main() -> ExitCode {
                 let names: Vec<String> =
                     s.models().loaded().iter().map(|m| format!("{} (v{})", m.name, m.version)).collect();
                 println!(
-                    "weft serve on {}: http {}, grpc {}, metrics http://{}/metrics; models: {}",
+                    "weft serve on {} ({} devices): http {}, grpc {}, metrics http://{}/metrics; models: {}",
                     s.models().engine().backend(),
+                    s.models().engine().devices(),
                     s.http_addr(),
                     s.grpc_addr(),
                     s.metrics_addr(),

@@ -37,6 +37,9 @@ pub enum SchedError {
     DuplicateTenant { tenant: TenantId },
     #[error("tenant {} ({name}): {message}", tenant.0)]
     InvalidTenant { tenant: TenantId, name: String, message: String },
+    /// A request's own parameters are not usable (its objective).
+    #[error("request {request} of tenant {}: {message}", tenant.0)]
+    InvalidRequest { tenant: TenantId, request: u64, message: String },
     /// Admission refused the request; nothing of it ran.
     #[error("request {request} of tenant {} rejected: {reason}", tenant.0)]
     Rejected { tenant: TenantId, request: u64, reason: RejectReason },

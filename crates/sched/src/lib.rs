@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod placement;
 pub mod policy;
 pub mod scheduler;
 pub mod serve;
@@ -26,6 +27,7 @@ pub mod workload;
 
 pub use error::{RejectReason, SchedError};
 pub use metrics::{jain, median, quantile, Outcome, RequestRecord, ServeReport, TenantSummary};
+pub use placement::{demand, serve_devices, DevicesReport, Placement};
 pub use policy::{PolicyKind, SchedulerConfig};
 pub use scheduler::{Dispatch, DispatchedStep, Finished, Request, Scheduler, TenantSpec};
 pub use serve::{serve, Clock, Event, ServeError, ServeStats, Server, SimClock, WallClock, Watchdog};

@@ -1,8 +1,13 @@
 //! The scheduler: tenants, bounded request queues, deadlines, admission, and
 //! the choice of the next bundle.
 //!
-//! **Requests.** A request is `(tenant, id, arrival)`; its deadline is
-//! `arrival + SLO`; it runs its tenant's program steps in order. A tenant
+//! **Requests.** A request is `(tenant, id, arrival, slo, priority)`; its
+//! deadline is `arrival + SLO`, the request's own SLO when it gives one, its
+//! tenant's otherwise; it runs its tenant's program steps in order. Its
+//! priority class is strict: every policy orders ready requests by class
+//! first (highest first), tenants start their highest queued class first,
+//! and admission counts only the work of its own and higher classes ahead
+//! of it ([`Request`]). A tenant
 //! serves its queue **one request at a time**: a tenant instance owns one set
 //! of activation buffers (a [`TenantId`] in the packer), so its next request
 //! starts when the previous one's last step has run. More concurrency for one
@@ -85,11 +90,41 @@ pub struct TenantSpec {
 }
 
 /// A request for one run of a tenant's program.
+///
+/// Its deadline is `arrival_us + slo_us`, where `slo_us` is the request's
+/// own objective when given (it must be a positive finite number of µs) and
+/// its tenant's otherwise. `priority` is its class: among ready requests a
+/// higher class is always dispatched first, and admission weighs a request
+/// only against the work of its own class and higher ones, so under
+/// overload the lowest class is refused first (0 is the default class).
 #[derive(Copy, Clone, PartialEq, Debug)]
 pub struct Request {
     pub tenant: TenantId,
     pub id: u64,
     pub arrival_us: f64,
+    /// The request's own latency objective, µs, overriding its tenant's.
+    pub slo_us: Option<f64>,
+    /// Its priority class: higher classes are served first and refused last.
+    pub priority: u8,
+}
+
+impl Request {
+    /// A request of the default class with its tenant's objective.
+    pub fn new(tenant: TenantId, id: u64, arrival_us: f64) -> Request {
+        Request { tenant, id, arrival_us, slo_us: None, priority: 0 }
+    }
+
+    /// The same request with its own objective of `slo_us` µs.
+    pub fn with_slo_us(mut self, slo_us: f64) -> Request {
+        self.slo_us = Some(slo_us);
+        self
+    }
+
+    /// The same request in priority class `priority`.
+    pub fn with_priority(mut self, priority: u8) -> Request {
+        self.priority = priority;
+        self
+    }
 }
 
 /// One member of a dispatched bundle: which request's which step.
@@ -150,8 +185,31 @@ impl TenantEntry {
         self.suffix_us.first().copied().unwrap_or(0.0)
     }
 
+    /// The request's objective: its own, else its tenant's.
+    fn objective(&self, r: &Request) -> f64 {
+        r.slo_us.unwrap_or(self.spec.slo_us)
+    }
+
     fn deadline(&self, r: &Request) -> f64 {
-        r.arrival_us + self.spec.slo_us
+        r.arrival_us + self.objective(r)
+    }
+
+    /// The index in `queue` of the request to start next: the highest
+    /// class, then (when `edf`) the earliest deadline, then the oldest.
+    fn next_queued(&self, edf: bool) -> Option<usize> {
+        self.queue
+            .iter()
+            .enumerate()
+            .min_by(|(_, a), (_, b)| {
+                let by_deadline =
+                    if edf { self.deadline(a).total_cmp(&self.deadline(b)) } else { std::cmp::Ordering::Equal };
+                b.priority
+                    .cmp(&a.priority)
+                    .then(by_deadline)
+                    .then(a.arrival_us.total_cmp(&b.arrival_us))
+                    .then(a.id.cmp(&b.id))
+            })
+            .map(|(i, _)| i)
     }
 }
 
@@ -161,6 +219,7 @@ struct Candidate {
     tenant_index: usize,
     request: Request,
     step: usize,
+    priority: u8,
     deadline: f64,
     slack: f64,
     /// The least `slack / remaining` of the request and of its tenant's
@@ -479,6 +538,15 @@ impl Scheduler {
     /// with [`SchedError::UnknownTenant`] or [`SchedError::Rejected`].
     pub fn submit(&mut self, request: Request, now_us: f64) -> Result<(), SchedError> {
         let i = self.tenant_index(request.tenant)?;
+        if let Some(slo_us) = request.slo_us {
+            if !(slo_us > 0.0 && slo_us.is_finite()) {
+                return Err(SchedError::InvalidRequest {
+                    tenant: request.tenant,
+                    request: request.id,
+                    message: format!("its objective (slo_us) is {slo_us}: give a positive finite number of µs"),
+                });
+            }
+        }
         let reject = |reason| SchedError::Rejected { tenant: request.tenant, request: request.id, reason };
         let capacity = self.config.queue_capacity.max(1);
         if self.tenants[i].queue.len() >= capacity {
@@ -486,7 +554,7 @@ impl Scheduler {
         }
         if self.config.kind == PolicyKind::SloAware && self.config.admission {
             let predicted_us = self.predicted_latency(i, &request, now_us);
-            let slo_us = self.tenants[i].spec.slo_us;
+            let slo_us = self.tenants[i].objective(&request);
             if predicted_us > self.config.admission_margin * slo_us {
                 return Err(reject(RejectReason::SloUnreachable { predicted_us, slo_us }));
             }
@@ -506,16 +574,20 @@ impl Scheduler {
         let program = me.program_us() * me.stretch.max(1.0);
         let before = (me.running.len() + me.queue.len() + 1).saturating_sub(limit);
         let own = program * (1.0 + before as f64 / limit as f64);
-        // The shared device: all work with an earlier deadline, at the
-        // measured packing gain.
+        // The shared device: all work served before it (a higher class, or
+        // its own class with an earlier deadline), at the measured packing
+        // gain. Lower classes yield to it, so they do not count.
+        let before_it = |t: &TenantEntry, r: &Request| {
+            r.priority > request.priority || (r.priority == request.priority && t.deadline(r) <= deadline)
+        };
         let mut ahead = me.program_us();
         for t in &self.tenants {
             for r in &t.running {
-                if t.deadline(&r.request) <= deadline {
+                if before_it(t, &r.request) {
                     ahead += t.suffix_us.get(r.step).copied().unwrap_or(0.0);
                 }
             }
-            ahead += t.queue.iter().filter(|r| t.deadline(r) <= deadline).count() as f64 * t.program_us();
+            ahead += t.queue.iter().filter(|r| before_it(t, r)).count() as f64 * t.program_us();
         }
         let waited = (now_us - request.arrival_us).max(0.0);
         waited + own.max(ahead / self.speedup.max(1e-3))
@@ -528,11 +600,15 @@ impl Scheduler {
         if self.dispatched {
             return Err(SchedError::Completion { message: "the previous bundle has not been completed".to_string() });
         }
-        // Tenants with room start their oldest queued requests.
+        // Tenants with room start their queued requests: highest class
+        // first, then earliest deadline (arrival order for time-only FIFO),
+        // then oldest.
         let limit = self.in_flight_limit();
+        let edf = self.config.kind != PolicyKind::TimeOnlyFifo;
         for t in &mut self.tenants {
             while t.running.len() < limit {
-                let Some(request) = t.queue.pop_front() else { break };
+                let Some(next) = t.next_queued(edf) else { break };
+                let Some(request) = t.queue.remove(next) else { break };
                 t.running.push(Running { request, step: 0, started_us: now_us });
             }
         }
@@ -588,9 +664,9 @@ impl Scheduler {
         let dispatch = match self.config.kind {
             PolicyKind::TimeOnlyFifo => {
                 cands.sort_by(|a, b| {
-                    a.request
-                        .arrival_us
-                        .total_cmp(&b.request.arrival_us)
+                    b.priority
+                        .cmp(&a.priority)
+                        .then(a.request.arrival_us.total_cmp(&b.request.arrival_us))
                         .then(a.tenant_index.cmp(&b.tenant_index))
                         .then(a.request.id.cmp(&b.request.id))
                 });
@@ -602,6 +678,7 @@ impl Scheduler {
                 // that a bundle cannot mix block shapes illegally: such a
                 // kernel waits for the next round.
                 let mut chosen: Vec<Candidate> = Vec::new();
+                cands.sort_by_key(|c| std::cmp::Reverse(c.priority));
                 for c in cands {
                     let mut trial = chosen.clone();
                     trial.push(c);
@@ -619,8 +696,9 @@ impl Scheduler {
             }
             PolicyKind::PackedGreedy => {
                 cands.sort_by(|a, b| {
-                    a.deadline
-                        .total_cmp(&b.deadline)
+                    b.priority
+                        .cmp(&a.priority)
+                        .then(a.deadline.total_cmp(&b.deadline))
                         .then(a.tenant_index.cmp(&b.tenant_index))
                         .then(a.request.id.cmp(&b.request.id))
                 });
@@ -671,6 +749,7 @@ impl Scheduler {
                     tenant_index: i,
                     request: r.request,
                     step: r.step,
+                    priority: r.request.priority,
                     deadline,
                     slack,
                     pace,
@@ -686,8 +765,9 @@ impl Scheduler {
     /// each on-track member's pace as the slowdown it tolerates.
     fn slo_aware(&mut self, mut cands: Vec<Candidate>) -> Result<Dispatch, SchedError> {
         cands.sort_by(|a, b| {
-            (a.slack < 0.0)
-                .cmp(&(b.slack < 0.0))
+            b.priority
+                .cmp(&a.priority)
+                .then((a.slack < 0.0).cmp(&(b.slack < 0.0)))
                 .then(a.key.total_cmp(&b.key))
                 .then(a.tenant_index.cmp(&b.tenant_index))
                 .then(a.request.id.cmp(&b.request.id))
@@ -810,7 +890,7 @@ impl Scheduler {
                 let running = t.running.remove(slot);
                 let request = running.request;
                 let latency_us = end_us - request.arrival_us;
-                let met_slo = latency_us <= t.spec.slo_us;
+                let met_slo = latency_us <= t.objective(&request);
                 t.attainment += ATTAINMENT_ALPHA * (f64::from(u8::from(met_slo)) - t.attainment);
                 if program_us > 0.0 {
                     let stretch = (end_us - running.started_us) / program_us;

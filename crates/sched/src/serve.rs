@@ -225,9 +225,40 @@ pub struct ServeStats {
     pub recoveries: u64,
     /// Launches the watchdog declared hung (each also a recovery).
     pub hung_launches: u64,
+    /// Bundles that ran as the scheduler predicted them (one launch) with
+    /// a prediction: the count and the sums of predicted and measured
+    /// time, µs (their ratio is the predictor's bias while serving).
+    pub predicted_bundles: u64,
+    pub predicted_us: f64,
+    pub predicted_measured_us: f64,
+    /// One-slot bundles prepared (compiled, or loaded from cache) when
+    /// tenants were registered.
+    pub registration_prepares: u64,
 }
 
 impl ServeStats {
+    /// Adds `o`, field by field (several loops' accounts together).
+    pub fn add(&mut self, o: &ServeStats) {
+        self.launches += o.launches;
+        self.bundles += o.bundles;
+        self.slots += o.slots;
+        self.split_bundles += o.split_bundles;
+        self.fused_bundles += o.fused_bundles;
+        self.background_prepares += o.background_prepares;
+        self.busy_us += o.busy_us;
+        self.launch_wall_us += o.launch_wall_us;
+        self.moved.add(&o.moved);
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.rejected += o.rejected;
+        self.recoveries += o.recoveries;
+        self.hung_launches += o.hung_launches;
+        self.predicted_bundles += o.predicted_bundles;
+        self.predicted_us += o.predicted_us;
+        self.predicted_measured_us += o.predicted_measured_us;
+        self.registration_prepares += o.registration_prepares;
+    }
+
     /// Bytes that crossed per completed request.
     pub fn bytes_per_request(&self) -> f64 {
         if self.completed == 0 {
@@ -363,6 +394,7 @@ impl<'a> Server<'a> {
                     source: Box::new(source),
                 })?;
                 self.preparing.insert(bundle.class().clone());
+                self.stats.registration_prepares += 1;
                 // Plan on what the compiler measured, not on the estimate.
                 if let (Some(report), Some(body)) = (report, bundle.bodies().first()) {
                     self.scheduler.record_resources(body, &report);
@@ -483,6 +515,11 @@ impl<'a> Server<'a> {
             Ok((timing, fused)) => {
                 clock.ran(&timing);
                 self.stats.busy_us += timing.total_us;
+                if let (true, Some(predicted)) = (fused, dispatch.predicted_us) {
+                    self.stats.predicted_bundles += 1;
+                    self.stats.predicted_us += predicted;
+                    self.stats.predicted_measured_us += timing.total_us;
+                }
                 let end = clock.now_us();
                 let dispatch = if fused { dispatch } else { dispatch.unlearned() };
                 match self.scheduler.complete(dispatch, &timing, end) {
@@ -729,7 +766,7 @@ pub fn serve(
             if time > clock.now_us {
                 break;
             }
-            let request = Request { tenant, id: next as u64, arrival_us: time };
+            let request = Request::new(tenant, next as u64, time);
             let x = inputs.get(&tenant).cloned().unwrap_or_default();
             server.submit(request, x, clock.now_us, &mut events);
             next += 1;

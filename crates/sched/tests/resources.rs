@@ -131,7 +131,7 @@ fn a_step_no_bundle_can_hold_fails_only_its_request() {
     let mut events = Vec::new();
     let inputs = |p: &weft_lower::Program| Arc::new(p.seeded_inputs(3));
     for (id, tenant, program) in [(1, 0, common::resnet18_small()), (2, 1, other.clone())] {
-        let request = weft_sched::Request { tenant: weft_pack::TenantId(tenant), id, arrival_us: 0.0 };
+        let request = weft_sched::Request::new(weft_pack::TenantId(tenant), id, 0.0);
         server.submit(request, inputs(&program), 0.0, &mut events);
     }
     let mut steps = 0;

@@ -23,7 +23,7 @@ fn poisson(n: u32, rate: f64, duration_us: f64, seed: u64) -> Vec<(TenantId, f64
 #[test]
 fn unknown_tenant_is_a_typed_error() {
     let mut s = scheduler(SchedulerConfig::slo_aware(1.0), prior(), 1, 1e4);
-    let err = s.submit(Request { tenant: TenantId(99), id: 0, arrival_us: 0.0 }, 0.0).unwrap_err();
+    let err = s.submit(Request::new(TenantId(99), 0, 0.0), 0.0).unwrap_err();
     assert!(matches!(err, SchedError::UnknownTenant { tenant: TenantId(99) }), "{err}");
     assert!(matches!(s.queue_len(TenantId(99)), Err(SchedError::UnknownTenant { .. })));
     let dup = s.add_tenant(tenant(0, 1e4)).unwrap_err();
@@ -41,7 +41,7 @@ fn earliest_deadline_leads_the_bundle_and_deadlines_are_arrival_plus_slo() {
         s.add_tenant(tenant(1, 3.0 * solo)).unwrap();
         s.add_tenant(tenant(2, 10.0 * solo)).unwrap();
         for (id, t) in [(0u32, 0.0), (1, 0.0), (2, 0.0)] {
-            s.submit(Request { tenant: TenantId(t as u32 + id), id: id as u64, arrival_us: t }, 0.0).unwrap();
+            s.submit(Request::new(TenantId(t as u32 + id), id as u64, t), 0.0).unwrap();
         }
         let d = s.next_bundle(0.0).unwrap().expect("work is waiting");
         assert_eq!(d.members[0].tenant, TenantId(1), "{:?}: tightest deadline first", config.kind);
@@ -68,8 +68,8 @@ fn earliest_deadline_leads_the_bundle_and_deadlines_are_arrival_plus_slo() {
 #[test]
 fn time_only_fifo_runs_one_kernel_in_arrival_order() {
     let mut s = scheduler(SchedulerConfig::time_only_fifo(), prior(), 2, 1e6);
-    s.submit(Request { tenant: TenantId(1), id: 0, arrival_us: 0.0 }, 1.0).unwrap();
-    s.submit(Request { tenant: TenantId(0), id: 1, arrival_us: 0.5 }, 1.0).unwrap();
+    s.submit(Request::new(TenantId(1), 0, 0.0), 1.0).unwrap();
+    s.submit(Request::new(TenantId(0), 1, 0.5), 1.0).unwrap();
     let d = s.next_bundle(1.0).unwrap().unwrap();
     assert_eq!(d.bundle.slots().len(), 1);
     assert_eq!(d.members[0].tenant, TenantId(1));
@@ -82,7 +82,7 @@ fn admission_rejects_with_a_typed_error_when_overloaded() {
     let mut s = scheduler(SchedulerConfig::slo_aware(1.0).with_queue_capacity(1000), prior(), 1, 3.0 * solo);
     let mut rejected = None;
     for id in 0..50u64 {
-        match s.submit(Request { tenant: TenantId(0), id, arrival_us: 0.0 }, 0.0) {
+        match s.submit(Request::new(TenantId(0), id, 0.0), 0.0) {
             Ok(()) => {}
             Err(e) => {
                 rejected = Some((id, e));
@@ -102,9 +102,9 @@ fn admission_rejects_with_a_typed_error_when_overloaded() {
     // A full queue, without admission control.
     let mut s = scheduler(SchedulerConfig::time_only_fifo().with_queue_capacity(2), prior(), 1, 1.0);
     for id in 0..2 {
-        s.submit(Request { tenant: TenantId(0), id, arrival_us: 0.0 }, 0.0).unwrap();
+        s.submit(Request::new(TenantId(0), id, 0.0), 0.0).unwrap();
     }
-    let err = s.submit(Request { tenant: TenantId(0), id: 2, arrival_us: 0.0 }, 0.0).unwrap_err();
+    let err = s.submit(Request::new(TenantId(0), 2, 0.0), 0.0).unwrap_err();
     assert!(
         matches!(err, SchedError::Rejected { request: 2, reason: RejectReason::QueueFull { capacity: 2 }, .. }),
         "{err}"
@@ -179,7 +179,7 @@ fn serving_is_deterministic_for_a_seed() {
 fn space_only_co_runs_every_tenant_with_full_grids() {
     let mut s = scheduler(SchedulerConfig::space_only(), prior(), 3, 1e6);
     for id in 0..3u32 {
-        s.submit(Request { tenant: TenantId(id), id: id as u64, arrival_us: 0.0 }, 0.0).unwrap();
+        s.submit(Request::new(TenantId(id), id as u64, 0.0), 0.0).unwrap();
     }
     let d = s.next_bundle(0.0).unwrap().unwrap();
     assert_eq!(d.bundle.slots().len(), 3);

@@ -114,7 +114,7 @@ fn a_hung_launch_fails_alone(exec: &mut dyn Executor, fresh: &dyn Fn() -> Box<dy
         input: HostBuffer,
     ) {
         let id = sent.len() as u64;
-        let request = Request { tenant: TenantId(tenant), id, arrival_us: weft_sched::Clock::now_us(clock) };
+        let request = Request::new(TenantId(tenant), id, weft_sched::Clock::now_us(clock));
         let inputs = Arc::new(vec![input]);
         server.submit(request, inputs.clone(), request.arrival_us, events);
         sent.push((request, inputs, Instant::now()));
@@ -265,7 +265,7 @@ fn simulator_a_launch_past_the_bound_is_hung() {
     let order = [1u32, 0, 1, 1];
     for (id, &t) in order.iter().enumerate() {
         let p = if t == 0 { &slow } else { &fast };
-        server.submit(Request { tenant: TenantId(t), id: id as u64, arrival_us: 0.0 }, zeros(p), 0.0, &mut events);
+        server.submit(Request::new(TenantId(t), id as u64, 0.0), zeros(p), 0.0, &mut events);
     }
     for _ in 0..100 {
         if !server.step(&mut clock, &mut events) {

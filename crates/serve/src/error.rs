@@ -88,7 +88,9 @@ impl InferError {
             Engine { source, .. } => match source {
                 weft::EngineError::Rejected { .. } => ErrorKind::QueueFull,
                 weft::EngineError::UnknownTenant(_) | weft::EngineError::TenantRemoved(_) => ErrorKind::Unavailable,
-                weft::EngineError::Input { .. } | weft::EngineError::InputCount { .. } => ErrorKind::BadRequest,
+                weft::EngineError::Input { .. }
+                | weft::EngineError::InputCount { .. }
+                | weft::EngineError::InvalidRequest { .. } => ErrorKind::BadRequest,
                 _ => ErrorKind::Internal,
             },
             Request { source, .. } => match source {

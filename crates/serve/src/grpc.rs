@@ -13,6 +13,7 @@ use weft_kir::{HostBuffer, Scalar, Type};
 
 use crate::error::{ErrorKind, InferError};
 use crate::models::{InputTensor, LoadedModel, TensorInfo};
+use crate::params::RequestParams;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::*;
 use crate::tensor;
@@ -171,6 +172,7 @@ impl GrpcInferenceService for InferenceService {
 fn infer_blocking(models: &crate::models::Models, r: ModelInferRequest) -> Result<ModelInferResponse, InferError> {
     {
         let model = models.get(&r.model_name, version(&r.model_version))?;
+        let params = RequestParams::from_grpc(&r.parameters)?;
         let inputs = decode(&model, &r)?;
         let wanted: Vec<usize> = if r.outputs.is_empty() {
             (0..model.outputs.len()).collect()
@@ -185,7 +187,7 @@ fn infer_blocking(models: &crate::models::Models, r: ModelInferRequest) -> Resul
                 })
                 .collect::<Result<_, _>>()?
         };
-        let outcome = models.infer(&r.model_name, version(&r.model_version), inputs)?;
+        let outcome = models.infer_with(&r.model_name, version(&r.model_version), inputs, params)?;
         Ok(ModelInferResponse {
             model_name: outcome.model.name.clone(),
             model_version: outcome.model.version.clone(),

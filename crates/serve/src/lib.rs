@@ -21,6 +21,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod models;
+pub mod params;
 pub mod repository;
 pub mod rest;
 pub mod tensor;

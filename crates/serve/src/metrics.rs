@@ -14,7 +14,13 @@
 //! engine's figures read at scrape time (`weft_bundles_total`,
 //! `weft_bundle_width`, `weft_launches_total`, `weft_background_compiles_total`,
 //! `weft_request_path_compiles_total`, `weft_bytes_per_request`,
-//! `weft_weight_bytes`, `weft_busy_seconds_total`).
+//! `weft_weight_bytes`, `weft_busy_seconds_total`, `weft_busy_fraction`,
+//! `weft_bundle_predicted_us_total`, `weft_bundle_measured_us_total`,
+//! `weft_bundle_predictions_total`, `weft_registration_compiles_total`,
+//! `weft_prepared_modules`, and per `device`: `weft_device_load`,
+//! `weft_device_tenants`, `weft_device_busy_fraction`,
+//! `weft_device_bundles_total`), and where each model's tenants run
+//! (`weft_tenant_device`, labelled `model`, `version`, `tenant`, `device`).
 
 use std::time::Duration;
 
@@ -42,6 +48,23 @@ pub struct Metrics {
     bytes_per_request: Gauge,
     weight_bytes: Gauge,
     busy_seconds: Gauge,
+    busy_fraction: Gauge,
+    predicted_us: Gauge,
+    measured_us: Gauge,
+    predictions: Gauge,
+    registration_compiles: Gauge,
+    prepared_modules: Gauge,
+    device_load: GaugeVec,
+    device_tenants: GaugeVec,
+    device_busy: GaugeVec,
+    device_bundles: GaugeVec,
+    tenant_device: GaugeVec,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, prometheus::Error> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -109,6 +132,52 @@ impl Metrics {
             bytes_per_request: gauge(&r, "weft_bytes_per_request", "Bytes moved between host and device per request")?,
             weight_bytes: gauge(&r, "weft_weight_bytes", "Bytes of weights held on the device")?,
             busy_seconds: gauge(&r, "weft_busy_seconds_total", "Time the executor spent in launches, s")?,
+            busy_fraction: gauge(
+                &r,
+                "weft_busy_fraction",
+                "Executor time in launches over wall time since the engine started (mean over devices)",
+            )?,
+            predicted_us: gauge(
+                &r,
+                "weft_bundle_predicted_us_total",
+                "Predicted time of the bundles that ran as predicted (one launch), us",
+            )?,
+            measured_us: gauge(
+                &r,
+                "weft_bundle_measured_us_total",
+                "Measured time of the same bundles as weft_bundle_predicted_us_total, us",
+            )?,
+            predictions: gauge(
+                &r,
+                "weft_bundle_predictions_total",
+                "Bundles counted in weft_bundle_predicted_us_total and weft_bundle_measured_us_total",
+            )?,
+            registration_compiles: gauge(
+                &r,
+                "weft_registration_compiles_total",
+                "One-slot kernels prepared (compiled or loaded from cache) when models were loaded",
+            )?,
+            prepared_modules: gauge(&r, "weft_prepared_modules", "Compiled modules the executors hold")?,
+            device_load: gauge_vec(
+                &r,
+                "weft_device_load",
+                "Predicted load of a device: sum over its tenants of predicted solo latency over objective",
+                &["device"],
+            )?,
+            device_tenants: gauge_vec(&r, "weft_device_tenants", "Tenants placed on a device", &["device"])?,
+            device_busy: gauge_vec(
+                &r,
+                "weft_device_busy_fraction",
+                "A device's executor time in launches over wall time",
+                &["device"],
+            )?,
+            device_bundles: gauge_vec(&r, "weft_device_bundles_total", "Bundles a device ran", &["device"])?,
+            tenant_device: gauge_vec(
+                &r,
+                "weft_tenant_device",
+                "1 for the device each tenant of a model runs on",
+                &["model", "version", "tenant", "device"],
+            )?,
             registry: r,
         })
     }
@@ -123,6 +192,26 @@ impl Metrics {
         self.request_us.with_label_values(&l).inc_by(total);
         self.queue_us.with_label_values(&l).inc_by(total - engine);
         self.compute_us.with_label_values(&l).inc_by(engine);
+    }
+
+    /// Records where `model`'s tenants run (on load).
+    pub fn record_placement(&self, model: &LoadedModel, engine: &weft::Engine) {
+        for t in &model.tenants {
+            if let Ok(device) = engine.device_of(*t) {
+                let (tenant, device) = (t.0.to_string(), device.to_string());
+                self.tenant_device.with_label_values(&[&model.name, &model.version, &tenant, &device]).set(1.0);
+            }
+        }
+    }
+
+    /// Forgets where `model`'s tenants ran (on unload or replacement).
+    pub fn forget_placement(&self, model: &LoadedModel, engine: &weft::Engine) {
+        for t in &model.tenants {
+            if let Ok(device) = engine.device_of(*t) {
+                let (tenant, device) = (t.0.to_string(), device.to_string());
+                let _ = self.tenant_device.remove_label_values(&[&model.name, &model.version, &tenant, &device]);
+            }
+        }
     }
 
     pub fn record_failure(&self, model: &str, version: &str, reason: &str) {
@@ -153,6 +242,20 @@ impl Metrics {
         self.bytes_per_request.set(s.bytes_per_request);
         self.weight_bytes.set(s.weight_bytes as f64);
         self.busy_seconds.set(s.serve.busy_us / 1e6);
+        self.busy_fraction.set(s.busy_fraction);
+        self.predicted_us.set(s.serve.predicted_us);
+        self.measured_us.set(s.serve.predicted_measured_us);
+        self.predictions.set(s.serve.predicted_bundles as f64);
+        self.registration_compiles.set(s.serve.registration_prepares as f64);
+        self.prepared_modules.set(s.prepared_modules as f64);
+        for d in &s.devices {
+            let device = d.device.to_string();
+            let l = [device.as_str()];
+            self.device_load.with_label_values(&l).set(d.load);
+            self.device_tenants.with_label_values(&l).set(d.tenants.len() as f64);
+            self.device_busy.with_label_values(&l).set(d.stats.busy_fraction);
+            self.device_bundles.with_label_values(&l).set(d.stats.serve.bundles as f64);
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

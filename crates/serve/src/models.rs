@@ -20,6 +20,7 @@ use weft_lower::Program;
 
 use crate::error::InferError;
 use crate::metrics::Metrics;
+use crate::params::RequestParams;
 use crate::repository::{self, ModelConfig, ModelEntry};
 
 /// The default objective is this many times the model's solo latency.
@@ -50,6 +51,8 @@ pub struct LoadedModel {
     pub slo: Duration,
     pub weight: f64,
     pub max_queue: usize,
+    /// The class of requests that give none (`priority_class` in config.toml).
+    pub priority_class: u8,
     next: AtomicUsize,
     in_flight: AtomicUsize,
 }
@@ -160,6 +163,7 @@ impl Models {
             Ok(model) => {
                 failures.remove(&name);
                 drop(failures);
+                self.metrics.record_placement(&model, &self.engine);
                 let old = self.loaded.write().unwrap_or_else(|e| e.into_inner()).insert(name, model.clone());
                 if let Some(old) = old {
                     self.remove_tenants(&old);
@@ -187,6 +191,7 @@ impl Models {
     }
 
     fn remove_tenants(&self, model: &LoadedModel) {
+        self.metrics.forget_placement(model, &self.engine);
         for &t in &model.tenants {
             // An engine that has stopped has freed everything already.
             let _ = self.engine.remove(t);
@@ -260,6 +265,7 @@ impl Models {
             slo,
             weight,
             max_queue: config.max_queue.unwrap_or(DEFAULT_MAX_QUEUE),
+            priority_class: config.priority_class.unwrap_or(0),
             next: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
         }))
@@ -302,9 +308,21 @@ impl Models {
         version: Option<&str>,
         inputs: Vec<InputTensor>,
     ) -> Result<InferOutcome, InferError> {
+        self.infer_with(name, version, inputs, RequestParams::default())
+    }
+
+    /// [`Models::infer`] with the request's own deadline and priority class
+    /// ([`crate::params`]), each overriding the model's.
+    pub fn infer_with(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        inputs: Vec<InputTensor>,
+        params: RequestParams,
+    ) -> Result<InferOutcome, InferError> {
         let model = self.get(name, version)?;
         let started = Instant::now();
-        let result = self.run(&model, inputs);
+        let result = self.run(&model, inputs, params);
         let elapsed = started.elapsed();
         if let Ok((_, engine_latency)) = &result {
             self.metrics.record_success(&model, elapsed, *engine_latency);
@@ -324,6 +342,7 @@ impl Models {
         &self,
         model: &Arc<LoadedModel>,
         inputs: Vec<InputTensor>,
+        params: RequestParams,
     ) -> Result<(Vec<HostBuffer>, Duration), InferError> {
         let mut by_name: HashMap<String, HostBuffer> = HashMap::new();
         for t in inputs {
@@ -360,9 +379,13 @@ impl Models {
             return Err(InferError::QueueFull { model: model.name.clone(), limit: model.max_queue });
         }
         let tenant = model.tenants[model.next.fetch_add(1, Ordering::Relaxed) % model.tenants.len()];
+        let options = weft::SubmitOptions {
+            deadline: params.deadline,
+            priority: params.priority_class.unwrap_or(model.priority_class),
+        };
         let pending = self
             .engine
-            .submit(tenant, ordered)
+            .submit_with(tenant, ordered, options)
             .map_err(|source| InferError::Engine { model: model.name.clone(), source })?;
         let response = pending.wait().map_err(|source| InferError::Request { model: model.name.clone(), source })?;
         self.metrics.record_slo(model, response.met_slo);

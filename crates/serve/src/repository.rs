@@ -57,6 +57,8 @@ pub struct ModelConfig {
     pub weight: Option<f64>,
     pub instances: Option<usize>,
     pub max_queue: Option<usize>,
+    /// The priority class of requests that do not give `priority_class`.
+    pub priority_class: Option<u8>,
     #[serde(default)]
     pub shapes: HashMap<String, Vec<usize>>,
     #[serde(default)]

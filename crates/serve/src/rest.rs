@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{ErrorKind, InferError};
 use crate::models::{InputTensor, LoadedModel, TensorInfo};
+use crate::params::RequestParams;
 use crate::tensor;
 use crate::AppState;
 
@@ -283,6 +284,8 @@ fn infer_blocking(
     };
     let request: InferBody = serde_json::from_slice(&body[..header_len])
         .map_err(|e| InferError::Malformed(format!("the JSON inference request: {e}")))?;
+    // Scheduling parameters are checked before any tensor is decoded.
+    let params = RequestParams::from_json(&request.parameters)?;
     let mut binary = &body[header_len..];
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
@@ -346,7 +349,7 @@ fn infer_blocking(
             })
             .collect::<Result<_, InferError>>()?,
     };
-    let outcome = models.infer(model_name, version, inputs)?;
+    let outcome = models.infer_with(model_name, version, inputs, params)?;
     let mut tail = Vec::new();
     let mut outputs = Vec::new();
     for (i, as_binary) in wanted {

@@ -468,3 +468,147 @@ fn grpc_metadata_and_raw_inference() {
     assert!(rt.block_on(server.drain()));
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+/// The value of the first sample of `metric` whose line starts with
+/// `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no sample `{prefix}` in:\n{text}"))
+}
+
+#[test]
+fn request_parameters_deadline_and_priority_over_rest_and_grpc_on_two_devices() {
+    let rt = runtime();
+    let repo = repository("params");
+    let mut options = ServeOptions::new(repo.clone());
+    (options.http_port, options.grpc_port, options.metrics_port) = (0, 0, 0);
+    options.backend = weft::Backend::Interp;
+    options.drain_timeout = Duration::from_secs(20);
+    options.engine.devices = Some(2);
+    let server = rt.block_on(weft_serve::start(options)).unwrap();
+    let http = server.http_addr();
+    assert_eq!(server.models().engine().devices(), 2);
+
+    let with_params = |params: serde_json::Value| {
+        let mut body = infer_json();
+        body["parameters"] = params;
+        post_json(http, "/v2/models/add/infer", &body)
+    };
+    let met = |text: &str| sample(text, "weft_slo_met_total{model=\"add\",version=\"3\"}");
+    // A loose deadline of its own and a priority class: served, and met.
+    let r = with_params(serde_json::json!({"deadline_us": 600_000_000u64, "priority_class": 2}));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(f32s(&r.json()["outputs"][0]["data"]), expected_sum());
+    let text = String::from_utf8(get(server.metrics_addr(), "/metrics").body).unwrap();
+    let met_before = met(&text);
+    assert_eq!(met_before, 1.0, "{text}");
+    // A deadline of 1 µs overrides the model's 60 s objective: admission
+    // refuses it against that deadline, or it is answered late and counted
+    // as a miss. Without the parameter it would be met.
+    let r = with_params(serde_json::json!({"deadline_us": 1}));
+    let text = String::from_utf8(get(server.metrics_addr(), "/metrics").body).unwrap();
+    match r.status {
+        503 => assert!(r.error().contains("SLO of 1.0 µs"), "{}", r.error()),
+        200 => assert_eq!(met(&text), met_before, "answered after its 1 µs deadline: a miss"),
+        s => panic!("status {s}: {}", String::from_utf8_lossy(&r.body)),
+    }
+
+    // Bad values are 400s naming the parameter, before any inference.
+    for (params, name) in [
+        (serde_json::json!({"deadline_us": 0}), "deadline_us"),
+        (serde_json::json!({"deadline_us": -20}), "deadline_us"),
+        (serde_json::json!({"deadline_us": 2.5}), "deadline_us"),
+        (serde_json::json!({"deadline_us": u64::MAX}), "deadline_us"),
+        (serde_json::json!({"deadline_us": "soon"}), "deadline_us"),
+        (serde_json::json!({"priority_class": 256}), "priority_class"),
+        (serde_json::json!({"priority_class": [1]}), "priority_class"),
+        (serde_json::json!({"priority": 1}), "priority"),
+    ] {
+        let r = with_params(params.clone());
+        assert_eq!(r.status, 400, "{params}");
+        assert!(r.error().contains(&format!("parameter `{name}`")), "{params}: {}", r.error());
+    }
+
+    // gRPC: the same parameters as InferParameter int64.
+    let url = format!("http://{}", server.grpc_addr());
+    rt.block_on(async {
+        use weft_serve::proto::infer_parameter::ParameterChoice;
+        use weft_serve::proto::InferParameter;
+        let mut c = GrpcInferenceServiceClient::connect(url).await.unwrap();
+        let input = |name: &str| model_infer_request::InferInputTensor {
+            name: name.into(),
+            datatype: "FP32".into(),
+            shape: vec![2, 4],
+            parameters: Default::default(),
+            contents: None,
+        };
+        let request = |params: Vec<(&str, ParameterChoice)>| ModelInferRequest {
+            model_name: "add".into(),
+            inputs: vec![input("a"), input("b")],
+            raw_input_contents: vec![le_bytes(&A), le_bytes(&B)],
+            parameters: params
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), InferParameter { parameter_choice: Some(v) }))
+                .collect(),
+            ..Default::default()
+        };
+        let ok = request(vec![
+            ("deadline_us", ParameterChoice::Int64Param(600_000_000)),
+            ("priority_class", ParameterChoice::Int64Param(1)),
+        ]);
+        let r = c.model_infer(ok).await.unwrap().into_inner();
+        assert_eq!(r.raw_output_contents[0], le_bytes(&expected_sum()));
+        for (params, name) in [
+            (vec![("deadline_us", ParameterChoice::DoubleParam(20000.0))], "deadline_us"),
+            (vec![("deadline_us", ParameterChoice::Int64Param(0))], "deadline_us"),
+            (vec![("deadline_us", ParameterChoice::StringParam("1s".into()))], "deadline_us"),
+            (vec![("priority_class", ParameterChoice::BoolParam(true))], "priority_class"),
+            (vec![("priority_class", ParameterChoice::Uint64Param(1000))], "priority_class"),
+        ] {
+            let e = c.model_infer(request(params)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{name}: {}", e.message());
+            assert!(e.message().contains(&format!("parameter `{name}`")), "{}", e.message());
+        }
+        // Refused by admission against its own 1 µs deadline, or served late.
+        if let Err(e) = c.model_infer(request(vec![("deadline_us", ParameterChoice::Int64Param(1))])).await {
+            assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+        }
+    });
+
+    // Metrics: predicted and measured bundle time over the same bundles,
+    // the busy fraction, and the placement of three tenants on two devices.
+    for _ in 0..3 {
+        let r = post_json(http, "/v2/models/add/infer", &infer_json());
+        assert_eq!(r.status, 200);
+    }
+    let text = String::from_utf8(get(server.metrics_addr(), "/metrics").body).unwrap();
+    let stats = server.models().engine().stats();
+    let bundles = sample(&text, "weft_bundles_total");
+    let predictions = sample(&text, "weft_bundle_predictions_total");
+    assert!(bundles > 0.0, "{text}");
+    // Requests one at a time on one-instance-at-a-time tenants: every
+    // bundle ran as predicted and is counted.
+    assert_eq!(predictions, stats.serve.predicted_bundles as f64);
+    assert_eq!(predictions, bundles, "{text}");
+    assert!(sample(&text, "weft_bundle_measured_us_total") > 0.0, "{text}");
+    assert!(sample(&text, "weft_bundle_predicted_us_total") > 0.0, "{text}");
+    let busy = sample(&text, "weft_busy_fraction");
+    assert!(busy > 0.0 && busy <= 1.0, "busy fraction {busy}");
+    assert!(sample(&text, "weft_registration_compiles_total") >= 1.0, "{text}");
+    assert!(sample(&text, "weft_bytes_per_request") > 0.0, "{text}");
+    for device in ["0", "1"] {
+        let tenants = sample(&text, &format!("weft_device_tenants{{device=\"{device}\"}}"));
+        assert!(tenants >= 1.0, "device {device} holds a tenant: {text}");
+    }
+    let add = server.models().get("add", None).unwrap();
+    for t in &add.tenants {
+        let device = server.models().engine().device_of(*t).unwrap();
+        let line =
+            format!("weft_tenant_device{{device=\"{device}\",model=\"add\",tenant=\"{}\",version=\"3\"}} 1", t.0);
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+    assert!(rt.block_on(server.drain()));
+    let _ = std::fs::remove_dir_all(&repo);
+}

@@ -79,8 +79,9 @@ fn tritonclient_http_and_grpc_agree_with_onnxruntime() {
         .lines()
         .find(|l| l.starts_with("nv_inference_request_success{model=\"classifier\""))
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
-    // After the reload the counters continue: 3 inferences before, 1 after.
-    assert_eq!(success, Some(4), "{metrics}");
+    // After the reload the counters continue: 5 inferences before (two with
+    // a deadline and priority class of their own), 1 after.
+    assert_eq!(success, Some(6), "{metrics}");
     assert!(rt.block_on(server.drain()));
     let _ = std::fs::remove_dir_all(&repo);
 }
