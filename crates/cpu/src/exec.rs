@@ -1,7 +1,9 @@
 //! [`CpuExecutor`]: bundles run as their emitted CUDA C, compiled for the host.
 //!
 //! A launch goes exactly the GPU's way up to the driver call: the bundle's
-//! module is [`emit_bundle`]'s text for its launch class, the slot table
+//! module is [`emit_bundle_with`]'s text for its launch class (in the
+//! executor's [`BundleForm`]: any form `weft_pack::compile_bundle` may pick
+//! for a GPU), the slot table
 //! and argument words are [`encode_launch`]'s bytes, and a buffer's word is
 //! its address (here: in host memory). The compiled dispatcher
 //! (`weft_bundle`) then runs once per physical block, blocks spread over OS
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use weft_codegen::{bundle_shared_bytes, emit_bundle, EmitError, ResourceReport};
+use weft_codegen::{bundle_shared_bytes, emit_bundle_with, BundleForm, EmitError, ResourceReport};
 use weft_kir::{HostBuffer, KernelDef, ParamKind, Type};
 use weft_pack::{
     encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
@@ -211,11 +213,12 @@ fn build_library(
     compiler: &HostCompiler,
     bodies: &[Arc<KernelDef>],
     block_threads: u32,
+    form: BundleForm,
     edit: Option<&SourceEdit>,
     artifact: Artifact,
 ) -> Result<PathBuf, CpuError> {
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
-    let mut source = emit_bundle(&refs, block_threads)?;
+    let mut source = emit_bundle_with(&refs, block_threads, form)?;
     if let Some(edit) = edit {
         source.code = edit(source.code);
     }
@@ -319,6 +322,7 @@ pub struct CpuExecutor {
     transfers: Transfers,
     threads: usize,
     edit: Option<SourceEdit>,
+    form: BundleForm,
 }
 
 impl std::fmt::Debug for CpuExecutor {
@@ -340,7 +344,16 @@ impl CpuExecutor {
             transfers: Transfers::default(),
             threads,
             edit: None,
+            form: BundleForm::default(),
         }
+    }
+
+    /// Emits every module in `form` (bodies called instead of inlined,
+    /// `__launch_bounds__` with a minimum of blocks per SM): the host runs
+    /// the same text a GPU would get in that form.
+    pub fn with_form(mut self, form: BundleForm) -> CpuExecutor {
+        self.form = form;
+        self
     }
 
     /// Edits every emitted module before it is compiled: tests inject
@@ -387,13 +400,15 @@ impl CpuExecutor {
             return Ok(m);
         }
         let threads = bundle.class.block_threads;
-        let path = build_library(&self.compiler, &bundle.bodies, threads, self.edit.as_ref(), Artifact::Library)?;
+        let path =
+            build_library(&self.compiler, &bundle.bodies, threads, self.form, self.edit.as_ref(), Artifact::Library)?;
         let mut m = load(path, &bundle.bodies)?;
         if matches!(self.mode, CpuMode::Checking { .. }) {
             m.runner = Some(build_library(
                 &self.compiler,
                 &bundle.bodies,
                 threads,
+                self.form,
                 self.edit.as_ref(),
                 Artifact::SanitizedRunner,
             )?);
@@ -670,7 +685,7 @@ impl Executor for CpuExecutor {
         if self.is_prepared(&bundle.class) {
             return Ok(());
         }
-        let (compiler, built, edit) = (self.compiler.clone(), self.built.clone(), self.edit.clone());
+        let (compiler, built, edit, form) = (self.compiler.clone(), self.built.clone(), self.edit.clone(), self.form);
         let checking = matches!(self.mode, CpuMode::Checking { .. });
         let (class, bodies) = (bundle.class.clone(), bundle.bodies.clone());
         // A failed build publishes nothing; the launch that needs the class
@@ -679,11 +694,11 @@ impl Executor for CpuExecutor {
             .name("weft-cpu-prepare".into())
             .spawn(move || {
                 let threads = class.block_threads;
-                let Ok(path) = build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::Library) else {
+                let Ok(path) = build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::Library) else {
                     return;
                 };
                 let runner = if checking {
-                    match build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::SanitizedRunner) {
+                    match build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::SanitizedRunner) {
                         Ok(r) => Some(r),
                         Err(_) => return,
                     }
