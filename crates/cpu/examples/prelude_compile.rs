@@ -7,13 +7,27 @@
 //! checking mode's sanitized runner) are timed. The precompiled header's
 //! own compilation (once per flag set) is reported apart.
 //!
-//! `cargo run --release -p weft-cpu --example prelude_compile`
+//! Each figure is wall time and, where `/proc/self/stat` tells it, the
+//! compiler processes' CPU time (user + system), which a busy machine
+//! distorts less.
+//!
+//! `cargo run -p weft-cpu --example prelude_compile`
 
 use std::time::{Duration, Instant};
 
 use weft_codegen::emit_bundle;
 use weft_cpu::compile::Artifact;
 use weft_cpu::HostCompiler;
+
+/// CPU seconds used by finished child processes (Linux), if known.
+fn children_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends with the last ')'):
+    // cutime and cstime are the 14th and 15th, in clock ticks (100 Hz).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sources: Vec<_> = weft_kernels::conformance_cases()
@@ -33,16 +47,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 compiler.precompile_prelude(artifact)?;
                 prelude = t.elapsed();
             }
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), children_cpu());
             for (i, s) in sources.iter().enumerate() {
                 compiler.compile(s, &format!("case {i}"), artifact)?;
             }
-            let per = t.elapsed() / sources.len() as u32;
+            let n = sources.len() as u32;
+            let per = t.elapsed() / n;
+            let cpu = match (cpu, children_cpu()) {
+                (Some(a), Some(b)) => format!(", {} ms CPU", ((b - a) / n).as_millis()),
+                _ => String::new(),
+            };
             let _ = std::fs::remove_dir_all(&dir);
             println!(
-                "{artifact:?}, {}: {per:.0?} per kernel{}",
+                "{artifact:?}, {}: {} ms wall{cpu} per kernel{}",
                 if precompiled { "precompiled prelude" } else { "prelude parsed per kernel" },
-                if precompiled { format!(" (the precompiled header itself: {prelude:.0?}, once)") } else { String::new() }
+                per.as_millis(),
+                if precompiled { format!(" (the precompiled header itself: {} ms wall, once)", prelude.as_millis()) } else { String::new() }
             );
         }
     }

@@ -59,6 +59,7 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define WEFT_ASAN 1
 #endif
@@ -177,6 +178,33 @@ static void weft_fail(int status, const char* fmt, ...)
 }
 
 static const size_t WEFT_STACK_BYTES = 256 * 1024;
+
+#ifndef WEFT_CPU_THREADS
+// Fiber stacks kept by an OS thread for its next blocks: mapping and
+// unmapping a stack per thread per block dominated the run time of small
+// kernels. Only stacks of blocks that ran to the end come back here.
+struct WeftStacks {
+    std::vector<void*> free;
+    ~WeftStacks()
+    {
+        for (size_t i = 0; i < free.size(); i++) ::free(free[i]);
+    }
+};
+static thread_local WeftStacks weft_stacks;
+
+static void* weft_stack_take()
+{
+    if (weft_stacks.free.empty()) {
+        return malloc(WEFT_STACK_BYTES);
+    }
+    void* s = weft_stacks.free.back();
+    weft_stacks.free.pop_back();
+#ifdef WEFT_ASAN
+    __asan_unpoison_memory_region(s, WEFT_STACK_BYTES);
+#endif
+    return s;
+}
+#endif
 
 #ifdef WEFT_CPU_THREADS
 // Thrown into a fiber resumed at teardown, caught by its thread's entry.
@@ -812,7 +840,7 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
         WeftFiber* f = &run.fibers[made];
         f->tid = uint3{made, 0, 0};
         f->wait = WEFT_RUNNABLE;
-        f->stack = malloc(WEFT_STACK_BYTES);
+        f->stack = weft_stack_take();
         if (f->stack == nullptr || getcontext(&f->ctx) != 0) {
             weft_fail(WEFT_RESOURCE, "cannot allocate a fiber stack of %zu bytes", WEFT_STACK_BYTES);
             break;
@@ -861,8 +889,15 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
         pthread_join(run.fibers[t].thread, nullptr);
     }
 #else
-    // Fibers stopped mid-kernel are abandoned: their stacks hold nothing to destroy.
-    for (unsigned int t = 0; t < made; t++) free(run.fibers[t].stack);
+    // Fibers stopped mid-kernel are abandoned: their stacks hold nothing to
+    // destroy, but are not reused.
+    for (unsigned int t = 0; t < made; t++) {
+        if (run.status == WEFT_OK && run.fibers[t].stack != nullptr) {
+            weft_stacks.free.push_back(run.fibers[t].stack);
+        } else {
+            free(run.fibers[t].stack);
+        }
+    }
 #endif
     free(run.fibers);
     for (size_t i = 0; i < run.arrays.size(); i++) free(run.arrays[i].ptr);
