@@ -62,7 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{artifact:?}, {}: {} ms wall{cpu} per kernel{}",
                 if precompiled { "precompiled prelude" } else { "prelude parsed per kernel" },
                 per.as_millis(),
-                if precompiled { format!(" (the precompiled header itself: {} ms wall, once)", prelude.as_millis()) } else { String::new() }
+                if precompiled {
+                    format!(" (the precompiled header itself: {} ms wall, once)", prelude.as_millis())
+                } else {
+                    String::new()
+                }
             );
         }
     }

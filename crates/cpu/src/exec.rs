@@ -694,7 +694,8 @@ impl Executor for CpuExecutor {
             .name("weft-cpu-prepare".into())
             .spawn(move || {
                 let threads = class.block_threads;
-                let Ok(path) = build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::Library) else {
+                let Ok(path) = build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::Library)
+                else {
                     return;
                 };
                 let runner = if checking {

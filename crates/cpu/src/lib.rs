@@ -22,5 +22,5 @@ pub mod compile;
 pub mod exec;
 
 pub use compile::{require_host_compiler_or_skip, Fibers, HostCompileError, HostCompiler, HEADER};
-pub use weft_codegen::BundleForm;
 pub use exec::{CpuError, CpuExecutor, CpuMode, FaultKind, Run, Schedule};
+pub use weft_codegen::BundleForm;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use weft_cpu::{BundleForm, CpuError, CpuExecutor, CpuMode, Fibers, FaultKind, HostCompiler};
+use weft_cpu::{BundleForm, CpuError, CpuExecutor, CpuMode, FaultKind, Fibers, HostCompiler};
 use weft_interp::Interpreter;
 use weft_kernels::{conformance_cases, SgemmTiles};
 use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ShuffleKind, Type};
