@@ -1,7 +1,9 @@
 //! [`CpuExecutor`]: bundles run as their emitted CUDA C, compiled for the host.
 //!
 //! A launch goes exactly the GPU's way up to the driver call: the bundle's
-//! module is [`emit_bundle`]'s text for its launch class, the slot table
+//! module is [`emit_bundle_with`]'s text for its launch class (in the
+//! executor's [`BundleForm`]: any form `weft_pack::compile_bundle` may pick
+//! for a GPU), the slot table
 //! and argument words are [`encode_launch`]'s bytes, and a buffer's word is
 //! its address (here: in host memory). The compiled dispatcher
 //! (`weft_bundle`) then runs once per physical block, blocks spread over OS
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use weft_codegen::{bundle_shared_bytes, emit_bundle, EmitError, ResourceReport};
+use weft_codegen::{bundle_shared_bytes, emit_bundle_with, BundleForm, EmitError, ResourceReport};
 use weft_kir::{HostBuffer, KernelDef, ParamKind, Type};
 use weft_pack::{
     encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass, Timing,
@@ -222,11 +224,12 @@ fn build_library(
     compiler: &HostCompiler,
     bodies: &[Arc<KernelDef>],
     block_threads: u32,
+    form: BundleForm,
     edit: Option<&SourceEdit>,
     artifact: Artifact,
 ) -> Result<PathBuf, CpuError> {
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
-    let mut source = emit_bundle(&refs, block_threads)?;
+    let mut source = emit_bundle_with(&refs, block_threads, form)?;
     if let Some(edit) = edit {
         source.code = edit(source.code);
     }
@@ -368,6 +371,9 @@ pub struct CpuExecutor {
     hung: bool,
     /// Every buffer side by side, in allocation order ([`CpuExecutor::with_flat_arena`]).
     arena: Option<Vec<u64>>,
+    /// The form modules are emitted in (its `single_pass` always comes from
+    /// the launch class).
+    form: BundleForm,
 }
 
 impl std::fmt::Debug for CpuExecutor {
@@ -392,6 +398,7 @@ impl CpuExecutor {
             limit: None,
             hung: false,
             arena: None,
+            form: BundleForm::default(),
         }
     }
 
@@ -411,6 +418,16 @@ impl CpuExecutor {
     /// Bytes of the flat arena (0 without one).
     pub fn arena_bytes(&self) -> usize {
         self.arena.as_ref().map_or(0, |a| a.len() * 8)
+    }
+
+    /// Emits every module in `form` (bodies called instead of inlined,
+    /// `__launch_bounds__` with a minimum of blocks per SM): the host runs
+    /// the same text a GPU would get in that form. Whether a module loops
+    /// over logical blocks is not the form's choice here: a single-pass
+    /// launch class gets the single-pass text, any other the loop.
+    pub fn with_form(mut self, form: BundleForm) -> CpuExecutor {
+        self.form = form;
+        self
     }
 
     /// Edits every emitted module before it is compiled: tests inject
@@ -435,6 +452,12 @@ impl CpuExecutor {
         self.mode
     }
 
+    /// The form `class`'s module is emitted in: the executor's, single-pass
+    /// exactly when the class is.
+    fn form_of(&self, class: &LaunchClass) -> BundleForm {
+        BundleForm { single_pass: class.single_pass, ..self.form }
+    }
+
     fn module(&mut self, bundle: &Bundle) -> Result<Option<Arc<Module>>, CpuError> {
         if let Some(m) = self.modules.get(bundle.class()).filter(|m| same_bodies(&m.bodies, bundle.bodies())) {
             return Ok(Some(m.clone()));
@@ -457,13 +480,16 @@ impl CpuExecutor {
             return Ok(m);
         }
         let threads = bundle.class().block_threads;
-        let path = build_library(&self.compiler, bundle.bodies(), threads, self.edit.as_ref(), Artifact::Library)?;
+        let form = self.form_of(bundle.class());
+        let path =
+            build_library(&self.compiler, bundle.bodies(), threads, form, self.edit.as_ref(), Artifact::Library)?;
         let mut m = load(path, bundle.bodies())?;
         if matches!(self.mode, CpuMode::Checking { .. }) {
             m.runner = Some(build_library(
                 &self.compiler,
                 bundle.bodies(),
                 threads,
+                form,
                 self.edit.as_ref(),
                 Artifact::SanitizedRunner,
             )?);
@@ -790,6 +816,7 @@ impl Executor for CpuExecutor {
         if self.is_prepared(bundle.class()) {
             return Ok(());
         }
+        let form = self.form_of(bundle.class());
         let (compiler, built, edit) = (self.compiler.clone(), self.built.clone(), self.edit.clone());
         let checking = matches!(self.mode, CpuMode::Checking { .. });
         let (class, bodies) = (bundle.class().clone(), bundle.bodies().to_vec());
@@ -799,11 +826,12 @@ impl Executor for CpuExecutor {
             .name("weft-cpu-prepare".into())
             .spawn(move || {
                 let threads = class.block_threads;
-                let Ok(path) = build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::Library) else {
+                let Ok(path) = build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::Library)
+                else {
                     return;
                 };
                 let runner = if checking {
-                    match build_library(&compiler, &bodies, threads, edit.as_ref(), Artifact::SanitizedRunner) {
+                    match build_library(&compiler, &bodies, threads, form, edit.as_ref(), Artifact::SanitizedRunner) {
                         Ok(r) => Some(r),
                         Err(_) => return,
                     }

@@ -21,5 +21,6 @@
 pub mod compile;
 pub mod exec;
 
-pub use compile::{require_host_compiler_or_skip, HostCompileError, HostCompiler, HEADER};
+pub use compile::{require_host_compiler_or_skip, Fibers, HostCompileError, HostCompiler, HEADER};
 pub use exec::{CpuError, CpuExecutor, CpuMode, FaultKind, Run, Schedule};
+pub use weft_codegen::BundleForm;

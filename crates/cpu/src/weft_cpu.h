@@ -10,8 +10,12 @@
 // semantics, bit for bit.
 //
 // Execution: one physical block at a time per OS thread (the caller runs
-// blocks on several threads); each CUDA thread of the block is a fiber
-// (ucontext). A fiber runs until it reaches a scheduling point -- a barrier,
+// blocks on several threads); each CUDA thread of the block is a fiber: a
+// ucontext on Linux (x86-64, aarch64, glibc), else -- or when compiled with
+// WEFT_CPU_THREADS -- an OS thread of its own that runs only while the
+// scheduler has handed it the block (a mutex and one condition variable per
+// fiber), so both forms run the same schedule with the same results and
+// errors. A fiber runs until it reaches a scheduling point -- a barrier,
 // a named barrier, a shuffle -- or returns; the block's scheduler then runs
 // the other runnable fibers, in the order the schedule asks for (forward,
 // reverse or seeded random, redrawn every round), and releases a barrier when
@@ -36,12 +40,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+// The portable fiber form where ucontext is not known to work.
+#if !defined(WEFT_CPU_THREADS) && \
+    !(defined(__linux__) && defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__)))
+#define WEFT_CPU_THREADS 1
+#endif
+
+#ifdef WEFT_CPU_THREADS
+#include <pthread.h>
+
+#include <condition_variable>
+#include <mutex>
+#else
 #include <ucontext.h>
+#endif
 
 #include <new>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define WEFT_ASAN 1
 #endif
@@ -52,6 +71,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -78,8 +98,17 @@ enum WeftStatus {
 };
 
 struct WeftFiber {
+#ifdef WEFT_CPU_THREADS
+    pthread_t thread;
+    // Set when the thread has handed the block back for the last time.
+    bool finished;
+    struct WeftBlockRun* run;
+    // Signalled when the scheduler hands this fiber the block.
+    std::condition_variable* go;
+#else
     ucontext_t ctx;
     void* stack;
+#endif
     uint3 tid;
     int wait;
     // Barrier: id and thread count (-1: the whole block).
@@ -109,7 +138,16 @@ struct WeftBlockRun {
     uint3 bid;
     WeftFiber* fibers;
     WeftFiber* current;
+#ifdef WEFT_CPU_THREADS
+    // Who holds the block: a fiber's index, or -1 for the scheduler.
+    std::mutex* lock;
+    std::condition_variable* back;
+    long turn;
+    // Set at teardown: a resumed fiber unwinds instead of running on.
+    bool cancel;
+#else
     ucontext_t scheduler;
+#endif
 #ifdef WEFT_ASAN
     void* fake_stack;
 #endif
@@ -143,16 +181,63 @@ static void weft_fail(int status, const char* fmt, ...)
 
 static const size_t WEFT_STACK_BYTES = 256 * 1024;
 
+#ifndef WEFT_CPU_THREADS
+// Fiber stacks kept by an OS thread for its next blocks: mapping and
+// unmapping a stack per thread per block dominated the run time of small
+// kernels. Only stacks of blocks that ran to the end come back here.
+struct WeftStacks {
+    std::vector<void*> free;
+    ~WeftStacks()
+    {
+        for (size_t i = 0; i < free.size(); i++) ::free(free[i]);
+    }
+};
+static thread_local WeftStacks weft_stacks;
+
+static void* weft_stack_take()
+{
+    if (weft_stacks.free.empty()) {
+        return malloc(WEFT_STACK_BYTES);
+    }
+    void* s = weft_stacks.free.back();
+    weft_stacks.free.pop_back();
+#ifdef WEFT_ASAN
+    __asan_unpoison_memory_region(s, WEFT_STACK_BYTES);
+#endif
+    return s;
+}
+#endif
+
+#ifdef WEFT_CPU_THREADS
+// Thrown into a fiber resumed at teardown, caught by its thread's entry.
+struct WeftCancel {
+};
+#endif
+
 // Back to the scheduler; returns when the scheduler runs this fiber again.
 static void weft_yield()
 {
     WeftBlockRun* r = weft_run;
+#ifdef WEFT_CPU_THREADS
+    WeftFiber* f = r->current;
+    const long me = (long)(f - r->fibers);
+    {
+        std::unique_lock<std::mutex> held(*r->lock);
+        r->turn = -1;
+        r->back->notify_one();
+        f->go->wait(held, [&] { return r->turn == me; });
+    }
+    if (r->cancel) {
+        throw WeftCancel();
+    }
+#else
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(&r->fake_stack, nullptr, 0);
 #endif
     swapcontext(&r->current->ctx, &r->scheduler);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
+#endif
 #endif
 }
 
@@ -490,10 +575,24 @@ extern "C" void weft_bundle(const WeftSlot* slots, int nslots, void* const* args
 
 static void weft_fiber_main()
 {
-#ifdef WEFT_ASAN
+#if defined(WEFT_ASAN) && !defined(WEFT_CPU_THREADS)
     __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
     WeftBlockRun* r = weft_run;
+#ifdef WEFT_CPU_THREADS
+    if (!r->cancel) {
+        try {
+            weft_bundle((const WeftSlot*)r->slots, r->nslots, r->args);
+        } catch (const WeftCancel&) {
+        }
+    }
+    WeftFiber* f = r->current;
+    f->wait = WEFT_EXITED;
+    f->finished = true;
+    std::lock_guard<std::mutex> held(*r->lock);
+    r->turn = -1;
+    r->back->notify_one();
+#else
     weft_bundle((const WeftSlot*)r->slots, r->nslots, r->args);
     r = weft_run;
     r->current->wait = WEFT_EXITED;
@@ -501,7 +600,25 @@ static void weft_fiber_main()
     __sanitizer_start_switch_fiber(nullptr, nullptr, 0);
 #endif
     setcontext(&r->scheduler);
+#endif
 }
+
+#ifdef WEFT_CPU_THREADS
+// A fiber's OS thread: waits for its first turn, then runs as the fiber.
+static void* weft_fiber_thread(void* arg)
+{
+    WeftFiber* f = (WeftFiber*)arg;
+    WeftBlockRun* r = f->run;
+    weft_run = r;
+    const long me = (long)(f - r->fibers);
+    {
+        std::unique_lock<std::mutex> held(*r->lock);
+        f->go->wait(held, [&] { return r->turn == me; });
+    }
+    weft_fiber_main();
+    return nullptr;
+}
+#endif
 
 // A small, seedable generator for the random schedule (splitmix64).
 static inline unsigned long long weft_next_random(unsigned long long* state)
@@ -515,12 +632,21 @@ static inline unsigned long long weft_next_random(unsigned long long* state)
 static void weft_switch_to(WeftBlockRun* r, WeftFiber* f)
 {
     r->current = f;
+#ifdef WEFT_CPU_THREADS
+    {
+        std::unique_lock<std::mutex> held(*r->lock);
+        r->turn = (long)(f - r->fibers);
+        f->go->notify_one();
+        r->back->wait(held, [&] { return r->turn == -1; });
+    }
+#else
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(&r->fake_stack, f->stack, WEFT_STACK_BYTES);
 #endif
     swapcontext(&r->scheduler, &f->ctx);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
+#endif
 #endif
     r->current = nullptr;
 }
@@ -722,11 +848,36 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
     if (run.pool == nullptr || run.fibers == nullptr) {
         weft_fail(WEFT_RESOURCE, "cannot allocate the block's fibers and shared pool");
     }
+#ifdef WEFT_CPU_THREADS
+    std::mutex lock;
+    std::condition_variable back;
+    std::vector<std::condition_variable> go(block_threads);
+    run.lock = &lock;
+    run.back = &back;
+    run.turn = -1;
+    run.cancel = false;
+    pthread_attr_t attr;
+    const bool attr_ok = pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, WEFT_STACK_BYTES) == 0;
     for (; run.status == WEFT_OK && made < block_threads; made++) {
         WeftFiber* f = &run.fibers[made];
         f->tid = uint3{made, 0, 0};
         f->wait = WEFT_RUNNABLE;
-        f->stack = malloc(WEFT_STACK_BYTES);
+        f->run = &run;
+        f->go = &go[made];
+        if (!attr_ok || pthread_create(&f->thread, &attr, weft_fiber_thread, f) != 0) {
+            weft_fail(WEFT_RESOURCE, "cannot start an OS thread of %zu stack bytes for thread %u of the block",
+                      WEFT_STACK_BYTES, made);
+            break;
+        }
+        order[made] = made;
+    }
+    if (attr_ok) pthread_attr_destroy(&attr);
+#else
+    for (; run.status == WEFT_OK && made < block_threads; made++) {
+        WeftFiber* f = &run.fibers[made];
+        f->tid = uint3{made, 0, 0};
+        f->wait = WEFT_RUNNABLE;
+        f->stack = weft_stack_take();
         if (f->stack == nullptr || getcontext(&f->ctx) != 0) {
             weft_fail(WEFT_RESOURCE, "cannot allocate a fiber stack of %zu bytes", WEFT_STACK_BYTES);
             break;
@@ -737,6 +888,7 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
         makecontext(&f->ctx, weft_fiber_main, 0);
         order[made] = made;
     }
+#endif
     unsigned long long rng = seed ^ (0x51ed2701ull * (physical_block + 1ull));
     while (run.status == WEFT_OK) {
         if (schedule == 1) {
@@ -765,8 +917,25 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
             weft_report_stuck(&run);
         }
     }
-    // Fibers stopped mid-kernel are abandoned: their stacks hold nothing to destroy.
-    for (unsigned int t = 0; t < made; t++) free(run.fibers[t].stack);
+#ifdef WEFT_CPU_THREADS
+    // Fibers stopped mid-kernel (after a fault) are resumed once to unwind
+    // and exit; then every thread is joined.
+    run.cancel = true;
+    for (unsigned int t = 0; t < made; t++) {
+        if (!run.fibers[t].finished) weft_switch_to(&run, &run.fibers[t]);
+        pthread_join(run.fibers[t].thread, nullptr);
+    }
+#else
+    // Fibers stopped mid-kernel are abandoned: their stacks hold nothing to
+    // destroy, but are not reused.
+    for (unsigned int t = 0; t < made; t++) {
+        if (run.status == WEFT_OK && run.fibers[t].stack != nullptr) {
+            weft_stacks.free.push_back(run.fibers[t].stack);
+        } else {
+            free(run.fibers[t].stack);
+        }
+    }
+#endif
     free(run.fibers);
     for (size_t i = 0; i < run.arrays.size(); i++) free(run.arrays[i].ptr);
     for (size_t i = 0; i < run.views.size(); i++) free(run.views[i].ptr);

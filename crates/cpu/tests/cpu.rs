@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use weft_cpu::{CpuError, CpuExecutor, FaultKind};
+use weft_cpu::{BundleForm, CpuError, CpuExecutor, CpuMode, FaultKind, Fibers, HostCompiler};
 use weft_interp::Interpreter;
 use weft_kernels::{conformance_cases, SgemmTiles};
 use weft_kir::{Access, ArgValue, Axis, HostBuffer, KernelBuilder, KernelDef, LaunchShape, ShuffleKind, Type};
@@ -66,12 +66,8 @@ fn conformance_cases_match_the_interpreter_bit_for_bit() {
 }
 
 /// Wide and narrow bodies, persistent and coalesced slots, shuffles, barriers
-/// and named barriers in one launch: every slot equals its solo interpreter run.
-#[test]
-fn bundles_equal_solo_interpreter_runs() {
-    if !weft_cpu::require_host_compiler_or_skip("bundles_equal_solo_interpreter_runs") {
-        return;
-    }
+/// and named barriers in one launch.
+fn mixed_tenants() -> Vec<(Arc<KernelDef>, Vec<ArgValue>, Budget)> {
     let narrow = SgemmTiles { bm: 16, bn: 16, bk: 8, tm: 2, tn: 2 };
     let wide = SgemmTiles { bm: 32, bn: 32, bk: 8, tm: 2, tn: 2 };
     let cases = [
@@ -87,13 +83,128 @@ fn bundles_equal_solo_interpreter_runs() {
         tenants.push((k.clone(), c.args.clone(), Budget::Blocks(1)));
         tenants.push((k, c.args.clone(), Budget::Full));
     }
-    let got = run_bundle(&mut CpuExecutor::checking(SEED), &tenants).unwrap_or_else(|e| panic!("{e}"));
+    tenants
+}
+
+/// Every slot of `tenants` run on `cpu` equals its solo interpreter run.
+fn assert_equals_solo_runs(cpu: &mut CpuExecutor, tenants: &[(Arc<KernelDef>, Vec<ArgValue>, Budget)], what: &str) {
+    let got = run_bundle(cpu, tenants).unwrap_or_else(|e| panic!("{what}: {e}"));
     let interp = Interpreter::new();
     for (s, ((kernel, args, budget), got)) in tenants.iter().zip(&got).enumerate() {
         let mut want = args.clone();
         interp.run(kernel, &mut want).expect("solo interpreter run");
-        assert!(want == *got, "slot {s} (`{}`, {budget:?}) differs from its solo run", kernel.name);
+        assert!(want == *got, "{what}: slot {s} (`{}`, {budget:?}) differs from its solo run", kernel.name);
     }
+}
+
+#[test]
+fn bundles_equal_solo_interpreter_runs() {
+    if !weft_cpu::require_host_compiler_or_skip("bundles_equal_solo_interpreter_runs") {
+        return;
+    }
+    assert_equals_solo_runs(&mut CpuExecutor::checking(SEED), &mixed_tenants(), "the default form");
+}
+
+/// Every form `weft_pack::compile_bundle` may choose for a GPU (bodies
+/// inlined or called through `__noinline__` functions, `__launch_bounds__`
+/// with or without a minimum of blocks per SM) runs on the host from the same
+/// text, bit for bit like the interpreter.
+#[test]
+fn every_bundle_form_equals_solo_interpreter_runs() {
+    if !weft_cpu::require_host_compiler_or_skip("every_bundle_form_equals_solo_interpreter_runs") {
+        return;
+    }
+    // The mixed tenants include constrained slots (a looping module); with
+    // every slot at its full grid the launch is single-pass (no loop).
+    let constrained = mixed_tenants();
+    let coalesced: Vec<_> = constrained.iter().map(|(k, a, _)| (k.clone(), a.clone(), Budget::Full)).collect();
+    for (tenants, single_pass) in [(constrained, false), (coalesced, true)] {
+        for inline_bodies in [true, false] {
+            for min_blocks_per_sm in [None, Some(2)] {
+                let form = BundleForm { inline_bodies, min_blocks_per_sm, single_pass: false };
+                let mut cpu = CpuExecutor::checking(SEED).with_form(form).with_source_edit(move |code| {
+                    // The text is the form's: a called body is
+                    // `__noinline__`, a minimum is `__launch_bounds__`'s
+                    // second figure; the loop is the launch class's.
+                    assert_eq!(code.contains("__noinline__"), !inline_bodies, "{}:\n{code}", form.name());
+                    assert_eq!(
+                        code.contains(", 2) weft_bundle("),
+                        min_blocks_per_sm.is_some(),
+                        "{}:\n{code}",
+                        form.name()
+                    );
+                    assert_eq!(code.contains("for (unsigned long long lb"), !single_pass, "{}:\n{code}", form.name());
+                    code
+                });
+                let what = format!("{}, single pass: {single_pass}", form.name());
+                assert_equals_solo_runs(&mut cpu, &tenants, &what);
+            }
+        }
+    }
+}
+
+/// The checking mode with a block's threads on OS threads (the portable
+/// fallback of `ucontext` fibers).
+fn checking_on_threads() -> CpuExecutor {
+    CpuExecutor::new(HostCompiler::new(None).with_fibers(Fibers::Threads), CpuMode::Checking { seed: SEED })
+}
+
+/// Part of the conformance suite (every other case) and the mixed bundle
+/// with each GPU thread on an OS thread of its own: the same results as the
+/// interpreter (and so as the `ucontext` fibers).
+#[test]
+fn os_thread_fibers_match_the_interpreter() {
+    if !weft_cpu::require_host_compiler_or_skip("os_thread_fibers_match_the_interpreter") {
+        return;
+    }
+    let mut cpu = checking_on_threads();
+    let mut interp = InterpExecutor::new(Interpreter::new());
+    let mut failures = Vec::new();
+    let cases = conformance_cases();
+    assert!(cases.len() >= 4, "the conformance suite has cases");
+    for case in cases.iter().step_by(2) {
+        let tenants = [solo(&case.kernel, &case.args)];
+        let want = run_bundle(&mut interp, &tenants).expect("the interpreter runs the conformance suite");
+        match run_bundle(&mut cpu, &tenants) {
+            Ok(got) if got == want => {}
+            Ok(_) => failures.push(format!("{}: outputs differ from the interpreter's", case.name)),
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "failures on OS-thread fibers:\n{}", failures.join("\n"));
+    assert_equals_solo_runs(&mut cpu, &mixed_tenants(), "OS-thread fibers");
+}
+
+/// The fault kinds the scheduler reports come out the same with OS-thread
+/// fibers, and threads stopped mid-kernel by a fault are unwound and joined
+/// (the next launch on the same executor still runs).
+#[test]
+fn os_thread_fibers_report_the_same_faults() {
+    if !weft_cpu::require_host_compiler_or_skip("os_thread_fibers_report_the_same_faults") {
+        return;
+    }
+    let race = neighbour_read(false, false);
+    let e = run_bundle(&mut checking_on_threads(), &[solo(&race, &out_args())]).expect_err("a race");
+    assert!(matches!(cpu_error(&e), CpuError::ScheduleDependent { .. }), "{e}");
+
+    let threads = || HostCompiler::new(None).with_fibers(Fibers::Threads);
+    let barrier = neighbour_read(true, false);
+    let mut cpu = CpuExecutor::new(threads(), CpuMode::Fast).with_source_edit(exit_threads_from(32));
+    let e = run_bundle(&mut cpu, &[solo(&barrier, &out_args())]).expect_err("half the block exited");
+    assert!(matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::BarrierCount, .. }), "{e}");
+
+    let k = shuffle_xor_16();
+    let args = vec![ArgValue::Buffer(HostBuffer::zeros(Type::I32, 32))];
+    let mut cpu = CpuExecutor::new(threads(), CpuMode::Fast).with_source_edit(exit_threads_from(16));
+    let e = run_bundle(&mut cpu, &[solo(&k, &args)]).expect_err("lanes 16.. have exited");
+    assert!(matches!(cpu_error(&e), CpuError::Fault { kind: FaultKind::ShuffleExitedLane, .. }), "{e}");
+
+    // Threads of the failed launch waited at the shuffle; they were unwound,
+    // so a later launch on the same executor runs to completion.
+    let mut cpu = CpuExecutor::new(threads(), CpuMode::Fast);
+    run_bundle(&mut cpu, &[solo(&barrier, &out_args())]).unwrap_or_else(|e| panic!("{e}"));
+    let e = run_bundle(&mut cpu, &[solo(&race, &out_args())]);
+    assert!(e.is_ok(), "one forward run of the race completes: {e:?}");
 }
 
 // ---- Injected faults ----------------------------------------------------
