@@ -67,8 +67,15 @@ pub enum InferError {
     Draining,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
-    #[error("loading model `{model}`: {message}")]
-    Load { model: String, message: String },
+    /// A model failed to import, lower or register; `stage` says which
+    /// (the file for an import).
+    #[error("loading model `{model}` ({stage}): {source}")]
+    Load {
+        model: String,
+        stage: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl InferError {

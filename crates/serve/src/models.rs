@@ -219,7 +219,11 @@ impl Models {
     }
 
     fn build(&self, entry: ModelEntry) -> Result<Arc<LoadedModel>, InferError> {
-        let load_err = |message: String| InferError::Load { model: entry.name.clone(), message };
+        let load_err = |stage: &str, source: Box<dyn std::error::Error + Send + Sync + 'static>| InferError::Load {
+            model: entry.name.clone(),
+            stage: stage.to_string(),
+            source,
+        };
         let config: &ModelConfig = &entry.config;
         let options = weft_graph::onnx::ImportOptions {
             shapes: config.shapes.clone(),
@@ -227,8 +231,8 @@ impl Models {
             ..Default::default()
         };
         let graph = weft_graph::onnx::import_onnx_file(&entry.path, &options)
-            .map_err(|e| load_err(format!("{}: {e}", entry.path.display())))?;
-        let mut program = weft_lower::lower(&graph, &Default::default()).map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| load_err(&format!("importing {}", entry.path.display()), e.into()))?;
+        let mut program = weft_lower::lower(&graph, &Default::default()).map_err(|e| load_err("lowering", e.into()))?;
         program.name = entry.name.clone();
         let program = Arc::new(program);
         let info = |b: &weft_lower::Binding| TensorInfo {
@@ -241,7 +245,7 @@ impl Models {
         let weight = config.weight.unwrap_or(1.0);
         let slo = match config.slo_ms {
             Some(ms) => Duration::from_secs_f64(ms / 1e3),
-            None => self.default_slo(&program, weight).map_err(|e| load_err(e.to_string()))?,
+            None => self.default_slo(&program, weight).map_err(|e| load_err("deriving its objective", e.into()))?,
         };
         let mut tenants = Vec::new();
         for _ in 0..config.instances.unwrap_or(1) {
@@ -251,7 +255,7 @@ impl Models {
                     for t in tenants {
                         let _ = self.engine.remove(t);
                     }
-                    return Err(load_err(e.to_string()));
+                    return Err(load_err("registering its tenants", e.into()));
                 }
             }
         }
