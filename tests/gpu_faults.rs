@@ -73,24 +73,7 @@ fn a_kernel_that_never_finishes_is_declared_hung_and_the_context_reset() {
         return;
     };
     // for i in 0..n[0] { acc += 1 }; x[t] = acc, with n[0] = i64::MAX.
-    let mut b = KernelBuilder::new("spin", LaunchShape::linear(1, 32));
-    let n = b.buffer("n", Type::I64, 1, Access::Read);
-    let x = b.buffer("x", Type::F32, 32, Access::Write);
-    let t = b.thread_id(Axis::X);
-    let zero = b.const_i32(0);
-    let end = b.load(n, zero);
-    let start = b.const_i64(0);
-    let f0 = b.const_f32(0.0);
-    let acc = b.var_init(f0);
-    b.for_range(start, end, 1, |b, _| {
-        let v = b.get(acc);
-        let one = b.const_f32(1.0);
-        let v = b.add(v, one);
-        b.set(acc, v);
-    });
-    let v = b.get(acc);
-    b.store(x, t, v);
-    let spin = bundle(b.finish(), true);
+    let spin = bundle(weft_kernels::spin(), true);
     let mut exec = GpuExecutor::new().expect("the GPU opens");
     let bound = Duration::from_millis(300);
     exec.set_launch_limit(Some(bound));

@@ -17,6 +17,7 @@ pub mod reference;
 pub mod rng;
 pub mod sgemm;
 pub mod softmax;
+pub mod spin;
 pub mod vector_add;
 
 #[cfg(feature = "testing")]
@@ -24,4 +25,5 @@ pub use cases::{conformance_cases, Case, CaseError, Runner};
 pub use reduce::row_sum;
 pub use sgemm::{sgemm, SgemmTiles};
 pub use softmax::row_softmax;
+pub use spin::spin;
 pub use vector_add::vector_add;

@@ -40,24 +40,7 @@ fn one_kernel_program(kernel: KernelDef, kinds: &[BufferKind]) -> Arc<Program> {
 /// `x[t] = n[0]` counted one by one: a loop whose trip count is the
 /// request's input, so `n[0] = i64::MAX` never finishes.
 fn spin() -> Arc<Program> {
-    let mut b = KernelBuilder::new("spin", LaunchShape::linear(1, 32));
-    let n = b.buffer("n", Type::I64, 1, Access::Read);
-    let x = b.buffer("x", Type::F32, 32, Access::Write);
-    let t = b.thread_id(Axis::X);
-    let zero = b.const_i32(0);
-    let end = b.load(n, zero);
-    let start = b.const_i64(0);
-    let f0 = b.const_f32(0.0);
-    let acc = b.var_init(f0);
-    b.for_range(start, end, 1, |b, _| {
-        let v = b.get(acc);
-        let one = b.const_f32(1.0);
-        let v = b.add(v, one);
-        b.set(acc, v);
-    });
-    let v = b.get(acc);
-    b.store(x, t, v);
-    one_kernel_program(b.finish(), &[BufferKind::Input, BufferKind::Activation])
+    one_kernel_program(weft_kernels::spin(), &[BufferKind::Input, BufferKind::Activation])
 }
 
 /// `y = x * 1.5 + 0.25`, elementwise over 64.
