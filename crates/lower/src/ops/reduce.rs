@@ -166,6 +166,12 @@ fn softmax_value(b: &mut KernelBuilder, v: Value, rmax: Value, rsum: Value, log:
     }
 }
 
+/// `dims` as `(outer, len, inner)` around axis `a`: the elements before
+/// it, its length, and the elements after it.
+fn around_axis(dims: &[usize], a: usize) -> (usize, usize, usize) {
+    (dims[..a].iter().product(), dims[a], dims[a + 1..].iter().product())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn softmax(
     ctx: &mut LowerCtx,
@@ -176,9 +182,7 @@ fn softmax(
     a: usize,
     log: bool,
 ) -> Result<(), LowerError> {
-    let outer: usize = dims[..a].iter().product();
-    let len = dims[a];
-    let inner: usize = dims[a + 1..].iter().product();
+    let (outer, len, inner) = around_axis(dims, a);
     let n = outer * len * inner;
     let elem = kir_type(ctx.graph.info(x).dtype);
     let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
@@ -616,9 +620,7 @@ fn arg_extreme(
     max: bool,
     last: bool,
 ) -> Result<(), LowerError> {
-    let outer: usize = dims[..a].iter().product();
-    let len = dims[a];
-    let inner: usize = dims[a + 1..].iter().product();
+    let (outer, len, inner) = around_axis(dims, a);
     let n = outer * len * inner;
     let pairs = outer * inner;
     let elem = kir_type(ctx.graph.info(x).dtype);
