@@ -1104,20 +1104,26 @@ impl<'a> Cx<'a> {
         }
         let a = self.axis(axis, x.shape.rank(), "axis")?;
         let d = x.shape.0[a] as i64;
+        self.constant_indices_in_range(a, d, &x.shape)?;
+        let mut out = x.shape.0[..a].to_vec();
+        out.extend_from_slice(idx.shape.dims());
+        out.extend_from_slice(&x.shape.0[a + 1..]);
+        one(x.dtype, out)
+    }
+
+    /// A constant `indices` input (input 1) must index axis `a` of size `d`
+    /// of data shaped `data` (negative indices count from the end).
+    fn constant_indices_in_range(&self, a: usize, d: i64, data: &Shape) -> Result<(), GraphError> {
         if let Some(values) = self.constants.get(1).copied().flatten().and_then(|t| t.as_i64s()) {
             if let Some(bad) = values.iter().find(|&&v| v < -d || v >= d) {
                 return Err(self.err(format!(
-                    "index {bad} is out of range for axis {a} of size {d} (data {}); expected {} ..= {}",
-                    x.shape,
+                    "index {bad} is out of range for axis {a} of size {d} (data {data}); expected {} ..= {}",
                     -d,
                     d - 1
                 )));
             }
         }
-        let mut out = x.shape.0[..a].to_vec();
-        out.extend_from_slice(idx.shape.dims());
-        out.extend_from_slice(&x.shape.0[a + 1..]);
-        one(x.dtype, out)
+        Ok(())
     }
 
     fn gather_elements(&self, axis: i64) -> Outs {
@@ -1147,16 +1153,7 @@ impl<'a> Cx<'a> {
         if idx.shape.numel() > 0 && d == 0 {
             return Err(self.err(format!("axis {a} of data {} is empty: there is nothing to gather", x.shape)));
         }
-        if let Some(values) = self.constants.get(1).copied().flatten().and_then(|t| t.as_i64s()) {
-            if let Some(bad) = values.iter().find(|&&v| v < -d || v >= d) {
-                return Err(self.err(format!(
-                    "index {bad} is out of range for axis {a} of size {d} (data {}); expected {} ..= {}",
-                    x.shape,
-                    -d,
-                    d - 1
-                )));
-            }
-        }
+        self.constant_indices_in_range(a, d, &x.shape)?;
         one(x.dtype, idx.shape.0.clone())
     }
 

@@ -697,6 +697,26 @@ impl Chain<'_, '_> {
         Ok(imp.emit(&name, op, inputs.iter().map(|&t| Some(t)).collect(), &[])?[0])
     }
 
+    /// `x − mean` and `√(mean((x − mean)²) + ε)` over `axes` (kept as 1s):
+    /// the centred input and the standard deviation normalisations divide by.
+    fn centred_stddev(
+        &self,
+        imp: &mut Importer,
+        x: TensorId,
+        mean: TensorId,
+        axes: Vec<i64>,
+        dtype: DType,
+        epsilon: f32,
+    ) -> Result<(TensorId, TensorId), ImportError> {
+        let d = self.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+        let d2 = self.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+        let var = self.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
+        let eps = scalar(imp, self.n, "epsilon", dtype, epsilon as f64);
+        let ve = self.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
+        let sd = self.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+        Ok((d, sd))
+    }
+
     fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
         let outs: Vec<String> = self.n.outputs.iter().take(1).cloned().collect();
         imp.emit(&self.n.name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
@@ -877,12 +897,7 @@ fn layer_norm_stats(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
     if wanted_output(n, 2).is_none() {
         return Ok(());
     }
-    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
-    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
-    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
-    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
-    let ve = c.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
-    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+    let (_, sd) = c.centred_stddev(imp, x, mean, axes, dtype, epsilon)?;
     emit_output(imp, n, 2, "inv_stddev", Op::Unary(UnaryOp::Reciprocal), &[sd])?;
     Ok(())
 }
@@ -1438,12 +1453,7 @@ fn instance_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError
     let mut per_channel = vec![dims[1] as i64];
     per_channel.resize(dims.len() - 1, 1);
     let mean = c.step(imp, "mean", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
-    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
-    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
-    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
-    let eps = scalar(imp, n, "epsilon", dtype, epsilon as f64);
-    let ve = c.step(imp, "variance_eps", Op::Binary(BinaryOp::Add), &[var, eps])?;
-    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[ve])?;
+    let (d, sd) = c.centred_stddev(imp, x, mean, axes, dtype, epsilon)?;
     let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[d, sd])?;
     let s = c.step(imp, "scale_c", Op::Reshape { shape: per_channel.clone(), allow_zero: false }, &[scale])?;
     let b = c.step(imp, "bias_c", Op::Reshape { shape: per_channel, allow_zero: false }, &[bias])?;
