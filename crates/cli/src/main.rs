@@ -251,10 +251,11 @@ fn main() -> ExitCode {
             weft_serve::run(options, |s| {
                 let names: Vec<String> =
                     s.models().loaded().iter().map(|m| format!("{} (v{})", m.name, m.version)).collect();
+                let devices = s.models().engine().devices();
                 println!(
-                    "weft serve on {} ({} devices): http {}, grpc {}, metrics http://{}/metrics; models: {}",
+                    "weft serve on {} ({devices} device{}): http {}, grpc {}, metrics http://{}/metrics; models: {}",
                     s.models().engine().backend(),
-                    s.models().engine().devices(),
+                    if devices == 1 { "" } else { "s" },
                     s.http_addr(),
                     s.grpc_addr(),
                     s.metrics_addr(),
