@@ -141,7 +141,7 @@ impl Interceptor for Faults {
 }
 
 /// Resident set size of this process, bytes (0 where `/proc` is absent).
-fn resident_bytes() -> u64 {
+pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))

@@ -23,6 +23,7 @@ use weft::engine::{Backend, Engine, EngineConfig};
 use weft::graph::builder::GraphBuilder;
 use weft::graph::DType;
 use weft::lower::{lower, BufferKind, LowerOptions, Program};
+use weft_bench::soak::resident_bytes;
 use weft_bench::BenchError;
 
 #[derive(Parser, Debug)]
@@ -39,14 +40,6 @@ struct Cli {
     /// counts as a leak, MiB.
     #[arg(long, default_value_t = 64)]
     max_growth_mib: u64,
-}
-
-/// Resident set size of this process, bytes (Linux; 0 elsewhere).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
 }
 
 fn model(width: usize, layers: usize) -> Result<Program, BenchError> {
