@@ -677,7 +677,11 @@ impl CpuExecutor {
         ));
         let (launch, out) = (stem.with_extension("launch"), stem.with_extension("out"));
         let io = |source| CpuError::Runner { path: runner.to_path_buf(), source };
-        std::fs::write(&launch, &file).map_err(io)?;
+        if let Err(e) = std::fs::write(&launch, &file) {
+            // A failed write (a full disk) may leave part of the file behind.
+            let _ = std::fs::remove_file(&launch);
+            return Err(io(e));
+        }
         let budget = deadline.map_or(0, |d| {
             (d.saturating_duration_since(Instant::now()).as_nanos().min(u64::MAX as u128) as u64).max(1)
         });

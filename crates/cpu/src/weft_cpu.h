@@ -11,7 +11,8 @@
 //
 // Execution: one physical block at a time per OS thread (the caller runs
 // blocks on several threads); each CUDA thread of the block is a fiber: a
-// ucontext on Linux (x86-64, aarch64, glibc), else -- or when compiled with
+// stack of its own, switched in user space on Linux with glibc (by
+// weft_ctx_switch on x86-64, ucontext on aarch64), else -- or when compiled with
 // WEFT_CPU_THREADS -- an OS thread of its own that runs only while the
 // scheduler has handed it the block (a mutex and one condition variable per
 // fiber), so both forms run the same schedule with the same results and
@@ -52,6 +53,12 @@
 
 #include <condition_variable>
 #include <mutex>
+#elif defined(__x86_64__)
+// Fibers switch with weft_ctx_switch below: the callee-saved registers, the
+// SSE and x87 control words and the stack pointer, nothing else.
+// swapcontext also saves and restores the signal mask -- two system calls
+// per switch -- which dominated the run time of kernels with many barriers.
+#define WEFT_CPU_SWITCH 1
 #else
 #include <ucontext.h>
 #endif
@@ -105,6 +112,10 @@ struct WeftFiber {
     struct WeftBlockRun* run;
     // Signalled when the scheduler hands this fiber the block.
     std::condition_variable* go;
+#elif defined(WEFT_CPU_SWITCH)
+    // The fiber's saved stack pointer (its registers are on its stack).
+    void* sp;
+    void* stack;
 #else
     ucontext_t ctx;
     void* stack;
@@ -145,6 +156,8 @@ struct WeftBlockRun {
     long turn;
     // Set at teardown: a resumed fiber unwinds instead of running on.
     bool cancel;
+#elif defined(WEFT_CPU_SWITCH)
+    void* scheduler;
 #else
     ucontext_t scheduler;
 #endif
@@ -180,6 +193,58 @@ static void weft_fail(int status, const char* fmt, ...)
 }
 
 static const size_t WEFT_STACK_BYTES = 256 * 1024;
+
+#ifdef WEFT_CPU_SWITCH
+// weft_ctx_switch(save, load): pushes the callee-saved registers and the
+// control words on the current stack, stores the stack pointer in *save,
+// continues on the stack `load` (saved the same way) and returns there.
+extern "C" void weft_ctx_switch(void** save, void* load);
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".hidden weft_ctx_switch\n"
+        ".type weft_ctx_switch,@function\n"
+        "weft_ctx_switch:\n"
+        "  pushq %rbp\n"
+        "  pushq %rbx\n"
+        "  pushq %r12\n"
+        "  pushq %r13\n"
+        "  pushq %r14\n"
+        "  pushq %r15\n"
+        "  subq $8, %rsp\n"
+        "  stmxcsr (%rsp)\n"
+        "  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n"
+        "  fldcw 4(%rsp)\n"
+        "  addq $8, %rsp\n"
+        "  popq %r15\n"
+        "  popq %r14\n"
+        "  popq %r13\n"
+        "  popq %r12\n"
+        "  popq %rbx\n"
+        "  popq %rbp\n"
+        "  ret\n"
+        ".size weft_ctx_switch, .-weft_ctx_switch\n");
+
+// A new fiber's stack, laid out as weft_ctx_switch leaves a suspended one:
+// its first switch "returns" into `entry` with the stack aligned as after a
+// call, and the control words of the creating thread.
+static void* weft_ctx_new(void* stack, void (*entry)())
+{
+    uintptr_t top = ((uintptr_t)stack + WEFT_STACK_BYTES) & ~(uintptr_t)15;
+    unsigned long long* sp = (unsigned long long*)top;
+    *--sp = 0;  // where entry's return address would be: it never returns
+    *--sp = (unsigned long long)(uintptr_t)entry;
+    for (int i = 0; i < 6; i++) *--sp = 0;  // rbp rbx r12 r13 r14 r15
+    unsigned int mxcsr;
+    unsigned short fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    *--sp = (unsigned long long)mxcsr | ((unsigned long long)fpucw << 32);
+    return sp;
+}
+#endif
 
 #ifndef WEFT_CPU_THREADS
 // Fiber stacks kept by an OS thread for its next blocks: mapping and
@@ -234,7 +299,11 @@ static void weft_yield()
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(&r->fake_stack, nullptr, 0);
 #endif
+#ifdef WEFT_CPU_SWITCH
+    weft_ctx_switch(&r->current->sp, r->scheduler);
+#else
     swapcontext(&r->current->ctx, &r->scheduler);
+#endif
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
 #endif
@@ -599,7 +668,12 @@ static void weft_fiber_main()
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(nullptr, nullptr, 0);
 #endif
+#ifdef WEFT_CPU_SWITCH
+    void* finished;
+    weft_ctx_switch(&finished, r->scheduler);
+#else
     setcontext(&r->scheduler);
+#endif
 #endif
 }
 
@@ -643,7 +717,11 @@ static void weft_switch_to(WeftBlockRun* r, WeftFiber* f)
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(&r->fake_stack, f->stack, WEFT_STACK_BYTES);
 #endif
+#ifdef WEFT_CPU_SWITCH
+    weft_ctx_switch(&r->scheduler, f->sp);
+#else
     swapcontext(&r->scheduler, &f->ctx);
+#endif
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(r->fake_stack, nullptr, nullptr);
 #endif
@@ -878,6 +956,13 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
         f->tid = uint3{made, 0, 0};
         f->wait = WEFT_RUNNABLE;
         f->stack = weft_stack_take();
+#ifdef WEFT_CPU_SWITCH
+        if (f->stack == nullptr) {
+            weft_fail(WEFT_RESOURCE, "cannot allocate a fiber stack of %zu bytes", WEFT_STACK_BYTES);
+            break;
+        }
+        f->sp = weft_ctx_new(f->stack, weft_fiber_main);
+#else
         if (f->stack == nullptr || getcontext(&f->ctx) != 0) {
             weft_fail(WEFT_RESOURCE, "cannot allocate a fiber stack of %zu bytes", WEFT_STACK_BYTES);
             break;
@@ -886,6 +971,7 @@ extern "C" __attribute__((visibility("default"))) int weft_cpu_run_block(
         f->ctx.uc_stack.ss_size = WEFT_STACK_BYTES;
         f->ctx.uc_link = nullptr;
         makecontext(&f->ctx, weft_fiber_main, 0);
+#endif
         order[made] = made;
     }
 #endif
