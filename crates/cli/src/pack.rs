@@ -130,7 +130,15 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
-    let plan = plan_with(&ids, &limits, &policy, &table, &mut cost)?;
+    // With NVRTC, every join is judged on the module it would compile to
+    // (cached with the PTX): joins whose module loses the bodies'
+    // occupancy are split.
+    let plan = if compiler.nvrtc().is_ok() {
+        let modules = weft::pack::CompiledModules::new(&table, &compiler, limits, args.forms);
+        plan_with(&ids, &limits, &policy, &modules, &mut cost)?
+    } else {
+        plan_with(&ids, &limits, &policy, &table, &mut cost)?
+    };
     print_plan(&plan, &tenants, &format!("{device}; {resources}"), cost.name(), args);
 
     std::fs::create_dir_all(args.out)
