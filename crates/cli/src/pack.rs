@@ -20,8 +20,8 @@ use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
-    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy, Resident,
-    ResourceTable, TenantId, TenantRun, Weights,
+    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy,
+    RefusalReason, Resident, ResourceTable, TenantId, TenantRun, Weights,
 };
 use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
@@ -209,6 +209,10 @@ fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, 
         }
     }
     if !plan.refusals.is_empty() {
+        let split = plan.refusals.iter().filter(|r| matches!(r.reason, RefusalReason::ModuleOccupancy { .. })).count();
+        if split > 0 {
+            println!("{split} joins were split: their compiled module would lose its bodies' occupancy");
+        }
         println!("{} kernels waited for a later bundle; the first:", plan.refusals.len());
         for r in plan.refusals.iter().take(5) {
             println!("    {r}");
