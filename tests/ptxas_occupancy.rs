@@ -303,8 +303,9 @@ fn bundle_modules_keep_their_bodies_occupancy() {
         "{TEST}: {kept} of {modules} modules keep their body's occupancy ({kept_by_default} in the default form)"
     );
     assert!(kept > kept_by_default, "choosing the form gained nothing: {kept} vs {kept_by_default} of {modules}");
-    // Measured: 71 of 95 (44 in the default form); the floor guards the gain.
-    assert!(kept * 10 >= modules * 7, "only {kept} of {modules} one-slot modules keep their body's occupancy");
+    // Measured: 83 of 95 with the register cap (80 before it, 44 in the
+    // default form); the floor guards the gain.
+    assert!(kept * 100 >= modules * 85, "only {kept} of {modules} one-slot modules keep their body's occupancy");
 }
 
 /// The goal on a real multi-tenant plan of the README's models (two PP-OCR
