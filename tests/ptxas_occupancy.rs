@@ -320,7 +320,8 @@ fn bundle_modules_keep_their_bodies_occupancy() {
 /// kernels' modules, which no split changes (docs/packer.md).
 #[test]
 fn planned_bundle_modules_keep_their_heaviest_bodys_occupancy() {
-    // Measured: FLOOR_MEASURED; the goal is 95.
+    // Measured: 76 of 85 (89%), 31 of them of several bodies, 17 joins
+    // split; every module that loses is a single kernel's. The goal is 95.
     const FLOOR_PERCENT: usize = 85;
     const TEST: &str = "planned_bundle_modules_keep_their_heaviest_bodys_occupancy";
     let Some(compiler) = measuring_compiler(TEST) else { return };
