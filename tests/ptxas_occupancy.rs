@@ -303,6 +303,96 @@ fn bundle_modules_keep_their_bodies_occupancy() {
         "{TEST}: {kept} of {modules} modules keep their body's occupancy ({kept_by_default} in the default form)"
     );
     assert!(kept > kept_by_default, "choosing the form gained nothing: {kept} vs {kept_by_default} of {modules}");
-    // Measured: 71 of 95 (44 in the default form); the floor guards the gain.
-    assert!(kept * 10 >= modules * 7, "only {kept} of {modules} one-slot modules keep their body's occupancy");
+    // Measured: 83 of 95 with the register cap (80 before it, 44 in the
+    // default form); the floor guards the gain.
+    assert!(kept * 100 >= modules * 85, "only {kept} of {modules} one-slot modules keep their body's occupancy");
+}
+
+/// The goal on a real multi-tenant plan of the README's models (two PP-OCR
+/// classifier tenants and two SqueezeNet tenants, auto mode, the
+/// throughput end of the knob, priced by the predictor's prior as `weft
+/// pack` prices them): planned with every join judged on its compiled
+/// module (`CompiledModules`), every distinct module of several bodies
+/// keeps its heaviest body's occupancy (its blocks per SM, registers
+/// within 1.1x as allocated), none spills, no bundle is predicted slower
+/// than its slots alone one after another, and the share of all distinct
+/// modules that keep it stays at the measured floor: the rest are single
+/// kernels' modules, which no split changes (docs/packer.md).
+#[test]
+fn planned_bundle_modules_keep_their_heaviest_bodys_occupancy() {
+    // Measured: 76 of 85 (89%), 31 of them of several bodies, 17 joins
+    // split; every module that loses is a single kernel's. The goal is 95.
+    const FLOOR_PERCENT: usize = 85;
+    const TEST: &str = "planned_bundle_modules_keep_their_heaviest_bodys_occupancy";
+    let Some(compiler) = measuring_compiler(TEST) else { return };
+    let target = Target::sm_90();
+    let mut programs = Vec::new();
+    for case in models().into_iter().filter(|c| c.name == "ppocr_cls" || c.name == "squeezenet") {
+        let path = root().join(".cache/models").join(case.path);
+        if !path.exists() {
+            unavailable(&format!("model {} is not fetched ({})", case.name, path.display()));
+            return;
+        }
+        let graph = import_onnx_file(&path, &case.options).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        programs.push(lower(&graph, &LowerOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", case.name)));
+    }
+    // Every body measured alone, as `weft pack` does before planning.
+    let table = ResourceTable::new();
+    let mut seen = HashSet::new();
+    for step in programs.iter().flat_map(|p| &p.steps).filter(|s| seen.insert(body_fingerprint(&s.kernel))) {
+        let compiled = compiler.compile_measured(&emit_cuda(&step.kernel).expect("emits")).expect("compiles");
+        table.record_compiled(&step.kernel, &compiled).expect("ptxas reported");
+    }
+    let tenants: Vec<(TenantId, &Program)> =
+        [0, 0, 1, 1].iter().enumerate().map(|(t, &p)| (TenantId(t as u32), &programs[p])).collect();
+    let modules = weft_pack::CompiledModules::new(&table, &compiler, target, weft_pack::FormChoice::Best);
+    let mut cost =
+        weft_predict::PredictorCost::new(weft_predict::RooflinePrior::new(), DeviceModel::sm_90_with(target));
+    let plan = plan_with(&tenants, &target, &Policy::new(PackMode::Auto, 1.0), &modules, &mut cost)
+        .unwrap_or_else(|e| panic!("planning: {e}"));
+
+    for (i, b) in plan.bundles.iter().enumerate() {
+        let serial: f64 = b.slots.iter().map(|s| s.solo_time).sum();
+        assert!(b.time <= serial * (1.0 + 1e-9), "bundle {i}: predicted {} µs, its slots alone {serial} µs", b.time);
+    }
+    let mut classes = HashSet::new();
+    let (mut distinct, mut kept, mut joined, mut joins_losing) = (0usize, 0usize, 0usize, 0usize);
+    let mut losing = Vec::new();
+    for b in plan.bundles.iter().filter(|b| classes.insert(b.bundle.class().clone())) {
+        let module = weft_pack::compile_bundle(&compiler, &target, b.bundle.bodies(), b.bundle.class())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let f = module.figures.expect("ptxas reports on the module");
+        let names: Vec<&str> = b.bundle.bodies().iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(f.module.spill_bytes, 0, "{names:?} in form {} spills", module.form.name());
+        distinct += 1;
+        joined += usize::from(names.len() > 1);
+        if f.keeps_occupancy(&target) {
+            kept += 1;
+        } else {
+            joins_losing += usize::from(names.len() > 1);
+            losing.push(format!(
+                "{names:?} ({}): {} registers, {} blocks/SM against {} and {}",
+                module.form.name(),
+                f.module.registers,
+                f.module_occupancy.blocks_per_sm,
+                f.max_body.registers,
+                f.max_body_occupancy.blocks_per_sm
+            ));
+        }
+    }
+    let splits = plan.refusals.iter().filter(|r| matches!(r.reason, weft_pack::RefusalReason::ModuleOccupancy { .. }));
+    eprintln!(
+        "{TEST}: {kept} of {distinct} distinct modules ({joined} of several bodies) keep their heaviest body's \
+         occupancy over {} bundles; {} joins split for their module; losing: {losing:#?}",
+        plan.bundles.len(),
+        splits.count()
+    );
+    assert!(joined > 0, "the plan bundles nothing, so it checks nothing about joins");
+    // The packer's part: no module of several bodies loses occupancy (a
+    // join that would is split). What loses is a kernel's module alone.
+    assert_eq!(joins_losing, 0, "modules of several bodies lose their occupancy: {losing:#?}");
+    assert!(
+        kept * 100 >= distinct * FLOOR_PERCENT,
+        "{kept} of {distinct} modules keep their occupancy; losing: {losing:#?}"
+    );
 }

@@ -20,8 +20,8 @@ use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, LowerOptions, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
-    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy, Resident,
-    ResourceTable, TenantId, TenantRun, Weights,
+    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy,
+    RefusalReason, Resident, ResourceTable, TenantId, TenantRun, Weights,
 };
 use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
@@ -130,7 +130,15 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let policy = Policy::new(args.mode, args.knob);
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
-    let plan = plan_with(&ids, &limits, &policy, &table, &mut cost)?;
+    // With NVRTC, every join is judged on the module it would compile to
+    // (cached with the PTX): joins whose module loses the bodies'
+    // occupancy are split.
+    let plan = if compiler.nvrtc().is_ok() {
+        let modules = weft::pack::CompiledModules::new(&table, &compiler, limits, args.forms);
+        plan_with(&ids, &limits, &policy, &modules, &mut cost)?
+    } else {
+        plan_with(&ids, &limits, &policy, &table, &mut cost)?
+    };
     print_plan(&plan, &tenants, &format!("{device}; {resources}"), cost.name(), args);
 
     std::fs::create_dir_all(args.out)
@@ -201,6 +209,10 @@ fn print_plan(plan: &Plan, tenants: &[(TenantId, usize, String)], device: &str, 
         }
     }
     if !plan.refusals.is_empty() {
+        let split = plan.refusals.iter().filter(|r| matches!(r.reason, RefusalReason::ModuleOccupancy { .. })).count();
+        if split > 0 {
+            println!("{split} joins were split: their compiled module would lose its bodies' occupancy");
+        }
         println!("{} kernels waited for a later bundle; the first:", plan.refusals.len());
         for r in plan.refusals.iter().take(5) {
             println!("    {r}");

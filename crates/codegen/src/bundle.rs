@@ -247,6 +247,12 @@ pub struct BundleForm {
     /// The minimum resident blocks per SM promised to ptxas
     /// (`__launch_bounds__`'s second figure), which caps the registers.
     pub min_blocks_per_sm: Option<u32>,
+    /// The most registers per thread ptxas may give the module
+    /// (`__maxnreg__`, which CUDA takes only in place of
+    /// `__launch_bounds__`, so never with `min_blocks_per_sm`), a cap
+    /// derived from the bodies' own allocation. ptxas spills what does not
+    /// fit, so a compiler checks the spills.
+    pub max_registers: Option<u32>,
     /// Launches of the module give every slot a physical block per logical
     /// block (the launch class says so; it is not a choice): each physical
     /// block runs one logical block, without the loop a constrained slot
@@ -257,18 +263,19 @@ pub struct BundleForm {
 
 impl Default for BundleForm {
     fn default() -> BundleForm {
-        BundleForm { inline_bodies: true, min_blocks_per_sm: None, single_pass: false }
+        BundleForm { inline_bodies: true, min_blocks_per_sm: None, max_registers: None, single_pass: false }
     }
 }
 
 impl BundleForm {
     /// A short name for tables: `inline`, `call`, `inline/min4`,
-    /// `call/min4`, with `/1pass` for a single-pass module.
+    /// `call/min4`, `inline/reg40`, with `/1pass` for a single-pass module.
     pub fn name(&self) -> String {
         let base = if self.inline_bodies { "inline" } else { "call" };
         let min = self.min_blocks_per_sm.map_or_else(String::new, |n| format!("/min{n}"));
+        let reg = self.max_registers.map_or_else(String::new, |n| format!("/reg{n}"));
         let pass = if self.single_pass { "/1pass" } else { "" };
-        format!("{base}{min}{pass}")
+        format!("{base}{min}{reg}{pass}")
     }
 }
 
@@ -292,6 +299,18 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     let limit = CODEGEN_TARGET.max_threads_per_block;
     if block_threads == 0 || block_threads > limit {
         return Err(bundle_err(format!("{block_threads} threads per block is outside CUDA's 1..={limit}")));
+    }
+    if let Some(n) = form.max_registers {
+        if form.min_blocks_per_sm.is_some() {
+            return Err(bundle_err(format!(
+                "form {}: a register cap and a minimum of blocks per SM cannot both bound one kernel; give one",
+                form.name()
+            )));
+        }
+        let most = CODEGEN_TARGET.max_registers_per_thread;
+        if !(1..=most).contains(&n) {
+            return Err(bundle_err(format!("form {}: a register cap must be within 1..={most}", form.name())));
+        }
     }
 
     let mut prelude = Prelude::default();
@@ -345,9 +364,15 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
         Some(n) => format!("{block_threads}, {}", n.max(1)),
         None => block_threads.to_string(),
     };
+    // CUDA accepts `__maxnreg__` only without `__launch_bounds__`; the
+    // register cap then bounds the block as the threads would.
+    let bounds = match form.max_registers {
+        Some(n) => format!("__maxnreg__({n})"),
+        None => format!("__launch_bounds__({bounds})"),
+    };
     w.line(format!(
-        "extern \"C\" __global__ void __launch_bounds__({bounds}) {BUNDLE_ENTRY}(const WeftSlot* __restrict__ \
-         slots, int nslots, void* const* __restrict__ args)"
+        "extern \"C\" __global__ void {bounds} {BUNDLE_ENTRY}(const WeftSlot* __restrict__ slots, int nslots, \
+         void* const* __restrict__ args)"
     ));
     w.open("{");
     w.line("// The pool every body's shared arrays live in: the largest body's bytes.");

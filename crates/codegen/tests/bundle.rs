@@ -359,3 +359,42 @@ fn a_single_pass_module_runs_one_logical_block_without_the_loop() {
     let looping = emit_bundle(&[&row], 256).unwrap().code;
     assert!(looping[looping.find(BUNDLE_ENTRY).unwrap()..].contains("if (lb != start)"));
 }
+
+#[test]
+fn a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it() {
+    use weft_codegen::{emit_bundle_with, BundleForm, CudaSearch};
+    let k = sgemm(256, 256, 256, mid_tiles());
+    let form = |max_registers, min_blocks_per_sm| BundleForm {
+        max_registers,
+        min_blocks_per_sm,
+        single_pass: true,
+        ..BundleForm::default()
+    };
+    let capped = emit_bundle_with(&[&k], threads(&k), form(Some(40), None)).unwrap();
+    assert!(capped.code.contains("__global__ void __maxnreg__(40) weft_bundle("), "{}", capped.code);
+    assert!(!capped.code.contains("__launch_bounds__"), "CUDA refuses both on one kernel: {}", capped.code);
+    assert_eq!(form(Some(40), None).name(), "inline/reg40/1pass");
+    // CUDA takes one bound or the other; 0 and more than 255 are no caps.
+    for bad in [form(Some(40), Some(2)), form(Some(0), None), form(Some(256), None)] {
+        match emit_bundle_with(&[&k], threads(&k), bad) {
+            Err(EmitError::Kernel { reason, .. }) => assert!(reason.contains(&bad.name()), "{reason}"),
+            other => panic!("{}: {other:?}", bad.name()),
+        }
+    }
+    let Some(c) = compiler_or_skip("a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it") else {
+        return;
+    };
+    if CudaSearch::from_env().find_ptxas().is_none() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas is required when CI=true");
+        eprintln!("skipping the register figures: no ptxas found");
+        return;
+    }
+    let free = c.compile_measured(&emit_bundle_with(&[&k], threads(&k), form(None, None)).unwrap()).unwrap();
+    let free = free.report().expect("ptxas ran").registers;
+    // A cap below what ptxas takes unbounded, in whole allocation steps.
+    let cap = (free / 2).max(24) / 8 * 8;
+    assert!(free > cap, "the tiled product takes {free} registers unbounded; the check needs more than {cap}");
+    let capped = c.compile_measured(&emit_bundle_with(&[&k], threads(&k), form(Some(cap), None)).unwrap()).unwrap();
+    let r = capped.report().expect("ptxas ran");
+    assert!(r.registers <= cap, "capped at {cap}, ptxas took {} ({r:?})", r.registers);
+}

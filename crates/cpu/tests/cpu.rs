@@ -107,7 +107,8 @@ fn bundles_equal_solo_interpreter_runs() {
 
 /// Every form `weft_pack::compile_bundle` may choose for a GPU (bodies
 /// inlined or called through `__noinline__` functions, `__launch_bounds__`
-/// with or without a minimum of blocks per SM) runs on the host from the same
+/// with or without a minimum of blocks per SM, a `__maxnreg__` register cap)
+/// runs on the host from the same
 /// text, bit for bit like the interpreter.
 #[test]
 fn every_bundle_form_equals_solo_interpreter_runs() {
@@ -120,8 +121,8 @@ fn every_bundle_form_equals_solo_interpreter_runs() {
     let coalesced: Vec<_> = constrained.iter().map(|(k, a, _)| (k.clone(), a.clone(), Budget::Full)).collect();
     for (tenants, single_pass) in [(constrained, false), (coalesced, true)] {
         for inline_bodies in [true, false] {
-            for min_blocks_per_sm in [None, Some(2)] {
-                let form = BundleForm { inline_bodies, min_blocks_per_sm, single_pass: false };
+            for (min_blocks_per_sm, max_registers) in [(None, None), (Some(2), None), (None, Some(64))] {
+                let form = BundleForm { inline_bodies, min_blocks_per_sm, max_registers, single_pass: false };
                 let mut cpu = CpuExecutor::checking(SEED).with_form(form).with_source_edit(move |code| {
                     // The text is the form's: a called body is
                     // `__noinline__`, a minimum is `__launch_bounds__`'s
@@ -133,6 +134,7 @@ fn every_bundle_form_equals_solo_interpreter_runs() {
                         "{}:\n{code}",
                         form.name()
                     );
+                    assert_eq!(code.contains("__maxnreg__(64)"), max_registers.is_some(), "{}:\n{code}", form.name());
                     assert_eq!(code.contains("for (unsigned long long lb"), !single_pass, "{}:\n{code}", form.name());
                     code
                 });

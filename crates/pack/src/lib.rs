@@ -39,7 +39,9 @@ pub use exec::{
 pub use interp::InterpExecutor;
 pub use isolate::{isolate, GuardedAccess, Isolated};
 pub use launch::{encode_launch, EncodedLaunch};
-pub use module::{compile_bundle, compile_bundle_with, BundleFigures, CompiledBundle, FormChoice, ModuleError};
+pub use module::{
+    compile_bundle, compile_bundle_with, BundleFigures, CompiledBundle, CompiledModules, FormChoice, ModuleError,
+};
 pub use occupancy::{allocated_registers, estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{
     check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,

@@ -20,8 +20,9 @@ use weft_codegen::{
 };
 use weft_kir::{KernelDef, Target};
 
-use crate::bundle::LaunchClass;
-use crate::occupancy::{allocated_registers, KernelResources, Occupancy};
+use crate::bundle::{Bundle, LaunchClass};
+use crate::occupancy::{allocated_registers, KernelResources, Occupancy, ResourceTable};
+use crate::shape::ResourceModel;
 
 /// Why a bundle's module could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,8 @@ fn names(bodies: &[Arc<KernelDef>]) -> String {
 /// can: each body is compiled alone (through the same cache) for the
 /// heaviest body's figures, and when the default form (bodies inlined)
 /// costs blocks per SM, registers beyond 1.1x the heaviest body's
-/// (as allocated) or spills, the other forms are tried — bodies called
+/// (as allocated) or spills, the other forms are tried — ptxas held to the
+/// heaviest body's allocated registers (`__maxnreg__`), bodies called
 /// instead of inlined, ptxas held to the bodies' blocks per SM, and for a
 /// single-pass class the looping dispatcher too — until one keeps the
 /// occupancy, and the best is kept: no spills first, then the most blocks
@@ -153,15 +155,22 @@ pub fn compile_bundle_with(
         return Ok(best);
     }
     let min_blocks = Some(first.max_body_occupancy.blocks_per_sm.max(1));
+    // ptxas held to the registers the heaviest body is allocated alone:
+    // the module then takes no more room per thread than that body, so it
+    // keeps the body's occupancy unless it spills (a spilling form never
+    // beats one that does not).
+    let cap = Some(allocated_registers(first.max_body.registers, target).min(target.max_registers_per_thread));
     // A single-pass class may also run the looping dispatcher (it serves any
     // table): ptxas sometimes allocates that one better.
     let passes: &[bool] = if single_pass { &[true, false] } else { &[false] };
     let forms = passes.iter().flat_map(|&single_pass| {
         [
-            BundleForm { inline_bodies: true, min_blocks_per_sm: None, single_pass },
-            BundleForm { inline_bodies: false, min_blocks_per_sm: None, single_pass },
-            BundleForm { inline_bodies: true, min_blocks_per_sm: min_blocks, single_pass },
-            BundleForm { inline_bodies: false, min_blocks_per_sm: min_blocks, single_pass },
+            BundleForm { inline_bodies: true, min_blocks_per_sm: None, max_registers: cap, single_pass },
+            BundleForm { inline_bodies: false, min_blocks_per_sm: None, max_registers: cap, single_pass },
+            BundleForm { inline_bodies: true, min_blocks_per_sm: None, max_registers: None, single_pass },
+            BundleForm { inline_bodies: false, min_blocks_per_sm: None, max_registers: None, single_pass },
+            BundleForm { inline_bodies: true, min_blocks_per_sm: min_blocks, max_registers: None, single_pass },
+            BundleForm { inline_bodies: false, min_blocks_per_sm: min_blocks, max_registers: None, single_pass },
         ]
     });
     let tried = best.form;
@@ -250,5 +259,48 @@ impl BundleFigures {
             (f.module.spill_bytes == 0, f.module_occupancy.blocks_per_sm, std::cmp::Reverse(f.module.registers))
         };
         key(self) > key(other)
+    }
+}
+
+/// Block resources from a [`ResourceTable`], and each bundle module's
+/// figures compiled (through the compiler's caches, by
+/// [`compile_bundle_with`] in `choice`'s forms) the first time a planner
+/// asks and recorded in the table ([`ResourceTable::record_bundle`]).
+///
+/// For planners that may compile while they plan (`weft pack`): every
+/// join [`crate::grow`] considers is judged on the module it would load.
+/// The serving scheduler plans on its [`ResourceTable`] alone, which knows
+/// the modules its executor has compiled and recorded so far.
+pub struct CompiledModules<'a> {
+    table: &'a ResourceTable,
+    compiler: &'a Compiler,
+    target: Target,
+    choice: FormChoice,
+}
+
+impl<'a> CompiledModules<'a> {
+    pub fn new(table: &'a ResourceTable, compiler: &'a Compiler, target: Target, choice: FormChoice) -> Self {
+        CompiledModules { table, compiler, target, choice }
+    }
+}
+
+impl ResourceModel for CompiledModules<'_> {
+    fn resources(&self, kernel: &KernelDef) -> KernelResources {
+        self.table.resources(kernel)
+    }
+
+    /// The recorded figures, else the module compiled now; `None` where
+    /// it cannot be built or ptxas does not report (the planner then plans
+    /// on the members' resources, and whoever builds the module meets the
+    /// error).
+    fn module(&self, bundle: &Bundle) -> Option<BundleFigures> {
+        if let Some(known) = self.table.bundle(bundle.class()) {
+            return Some(known);
+        }
+        let compiled =
+            compile_bundle_with(self.compiler, &self.target, bundle.bodies(), bundle.class(), self.choice).ok()?;
+        let figures = compiled.figures?;
+        self.table.record_bundle(bundle.class(), figures);
+        Some(figures)
     }
 }

@@ -47,7 +47,8 @@ use std::sync::RwLock;
 use weft_codegen::{bundle_shared_bytes, CompiledPtx, ResourceReport};
 use weft_kir::{InstData, KernelDef, Region, Target, Type, Value, ValueDef};
 
-use crate::bundle::body_fingerprint;
+use crate::bundle::{body_fingerprint, LaunchClass};
+use crate::module::BundleFigures;
 
 /// What one block of a launch asks of an SM.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
@@ -139,6 +140,8 @@ impl KernelResources {
 #[derive(Debug, Default)]
 pub struct ResourceTable {
     measured: RwLock<HashMap<u64, KernelResources>>,
+    /// Compiled bundle modules' figures, by launch class.
+    modules: RwLock<HashMap<LaunchClass, BundleFigures>>,
 }
 
 impl ResourceTable {
@@ -181,6 +184,19 @@ impl ResourceTable {
     /// else estimated from its KIR.
     pub fn resources(&self, kernel: &KernelDef) -> KernelResources {
         self.measured(kernel).unwrap_or_else(|| KernelResources::of(kernel, None))
+    }
+
+    /// Records the figures of the compiled module of launch class `class`
+    /// (what [`crate::compile_bundle`] returns): planners that see a
+    /// bundle of this class from here on know whether its module keeps its
+    /// bodies' occupancy ([`crate::grow`]).
+    pub fn record_bundle(&self, class: &LaunchClass, figures: BundleFigures) {
+        self.modules.write().unwrap_or_else(|e| e.into_inner()).insert(class.clone(), figures);
+    }
+
+    /// The recorded figures of the module of launch class `class`, if any.
+    pub fn bundle(&self, class: &LaunchClass) -> Option<BundleFigures> {
+        self.modules.read().unwrap_or_else(|e| e.into_inner()).get(class).copied()
     }
 
     /// Bodies recorded.

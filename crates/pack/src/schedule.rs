@@ -37,6 +37,15 @@
 //!    is predicted no slower than the bundle without it followed by the
 //!    kernel alone ([`RefusalReason::NoGain`]), so no planned bundle is
 //!    predicted slower than its slots run one after another.
+//! 5. **The module keeps its bodies' occupancy.** Every price above
+//!    assumes the bundle's blocks get the heaviest member's blocks per SM.
+//!    Where the [`ResourceModel`] knows the compiled module of the wider
+//!    bundle's launch class ([`ResourceModel::module`]: `weft pack`
+//!    compiles it through the PTX cache, a serving loop knows what its
+//!    executor compiled), a module that loses that occupancy (fewer blocks
+//!    per SM, registers beyond 1.1x the heaviest body's as allocated, or
+//!    spills) would run slower than priced, so the kernel waits for a
+//!    later bundle or runs alone ([`RefusalReason::ModuleOccupancy`]).
 //!
 //! [`plan`] prices bundles with the block-round model ([`BlockRounds`]);
 //! [`plan_with`] takes any [`ResourceModel`] and [`CostModel`] (the
@@ -55,6 +64,7 @@ use crate::bundle::{Bundle, TenantId};
 use crate::cost::{BlockRounds, CostModel};
 use crate::error::PackError;
 use crate::exec::Timing;
+use crate::module::BundleFigures;
 use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::shape::{
     EstimatedResources, FormError, Member, PackMode, PreparedKernel, ResourceModel, ShapeRefusal, ShapedBundle,
@@ -148,6 +158,18 @@ pub enum RefusalReason {
     /// more than the bundle without the kernel followed by the kernel alone
     /// (`apart_us`).
     NoGain { with_us: f64, apart_us: f64 },
+    /// The compiled module of the wider bundle's launch class (`bodies`)
+    /// loses its bodies' occupancy: more registers than 1.1x the heaviest
+    /// body's as allocated, fewer blocks per SM, or spills. The prices
+    /// assume the heaviest body's occupancy, so the join is split.
+    ModuleOccupancy {
+        bodies: String,
+        registers: u32,
+        body_registers: u32,
+        blocks_per_sm: u32,
+        body_blocks_per_sm: u32,
+        spill_bytes: u64,
+    },
 }
 
 impl fmt::Display for RefusalReason {
@@ -164,6 +186,19 @@ impl fmt::Display for RefusalReason {
                 f,
                 "no gain: the bundle with it is predicted at {with_us:.1} µs, more than without it and then \
                  alone ({apart_us:.1} µs)"
+            ),
+            RefusalReason::ModuleOccupancy {
+                bodies,
+                registers,
+                body_registers,
+                blocks_per_sm,
+                body_blocks_per_sm,
+                spill_bytes,
+            } => write!(
+                f,
+                "module occupancy: the compiled module of {bodies} takes {registers} registers and {spill_bytes} B \
+                 of spills for {blocks_per_sm} blocks per SM, where its heaviest body alone takes {body_registers} \
+                 for {body_blocks_per_sm}"
             ),
         }
     }
@@ -350,7 +385,7 @@ pub fn plan_with(
                 reason,
             })
         };
-        let grown = match grow(&offers, limits, policy.mode, cost, &mut accept, &mut refused) {
+        let grown = match grow(&offers, limits, policy.mode, resources, cost, &mut accept, &mut refused) {
             Ok(grown) => grown,
             Err(FormError::Refused(reason)) => return Err(alone(reason)),
             Err(FormError::Pack(e)) => return Err(e.into()),
@@ -394,10 +429,17 @@ pub struct Grown {
 ///
 /// 1. the wider member list shapes under `mode` (rule 2 of the module docs;
 ///    else `refused` hears [`RefusalReason::Shape`]),
-/// 2. packing does not cost: the wider bundle is predicted no slower than
+/// 2. where `resources` knows the compiled module of the wider bundle's
+///    launch class ([`ResourceModel::module`]) and that class is new to
+///    the bundle, the module keeps its bodies' occupancy
+///    ([`BundleFigures::keeps_occupancy`](crate::BundleFigures::keeps_occupancy);
+///    else [`RefusalReason::ModuleOccupancy`]): every price assumes the
+///    heaviest body's blocks per SM, which such a module would not give,
+///    so the offer runs in a later bundle or alone instead;
+/// 3. packing does not cost: the wider bundle is predicted no slower than
 ///    the bundle without it followed by the offer alone (rule 4;
 ///    [`RefusalReason::NoGain`]), and
-/// 3. `accept`, given the indices of the trial members and the trial
+/// 4. `accept`, given the indices of the trial members and the trial
 ///    bundle's predicted time, raises no objection (the caller's slowdown
 ///    rule, rule 3).
 ///
@@ -407,6 +449,7 @@ pub fn grow(
     offers: &[Offer],
     limits: &Target,
     mode: PackMode,
+    resources: &dyn ResourceModel,
     cost: &mut dyn CostModel,
     accept: &mut dyn FnMut(&[usize], f64) -> Option<RefusalReason>,
     refused: &mut dyn FnMut(usize, RefusalReason),
@@ -429,6 +472,14 @@ pub fn grow(
             }
             Err(e) => return Err(e),
         };
+        if trial_shaped.bundle.class() != shaped.bundle.class() {
+            if let Some(reason) =
+                resources.module(&trial_shaped.bundle).and_then(|f| loses_occupancy(&f, &trial_shaped, limits))
+            {
+                refused(i, reason);
+                continue;
+            }
+        }
         let trial_time = cost.bundle_cost(&trial_shaped);
         // Packing must not cost (NaN never passes; a relative epsilon keeps
         // rounding from refusing an even trade).
@@ -448,6 +499,23 @@ pub fn grow(
         }
     }
     Ok(Grown { chosen, shaped, cost: time })
+}
+
+/// The refusal of a bundle whose compiled module (`figures`) loses its
+/// bodies' occupancy, if it does.
+fn loses_occupancy(figures: &BundleFigures, bundle: &ShapedBundle, limits: &Target) -> Option<RefusalReason> {
+    if figures.keeps_occupancy(limits) {
+        return None;
+    }
+    let names: Vec<&str> = bundle.bundle.bodies().iter().map(|k| k.name.as_str()).collect();
+    Some(RefusalReason::ModuleOccupancy {
+        bodies: format!("[{}]", names.join(", ")),
+        registers: figures.module.registers,
+        body_registers: figures.max_body.registers,
+        blocks_per_sm: figures.module_occupancy.blocks_per_sm,
+        body_blocks_per_sm: figures.max_body_occupancy.blocks_per_sm,
+        spill_bytes: figures.module.spill_bytes,
+    })
 }
 
 /// Rule 3: the first member whose slowdown in a bundle of predicted `time`

@@ -47,6 +47,7 @@ use weft_lower::BufferId;
 use crate::builder::{prepare_cached, Isolation, MAX_PHYSICAL_BLOCKS};
 use crate::bundle::{Budget, Bundle, LaunchClass, Slot, TenantId};
 use crate::error::PackError;
+use crate::module::BundleFigures;
 use crate::occupancy::{KernelResources, Limiter, Occupancy};
 use crate::table::SlotTable;
 
@@ -54,12 +55,26 @@ use crate::table::SlotTable;
 /// from: the one lookup every shaping decision goes through.
 pub trait ResourceModel {
     fn resources(&self, kernel: &KernelDef) -> KernelResources;
+
+    /// The figures of `bundle`'s compiled module (its launch class's)
+    /// beside its heaviest body's, where known: [`crate::grow`] splits a
+    /// join whose module would lose its bodies' occupancy. `None` (the
+    /// default: not compiled yet) plans on the members' own resources.
+    fn module(&self, bundle: &Bundle) -> Option<BundleFigures> {
+        let _ = bundle;
+        None
+    }
 }
 
-/// ptxas's figures for the bodies compiled so far, the estimate for the rest.
+/// ptxas's figures for the bodies and bundle modules compiled so far, the
+/// estimate for the rest.
 impl ResourceModel for crate::occupancy::ResourceTable {
     fn resources(&self, kernel: &KernelDef) -> KernelResources {
         crate::occupancy::ResourceTable::resources(self, kernel)
+    }
+
+    fn module(&self, bundle: &Bundle) -> Option<BundleFigures> {
+        self.bundle(bundle.class())
     }
 }
 

@@ -463,9 +463,15 @@ fn grow_applies_shaping_the_gain_rule_and_the_callers_objection() {
             tolerated: 0.0,
         })
     };
-    let grown = grow(&offers, &limits, PackMode::Auto, &mut Serial { solo_calls: 0 }, &mut object, &mut |i, r| {
-        heard.push((i, r))
-    })
+    let grown = grow(
+        &offers,
+        &limits,
+        PackMode::Auto,
+        &EstimatedResources,
+        &mut Serial { solo_calls: 0 },
+        &mut object,
+        &mut |i, r| heard.push((i, r)),
+    )
     .unwrap();
     assert_eq!(grown.chosen, vec![0, 2]);
     assert_eq!(grown.shaped.members.len(), 2);
@@ -476,7 +482,10 @@ fn grow_applies_shaping_the_gain_rule_and_the_callers_objection() {
     // Where packing costs, nothing joins, and each refusal says so.
     let mut heard = Vec::new();
     let grown =
-        grow(&offers, &limits, PackMode::Auto, &mut Costly, &mut |_, _| None, &mut |i, r| heard.push((i, r))).unwrap();
+        grow(&offers, &limits, PackMode::Auto, &EstimatedResources, &mut Costly, &mut |_, _| None, &mut |i, r| {
+            heard.push((i, r))
+        })
+        .unwrap();
     assert_eq!(grown.chosen, vec![0]);
     assert_eq!(heard.len(), 2);
     for (i, reason) in &heard {
@@ -489,6 +498,72 @@ fn grow_applies_shaping_the_gain_rule_and_the_callers_objection() {
     }
 
     // Nothing offered is a shaping refusal, not a panic.
-    let empty = grow(&[], &limits, PackMode::Auto, &mut Costly, &mut |_, _| None, &mut |_, _| {});
+    let empty = grow(&[], &limits, PackMode::Auto, &EstimatedResources, &mut Costly, &mut |_, _| None, &mut |_, _| {});
     assert!(matches!(empty, Err(weft_pack::FormError::Refused(ShapeRefusal::Empty))));
+}
+
+#[test]
+fn grow_splits_a_join_whose_compiled_module_loses_occupancy() {
+    let limits = Target::sm_90();
+    let kernels = [kernel("a", 8, 128, 4, 0), kernel("b", 8, 128, 5, 0), kernel("a", 8, 128, 4, 0)];
+    let table = weft_pack::ResourceTable::new();
+    let offers: Vec<Offer> = kernels
+        .iter()
+        .enumerate()
+        .map(|(t, k)| Offer {
+            member: Member {
+                kernel: Arc::new(PreparedKernel::new(k, &limits, &table).unwrap()),
+                tenant: TenantId(t as u32),
+                args: vec![weft_lower::BufferId::from_u32(0)],
+            },
+            solo_time: k.launch.num_blocks() as f64,
+        })
+        .collect();
+    let both =
+        ShapedBundle::form(vec![offers[0].member.clone(), offers[1].member.clone()], &limits, PackMode::Auto).unwrap();
+    let class = both.bundle.class().clone();
+    assert_eq!(class.bodies.len(), 2);
+    let body = offers[0].member.kernel.resources;
+    let grown_with = |table: &weft_pack::ResourceTable| {
+        let mut heard = Vec::new();
+        let grown = grow(
+            &offers,
+            &limits,
+            PackMode::Auto,
+            table,
+            &mut Serial { solo_calls: 0 },
+            &mut |_, _| None,
+            &mut |i, r| heard.push((i, r)),
+        )
+        .unwrap();
+        (grown.chosen, heard)
+    };
+
+    // Nothing compiled yet: the members' own resources, and all three join.
+    assert_eq!(grown_with(&table).0, vec![0, 1, 2]);
+
+    // The module of a and b takes 4x the body's registers: fewer blocks per
+    // SM than its bodies get alone, so b waits; the third offer is body a
+    // again, whose one-body module the bundle already is, and joins.
+    let losing =
+        weft_pack::BundleFigures::new(KernelResources { registers: body.registers * 4, ..body }, body, &limits);
+    assert!(losing.module_occupancy.blocks_per_sm < losing.max_body_occupancy.blocks_per_sm, "{losing:?}");
+    table.record_bundle(&class, losing);
+    let (chosen, heard) = grown_with(&table);
+    assert_eq!(chosen, vec![0, 2]);
+    match &heard[..] {
+        [(1, reason @ RefusalReason::ModuleOccupancy { registers, body_registers, .. })] => {
+            assert_eq!((*registers, *body_registers), (body.registers * 4, body.registers));
+            let text = reason.to_string();
+            assert!(text.contains("module occupancy") && text.contains("[a, b]"), "{text}");
+        }
+        other => panic!("expected b's module-occupancy refusal, heard {other:?}"),
+    }
+
+    // A module that keeps the body's occupancy (its spills would not) lets b join.
+    let spilling = weft_pack::BundleFigures::new(KernelResources { spill_bytes: 8, ..body }, body, &limits);
+    table.record_bundle(&class, spilling);
+    assert_eq!(grown_with(&table).0, vec![0, 2]);
+    table.record_bundle(&class, weft_pack::BundleFigures::new(body, body, &limits));
+    assert_eq!(grown_with(&table), (vec![0, 1, 2], vec![]));
 }

@@ -797,11 +797,13 @@ impl Scheduler {
                 })
             })
         };
-        let grown = grow(&offers, &self.limits, self.config.mode, &mut self.cost, &mut accept, &mut |_, _| {})
-            .map_err(|e| match e {
-                FormError::Refused(refusal) => self.cannot_form_alone(lead, &refusal),
-                FormError::Pack(e) => SchedError::Pack(e),
-            })?;
+        let resources = &*self.resources;
+        let grown =
+            grow(&offers, &self.limits, self.config.mode, resources, &mut self.cost, &mut accept, &mut |_, _| {})
+                .map_err(|e| match e {
+                    FormError::Refused(refusal) => self.cannot_form_alone(lead, &refusal),
+                    FormError::Pack(e) => SchedError::Pack(e),
+                })?;
         let (prediction, features) = self.cost.predict(&grown.shaped);
         let members = grown
             .chosen
