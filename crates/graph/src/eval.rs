@@ -139,7 +139,11 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
         let l = len as i64;
         let j = if i < 0 { i + l } else { i };
         if !(0..l).contains(&j) {
-            return Err((self.err)(format!("index {i} is out of range for axis {a} of size {len}; expected {} ..= {}", -l, l - 1)));
+            return Err((self.err)(format!(
+                "index {i} is out of range for axis {a} of size {len}; expected {} ..= {}",
+                -l,
+                l - 1
+            )));
         }
         Ok(j as usize)
     }

@@ -1175,7 +1175,9 @@ impl<'a> Cx<'a> {
             return Err(self.err("input 0 (data) is a scalar; expected rank at least 1"));
         }
         if idx.shape.rank() != r {
-            return Err(self.err(format!("input 1 (indices) has shape {}; expected rank {r} like data {}", idx.shape, x.shape)));
+            return Err(
+                self.err(format!("input 1 (indices) has shape {}; expected rank {r} like data {}", idx.shape, x.shape))
+            );
         }
         if upd.shape != idx.shape || upd.dtype != x.dtype {
             return Err(self.err(format!(
@@ -1254,10 +1256,9 @@ impl<'a> Cx<'a> {
             )));
         }
         if idx.shape.dims()[..batch_dims] != x.shape.dims()[..batch_dims] {
-            return Err(self.err(format!(
-                "the first {batch_dims} dims of indices {} and data {} differ",
-                idx.shape, x.shape
-            )));
+            return Err(
+                self.err(format!("the first {batch_dims} dims of indices {} and data {} differ", idx.shape, x.shape))
+            );
         }
         let k = self.nd_depth(idx, &x.shape, batch_dims)?;
         let mut out = idx.shape.dims()[..q - 1].to_vec();

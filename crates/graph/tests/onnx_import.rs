@@ -355,13 +355,7 @@ fn opset_7_imports_and_batch_normalization_spatial_0_is_refused() {
         7,
         vec![f32_input("x", &[1, 1, 1, 2])],
         vec![],
-        vec![node(
-            "Upsample",
-            "up",
-            &["x"],
-            &["y"],
-            vec![attr_floats("scales", &[1.0, 1.0, 2.0, 2.0])],
-        )],
+        vec![node("Upsample", "up", &["x"], &["y"], vec![attr_floats("scales", &[1.0, 1.0, 2.0, 2.0])])],
         &["y"],
     );
     let out = run(&up, &[Tensor::f32(vec![1, 1, 1, 2], vec![1.0, 2.0])]);
@@ -645,10 +639,8 @@ fn is_nan_and_is_inf_compare_with_themselves_and_infinities() {
     assert_eq!(bools(&y[0]), [false, true, false, false]);
     let y = run(&single(20, "IsInf", &[4], vec![], &["x"], vec![]), std::slice::from_ref(&x));
     assert_eq!(bools(&y[0]), [false, false, true, true]);
-    let y = run(
-        &single(20, "IsInf", &[4], vec![], &["x"], vec![attr_int("detect_positive", 0)]),
-        std::slice::from_ref(&x),
-    );
+    let y =
+        run(&single(20, "IsInf", &[4], vec![], &["x"], vec![attr_int("detect_positive", 0)]), std::slice::from_ref(&x));
     assert_eq!(bools(&y[0]), [false, false, false, true]);
     let neither = vec![attr_int("detect_positive", 0), attr_int("detect_negative", 0)];
     let y = run(&single(20, "IsInf", &[4], vec![], &["x"], neither), std::slice::from_ref(&x));
@@ -715,7 +707,10 @@ fn group_normalization_per_channel_and_per_group_scale() {
 fn lp_pool_sums_powers_with_zero_padding() {
     // p = 3 over windows of 2 with one zero pad at the start.
     let attrs = vec![attr_ints("kernel_shape", &[2]), attr_int("p", 3), attr_ints("pads", &[1, 0])];
-    let y = run(&single(18, "LpPool", &[1, 1, 3], vec![], &["x"], attrs), &[Tensor::f32(vec![1, 1, 3], vec![1.0, -2.0, 3.0])]);
+    let y = run(
+        &single(18, "LpPool", &[1, 1, 3], vec![], &["x"], attrs),
+        &[Tensor::f32(vec![1, 1, 3], vec![1.0, -2.0, 3.0])],
+    );
     assert_eq!(y[0].shape.dims(), &[1, 1, 3]);
     close(&f32s(&y[0]), &[1.0, 9f32.cbrt(), 35f32.cbrt()]);
     let ceil = vec![attr_ints("kernel_shape", &[2]), attr_int("ceil_mode", 1)];
@@ -838,4 +833,103 @@ fn pad_reflect_edge_and_wrap_pad_each_axis_in_turn() {
     );
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("reflect") && msg.contains("axis 1"), "{msg}");
+}
+
+#[test]
+fn resize_axes_leave_the_other_dimensions_alone() {
+    // Scales for axes [3, 2] only; sizes likewise.
+    let x = Tensor::f32(vec![1, 1, 1, 2], vec![1.0, 2.0]);
+    let attrs = || vec![weft_graph::onnx::testing::attr_string("mode", "nearest"), attr_ints("axes", &[3, 2])];
+    let by_scales = single(
+        19,
+        "Resize",
+        &[1, 1, 1, 2],
+        vec![tensor_f32("scales", &[2], vec![2.0, 3.0])],
+        &["x", "", "scales"],
+        attrs(),
+    );
+    let y = run(&by_scales, std::slice::from_ref(&x));
+    assert_eq!(y[0].shape.dims(), &[1, 1, 3, 4]);
+    close(&f32s(&y[0]), &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    let by_sizes = single(
+        19,
+        "Resize",
+        &[1, 1, 1, 2],
+        vec![tensor_i64("sizes", &[2], vec![4, 3])],
+        &["x", "", "", "sizes"],
+        attrs(),
+    );
+    let y = run(&by_sizes, std::slice::from_ref(&x));
+    assert_eq!(y[0].shape.dims(), &[1, 1, 3, 4]);
+    let bad =
+        single(19, "Resize", &[1, 1, 1, 2], vec![tensor_f32("scales", &[1], vec![2.0])], &["x", "", "scales"], attrs());
+    let msg = import_onnx(&bad, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("1 values for axes [3, 2]"), "{msg}");
+}
+
+#[test]
+fn center_crop_pad_crops_down_and_pads_up() {
+    // [2, 5] to [4, 2]: rows padded one before and one after, columns
+    // cropped from 1 ((5 − 2) / 2 rounded down).
+    let x = Tensor::f32(vec![2, 5], (0..10).map(|v| v as f32).collect());
+    let bytes = single(18, "CenterCropPad", &[2, 5], vec![vector_i64("shape", vec![4, 2])], &["x", "shape"], vec![]);
+    let y = run(&bytes, &[x]);
+    assert_eq!(y[0].shape.dims(), &[4, 2]);
+    close(&f32s(&y[0]), &[0.0, 0.0, 1.0, 2.0, 6.0, 7.0, 0.0, 0.0]);
+    // An odd total puts the extra pixel after.
+    let bytes = single(
+        18,
+        "CenterCropPad",
+        &[1, 2],
+        vec![vector_i64("shape", vec![5])],
+        &["x", "shape"],
+        vec![attr_ints("axes", &[-1])],
+    );
+    let y = run(&bytes, &[Tensor::f32(vec![1, 2], vec![1.0, 2.0])]);
+    close(&f32s(&y[0]), &[0.0, 1.0, 2.0, 0.0, 0.0]);
+}
+
+#[test]
+fn rotary_embedding_rotates_halves_or_interleaved_pairs() {
+    // One head of 4 at one position; cos = [0, 1], sin = [1, 0]: the first
+    // pair turns by 90°, the second not at all.
+    let model = |interleaved: i64| {
+        model_bytes(
+            23,
+            vec![f32_input("x", &[1, 1, 1, 4])],
+            vec![tensor_f32("cos", &[1, 1, 2], vec![0.0, 1.0]), tensor_f32("sin", &[1, 1, 2], vec![1.0, 0.0])],
+            vec![node(
+                "RotaryEmbedding",
+                "n",
+                &["x", "cos", "sin"],
+                &["y"],
+                vec![attr_int("interleaved", interleaved)],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 1, 4], vec![1.0, 2.0, 3.0, 4.0]);
+    // Halves: pairs (1, 3) and (2, 4).
+    close(&f32s(&run(&model(0), std::slice::from_ref(&x))[0]), &[-3.0, 2.0, 1.0, 4.0]);
+    // Interleaved: pairs (1, 2) and (3, 4).
+    close(&f32s(&run(&model(1), std::slice::from_ref(&x))[0]), &[-2.0, 1.0, 3.0, 4.0]);
+}
+
+#[test]
+fn bool_reduce_max_is_any_and_min_is_all() {
+    let bytes = |op: &str| {
+        model_bytes(
+            18,
+            vec![value_info("x", DataType::BOOL, &[Dim::Value(2), Dim::Value(3)])],
+            vec![vector_i64("axes", vec![1])],
+            vec![node(op, "n", &["x", "axes"], &["y"], vec![attr_int("keepdims", 0)])],
+            &["y"],
+        )
+    };
+    let x = Tensor::bool(vec![2, 3], vec![true, false, true, true, true, true]);
+    let bools = |t: &Tensor| t.to_f64().iter().map(|&v| v != 0.0).collect::<Vec<_>>();
+    assert_eq!(bools(&run(&bytes("ReduceMax"), std::slice::from_ref(&x))[0]), [true, true]);
+    assert_eq!(bools(&run(&bytes("ReduceMin"), std::slice::from_ref(&x))[0]), [false, true]);
+    let none = Tensor::bool(vec![2, 3], vec![false; 6]);
+    assert_eq!(bools(&run(&bytes("ReduceMax"), &[none])[0]), [false, false]);
 }

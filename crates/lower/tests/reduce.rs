@@ -286,7 +286,11 @@ fn cumsum_and_cumprod_every_axis_and_direction() {
         let y = node(&mut g, "c", Op::CumSum { axis: 1, exclusive: true, reverse: false }, &[x]);
         g.add_output(y);
         let v = rng.i64(&[2, 5], -50, 50);
-        let v = if dtype == DType::I32 { Tensor::i32(vec![2, 5], v.as_i64s().unwrap().iter().map(|&x| x as i32).collect()) } else { v };
+        let v = if dtype == DType::I32 {
+            Tensor::i32(vec![2, 5], v.as_i64s().unwrap().iter().map(|&x| x as i32).collect())
+        } else {
+            v
+        };
         check(&g, &[v]);
     }
 }

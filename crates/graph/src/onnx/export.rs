@@ -483,7 +483,8 @@ impl<'g> Exporter<'g> {
                     attrs.push(int("axis", axis));
                 }
                 if *reduction != ScatterReduction::None {
-                    let needs = if matches!(reduction, ScatterReduction::Max | ScatterReduction::Min) { 18 } else { 16 };
+                    let needs =
+                        if matches!(reduction, ScatterReduction::Max | ScatterReduction::Min) { 18 } else { 16 };
                     if self.opset < needs {
                         return Err(format!(
                             "{} with reduction `{}` needs opset {needs}, exporting opset {}",
@@ -515,7 +516,9 @@ impl<'g> Exporter<'g> {
             Op::CumSum { axis, exclusive, reverse } | Op::CumProd { axis, exclusive, reverse } => {
                 let needs = if matches!(node.op, Op::CumSum { .. }) { 11 } else { 26 };
                 if self.opset < needs {
-                    return Err(format!("{} needs opset {needs}, exporting opset {}", node.op.name(), self.opset).into());
+                    return Err(
+                        format!("{} needs opset {needs}, exporting opset {}", node.op.name(), self.opset).into()
+                    );
                 }
                 inputs.push(self.constant(name, "axis", &Tensor::i64(Shape::scalar(), vec![*axis]))?);
                 attrs.push(int("exclusive", *exclusive as i64));

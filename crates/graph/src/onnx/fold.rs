@@ -279,8 +279,7 @@ pub fn eye_like(node: &FoldNode<'_>, dims: &[usize], input_dtype: DType) -> Resu
         None => input_dtype,
     };
     let k = node.attrs.int("k", node.name)?.unwrap_or(0);
-    let vals: Vec<f64> =
-        (0..rows * cols).map(|p| ((p % cols) as i64 - (p / cols) as i64 == k) as u8 as f64).collect();
+    let vals: Vec<f64> = (0..rows * cols).map(|p| ((p % cols) as i64 - (p / cols) as i64 == k) as u8 as f64).collect();
     Ok(from_f64(dtype, Shape(dims.to_vec()), &vals))
 }
 

@@ -61,7 +61,9 @@
 //! padding, times the window size, to the power `1/p`), IsNaN (`x ≠ x`),
 //! IsInf (Equal with ±∞), Round (halves to even from Floor and comparisons),
 //! Shrink (Where), OneHot (indices compared with a constant `0..depth`),
-//! and SwiGLU (Sigmoid and Mul). HannWindow, HammingWindow, BlackmanWindow
+//! SwiGLU (Sigmoid and Mul), RotaryEmbedding (Gather of the caches, Slice,
+//! Mul, Concat), CenterCropPad (Slice and Pad) and Pad's
+//! reflect, edge and wrap modes (Concat of slices). HannWindow, HammingWindow, BlackmanWindow
 //! and EyeLike depend only on a size or a shape, so they are always
 //! constants.
 
@@ -269,6 +271,7 @@ const SUPPORTED: &[&str] = &[
     "CastLike",
     "Ceil",
     "Celu",
+    "CenterCropPad",
     "Clip",
     "Concat",
     "Constant",
@@ -351,6 +354,7 @@ const SUPPORTED: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "RotaryEmbedding",
     "Round",
     "Scatter",
     "ScatterElements",

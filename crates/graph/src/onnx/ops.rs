@@ -119,6 +119,8 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Mean" => return mean(imp, n),
         "Trilu" => return trilu(imp, n),
         "IsNaN" => return is_nan(imp, n),
+        "CenterCropPad" => return center_crop_pad(imp, n),
+        "RotaryEmbedding" => return rotary_embedding(imp, n),
         "ScatterElements" | "Scatter" | "ScatterND" => {
             let reduction = match a.string("reduction", name)?.as_deref().unwrap_or("none") {
                 "none" => ScatterReduction::None,
@@ -152,9 +154,8 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             };
             // Both outputs exist in the graph; an omitted one gets a
             // node-local name.
-            let outputs: Vec<String> = (0..2)
-                .map(|i| wanted_output(n, i).unwrap_or_else(|| format!("{}:{i}", n.name)))
-                .collect();
+            let outputs: Vec<String> =
+                (0..2).map(|i| wanted_output(n, i).unwrap_or_else(|| format!("{}:{i}", n.name))).collect();
             let x = imp.tensor(data_input(n)?)?;
             imp.emit(&n.name, op, vec![Some(x)], &outputs)?;
             return Ok(());
@@ -268,6 +269,22 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let Some((axes, keepdims)) = reduce_axes(imp, n)? else {
                 return emit_one(imp, n, Op::Identity, 1);
             };
+            let xname = data_input(n)?;
+            if imp.dtype_of(xname) == Some(DType::Bool) && matches!(n.op_type, "ReduceMax" | "ReduceMin") {
+                // Over bool, Max is "any" (a sum of ones is non-zero) and Min
+                // is "all" (a product of ones is one); empty sets give false
+                // and true, the identities.
+                let c = Chain { n };
+                let x = imp.tensor(xname)?;
+                let ones = c.step(imp, "as_i32", Op::Cast { to: DType::I32 }, &[x])?;
+                let red = if n.op_type == "ReduceMax" {
+                    Op::ReduceSum { axes, keepdims }
+                } else {
+                    Op::ReduceProd { axes, keepdims }
+                };
+                let r = c.step(imp, "count", red, &[ones])?;
+                return c.last(imp, Op::Cast { to: DType::Bool }, &[r]);
+            }
             Some(match n.op_type {
                 "ReduceMean" => Op::ReduceMean { axes, keepdims },
                 "ReduceSum" => Op::ReduceSum { axes, keepdims },
@@ -1692,7 +1709,12 @@ fn group_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the scale input is missing"))?;
     let bias = opt_tensor(imp, n, 2)?.ok_or_else(|| n.err("the bias input is missing"))?;
     let c = Chain { n };
-    let grouped = c.step(imp, "grouped", Op::Reshape { shape: vec![dims[0] as i64, groups as i64, -1], allow_zero: false }, &[x])?;
+    let grouped = c.step(
+        imp,
+        "grouped",
+        Op::Reshape { shape: vec![dims[0] as i64, groups as i64, -1], allow_zero: false },
+        &[x],
+    )?;
     let mean = c.step(imp, "mean", Op::ReduceMean { axes: vec![2], keepdims: true }, &[grouped])?;
     let (d, sd) = c.centred_stddev(imp, grouped, mean, vec![2], dtype, epsilon)?;
     let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[d, sd])?;
@@ -1929,4 +1951,159 @@ fn border_pad(imp: &mut Importer, n: &NodeView<'_>, pads: &[usize], mode: &str) 
         dims[k] += lo + hi;
     }
     Ok(())
+}
+
+/// CenterCropPad: a centred Slice where the target is smaller (the window
+/// starts rounded down) and a centred zero Pad where it is larger (the odd
+/// pixel after), over `axes` (all by default). The target shape must be
+/// known at import.
+fn center_crop_pad(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let rank = dims.len();
+    let target = const_input(imp, n, 1, "shape")?.ok_or_else(|| n.err("the shape input is missing"))?;
+    let target = to_usizes(n, "shape", &ints_of(n, &target)?)?;
+    let axes: Vec<usize> = match n.attrs.ints("axes", &n.name)? {
+        Some(axes) => axes.iter().map(|&a| norm_axis(n, a, rank)).collect::<Result<_, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if axes.len() != target.len() || (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+        return Err(n.err(format!("shape {target:?} does not give one size per axis of {axes:?}")));
+    }
+    let (mut starts, mut ends, mut slice_axes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pads = vec![0usize; 2 * rank];
+    for (&a, &t) in axes.iter().zip(&target) {
+        let d = dims[a];
+        if t < d {
+            let start = (d - t) / 2;
+            starts.push(start as i64);
+            ends.push((start + t) as i64);
+            slice_axes.push(a as i64);
+        } else if t > d {
+            pads[a] = (t - d) / 2;
+            pads[rank + a] = t - d - pads[a];
+        }
+    }
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let padding = pads.iter().any(|&p| p > 0);
+    if !slice_axes.is_empty() {
+        let steps = vec![1; slice_axes.len()];
+        let crop = Op::Slice { starts, ends, axes: slice_axes, steps };
+        if !padding {
+            return c.last(imp, crop, &[x]);
+        }
+        x = c.step(imp, "crop", crop, &[x])?;
+    }
+    if padding {
+        return c.last(imp, Op::Pad { pads, value: 0.0 }, &[x]);
+    }
+    c.last(imp, Op::Identity, &[x])
+}
+
+/// RotaryEmbedding (opset 23) as ONNX's reference computes it: the input as
+/// `[batch, seq, heads, head]` (a 4-D input transposed from `[batch,
+/// heads, seq, head]`, a 3-D one split into `num_heads`), the first
+/// `rotary_embedding_dim` of each head rotated pairwise — halves, or even
+/// and odd elements when `interleaved` — by the cos/sin caches (gathered at
+/// `position_ids` when given), the rest passed through.
+fn rotary_embedding(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let input = |i: usize, what: &str| {
+        n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
+    };
+    let (cos_name, sin_name) = (input(1, "cos_cache")?, input(2, "sin_cache")?);
+    let interleaved = n.attrs.int("interleaved", &n.name)?.unwrap_or(0) != 0;
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
+    // [batch, seq, heads, head]
+    let (bshd, x) = match dims.as_slice() {
+        &[b, h, s, d] => ([b, s, h, d], c.step(imp, "bshd", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])?),
+        &[b, s, hidden] => {
+            let heads = n.attrs.int("num_heads", &n.name)?.unwrap_or(0);
+            let heads = to_usize(n, "num_heads", heads)?;
+            if heads == 0 || hidden % heads != 0 {
+                return Err(n.err(format!(
+                    "a 3-D input of hidden size {hidden} needs num_heads dividing it (num_heads = {heads})"
+                )));
+            }
+            let shape = [b, s, heads, hidden / heads];
+            (shape, c.step(imp, "bshd", Op::Reshape { shape: i64s(&shape), allow_zero: false }, &[x])?)
+        }
+        _ => return Err(n.err(format!("input has shape {}; expected 3-D or 4-D", Shape(dims.clone())))),
+    };
+    let head = bshd[3];
+    let rd = match n.attrs.int("rotary_embedding_dim", &n.name)?.unwrap_or(0) {
+        0 => head,
+        r => to_usize(n, "rotary_embedding_dim", r)?,
+    };
+    if rd > head || rd % 2 != 0 {
+        return Err(n.err(format!("rotary_embedding_dim {rd} must be even and at most the head size {head}")));
+    }
+    let half = rd / 2;
+    let cache = |imp: &mut Importer, name: &str, what: &str| -> Result<TensorId, ImportError> {
+        let t = imp.tensor(name)?;
+        let t = match n.inputs.get(3).copied().flatten() {
+            Some(pos) => {
+                let pos = imp.tensor(pos)?;
+                c.step(imp, &format!("{what}_at_positions"), Op::Gather { axis: 0 }, &[t, pos])?
+            }
+            None => t,
+        };
+        c.step(imp, &format!("{what}_per_head"), Op::Unsqueeze { axes: vec![2] }, &[t])
+    };
+    let cos = cache(imp, cos_name, "cos")?;
+    let sin = cache(imp, sin_name, "sin")?;
+    for (t, what) in [(cos, "cos_cache"), (sin, "sin_cache")] {
+        let d = imp.graph.info(t).shape.dims().to_vec();
+        if d.len() != 4 || d[3] != half || d[0] != bshd[0] || d[1] != bshd[1] {
+            return Err(n.err(format!(
+                "{what} gives {} per head; expected [{}, {}, 1, {half}] (rotary_embedding_dim / 2 = {half})",
+                Shape(d),
+                bshd[0],
+                bshd[1]
+            )));
+        }
+    }
+    let last = |start: usize, end: usize, step: i64| Op::Slice {
+        starts: vec![start as i64],
+        ends: vec![end as i64],
+        axes: vec![3],
+        steps: vec![step],
+    };
+    let rot = if rd < head { c.step(imp, "rotated_part", last(0, rd, 1), &[x])? } else { x };
+    let (x1, x2) = if interleaved {
+        (c.step(imp, "even", last(0, rd, 2), &[rot])?, c.step(imp, "odd", last(1, rd, 2), &[rot])?)
+    } else {
+        (c.step(imp, "first_half", last(0, half, 1), &[rot])?, c.step(imp, "second_half", last(half, rd, 1), &[rot])?)
+    };
+    let mul = Op::Binary(BinaryOp::Mul);
+    let c1 = c.step(imp, "cos_x1", mul.clone(), &[cos, x1])?;
+    let s2 = c.step(imp, "sin_x2", mul.clone(), &[sin, x2])?;
+    let real = c.step(imp, "real", Op::Binary(BinaryOp::Sub), &[c1, s2])?;
+    let s1 = c.step(imp, "sin_x1", mul.clone(), &[sin, x1])?;
+    let c2 = c.step(imp, "cos_x2", mul, &[cos, x2])?;
+    let imag = c.step(imp, "imag", Op::Binary(BinaryOp::Add), &[s1, c2])?;
+    let rotated = if interleaved {
+        let r = c.step(imp, "real_pairs", Op::Unsqueeze { axes: vec![4] }, &[real])?;
+        let i = c.step(imp, "imag_pairs", Op::Unsqueeze { axes: vec![4] }, &[imag])?;
+        let pairs = c.step(imp, "pairs", Op::Concat { axis: 4 }, &[r, i])?;
+        let shape = i64s(&[bshd[0], bshd[1], bshd[2], rd]);
+        c.step(imp, "interleaved", Op::Reshape { shape, allow_zero: false }, &[pairs])?
+    } else {
+        c.step(imp, "halves", Op::Concat { axis: 3 }, &[real, imag])?
+    };
+    let out = if rd < head {
+        let pass = c.step(imp, "passed_part", last(rd, head, 1), &[x])?;
+        c.step(imp, "joined", Op::Concat { axis: 3 }, &[rotated, pass])?
+    } else {
+        rotated
+    };
+    if dims.len() == 4 {
+        c.last(imp, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[out])
+    } else {
+        c.last(imp, Op::Reshape { shape: i64s(&dims), allow_zero: false }, &[out])
+    }
 }
