@@ -281,8 +281,8 @@ fn scatter_nd_tuples_and_slices() {
             let tuples: usize = idx_dims[..idx_dims.len() - 1].iter().product();
             let mut vals = Vec::new();
             for _ in 0..tuples {
-                for t in 0..k {
-                    let d = data_dims[t] as i64;
+                for &d in &data_dims[..k] {
+                    let d = d as i64;
                     vals.push(rng.i64(&[1], -d, d).as_i64s().unwrap()[0]);
                 }
             }

@@ -1701,7 +1701,7 @@ fn group_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     }
     let groups = n.attrs.int("num_groups", &n.name)?.ok_or_else(|| n.err("attribute `num_groups` is missing"))?;
     let groups = to_usize(n, "num_groups", groups)?;
-    if groups == 0 || dims[1] % groups != 0 {
+    if groups == 0 || !dims[1].is_multiple_of(groups) {
         return Err(n.err(format!("{} channels do not split into {groups} groups", dims[1])));
     }
     let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
@@ -2019,12 +2019,12 @@ fn rotary_embedding(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
     let x = imp.tensor(xname)?;
     let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
     // [batch, seq, heads, head]
-    let (bshd, x) = match dims.as_slice() {
-        &[b, h, s, d] => ([b, s, h, d], c.step(imp, "bshd", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])?),
-        &[b, s, hidden] => {
+    let (bshd, x) = match *dims.as_slice() {
+        [b, h, s, d] => ([b, s, h, d], c.step(imp, "bshd", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])?),
+        [b, s, hidden] => {
             let heads = n.attrs.int("num_heads", &n.name)?.unwrap_or(0);
             let heads = to_usize(n, "num_heads", heads)?;
-            if heads == 0 || hidden % heads != 0 {
+            if heads == 0 || !hidden.is_multiple_of(heads) {
                 return Err(n.err(format!(
                     "a 3-D input of hidden size {hidden} needs num_heads dividing it (num_heads = {heads})"
                 )));
@@ -2039,7 +2039,7 @@ fn rotary_embedding(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
         0 => head,
         r => to_usize(n, "rotary_embedding_dim", r)?,
     };
-    if rd > head || rd % 2 != 0 {
+    if rd > head || !rd.is_multiple_of(2) {
         return Err(n.err(format!("rotary_embedding_dim {rd} must be even and at most the head size {head}")));
     }
     let half = rd / 2;
