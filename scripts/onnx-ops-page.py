@@ -52,7 +52,7 @@ def main():
         "the expectation file of the test that runs ONNX's own backend node cases through",
         "`weft run --backend interp`. Do not edit by hand.",
         "",
-        "- **Opsets:** the default domain (`ai.onnx`), versions 9 to 28, with each",
+        "- **Opsets:** the default domain (`ai.onnx`), versions 7 to 28, with each",
         "  operator's per-version form (attribute-like inputs such as reduction axes,",
         "  Split sizes and Pad's pads and axes read as constants or from the given",
         "  input files). Other domains are refused by name.",

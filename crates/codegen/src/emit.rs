@@ -1206,6 +1206,9 @@ fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
             UnaryOp::Erf => format!("erff({fa})"),
             UnaryOp::Floor => format!("floorf({fa})"),
             UnaryOp::Ceil => format!("ceilf({fa})"),
+            UnaryOp::Sin => format!("sinf({fa})"),
+            UnaryOp::Cos => format!("cosf({fa})"),
+            UnaryOp::Atan => format!("atanf({fa})"),
         };
         return Ok(round_to(t, e));
     }

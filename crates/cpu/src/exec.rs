@@ -244,6 +244,9 @@ struct Maths {
     logf: extern "C" fn(f32) -> f32,
     tanhf: extern "C" fn(f32) -> f32,
     erff: extern "C" fn(f32) -> f32,
+    sinf: extern "C" fn(f32) -> f32,
+    cosf: extern "C" fn(f32) -> f32,
+    atanf: extern "C" fn(f32) -> f32,
 }
 
 extern "C" fn expf(x: f32) -> f32 {
@@ -257,6 +260,15 @@ extern "C" fn tanhf(x: f32) -> f32 {
 }
 extern "C" fn erff(x: f32) -> f32 {
     weft_interp::maths::erff(x)
+}
+extern "C" fn sinf(x: f32) -> f32 {
+    weft_interp::maths::sinf(x)
+}
+extern "C" fn cosf(x: f32) -> f32 {
+    weft_interp::maths::cosf(x)
+}
+extern "C" fn atanf(x: f32) -> f32 {
+    weft_interp::maths::atanf(x)
 }
 
 fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
@@ -278,7 +290,7 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
         let set = library
             .get::<unsafe extern "C" fn(*const Maths)>(b"weft_cpu_set_maths\0")
             .map_err(|source| CpuError::Load { path, source })?;
-        set(&Maths { expf, logf, tanhf, erff });
+        set(&Maths { expf, logf, tanhf, erff, sinf, cosf, atanf });
     }
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     Ok(Module {

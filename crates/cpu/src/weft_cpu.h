@@ -527,7 +527,7 @@ static inline unsigned short weft_cvt_f32_to_f16_rn(float f)
 }
 
 // ---- Transcendentals ------------------------------------------------------
-// expf, logf, tanhf and erff are the interpreter's (weft_interp::maths),
+// expf, logf, tanhf, erff, sinf, cosf and atanf are the interpreter's (weft_interp::maths),
 // installed by the executor through weft_cpu_set_maths before any launch, so
 // the two executors agree bit for bit. The host libm's are the fallback.
 
@@ -536,9 +536,12 @@ struct WeftMaths {
     float (*logf)(float);
     float (*tanhf)(float);
     float (*erff)(float);
+    float (*sinf)(float);
+    float (*cosf)(float);
+    float (*atanf)(float);
 };
 
-static WeftMaths weft_maths = {::expf, ::logf, ::tanhf, ::erff};
+static WeftMaths weft_maths = {::expf, ::logf, ::tanhf, ::erff, ::sinf, ::cosf, ::atanf};
 
 extern "C" __attribute__((visibility("default"))) void weft_cpu_set_maths(const WeftMaths* m)
 {
@@ -549,10 +552,16 @@ static inline float weft_host_expf(float x) { return weft_maths.expf(x); }
 static inline float weft_host_logf(float x) { return weft_maths.logf(x); }
 static inline float weft_host_tanhf(float x) { return weft_maths.tanhf(x); }
 static inline float weft_host_erff(float x) { return weft_maths.erff(x); }
+static inline float weft_host_sinf(float x) { return weft_maths.sinf(x); }
+static inline float weft_host_cosf(float x) { return weft_maths.cosf(x); }
+static inline float weft_host_atanf(float x) { return weft_maths.atanf(x); }
 #define expf weft_host_expf
 #define logf weft_host_logf
 #define tanhf weft_host_tanhf
 #define erff weft_host_erff
+#define sinf weft_host_sinf
+#define cosf weft_host_cosf
+#define atanf weft_host_atanf
 
 // ---- Warp shuffles: scheduling points with shfl.sync's lane rules ----------
 

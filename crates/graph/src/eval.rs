@@ -134,6 +134,20 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
         vec![Tensor::from_f64(*dtype, shape.clone(), values)]
     }
 
+    /// Index `i` (negative counts from the end) into an axis `a` of `len`.
+    fn in_range(&self, i: i64, len: usize, a: usize) -> Result<usize, GraphError> {
+        let l = len as i64;
+        let j = if i < 0 { i + l } else { i };
+        if !(0..l).contains(&j) {
+            return Err((self.err)(format!(
+                "index {i} is out of range for axis {a} of size {len}; expected {} ..= {}",
+                -l,
+                l - 1
+            )));
+        }
+        Ok(j as usize)
+    }
+
     fn out_dims(&self) -> &[usize] {
         self.outs[0].1.dims()
     }
@@ -318,6 +332,67 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 }
                 self.out(&acc)
             }
+            Op::TopK { axis, k, largest } => {
+                let x = self.x(0)?;
+                let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
+                let (outer, len, inner) = split_at_axis(x.shape.dims(), a);
+                let v = x.to_f64();
+                let (mut vals, mut idx) = (vec![0.0; outer * k * inner], vec![0i64; outer * k * inner]);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| v[(o * len + j) * inner + i];
+                        let mut order: Vec<usize> = (0..len).collect();
+                        // NaN is the largest value; a stable sort keeps equal
+                        // elements in index order.
+                        order.sort_by(|&p, &q| {
+                            let (x, y) = (at(p), at(q));
+                            let c = match (x.is_nan(), y.is_nan()) {
+                                (true, true) => std::cmp::Ordering::Equal,
+                                (true, false) => std::cmp::Ordering::Greater,
+                                (false, true) => std::cmp::Ordering::Less,
+                                _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                            };
+                            if *largest {
+                                c.reverse()
+                            } else {
+                                c
+                            }
+                        });
+                        for (r, &j) in order.iter().take(*k).enumerate() {
+                            let out = (o * k + r) * inner + i;
+                            vals[out] = at(j);
+                            idx[out] = j as i64;
+                        }
+                    }
+                }
+                let (dtype, shape) = &self.outs[0];
+                vec![Tensor::from_f64(*dtype, shape.clone(), &vals), Tensor::i64(self.outs[1].1.clone(), idx)]
+            }
+            Op::CumSum { axis, exclusive, reverse } | Op::CumProd { axis, exclusive, reverse } => {
+                let x = self.x(0)?;
+                let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
+                let (outer, len, inner) = split_at_axis(x.shape.dims(), a);
+                let product = matches!(op, Op::CumProd { .. });
+                let v = x.to_f64();
+                let mut out = vec![0.0; v.len()];
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| (o * len + j) * inner + i;
+                        let mut acc = if product { 1.0 } else { 0.0 };
+                        for step in 0..len {
+                            let j = if *reverse { len - 1 - step } else { step };
+                            if *exclusive {
+                                out[at(j)] = acc;
+                            }
+                            acc = if product { acc * v[at(j)] } else { acc + v[at(j)] };
+                            if !*exclusive {
+                                out[at(j)] = acc;
+                            }
+                        }
+                    }
+                }
+                self.out(&out)
+            }
             Op::ArgMax { axis, select_last_index, .. } | Op::ArgMin { axis, select_last_index, .. } => {
                 let x = self.x(0)?;
                 let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
@@ -428,6 +503,74 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
                 let picks = strided_indices(self.out_dims(), &src_strides, 0).into_iter().map(|i| (0, i));
                 vec![self.moved(&[&x.data], picks)]
+            }
+            Op::ScatterElements { axis, reduction } => {
+                let (x, idx, upd) = (self.x(0)?, self.x(1)?, self.x(2)?);
+                let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;
+                let indices = idx.as_i64s().ok_or_else(|| (self.err)("indices are not integers".into()))?;
+                let (xd, id) = (x.shape.dims(), idx.shape.dims());
+                let xs = row_major_strides(xd);
+                let mut v = x.to_f64();
+                let u = upd.to_f64();
+                for (p, &i) in indices.iter().enumerate() {
+                    let j = self.in_range(i, xd[a], a)?;
+                    let mut rest = p;
+                    let mut dst = 0;
+                    for k in (0..id.len()).rev() {
+                        let c = rest % id[k];
+                        rest /= id[k];
+                        dst += if k == a { j } else { c } * xs[k];
+                    }
+                    v[dst] = reduction.apply(v[dst], u[p]);
+                }
+                self.out(&v)
+            }
+            Op::ScatterND { reduction } => {
+                let (x, idx, upd) = (self.x(0)?, self.x(1)?, self.x(2)?);
+                let indices = idx.as_i64s().ok_or_else(|| (self.err)("indices are not integers".into()))?;
+                let xd = x.shape.dims();
+                let k = idx.shape.dims().last().copied().unwrap_or(0);
+                let xs = row_major_strides(xd);
+                let slice: usize = xd[k..].iter().product();
+                let mut v = x.to_f64();
+                let u = upd.to_f64();
+                for (q, tuple) in indices.chunks(k.max(1)).enumerate() {
+                    let mut base = 0;
+                    for (t, &i) in tuple.iter().enumerate() {
+                        base += self.in_range(i, xd[t], t)? * xs[t];
+                    }
+                    for e in 0..slice {
+                        v[base + e] = reduction.apply(v[base + e], u[q * slice + e]);
+                    }
+                }
+                self.out(&v)
+            }
+            Op::GatherND { batch_dims } => {
+                let (x, idx) = (self.x(0)?, self.x(1)?);
+                let indices = idx.as_i64s().ok_or_else(|| (self.err)("indices are not integers".into()))?;
+                let (xd, id) = (x.shape.dims(), idx.shape.dims());
+                let b = *batch_dims;
+                let k = id.last().copied().unwrap_or(0);
+                let xs = row_major_strides(xd);
+                let batches: usize = xd[..b].iter().product();
+                let per_batch = indices.len() / (batches * k).max(1);
+                let slice: usize = xd[b + k..].iter().product();
+                let mut picks = Vec::with_capacity(self.outs[0].1.numel());
+                for (q, tuple) in indices.chunks(k.max(1)).enumerate() {
+                    let batch = q / per_batch.max(1);
+                    // The batch's offset: its coordinates over data's first b dims.
+                    let mut base = 0;
+                    let mut rest = batch;
+                    for d in (0..b).rev() {
+                        base += (rest % xd[d]) * xs[d];
+                        rest /= xd[d];
+                    }
+                    for (t, &i) in tuple.iter().enumerate() {
+                        base += self.in_range(i, xd[b + t], b + t)? * xs[b + t];
+                    }
+                    picks.extend((0..slice).map(|e| (0, base + e)));
+                }
+                vec![self.moved(&[&x.data], picks.into_iter())]
             }
             Op::GatherElements { axis } => {
                 let (x, idx) = (self.x(0)?, self.x(1)?);
@@ -706,6 +849,12 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
         UnaryOp::Asinh => x.asinh(),
         UnaryOp::Acosh => x.acosh(),
         UnaryOp::Atanh => x.atanh(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Tan => x.tan(),
+        UnaryOp::Asin => x.asin(),
+        UnaryOp::Acos => x.acos(),
+        UnaryOp::Atan => x.atan(),
     }
 }
 

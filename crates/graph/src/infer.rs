@@ -581,6 +581,39 @@ impl<'a> Cx<'a> {
             Op::Unsqueeze { axes } => self.unsqueeze(axes),
             Op::Gather { axis } => self.gather(*axis),
             Op::GatherElements { axis } => self.gather_elements(*axis),
+            Op::ScatterElements { axis, .. } => self.scatter_elements(*axis),
+            Op::ScatterND { .. } => self.scatter_nd(),
+            Op::GatherND { batch_dims } => self.gather_nd(*batch_dims),
+            Op::TopK { axis, k, .. } => {
+                self.arity(1, &["X"])?;
+                let x = self.input(0, "X")?;
+                self.numeric(0, "X", x)?;
+                if x.shape.rank() == 0 {
+                    return Err(self.err("input 0 (X) is a scalar; expected rank at least 1"));
+                }
+                let a = self.axis(*axis, x.shape.rank(), "axis")?;
+                if *k > x.shape.dims()[a] {
+                    return Err(self.err(format!(
+                        "k = {k} but input 0 (X) {} has {} elements on axis {a}; expected k ≤ {}",
+                        x.shape,
+                        x.shape.dims()[a],
+                        x.shape.dims()[a]
+                    )));
+                }
+                let mut d = x.shape.0.clone();
+                d[a] = *k;
+                Ok(vec![(x.dtype, Shape(d.clone())), (DType::I64, Shape(d))])
+            }
+            Op::CumSum { axis, .. } | Op::CumProd { axis, .. } => {
+                self.arity(1, &["x"])?;
+                let x = self.input(0, "x")?;
+                self.numeric(0, "x", x)?;
+                if x.shape.rank() == 0 {
+                    return Err(self.err("input 0 (x) is a scalar; expected rank at least 1"));
+                }
+                self.axis(*axis, x.shape.rank(), "axis")?;
+                one(x.dtype, x.shape.0.clone())
+            }
             Op::Resize { scales, mode, .. } => self.resize(scales, *mode),
             Op::Pad { pads, .. } => {
                 self.arity(1, &["data"])?;
@@ -1124,6 +1157,113 @@ impl<'a> Cx<'a> {
             }
         }
         Ok(())
+    }
+
+    fn int_indices(&self, idx: &TensorInfo) -> Result<(), GraphError> {
+        if !matches!(idx.dtype, DType::I32 | DType::I64) {
+            return Err(self.err(format!("input 1 (indices) has dtype {}; expected i32 or i64", idx.dtype)));
+        }
+        Ok(())
+    }
+
+    fn scatter_elements(&self, axis: i64) -> Outs {
+        self.arity(3, &["data", "indices", "updates"])?;
+        let (x, idx, upd) = (self.input(0, "data")?, self.input(1, "indices")?, self.input(2, "updates")?);
+        self.int_indices(idx)?;
+        let r = x.shape.rank();
+        if r == 0 {
+            return Err(self.err("input 0 (data) is a scalar; expected rank at least 1"));
+        }
+        if idx.shape.rank() != r {
+            return Err(
+                self.err(format!("input 1 (indices) has shape {}; expected rank {r} like data {}", idx.shape, x.shape))
+            );
+        }
+        if upd.shape != idx.shape || upd.dtype != x.dtype {
+            return Err(self.err(format!(
+                "input 2 (updates) is {} {}; expected the indices' shape {} and data's type {}",
+                upd.dtype, upd.shape, idx.shape, x.dtype
+            )));
+        }
+        let a = self.axis(axis, r, "axis")?;
+        if let Some(k) = (0..r).find(|&k| k != a && idx.shape.dims()[k] > x.shape.dims()[k]) {
+            return Err(self.err(format!(
+                "input 1 (indices) has shape {}: dimension {k} is larger than data's {}",
+                idx.shape, x.shape
+            )));
+        }
+        self.constant_indices_in_range(a, x.shape.dims()[a] as i64, &x.shape)?;
+        one(x.dtype, x.shape.0.clone())
+    }
+
+    /// The `K` of ND indices `[…, K]` into data of rank `r` from dimension
+    /// `from`, checking constant tuples index in range.
+    fn nd_depth(&self, idx: &TensorInfo, data: &Shape, from: usize) -> Result<usize, GraphError> {
+        self.int_indices(idx)?;
+        let Some(&k) = idx.shape.dims().last() else {
+            return Err(self.err("input 1 (indices) is a scalar; expected rank at least 1"));
+        };
+        if from + k > data.rank() || k == 0 {
+            return Err(self.err(format!(
+                "input 1 (indices) has shape {}: tuples of {k} do not index data {} after {from} batch dims",
+                idx.shape, data
+            )));
+        }
+        if let Some(values) = self.constants.get(1).copied().flatten().and_then(|t| t.as_i64s()) {
+            for (p, &v) in values.iter().enumerate() {
+                let t = p % k;
+                let d = data.dims()[from + t] as i64;
+                if v < -d || v >= d {
+                    return Err(self.err(format!(
+                        "index {v} is out of range for axis {} of size {d} (data {data}); expected {} ..= {}",
+                        from + t,
+                        -d,
+                        d - 1
+                    )));
+                }
+            }
+        }
+        Ok(k)
+    }
+
+    fn scatter_nd(&self) -> Outs {
+        self.arity(3, &["data", "indices", "updates"])?;
+        let (x, idx, upd) = (self.input(0, "data")?, self.input(1, "indices")?, self.input(2, "updates")?);
+        let k = self.nd_depth(idx, &x.shape, 0)?;
+        let q = idx.shape.rank();
+        let mut want = idx.shape.dims()[..q - 1].to_vec();
+        want.extend_from_slice(&x.shape.dims()[k..]);
+        if upd.shape.dims() != want.as_slice() || upd.dtype != x.dtype {
+            return Err(self.err(format!(
+                "input 2 (updates) is {} {}; expected {} {}",
+                upd.dtype,
+                upd.shape,
+                x.dtype,
+                Shape(want)
+            )));
+        }
+        one(x.dtype, x.shape.0.clone())
+    }
+
+    fn gather_nd(&self, batch_dims: usize) -> Outs {
+        self.arity(2, &["data", "indices"])?;
+        let (x, idx) = (self.input(0, "data")?, self.input(1, "indices")?);
+        let q = idx.shape.rank();
+        if batch_dims >= q || batch_dims >= x.shape.rank() {
+            return Err(self.err(format!(
+                "batch_dims {batch_dims} needs indices ({}) and data ({}) of higher rank",
+                idx.shape, x.shape
+            )));
+        }
+        if idx.shape.dims()[..batch_dims] != x.shape.dims()[..batch_dims] {
+            return Err(
+                self.err(format!("the first {batch_dims} dims of indices {} and data {} differ", idx.shape, x.shape))
+            );
+        }
+        let k = self.nd_depth(idx, &x.shape, batch_dims)?;
+        let mut out = idx.shape.dims()[..q - 1].to_vec();
+        out.extend_from_slice(&x.shape.dims()[batch_dims + k..]);
+        one(x.dtype, out)
     }
 
     fn gather_elements(&self, axis: i64) -> Outs {

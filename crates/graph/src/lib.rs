@@ -26,5 +26,5 @@ pub use graph::{Graph, Node, TensorId, TensorInfo};
 pub use onnx::{
     export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError, ImportOptions,
 };
-pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, ScatterReduction, UnaryOp, Window};
 pub use tensor::{Shape, Tensor, TensorData};

@@ -81,6 +81,15 @@ pub enum UnaryOp {
     Acosh,
     /// `ln((1 + x) / (1 - x)) / 2`.
     Atanh,
+    Sin,
+    Cos,
+    /// `sin(x) / cos(x)`.
+    Tan,
+    /// `atan(x / √((1 − x)(1 + x)))`.
+    Asin,
+    /// `2 atan(√((1 − x) / (1 + x)))`.
+    Acos,
+    Atan,
 }
 
 /// Elementwise two-input operators with numpy-style broadcasting.
@@ -122,6 +131,42 @@ impl BinaryOp {
     /// Whether the op takes and gives `bool`.
     pub fn is_logical(self) -> bool {
         matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+}
+
+/// How a scatter combines an update with the element it lands on (ONNX
+/// `reduction`); several updates of one element apply in index order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ScatterReduction {
+    /// The update replaces the element (the last one wins).
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl ScatterReduction {
+    /// The ONNX attribute value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScatterReduction::None => "none",
+            ScatterReduction::Add => "add",
+            ScatterReduction::Mul => "mul",
+            ScatterReduction::Max => "max",
+            ScatterReduction::Min => "min",
+        }
+    }
+
+    /// `current` combined with `update`.
+    pub fn apply(self, current: f64, update: f64) -> f64 {
+        match self {
+            ScatterReduction::None => update,
+            ScatterReduction::Add => current + update,
+            ScatterReduction::Mul => current * update,
+            ScatterReduction::Max => current.max(update),
+            ScatterReduction::Min => current.min(update),
+        }
     }
 }
 
@@ -330,6 +375,44 @@ pub enum Op {
     },
     /// Passes its input through (Identity, Dropout in inference).
     Identity,
+    /// Running sum along `axis`: output `i` sums the elements up to and
+    /// including `i` (`exclusive`: excluding it; `reverse`: from the end).
+    CumSum {
+        axis: i64,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// Inputs: data, integer indices, updates (the indices' shape, of data's
+    /// rank): data with update `i` combined into the element at `i`'s
+    /// coordinates, its `axis` coordinate replaced by `indices[i]`.
+    ScatterElements {
+        axis: i64,
+        reduction: ScatterReduction,
+    },
+    /// Inputs: data, integer indices `[…, K]`, updates `[…] ++ data[K..]`:
+    /// each index tuple selects a slice of data that its update combines into.
+    ScatterND {
+        reduction: ScatterReduction,
+    },
+    /// Inputs: data, integer indices `[B…, …, K]`: the slices of data at the
+    /// index tuples, the first `batch_dims` dimensions shared by both.
+    GatherND {
+        batch_dims: usize,
+    },
+    /// The `k` largest (or smallest) elements along `axis`, in that order,
+    /// and their `i64` indices (two outputs). Equal elements go lower index
+    /// first; NaN counts as larger than every number.
+    TopK {
+        axis: i64,
+        k: usize,
+        largest: bool,
+    },
+    /// As [`Op::CumSum`] with products (an empty product is 1).
+    CumProd {
+        axis: i64,
+        exclusive: bool,
+        reverse: bool,
+    },
 }
 
 impl Op {
@@ -373,6 +456,12 @@ impl Op {
                 UnaryOp::Asinh => "Asinh",
                 UnaryOp::Acosh => "Acosh",
                 UnaryOp::Atanh => "Atanh",
+                UnaryOp::Sin => "Sin",
+                UnaryOp::Cos => "Cos",
+                UnaryOp::Tan => "Tan",
+                UnaryOp::Asin => "Asin",
+                UnaryOp::Acos => "Acos",
+                UnaryOp::Atan => "Atan",
             },
             Op::Binary(b) => match b {
                 BinaryOp::Add => "Add",
@@ -423,6 +512,12 @@ impl Op {
             Op::Pad { .. } => "Pad",
             Op::Slice { .. } => "Slice",
             Op::Identity => "Identity",
+            Op::CumSum { .. } => "CumSum",
+            Op::ScatterElements { .. } => "ScatterElements",
+            Op::ScatterND { .. } => "ScatterND",
+            Op::TopK { .. } => "TopK",
+            Op::GatherND { .. } => "GatherND",
+            Op::CumProd { .. } => "CumProd",
         }
     }
 }

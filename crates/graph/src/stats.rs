@@ -47,14 +47,15 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         | Op::ReduceMin { .. }
         | Op::ReduceProd { .. }
         | Op::ArgMax { .. }
-        | Op::ArgMin { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
+        | Op::ArgMin { .. }
+        | Op::TopK { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
         // max, subtract, exp, sum, divide
         Op::Softmax { .. } | Op::LogSoftmax { .. } => 5 * out_elems,
         // mean, variance, normalise, scale, shift
         Op::LayerNormalization { .. } => 8 * out_elems,
         Op::BatchNormalization { .. } => 2 * out_elems,
         Op::Lrn { size, .. } => out_elems * (*size as u64 + 3),
-        Op::Unary(_) | Op::Binary(_) | Op::Where => out_elems,
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::CumSum { .. } | Op::CumProd { .. } => out_elems,
         Op::Sum => out_elems * node.inputs.len().saturating_sub(1) as u64,
         Op::Resize { .. } => out_elems * 4,
         Op::Cast { .. }
@@ -67,6 +68,9 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         | Op::Unsqueeze { .. }
         | Op::Gather { .. }
         | Op::GatherElements { .. }
+        | Op::GatherND { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterND { .. }
         | Op::Pad { .. }
         | Op::Slice { .. }
         | Op::Identity => 0,

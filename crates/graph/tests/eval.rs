@@ -468,3 +468,86 @@ fn new_unary_maths() {
     assert!((u(UnaryOp::Acosh, 1.25) - 2f64.ln()).abs() < 1e-6);
     assert!((u(UnaryOp::Atanh, 0.6) - 0.5 * 4f64.ln()).abs() < 1e-6);
 }
+
+#[test]
+fn trigonometric_unaries_at_known_angles() {
+    let u = |op: UnaryOp, x: f32| ev1(Op::Unary(op), &[&f(&[1], &[x])]).to_f64()[0];
+    let pi = std::f64::consts::PI;
+    assert!((u(UnaryOp::Sin, (pi / 6.0) as f32) - 0.5).abs() < 1e-6);
+    assert!((u(UnaryOp::Cos, (pi / 3.0) as f32) - 0.5).abs() < 1e-6);
+    assert!((u(UnaryOp::Tan, (pi / 4.0) as f32) - 1.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Asin, 0.5) - pi / 6.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Acos, 0.5) - pi / 3.0).abs() < 1e-6);
+    assert!((u(UnaryOp::Acos, -1.0) - pi).abs() < 1e-6);
+    assert!((u(UnaryOp::Atan, 1.0) - pi / 4.0).abs() < 1e-6);
+    assert!(u(UnaryOp::Asin, 1.5).is_nan(), "outside [-1, 1]");
+}
+
+#[test]
+fn cumsum_and_cumprod_each_direction() {
+    let x = iota(&[2, 3], 1.0); // [[1 2 3] [4 5 6]]
+    let cs = |axis, exclusive, reverse| Op::CumSum { axis, exclusive, reverse };
+    let cp = |axis, exclusive, reverse| Op::CumProd { axis, exclusive, reverse };
+    close(&ev1(cs(1, false, false), &[&x]), &[2, 3], &[1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
+    close(&ev1(cs(-1, true, false), &[&x]), &[2, 3], &[0.0, 1.0, 3.0, 0.0, 4.0, 9.0]);
+    close(&ev1(cs(1, false, true), &[&x]), &[2, 3], &[6.0, 5.0, 3.0, 15.0, 11.0, 6.0]);
+    close(&ev1(cs(1, true, true), &[&x]), &[2, 3], &[5.0, 3.0, 0.0, 11.0, 6.0, 0.0]);
+    close(&ev1(cs(0, false, false), &[&x]), &[2, 3], &[1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
+    close(&ev1(cp(1, false, false), &[&x]), &[2, 3], &[1.0, 2.0, 6.0, 4.0, 20.0, 120.0]);
+    close(&ev1(cp(1, true, true), &[&x]), &[2, 3], &[6.0, 3.0, 1.0, 30.0, 6.0, 1.0]);
+    let i = Tensor::i32(vec![4], vec![1, -2, 3, 4]);
+    assert_eq!(ev1(cs(0, true, false), &[&i]).as_i64s().unwrap(), vec![0, 1, -1, 2]);
+}
+
+#[test]
+fn scatter_elements_and_scatter_nd_with_reductions() {
+    use weft_graph::ScatterReduction as R;
+    let x = iota(&[2, 3], 0.0); // [[0 1 2] [3 4 5]]
+    let idx = Tensor::i64(vec![1, 3], vec![2, -3, 2]);
+    let upd = f(&[1, 3], &[10.0, 20.0, 30.0]);
+    // Row 0: column 2 gets 10 then 30, column 0 gets 20.
+    let se = |reduction| Op::ScatterElements { axis: 1, reduction };
+    close(&ev1(se(R::None), &[&x, &idx, &upd]), &[2, 3], &[20.0, 1.0, 30.0, 3.0, 4.0, 5.0]);
+    close(&ev1(se(R::Add), &[&x, &idx, &upd]), &[2, 3], &[20.0, 1.0, 42.0, 3.0, 4.0, 5.0]);
+    close(&ev1(se(R::Mul), &[&x, &idx, &upd]), &[2, 3], &[0.0, 1.0, 600.0, 3.0, 4.0, 5.0]);
+    let small = f(&[1, 3], &[-1.0, -2.0, 7.0]);
+    close(&ev1(se(R::Max), &[&x, &idx, &small]), &[2, 3], &[0.0, 1.0, 7.0, 3.0, 4.0, 5.0]);
+    close(&ev1(se(R::Min), &[&x, &idx, &small]), &[2, 3], &[-2.0, 1.0, -1.0, 3.0, 4.0, 5.0]);
+    let bad = Tensor::i64(vec![1, 1], vec![3]);
+    let e = eval_node("n", &se(R::None), &[Some(&x), Some(&bad), Some(&f(&[1, 1], &[1.0]))]).unwrap_err();
+    assert!(e.to_string().contains("index 3 is out of range"), "{e}");
+
+    // ScatterND: tuple [1] replaces row 1; tuples of 2 address elements.
+    let rows = Tensor::i64(vec![1, 1], vec![1]);
+    let nd = |reduction| Op::ScatterND { reduction };
+    close(&ev1(nd(R::None), &[&x, &rows, &f(&[1, 3], &[7.0, 8.0, 9.0])]), &[2, 3], &[0.0, 1.0, 2.0, 7.0, 8.0, 9.0]);
+    let elems = Tensor::i64(vec![2, 2], vec![0, -1, 0, 2]);
+    close(&ev1(nd(R::Add), &[&x, &elems, &f(&[2], &[1.0, 2.0])]), &[2, 3], &[0.0, 1.0, 5.0, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn gather_nd_with_batch_dims() {
+    let x = iota(&[2, 2, 2], 0.0); // [[[0 1] [2 3]] [[4 5] [6 7]]]
+    let idx = Tensor::i64(vec![2, 2], vec![0, 1, 1, 0]);
+    close(&ev1(Op::GatherND { batch_dims: 0 }, &[&x, &idx]), &[2, 2], &[2.0, 3.0, 4.0, 5.0]);
+    // batch_dims 1: batch 0 takes row 1 ([2 3]), batch 1 row 0 ([4 5]).
+    let idx = Tensor::i64(vec![2, 1], vec![1, 0]);
+    close(&ev1(Op::GatherND { batch_dims: 1 }, &[&x, &idx]), &[2, 2], &[2.0, 3.0, 4.0, 5.0]);
+    let idx = Tensor::i64(vec![2, 3], vec![0, 1, -1, 1, 0, 0]);
+    close(&ev1(Op::GatherND { batch_dims: 0 }, &[&x, &idx]), &[2], &[3.0, 4.0]);
+}
+
+#[test]
+fn top_k_orders_ties_by_index_and_nan_as_largest() {
+    let x = f(&[2, 4], &[3.0, 1.0, 3.0, 2.0, f32::NAN, 0.0, -1.0, 0.0]);
+    let top = ev(Op::TopK { axis: 1, k: 3, largest: true }, &[&x]);
+    assert_eq!(top[1].as_i64s().unwrap(), vec![0, 2, 3, 0, 1, 3]);
+    let v = top[0].to_f64();
+    assert_eq!(&v[..3], &[3.0, 3.0, 2.0]);
+    assert!(v[3].is_nan() && v[4] == 0.0 && v[5] == 0.0, "{v:?}");
+    let low = ev(Op::TopK { axis: -1, k: 2, largest: false }, &[&x]);
+    assert_eq!(low[1].as_i64s().unwrap(), vec![1, 3, 2, 1]);
+    close(&low[0], &[2, 2], &[1.0, 2.0, -1.0, 0.0]);
+    let down = ev(Op::TopK { axis: 0, k: 1, largest: true }, &[&f(&[2, 2], &[1.0, 5.0, 4.0, 5.0])]);
+    assert_eq!(down[1].as_i64s().unwrap(), vec![1, 0]);
+}

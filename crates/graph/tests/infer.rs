@@ -343,3 +343,39 @@ fn gather_elements_shapes() {
     fails(Op::GatherElements { axis: 0 }, &[x.clone(), t(DType::I64, &[2, 5])], &["dimension 1"]);
     fails(Op::GatherElements { axis: 1 }, &[x.clone(), t(DType::F32, &[2, 2])], &["indices", "i32 or i64"]);
 }
+
+#[test]
+fn cumulative_ops_keep_the_shape_and_check_the_axis() {
+    let op = |axis| Op::CumSum { axis, exclusive: false, reverse: true };
+    assert_eq!(ok(op(-1), &[f32s(&[2, 3])], DType::F32), [2, 3]);
+    assert_eq!(ok(Op::CumProd { axis: 0, exclusive: true, reverse: false }, &[t(DType::I64, &[4])], DType::I64), [4]);
+    fails(op(2), &[f32s(&[2, 3])], &["axis 2", "rank 2"]);
+    fails(op(0), &[t(DType::Bool, &[2])], &["bool"]);
+    fails(op(0), &[f32s(&[])], &["scalar"]);
+}
+
+#[test]
+fn trigonometric_unaries_take_floats() {
+    for u in [UnaryOp::Sin, UnaryOp::Cos, UnaryOp::Tan, UnaryOp::Asin, UnaryOp::Acos, UnaryOp::Atan] {
+        assert_eq!(ok(Op::Unary(u), &[t(DType::F16, &[3])], DType::F16), [3]);
+        fails(Op::Unary(u), &[t(DType::I32, &[3])], &["i32"]);
+    }
+}
+
+#[test]
+fn scatter_and_gather_nd_shapes() {
+    use weft_graph::ScatterReduction as R;
+    let i64s = |d: &[usize]| t(DType::I64, d);
+    let se = Op::ScatterElements { axis: -1, reduction: R::Add };
+    assert_eq!(ok(se.clone(), &[f32s(&[3, 4]), i64s(&[2, 2]), f32s(&[2, 2])], DType::F32), [3, 4]);
+    fails(se.clone(), &[f32s(&[3, 4]), i64s(&[2, 2]), f32s(&[2, 3])], &["updates"]);
+    fails(se, &[f32s(&[3, 4]), i64s(&[4, 2]), f32s(&[4, 2])], &["dimension 0"]);
+    let nd = Op::ScatterND { reduction: R::None };
+    assert_eq!(ok(nd.clone(), &[f32s(&[4, 3, 2]), i64s(&[5, 2]), f32s(&[5, 2])], DType::F32), [4, 3, 2]);
+    fails(nd.clone(), &[f32s(&[4, 3, 2]), i64s(&[5, 2]), f32s(&[5, 3])], &["updates", "[5x2]"]);
+    fails(nd, &[f32s(&[4, 3]), i64s(&[5, 3]), f32s(&[5])], &["tuples of 3"]);
+    assert_eq!(ok(Op::GatherND { batch_dims: 0 }, &[f32s(&[4, 3, 2]), i64s(&[5, 2])], DType::F32), [5, 2]);
+    assert_eq!(ok(Op::GatherND { batch_dims: 1 }, &[f32s(&[2, 3, 4]), i64s(&[2, 6, 1])], DType::F32), [2, 6, 4]);
+    fails(Op::GatherND { batch_dims: 1 }, &[f32s(&[2, 3, 4]), i64s(&[3, 1])], &["first 1 dims"]);
+    fails(Op::GatherND { batch_dims: 0 }, &[f32s(&[2, 3]), t(DType::F32, &[1, 1])], &["i32 or i64"]);
+}

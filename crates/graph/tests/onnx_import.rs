@@ -7,7 +7,8 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, Message, ModelProto};
 use weft_graph::eval::evaluate;
 use weft_graph::onnx::testing::{
-    attr_float, attr_int, attr_ints, attr_tensor, f32_input, model_bytes, node, tensor_f32, value_info, vector_i64, Dim,
+    attr_float, attr_floats, attr_int, attr_ints, attr_tensor, f32_input, model_bytes, node, tensor_f32, tensor_i64,
+    value_info, vector_i64, Dim,
 };
 use weft_graph::{import_onnx, ImportError, ImportOptions, Op, Tensor, UnaryOp};
 
@@ -265,8 +266,8 @@ fn every_unsupported_operator_is_reported_at_once() {
         vec![
             node("Relu", "ok", &["x"], &["a"], vec![]),
             node("NonMaxSuppression", "nms", &["a"], &["b"], vec![]),
-            node("TopK", "topk_1", &["b"], &["c"], vec![]),
-            node("TopK", "topk_2", &["c"], &["y"], vec![]),
+            node("Unique", "unique_1", &["b"], &["c"], vec![]),
+            node("Unique", "unique_2", &["c"], &["y"], vec![]),
         ],
         &["y"],
     );
@@ -274,13 +275,13 @@ fn every_unsupported_operator_is_reported_at_once() {
     match &err {
         ImportError::Unsupported { ops } => {
             let names: Vec<&str> = ops.iter().map(|(_, n)| n.as_str()).collect();
-            assert_eq!(names, ["nms", "topk_1", "topk_2"]);
+            assert_eq!(names, ["nms", "unique_1", "unique_2"]);
         }
         other => panic!("expected Unsupported, got {other:?}"),
     }
     let msg = err.to_string();
     assert!(msg.contains("NonMaxSuppression (node `nms`)"), "{msg}");
-    assert!(msg.contains("TopK (nodes `topk_1`, `topk_2`)"), "{msg}");
+    assert!(msg.contains("Unique (nodes `unique_1`, `unique_2`)"), "{msg}");
 }
 
 #[test]
@@ -313,9 +314,53 @@ fn malformed_bytes_are_an_error_not_a_panic() {
 #[test]
 fn unsupported_opset_is_an_error_with_the_fix() {
     let bytes =
-        model_bytes(7, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
+        model_bytes(6, vec![f32_input("x", &[4])], vec![], vec![node("Relu", "r", &["x"], &["y"], vec![])], &["y"]);
     let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
-    assert!(msg.contains("opset 7") && msg.contains("convert_version"), "{msg}");
+    assert!(msg.contains("opset 6") && msg.contains("convert_version"), "{msg}");
+}
+
+#[test]
+fn opset_7_imports_and_batch_normalization_spatial_0_is_refused() {
+    // Opset 7: Upsample's scales are an attribute; BatchNormalization has
+    // `spatial`, whose default (1) is the only form of opset 9.
+    let bn = |spatial: Option<i64>| {
+        let attrs = spatial.map(|s| vec![attr_int("spatial", s)]).unwrap_or_default();
+        model_bytes(
+            7,
+            vec![f32_input("x", &[1, 2, 1, 2])],
+            vec![
+                tensor_f32("s", &[2], vec![2.0, 3.0]),
+                tensor_f32("b", &[2], vec![1.0, 0.0]),
+                tensor_f32("m", &[2], vec![0.0, 1.0]),
+                tensor_f32("v", &[2], vec![1.0, 4.0]),
+            ],
+            vec![node("BatchNormalization", "bn", &["x", "s", "b", "m", "v"], &["y"], attrs)],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 2, 1, 2], vec![1.0, 2.0, 3.0, 5.0]);
+    for spatial in [None, Some(1)] {
+        let out = run(&bn(spatial), std::slice::from_ref(&x));
+        // Channel 0: 2x + 1 (eps aside); channel 1: 3 (x - 1) / 2.
+        let eps = 1e-5f32;
+        let c0 = |v: f32| 2.0 * v / (1.0 + eps).sqrt() + 1.0;
+        let c1 = |v: f32| 3.0 * (v - 1.0) / (4.0 + eps).sqrt();
+        close(&f32s(&out[0]), &[c0(1.0), c0(2.0), c1(3.0), c1(5.0)]);
+    }
+    let err = import_onnx(&bn(Some(0)), &ImportOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("bn") && msg.contains("spatial=0"), "{msg}");
+
+    let up = model_bytes(
+        7,
+        vec![f32_input("x", &[1, 1, 1, 2])],
+        vec![],
+        vec![node("Upsample", "up", &["x"], &["y"], vec![attr_floats("scales", &[1.0, 1.0, 2.0, 2.0])])],
+        &["y"],
+    );
+    let out = run(&up, &[Tensor::f32(vec![1, 1, 1, 2], vec![1.0, 2.0])]);
+    assert_eq!(out[0].shape.dims(), &[1, 1, 2, 4]);
+    close(&f32s(&out[0]), &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
 }
 
 #[test]
@@ -572,4 +617,319 @@ fn negative_log_likelihood_loss_weights_and_ignore_index() {
     close(&loss(vec![], Some(vec![10.0, 1.0])), &[38.0 / 12.0]);
     // Ignoring class 0: (2 + 6) / 2.
     close(&loss(vec![attr_int("ignore_index", 0)], None), &[4.0]);
+}
+
+/// One node named `n` over inputs `x` (f32, `dims`) and initialisers, at `opset`.
+fn single(
+    opset: i64,
+    op: &str,
+    dims: &[i64],
+    inits: Vec<onnx_protobuf::TensorProto>,
+    inputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> Vec<u8> {
+    model_bytes(opset, vec![f32_input("x", dims)], inits, vec![node(op, "n", inputs, &["y"], attrs)], &["y"])
+}
+
+#[test]
+fn is_nan_and_is_inf_compare_with_themselves_and_infinities() {
+    let x = Tensor::f32(vec![4], vec![1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+    let bools = |t: &Tensor| t.to_f64().iter().map(|&v| v != 0.0).collect::<Vec<_>>();
+    let y = run(&single(20, "IsNaN", &[4], vec![], &["x"], vec![]), std::slice::from_ref(&x));
+    assert_eq!(bools(&y[0]), [false, true, false, false]);
+    let y = run(&single(20, "IsInf", &[4], vec![], &["x"], vec![]), std::slice::from_ref(&x));
+    assert_eq!(bools(&y[0]), [false, false, true, true]);
+    let y =
+        run(&single(20, "IsInf", &[4], vec![], &["x"], vec![attr_int("detect_positive", 0)]), std::slice::from_ref(&x));
+    assert_eq!(bools(&y[0]), [false, false, false, true]);
+    let neither = vec![attr_int("detect_positive", 0), attr_int("detect_negative", 0)];
+    let y = run(&single(20, "IsInf", &[4], vec![], &["x"], neither), std::slice::from_ref(&x));
+    assert_eq!(bools(&y[0]), [false; 4]);
+}
+
+#[test]
+fn round_takes_halves_to_even() {
+    let x = Tensor::f32(vec![9], vec![0.5, 1.5, 2.5, -0.5, -1.5, 2.4, -2.6, 1e9, f32::INFINITY]);
+    let y = run(&single(22, "Round", &[9], vec![], &["x"], vec![]), &[x]);
+    assert_eq!(f32s(&y[0]), [0.0, 2.0, 2.0, -0.0, -2.0, 2.0, -3.0, 1e9, f32::INFINITY]);
+}
+
+#[test]
+fn shrink_mean_variance_norm_and_swiglu() {
+    let attrs = vec![attr_float("lambd", 1.5), attr_float("bias", 1.0)];
+    let y = run(
+        &single(9, "Shrink", &[5], vec![], &["x"], attrs),
+        &[Tensor::f32(vec![5], vec![-3.0, -1.0, 0.0, 1.5, 2.0])],
+    );
+    close(&f32s(&y[0]), &[-2.0, 0.0, 0.0, 0.0, 1.0]);
+
+    // Over axis 1 of [1, 2]: mean 2, stddev 1.
+    let y = run(
+        &single(13, "MeanVarianceNormalization", &[1, 2], vec![], &["x"], vec![attr_ints("axes", &[1])]),
+        &[Tensor::f32(vec![1, 2], vec![1.0, 3.0])],
+    );
+    close(&f32s(&y[0]), &[-1.0, 1.0]);
+
+    let bytes = model_bytes(
+        28,
+        vec![f32_input("a", &[2]), f32_input("b", &[2])],
+        vec![],
+        vec![node("SwiGLU", "n", &["a", "b"], &["y"], vec![attr_float("alpha", 2.0)])],
+        &["y"],
+    );
+    let y = run(&bytes, &[Tensor::f32(vec![2], vec![0.0, 1.0]), Tensor::f32(vec![2], vec![5.0, 3.0])]);
+    let s = 1.0 / (1.0 + (-2.0f32).exp());
+    close(&f32s(&y[0]), &[0.0, 3.0 * s]);
+}
+
+#[test]
+fn group_normalization_per_channel_and_per_group_scale() {
+    // Two groups of two channels, one element each: group 0 is {1, 3},
+    // group 1 is {5, 5} (zero variance).
+    let x = Tensor::f32(vec![1, 4, 1], vec![1.0, 3.0, 5.0, 5.0]);
+    let eps = 1e-5f32;
+    let z = 1.0 / (1.0 + eps).sqrt();
+    let inits = vec![tensor_f32("s", &[4], vec![1.0, 2.0, 3.0, 4.0]), tensor_f32("b", &[4], vec![0.0, 0.0, 1.0, 1.0])];
+    let bytes = single(21, "GroupNormalization", &[1, 4, 1], inits, &["x", "s", "b"], vec![attr_int("num_groups", 2)]);
+    let y = run(&bytes, std::slice::from_ref(&x));
+    close(&f32s(&y[0]), &[-z, 2.0 * z, 1.0, 1.0]);
+    let inits = vec![tensor_f32("s", &[2], vec![2.0, 3.0]), tensor_f32("b", &[2], vec![1.0, 0.0])];
+    let bytes = single(18, "GroupNormalization", &[1, 4, 1], inits, &["x", "s", "b"], vec![attr_int("num_groups", 2)]);
+    let y = run(&bytes, std::slice::from_ref(&x));
+    close(&f32s(&y[0]), &[1.0 - 2.0 * z, 1.0 + 2.0 * z, 0.0, 0.0]);
+    let inits = vec![tensor_f32("s", &[4], vec![1.0; 4]), tensor_f32("b", &[4], vec![0.0; 4])];
+    let bad = single(21, "GroupNormalization", &[1, 4, 1], inits, &["x", "s", "b"], vec![attr_int("num_groups", 3)]);
+    let msg = import_onnx(&bad, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("`n`") && msg.contains("3 groups"), "{msg}");
+}
+
+#[test]
+fn lp_pool_sums_powers_with_zero_padding() {
+    // p = 3 over windows of 2 with one zero pad at the start.
+    let attrs = vec![attr_ints("kernel_shape", &[2]), attr_int("p", 3), attr_ints("pads", &[1, 0])];
+    let y = run(
+        &single(18, "LpPool", &[1, 1, 3], vec![], &["x"], attrs),
+        &[Tensor::f32(vec![1, 1, 3], vec![1.0, -2.0, 3.0])],
+    );
+    assert_eq!(y[0].shape.dims(), &[1, 1, 3]);
+    close(&f32s(&y[0]), &[1.0, 9f32.cbrt(), 35f32.cbrt()]);
+    let ceil = vec![attr_ints("kernel_shape", &[2]), attr_int("ceil_mode", 1)];
+    let msg = import_onnx(&single(18, "LpPool", &[1, 1, 3], vec![], &["x"], ceil), &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("ceil_mode"), "{msg}");
+}
+
+#[test]
+fn one_hot_wraps_negative_indices_and_leaves_out_of_range_rows_off() {
+    let bytes = model_bytes(
+        11,
+        vec![value_info("i", DataType::INT64, &[Dim::Value(4)])],
+        vec![tensor_f32("depth", &[], vec![3.0]), tensor_f32("values", &[2], vec![-1.0, 7.0])],
+        vec![node("OneHot", "n", &["i", "depth", "values"], &["y"], vec![attr_int("axis", 0)])],
+        &["y"],
+    );
+    let y = run(&bytes, &[Tensor::i64(vec![4], vec![0, -1, 3, -4])]);
+    assert_eq!(y[0].shape.dims(), &[3, 4]);
+    // Column per index: 0 → row 0, −1 → row 2, 3 and −4 → none.
+    close(&f32s(&y[0]), &[7.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, 7.0, -1.0, -1.0]);
+}
+
+#[test]
+fn windows_and_eye_like_are_constants() {
+    let size = |v| tensor_i64("size", &[], vec![v]);
+    for (op, periodic, want) in [
+        ("HannWindow", 1, vec![0.0, 0.5, 1.0, 0.5]),
+        ("HannWindow", 0, vec![0.0, 0.75, 0.75, 0.0]),
+        ("HammingWindow", 1, vec![4.0 / 46.0, 25.0 / 46.0, 1.0, 25.0 / 46.0]),
+        ("BlackmanWindow", 1, vec![0.0, 0.34, 1.0, 0.34]),
+    ] {
+        let bytes = model_bytes(
+            17,
+            vec![],
+            vec![size(4)],
+            vec![node(op, "n", &["size"], &["y"], vec![attr_int("periodic", periodic)])],
+            &["y"],
+        );
+        let g = import_onnx(&bytes, &ImportOptions::default()).unwrap();
+        assert_eq!(g.nodes.node_count(), 0, "{op} folds to a constant");
+        let y = evaluate(&g, &[]).unwrap();
+        close(&f32s(&y[0]), &want);
+    }
+    let attrs = vec![attr_int("k", -1)];
+    let y = run(&single(22, "EyeLike", &[3, 2], vec![], &["x"], attrs), &[Tensor::f32(vec![3, 2], vec![9.0; 6])]);
+    assert_eq!(y[0].shape.dims(), &[3, 2]);
+    close(&f32s(&y[0]), &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
+    let bad = single(22, "EyeLike", &[3], vec![], &["x"], vec![]);
+    let msg = import_onnx(&bad, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("2-D"), "{msg}");
+}
+
+#[test]
+fn cumsum_reads_its_axis_input() {
+    let bytes = single(
+        14,
+        "CumSum",
+        &[2, 2],
+        vec![tensor_i64("axis", &[], vec![0])],
+        &["x", "axis"],
+        vec![attr_int("reverse", 1)],
+    );
+    let g = import_onnx(&bytes, &ImportOptions::default()).unwrap();
+    let n = g.nodes.node_weights().next().unwrap();
+    assert_eq!(n.op, Op::CumSum { axis: 0, exclusive: false, reverse: true });
+    let y = evaluate(&g, &[Tensor::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
+    close(&f32s(&y[0]), &[4.0, 6.0, 3.0, 4.0]);
+}
+
+#[test]
+fn pad_reflect_edge_and_wrap_pad_each_axis_in_turn() {
+    // [[1 2 3] [4 5 6]], one before and two after on the last axis, one
+    // after on the first.
+    let x = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let pads = vector_i64("pads", vec![0, 1, 1, 2]);
+    let run_mode = |mode: &str| {
+        let bytes = single(
+            13,
+            "Pad",
+            &[2, 3],
+            vec![pads.clone()],
+            &["x", "pads"],
+            vec![weft_graph::onnx::testing::attr_string("mode", mode)],
+        );
+        let y = run(&bytes, std::slice::from_ref(&x));
+        assert_eq!(y[0].shape.dims(), &[3, 6], "{mode}");
+        f32s(&y[0])
+    };
+    #[rustfmt::skip]
+    let reflect = [
+        2.0, 1.0, 2.0, 3.0, 2.0, 1.0,
+        5.0, 4.0, 5.0, 6.0, 5.0, 4.0,
+        2.0, 1.0, 2.0, 3.0, 2.0, 1.0,
+    ];
+    #[rustfmt::skip]
+    let edge = [
+        1.0, 1.0, 2.0, 3.0, 3.0, 3.0,
+        4.0, 4.0, 5.0, 6.0, 6.0, 6.0,
+        4.0, 4.0, 5.0, 6.0, 6.0, 6.0,
+    ];
+    #[rustfmt::skip]
+    let wrap = [
+        3.0, 1.0, 2.0, 3.0, 1.0, 2.0,
+        6.0, 4.0, 5.0, 6.0, 4.0, 5.0,
+        3.0, 1.0, 2.0, 3.0, 1.0, 2.0,
+    ];
+    close(&run_mode("reflect"), &reflect);
+    close(&run_mode("edge"), &edge);
+    close(&run_mode("wrap"), &wrap);
+    // Reflecting 3 on an axis of 3 would need the edge twice.
+    let bytes = single(
+        13,
+        "Pad",
+        &[2, 3],
+        vec![vector_i64("pads", vec![0, 3, 0, 0])],
+        &["x", "pads"],
+        vec![weft_graph::onnx::testing::attr_string("mode", "reflect")],
+    );
+    let msg = import_onnx(&bytes, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("reflect") && msg.contains("axis 1"), "{msg}");
+}
+
+#[test]
+fn resize_axes_leave_the_other_dimensions_alone() {
+    // Scales for axes [3, 2] only; sizes likewise.
+    let x = Tensor::f32(vec![1, 1, 1, 2], vec![1.0, 2.0]);
+    let attrs = || vec![weft_graph::onnx::testing::attr_string("mode", "nearest"), attr_ints("axes", &[3, 2])];
+    let by_scales = single(
+        19,
+        "Resize",
+        &[1, 1, 1, 2],
+        vec![tensor_f32("scales", &[2], vec![2.0, 3.0])],
+        &["x", "", "scales"],
+        attrs(),
+    );
+    let y = run(&by_scales, std::slice::from_ref(&x));
+    assert_eq!(y[0].shape.dims(), &[1, 1, 3, 4]);
+    close(&f32s(&y[0]), &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    let by_sizes = single(
+        19,
+        "Resize",
+        &[1, 1, 1, 2],
+        vec![tensor_i64("sizes", &[2], vec![4, 3])],
+        &["x", "", "", "sizes"],
+        attrs(),
+    );
+    let y = run(&by_sizes, std::slice::from_ref(&x));
+    assert_eq!(y[0].shape.dims(), &[1, 1, 3, 4]);
+    let bad =
+        single(19, "Resize", &[1, 1, 1, 2], vec![tensor_f32("scales", &[1], vec![2.0])], &["x", "", "scales"], attrs());
+    let msg = import_onnx(&bad, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(msg.contains("1 values for axes [3, 2]"), "{msg}");
+}
+
+#[test]
+fn center_crop_pad_crops_down_and_pads_up() {
+    // [2, 5] to [4, 2]: rows padded one before and one after, columns
+    // cropped from 1 ((5 − 2) / 2 rounded down).
+    let x = Tensor::f32(vec![2, 5], (0..10).map(|v| v as f32).collect());
+    let bytes = single(18, "CenterCropPad", &[2, 5], vec![vector_i64("shape", vec![4, 2])], &["x", "shape"], vec![]);
+    let y = run(&bytes, &[x]);
+    assert_eq!(y[0].shape.dims(), &[4, 2]);
+    close(&f32s(&y[0]), &[0.0, 0.0, 1.0, 2.0, 6.0, 7.0, 0.0, 0.0]);
+    // An odd total puts the extra pixel after.
+    let bytes = single(
+        18,
+        "CenterCropPad",
+        &[1, 2],
+        vec![vector_i64("shape", vec![5])],
+        &["x", "shape"],
+        vec![attr_ints("axes", &[-1])],
+    );
+    let y = run(&bytes, &[Tensor::f32(vec![1, 2], vec![1.0, 2.0])]);
+    close(&f32s(&y[0]), &[0.0, 1.0, 2.0, 0.0, 0.0]);
+}
+
+#[test]
+fn rotary_embedding_rotates_halves_or_interleaved_pairs() {
+    // One head of 4 at one position; cos = [0, 1], sin = [1, 0]: the first
+    // pair turns by 90°, the second not at all.
+    let model = |interleaved: i64| {
+        model_bytes(
+            23,
+            vec![f32_input("x", &[1, 1, 1, 4])],
+            vec![tensor_f32("cos", &[1, 1, 2], vec![0.0, 1.0]), tensor_f32("sin", &[1, 1, 2], vec![1.0, 0.0])],
+            vec![node(
+                "RotaryEmbedding",
+                "n",
+                &["x", "cos", "sin"],
+                &["y"],
+                vec![attr_int("interleaved", interleaved)],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 1, 4], vec![1.0, 2.0, 3.0, 4.0]);
+    // Halves: pairs (1, 3) and (2, 4).
+    close(&f32s(&run(&model(0), std::slice::from_ref(&x))[0]), &[-3.0, 2.0, 1.0, 4.0]);
+    // Interleaved: pairs (1, 2) and (3, 4).
+    close(&f32s(&run(&model(1), std::slice::from_ref(&x))[0]), &[-2.0, 1.0, 3.0, 4.0]);
+}
+
+#[test]
+fn bool_reduce_max_is_any_and_min_is_all() {
+    let bytes = |op: &str| {
+        model_bytes(
+            18,
+            vec![value_info("x", DataType::BOOL, &[Dim::Value(2), Dim::Value(3)])],
+            vec![vector_i64("axes", vec![1])],
+            vec![node(op, "n", &["x", "axes"], &["y"], vec![attr_int("keepdims", 0)])],
+            &["y"],
+        )
+    };
+    let x = Tensor::bool(vec![2, 3], vec![true, false, true, true, true, true]);
+    let bools = |t: &Tensor| t.to_f64().iter().map(|&v| v != 0.0).collect::<Vec<_>>();
+    assert_eq!(bools(&run(&bytes("ReduceMax"), std::slice::from_ref(&x))[0]), [true, true]);
+    assert_eq!(bools(&run(&bytes("ReduceMin"), std::slice::from_ref(&x))[0]), [false, true]);
+    let none = Tensor::bool(vec![2, 3], vec![false; 6]);
+    assert_eq!(bools(&run(&bytes("ReduceMax"), &[none])[0]), [false, false]);
 }

@@ -65,12 +65,13 @@ use weft_kir::{check_args, verifier, ArgValue, KernelDef, ParamKind, Target};
 use crate::block::{run_block, BlockState, Launch};
 pub use crate::error::{InterpError, MemorySpace};
 
-/// The transcendental functions KIR's `exp`, `log`, `tanh` and `erf` are
+/// The transcendental functions KIR's `exp`, `log`, `tanh`, `erf`, `sin`,
+/// `cos` and `atan` are
 /// computed with (the `libm` crate: the same bits on every host). The cpu
 /// executor links these same functions into the emitted code, so the two
 /// compare bit for bit; CUDA's own maths library differs from both.
 pub mod maths {
-    pub use libm::{erff, expf, logf, tanhf};
+    pub use libm::{atanf, cosf, erff, expf, logf, sinf, tanhf};
 }
 pub use crate::mapped::MappedSlot;
 

@@ -186,6 +186,9 @@ fn float_unary<F: FloatLane>(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64
         UnaryOp::Erf => crate::maths::erff,
         UnaryOp::Floor => f32::floor,
         UnaryOp::Ceil => f32::ceil,
+        UnaryOp::Sin => crate::maths::sinf,
+        UnaryOp::Cos => crate::maths::cosf,
+        UnaryOp::Atan => crate::maths::atanf,
         UnaryOp::Not => return unsupported(op.name(), ty),
     };
     // Each arm gets its own monomorphised loop; the cheap ones vectorise.

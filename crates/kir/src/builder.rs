@@ -362,6 +362,7 @@ macro_rules! cmp_methods {
 unary_methods! {
     neg => Neg, not => Not, abs => Abs, exp => Exp, log => Log, sqrt => Sqrt,
     rsqrt => Rsqrt, tanh => Tanh, erf => Erf, floor => Floor, ceil => Ceil,
+    sin => Sin, cos => Cos, atan => Atan,
 }
 
 binary_methods! {

@@ -109,10 +109,13 @@ pub enum UnaryOp {
     Erf,
     Floor,
     Ceil,
+    Sin,
+    Cos,
+    Atan,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 11] = [
+    pub const ALL: [UnaryOp; 14] = [
         UnaryOp::Neg,
         UnaryOp::Not,
         UnaryOp::Abs,
@@ -124,6 +127,9 @@ impl UnaryOp {
         UnaryOp::Erf,
         UnaryOp::Floor,
         UnaryOp::Ceil,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Atan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -139,6 +145,9 @@ impl UnaryOp {
             UnaryOp::Erf => "erf",
             UnaryOp::Floor => "floor",
             UnaryOp::Ceil => "ceil",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Atan => "atan",
         }
     }
 

@@ -386,6 +386,36 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
             let l = b.log(q);
             b.mul(half, l)
         }
+        UnaryOp::Sin => b.sin(v),
+        UnaryOp::Cos => b.cos(v),
+        UnaryOp::Atan => b.atan(v),
+        UnaryOp::Tan => {
+            let s = b.sin(v);
+            let c = b.cos(v);
+            b.div(s, c)
+        }
+        UnaryOp::Asin => {
+            // (1 − x)(1 + x) rather than 1 − x², which cancels near |x| = 1;
+            // x = ±1 gives atan(±∞) = ±π/2, |x| > 1 the square root's NaN.
+            let one = b.const_float(ty, 1.0);
+            let m = b.sub(one, v);
+            let p = b.add(one, v);
+            let d = b.mul(m, p);
+            let r = b.sqrt(d);
+            let q = b.div(v, r);
+            b.atan(q)
+        }
+        UnaryOp::Acos => {
+            // x = −1 gives 2 atan(∞) = π; |x| > 1 a negative ratio's NaN.
+            let one = b.const_float(ty, 1.0);
+            let two = b.const_float(ty, 2.0);
+            let m = b.sub(one, v);
+            let p = b.add(one, v);
+            let q = b.div(m, p);
+            let r = b.sqrt(q);
+            let a = b.atan(r);
+            b.mul(two, a)
+        }
         UnaryOp::Not | UnaryOp::Sign => unreachable!("handled above for every type"),
     }
 }

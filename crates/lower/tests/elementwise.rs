@@ -34,6 +34,9 @@ fn unary_ops() -> Vec<UnaryOp> {
         UnaryOp::Sinh,
         UnaryOp::Cosh,
         UnaryOp::Asinh,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Atan,
     ]
 }
 
@@ -62,8 +65,15 @@ fn positive_domain_unaries_match_the_reference() {
         g.add_output(y);
         check(&g, &[rng.f32(&[5, 13], 0.1, 4.0)]);
     }
-    // Acosh is defined from 1 on, Atanh inside (−1, 1).
-    for (u, lo, hi) in [(UnaryOp::Acosh, 1.05, 6.0), (UnaryOp::Atanh, -0.95, 0.95)] {
+    // Acosh is defined from 1 on, Atanh, Asin and Acos inside (−1, 1) (the
+    // last two near ±1 too); Tan away from its poles.
+    for (u, lo, hi) in [
+        (UnaryOp::Acosh, 1.05, 6.0),
+        (UnaryOp::Atanh, -0.95, 0.95),
+        (UnaryOp::Asin, -0.9999, 0.9999),
+        (UnaryOp::Acos, -0.9999, 0.9999),
+        (UnaryOp::Tan, -1.4, 1.4),
+    ] {
         let mut g = Graph::new("unary");
         let x = g.add_input("x", DType::F32, vec![5, 13]);
         let y = node(&mut g, "u", Op::Unary(u), &[x]);
@@ -400,5 +410,22 @@ fn nan_propagates_through_max_like_ops() {
             assert!(want.iter().any(|v| v.is_nan()), "{op:?} n={n}: the reference drops NaN: {want:?}");
             assert_eq!(nan_at(&got), nan_at(&want), "{op:?} n={n}: NaN positions differ");
         }
+    }
+}
+
+#[test]
+fn inverse_trigonometry_at_the_domain_edges() {
+    // asin(±1) = ±π/2 through atan(±∞), acos(−1) = π, and outside [−1, 1]
+    // NaN, as the reference gives.
+    for u in [UnaryOp::Asin, UnaryOp::Acos] {
+        let mut g = Graph::new("edges");
+        let x = g.add_input("x", DType::F32, vec![5]);
+        let y = node(&mut g, "u", Op::Unary(u), &[x]);
+        g.add_output(y);
+        check(&g, &[Tensor::f32(vec![5], vec![-1.0, 1.0, 0.0, 0.5, -0.5])]);
+        let inputs = [Tensor::f32(vec![5], vec![1.5, -2.0, 1.0001, -7.0, f32::INFINITY])];
+        let (_, got) = common::lower_and_run(&g, &inputs, &weft_lower::LowerOptions::default());
+        let got = got[0].to_f64_vec();
+        assert!(got.iter().all(|v| v.is_nan()), "{u:?}: {got:?}");
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check, node, Rng};
-use weft_graph::{CoordinateTransform, DType, Graph, NearestMode, Op, ResizeMode, Tensor, UnaryOp};
+use weft_graph::{CoordinateTransform, DType, Graph, NearestMode, Op, ResizeMode, ScatterReduction, Tensor, UnaryOp};
 use weft_lower::BufferKind;
 
 #[test]
@@ -239,5 +239,104 @@ fn gather_elements_on_any_axis_with_negative_indices() {
         let y = node(&mut g, "ge", Op::GatherElements { axis }, &[x, idx]);
         g.add_output(y);
         check(&g, &[rng.f32(&dims, -1.0, 1.0), rng.i64(&idx_dims, -d, d)]);
+    }
+}
+
+fn reductions() -> [ScatterReduction; 5] {
+    [ScatterReduction::None, ScatterReduction::Add, ScatterReduction::Mul, ScatterReduction::Max, ScatterReduction::Min]
+}
+
+#[test]
+fn scatter_elements_every_axis_and_reduction() {
+    let mut rng = Rng::new(51);
+    for axis in [0i64, 1, -1] {
+        for reduction in reductions() {
+            let dims = [3usize, 4];
+            let idx_dims = [2usize, 3];
+            let a = if axis < 0 { 1 } else { axis as usize };
+            let d = dims[a] as i64;
+            let mut g = Graph::new("scatter_elements");
+            let x = g.add_input("x", DType::F32, dims.to_vec());
+            let i = g.add_input("i", DType::I64, idx_dims.to_vec());
+            let u = g.add_input("u", DType::F32, idx_dims.to_vec());
+            let y = node(&mut g, "s", Op::ScatterElements { axis, reduction }, &[x, i, u]);
+            g.add_output(y);
+            // Duplicate indices are likely with 6 updates into 3 or 4 slots,
+            // so the combination order is exercised.
+            let idx = rng.i64(&idx_dims, -d, d);
+            check(&g, &[rng.f32(&dims, 0.5, 1.5), idx, rng.f32(&idx_dims, 0.5, 1.5)]);
+        }
+    }
+}
+
+#[test]
+fn scatter_nd_tuples_and_slices() {
+    let mut rng = Rng::new(52);
+    // data [4, 3, 2]: tuples of 1 (whole [3, 2] slices), 2 (rows of 2) and 3 (elements).
+    let cases: &[(&[usize], &[usize])] = &[(&[2, 1], &[2, 3, 2]), (&[3, 2], &[3, 2]), (&[2, 2, 3], &[2, 2])];
+    for (idx_dims, upd_dims) in cases {
+        for reduction in reductions() {
+            let k = *idx_dims.last().unwrap();
+            let data_dims = [4usize, 3, 2];
+            let tuples: usize = idx_dims[..idx_dims.len() - 1].iter().product();
+            let mut vals = Vec::new();
+            for _ in 0..tuples {
+                for &d in &data_dims[..k] {
+                    let d = d as i64;
+                    vals.push(rng.i64(&[1], -d, d).as_i64s().unwrap()[0]);
+                }
+            }
+            let mut g = Graph::new("scatter_nd");
+            let x = g.add_input("x", DType::F32, data_dims.to_vec());
+            let i = g.add_input("i", DType::I64, idx_dims.to_vec());
+            let u = g.add_input("u", DType::F32, upd_dims.to_vec());
+            let y = node(&mut g, "s", Op::ScatterND { reduction }, &[x, i, u]);
+            g.add_output(y);
+            let idx = Tensor::i64(idx_dims.to_vec(), vals);
+            check(&g, &[rng.f32(&data_dims, 0.5, 1.5), idx, rng.f32(upd_dims, 0.5, 1.5)]);
+        }
+    }
+}
+
+#[test]
+fn scatter_drops_an_update_whose_run_time_index_is_out_of_range() {
+    let mut g = Graph::new("scatter_oob");
+    let x = g.add_input("x", DType::F32, vec![4]);
+    let i = g.add_input("i", DType::I64, vec![3]);
+    let u = g.add_input("u", DType::F32, vec![3]);
+    let y = node(&mut g, "s", Op::ScatterElements { axis: 0, reduction: ScatterReduction::None }, &[x, i, u]);
+    g.add_output(y);
+    let inputs = [
+        Tensor::f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+        // 2^32 + 1 must not alias index 1; -5 wraps to -1, still outside.
+        Tensor::i64(vec![3], vec![(1 << 32) + 1, -5, -1]),
+        Tensor::f32(vec![3], vec![10.0, 20.0, 30.0]),
+    ];
+    let (_, out) = common::lower_and_run(&g, &inputs, &Default::default());
+    assert_eq!(out[0].to_f32_vec(), vec![1.0, 2.0, 3.0, 30.0]);
+}
+
+#[test]
+fn gather_nd_with_and_without_batch_dims() {
+    let mut rng = Rng::new(53);
+    // (data, indices, batch_dims)
+    let cases: &[(&[usize], &[usize], usize)] =
+        &[(&[4, 3, 2], &[5, 1], 0), (&[4, 3, 2], &[2, 2, 2], 0), (&[4, 3, 2], &[3], 0), (&[2, 3, 4], &[2, 2, 1], 1)];
+    for &(data_dims, idx_dims, batch_dims) in cases {
+        let k = *idx_dims.last().unwrap();
+        let tuples: usize = idx_dims[..idx_dims.len() - 1].iter().product();
+        let mut vals = Vec::new();
+        for _ in 0..tuples {
+            for t in 0..k {
+                let d = data_dims[batch_dims + t] as i64;
+                vals.push(rng.i64(&[1], -d, d).as_i64s().unwrap()[0]);
+            }
+        }
+        let mut g = Graph::new("gather_nd");
+        let x = g.add_input("x", DType::F32, data_dims.to_vec());
+        let i = g.add_input("i", DType::I64, idx_dims.to_vec());
+        let y = node(&mut g, "g", Op::GatherND { batch_dims }, &[x, i]);
+        g.add_output(y);
+        check(&g, &[rng.f32(data_dims, -1.0, 1.0), Tensor::i64(idx_dims.to_vec(), vals)]);
     }
 }

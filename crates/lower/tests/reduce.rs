@@ -196,12 +196,7 @@ fn min_and_prod_reductions_match_the_reference() {
 
 /// Runs `g` on the interpreter and returns its first output.
 fn lower_and_run(g: &Graph, inputs: &[Tensor]) -> Vec<f64> {
-    let program = weft_lower::lower(g, &weft_lower::LowerOptions::default()).expect("lowers");
-    let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
-    let got =
-        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(program), &hosts, |_| {})
-            .expect("runs");
-    got[0].to_f64_vec()
+    common::lower_and_run(g, inputs, &weft_lower::LowerOptions::default()).1[0].to_f64_vec()
 }
 
 #[test]
@@ -256,5 +251,71 @@ fn reducing_an_empty_axis_gives_the_identity() {
         let got = lower_and_run(&g, std::slice::from_ref(&x));
         assert_eq!(got, vec![want; 6]);
         assert_eq!(weft_graph::evaluate(&g, &[x]).unwrap()[0].to_f64(), got, "the reference agrees");
+    }
+}
+
+#[test]
+fn cumsum_and_cumprod_every_axis_and_direction() {
+    let mut rng = Rng::new(31);
+    let shapes: &[&[usize]] = &[&[7], &[3, 5], &[2, 3, 4]];
+    for dims in shapes {
+        for axis in -(dims.len() as i64)..dims.len() as i64 {
+            for exclusive in [false, true] {
+                for reverse in [false, true] {
+                    for product in [false, true] {
+                        let op = if product {
+                            Op::CumProd { axis, exclusive, reverse }
+                        } else {
+                            Op::CumSum { axis, exclusive, reverse }
+                        };
+                        let mut g = Graph::new("cumulative");
+                        let x = g.add_input("x", DType::F32, dims.to_vec());
+                        let y = node(&mut g, "c", op, &[x]);
+                        g.add_output(y);
+                        let p = check(&g, &[rng.f32(dims, 0.5, 1.5)]);
+                        assert_eq!(p.steps.len(), 1);
+                    }
+                }
+            }
+        }
+    }
+    // Integers are exact.
+    for dtype in [DType::I32, DType::I64] {
+        let mut g = Graph::new("cumsum_int");
+        let x = g.add_input("x", dtype, vec![2, 5]);
+        let y = node(&mut g, "c", Op::CumSum { axis: 1, exclusive: true, reverse: false }, &[x]);
+        g.add_output(y);
+        let v = rng.i64(&[2, 5], -50, 50);
+        let v = if dtype == DType::I32 {
+            Tensor::i32(vec![2, 5], v.as_i64s().unwrap().iter().map(|&x| x as i32).collect())
+        } else {
+            v
+        };
+        check(&g, &[v]);
+    }
+}
+
+#[test]
+fn top_k_every_axis_both_directions_with_ties() {
+    let mut rng = Rng::new(32);
+    let shapes: &[&[usize]] = &[&[7], &[3, 5], &[2, 6, 3]];
+    for dims in shapes {
+        for axis in 0..dims.len() {
+            for largest in [true, false] {
+                for k in [1, dims[axis]] {
+                    let mut g = Graph::new("top_k");
+                    let x = g.add_input("x", DType::F32, dims.to_vec());
+                    let outs = g
+                        .add_node("t", Op::TopK { axis: axis as i64, k, largest }, vec![Some(x)])
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    g.add_output(outs[0]);
+                    g.add_output(outs[1]);
+                    // Values on a coarse grid, so ties are common.
+                    let v = rng.i64(dims, -3, 3);
+                    let v = Tensor::f32(dims.to_vec(), v.as_i64s().unwrap().iter().map(|&x| x as f32).collect());
+                    check(&g, &[v]);
+                }
+            }
+        }
     }
 }

@@ -40,7 +40,9 @@ use super::tensor::elem_type_of;
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, TensorId, TensorInfo};
 use crate::infer::{conv_geometry, pool_geometry};
-use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+use crate::op::{
+    BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, ScatterReduction, UnaryOp, Window,
+};
 use crate::tensor::{Shape, Tensor, TensorData};
 
 /// The default-domain opsets export writes. From 13 the attribute-like
@@ -474,6 +476,53 @@ impl<'g> Exporter<'g> {
             }
             Op::Gather { axis } | Op::GatherElements { axis } => {
                 attrs.push(int("axis", *axis));
+                node.op.name()
+            }
+            Op::ScatterElements { reduction, .. } | Op::ScatterND { reduction } => {
+                if let Op::ScatterElements { axis, .. } = node.op {
+                    attrs.push(int("axis", axis));
+                }
+                if *reduction != ScatterReduction::None {
+                    let needs =
+                        if matches!(reduction, ScatterReduction::Max | ScatterReduction::Min) { 18 } else { 16 };
+                    if self.opset < needs {
+                        return Err(format!(
+                            "{} with reduction `{}` needs opset {needs}, exporting opset {}",
+                            node.op.name(),
+                            reduction.name(),
+                            self.opset
+                        )
+                        .into());
+                    }
+                    attrs.push(string("reduction", reduction.name()));
+                }
+                node.op.name()
+            }
+            Op::TopK { axis, k, largest } => {
+                if self.opset < 11 {
+                    return Err(format!("TopK needs opset 11, exporting opset {}", self.opset).into());
+                }
+                inputs.push(self.i64s(name, "k", &[*k as i64])?);
+                attrs.push(int("axis", *axis));
+                attrs.push(int("largest", *largest as i64));
+                node.op.name()
+            }
+            Op::GatherND { batch_dims } => {
+                if *batch_dims != 0 {
+                    attrs.push(int("batch_dims", *batch_dims as i64));
+                }
+                node.op.name()
+            }
+            Op::CumSum { axis, exclusive, reverse } | Op::CumProd { axis, exclusive, reverse } => {
+                let needs = if matches!(node.op, Op::CumSum { .. }) { 11 } else { 26 };
+                if self.opset < needs {
+                    return Err(
+                        format!("{} needs opset {needs}, exporting opset {}", node.op.name(), self.opset).into()
+                    );
+                }
+                inputs.push(self.constant(name, "axis", &Tensor::i64(Shape::scalar(), vec![*axis]))?);
+                attrs.push(int("exclusive", *exclusive as i64));
+                attrs.push(int("reverse", *reverse as i64));
                 node.op.name()
             }
             Op::Resize { scales, mode, transform, nearest } => {

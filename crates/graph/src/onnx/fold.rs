@@ -224,9 +224,63 @@ pub fn fold(node: &FoldNode<'_>, inputs: &[Option<&Tensor>]) -> Result<Option<Ve
             // the large sentinels (INT64_MAX) saturate back to themselves.
             from_f64(a.dtype, Shape(shape), &vals)
         }
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => window_function(node, input(0)?)?,
+        "EyeLike" => {
+            let x = input(0)?;
+            eye_like(node, x.shape.dims(), x.dtype)?
+        }
         _ => return Ok(None),
     };
     Ok(Some(vec![out]))
+}
+
+/// HannWindow, HammingWindow and BlackmanWindow of the scalar `size`: the
+/// cosine sums ONNX defines, `a0 − a1 cos(2πn/N) + a2 cos(4πn/N)` with
+/// `N = size` (periodic, the default) or `size − 1` (symmetric), computed in
+/// f64 and rounded to `output_datatype`. Only the size is an input, so the
+/// window is always a constant.
+pub fn window_function(node: &FoldNode<'_>, size: &Tensor) -> Result<Tensor, ImportError> {
+    let size = match size.as_i64s().as_deref() {
+        Some([s]) => *s,
+        _ => return Err(node.err(format!("size must be an integer scalar, found {} {}", size.dtype, size.shape))),
+    };
+    let size = usize::try_from(size).map_err(|_| node.err(format!("size is negative ({size})")))?;
+    node.check_size(&[size])?;
+    let periodic = node.attrs.int("periodic", node.name)?.unwrap_or(1) != 0;
+    let dtype = match node.attrs.int("output_datatype", node.name)? {
+        Some(t) => dtype_of(t as i32).map_err(|m| node.err(m))?,
+        None => DType::F32,
+    };
+    let span = if periodic { size as f64 } else { size as f64 - 1.0 };
+    if span <= 0.0 && size > 0 {
+        return Err(node.err(format!("a symmetric window of size {size} divides by zero (give size ≥ 2)")));
+    }
+    let (a0, a1, a2) = match node.op_type {
+        "HannWindow" => (0.5, 0.5, 0.0),
+        "HammingWindow" => (25.0 / 46.0, 21.0 / 46.0, 0.0),
+        _ => (0.42, 0.5, 0.08),
+    };
+    let tau = 2.0 * std::f64::consts::PI;
+    let vals: Vec<f64> =
+        (0..size).map(|i| a0 - a1 * (tau * i as f64 / span).cos() + a2 * (2.0 * tau * i as f64 / span).cos()).collect();
+    Ok(from_f64(dtype, Shape(vec![size]), &vals))
+}
+
+/// EyeLike: ones where `column − row = k`, zeros elsewhere, shaped as the
+/// 2-D input and of its type unless `dtype` says otherwise. Only the input's
+/// shape matters, so the result is always a constant.
+pub fn eye_like(node: &FoldNode<'_>, dims: &[usize], input_dtype: DType) -> Result<Tensor, ImportError> {
+    let &[rows, cols] = dims else {
+        return Err(node.err(format!("input has shape {}; EyeLike takes a 2-D tensor", Shape(dims.to_vec()))));
+    };
+    node.check_size(dims)?;
+    let dtype = match node.attrs.int("dtype", node.name)? {
+        Some(t) => dtype_of(t as i32).map_err(|m| node.err(m))?,
+        None => input_dtype,
+    };
+    let k = node.attrs.int("k", node.name)?.unwrap_or(0);
+    let vals: Vec<f64> = (0..rows * cols).map(|p| ((p % cols) as i64 - (p / cols) as i64 == k) as u8 as f64).collect();
+    Ok(from_f64(dtype, Shape(dims.to_vec()), &vals))
 }
 
 /// Converts a tensor's elements to `dtype` with ONNX `Cast` rounding

@@ -5,7 +5,7 @@
 //!
 //! What import does, in order:
 //!
-//! 1. Checks the opset (default domain, versions 9 to 28) and collects *every*
+//! 1. Checks the opset (default domain, versions 7 to 28) and collects *every*
 //!    node whose operator weft does not support, across the whole model, into
 //!    one [`ImportError::Unsupported`], so a user sees the full gap at once.
 //! 2. Gives each graph input a static shape: ONNX dims that are fixed in the
@@ -31,7 +31,10 @@
 //!    only when a node consumes it as data.
 //! 4. Marks the model's outputs.
 //!
-//! Opset differences handled here rather than downstream: Softmax before
+//! Opset differences handled here rather than downstream: opsets 7 and 8
+//! differ from 9 for the supported operators only in BatchNormalization's
+//! `spatial` (1, the only form since opset 9, is accepted; 0 is refused) and
+//! Upsample's scales (an attribute until opset 9); Softmax before
 //! opset 13 normalises over all dimensions from `axis` on (the input coerced to
 //! 2-D), which becomes Reshape → Softmax → Reshape when `axis` is not the last
 //! dimension; `Upsample` and opset-10 `Resize` become `Resize` with asymmetric
@@ -52,7 +55,17 @@
 //! the target class, weights by Gather) and SoftmaxCrossEntropyLoss
 //! (LogSoftmax, then the former), Gelu's tanh form, Swish, DepthToSpace and
 //! SpaceToDepth (Reshape, Transpose, Reshape), Tile (a broadcast multiply by
-//! ones), LpNormalization and InstanceNormalization.
+//! ones), LpNormalization and InstanceNormalization, GroupNormalization
+//! (InstanceNormalization's statistics over channel groups) and
+//! MeanVarianceNormalization, LpPool (AveragePool of `|x|^p` counting the
+//! padding, times the window size, to the power `1/p`), IsNaN (`x ≠ x`),
+//! IsInf (Equal with ±∞), Round (halves to even from Floor and comparisons),
+//! Shrink (Where), OneHot (indices compared with a constant `0..depth`),
+//! SwiGLU (Sigmoid and Mul), RotaryEmbedding (Gather of the caches, Slice,
+//! Mul, Concat), CenterCropPad (Slice and Pad) and Pad's
+//! reflect, edge and wrap modes (Concat of slices). HannWindow, HammingWindow, BlackmanWindow
+//! and EyeLike depend only on a size or a shape, so they are always
+//! constants.
 
 mod attrs;
 pub mod error;
@@ -79,7 +92,7 @@ use attrs::Attrs;
 use fold::FoldNode;
 
 /// The lowest and highest default-domain opsets the importer understands.
-pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 9..=28;
+pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 7..=28;
 
 /// How to give a model's dynamic input dimensions static values.
 #[derive(Clone, Debug, Default)]
@@ -240,27 +253,35 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
 /// only ever fold to constants.
 const SUPPORTED: &[&str] = &[
     "Abs",
+    "Acos",
     "Acosh",
     "Add",
     "And",
     "ArgMax",
     "ArgMin",
+    "Asin",
     "Asinh",
+    "Atan",
     "Atanh",
     "Attention",
     "AveragePool",
     "BatchNormalization",
+    "BlackmanWindow",
     "Cast",
     "CastLike",
     "Ceil",
     "Celu",
+    "CenterCropPad",
     "Clip",
     "Concat",
     "Constant",
     "ConstantOfShape",
     "Conv",
     "ConvTranspose",
+    "Cos",
     "Cosh",
+    "CumProd",
+    "CumSum",
     "DepthToSpace",
     "Div",
     "Dropout",
@@ -269,21 +290,28 @@ const SUPPORTED: &[&str] = &[
     "Erf",
     "Exp",
     "Expand",
+    "EyeLike",
     "Flatten",
     "Floor",
     "Gather",
     "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GroupNormalization",
+    "HammingWindow",
+    "HannWindow",
     "HardSigmoid",
     "HardSwish",
     "Hardmax",
     "Identity",
     "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
     "LRN",
     "LayerNormalization",
     "LeakyRelu",
@@ -292,10 +320,12 @@ const SUPPORTED: &[&str] = &[
     "Log",
     "LogSoftmax",
     "LpNormalization",
+    "LpPool",
     "MatMul",
     "Max",
     "MaxPool",
     "Mean",
+    "MeanVarianceNormalization",
     "Min",
     "Mish",
     "Mod",
@@ -303,6 +333,7 @@ const SUPPORTED: &[&str] = &[
     "Neg",
     "NegativeLogLikelihoodLoss",
     "Not",
+    "OneHot",
     "Or",
     "PRelu",
     "Pad",
@@ -323,10 +354,17 @@ const SUPPORTED: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "RotaryEmbedding",
+    "Round",
+    "Scatter",
+    "ScatterElements",
+    "ScatterND",
     "Selu",
     "Shape",
+    "Shrink",
     "Sigmoid",
     "Sign",
+    "Sin",
     "Sinh",
     "Size",
     "Slice",
@@ -340,10 +378,13 @@ const SUPPORTED: &[&str] = &[
     "Squeeze",
     "Sub",
     "Sum",
+    "SwiGLU",
     "Swish",
+    "Tan",
     "Tanh",
     "ThresholdedRelu",
     "Tile",
+    "TopK",
     "Transpose",
     "Trilu",
     "Unsqueeze",

@@ -7,7 +7,9 @@ use super::fold::{broadcast, reshape_dims, resolve_slice, squeeze_dims, unsqueez
 use super::{Importer, NodeView};
 use crate::dtype::DType;
 use crate::graph::TensorId;
-use crate::op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, UnaryOp, Window};
+use crate::op::{
+    BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, ScatterReduction, UnaryOp, Window,
+};
 use crate::tensor::{Shape, Tensor, TensorData};
 
 pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
@@ -52,6 +54,14 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             if a.int("training_mode", name)?.unwrap_or(0) != 0 || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
                 return Err(n.err("training mode (running mean/var outputs) is not supported; export for inference"));
             }
+            // Opsets 7 and 8 have `spatial`; 0 means per-element statistics
+            // (scale and mean shaped as the input without its batch).
+            if n.opset < 9 && a.int("spatial", name)?.unwrap_or(1) == 0 {
+                return Err(n.err(
+                    "spatial=0 (statistics per element, not per channel) is not supported; \
+                     export with spatial=1 or opset 9 or later",
+                ));
+            }
             Some(Op::BatchNormalization { epsilon: a.float("epsilon", name)?.unwrap_or(1e-5) })
         }
         "Gemm" => Some(Op::Gemm {
@@ -82,6 +92,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Asinh" => unary(UnaryOp::Asinh)?,
         "Acosh" => unary(UnaryOp::Acosh)?,
         "Atanh" => unary(UnaryOp::Atanh)?,
+        "Sin" => unary(UnaryOp::Sin)?,
+        "Cos" => unary(UnaryOp::Cos)?,
+        "Tan" => unary(UnaryOp::Tan)?,
+        "Asin" => unary(UnaryOp::Asin)?,
+        "Acos" => unary(UnaryOp::Acos)?,
+        "Atan" => unary(UnaryOp::Atan)?,
         "Elu" => unary(UnaryOp::Elu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
         "Celu" => unary(UnaryOp::Celu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
         "ThresholdedRelu" => unary(UnaryOp::ThresholdedRelu { alpha: a.float("alpha", name)?.unwrap_or(1.0) })?,
@@ -102,6 +118,90 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Hardmax" => return hardmax(imp, n),
         "Mean" => return mean(imp, n),
         "Trilu" => return trilu(imp, n),
+        "IsNaN" => return is_nan(imp, n),
+        "CenterCropPad" => return center_crop_pad(imp, n),
+        "RotaryEmbedding" => return rotary_embedding(imp, n),
+        "ScatterElements" | "Scatter" | "ScatterND" => {
+            let reduction = match a.string("reduction", name)?.as_deref().unwrap_or("none") {
+                "none" => ScatterReduction::None,
+                "add" => ScatterReduction::Add,
+                "mul" => ScatterReduction::Mul,
+                "max" => ScatterReduction::Max,
+                "min" => ScatterReduction::Min,
+                other => return Err(n.err(format!("reduction `{other}` is not one of none, add, mul, max, min"))),
+            };
+            if n.op_type == "ScatterND" {
+                Some(Op::ScatterND { reduction })
+            } else {
+                Some(Op::ScatterElements { axis: a.int("axis", name)?.unwrap_or(0), reduction })
+            }
+        }
+        "TopK" => {
+            // Opset 10 moved k from an attribute to an input.
+            let k = if n.opset < 10 {
+                a.int("k", name)?.ok_or_else(|| n.err("attribute `k` is missing"))?
+            } else {
+                let t = const_input(imp, n, 1, "k")?.ok_or_else(|| n.err("the K input is missing"))?;
+                match ints_of(n, &t)?.as_slice() {
+                    [k] => *k,
+                    other => return Err(n.err(format!("K must be one integer, found {other:?}"))),
+                }
+            };
+            let op = Op::TopK {
+                axis: a.int("axis", name)?.unwrap_or(-1),
+                k: to_usize(n, "k", k)?,
+                largest: a.int("largest", name)?.unwrap_or(1) != 0,
+            };
+            // Both outputs exist in the graph; an omitted one gets a
+            // node-local name.
+            let outputs: Vec<String> =
+                (0..2).map(|i| wanted_output(n, i).unwrap_or_else(|| format!("{}:{i}", n.name))).collect();
+            let x = imp.tensor(data_input(n)?)?;
+            imp.emit(&n.name, op, vec![Some(x)], &outputs)?;
+            return Ok(());
+        }
+        "GatherND" => {
+            let b = a.int("batch_dims", name)?.unwrap_or(0);
+            Some(Op::GatherND { batch_dims: to_usize(n, "batch_dims", b)? })
+        }
+        "CumSum" | "CumProd" => {
+            let axis = const_input(imp, n, 1, "axis")?.ok_or_else(|| n.err("the axis input is missing"))?;
+            let axis = match ints_of(n, &axis)?.as_slice() {
+                [a] => *a,
+                other => return Err(n.err(format!("axis must be one integer, found {other:?}"))),
+            };
+            let exclusive = a.int("exclusive", name)?.unwrap_or(0) != 0;
+            let reverse = a.int("reverse", name)?.unwrap_or(0) != 0;
+            let op = if n.op_type == "CumSum" {
+                Op::CumSum { axis, exclusive, reverse }
+            } else {
+                Op::CumProd { axis, exclusive, reverse }
+            };
+            return emit_one(imp, n, op, 1);
+        }
+        "IsInf" => return is_inf(imp, n),
+        "Shrink" => return shrink(imp, n),
+        "MeanVarianceNormalization" => return mean_variance_norm(imp, n),
+        "GroupNormalization" => return group_norm(imp, n),
+        "LpPool" => return lp_pool(imp, n),
+        "OneHot" => return one_hot(imp, n),
+        "SwiGLU" => return swiglu(imp, n),
+        "Round" => return round_half_even(imp, n),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => {
+            // The size is a run-time input given a value at import (a
+            // constant one was folded already): the window is a constant.
+            let size = const_input(imp, n, 0, "size")?.ok_or_else(|| n.err("the size input is missing"))?;
+            let w = super::fold::window_function(&n.fold_node(), &size)?;
+            imp.set_const(n, 0, w);
+            return Ok(());
+        }
+        "EyeLike" => {
+            let x = data_input(n)?;
+            let dtype = imp.dtype_of(x).unwrap_or(DType::F32);
+            let eye = super::fold::eye_like(&n.fold_node(), &imp.shape_of(x), dtype)?;
+            imp.set_const(n, 0, eye);
+            return Ok(());
+        }
         "LeakyRelu" => unary(UnaryOp::LeakyRelu { alpha: a.float("alpha", name)?.unwrap_or(0.01) })?,
         "HardSigmoid" => unary(UnaryOp::HardSigmoid {
             alpha: a.float("alpha", name)?.unwrap_or(0.2),
@@ -169,6 +269,22 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             let Some((axes, keepdims)) = reduce_axes(imp, n)? else {
                 return emit_one(imp, n, Op::Identity, 1);
             };
+            let xname = data_input(n)?;
+            if imp.dtype_of(xname) == Some(DType::Bool) && matches!(n.op_type, "ReduceMax" | "ReduceMin") {
+                // Over bool, Max is "any" (a sum of ones is non-zero) and Min
+                // is "all" (a product of ones is one); empty sets give false
+                // and true, the identities.
+                let c = Chain { n };
+                let x = imp.tensor(xname)?;
+                let ones = c.step(imp, "as_i32", Op::Cast { to: DType::I32 }, &[x])?;
+                let red = if n.op_type == "ReduceMax" {
+                    Op::ReduceSum { axes, keepdims }
+                } else {
+                    Op::ReduceProd { axes, keepdims }
+                };
+                let r = c.step(imp, "count", red, &[ones])?;
+                return c.last(imp, Op::Cast { to: DType::Bool }, &[r]);
+            }
             Some(match n.op_type {
                 "ReduceMean" => Op::ReduceMean { axes, keepdims },
                 "ReduceSum" => Op::ReduceSum { axes, keepdims },
@@ -284,8 +400,8 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Resize" | "Upsample" => Some(resize(imp, n)?),
         "Pad" => {
             let mode = a.string("mode", name)?.unwrap_or_else(|| "constant".into());
-            if mode != "constant" {
-                return Err(n.err(format!("pad mode `{mode}` is not supported (only `constant`)")));
+            if !matches!(mode.as_str(), "constant" | "reflect" | "edge" | "wrap") {
+                return Err(n.err(format!("pad mode `{mode}` is not one of constant, reflect, edge, wrap")));
             }
             // Opset 11 moved pads and the value from attributes to inputs.
             let (pads, value) = if n.opset < 11 {
@@ -326,7 +442,11 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             if pads.iter().any(|&p| p < 0) {
                 return Err(n.err(format!("negative pads {pads:?} (cropping) are not supported; use Slice")));
             }
-            Some(Op::Pad { pads: to_usizes(n, "pads", &pads)?, value })
+            let pads = to_usizes(n, "pads", &pads)?;
+            if mode != "constant" {
+                return border_pad(imp, n, &pads, &mode);
+            }
+            Some(Op::Pad { pads, value })
         }
         "Slice" => {
             let dims = imp.shape_of(data_input(n)?);
@@ -603,21 +723,45 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
     if let Some(policy) = a.string("keep_aspect_ratio_policy", name)?.filter(|p| p != "stretch") {
         return Err(n.err(format!("keep_aspect_ratio_policy `{policy}` is not supported (only `stretch`)")));
     }
-    if a.has("axes") {
-        return Err(n.err("the `axes` attribute is not supported: give scales or sizes for every dimension"));
-    }
+    // Opset 18's `axes`: scales or sizes for those dimensions only, the
+    // rest unchanged.
+    let axes = match a.ints("axes", name)? {
+        Some(axes) => {
+            let axes: Vec<usize> = axes.iter().map(|&x| norm_axis(n, x, dims.len())).collect::<Result<_, _>>()?;
+            if (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+                return Err(n.err(format!("axes {axes:?} repeat a dimension")));
+            }
+            Some(axes)
+        }
+        None => None,
+    };
+    // Values given per listed axis, spread over every dimension.
+    let spread = |given: Vec<f64>, unchanged: &dyn Fn(usize) -> f64| -> Result<Vec<f64>, ImportError> {
+        let Some(axes) = &axes else { return Ok(given) };
+        if given.len() != axes.len() {
+            return Err(n.err(format!("{} values for axes {axes:?}", given.len())));
+        }
+        let mut full: Vec<f64> = (0..dims.len()).map(unchanged).collect();
+        for (&ax, v) in axes.iter().zip(given) {
+            full[ax] = v;
+        }
+        Ok(full)
+    };
     // Upsample and Resize-10 have no coordinate attributes: their semantics
     // are asymmetric coordinates with floor rounding for nearest.
     let old = n.op_type == "Upsample" || n.opset < 11;
     let scales_input = if old { 1 } else { 2 };
-    let mut scales: Option<Vec<f32>> =
-        const_input(imp, n, scales_input, "scales")?.map(|t| t.to_f64().iter().map(|&v| v as f32).collect());
+    let mut scales: Option<Vec<f32>> = match const_input(imp, n, scales_input, "scales")? {
+        Some(t) => Some(spread(t.to_f64(), &|_| 1.0)?.iter().map(|&v| v as f32).collect()),
+        None => None,
+    };
     if n.op_type == "Upsample" && scales.is_none() {
         scales = a.floats("scales", name)?;
     }
     if scales.is_none() && !old {
         if let Some(sizes) = const_input(imp, n, 3, "sizes")? {
-            let sizes = to_usizes(n, "sizes", &ints_of(n, &sizes)?)?;
+            let sizes = spread(ints_of(n, &sizes)?.iter().map(|&v| v as f64).collect(), &|k| dims[k] as f64)?;
+            let sizes = to_usizes(n, "sizes", &sizes.iter().map(|&v| v as i64).collect::<Vec<_>>())?;
             if sizes.len() != dims.len() {
                 return Err(n.err(format!("sizes {sizes:?} do not match the input's rank {}", dims.len())));
             }
@@ -1459,4 +1603,507 @@ fn instance_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError
     let b = c.step(imp, "bias_c", Op::Reshape { shape: per_channel, allow_zero: false }, &[bias])?;
     let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[normed, s])?;
     c.last(imp, Op::Binary(BinaryOp::Add), &[scaled, b])
+}
+
+/// IsNaN: `x ≠ x`, the one comparison NaN fails with itself.
+fn is_nan(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let x = imp.tensor(data_input(n)?)?;
+    let c = Chain { n };
+    let same = c.step(imp, "equals_itself", Op::Binary(BinaryOp::Equal), &[x, x])?;
+    c.last(imp, Op::Unary(UnaryOp::Not), &[same])
+}
+
+/// IsInf: `x = +∞` and/or `x = −∞` as `detect_positive` and
+/// `detect_negative` ask (both by default); with neither, `x = NaN`, which
+/// is false everywhere.
+fn is_inf(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !dtype.is_float() {
+        return Err(n.err(format!("input is {dtype}; IsInf takes a float tensor")));
+    }
+    let pos = n.attrs.int("detect_positive", &n.name)?.unwrap_or(1) != 0;
+    let neg = n.attrs.int("detect_negative", &n.name)?.unwrap_or(1) != 0;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let eq = Op::Binary(BinaryOp::Equal);
+    match (pos, neg) {
+        (true, true) => {
+            let inf = scalar(imp, n, "inf", dtype, f64::INFINITY);
+            let ninf = scalar(imp, n, "neg_inf", dtype, f64::NEG_INFINITY);
+            let p = c.step(imp, "is_pos_inf", eq.clone(), &[x, inf])?;
+            let m = c.step(imp, "is_neg_inf", eq, &[x, ninf])?;
+            c.last(imp, Op::Binary(BinaryOp::Or), &[p, m])
+        }
+        (p, m) => {
+            let v = if p {
+                f64::INFINITY
+            } else if m {
+                f64::NEG_INFINITY
+            } else {
+                f64::NAN
+            };
+            let target = scalar(imp, n, "target", dtype, v);
+            c.last(imp, eq, &[x, target])
+        }
+    }
+}
+
+/// Shrink: `x < −λ ? x + bias : x > λ ? x − bias : 0`.
+fn shrink(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let lambd = n.attrs.float("lambd", &n.name)?.unwrap_or(0.5) as f64;
+    let bias = n.attrs.float("bias", &n.name)?.unwrap_or(0.0) as f64;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let lo = scalar(imp, n, "neg_lambd", dtype, -lambd);
+    let hi = scalar(imp, n, "lambd", dtype, lambd);
+    let b = scalar(imp, n, "bias", dtype, bias);
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let below = c.step(imp, "below", Op::Binary(BinaryOp::Less), &[x, lo])?;
+    let above = c.step(imp, "above", Op::Binary(BinaryOp::Greater), &[x, hi])?;
+    let up = c.step(imp, "plus_bias", Op::Binary(BinaryOp::Add), &[x, b])?;
+    let down = c.step(imp, "minus_bias", Op::Binary(BinaryOp::Sub), &[x, b])?;
+    let upper = c.step(imp, "upper", Op::Where, &[above, down, zero])?;
+    c.last(imp, Op::Where, &[below, up, upper])
+}
+
+/// MeanVarianceNormalization: `(x − mean) / (√var + 1e-9)` over `axes`
+/// (default `[0, 2, 3]`), the variance taken about the mean.
+fn mean_variance_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let axes = n.attrs.ints("axes", &n.name)?.unwrap_or_else(|| vec![0, 2, 3]);
+    let axes: Vec<i64> = axes.iter().map(|&a| norm_axis(n, a, rank).map(|a| a as i64)).collect::<Result<_, _>>()?;
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let mean = c.step(imp, "mean", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let var = c.step(imp, "variance", Op::ReduceMean { axes, keepdims: true }, &[d2])?;
+    let sd = c.step(imp, "stddev", Op::Unary(UnaryOp::Sqrt), &[var])?;
+    let eps = scalar(imp, n, "epsilon", dtype, 1e-9);
+    let sde = c.step(imp, "stddev_eps", Op::Binary(BinaryOp::Add), &[sd, eps])?;
+    c.last(imp, Op::Binary(BinaryOp::Div), &[d, sde])
+}
+
+/// GroupNormalization: the channels split into `num_groups` groups, each
+/// `(n, group)` normalised as InstanceNormalization does, then scaled and
+/// shifted per channel (opset 21) or per group (opset 18).
+fn group_norm(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if dims.len() < 2 {
+        return Err(n.err(format!("input has shape {}; expected [N, C, spatial…]", Shape(dims.clone()))));
+    }
+    let groups = n.attrs.int("num_groups", &n.name)?.ok_or_else(|| n.err("attribute `num_groups` is missing"))?;
+    let groups = to_usize(n, "num_groups", groups)?;
+    if groups == 0 || !dims[1].is_multiple_of(groups) {
+        return Err(n.err(format!("{} channels do not split into {groups} groups", dims[1])));
+    }
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    let x = imp.tensor(xname)?;
+    let scale = opt_tensor(imp, n, 1)?.ok_or_else(|| n.err("the scale input is missing"))?;
+    let bias = opt_tensor(imp, n, 2)?.ok_or_else(|| n.err("the bias input is missing"))?;
+    let c = Chain { n };
+    let grouped = c.step(
+        imp,
+        "grouped",
+        Op::Reshape { shape: vec![dims[0] as i64, groups as i64, -1], allow_zero: false },
+        &[x],
+    )?;
+    let mean = c.step(imp, "mean", Op::ReduceMean { axes: vec![2], keepdims: true }, &[grouped])?;
+    let (d, sd) = c.centred_stddev(imp, grouped, mean, vec![2], dtype, epsilon)?;
+    let normed = c.step(imp, "normalised", Op::Binary(BinaryOp::Div), &[d, sd])?;
+    let (normed, per) = if n.opset >= 21 {
+        let back = dims.iter().map(|&d| d as i64).collect();
+        let normed = c.step(imp, "ungrouped", Op::Reshape { shape: back, allow_zero: false }, &[normed])?;
+        let mut per = vec![dims[1] as i64];
+        per.resize(dims.len() - 1, 1);
+        (normed, per)
+    } else {
+        (normed, vec![groups as i64, 1])
+    };
+    let s = c.step(imp, "scale_b", Op::Reshape { shape: per.clone(), allow_zero: false }, &[scale])?;
+    let b = c.step(imp, "bias_b", Op::Reshape { shape: per, allow_zero: false }, &[bias])?;
+    let scaled = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[normed, s])?;
+    if n.opset >= 21 {
+        c.last(imp, Op::Binary(BinaryOp::Add), &[scaled, b])
+    } else {
+        let shifted = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[scaled, b])?;
+        let back = dims.iter().map(|&d| d as i64).collect();
+        c.last(imp, Op::Reshape { shape: back, allow_zero: false }, &[shifted])
+    }
+}
+
+/// LpPool: `(Σ |x|^p)^(1/p)` over each window, padding counting as zero:
+/// AveragePool of `|x|^p` with the padding counted, times the window size.
+fn lp_pool(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let p = n.attrs.int("p", &n.name)?.unwrap_or(2);
+    if p < 1 {
+        return Err(n.err(format!("p = {p}; LpPool needs p ≥ 1")));
+    }
+    if n.attrs.int("ceil_mode", &n.name)?.unwrap_or(0) != 0 {
+        return Err(n.err("ceil_mode=1 is not supported (windows past the padded edge)"));
+    }
+    let window = window(n, None)?;
+    let size: usize = window.kernel.iter().product();
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let a = c.step(imp, "abs", Op::Unary(UnaryOp::Abs), &[x])?;
+    let pw = scalar(imp, n, "p", dtype, p as f64);
+    let ap = c.step(imp, "abs_pow_p", Op::Binary(BinaryOp::Pow), &[a, pw])?;
+    let pool = Op::AveragePool { window, ceil_mode: false, count_include_pad: true };
+    let avg = c.step(imp, "mean_pow_p", pool, &[ap])?;
+    let k = scalar(imp, n, "window_size", dtype, size as f64);
+    let sum = c.step(imp, "sum_pow_p", Op::Binary(BinaryOp::Mul), &[avg, k])?;
+    let inv = scalar(imp, n, "inv_p", dtype, 1.0 / p as f64);
+    c.last(imp, Op::Binary(BinaryOp::Pow), &[sum, inv])
+}
+
+/// OneHot: `indices` (negative ones counted from `depth`) compared with
+/// `0..depth` laid along `axis`; `values[1]` where equal, `values[0]`
+/// elsewhere, so an index outside `[−depth, depth − 1]` gives an all-off row.
+/// `depth` must be known at import (it sets the output's shape).
+fn one_hot(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let iname = data_input(n)?;
+    let rank = imp.shape_of(iname).len();
+    let depth = const_input(imp, n, 1, "depth")?.ok_or_else(|| n.err("the depth input is missing"))?;
+    let depth = match depth.to_f64().as_slice() {
+        [d] if *d >= 1.0 && d.fract() == 0.0 => *d as usize,
+        other => return Err(n.err(format!("depth must be one positive integer, found {other:?}"))),
+    };
+    super::tensor::check_elements(
+        || format!("node `{}` (OneHot)", n.name),
+        &[imp.shape_of(iname).iter().product::<usize>(), depth],
+        n.max_elements,
+    )?;
+    let axis = norm_axis(n, n.attrs.int("axis", &n.name)?.unwrap_or(-1), rank + 1)?;
+    let vname = n.inputs.get(2).copied().flatten().ok_or_else(|| n.err("the values input is missing"))?;
+    if imp.shape_of(vname).iter().product::<usize>() != 2 {
+        return Err(n.err(format!("values has shape {}; expected [off, on]", Shape(imp.shape_of(vname)))));
+    }
+    let idx_dtype = imp.dtype_of(iname).unwrap_or(DType::I64);
+    let c = Chain { n };
+    let mut idx = imp.tensor(iname)?;
+    if idx_dtype != DType::I64 {
+        idx = c.step(imp, "indices_i64", Op::Cast { to: DType::I64 }, &[idx])?;
+    }
+    let zero = scalar(imp, n, "zero", DType::I64, 0.0);
+    let d = scalar(imp, n, "depth", DType::I64, depth as f64);
+    let negative = c.step(imp, "negative", Op::Binary(BinaryOp::Less), &[idx, zero])?;
+    let wrapped = c.step(imp, "wrapped", Op::Binary(BinaryOp::Add), &[idx, d])?;
+    let idx = c.step(imp, "index", Op::Where, &[negative, wrapped, idx])?;
+    let idx = c.step(imp, "index_axis", Op::Unsqueeze { axes: vec![axis as i64] }, &[idx])?;
+    let mut shape = vec![1; rank + 1];
+    shape[axis] = depth;
+    let positions = Tensor::i64(shape, (0..depth as i64).collect());
+    let positions = imp.add_constant(format!("{}/positions", n.name), positions);
+    let hit = c.step(imp, "hit", Op::Binary(BinaryOp::Equal), &[idx, positions])?;
+    let values = imp.tensor(vname)?;
+    let flat = c.step(imp, "values_flat", Op::Reshape { shape: vec![2], allow_zero: false }, &[values])?;
+    let i0 = imp.add_constant(format!("{}/off_index", n.name), Tensor::i64(Shape::scalar(), vec![0]));
+    let i1 = imp.add_constant(format!("{}/on_index", n.name), Tensor::i64(Shape::scalar(), vec![1]));
+    let off = c.step(imp, "off", Op::Gather { axis: 0 }, &[flat, i0])?;
+    let on = c.step(imp, "on", Op::Gather { axis: 0 }, &[flat, i1])?;
+    c.last(imp, Op::Where, &[hit, on, off])
+}
+
+/// SwiGLU (opset 28): `a · sigmoid(alpha · a) · b`, `a` and `b` of one shape.
+fn swiglu(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let aname = data_input(n)?;
+    let bname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("input B is missing"))?;
+    let (ad, bd) = (imp.shape_of(aname), imp.shape_of(bname));
+    if ad != bd {
+        return Err(n.err(format!("A is {} and B is {}; SwiGLU needs one shape", Shape(ad), Shape(bd))));
+    }
+    let dtype = imp.dtype_of(aname).unwrap_or(DType::F32);
+    let alpha = n.attrs.float("alpha", &n.name)?.unwrap_or(1.0);
+    let (a, b) = (imp.tensor(aname)?, imp.tensor(bname)?);
+    let c = Chain { n };
+    let gate_in = if alpha == 1.0 {
+        a
+    } else {
+        let al = scalar(imp, n, "alpha", dtype, alpha as f64);
+        c.step(imp, "alpha_a", Op::Binary(BinaryOp::Mul), &[a, al])?
+    };
+    let sig = c.step(imp, "sigmoid", Op::Unary(UnaryOp::Sigmoid), &[gate_in])?;
+    let gate = c.step(imp, "swish", Op::Binary(BinaryOp::Mul), &[a, sig])?;
+    c.last(imp, Op::Binary(BinaryOp::Mul), &[gate, b])
+}
+
+/// Round, halves to even: `f = floor(x)`, then `f + 1` above the half,
+/// `f` below it, and at exactly a half whichever of the two is even.
+/// Integral inputs (every float of magnitude ≥ 2^23) have no fraction and
+/// stay as they are; NaN and ±∞ pass through.
+fn round_half_even(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !dtype.is_float() {
+        return Err(n.err(format!("input is {dtype}; Round takes a float tensor")));
+    }
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let half = scalar(imp, n, "half", dtype, 0.5);
+    let one = scalar(imp, n, "one", dtype, 1.0);
+    let f = c.step(imp, "floor", Op::Unary(UnaryOp::Floor), &[x])?;
+    let frac = c.step(imp, "fraction", Op::Binary(BinaryOp::Sub), &[x, f])?;
+    let up = c.step(imp, "floor_plus_one", Op::Binary(BinaryOp::Add), &[f, one])?;
+    // f is even when floor(f / 2) · 2 = f.
+    let hf = c.step(imp, "half_floor", Op::Binary(BinaryOp::Mul), &[f, half])?;
+    let hff = c.step(imp, "half_floor_floor", Op::Unary(UnaryOp::Floor), &[hf])?;
+    let two = scalar(imp, n, "two", dtype, 2.0);
+    let back = c.step(imp, "even_part", Op::Binary(BinaryOp::Mul), &[hff, two])?;
+    let even = c.step(imp, "floor_is_even", Op::Binary(BinaryOp::Equal), &[back, f])?;
+    let tie = c.step(imp, "tie", Op::Where, &[even, f, up])?;
+    let below = c.step(imp, "below_half", Op::Binary(BinaryOp::Less), &[frac, half])?;
+    let above = c.step(imp, "above_half", Op::Binary(BinaryOp::Greater), &[frac, half])?;
+    let not_below = c.step(imp, "not_below", Op::Where, &[above, up, tie])?;
+    let rounded = c.step(imp, "rounded", Op::Where, &[below, f, not_below])?;
+    // ±∞ − ±∞ is NaN, which compares false both ways; keep x where its
+    // fraction is not a number (x itself is ±∞ or NaN).
+    let finite = c.step(imp, "fraction_is_number", Op::Binary(BinaryOp::Equal), &[frac, frac])?;
+    c.last(imp, Op::Where, &[finite, rounded, x])
+}
+
+/// Pad in `reflect`, `edge` or `wrap` mode, axis by axis as numpy's `pad`
+/// does (later axes pad the already padded tensor, which fills the
+/// corners): `Concat(before, x, after)` with the borders sliced from `x`.
+/// `reflect` mirrors without repeating the edge (`Slice` with step −1),
+/// `wrap` takes the opposite end, `edge` repeats the edge (a one-wide slice
+/// broadcast by a multiply with ones).
+fn border_pad(imp: &mut Importer, n: &NodeView<'_>, pads: &[usize], mode: &str) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let mut dims = imp.shape_of(xname);
+    let rank = dims.len();
+    if pads.len() != 2 * rank {
+        return Err(n.err(format!("{} pads for a rank-{rank} input (expected {})", pads.len(), 2 * rank)));
+    }
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let padded: Vec<usize> = (0..rank).filter(|&k| pads[k] + pads[rank + k] > 0).collect();
+    if padded.is_empty() {
+        return c.last(imp, Op::Identity, &[x]);
+    }
+    for (step, &k) in padded.iter().enumerate() {
+        let (lo, hi, d) = (pads[k], pads[rank + k], dims[k]);
+        let limit = match mode {
+            "reflect" => d.saturating_sub(1),
+            _ => d,
+        };
+        if d == 0 || lo > limit || hi > limit {
+            return Err(n.err(format!(
+                "{mode} padding of {lo} and {hi} on axis {k} of size {d}: at most {limit} per side is supported"
+            )));
+        }
+        let slice = |start: i64, end: i64, step: i64| Op::Slice {
+            starts: vec![start],
+            ends: vec![end],
+            axes: vec![k as i64],
+            steps: vec![step],
+        };
+        let d = d as i64;
+        let (before, after) = match mode {
+            // Indices lo, lo − 1, …, 1 and d − 2, d − 3, …, d − 1 − hi.
+            "reflect" => (
+                slice(lo as i64, 0, -1),
+                slice(d - 2, if d - 2 - hi as i64 >= 0 { d - 2 - hi as i64 } else { i64::MIN }, -1),
+            ),
+            "wrap" => (slice(d - lo as i64, d, 1), slice(0, hi as i64, 1)),
+            _ => (slice(0, 1, 1), slice(d - 1, d, 1)),
+        };
+        let mut parts = Vec::new();
+        for (side, op, width) in [("before", before, lo), ("after", after, hi)] {
+            if width == 0 {
+                continue;
+            }
+            let mut part = c.step(imp, &format!("{side}{k}"), op, &[x])?;
+            if mode == "edge" {
+                let mut ones_dims = vec![1; rank];
+                ones_dims[k] = width;
+                let ones = imp.add_constant(
+                    format!("{}/ones_{side}{k}", n.name),
+                    Tensor::from_f64(dtype, Shape(ones_dims.clone()), &vec![1.0; width]),
+                );
+                part = c.step(imp, &format!("{side}{k}_repeated"), Op::Binary(BinaryOp::Mul), &[part, ones])?;
+            }
+            parts.push((side, part));
+        }
+        let mut order = Vec::new();
+        if let Some(&(_, p)) = parts.iter().find(|(s, _)| *s == "before") {
+            order.push(p);
+        }
+        order.push(x);
+        if let Some(&(_, p)) = parts.iter().find(|(s, _)| *s == "after") {
+            order.push(p);
+        }
+        let concat = Op::Concat { axis: k as i64 };
+        if step + 1 == padded.len() {
+            return c.last(imp, concat, &order);
+        }
+        x = c.step(imp, &format!("padded{k}"), concat, &order)?;
+        dims[k] += lo + hi;
+    }
+    Ok(())
+}
+
+/// CenterCropPad: a centred Slice where the target is smaller (the window
+/// starts rounded down) and a centred zero Pad where it is larger (the odd
+/// pixel after), over `axes` (all by default). The target shape must be
+/// known at import.
+fn center_crop_pad(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let rank = dims.len();
+    let target = const_input(imp, n, 1, "shape")?.ok_or_else(|| n.err("the shape input is missing"))?;
+    let target = to_usizes(n, "shape", &ints_of(n, &target)?)?;
+    let axes: Vec<usize> = match n.attrs.ints("axes", &n.name)? {
+        Some(axes) => axes.iter().map(|&a| norm_axis(n, a, rank)).collect::<Result<_, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if axes.len() != target.len() || (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+        return Err(n.err(format!("shape {target:?} does not give one size per axis of {axes:?}")));
+    }
+    let (mut starts, mut ends, mut slice_axes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pads = vec![0usize; 2 * rank];
+    for (&a, &t) in axes.iter().zip(&target) {
+        let d = dims[a];
+        if t < d {
+            let start = (d - t) / 2;
+            starts.push(start as i64);
+            ends.push((start + t) as i64);
+            slice_axes.push(a as i64);
+        } else if t > d {
+            pads[a] = (t - d) / 2;
+            pads[rank + a] = t - d - pads[a];
+        }
+    }
+    let c = Chain { n };
+    let mut x = imp.tensor(xname)?;
+    let padding = pads.iter().any(|&p| p > 0);
+    if !slice_axes.is_empty() {
+        let steps = vec![1; slice_axes.len()];
+        let crop = Op::Slice { starts, ends, axes: slice_axes, steps };
+        if !padding {
+            return c.last(imp, crop, &[x]);
+        }
+        x = c.step(imp, "crop", crop, &[x])?;
+    }
+    if padding {
+        return c.last(imp, Op::Pad { pads, value: 0.0 }, &[x]);
+    }
+    c.last(imp, Op::Identity, &[x])
+}
+
+/// RotaryEmbedding (opset 23) as ONNX's reference computes it: the input as
+/// `[batch, seq, heads, head]` (a 4-D input transposed from `[batch,
+/// heads, seq, head]`, a 3-D one split into `num_heads`), the first
+/// `rotary_embedding_dim` of each head rotated pairwise — halves, or even
+/// and odd elements when `interleaved` — by the cos/sin caches (gathered at
+/// `position_ids` when given), the rest passed through.
+fn rotary_embedding(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dims = imp.shape_of(xname);
+    let input = |i: usize, what: &str| {
+        n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
+    };
+    let (cos_name, sin_name) = (input(1, "cos_cache")?, input(2, "sin_cache")?);
+    let interleaved = n.attrs.int("interleaved", &n.name)?.unwrap_or(0) != 0;
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<i64>>();
+    // [batch, seq, heads, head]
+    let (bshd, x) = match *dims.as_slice() {
+        [b, h, s, d] => ([b, s, h, d], c.step(imp, "bshd", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])?),
+        [b, s, hidden] => {
+            let heads = n.attrs.int("num_heads", &n.name)?.unwrap_or(0);
+            let heads = to_usize(n, "num_heads", heads)?;
+            if heads == 0 || !hidden.is_multiple_of(heads) {
+                return Err(n.err(format!(
+                    "a 3-D input of hidden size {hidden} needs num_heads dividing it (num_heads = {heads})"
+                )));
+            }
+            let shape = [b, s, heads, hidden / heads];
+            (shape, c.step(imp, "bshd", Op::Reshape { shape: i64s(&shape), allow_zero: false }, &[x])?)
+        }
+        _ => return Err(n.err(format!("input has shape {}; expected 3-D or 4-D", Shape(dims.clone())))),
+    };
+    let head = bshd[3];
+    let rd = match n.attrs.int("rotary_embedding_dim", &n.name)?.unwrap_or(0) {
+        0 => head,
+        r => to_usize(n, "rotary_embedding_dim", r)?,
+    };
+    if rd > head || !rd.is_multiple_of(2) {
+        return Err(n.err(format!("rotary_embedding_dim {rd} must be even and at most the head size {head}")));
+    }
+    let half = rd / 2;
+    let cache = |imp: &mut Importer, name: &str, what: &str| -> Result<TensorId, ImportError> {
+        let t = imp.tensor(name)?;
+        let t = match n.inputs.get(3).copied().flatten() {
+            Some(pos) => {
+                let pos = imp.tensor(pos)?;
+                c.step(imp, &format!("{what}_at_positions"), Op::Gather { axis: 0 }, &[t, pos])?
+            }
+            None => t,
+        };
+        c.step(imp, &format!("{what}_per_head"), Op::Unsqueeze { axes: vec![2] }, &[t])
+    };
+    let cos = cache(imp, cos_name, "cos")?;
+    let sin = cache(imp, sin_name, "sin")?;
+    for (t, what) in [(cos, "cos_cache"), (sin, "sin_cache")] {
+        let d = imp.graph.info(t).shape.dims().to_vec();
+        if d.len() != 4 || d[3] != half || d[0] != bshd[0] || d[1] != bshd[1] {
+            return Err(n.err(format!(
+                "{what} gives {} per head; expected [{}, {}, 1, {half}] (rotary_embedding_dim / 2 = {half})",
+                Shape(d),
+                bshd[0],
+                bshd[1]
+            )));
+        }
+    }
+    let last = |start: usize, end: usize, step: i64| Op::Slice {
+        starts: vec![start as i64],
+        ends: vec![end as i64],
+        axes: vec![3],
+        steps: vec![step],
+    };
+    let rot = if rd < head { c.step(imp, "rotated_part", last(0, rd, 1), &[x])? } else { x };
+    let (x1, x2) = if interleaved {
+        (c.step(imp, "even", last(0, rd, 2), &[rot])?, c.step(imp, "odd", last(1, rd, 2), &[rot])?)
+    } else {
+        (c.step(imp, "first_half", last(0, half, 1), &[rot])?, c.step(imp, "second_half", last(half, rd, 1), &[rot])?)
+    };
+    let mul = Op::Binary(BinaryOp::Mul);
+    let c1 = c.step(imp, "cos_x1", mul.clone(), &[cos, x1])?;
+    let s2 = c.step(imp, "sin_x2", mul.clone(), &[sin, x2])?;
+    let real = c.step(imp, "real", Op::Binary(BinaryOp::Sub), &[c1, s2])?;
+    let s1 = c.step(imp, "sin_x1", mul.clone(), &[sin, x1])?;
+    let c2 = c.step(imp, "cos_x2", mul, &[cos, x2])?;
+    let imag = c.step(imp, "imag", Op::Binary(BinaryOp::Add), &[s1, c2])?;
+    let rotated = if interleaved {
+        let r = c.step(imp, "real_pairs", Op::Unsqueeze { axes: vec![4] }, &[real])?;
+        let i = c.step(imp, "imag_pairs", Op::Unsqueeze { axes: vec![4] }, &[imag])?;
+        let pairs = c.step(imp, "pairs", Op::Concat { axis: 4 }, &[r, i])?;
+        let shape = i64s(&[bshd[0], bshd[1], bshd[2], rd]);
+        c.step(imp, "interleaved", Op::Reshape { shape, allow_zero: false }, &[pairs])?
+    } else {
+        c.step(imp, "halves", Op::Concat { axis: 3 }, &[real, imag])?
+    };
+    let out = if rd < head {
+        let pass = c.step(imp, "passed_part", last(rd, head, 1), &[x])?;
+        c.step(imp, "joined", Op::Concat { axis: 3 }, &[rotated, pass])?
+    } else {
+        rotated
+    };
+    if dims.len() == 4 {
+        c.last(imp, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[out])
+    } else {
+        c.last(imp, Op::Reshape { shape: i64s(&dims), allow_zero: false }, &[out])
+    }
 }

@@ -119,6 +119,15 @@ pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     a
 }
 
+/// A `FLOATS` attribute.
+pub fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::FLOATS.into();
+    a.floats = v.to_vec();
+    a
+}
+
 /// A `STRING` attribute.
 pub fn attr_string(name: &str, v: &str) -> AttributeProto {
     let mut a = AttributeProto::new();

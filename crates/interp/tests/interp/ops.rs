@@ -292,6 +292,9 @@ fn ref_unary(op: UnaryOp, a: Scalar) -> Option<(Scalar, u64)> {
                 Log => (x.ln(), 1),
                 Tanh => (x.tanh(), 1),
                 Erf => (libm::erf(x), 1),
+                Sin => (x.sin(), 1),
+                Cos => (x.cos(), 1),
+                Atan => (x.atan(), 1),
             };
             Some((round_to(ty, r), tol))
         }

@@ -49,7 +49,10 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::ReduceProd { .. }
         | Op::LogSoftmax { .. }
         | Op::ArgMax { .. }
-        | Op::ArgMin { .. } => reduce::lower(ctx, node, epi),
+        | Op::ArgMin { .. }
+        | Op::CumSum { .. }
+        | Op::CumProd { .. }
+        | Op::TopK { .. } => reduce::lower(ctx, node, epi),
         Op::Unary(_) | Op::Binary(_) | Op::Sum | Op::Where | Op::Cast { .. } | Op::BatchNormalization { .. } => {
             elementwise::lower(ctx, node, epi)
         }
@@ -62,6 +65,9 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::Unsqueeze { .. }
         | Op::Gather { .. }
         | Op::GatherElements { .. }
+        | Op::GatherND { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterND { .. }
         | Op::Resize { .. }
         | Op::Pad { .. }
         | Op::Slice { .. }

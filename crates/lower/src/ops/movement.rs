@@ -1,6 +1,6 @@
 //! Lowering of data movement: views (Reshape, Flatten, Squeeze, Unsqueeze,
-//! Identity), Transpose, Concat, Split, Slice, Gather, GatherElements, Pad
-//! and Resize.
+//! Identity), Transpose, Concat, Split, Slice, Gather, GatherElements,
+//! GatherND, ScatterElements, ScatterND, Pad and Resize.
 //!
 //! Views alias the input's buffer and emit nothing, except where a graph
 //! output would otherwise share a buffer that is not an activation of its
@@ -15,16 +15,22 @@
 //! Resize's tables), the read sits under an `if` whose comparisons bound the
 //! coordinate, which the analysis uses to prove it.
 //!
-//! Gather and GatherElements clamp each index into `[0, dim − 1]` after wrapping negatives
+//! Gather, GatherElements and GatherND clamp each index into `[0, dim − 1]` after wrapping negatives
 //! (ONNX calls out-of-range indices an error; a kernel cannot report one, and
-//! clamping keeps every tenant's reads inside its own buffer). Resize
+//! clamping keeps every tenant's reads inside its own buffer).
+//! ScatterElements and ScatterND run as gathers too: a thread per output
+//! element walks every update in order and folds in those whose (wrapped)
+//! index names its element, so duplicates combine deterministically in index
+//! order, nothing races, and an update whose index is out of range names no
+//! element and is dropped (a constant one is refused at import). The walk
+//! costs `output × updates`, fine for the small index sets models scatter. Resize
 //! resolves its coordinate transform and rounding on the host, in `f64`,
 //! into per-axis tables (source indices, interpolation weights) stored as
 //! weights, so the kernel matches ONNX's reference arithmetic exactly and
 //! does no float coordinate math.
 
 use weft_graph::infer::slice_ranges;
-use weft_graph::{CoordinateTransform, NearestMode, Node, Op, ResizeMode, TensorId};
+use weft_graph::{CoordinateTransform, NearestMode, Node, Op, ResizeMode, ScatterReduction, TensorId};
 use weft_kir::{Access, HostBuffer, KernelBuilder, Param, Scalar, Type, Value};
 
 use crate::context::{kir_type, LowerCtx};
@@ -60,6 +66,18 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
         },
         Op::GatherElements { axis } => match inputs.get(1) {
             Some(&idx) => gather_elements(ctx, node, epi, x, idx, *axis),
+            None => Err(internal(node, "missing input 1 (indices)")),
+        },
+        Op::ScatterElements { axis, reduction } => match (inputs.get(1), inputs.get(2)) {
+            (Some(&idx), Some(&upd)) => scatter_elements(ctx, node, epi, [x, idx, upd], *axis, *reduction),
+            _ => Err(internal(node, "missing input 1 or 2 (indices, updates)")),
+        },
+        Op::ScatterND { reduction } => match (inputs.get(1), inputs.get(2)) {
+            (Some(&idx), Some(&upd)) => scatter_nd(ctx, node, epi, [x, idx, upd], *reduction),
+            _ => Err(internal(node, "missing input 1 or 2 (indices, updates)")),
+        },
+        Op::GatherND { batch_dims } => match inputs.get(1) {
+            Some(&idx) => gather_nd(ctx, node, epi, x, idx, *batch_dims),
             None => Err(internal(node, "missing input 1 (indices)")),
         },
         Op::Pad { pads, value } => pad(ctx, node, epi, x, pads, *value),
@@ -713,6 +731,218 @@ fn resize(
             Some(cond) => b.if_(cond, body),
             None => body(b),
         }
+        b.get(res)
+    })
+}
+
+/// `raw` (of integer type `ity`) wrapped by `d` when negative, still in `ity`
+/// so a large index cannot alias a small one by truncation.
+fn wrap_negative(b: &mut KernelBuilder, raw: Value, ity: Type, d: usize) -> Value {
+    let zero = b.constant(Scalar::from_f64(ity, 0.0));
+    let dim = b.constant(Scalar::from_f64(ity, d as f64));
+    let neg = b.lt(raw, zero);
+    let wrapped = b.add(raw, dim);
+    b.select(neg, wrapped, raw)
+}
+
+/// Float elements combine in `f32`; integers in their own type.
+fn combine_type(elem: Type) -> Type {
+    if elem.is_float() {
+        Type::F32
+    } else {
+        elem
+    }
+}
+
+/// `cur` combined with update `u` by `reduction`.
+fn combine(b: &mut KernelBuilder, reduction: ScatterReduction, cur: Value, u: Value) -> Value {
+    match reduction {
+        ScatterReduction::None => u,
+        ScatterReduction::Add => b.add(cur, u),
+        ScatterReduction::Mul => b.mul(cur, u),
+        ScatterReduction::Max => b.max(cur, u),
+        ScatterReduction::Min => b.min(cur, u),
+    }
+}
+
+fn int_indices(node: &Node, ity: Type) -> Result<(), LowerError> {
+    if matches!(ity, Type::I32 | Type::I64) {
+        Ok(())
+    } else {
+        Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.name().into(),
+            reason: format!("indices of type {ity}; expected i32 or i64"),
+        })
+    }
+}
+
+fn scatter_elements(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    [x, indices, updates]: [TensorId; 3],
+    axis: i64,
+    reduction: ScatterReduction,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let idx_dims = dims_of(ctx, indices);
+    let a = norm_axis(node, axis, in_dims.len())?;
+    if idx_dims.len() != in_dims.len() || (0..in_dims.len()).any(|k| k != a && idx_dims[k] > in_dims[k]) {
+        return Err(internal(node, "indices do not fit the data's shape"));
+    }
+    let (data, idx_in, upd) = (input_of(ctx, x), input_of(ctx, indices), input_of(ctx, updates));
+    let (elem, ity) = (data.1, idx_in.1);
+    int_indices(node, ity)?;
+    let m: usize = idx_dims.iter().product();
+    let acc_ty = combine_type(elem);
+    let d = in_dims[a];
+    gather_kernel(ctx, node, epi, "scatter_elements", &[data, idx_in, upd], |b, i, p| {
+        let c = unravel(b, i, &in_dims);
+        let first = b.load(p[0], i);
+        let first = convert(b, first, acc_ty);
+        let acc = b.var_init(first);
+        let zero = const_index(b, 0);
+        let end = const_index(b, m);
+        let here = convert(b, c[a], ity);
+        b.for_range(zero, end, 1, |b, j| {
+            let uc = unravel(b, j, &idx_dims);
+            let raw = b.load(p[1], j);
+            let target = wrap_negative(b, raw, ity, d);
+            let mut hit = b.eq(target, here);
+            for k in (0..in_dims.len()).filter(|&k| k != a) {
+                let same = b.eq(uc[k], c[k]);
+                hit = b.and(hit, same);
+            }
+            let u = b.load(p[2], j);
+            let u = convert(b, u, acc_ty);
+            let cur = b.get(acc);
+            let next = combine(b, reduction, cur, u);
+            let v = b.select(hit, next, cur);
+            b.set(acc, v);
+        });
+        b.get(acc)
+    })
+}
+
+fn scatter_nd(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    [x, indices, updates]: [TensorId; 3],
+    reduction: ScatterReduction,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let idx_dims = dims_of(ctx, indices);
+    let k = match idx_dims.last() {
+        Some(&k) if k >= 1 && k <= in_dims.len() => k,
+        _ => return Err(internal(node, "index tuples do not fit the data's rank")),
+    };
+    let (data, idx_in, upd) = (input_of(ctx, x), input_of(ctx, indices), input_of(ctx, updates));
+    let (elem, ity) = (data.1, idx_in.1);
+    int_indices(node, ity)?;
+    let tuples: usize = idx_dims[..idx_dims.len() - 1].iter().product();
+    let slice_dims = in_dims[k..].to_vec();
+    let slice: usize = slice_dims.iter().product();
+    let acc_ty = combine_type(elem);
+    gather_kernel(ctx, node, epi, "scatter_nd", &[data, idx_in, upd], |b, i, p| {
+        let c = unravel(b, i, &in_dims);
+        let first = b.load(p[0], i);
+        let first = convert(b, first, acc_ty);
+        let acc = b.var_init(first);
+        let here: Vec<Value> = c[..k].iter().map(|&v| convert(b, v, ity)).collect();
+        let within = ravel(b, &c[k..], &strides(&slice_dims));
+        let zero = const_index(b, 0);
+        let end = const_index(b, tuples);
+        b.for_range(zero, end, 1, |b, q| {
+            let ck = const_index(b, k);
+            let row = b.mul(q, ck);
+            let mut hit = b.const_bool(true);
+            for (t, &h) in here.iter().enumerate() {
+                let ct = const_index(b, t);
+                let at = b.add(row, ct);
+                let raw = b.load(p[1], at);
+                let target = wrap_negative(b, raw, ity, in_dims[t]);
+                let same = b.eq(target, h);
+                hit = b.and(hit, same);
+            }
+            let cs = const_index(b, slice);
+            let ub = b.mul(q, cs);
+            let ui = b.add(ub, within);
+            let u = b.load(p[2], ui);
+            let u = convert(b, u, acc_ty);
+            let cur = b.get(acc);
+            let next = combine(b, reduction, cur, u);
+            let v = b.select(hit, next, cur);
+            b.set(acc, v);
+        });
+        b.get(acc)
+    })
+}
+
+/// Runs `body` under one `if` per condition, nested, so the range analysis
+/// sees every bound.
+fn nested_ifs(b: &mut KernelBuilder, conds: &[Value], body: &mut dyn FnMut(&mut KernelBuilder)) {
+    match conds.split_first() {
+        None => body(b),
+        Some((&c, rest)) => b.if_(c, |b| nested_ifs(b, rest, body)),
+    }
+}
+
+fn gather_nd(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    indices: TensorId,
+    batch_dims: usize,
+) -> Result<(), LowerError> {
+    let in_dims = dims_of(ctx, x);
+    let idx_dims = dims_of(ctx, indices);
+    let out_dims = dims_of(ctx, node.outputs[0]);
+    let q = idx_dims.len();
+    let k = match idx_dims.last() {
+        Some(&k) if k >= 1 && batch_dims < q && batch_dims + k <= in_dims.len() => k,
+        _ => return Err(internal(node, "index tuples do not fit the data's rank")),
+    };
+    if in_dims[batch_dims..batch_dims + k].contains(&0) {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: "GatherND".into(),
+            reason: "gathering from an empty axis".into(),
+        });
+    }
+    let (data, idx_in) = (input_of(ctx, x), input_of(ctx, indices));
+    let (elem, ity) = (data.1, idx_in.1);
+    int_indices(node, ity)?;
+    let st = strides(&in_dims);
+    let tuple_st = strides(&idx_dims[..q - 1]);
+    gather_kernel(ctx, node, epi, "gather_nd", &[data, idx_in], |b, i, p| {
+        let co = unravel(b, i, &out_dims);
+        let tuple = ravel(b, &co[..q - 1], &tuple_st);
+        let ck = const_index(b, k);
+        let row = b.mul(tuple, ck);
+        let mut coords: Vec<Value> = co[..batch_dims].to_vec();
+        let mut conds = Vec::with_capacity(k);
+        for t in 0..k {
+            let ct = const_index(b, t);
+            let at = b.add(row, ct);
+            let raw = b.load(p[1], at);
+            let d = in_dims[batch_dims + t];
+            let g = wrap_clamp(b, raw, ity, d);
+            // Always true after the clamp; it bounds the loaded index for
+            // the range analysis.
+            conds.push(in_range(b, g, 0, d));
+            coords.push(g);
+        }
+        coords.extend_from_slice(&co[q - 1..]);
+        let init = typed_const(b, elem, 0.0);
+        let res = b.var_init(init);
+        nested_ifs(b, &conds, &mut |b| {
+            let idx = ravel(b, &coords, &st);
+            let v = b.load(p[0], idx);
+            b.set(res, v);
+        });
         b.get(res)
     })
 }

@@ -1,6 +1,6 @@
 //! Lowering of reductions: Softmax, LogSoftmax, LayerNormalization,
 //! ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ArgMax and
-//! ArgMin.
+//! ArgMin; the running reductions CumSum and CumProd; and TopK.
 //!
 //! Two shapes of kernel cover them:
 //!
@@ -65,6 +65,15 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
         Op::ReduceMax { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Max),
         Op::ReduceMin { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Min),
         Op::ReduceProd { axes, .. } => reduce(ctx, node, epi, x, &dims, axes, Reduction::Prod),
+        Op::TopK { axis, k, largest } => {
+            let a = norm_axis(node, *axis, dims.len())?;
+            top_k(ctx, node, epi, x, &dims, a, *k, *largest)
+        }
+        Op::CumSum { axis, exclusive, reverse } | Op::CumProd { axis, exclusive, reverse } => {
+            let a = norm_axis(node, *axis, dims.len())?;
+            let op = if matches!(node.op, Op::CumSum { .. }) { BinaryOp::Add } else { BinaryOp::Mul };
+            cumulative(ctx, node, epi, x, &dims, a, op, *exclusive, *reverse)
+        }
         _ => Err(super::not_yet(node)),
     }
 }
@@ -690,4 +699,196 @@ fn arg_extreme(
     }
     let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
     finish(ctx, node, epi, b, args, epi_params.buffers)
+}
+
+/// CumSum and CumProd: a thread per output element walks the whole axis,
+/// folding in (`op`) the elements its position selects — those before it
+/// (after it when `reverse`), and itself unless `exclusive` — and skipping
+/// the rest with a select, so the loop's bounds are static and every load is
+/// in bounds. Halves accumulate in `f32`, as the reductions do.
+#[allow(clippy::too_many_arguments)]
+fn cumulative(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    a: usize,
+    op: BinaryOp,
+    exclusive: bool,
+    reverse: bool,
+) -> Result<(), LowerError> {
+    let (outer, len, inner) = around_axis(dims, a);
+    let n = outer * len * inner;
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
+    if n == 0 {
+        ctx.mark_available(epi.output);
+        return Ok(());
+    }
+    let acc_ty = acc_type(elem);
+    let name = ctx.kernel_name(if op == BinaryOp::Add { "cumsum" } else { "cumprod" });
+    let mut b = KernelBuilder::new(name, linear_launch(n, MAX_BLOCKS));
+    let xp = b.buffer("x", elem, n as u64, Access::Read);
+    let out = b.buffer("out", out_ty, n as u64, Access::Write);
+    let epi_params = epi.declare(ctx, &mut b)?;
+    let mut err = None;
+    grid_stride_loop(&mut b, n, |b, p| {
+        let c_inner = const_index(b, inner);
+        let r = b.rem(p, c_inner);
+        let q = b.div(p, c_inner);
+        let c_len = const_index(b, len);
+        let k = b.rem(q, c_len);
+        let o = b.div(q, c_len);
+        let c_row = const_index(b, len * inner);
+        let ob = b.mul(o, c_row);
+        let base = b.add(ob, r);
+        let init = b.constant(identity(op, acc_ty));
+        let acc = b.var_init(init);
+        let zero = const_index(b, 0);
+        b.for_range(zero, c_len, 1, |b, j| {
+            let ci = const_index(b, inner);
+            let off = b.mul(j, ci);
+            let idx = b.add(base, off);
+            let v = b.load(xp, idx);
+            let v = convert(b, v, acc_ty);
+            let take = match (reverse, exclusive) {
+                (false, false) => b.le(j, k),
+                (false, true) => b.lt(j, k),
+                (true, false) => b.ge(j, k),
+                (true, true) => b.gt(j, k),
+            };
+            let cur = b.get(acc);
+            let next = b.binary(op, cur, v);
+            let nv = b.select(take, next, cur);
+            b.set(acc, nv);
+        });
+        let v = b.get(acc);
+        store_out(ctx, b, epi, &epi_params, out, out_ty, p, v, &mut err);
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let args = vec![ctx.buffer_of(x), ctx.buffer_of(epi.output)];
+    finish(ctx, node, epi, b, args, epi_params.buffers)
+}
+
+/// `(a, ia)` comes before `(b, ib)` in TopK's order: larger first (smaller
+/// with `!largest`), NaN the largest value, equal values by lower index.
+fn top_k_before(b: &mut KernelBuilder, largest: bool, (a, ia): (Value, Value), (c, ic): (Value, Value)) -> Value {
+    let a_nan = b.ne(a, a);
+    let c_nan = b.ne(c, c);
+    let (strict, nan_first) = if largest {
+        let c_num = b.not(c_nan);
+        (b.gt(a, c), b.and(a_nan, c_num))
+    } else {
+        let a_num = b.not(a_nan);
+        (b.lt(a, c), b.and(a_num, c_nan))
+    };
+    let ahead = b.or(strict, nan_first);
+    let same = b.eq(a, c);
+    let both_nan = b.and(a_nan, c_nan);
+    let tie = b.or(same, both_nan);
+    let lower = b.lt(ia, ic);
+    let tie_first = b.and(tie, lower);
+    b.or(ahead, tie_first)
+}
+
+/// TopK: a thread per row (`outer × inner`) picks its `k` outputs in
+/// order, each a walk over the row for the first element after the
+/// previous pick in the order of [`top_k_before`] (a strict total order, so
+/// every element is picked once): `k` passes over the row.
+#[allow(clippy::too_many_arguments)]
+fn top_k(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    a: usize,
+    k: usize,
+    largest: bool,
+) -> Result<(), LowerError> {
+    if !epi.is_empty() || node.outputs.len() != 2 {
+        return Err(internal(node, "TopK has two outputs and no epilogue"));
+    }
+    let (outer, len, inner) = around_axis(dims, a);
+    let rows = outer * inner;
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let (values, indices) = (node.outputs[0], node.outputs[1]);
+    if rows == 0 || k == 0 {
+        ctx.mark_available(values);
+        ctx.mark_available(indices);
+        return Ok(());
+    }
+    let cmp_ty = acc_type(elem);
+    let mut b = KernelBuilder::new(ctx.kernel_name("top_k"), linear_launch(rows, MAX_BLOCKS));
+    let xp = b.buffer("x", elem, (rows * len) as u64, Access::Read);
+    let vp = b.buffer("values", elem, (rows * k) as u64, Access::Write);
+    let ip = b.buffer("indices", Type::I64, (rows * k) as u64, Access::Write);
+    grid_stride_loop(&mut b, rows, |b, p| {
+        let c_inner = const_index(b, inner);
+        let o = b.div(p, c_inner);
+        let i = b.rem(p, c_inner);
+        let c_row = const_index(b, len * inner);
+        let ob = b.mul(o, c_row);
+        let base = b.add(ob, i);
+        let zero = const_index(b, 0);
+        let none = b.const_i32(-1);
+        let prev_v = {
+            let z = b.constant(Scalar::from_f64(cmp_ty, 0.0));
+            b.var_init(z)
+        };
+        let prev_j = b.var_init(none);
+        let c_k = const_index(b, k);
+        b.for_range(zero, c_k, 1, |b, r| {
+            let z = b.constant(Scalar::from_f64(cmp_ty, 0.0));
+            let best_v = b.var_init(z);
+            let none = b.const_i32(-1);
+            let best_j = b.var_init(none);
+            let zero = const_index(b, 0);
+            let c_len = const_index(b, len);
+            b.for_range(zero, c_len, 1, |b, j| {
+                let ci = const_index(b, inner);
+                let off = b.mul(j, ci);
+                let idx = b.add(base, off);
+                let v = b.load(xp, idx);
+                let v = convert(b, v, cmp_ty);
+                let (pv, pj) = (b.get(prev_v), b.get(prev_j));
+                let minus = b.const_i32(-1);
+                let first_pick = b.eq(pj, minus);
+                let after = top_k_before(b, largest, (pv, pj), (v, j));
+                let after_prev = b.or(first_pick, after);
+                let (bv, bj) = (b.get(best_v), b.get(best_j));
+                let minus = b.const_i32(-1);
+                let empty = b.eq(bj, minus);
+                let ahead = top_k_before(b, largest, (v, j), (bv, bj));
+                let better = b.or(empty, ahead);
+                let take = b.and(after_prev, better);
+                let nv = b.select(take, v, bv);
+                b.set(best_v, nv);
+                let nj = b.select(take, j, bj);
+                b.set(best_j, nj);
+            });
+            let (bv, bj) = (b.get(best_v), b.get(best_j));
+            b.set(prev_v, bv);
+            b.set(prev_j, bj);
+            // Output (o, r, i) of [outer, k, inner].
+            let c_ok = const_index(b, k * inner);
+            let oo = b.mul(o, c_ok);
+            let ci = const_index(b, inner);
+            let rr = b.mul(r, ci);
+            let at = b.add(oo, rr);
+            let at = b.add(at, i);
+            let out_v = convert(b, bv, elem);
+            b.store(vp, at, out_v);
+            let out_j = convert(b, bj, Type::I64);
+            b.store(ip, at, out_j);
+        });
+    });
+    let args = vec![ctx.buffer_of(x), ctx.buffer_of(values), ctx.buffer_of(indices)];
+    ctx.push_step(b.finish(), args, vec![node.name.clone()])?;
+    ctx.mark_available(values);
+    ctx.mark_available(indices);
+    Ok(())
 }

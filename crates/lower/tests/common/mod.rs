@@ -84,16 +84,7 @@ pub fn rel_l2(got: &[f64], want: &[f64]) -> f64 {
 /// and compares every output with the reference evaluator: relative L2 ≤
 /// `tol` for floats, exact for integers and booleans. Returns the program.
 pub fn check_with(g: &Graph, inputs: &[Tensor], tol: f64, options: &LowerOptions) -> Program {
-    let program = lower(g, options).unwrap_or_else(|e| panic!("lowering failed: {e}"));
-    assert_kernels_proven(&program);
-    let hosts: Vec<HostBuffer> = inputs.iter().map(tensor_to_host).collect();
-    let got = weft_pack::run_program(
-        &mut weft_pack::InterpExecutor::default(),
-        std::sync::Arc::new(program.clone()),
-        &hosts,
-        |_| {},
-    )
-    .unwrap_or_else(|e| panic!("run failed: {e}"));
+    let (program, got) = lower_and_run(g, inputs, options);
     let want = evaluate(g, inputs).unwrap_or_else(|e| panic!("reference failed: {e}"));
     assert_eq!(got.len(), want.len());
     for (k, (gb, w)) in got.iter().zip(&want).enumerate() {
@@ -112,6 +103,22 @@ pub fn check_with(g: &Graph, inputs: &[Tensor], tol: f64, options: &LowerOptions
         }
     }
     program
+}
+
+/// Lowers `g` with `options`, checks its kernels and runs it on the
+/// interpreter: the program and its outputs.
+pub fn lower_and_run(g: &Graph, inputs: &[Tensor], options: &LowerOptions) -> (Program, Vec<HostBuffer>) {
+    let program = lower(g, options).unwrap_or_else(|e| panic!("lowering failed: {e}"));
+    assert_kernels_proven(&program);
+    let hosts: Vec<HostBuffer> = inputs.iter().map(tensor_to_host).collect();
+    let got = weft_pack::run_program(
+        &mut weft_pack::InterpExecutor::default(),
+        std::sync::Arc::new(program.clone()),
+        &hosts,
+        |_| {},
+    )
+    .unwrap_or_else(|e| panic!("run failed: {e}"));
+    (program, got)
 }
 
 /// [`check_with`] with default options and the f32 tolerance 1e-5.
