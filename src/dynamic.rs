@@ -52,6 +52,9 @@ pub struct NamedInput {
     pub data: HostBuffer,
 }
 
+/// Each binding's tenant and program, by the bound shape of every input.
+type Compiled = HashMap<Vec<Vec<usize>>, (Tenant, Arc<Program>)>;
+
 /// A model whose dynamic dimensions each request's input shapes bind; one
 /// program (and tenant) per distinct binding, compiled on first use.
 pub struct DynamicModel {
@@ -60,7 +63,7 @@ pub struct DynamicModel {
     slo: Duration,
     weight: f64,
     /// Tenants by the bound shapes of every input, in the model's order.
-    compiled: Mutex<HashMap<Vec<Vec<usize>>, (Tenant, Arc<Program>)>>,
+    compiled: Mutex<Compiled>,
     compiles: AtomicU64,
 }
 
@@ -89,7 +92,7 @@ impl DynamicModel {
     }
 
     fn bind_err(&self) -> impl FnOnce(weft_graph::ImportError) -> EngineError + '_ {
-        move |source| EngineError::Bind { model: self.name().to_string(), source }
+        move |source| EngineError::Bind { model: self.name().to_string(), source: Box::new(source) }
     }
 
     /// The tenant (and its program) for inputs of these shapes, compiling
@@ -120,7 +123,7 @@ impl DynamicModel {
         let graph = self.model.import(&options).map_err(self.bind_err())?;
         let lower_options = LowerOptions { max_memory: Some(engine.memory_budget()), ..LowerOptions::default() };
         let mut program = weft_lower::lower(&graph, &lower_options)
-            .map_err(|source| EngineError::Lower { model: self.name().to_string(), source })?;
+            .map_err(|source| EngineError::Lower { model: self.name().to_string(), source: Box::new(source) })?;
         let shown: Vec<String> = bound
             .iter()
             .map(|(n, _, s)| format!("{n}={}", s.dims().iter().map(usize::to_string).collect::<Vec<_>>().join("x")))

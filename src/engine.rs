@@ -197,7 +197,7 @@ pub enum EngineError {
         program: String,
         device: usize,
         #[source]
-        source: weft_graph::MemoryError,
+        source: Box<weft_graph::MemoryError>,
     },
     /// A model with dynamic dimensions could not be bound to a request's
     /// input shapes or imported for them ([`crate::DynamicModel`]).
@@ -205,14 +205,14 @@ pub enum EngineError {
     Bind {
         model: String,
         #[source]
-        source: weft_graph::ImportError,
+        source: Box<weft_graph::ImportError>,
     },
     /// A model's program for a binding could not be lowered.
     #[error("model `{model}`: {source}")]
     Lower {
         model: String,
         #[source]
-        source: weft_lower::LowerError,
+        source: Box<weft_lower::LowerError>,
     },
     #[error("the engine has stopped")]
     Stopped,
@@ -553,7 +553,7 @@ impl Engine {
                 return Err(EngineError::Memory {
                     program: program.name.clone(),
                     device,
-                    source: weft_graph::MemoryError {
+                    source: Box::new(weft_graph::MemoryError {
                         what: format!(
                             "a tenant of `{}` ({} more next to the {} its device holds)",
                             program.name,
@@ -563,7 +563,7 @@ impl Engine {
                         needed,
                         limit: self.memory_budget,
                         largest,
-                    },
+                    }),
                 });
             }
             let t = Tenant(s.next_tenant);

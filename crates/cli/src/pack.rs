@@ -189,6 +189,9 @@ fn verify_bytes(programs: &[(String, Program)], tenants: &[(TenantId, usize, Str
     bytes.saturating_add(solo)
 }
 
+/// Plans a group of tenants with the planner the whole plan came from.
+type Replan<'a> = dyn FnMut(&[(TenantId, &Program)]) -> Result<Plan, CliError> + 'a;
+
 /// Verifies the plan within `budget` bytes of host memory: all at once
 /// where every tenant's buffers fit, else in groups of tenants that do,
 /// each group planned by the same planner (`replan`) and freed before the
@@ -199,7 +202,7 @@ fn verify_bounded(
     tenants: &[(TenantId, usize, String)],
     seed: u64,
     budget: u64,
-    replan: &mut dyn FnMut(&[(TenantId, &Program)]) -> Result<Plan, CliError>,
+    replan: &mut Replan<'_>,
 ) -> Result<(), CliError> {
     let all = verify_bytes(programs, tenants);
     if all <= budget {
