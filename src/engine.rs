@@ -119,6 +119,12 @@ pub struct EngineConfig {
     /// default; time-only FIFO, space-only and greedy packing are there to
     /// compare against).
     pub policy: weft_sched::SchedulerConfig,
+    /// Bytes each device may hold for its tenants (weights once per
+    /// program, one arena per tenant): `None` is the device's memory on
+    /// CUDA and [`weft_graph::memory::host_memory_budget`] on host
+    /// executors. A registration beyond it is refused
+    /// ([`EngineError::Memory`]) before anything is allocated.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -128,6 +134,7 @@ impl Default for EngineConfig {
             max_queue: 64,
             latency_window: 4096,
             policy: weft_sched::SchedulerConfig::slo_aware(1.0),
+            max_memory: None,
         }
     }
 }
@@ -182,6 +189,30 @@ pub enum EngineError {
         program: String,
         #[source]
         source: ServeError,
+    },
+    /// Registering the program would hold more than the device's memory
+    /// budget ([`EngineConfig::max_memory`]).
+    #[error("registering `{program}` on device {device}: {source}")]
+    Memory {
+        program: String,
+        device: usize,
+        #[source]
+        source: Box<weft_graph::MemoryError>,
+    },
+    /// A model with dynamic dimensions could not be bound to a request's
+    /// input shapes or imported for them ([`crate::DynamicModel`]).
+    #[error("model `{model}`: {source}")]
+    Bind {
+        model: String,
+        #[source]
+        source: Box<weft_graph::ImportError>,
+    },
+    /// A model's program for a binding could not be lowered.
+    #[error("model `{model}`: {source}")]
+    Lower {
+        model: String,
+        #[source]
+        source: Box<weft_lower::LowerError>,
     },
     #[error("the engine has stopped")]
     Stopped,
@@ -294,6 +325,8 @@ pub struct DeviceStats {
 
 struct TenantInfo {
     program: Arc<Program>,
+    /// Bytes of one arena of the program ([`weft_lower::MemoryUse::arena`]).
+    arena_bytes: u64,
     device: usize,
     demand: f64,
     removed: bool,
@@ -348,6 +381,8 @@ pub struct Engine {
     /// registrations see each other's load.
     placing: Mutex<()>,
     backend: String,
+    /// Bytes each device may hold ([`EngineConfig::max_memory`]).
+    memory_budget: u64,
 }
 
 /// One device's serving loop: its command channel and worker thread.
@@ -384,6 +419,9 @@ impl Engine {
         Ok(match gpu {
             Some(gpus) => {
                 let limits = gpus.first().map(|g| g.gpu().info().target()).unwrap_or_else(weft_kir::Target::sm_90);
+                let device_memory = gpus.iter().map(|g| g.gpu().info().total_memory_bytes).min();
+                let mut config = config;
+                config.max_memory = config.max_memory.or(device_memory);
                 Engine::start(gpus, limits, config)
             }
             None => {
@@ -411,6 +449,7 @@ impl Engine {
             return Engine::start(vec![InterpExecutor::new(Interpreter::new())], limits, config);
         }
         let backend = execs.first().map(|e| e.name().to_string()).unwrap_or_default();
+        let memory_budget = config.max_memory.unwrap_or_else(weft_graph::memory::host_memory_budget);
         let mut policy = config.policy.clone();
         policy.queue_capacity = policy.queue_capacity.max(config.max_queue);
         let n = execs.len();
@@ -443,7 +482,7 @@ impl Engine {
                 Device { tx, worker }
             })
             .collect();
-        Engine { shared, devices, next_request: Mutex::new(0), placing: Mutex::new(()), backend }
+        Engine { shared, devices, next_request: Mutex::new(0), placing: Mutex::new(()), backend, memory_budget }
     }
 
     /// Devices (serving loops) the engine runs.
@@ -455,6 +494,30 @@ impl Engine {
     pub fn device_of(&self, tenant: Tenant) -> Result<usize, EngineError> {
         let s = self.lock();
         s.tenants.get(&tenant).map(|t| t.device).ok_or_else(|| gone(s.next_tenant, tenant))
+    }
+
+    /// Bytes each device may hold for its tenants ([`EngineConfig::max_memory`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget
+    }
+
+    /// Bytes device `device` holds for its tenants: one arena per tenant
+    /// and each distinct program's weights once.
+    fn held_bytes(s: &Shared, device: usize) -> (u64, Vec<(String, u64)>) {
+        let mut held = 0u64;
+        let mut programs: Vec<&Arc<Program>> = Vec::new();
+        let mut largest = Vec::new();
+        for (t, info) in s.tenants.iter().filter(|(_, i)| i.device == device && !i.removed) {
+            held = held.saturating_add(info.arena_bytes);
+            weft_graph::memory::insert_largest(&mut largest, format!("tenant {} arena", t.0), info.arena_bytes);
+            if !programs.iter().any(|p| Arc::ptr_eq(p, &info.program)) {
+                programs.push(&info.program);
+                let w = info.program.memory().weights;
+                held = held.saturating_add(w);
+                weft_graph::memory::insert_largest(&mut largest, format!("`{}` weights", info.program.name), w);
+            }
+        }
+        (held, largest)
     }
 
     /// The executor's name: `cuda`, `interp`, or the injected executor's.
@@ -473,11 +536,39 @@ impl Engine {
     /// `Arc<Program>`), its arenas allocated.
     pub fn register(&self, program: Arc<Program>, slo: Duration, weight: f64) -> Result<Tenant, EngineError> {
         let _placing = self.placing.lock().unwrap_or_else(|e| e.into_inner());
+        let memory = program.memory();
         let (t, device) = {
             let mut s = self.lock();
+            let device = s.placement.choose();
+            // Checked before the executor allocates anything for it.
+            let (held, mut largest) = Engine::held_bytes(&s, device);
+            let shared =
+                s.tenants.values().any(|i| i.device == device && !i.removed && Arc::ptr_eq(&i.program, &program));
+            let adds = if shared { memory.arena() } else { memory.device() };
+            let needed = held.saturating_add(adds);
+            if needed > self.memory_budget {
+                for (name, bytes) in &memory.largest {
+                    weft_graph::memory::insert_largest(&mut largest, name.clone(), *bytes);
+                }
+                return Err(EngineError::Memory {
+                    program: program.name.clone(),
+                    device,
+                    source: Box::new(weft_graph::MemoryError {
+                        what: format!(
+                            "a tenant of `{}` ({} more next to the {} its device holds)",
+                            program.name,
+                            weft_graph::memory::format_bytes(adds),
+                            weft_graph::memory::format_bytes(held)
+                        ),
+                        needed,
+                        limit: self.memory_budget,
+                        largest,
+                    }),
+                });
+            }
             let t = Tenant(s.next_tenant);
             s.next_tenant += 1;
-            (t, s.placement.choose())
+            (t, device)
         };
         // The scheduler validates the objective and the weight (finite,
         // positive) and its refusal comes back as `EngineError::Register`.
@@ -501,6 +592,7 @@ impl Engine {
         s.tenants.insert(
             t,
             TenantInfo {
+                arena_bytes: memory.arena(),
                 program,
                 device,
                 demand,

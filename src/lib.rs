@@ -21,9 +21,11 @@ pub use weft_predict as predict;
 pub use weft_sched as sched;
 pub use weft_sim as sim;
 
+pub mod dynamic;
 pub mod engine;
 pub mod gpu;
 
+pub use dynamic::{DynamicModel, NamedInput};
 pub use engine::{
     Backend, DeviceStats, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response,
     SubmitOptions, Tenant, TenantMetrics,

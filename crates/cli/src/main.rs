@@ -1,7 +1,7 @@
 //! `weft`: inspect, compile and run models.
 //!
 //! ```text
-//! weft inspect MODEL.onnx [--shape NAME=1x3x224x224]… [--dim NAME=N]…
+//! weft inspect MODEL.onnx [--shape NAME=1x3x224x224]… [--dim NAME=N]… [--max-memory BYTES]
 //! weft compile MODEL.onnx [--shape …] [--arch sm_90] --out DIR
 //! weft pack MODEL.onnx[xN] MODEL2.onnx … [--mode coalesce|constrain|auto] [--knob 0..1] [--out DIR]
 //! weft run MODEL.onnx [--backend auto|interp|cuda|cpu] [--shape …] [--input NAME=FILE.npy]… [--seed N] --output-dir DIR
@@ -39,6 +39,11 @@ enum Command {
         /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
+        /// The memory budget, bytes (K/M/G suffixes): a model needing more is
+        /// refused before anything is allocated. Default: the GPU's memory,
+        /// or three quarters of the host's available memory.
+        #[arg(long, value_name = "BYTES", value_parser = parse_max_memory)]
+        max_memory: Option<u64>,
         /// Also list every node.
         #[arg(long)]
         nodes: bool,
@@ -53,6 +58,11 @@ enum Command {
         /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
+        /// The memory budget, bytes (K/M/G suffixes): a model needing more is
+        /// refused before anything is allocated. Default: the GPU's memory,
+        /// or three quarters of the host's available memory.
+        #[arg(long, value_name = "BYTES", value_parser = parse_max_memory)]
+        max_memory: Option<u64>,
         /// Target architecture (`sm_90`, `sm_80`, …); default: the GPU's, else sm_90.
         #[arg(long)]
         arch: Option<String>,
@@ -80,6 +90,11 @@ enum Command {
         /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
+        /// The memory budget, bytes (K/M/G suffixes): a model needing more is
+        /// refused before anything is allocated. Default: the GPU's memory,
+        /// or three quarters of the host's available memory.
+        #[arg(long, value_name = "BYTES", value_parser = parse_max_memory)]
+        max_memory: Option<u64>,
         /// Folder for plan.trace.json, plan.svg, bundles.tsv and bundles/.
         #[arg(long, default_value = "weft-pack")]
         out: PathBuf,
@@ -109,6 +124,11 @@ enum Command {
         /// Binds a symbolic dimension wherever it appears, e.g. `--dim batch=1` (repeatable).
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
+        /// The memory budget, bytes (K/M/G suffixes): a model needing more is
+        /// refused before anything is allocated. Default: the GPU's memory,
+        /// or three quarters of the host's available memory.
+        #[arg(long, value_name = "BYTES", value_parser = parse_max_memory)]
+        max_memory: Option<u64>,
         /// An input's value from a `.npy` file (repeatable); inputs not given are seeded random values.
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
         inputs: Vec<String>,
@@ -150,6 +170,11 @@ enum Command {
         /// CUDA, one executor otherwise.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
         devices: Option<u32>,
+        /// The memory budget, bytes (K/M/G suffixes): a model needing more is
+        /// refused before anything is allocated. Default: the GPU's memory,
+        /// or three quarters of the host's available memory.
+        #[arg(long, value_name = "BYTES", value_parser = parse_max_memory)]
+        max_memory: Option<u64>,
     },
 }
 
@@ -181,37 +206,52 @@ pub enum Backend {
     Cpu,
 }
 
+fn parse_max_memory(text: &str) -> Result<u64, String> {
+    weft::graph::memory::parse_bytes(text)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect { model, shapes, dims, nodes } => {
-            commands::inspect(&model, &Bindings { shapes: &shapes, dims: &dims }, nodes)
+        Command::Inspect { model, shapes, dims, max_memory, nodes } => {
+            commands::inspect(&model, &Bindings { shapes: &shapes, dims: &dims, max_memory }, nodes)
         }
-        Command::Compile { model, shapes, dims, arch, out } => {
-            commands::compile(&model, &Bindings { shapes: &shapes, dims: &dims }, arch.as_deref(), &out)
+        Command::Compile { model, shapes, dims, max_memory, arch, out } => {
+            commands::compile(&model, &Bindings { shapes: &shapes, dims: &dims, max_memory }, arch.as_deref(), &out)
         }
-        Command::Pack { models, mode, knob, shapes, dims, out, no_verify, seed, draw_first, bundle_forms } => {
-            pack::pack(&pack::PackArgs {
-                models: &models,
-                mode: match mode {
-                    Mode::Coalesce => weft::pack::PackMode::Coalesce,
-                    Mode::Constrain => weft::pack::PackMode::Constrain,
-                    Mode::Auto => weft::pack::PackMode::Auto,
-                },
-                knob,
-                bind: Bindings { shapes: &shapes, dims: &dims },
-                out: &out,
-                verify: !no_verify,
-                seed,
-                draw_first,
-                forms: match bundle_forms {
-                    Forms::Best => weft::pack::FormChoice::Best,
-                    Forms::Default => weft::pack::FormChoice::Default,
-                },
-            })
-        }
-        Command::Run { model, backend, shapes, dims, inputs, seed, output_dir } => {
-            commands::run(&model, backend, &Bindings { shapes: &shapes, dims: &dims }, &inputs, seed, &output_dir)
+        Command::Pack {
+            models,
+            mode,
+            knob,
+            shapes,
+            dims,
+            max_memory,
+            out,
+            no_verify,
+            seed,
+            draw_first,
+            bundle_forms,
+        } => pack::pack(&pack::PackArgs {
+            models: &models,
+            mode: match mode {
+                Mode::Coalesce => weft::pack::PackMode::Coalesce,
+                Mode::Constrain => weft::pack::PackMode::Constrain,
+                Mode::Auto => weft::pack::PackMode::Auto,
+            },
+            knob,
+            bind: Bindings { shapes: &shapes, dims: &dims, max_memory },
+            out: &out,
+            verify: !no_verify,
+            seed,
+            draw_first,
+            forms: match bundle_forms {
+                Forms::Best => weft::pack::FormChoice::Best,
+                Forms::Default => weft::pack::FormChoice::Default,
+            },
+        }),
+        Command::Run { model, backend, shapes, dims, max_memory, inputs, seed, output_dir } => {
+            let bind = Bindings { shapes: &shapes, dims: &dims, max_memory };
+            commands::run(&model, backend, &bind, &inputs, seed, &output_dir)
         }
         Command::Serve {
             model_repository,
@@ -224,6 +264,7 @@ fn main() -> ExitCode {
             drain_timeout,
             policy,
             devices,
+            max_memory,
         } => {
             let options = weft_serve::ServeOptions {
                 repository: model_repository,
@@ -245,6 +286,7 @@ fn main() -> ExitCode {
                         Policy::TimeOnly => weft::sched::SchedulerConfig::time_only_fifo(),
                     },
                     devices: devices.map(|n| n as usize),
+                    max_memory,
                     ..weft::EngineConfig::default()
                 },
             };

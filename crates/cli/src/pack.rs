@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use weft::codegen::{emit_cuda, Arch, Compiler};
 use weft::interp::Interpreter;
 use weft::kir::{HostBuffer, KernelDef, Target};
-use weft::lower::{lower, LowerOptions, Program};
+use weft::lower::{lower, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
     body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy,
@@ -115,7 +115,8 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     for spec in args.models {
         let m = parse_spec(spec)?;
         let graph = load(&m.path, &args.bind)?;
-        let program = lower(&graph, &LowerOptions::default())?;
+        // Verification runs it on the interpreter: it must fit the host.
+        let program = lower(&graph, &args.bind.lower_options(None))?;
         let idx = programs.len();
         for i in 0..m.count {
             tenants.push((TenantId(tenants.len() as u32), idx, format!("{}#{i}", m.name)));
@@ -167,8 +168,94 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     write_bundles(&plan, &compiler, &limits, args.out, args.forms)?;
 
     if args.verify {
-        verify(&plan, &programs, &tenants, args.seed)?;
+        let budget = args.bind.host_budget();
+        let mut replan = |group: &[(TenantId, &Program)]| -> Result<Plan, CliError> {
+            Ok(plan_with(group, &limits, &policy, &table, &mut cost)?)
+        };
+        verify_bounded(&plan, &programs, &tenants, args.seed, budget, &mut replan)?;
     }
+    Ok(())
+}
+
+/// Bytes verifying `count` tenants at once holds on the host: every
+/// distinct program's weights twice (the program's copy and the
+/// interpreter's), each tenant's inputs, arena and outputs (packed and
+/// solo), and one solo run's weights and arena on top.
+fn verify_bytes(programs: &[(String, Program)], tenants: &[(TenantId, usize, String)]) -> u64 {
+    let memory: Vec<_> = programs.iter().map(|(_, p)| p.memory()).collect();
+    let mut used = vec![false; programs.len()];
+    let mut bytes = 0u64;
+    for (_, p, _) in tenants {
+        let m = &memory[*p];
+        if !used[*p] {
+            used[*p] = true;
+            bytes = bytes.saturating_add(m.weights.saturating_mul(2));
+        }
+        bytes = bytes.saturating_add(m.arena()).saturating_add(m.inputs).saturating_add(m.outputs.saturating_mul(2));
+    }
+    let solo = tenants.iter().map(|(_, p, _)| memory[*p].device()).max().unwrap_or(0);
+    bytes.saturating_add(solo)
+}
+
+/// Plans a group of tenants with the planner the whole plan came from.
+type Replan<'a> = dyn FnMut(&[(TenantId, &Program)]) -> Result<Plan, CliError> + 'a;
+
+/// Verifies the plan within `budget` bytes of host memory: all at once
+/// where every tenant's buffers fit, else in groups of tenants that do,
+/// each group planned by the same planner (`replan`) and freed before the
+/// next, so memory stays bounded however many tenants there are.
+fn verify_bounded(
+    plan: &Plan,
+    programs: &[(String, Program)],
+    tenants: &[(TenantId, usize, String)],
+    seed: u64,
+    budget: u64,
+    replan: &mut Replan<'_>,
+) -> Result<(), CliError> {
+    let all = verify_bytes(programs, tenants);
+    if all <= budget {
+        verify(plan, programs, tenants, seed)?;
+        println!(
+            "verified on the interpreter: all {} tenants' outputs are bit-identical to their solo runs",
+            tenants.len()
+        );
+        return Ok(());
+    }
+    // The largest group that fits, filled greedily in tenant order.
+    let mut groups: Vec<Vec<(TenantId, usize, String)>> = Vec::new();
+    let mut current: Vec<(TenantId, usize, String)> = Vec::new();
+    for t in tenants {
+        current.push(t.clone());
+        if current.len() > 1 && verify_bytes(programs, &current) > budget {
+            let last = current.pop().expect("just pushed");
+            groups.push(std::mem::replace(&mut current, vec![last]));
+        }
+    }
+    if verify_bytes(programs, &current) > budget {
+        let (_, p, name) = &current[0];
+        let m = programs[*p].1.memory();
+        return Err(CliError::Memory(weft::graph::MemoryError {
+            what: format!("verifying tenant {name} on the interpreter"),
+            needed: verify_bytes(programs, &current[..1]),
+            limit: budget,
+            largest: m.largest,
+        }));
+    }
+    groups.push(current);
+    for group in &groups {
+        let ids: Vec<(TenantId, &Program)> = group.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
+        let sub = replan(&ids)?;
+        verify(&sub, programs, group, seed)?;
+    }
+    println!(
+        "verified on the interpreter in {} groups of at most {} tenants (all {} at once would hold {}, over the \
+         {} budget; --max-memory raises it): every tenant's outputs are bit-identical to its solo run",
+        groups.len(),
+        groups.iter().map(Vec::len).max().unwrap_or(0),
+        tenants.len(),
+        weft::graph::memory::format_bytes(all),
+        weft::graph::memory::format_bytes(budget)
+    );
     Ok(())
 }
 
@@ -401,9 +488,6 @@ fn verify(
             return Err(CliError::Usage(format!("tenant {name}: packed outputs differ from its solo run")));
         }
     }
-    println!(
-        "verified on the interpreter: all {} tenants' outputs are bit-identical to their solo runs",
-        tenants.len()
-    );
+    // Dropping the interpreter frees the group's buffers before the next.
     Ok(())
 }

@@ -322,3 +322,122 @@ fn dynamic_dimensions_are_bound_from_the_input_file() {
         weft(&["run", s(&model), "--backend", "interp", "--dim", "h=7", "--input", &input, "--output-dir", s(&out)]);
     fails_with(&o, &["`x`", "`h`", "7", "5"]);
 }
+
+// ------------------------------------------------------------ the budget
+
+/// `x: [1]` padded (`Pad`) or broadcast (`Expand`) to a billion elements:
+/// 4 GB of f32 that must never be allocated.
+fn billion_models(dir: &Path) -> (PathBuf, PathBuf) {
+    use weft_graph::onnx::testing::tensor_i64;
+    let pads = tensor_i64("pads", &[2], vec![0, 999_999_999]);
+    let pad = write_model(
+        dir,
+        "pad.onnx",
+        vec![f32_input("x", &[1])],
+        vec![pads],
+        vec![node("Pad", "pad_huge", &["x", "pads"], &["y"], vec![])],
+        &["y"],
+    );
+    let shape = tensor_i64("s", &[3], vec![1000, 1000, 1000]);
+    let expand = write_model(
+        dir,
+        "expand.onnx",
+        vec![f32_input("x", &[1])],
+        vec![shape],
+        vec![node("Expand", "grow_huge", &["x", "s"], &["y"], vec![])],
+        &["y"],
+    );
+    (pad, expand)
+}
+
+#[test]
+fn a_billion_element_pad_or_expand_is_refused_by_the_memory_budget() {
+    let dir = temp_dir("billion");
+    let (pad, expand) = billion_models(&dir);
+    for (model, node) in [(&pad, "pad_huge"), (&expand, "grow_huge")] {
+        for cmd in ["run", "inspect", "pack"] {
+            let mut args = vec![cmd, s(model), "--max-memory", "1G"];
+            if cmd == "run" {
+                args.extend(["--backend", "interp", "--output-dir", s(&dir)]);
+            }
+            let out_dir = dir.join("pack");
+            if cmd == "pack" {
+                args.extend(["--out", s(&out_dir)]);
+            }
+            let line = fails_with(&weft(&args), &[node, "--max-memory", "1.0 GiB"]);
+            assert!(line.contains("memory budget"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_program_over_the_budget_is_refused_before_it_runs() {
+    let dir = temp_dir("program-budget");
+    // x: [100, 100] → relu: each tensor 40 kB fits a 50 kB budget alone, but
+    // the run holds the input, the output and its download (120 kB).
+    let x = value_info("x", DataType::FLOAT, &[Dim::Value(100), Dim::Value(100)]);
+    let model =
+        write_model(&dir, "relu.onnx", vec![x], vec![], vec![node("Relu", "relu", &["x"], &["y"], vec![])], &["y"]);
+    let args = |budget: &'static str| {
+        ["run", s(&model), "--backend", "interp", "--max-memory", budget, "--output-dir", s(&dir)].map(str::to_string)
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_weft")).args(args("50K")).output().unwrap();
+    fails_with(&o, &["program", "117.2 KiB", "50.0 KiB", "--max-memory"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_weft")).args(args("1M")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_bad_budget_is_a_usage_error() {
+    let dir = temp_dir("bad-budget");
+    let model = relu_model(&dir, DataType::FLOAT);
+    for bad in ["12Q", "0", "1.5G", "3X"] {
+        let o = weft(&["inspect", s(&model), "--max-memory", bad]);
+        assert!(!o.status.success(), "--max-memory {bad} accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--max-memory") && err.contains(bad), "{err}");
+    }
+    assert!(weft(&["inspect", s(&model), "--max-memory", "64M"]).status.success());
+}
+
+#[test]
+fn an_input_file_that_disagrees_with_an_explicit_shape_names_the_dimension() {
+    let dir = temp_dir("shape-conflict");
+    let model = conv_model(&dir);
+    let npy = write_npy(&dir, "x.npy", "<f4", &[1, 3, 9, 9], &f32_bytes(243));
+    let input = format!("x={}", s(&npy));
+    let o = weft(&[
+        "run",
+        s(&model),
+        "--backend",
+        "interp",
+        "--shape",
+        "x=1x3x8x8",
+        "--input",
+        &input,
+        "--output-dir",
+        s(&dir),
+    ]);
+    fails_with(&o, &["`x`", "--shape", "dimension 2", "[1x3x9x9]"]);
+}
+
+#[test]
+fn pack_verifies_many_tenants_in_groups_within_the_budget() {
+    let dir = temp_dir("pack-groups");
+    let model = relu_model(&dir, DataType::FLOAT);
+    let spec = format!("{}x8", s(&model));
+    let out = dir.join("out");
+    let o = weft(&["pack", &spec, "--out", s(&out), "--max-memory", "300"]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}{}", stdout, String::from_utf8_lossy(&o.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("verified")).unwrap_or_else(|| panic!("{stdout}"));
+    // Verified in several groups, each bit-identical to its solo runs.
+    let groups: usize =
+        line.split(" in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(groups > 1, "{line}");
+    assert!(line.contains("all 8 at once") && line.contains("bit-identical"), "{line}");
+    // With room for all of them, one run.
+    let o = weft(&["pack", &spec, "--out", s(&out)]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(stdout.contains("all 8 tenants' outputs are bit-identical"), "{stdout}");
+}

@@ -191,7 +191,8 @@ fn run_writes_outputs_and_given_inputs_reproduce_them() {
     assert_eq!(ra, rb);
     assert_ne!(ra, probs, "a different input should change the output");
 
-    // A wrongly shaped input is a one-line error naming the input.
+    // An input whose shape disagrees with `--shape` is a one-line error
+    // naming the input and the dimension.
     let o = weft(&[
         "run",
         m,
@@ -205,7 +206,8 @@ fn run_writes_outputs_and_given_inputs_reproduce_them() {
         dir.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--input x"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("input `x`") && err.contains("--shape") && err.contains("dimension 3"), "{err}");
 }
 
 #[test]

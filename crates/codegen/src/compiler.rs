@@ -66,8 +66,11 @@ impl fmt::Display for Arch {
 pub enum CompileError {
     /// NVRTC could not be found or loaded.
     NoNvrtc { searched: Vec<String>, hint: String },
-    /// NVRTC rejected the source; the log and the whole source are kept.
-    Nvrtc { kernel: String, log: String, source: String },
+    /// NVRTC rejected the source; the log and the whole source are kept,
+    /// and the source is written to `source_path` (the message names the
+    /// file rather than holding the source: a kernel of thousands of
+    /// arguments is megabytes of CUDA C).
+    Nvrtc { kernel: String, log: String, source: String, source_path: Option<PathBuf> },
     /// An NVRTC API call failed other than by a compile error.
     NvrtcApi { kernel: String, message: String },
     /// cudarc's NVRTC wrapper failed other than by a compile error (creating
@@ -77,6 +80,9 @@ pub enum CompileError {
     Ptxas(PtxasError),
 }
 
+/// Lines of an NVRTC log a [`CompileError::Nvrtc`] message shows.
+pub const LOG_LINES_SHOWN: usize = 20;
+
 // Written by hand: thiserror would treat the `source` field (the CUDA C
 // text) as the error's cause.
 impl fmt::Display for CompileError {
@@ -85,8 +91,22 @@ impl fmt::Display for CompileError {
             CompileError::NoNvrtc { searched, hint } => {
                 write!(f, "NVRTC (libnvrtc) not found; searched: {}. To fix: {hint}", searched.join(", "))
             }
-            CompileError::Nvrtc { kernel, log, source } => {
-                write!(f, "NVRTC failed to compile kernel `{kernel}`:\n{log}\n--- source ---\n{source}")
+            CompileError::Nvrtc { kernel, log, source, source_path } => {
+                let where_ = match source_path {
+                    Some(p) => format!("source ({} lines) written to {}", source.lines().count(), p.display()),
+                    None => {
+                        format!("source ({} lines) could not be written to the temp folder", source.lines().count())
+                    }
+                };
+                // The log too can be long: its first lines, the rest beside the source.
+                let lines: Vec<&str> = log.lines().collect();
+                let shown = lines[..lines.len().min(LOG_LINES_SHOWN)].join("\n");
+                let more = if lines.len() > LOG_LINES_SHOWN {
+                    format!("\n({} more lines of log beside the source, as .log)", lines.len() - LOG_LINES_SHOWN)
+                } else {
+                    String::new()
+                };
+                write!(f, "NVRTC failed to compile kernel `{kernel}`; {where_}:\n{shown}{more}")
             }
             CompileError::NvrtcApi { kernel, message } => write!(f, "NVRTC error for kernel `{kernel}`: {message}"),
             CompileError::NvrtcCall { kernel, error } => write!(f, "NVRTC error for kernel `{kernel}`: {error}"),

@@ -116,6 +116,24 @@ pub fn nvrtc_version() -> Result<(i32, i32), CompileError> {
     load(&CudaSearch::from_env()).map(|i| i.version)
 }
 
+/// Writes the source NVRTC refused (and its log, beside it as `.log`) to
+/// `weft-nvrtc/` in the temp folder, named by the kernel and a hash of the
+/// source, so an error message can name the file instead of holding the
+/// whole source. `None` when the file cannot be written.
+fn write_failed_source(kernel: &str, code: &str, log: &str) -> Option<std::path::PathBuf> {
+    use sha2::{Digest, Sha256};
+    let dir = std::env::temp_dir().join("weft-nvrtc");
+    std::fs::create_dir_all(&dir).ok()?;
+    let hash = Sha256::digest(code.as_bytes());
+    let short: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let stem: String =
+        kernel.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).take(64).collect();
+    let path = dir.join(format!("{stem}-{short}.cu"));
+    std::fs::write(&path, code).ok()?;
+    let _ = std::fs::write(path.with_extension("log"), log);
+    Some(path)
+}
+
 /// Compiles `code` to PTX text. NVRTC must already be loaded ([`load`]).
 pub(crate) fn compile_raw(kernel: &str, code: &str, options: &[String]) -> Result<String, CompileError> {
     if code.contains('\0') {
@@ -128,11 +146,11 @@ pub(crate) fn compile_raw(kernel: &str, code: &str, options: &[String]) -> Resul
     };
     match cudarc::nvrtc::compile_ptx_with_opts(code, opts) {
         Ok(ptx) => Ok(ptx.to_src().trim_end_matches('\0').to_string()),
-        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => Err(CompileError::Nvrtc {
-            kernel: kernel.into(),
-            log: log.to_string_lossy().into_owned(),
-            source: code.into(),
-        }),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => {
+            let log = log.to_string_lossy().into_owned();
+            let source_path = write_failed_source(kernel, code, &log);
+            Err(CompileError::Nvrtc { kernel: kernel.into(), log, source: code.into(), source_path })
+        }
         Err(error) => Err(CompileError::NvrtcCall { kernel: kernel.into(), error }),
     }
 }

@@ -39,12 +39,20 @@ fn nvrtc_failure_carries_log_and_source() {
         code: "extern \"C\" __global__ void broken(float* out) { out[0] = undeclared_thing; }\n".into(),
     };
     match c.compile(&src) {
-        Err(CompileError::Nvrtc { kernel, log, source }) => {
+        Err(CompileError::Nvrtc { kernel, log, source, source_path }) => {
             assert_eq!(kernel, "broken");
             assert!(log.contains("undeclared_thing"), "log: {log}");
             assert_eq!(source, src.code);
-            let msg = CompileError::Nvrtc { kernel, log, source }.to_string();
-            assert!(msg.contains("--- source ---") && msg.contains("undeclared_thing"));
+            // The message names the file holding the source instead of
+            // embedding it; the file holds exactly the source compiled.
+            let path = source_path.clone().expect("the source is written to the temp folder");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), src.code);
+            assert!(std::fs::read_to_string(path.with_extension("log")).unwrap().contains("undeclared_thing"));
+            let msg = CompileError::Nvrtc { kernel, log, source, source_path }.to_string();
+            assert!(msg.contains(&path.display().to_string()) && msg.contains("undeclared_thing"), "{msg}");
+            // (NVRTC's log quotes the offending line; the source itself is
+            // not appended.)
+            assert!(!msg.contains("--- source ---"), "the source is not in the message: {msg}");
         }
         other => panic!("expected an NVRTC error, got {other:?}"),
     }
@@ -105,4 +113,27 @@ fn guarded_and_plain_shuffles_compile() {
     let Some(c) = compiler_or_skip("guarded_and_plain_shuffles_compile") else { return };
     let ptx = c.compile(&src).unwrap_or_else(|e| panic!("{e}"));
     assert!(ptx.ptx.contains("shfl.sync.idx"), "{}", ptx.ptx);
+}
+
+#[test]
+fn an_nvrtc_error_names_the_source_file_and_shows_the_first_lines_of_its_log() {
+    // A source of 5,000 parameters and a log of 100 errors: neither is
+    // copied whole into the message.
+    let params: Vec<String> = (0..5000).map(|i| format!("const float* __restrict__ in{i}")).collect();
+    let source = format!("extern \"C\" __global__ void wide({}) {{}}\n", params.join(",\n"));
+    let log: String = (0..100).map(|i| format!("wide.cu({i}): error: something {i}\n")).collect();
+    let path = std::env::temp_dir().join("weft-nvrtc/wide-0011223344556677.cu");
+    let e = CompileError::Nvrtc {
+        kernel: "wide".into(),
+        log: log.clone(),
+        source: source.clone(),
+        source_path: Some(path.clone()),
+    };
+    let msg = e.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("5000 lines"), "{msg}");
+    assert!(!msg.contains("in4999"), "the source is not in the message");
+    assert!(msg.contains("something 0") && !msg.contains("something 99"), "{msg}");
+    assert!(msg.contains("80 more lines"), "{msg}");
+    assert!(msg.len() < 4096, "{} bytes", msg.len());
 }

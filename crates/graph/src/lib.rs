@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod infer;
+pub mod memory;
 pub mod models;
 pub mod onnx;
 pub mod op;
@@ -23,8 +24,10 @@ pub use dtype::DType;
 pub use error::GraphError;
 pub use eval::{eval_node, evaluate, evaluate_all};
 pub use graph::{Graph, Node, TensorId, TensorInfo};
+pub use memory::MemoryError;
 pub use onnx::{
-    export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError, ImportOptions,
+    bind_inputs, export_onnx, export_onnx_default, import_onnx, import_onnx_file, ExportError, ImportError,
+    ImportOptions, OnnxModel,
 };
 pub use op::{BinaryOp, CoordinateTransform, NearestMode, Op, Padding, ResizeMode, ScatterReduction, UnaryOp, Window};
 pub use tensor::{Shape, Tensor, TensorData};

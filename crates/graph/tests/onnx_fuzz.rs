@@ -8,8 +8,10 @@
 //! and as protobuf (dims made huge, zero or negative, attributes and element
 //! types changed, inputs dropped, outputs renamed to dangling names, huge
 //! integers in shape constants, nodes reordered). Whatever comes out, import
-//! must answer `Ok` or `Err` — never panic, never take long, and never build
-//! a tensor beyond `ImportOptions::max_elements`.
+//! must answer `Ok` or `Err` — never panic, never take long, never build
+//! a tensor beyond `ImportOptions::max_elements`, and never hold constants
+//! beyond the memory budget (`ImportOptions::max_memory`): the fuzz budget is
+//! small enough that damaged dims reach its refusal.
 //!
 //! Each property runs a fixed number of cases from proptest's deterministic
 //! per-test seed; `PROPTEST_CASES` raises it for a longer local run.
@@ -31,6 +33,10 @@ use weft_graph::{import_onnx, Graph, ImportError, ImportOptions};
 /// The element cap the fuzz imports under: small, so a mutated model that
 /// the cap lets through still allocates little.
 const FUZZ_MAX_ELEMENTS: usize = 1 << 20;
+
+/// The memory budget the fuzz imports under: 4 MiB, so that a dim made
+/// huge by a mutation is refused by the budget as often as by the cap.
+const FUZZ_MAX_MEMORY: u64 = 4 << 20;
 
 /// How long one import may take (debug build) before the case fails.
 const CASE_BUDGET: Duration = Duration::from_millis(500);
@@ -262,7 +268,11 @@ fn seeds() -> Vec<(&'static str, ModelProto)> {
 }
 
 fn fuzz_options() -> ImportOptions {
-    ImportOptions { max_elements: Some(FUZZ_MAX_ELEMENTS), ..ImportOptions::default() }
+    ImportOptions {
+        max_elements: Some(FUZZ_MAX_ELEMENTS),
+        max_memory: Some(FUZZ_MAX_MEMORY),
+        ..ImportOptions::default()
+    }
 }
 
 // ------------------------------------------------------------- the oracle
@@ -290,6 +300,30 @@ fn check_import(
     };
     if took > CASE_BUDGET {
         return Err(TestCaseError::fail(format!("import took {took:?} on {case} (budget {CASE_BUDGET:?})")));
+    }
+    if let (Ok(g), Some(budget)) = (&result, options.max_memory) {
+        // What import held: the graph's constants, at their element size.
+        let held: u64 = g.constants.values().map(weft_graph::memory::held_bytes).sum();
+        if held > budget {
+            return Err(TestCaseError::fail(format!(
+                "{case}: constants of {held} bytes passed the {budget}-byte budget"
+            )));
+        }
+        for (_, info) in g.tensors.iter() {
+            let bytes = weft_graph::memory::tensor_bytes(info.shape.dims(), info.dtype.size_bytes() as u64);
+            if bytes > budget {
+                return Err(TestCaseError::fail(format!(
+                    "{case}: tensor `{}` of {bytes} bytes passed the {budget}-byte budget",
+                    info.name
+                )));
+            }
+        }
+    }
+    if let (Err(ImportError::Memory(e)), Some(budget)) = (&result, options.max_memory) {
+        // The refusal names the budget in force and needs more than it.
+        if e.limit != budget || e.needed <= budget || e.largest.is_empty() {
+            return Err(TestCaseError::fail(format!("{case}: a budget refusal that does not add up: {e:?}")));
+        }
     }
     if let (Ok(g), Some(limit)) = (&result, options.max_elements) {
         for (_, info) in g.tensors.iter() {
@@ -616,6 +650,105 @@ proptest! {
         let case = format!("seed {name} with {mutations:?}");
         let _imported = check_import(&case, &bytes, &fuzz_options())?;
     }
+
+    /// Every seed under a budget from nothing to more than it needs: `Ok`
+    /// within the budget or the budget's own refusal, never a panic.
+    #[test]
+    fn any_budget_is_kept_or_refused(seed in 0usize..7, budget in 1u64..(64 << 10)) {
+        let (name, m) = seeds().swap_remove(seed);
+        let bytes = m.write_to_bytes().unwrap();
+        let options = ImportOptions { max_memory: Some(budget), ..fuzz_options() };
+        let case = format!("seed {name} under a {budget}-byte budget");
+        match check_import(&case, &bytes, &options)? {
+            Ok(_) | Err(ImportError::Memory(_)) => {}
+            Err(e) => {
+                // The same model imports under the ordinary fuzz budget, so
+                // any other refusal is the budget's fault.
+                let again = check_import(&case, &bytes, &fuzz_options())?;
+                prop_assert!(again.is_err(), "{case}: refused with `{e}` only under the small budget");
+            }
+        }
+    }
+}
+
+/// A budget of 1 GiB: the size the tests below would allocate is 4 GB or more.
+const GIB: u64 = 1 << 30;
+
+fn import_under(m: &ModelProto, budget: u64) -> Result<Graph, ImportError> {
+    let bytes = m.write_to_bytes().unwrap();
+    let options = ImportOptions { max_memory: Some(budget), ..ImportOptions::default() };
+    match check_import("budget", &bytes, &options) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The refusal is the budget's, names `node` and the fix, and counts the
+/// tensor that did not fit: it came before anything that size existed.
+fn expect_budget(m: &ModelProto, budget: u64, node: &str, at_least: u64) {
+    let e = import_under(m, budget).map(|_| ()).expect_err("the model must be refused");
+    let ImportError::Memory(mem) = &e else { panic!("not the budget's refusal: {e}") };
+    assert_eq!(mem.limit, budget);
+    assert!(mem.needed >= at_least, "{mem:?}");
+    assert!(mem.largest.iter().any(|(_, b)| *b >= at_least), "the largest tensor is named: {mem:?}");
+    let text = e.to_string();
+    assert!(text.contains(node) && text.contains("--max-memory"), "{text}");
+}
+
+#[test]
+fn a_pad_to_a_billion_elements_is_refused_by_the_budget() {
+    // x: [1] padded by 999,999,999 at the end: 4 GB of f32.
+    let pads = tensor_i64("pads", &[2], vec![0, 999_999_999]);
+    let pad = node("Pad", "pad_huge", &["x", "pads"], &["y"], vec![]);
+    let m = model(18, vec![f32_input("x", &[1])], vec![pads.clone()], vec![pad.clone()], &["y"]);
+    expect_budget(&m, GIB, "pad_huge", 4_000_000_000);
+    // The same over a constant: the evaluator would build it.
+    let m = model(18, vec![], vec![tensor_f32("x", &[1], vec![1.0]), pads], vec![pad], &["y"]);
+    expect_budget(&m, GIB, "pad_huge", 4_000_000_000);
+    // Under a budget it fits, the run-time Pad imports.
+    let pads = tensor_i64("pads", &[2], vec![0, 999]);
+    let m = model(
+        18,
+        vec![f32_input("x", &[1])],
+        vec![pads],
+        vec![node("Pad", "p", &["x", "pads"], &["y"], vec![])],
+        &["y"],
+    );
+    let g = import_under(&m, GIB).unwrap();
+    assert_eq!(g.info(g.outputs[0]).shape.dims(), &[1000]);
+}
+
+#[test]
+fn an_expand_to_a_billion_elements_is_refused_by_the_budget() {
+    let shape = tensor_i64("s", &[3], vec![1000, 1000, 1000]);
+    let grow = node("Expand", "grow_huge", &["x", "s"], &["y"], vec![]);
+    // Of a run-time input: the ones it multiplies by would be 4 GB.
+    let m = model(13, vec![f32_input("x", &[1])], vec![shape.clone()], vec![grow.clone()], &["y"]);
+    expect_budget(&m, GIB, "grow_huge", 4_000_000_000);
+    // Of a constant: folding would build it.
+    let m = model(13, vec![], vec![tensor_f32("x", &[1], vec![2.0]), shape], vec![grow], &["y"]);
+    expect_budget(&m, GIB, "grow_huge", 4_000_000_000);
+}
+
+#[test]
+fn weights_beyond_the_budget_are_refused_naming_the_largest() {
+    let w1 = tensor_f32("w_small", &[16], vec![1.0; 16]);
+    let w2 = tensor_f32("w_big", &[256], vec![1.0; 256]);
+    let m = model(
+        13,
+        vec![f32_input("x", &[256])],
+        vec![w1, w2],
+        vec![
+            node("Add", "add", &["x", "w_big"], &["y"], vec![]),
+            node("Add", "add2", &["w_small", "w_small"], &["z"], vec![]),
+        ],
+        &["y", "z"],
+    );
+    // 64 + 1024 bytes of weights: 1000 bytes is too few, and says so.
+    let e = import_under(&m, 1000).map(|_| ()).expect_err("over budget");
+    let ImportError::Memory(mem) = &e else { panic!("{e}") };
+    assert_eq!(mem.largest[0], ("w_big".to_string(), 1024), "{mem:?}");
+    assert!(import_under(&m, 64 << 10).is_ok());
 }
 
 // ------------------------------------------------- hand-written bad models

@@ -21,11 +21,19 @@ pub struct LowerOptions {
     pub fuse_epilogues: bool,
     /// Fold BatchNormalization into the preceding convolution's weights.
     pub fold_batchnorm: bool,
+    /// The memory budget in bytes: a program whose run would hold more
+    /// ([`Program::check_memory`](crate::Program::check_memory), on the
+    /// host when `on_host`) is refused with [`LowerError::Memory`](crate::LowerError::Memory)
+    /// before any executor allocates it. `None`: no check here (the caller
+    /// checks against its executor).
+    pub max_memory: Option<u64>,
+    /// Whether the program will run on a host executor (see `max_memory`).
+    pub on_host: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> LowerOptions {
-        LowerOptions { fuse_epilogues: true, fold_batchnorm: true }
+        LowerOptions { fuse_epilogues: true, fold_batchnorm: true, max_memory: None, on_host: true }
     }
 }
 

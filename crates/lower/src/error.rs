@@ -9,6 +9,9 @@ pub enum LowerError {
     /// A template produced something invalid: a bug in weft, reported rather than panicking.
     #[error("node `{node}`: internal lowering error: {message}")]
     Internal { node: String, message: String },
+    /// The program does not fit [`LowerOptions::max_memory`](crate::LowerOptions::max_memory).
+    #[error(transparent)]
+    Memory(#[from] weft_graph::MemoryError),
     /// A template produced a kernel the KIR verifier refuses: a bug in weft.
     #[error("node `{node}`: internal lowering error: {source}")]
     Verify {

@@ -54,7 +54,11 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Program, LowerErro
             reason: format!("\n  {}", unsupported.join("\n  ")),
         });
     }
-    ctx.finish()
+    let program = ctx.finish()?;
+    if let Some(limit) = options.max_memory {
+        program.check_memory(limit, options.on_host)?;
+    }
+    Ok(program)
 }
 
 /// Consumers of each tensor.

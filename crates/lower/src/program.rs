@@ -96,7 +96,84 @@ pub fn random_buffer(elem: Type, len: usize, seed: u64) -> HostBuffer {
     buf
 }
 
+/// The bytes an executor holds for a [`Program`] ([`Program::memory`]).
+///
+/// Executors allocate every buffer of a program and keep it for the
+/// program's life (`weft_pack::Weights` once per program, one
+/// `weft_pack::Arena` of inputs and activations per tenant instance); no
+/// buffer is reused for another, so their sum is the peak.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Weight buffers (held once, shared by all tenants of the program).
+    pub weights: u64,
+    /// Input buffers of one arena.
+    pub inputs: u64,
+    /// Activation buffers (intermediates and outputs) of one arena.
+    pub activations: u64,
+    /// Output buffers (part of `activations`): what a run downloads.
+    pub outputs: u64,
+    /// The largest buffers as `(tensor name, bytes)`, largest first.
+    pub largest: Vec<(String, u64)>,
+}
+
+impl MemoryUse {
+    /// One arena: inputs and activations.
+    pub fn arena(&self) -> u64 {
+        self.inputs.saturating_add(self.activations)
+    }
+
+    /// What an executor holds for the program and one arena.
+    pub fn device(&self) -> u64 {
+        self.weights.saturating_add(self.arena())
+    }
+
+    /// What a run on a host executor (the interpreter, the cpu executor)
+    /// holds at its peak: the executor's buffers, plus the program's own
+    /// copy of the weights and the downloaded outputs.
+    pub fn host(&self) -> u64 {
+        self.device().saturating_add(self.weights).saturating_add(self.outputs)
+    }
+}
+
 impl Program {
+    /// The bytes of the program's buffers by kind, and its largest ones.
+    pub fn memory(&self) -> MemoryUse {
+        let mut m = MemoryUse { weights: 0, inputs: 0, activations: 0, outputs: 0, largest: Vec::new() };
+        for (_, info) in self.buffers.iter() {
+            let bytes = weft_graph::memory::tensor_bytes(&info.shape, info.elem.size_bytes());
+            let into = match info.kind {
+                BufferKind::Weight => &mut m.weights,
+                BufferKind::Input => &mut m.inputs,
+                BufferKind::Activation => &mut m.activations,
+            };
+            *into = into.saturating_add(bytes);
+            weft_graph::memory::insert_largest(&mut m.largest, info.name.clone(), bytes);
+        }
+        for o in &self.outputs {
+            let info = &self.buffers[o.buffer];
+            m.outputs = m.outputs.saturating_add(weft_graph::memory::tensor_bytes(&info.shape, info.elem.size_bytes()));
+        }
+        m
+    }
+
+    /// Refuses the program when running it holds more than `limit` bytes:
+    /// [`MemoryUse::host`] when `on_host`, else [`MemoryUse::device`].
+    /// Call before allocating anything for it.
+    pub fn check_memory(&self, limit: u64, on_host: bool) -> Result<MemoryUse, weft_graph::MemoryError> {
+        let m = self.memory();
+        let needed = if on_host { m.host() } else { m.device() };
+        if needed > limit {
+            let place = if on_host { "on the host" } else { "on the device" };
+            return Err(weft_graph::MemoryError {
+                what: format!("program `{}` ({} kernels, run {place})", self.name, self.steps.len()),
+                needed,
+                limit,
+                largest: m.largest,
+            });
+        }
+        Ok(m)
+    }
+
     /// Seeded inputs for every graph input: input `i` is
     /// [`random_buffer`] with seed `seed + i`.
     pub fn seeded_inputs(&self, seed: u64) -> Vec<HostBuffer> {

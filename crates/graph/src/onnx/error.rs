@@ -46,6 +46,11 @@ pub enum ImportError {
     /// allows. Checked before anything of that size is allocated.
     #[error("{what}: shape {shape} has {needed} elements, more than the limit of {limit}")]
     LimitExceeded { what: String, shape: String, needed: String, limit: usize },
+    /// The model does not fit the memory budget
+    /// ([`ImportOptions::max_memory`](super::ImportOptions::max_memory)).
+    /// Checked before anything of that size is allocated.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     /// The imported node did not fit the graph (shape inference refused it).
     #[error(transparent)]
     Graph(#[from] GraphError),

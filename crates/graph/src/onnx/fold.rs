@@ -30,6 +30,8 @@ pub struct FoldNode<'a> {
     pub attrs: Attrs<'a>,
     /// The most elements a folded tensor may have.
     pub max_elements: usize,
+    /// The import's memory budget: what it holds so far and its limit.
+    pub budget: &'a crate::memory::Budget,
 }
 
 impl FoldNode<'_> {
@@ -38,8 +40,17 @@ impl FoldNode<'_> {
     }
 
     /// Refuses an output of `dims` beyond the element limit, before it is built.
+    /// Folding holds up to [`EVAL_BYTES_PER_ELEMENT`](crate::memory::EVAL_BYTES_PER_ELEMENT)
+    /// per element while it works, which must fit the memory budget too.
     fn check_size(&self, dims: &[usize]) -> Result<(), ImportError> {
-        super::tensor::check_elements(|| format!("node `{}` ({})", self.name, self.op_type), dims, self.max_elements)
+        super::tensor::check_elements(|| format!("node `{}` ({})", self.name, self.op_type), dims, self.max_elements)?;
+        let bytes = crate::memory::tensor_bytes(dims, crate::memory::EVAL_BYTES_PER_ELEMENT);
+        self.budget.check(
+            || format!("folding node `{}` ({}) to shape {}", self.name, self.op_type, Shape(dims.to_vec())),
+            self.name,
+            bytes,
+        )?;
+        Ok(())
     }
 }
 

@@ -86,6 +86,7 @@ pub use export::{export_model, export_onnx, export_onnx_default, ExportError};
 
 use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
+use crate::memory::Budget;
 use crate::op::Op;
 use crate::tensor::{Shape, Tensor};
 use attrs::Attrs;
@@ -111,13 +112,25 @@ pub struct ImportOptions {
     /// Values of graph inputs known at import: the files a caller runs the
     /// model on. An input with a value takes its shape from it (binding the
     /// input's dynamic dimensions, so a caller need not repeat the shape);
-    /// `shapes` still wins where both are given, and a symbolic dimension
-    /// bound to two sizes is an error naming it. Where a node uses such an
+    /// a value whose shape differs from the input's `shapes` entry, or a
+    /// symbolic dimension bound to two sizes, is an error naming it. Where a node uses such an
     /// input as an attribute-like operand (reduction axes, pads, a target
     /// shape, Split sizes, Clip bounds, …) the value is compiled in, and the
     /// input is listed in [`Graph::specialized`]: the program computes the
     /// right answer only for that value.
     pub values: HashMap<String, Tensor>,
+    /// Shapes of the tensors a caller runs the model on, by input name (a
+    /// request's inputs): they bind the inputs' dynamic dimensions exactly
+    /// as the shapes of [`ImportOptions::values`] do, without compiling any
+    /// value in. [`bind_inputs`] resolves every input's shape from these,
+    /// `values`, `shapes` and `dims` — the one binding every caller uses.
+    pub input_shapes: HashMap<String, Vec<usize>>,
+    /// The memory budget in bytes ([`crate::memory`]): import refuses a
+    /// model whose weights and folded constants, or any one node's output
+    /// next to them, would exceed it, before allocating them. `None` is
+    /// [`crate::memory::host_memory_budget`] (import holds everything on
+    /// the host).
+    pub max_memory: Option<u64>,
 }
 
 /// The default [`ImportOptions::max_elements`]: 2^31 elements (8 GiB of `f32`).
@@ -146,6 +159,24 @@ impl ImportOptions {
     pub fn element_limit(&self) -> usize {
         self.max_elements.unwrap_or(DEFAULT_MAX_ELEMENTS)
     }
+
+    /// Gives the shape of the tensor input `name` will be run on (see
+    /// [`ImportOptions::input_shapes`]).
+    pub fn with_input_shape(mut self, name: impl Into<String>, dims: impl Into<Vec<usize>>) -> ImportOptions {
+        self.input_shapes.insert(name.into(), dims.into());
+        self
+    }
+
+    /// Sets the memory budget ([`ImportOptions::max_memory`]).
+    pub fn with_max_memory(mut self, bytes: u64) -> ImportOptions {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// The memory budget in force, in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.max_memory.unwrap_or_else(crate::memory::host_memory_budget)
+    }
 }
 
 /// Parses an ONNX model and imports it.
@@ -173,6 +204,74 @@ pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Resu
     })
 }
 
+/// The static shape of every graph input of `model` (in order, with its
+/// name), bound from `options`: fixed dimensions of the file, `shapes`
+/// (`--shape`), `dims` (`--dim`), and the shapes of the tensors given
+/// (`values`, `input_shapes`). A symbolic dimension two of these bind to
+/// different sizes, or a given tensor that does not fit an explicit shape,
+/// is an [`ImportError::Input`] naming the dimension. Import binds its
+/// inputs with this; a server keys its compiled programs by the result.
+pub fn bind_inputs(model: &ModelProto, options: &ImportOptions) -> Result<Vec<(String, DType, Shape)>, ImportError> {
+    let Some(proto) = model.graph.as_ref() else {
+        return Err(ImportError::Decode("the model has no graph".into()));
+    };
+    let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
+    for name in options.input_shapes.keys().chain(options.values.keys()) {
+        let known = proto.input.iter().any(|i| &i.name == name && !initializers.contains(i.name.as_str()));
+        if !known && !options.values.contains_key(name) {
+            let names: Vec<&str> =
+                proto.input.iter().map(|i| i.name.as_str()).filter(|n| !initializers.contains(n)).collect();
+            return Err(ImportError::Input {
+                input: name.clone(),
+                message: format!("is given a shape, but the model has no such input (inputs: {})", names.join(", ")),
+            });
+        }
+    }
+    let mut from_values: HashMap<String, (usize, String)> = HashMap::new();
+    let mut bound = Vec::new();
+    for input in &proto.input {
+        if initializers.contains(input.name.as_str()) {
+            continue;
+        }
+        let (dtype, shape) = input_type(input, options, &mut from_values)?;
+        bound.push((input.name.clone(), dtype, shape));
+    }
+    Ok(bound)
+}
+
+/// A parsed ONNX model, kept to import it again for each binding of its
+/// dynamic dimensions (a server compiling one program per binding).
+#[derive(Clone, Debug)]
+pub struct OnnxModel(ModelProto);
+
+impl OnnxModel {
+    /// Parses a model's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<OnnxModel, ImportError> {
+        if bytes.is_empty() {
+            return Err(ImportError::Decode("the model is empty".into()));
+        }
+        let model =
+            ModelProto::parse_from_bytes(bytes).map_err(|source| ImportError::Protobuf { path: None, source })?;
+        default_opset(&model)?;
+        Ok(OnnxModel(model))
+    }
+
+    /// The model's name: its graph's, else `model`.
+    pub fn name(&self) -> &str {
+        self.0.graph.as_ref().map(|g| g.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("model")
+    }
+
+    /// Every input's shape under `options` ([`bind_inputs`]).
+    pub fn bind(&self, options: &ImportOptions) -> Result<Vec<(String, DType, Shape)>, ImportError> {
+        bind_inputs(&self.0, options)
+    }
+
+    /// Imports the model under `options` ([`import_model`]).
+    pub fn import(&self, options: &ImportOptions) -> Result<Graph, ImportError> {
+        import_model(&self.0, options)
+    }
+}
+
 /// Imports a decoded model.
 pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph, ImportError> {
     let opset = default_opset(model)?;
@@ -190,31 +289,28 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
         node_names: HashSet::new(),
         max_elements,
         input_values: HashMap::new(),
+        budget: Budget::new(options.memory_limit()),
     };
 
-    let initializers: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
     for t in &proto.initializer {
         let value = tensor::tensor_from_proto(t)?;
         tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), max_elements)?;
+        imp.budget.charge(|| format!("initializer `{}`", t.name), &t.name, crate::memory::held_bytes(&value))?;
         imp.values.insert(t.name.clone(), Value::Const(value));
     }
-    // Symbolic dimensions bound by the shapes of given values: name → (size, input).
-    let mut from_values: HashMap<String, (usize, String)> = HashMap::new();
-    for input in &proto.input {
-        // Before IR 4 every initializer is also listed as an input; it is a
-        // weight, not something a caller feeds.
-        if initializers.contains(input.name.as_str()) {
-            continue;
-        }
-        let (dtype, shape) = input_type(input, options, &mut from_values)?;
-        if let Some(value) = options.values.get(&input.name) {
+    // Before IR 4 every initializer is also listed as an input; it is a
+    // weight, not something a caller feeds (bind_inputs skips those).
+    for (name, dtype, shape) in bind_inputs(model, options)? {
+        if let Some(value) = options.values.get(&name) {
             if value.shape == shape {
-                imp.input_values.insert(input.name.clone(), value.clone());
+                imp.input_values.insert(name.clone(), value.clone());
             }
         }
-        tensor::check_elements(|| format!("input `{}`", input.name), shape.dims(), max_elements)?;
-        let id = imp.graph.add_input(input.name.clone(), dtype, shape);
-        imp.values.insert(input.name.clone(), Value::Tensor(id));
+        tensor::check_elements(|| format!("input `{name}`"), shape.dims(), max_elements)?;
+        let bytes = crate::memory::tensor_bytes(shape.dims(), dtype.size_bytes() as u64);
+        imp.budget.check(|| format!("input `{name}` of shape {shape}"), &name, bytes)?;
+        let id = imp.graph.add_input(name.clone(), dtype, shape);
+        imp.values.insert(name, Value::Tensor(id));
     }
     for (index, node) in proto.node.iter().enumerate() {
         imp.import_node(index, node)?;
@@ -432,7 +528,33 @@ fn input_type(
         return Err(err("is not a tensor (sequences, maps and optionals are not supported)".into()));
     };
     let dtype = tensor::dtype_of(tt.elem_type).map_err(err)?;
-    let given = options.values.get(&input.name).map(|v| v.shape.dims());
+    let value_dims = options.values.get(&input.name).map(|v| v.shape.dims());
+    let shape_dims = options.input_shapes.get(&input.name).map(Vec::as_slice);
+    if let (Some(a), Some(b)) = (value_dims, shape_dims) {
+        if a != b {
+            return Err(err(format!(
+                "is given a value of shape {} and a tensor of shape {}: give one shape",
+                Shape(a.to_vec()),
+                Shape(b.to_vec())
+            )));
+        }
+    }
+    let given = value_dims.or(shape_dims);
+    // An explicit shape (`--shape`) and the tensor given must agree.
+    if let (Some(explicit), Some(given)) = (options.shapes.get(&input.name), given) {
+        if explicit.as_slice() != given {
+            let at = explicit.iter().zip(given).position(|(a, b)| a != b);
+            let detail = match at {
+                Some(i) => format!("dimension {i} is {} there but {} in the tensor given", explicit[i], given[i]),
+                None => format!("rank {} there but rank {} in the tensor given", explicit.len(), given.len()),
+            };
+            return Err(err(format!(
+                "is bound to {} by `--shape`, but is given a tensor of shape {}: {detail}",
+                Shape(explicit.clone()),
+                Shape(given.to_vec())
+            )));
+        }
+    }
     let Some(shape) = tt.shape.as_ref() else {
         return match options.shapes.get(&input.name).map(Vec::as_slice).or(given) {
             Some(dims) => Ok((dtype, Shape(dims.to_vec()))),
@@ -567,6 +689,8 @@ pub(crate) struct NodeView<'a> {
     pub opset: i64,
     /// [`ImportOptions::max_elements`].
     pub max_elements: usize,
+    /// The import's memory budget as the node starts.
+    pub budget: Budget,
 }
 
 impl NodeView<'_> {
@@ -581,6 +705,7 @@ impl NodeView<'_> {
             opset: self.opset,
             attrs: self.attrs,
             max_elements: self.max_elements,
+            budget: &self.budget,
         }
     }
 }
@@ -593,6 +718,8 @@ pub(crate) struct Importer {
     max_elements: usize,
     /// [`ImportOptions::values`] of graph inputs whose shape they match.
     input_values: HashMap<String, Tensor>,
+    /// Bytes of the constants import holds, against the memory budget.
+    budget: Budget,
 }
 
 impl Importer {
@@ -610,6 +737,7 @@ impl Importer {
             outputs: &node.output,
             opset: self.opset,
             max_elements: self.max_elements,
+            budget: self.budget.clone(),
         };
         for input in view.inputs.iter().flatten() {
             if !self.values.contains_key(*input) {
@@ -634,6 +762,7 @@ impl Importer {
                     value.shape.dims(),
                     self.max_elements,
                 )?;
+                self.charge_const(&view.name, view.op_type, &view.outputs[..1.min(view.outputs.len())], &[&value])?;
                 self.set_const(&view, 0, value);
                 return Ok(());
             }
@@ -661,6 +790,7 @@ impl Importer {
         if all_const && view.inputs.iter().any(Option::is_some) {
             let refs: Vec<Option<&Tensor>> = consts.iter().map(Option::as_ref).collect();
             if let Some(outs) = fold::fold(&view.fold_node(), &refs)? {
+                self.charge_const(&view.name, view.op_type, view.outputs, &outs.iter().collect::<Vec<_>>())?;
                 for (i, t) in outs.into_iter().enumerate() {
                     self.set_const(&view, i, t);
                 }
@@ -668,6 +798,44 @@ impl Importer {
             }
         }
         ops::convert(self, &view)
+    }
+
+    /// Charges the constants node `node` produced (`outputs` names them).
+    fn charge_const(
+        &mut self,
+        node: &str,
+        op: &str,
+        outputs: &[String],
+        values: &[&Tensor],
+    ) -> Result<(), ImportError> {
+        for (i, v) in values.iter().enumerate() {
+            let name = outputs.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| format!("{node}:{i}"));
+            self.budget.charge(
+                || format!("node `{node}` ({op}) output `{name}` of shape {}", v.shape),
+                &name,
+                crate::memory::held_bytes(v),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Charges a constant of `dims` and `dtype` that node `node` is about to
+    /// make up (the ones of an Expand, say), before it is allocated.
+    pub(crate) fn charge_new(
+        &mut self,
+        node: &str,
+        op: &str,
+        name: &str,
+        dims: &[usize],
+        dtype: DType,
+    ) -> Result<(), ImportError> {
+        let bytes = crate::memory::tensor_bytes(dims, dtype.size_bytes() as u64);
+        self.budget.charge(
+            || format!("node `{node}` ({op}) constant `{name}` of shape {}", Shape(dims.to_vec())),
+            name,
+            bytes,
+        )?;
+        Ok(())
     }
 
     fn set_const(&mut self, view: &NodeView<'_>, output: usize, value: Tensor) {
@@ -766,10 +934,19 @@ impl Importer {
             // Sized before evaluation allocates anything.
             let infos: Vec<Option<&crate::graph::TensorInfo>> =
                 inputs.iter().map(|t| t.map(|t| self.graph.info(t))).collect();
-            for (_, shape) in crate::infer::infer_node(name, &op, &infos, &consts)? {
+            for (i, (_, shape)) in crate::infer::infer_node(name, &op, &infos, &consts)?.into_iter().enumerate() {
                 self.check_output(name, &op, shape.dims())?;
+                // The evaluator works in `f64`: sized before it allocates.
+                let bytes = crate::memory::tensor_bytes(shape.dims(), crate::memory::EVAL_BYTES_PER_ELEMENT);
+                self.budget.check(
+                    || format!("evaluating node `{name}` ({}) output {i} of shape {shape}", op.name()),
+                    &format!("{name}:{i}"),
+                    bytes,
+                )?;
             }
             let values = crate::eval::eval_node(name, &op, &consts)?;
+            let refs: Vec<&Tensor> = values.iter().collect();
+            self.charge_const(name, op.name(), outputs, &refs)?;
             let mut ids = Vec::new();
             for (i, value) in values.into_iter().enumerate() {
                 let out = outputs.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| format!("{name}:{i}"));
@@ -784,6 +961,14 @@ impl Importer {
         for &id in &ids {
             let dims = self.graph.info(id).shape.dims().to_vec();
             tensor::check_elements(|| format!("node `{name}` ({op_name})"), &dims, self.max_elements)?;
+            // An executor holds the weights and at least this tensor.
+            let info = self.graph.info(id);
+            let bytes = crate::memory::tensor_bytes(&dims, info.dtype.size_bytes() as u64);
+            self.budget.check(
+                || format!("node `{name}` ({op_name}) output `{}` of shape {}", info.name, info.shape),
+                &info.name,
+                bytes,
+            )?;
         }
         for (id, out) in ids.iter().zip(outputs) {
             if !out.is_empty() {

@@ -692,6 +692,7 @@ fn expand(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     }
     super::tensor::check_elements(|| format!("node `{}` (Expand)", n.name), &out, n.max_elements)?;
     let dtype = imp.dtype_of(x).unwrap_or(DType::F32);
+    imp.charge_new(&n.name, "Expand", &format!("{}/ones", n.name), &target, dtype)?;
     let count = target.iter().product();
     let data = match dtype {
         DType::I32 => TensorData::I32(vec![1; count]),
@@ -1541,6 +1542,7 @@ fn tile(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let spread: Vec<i64> = dims.iter().flat_map(|&d| [1, d as i64]).collect();
     let ones_shape: Vec<usize> = reps.iter().flat_map(|&r| [r, 1]).collect();
     let count: usize = reps.iter().product();
+    imp.charge_new(&n.name, "Tile", &format!("{}/ones", n.name), &ones_shape, dtype)?;
     let ones =
         imp.add_constant(format!("{}/ones", n.name), Tensor::from_f64(dtype, Shape(ones_shape), &vec![1.0; count]));
     let xs = c.step(imp, "spread", Op::Reshape { shape: spread, allow_zero: true }, &[x])?;

@@ -56,6 +56,11 @@ pub fn value_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
 }
 
 /// A float tensor value with fixed dims.
+/// A float input with fixed and symbolic dimensions.
+pub fn f32_dynamic_input(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    value_info(name, DataType::FLOAT, dims)
+}
+
 pub fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
     value_info(name, DataType::FLOAT, &dims.iter().map(|&d| Dim::Value(d)).collect::<Vec<_>>())
 }

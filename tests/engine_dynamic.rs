@@ -1,0 +1,120 @@
+//! Models with dynamic dimensions on the engine: a request's input shapes
+//! bind them, each binding compiles once, and conflicts name the dimension.
+//! And the engine's memory budget.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft::graph::onnx::testing::{f32_dynamic_input, model_bytes, node, Dim};
+use weft::graph::onnx::{ImportOptions, OnnxModel};
+use weft::kir::HostBuffer;
+use weft::{Backend, DynamicModel, Engine, EngineConfig, EngineError, NamedInput};
+
+const SLO: Duration = Duration::from_secs(5);
+
+/// y = relu(x + z) over x, z: [batch, 4].
+fn add_relu() -> OnnxModel {
+    let dims = [Dim::Param("batch"), Dim::Value(4)];
+    let bytes = model_bytes(
+        18,
+        vec![f32_dynamic_input("x", &dims), f32_dynamic_input("z", &dims)],
+        vec![],
+        vec![node("Add", "add", &["x", "z"], &["s"], vec![]), node("Relu", "relu", &["s"], &["y"], vec![])],
+        &["y"],
+    );
+    OnnxModel::parse(&bytes).unwrap()
+}
+
+fn input(name: &str, shape: &[usize], values: &[f32]) -> NamedInput {
+    NamedInput { name: name.into(), shape: shape.to_vec(), data: HostBuffer::from_f32(values) }
+}
+
+fn engine() -> Engine {
+    Engine::new(Backend::Interp, EngineConfig::default()).unwrap()
+}
+
+#[test]
+fn each_binding_compiles_once_and_answers_for_its_shape() {
+    let engine = engine();
+    let model = DynamicModel::new(add_relu(), ImportOptions::default(), SLO, 1.0);
+    let mut tenants = Vec::new();
+    for (round, batch) in [2usize, 2, 5, 2, 5].into_iter().enumerate() {
+        let n = batch * 4;
+        let x: Vec<f32> = (0..n).map(|i| i as f32 - 6.0 + round as f32).collect();
+        let z: Vec<f32> = (0..n).map(|i| (i % 3) as f32 * 0.5).collect();
+        let inputs = vec![input("z", &[batch, 4], &z), input("x", &[batch, 4], &x)];
+        let out = model.submit(&engine, inputs).unwrap().wait().unwrap();
+        let expected: Vec<f32> = x.iter().zip(&z).map(|(a, b)| (a + b).max(0.0)).collect();
+        assert_eq!(out.outputs[0].to_f32_vec(), expected, "batch {batch}, round {round}");
+        let (t, program) =
+            model.tenant_for(&engine, &[("x".into(), vec![batch, 4]), ("z".into(), vec![batch, 4])]).unwrap();
+        assert_eq!(program.inputs[0].shape, vec![batch, 4]);
+        tenants.push((batch, t));
+    }
+    assert_eq!(model.compiles(), 2, "batch 2 and batch 5, once each");
+    assert_eq!(model.tenants().len(), 2);
+    for (b, t) in &tenants {
+        for (c, u) in &tenants {
+            assert_eq!(b == c, t == u, "one tenant per binding");
+        }
+    }
+}
+
+#[test]
+fn inputs_that_disagree_on_a_dimension_are_refused_naming_it() {
+    let engine = engine();
+    let model = DynamicModel::new(add_relu(), ImportOptions::default(), SLO, 1.0);
+    let inputs = vec![input("x", &[2, 4], &[0.0; 8]), input("z", &[3, 4], &[0.0; 12])];
+    let e = model.submit(&engine, inputs).map(|_| ()).unwrap_err();
+    assert!(matches!(e, EngineError::Bind { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("`batch`") && text.contains('2') && text.contains('3'), "{text}");
+    assert_eq!(model.compiles(), 0, "nothing compiled for a conflict");
+}
+
+#[test]
+fn an_explicit_dim_or_shape_and_a_request_that_disagree_are_refused_naming_the_dimension() {
+    let engine = engine();
+    let dim = DynamicModel::new(add_relu(), ImportOptions::default().with_dim("batch", 2), SLO, 1.0);
+    let e = dim.submit(&engine, vec![input("x", &[3, 4], &[0.0; 12]), input("z", &[3, 4], &[0.0; 12])]);
+    let text = e.map(|_| ()).unwrap_err().to_string();
+    assert!(text.contains("`batch`") && text.contains("bound to 2"), "{text}");
+    // The binding the explicit dim allows works.
+    let ok = dim.submit(&engine, vec![input("x", &[2, 4], &[1.0; 8]), input("z", &[2, 4], &[1.0; 8])]);
+    assert_eq!(ok.unwrap().wait().unwrap().outputs[0].to_f32_vec(), vec![2.0; 8]);
+
+    let shape = DynamicModel::new(add_relu(), ImportOptions::default().with_shape("x", vec![2, 4]), SLO, 1.0);
+    let e = shape.submit(&engine, vec![input("x", &[3, 4], &[0.0; 12]), input("z", &[3, 4], &[0.0; 12])]);
+    let text = e.map(|_| ()).unwrap_err().to_string();
+    assert!(text.contains("`x`") && text.contains("dimension 0"), "{text}");
+}
+
+#[test]
+fn a_request_naming_an_input_the_model_lacks_is_refused() {
+    let engine = engine();
+    let model = DynamicModel::new(add_relu(), ImportOptions::default(), SLO, 1.0);
+    let e = model.submit(&engine, vec![input("x", &[1, 4], &[0.0; 4]), input("w", &[1, 4], &[0.0; 4])]);
+    let text = e.map(|_| ()).unwrap_err().to_string();
+    assert!(text.contains("`w`") && text.contains("x, z"), "{text}");
+}
+
+#[test]
+fn registrations_beyond_the_memory_budget_are_refused_before_allocating() {
+    // One tenant of batch 1000: 3 buffers of 16 kB (x, z, y; the sum is fused).
+    let engine =
+        Engine::new(Backend::Interp, EngineConfig { max_memory: Some(80_000), ..EngineConfig::default() }).unwrap();
+    assert_eq!(engine.memory_budget(), 80_000);
+    let model = DynamicModel::new(add_relu(), ImportOptions::default(), SLO, 1.0);
+    let (_, program) = model.tenant_for(&engine, &[("x".into(), vec![1000, 4]), ("z".into(), vec![1000, 4])]).unwrap();
+    let one = program.memory().device();
+    assert!(one <= 80_000 && 2 * one > 80_000, "the test's sizes: one tenant fits, two do not ({one} bytes)");
+    // A second tenant of the same program needs another arena, which does not fit.
+    let e = engine.register(Arc::clone(&program), SLO, 1.0).unwrap_err();
+    let EngineError::Memory { source, .. } = &e else { panic!("not the budget's refusal: {e}") };
+    assert_eq!(source.limit, 80_000);
+    assert!(source.needed > 80_000 && e.to_string().contains("--max-memory"), "{e}");
+    // A binding too large for the budget is refused when it is compiled.
+    let e = model.tenant_for(&engine, &[("x".into(), vec![100_000, 4]), ("z".into(), vec![100_000, 4])]).unwrap_err();
+    assert!(e.to_string().contains("memory budget"), "{e}");
+    assert_eq!(model.compiles(), 1);
+}
