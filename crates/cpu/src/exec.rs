@@ -244,6 +244,10 @@ struct Maths {
     logf: extern "C" fn(f32) -> f32,
     tanhf: extern "C" fn(f32) -> f32,
     erff: extern "C" fn(f32) -> f32,
+    exp: extern "C" fn(f64) -> f64,
+    log: extern "C" fn(f64) -> f64,
+    tanh: extern "C" fn(f64) -> f64,
+    erf: extern "C" fn(f64) -> f64,
 }
 
 extern "C" fn expf(x: f32) -> f32 {
@@ -257,6 +261,18 @@ extern "C" fn tanhf(x: f32) -> f32 {
 }
 extern "C" fn erff(x: f32) -> f32 {
     weft_interp::maths::erff(x)
+}
+extern "C" fn exp(x: f64) -> f64 {
+    weft_interp::maths::exp(x)
+}
+extern "C" fn log(x: f64) -> f64 {
+    weft_interp::maths::log(x)
+}
+extern "C" fn tanh(x: f64) -> f64 {
+    weft_interp::maths::tanh(x)
+}
+extern "C" fn erf(x: f64) -> f64 {
+    weft_interp::maths::erf(x)
 }
 
 fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
@@ -278,7 +294,7 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
         let set = library
             .get::<unsafe extern "C" fn(*const Maths)>(b"weft_cpu_set_maths\0")
             .map_err(|source| CpuError::Load { path, source })?;
-        set(&Maths { expf, logf, tanhf, erff });
+        set(&Maths { expf, logf, tanhf, erff, exp, log, tanh, erf });
     }
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     Ok(Module {

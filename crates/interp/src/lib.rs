@@ -70,7 +70,7 @@ pub use crate::error::{InterpError, MemorySpace};
 /// executor links these same functions into the emitted code, so the two
 /// compare bit for bit; CUDA's own maths library differs from both.
 pub mod maths {
-    pub use libm::{erff, expf, logf, tanhf};
+    pub use libm::{erf, erff, exp, expf, log, logf, tanh, tanhf};
 }
 pub use crate::mapped::MappedSlot;
 
