@@ -1426,7 +1426,7 @@ fn cast(from: Type, to: Type, a: &str) -> String {
         (Type::I64, Type::F64) => format!("__ll2double_rn({a})"),
         (Type::U64, Type::F64) => format!("__ull2double_rn({a})"),
         (_, Type::F64) => format!("(double){a}"),
-        (Type::U64, _) => round_to(to, format!("weft_ull_to_f32_odd({a})")),
+        (Type::U64, Type::F16 | Type::BF16) => round_to(to, format!("weft_ull_to_f32_odd({a})")),
         (_, Type::F16 | Type::BF16) => round_to(to, format!("weft_ll_to_f32_odd((long long){a})")),
         // Integer to integer: two's-complement truncation or extension.
         (Type::I64, Type::I32) => format!("(int)(unsigned int){a}"),

@@ -305,6 +305,7 @@ const SUPPORTED: &[&str] = &[
     "Not",
     "Or",
     "PRelu",
+    "DequantizeLinear",
     "Pad",
     "Pow",
     "RMSNormalization",
