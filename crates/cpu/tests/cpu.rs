@@ -577,6 +577,9 @@ fn edge_values(ty: Type) -> Vec<weft_kir::Scalar> {
     v.into_iter().filter_map(|x| Scalar::from_int(ty, x)).collect()
 }
 
+/// How one output of [`every_op_on`] is computed from the lane's operands.
+type OpOf = dyn Fn(&mut KernelBuilder, weft_kir::Value, weft_kir::Value) -> weft_kir::Value;
+
 /// One kernel over every pair of edge values of `ty`: each binary op (with
 /// zero divisors replaced by one), each unary op, each comparison, `fma`
 /// (floats), and a cast to every other type, one output buffer each.
@@ -589,8 +592,7 @@ fn every_op_on(ty: Type) -> (KernelDef, Vec<ArgValue>) {
     let mut b = KernelBuilder::new(format!("every_op_{ty}"), LaunchShape::linear(n.div_ceil(threads) as u32, 64));
     let pa = b.buffer("a", ty, n as u64, Access::Read);
     let pb = b.buffer("b", ty, n as u64, Access::Read);
-    let mut outputs: Vec<(Type, Box<dyn Fn(&mut KernelBuilder, weft_kir::Value, weft_kir::Value) -> weft_kir::Value>)> =
-        Vec::new();
+    let mut outputs: Vec<(Type, Box<OpOf>)> = Vec::new();
     for op in BinaryOp::ALL {
         let ok = if ty.is_float() { op.is_arith() } else { true };
         if !ok {
