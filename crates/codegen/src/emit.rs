@@ -1327,7 +1327,9 @@ fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
         (UnaryOp::Not, Type::Bool) => format!("!{a}"),
         (_, Type::Bool) => return Err(bad()),
         (UnaryOp::Neg, _) => wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t))),
-        (UnaryOp::Not, _) => wrap_int(t, &format!("~{u}{a}")),
+        // Narrow operands promote to int; keep the low bits of the complement.
+        (UnaryOp::Not, Type::I8 | Type::U8 | Type::I16 | Type::U16) => wrap_int(t, &format!("~{u}{a}")),
+        (UnaryOp::Not, _) => format!("~{a}"),
         (UnaryOp::Abs, Type::U32 | Type::U64 | Type::U8 | Type::U16) => a.to_string(),
         (UnaryOp::Abs, _) => format!("{a} < 0 ? {} : {a}", wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t)))),
         _ => return Err(bad()),
