@@ -2,9 +2,11 @@
 //!
 //! `weft run` takes inputs and writes outputs as NumPy arrays so models can be
 //! compared with other runtimes directly. Element types map one to one:
-//! `f4`↔f32, `f2`↔f16, `i4`↔i32, `i8`↔i64, `b1`↔bool; bf16 is written as
-//! `f4` (NumPy has no bfloat16); `f8` inputs are accepted and rounded to the
-//! input's type. Fortran-order files are reordered; float files are refused
+//! `f8`↔f64, `f4`↔f32, `f2`↔f16, `i1`/`i2`/`i4`/`i8`↔i8/i16/i32/i64,
+//! `u1`/`u2`/`u4`/`u8`↔u8/u16/u32/u64, `b1`↔bool; bf16 is written as `f4`
+//! (NumPy has no bfloat16); other float inputs are accepted and rounded to
+//! the input's type. 8-bit float files (`f1`, ml_dtypes' float8 types) are
+//! refused by name. Fortran-order files are reordered; float files are refused
 //! for integer and boolean inputs rather than truncated.
 
 use std::io::BufWriter;
@@ -19,7 +21,10 @@ use weft_graph::{DType, Shape, Tensor, TensorData};
 pub enum NpyError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path}: unsupported .npy element type {dtype} (use float32, float16, int32, int64 or bool)")]
+    #[error(
+        "{path}: unsupported .npy element type {dtype} (use float64, float32, float16, int8/16/32/64, uint8/16/32/64 \
+         or bool; 8-bit floats are not supported)"
+    )]
     DType { path: String, dtype: String },
     /// Floats given for an integer or boolean input: converting would
     /// silently truncate (1.7 → 1) or invent values (NaN → 0).
@@ -37,7 +42,7 @@ pub struct NpyArray {
 /// their kind.
 enum Elements {
     Float(Vec<f64>),
-    Int(Vec<i64>),
+    Int(Vec<i128>),
     Bool(Vec<bool>),
 }
 
@@ -68,8 +73,14 @@ fn read_raw(path: &Path) -> Result<Raw, NpyError> {
         "f4" => Elements::Float(file.into_vec::<f32>().map_err(io)?.into_iter().map(f64::from).collect()),
         "f8" => Elements::Float(file.into_vec::<f64>().map_err(io)?),
         "f2" => Elements::Float(file.into_vec::<half::f16>().map_err(io)?.into_iter().map(|h| h.to_f64()).collect()),
-        "i4" => Elements::Int(file.into_vec::<i32>().map_err(io)?.into_iter().map(i64::from).collect()),
-        "i8" => Elements::Int(file.into_vec::<i64>().map_err(io)?),
+        "i1" => Elements::Int(file.into_vec::<i8>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "i2" => Elements::Int(file.into_vec::<i16>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "i4" => Elements::Int(file.into_vec::<i32>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "i8" => Elements::Int(file.into_vec::<i64>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "u1" => Elements::Int(file.into_vec::<u8>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "u2" => Elements::Int(file.into_vec::<u16>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "u4" => Elements::Int(file.into_vec::<u32>().map_err(io)?.into_iter().map(i128::from).collect()),
+        "u8" => Elements::Int(file.into_vec::<u64>().map_err(io)?.into_iter().map(i128::from).collect()),
         "b1" => Elements::Bool(file.into_vec::<bool>().map_err(io)?),
         other => return Err(NpyError::DType { path: p, dtype: other.to_string() }),
     };
@@ -120,10 +131,13 @@ pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
             return Err(NpyError::Kind { path: path.display().to_string(), dtype: raw.dtype, elem });
         }
         Elements::Float(v) => data = HostBuffer::from_f64(elem, &v),
-        // Integers go through `Scalar` to keep all 64 bits.
+        // Integers go through `Scalar` to keep all 64 bits (wrapping to
+        // the input's width as C converts).
         Elements::Int(v) if !elem.is_float() => {
             for (i, x) in v.into_iter().enumerate() {
-                data.set(i, Scalar::I64(x));
+                if let Some(s) = Scalar::from_int(elem, x) {
+                    data.set(i, s);
+                }
             }
         }
         Elements::Int(v) => data = HostBuffer::from_f64(elem, &v.into_iter().map(|x| x as f64).collect::<Vec<_>>()),
@@ -134,8 +148,8 @@ pub fn read(path: &Path, elem: Type) -> Result<NpyArray, NpyError> {
     Ok(NpyArray { shape: raw.shape, data })
 }
 
-/// Reads `path` as a model tensor of the file's own type (f32 for any
-/// float, i32, i64 or bool), for import to take shapes and attribute-like
+/// Reads `path` as a model tensor of the file's own type (f32 for a float
+/// file other than f64), for import to take shapes and attribute-like
 /// values from; `Ok(None)` for types import has no tensor for (the run's
 /// own read reports those).
 pub fn read_tensor(path: &Path) -> Result<Option<Tensor>, NpyError> {
@@ -146,11 +160,21 @@ pub fn read_tensor(path: &Path) -> Result<Option<Tensor>, NpyError> {
     };
     let shape = Shape(raw.shape);
     Ok(Some(match raw.elements {
+        Elements::Float(v) if raw.dtype == "f8" => Tensor { dtype: DType::F64, shape, data: TensorData::F64(v) },
         Elements::Float(v) => Tensor::f32(shape, v.into_iter().map(|x| x as f32).collect()),
-        Elements::Int(v) if raw.dtype == "i4" => {
-            Tensor { dtype: DType::I32, shape, data: TensorData::I32(v.into_iter().map(|x| x as i32).collect()) }
+        Elements::Int(v) => {
+            let dtype = match raw.dtype.as_str() {
+                "i1" => DType::I8,
+                "i2" => DType::I16,
+                "i4" => DType::I32,
+                "u1" => DType::U8,
+                "u2" => DType::U16,
+                "u4" => DType::U32,
+                "u8" => DType::U64,
+                _ => DType::I64,
+            };
+            Tensor::from_ints(dtype, shape, &v)
         }
-        Elements::Int(v) => Tensor::i64(shape, v),
         Elements::Bool(v) => Tensor { dtype: DType::Bool, shape, data: TensorData::Bool(v) },
     }))
 }
@@ -177,8 +201,15 @@ pub fn write(path: &Path, shape: &[usize], data: &HostBuffer) -> Result<(), NpyE
     match data.elem() {
         Type::F32 | Type::BF16 => write_as!(f32, |s: Scalar| s.to_f64() as f32),
         Type::F16 => write_as!(half::f16, |s: Scalar| half::f16::from_bits(s.to_bits() as u16)),
-        Type::I32 | Type::U32 => write_as!(i32, |s: Scalar| s.as_i64().unwrap_or(0) as i32),
+        Type::I32 => write_as!(i32, |s: Scalar| s.as_i64().unwrap_or(0) as i32),
         Type::I64 => write_as!(i64, |s: Scalar| s.as_i64().unwrap_or(0)),
+        Type::I8 => write_as!(i8, |s: Scalar| s.as_i64().unwrap_or(0) as i8),
+        Type::I16 => write_as!(i16, |s: Scalar| s.as_i64().unwrap_or(0) as i16),
+        Type::U8 => write_as!(u8, |s: Scalar| s.to_bits() as u8),
+        Type::U16 => write_as!(u16, |s: Scalar| s.to_bits() as u16),
+        Type::U32 => write_as!(u32, |s: Scalar| s.to_bits() as u32),
+        Type::U64 => write_as!(u64, |s: Scalar| s.to_bits()),
+        Type::F64 => write_as!(f64, |s: Scalar| s.to_f64()),
         Type::Bool => write_as!(bool, |s: Scalar| s.to_f64() != 0.0),
     }
 }
@@ -196,7 +227,7 @@ mod tests {
     fn every_type_round_trips_through_npy() {
         let dir = std::env::temp_dir().join(format!("weft-npy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for ty in [Type::F32, Type::F16, Type::I32, Type::I64, Type::Bool] {
+        for ty in Type::ALL.into_iter().filter(|&t| t != Type::BF16) {
             let values: Vec<f64> =
                 (0..6).map(|i| if ty == Type::Bool { (i % 2) as f64 } else { i as f64 - 2.5 }).collect();
             let buf = HostBuffer::from_f64(ty, &values);
@@ -205,6 +236,22 @@ mod tests {
             let back = read(&path, ty).unwrap();
             assert_eq!(back.shape, vec![2, 3], "{ty}");
             assert_eq!(back.data, buf, "{ty}");
+        }
+        // Integers keep every bit of their width, through the file and back.
+        let extremes = [
+            Scalar::U64(u64::MAX),
+            Scalar::U64((1 << 53) + 1),
+            Scalar::I64(i64::MIN),
+            Scalar::U32(u32::MAX),
+            Scalar::I8(i8::MIN),
+            Scalar::U16(u16::MAX),
+        ];
+        for s in extremes {
+            let mut buf = HostBuffer::zeros(s.ty(), 1);
+            buf.set(0, s);
+            let path = dir.join(format!("extreme-{}.npy", s.ty()));
+            write(&path, &[1], &buf).unwrap();
+            assert_eq!(read(&path, s.ty()).unwrap().data.get(0), s, "{}", s.ty());
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -233,7 +233,10 @@ fn arg_expr(kind: &ParamKind, i: usize) -> String {
             Type::U32 => format!("(unsigned int){word}"),
             Type::I64 => format!("(long long){word}"),
             Type::F32 => format!("__uint_as_float((unsigned int){word})"),
-            Type::F16 | Type::BF16 => format!("({})(unsigned short){word}", c_type(ty)),
+            Type::F16 | Type::BF16 | Type::I16 | Type::U16 => format!("({})(unsigned short){word}", c_type(ty)),
+            Type::I8 | Type::U8 => format!("({})(unsigned char){word}", c_type(ty)),
+            Type::U64 => word,
+            Type::F64 => format!("__longlong_as_double((long long){word})"),
         },
     }
 }

@@ -362,13 +362,21 @@ pub fn c_type(t: Type) -> &'static str {
         Type::F32 => "float",
         Type::F16 => "weft_f16",
         Type::BF16 => "weft_bf16",
+        Type::I8 => "signed char",
+        Type::U8 => "unsigned char",
+        Type::I16 => "short",
+        Type::U16 => "unsigned short",
+        Type::U64 => "unsigned long long",
+        Type::F64 => "double",
     }
 }
 
 /// The unsigned C type of an integer type's width.
 fn unsigned_c_type(t: Type) -> &'static str {
     match t {
-        Type::I64 => "unsigned long long",
+        Type::I64 | Type::U64 => "unsigned long long",
+        Type::I16 | Type::U16 => "unsigned short",
+        Type::I8 | Type::U8 => "unsigned char",
         _ => "unsigned int",
     }
 }
@@ -395,6 +403,16 @@ enum Helper {
     RemU32,
     DivI64,
     RemI64,
+    DivU64,
+    RemU64,
+    DivI8,
+    RemI8,
+    DivU8,
+    RemU8,
+    DivI16,
+    RemI16,
+    DivU16,
+    RemU16,
 }
 
 impl Helper {
@@ -436,6 +454,38 @@ impl Helper {
             }
             Helper::RemI64 => {
                 "__device__ __forceinline__ long long weft_rem_i64(long long a, long long b) { return (b == 0 || b == -1) ? 0 : a % b; }"
+            }
+            Helper::DivU64 => {
+                "__device__ __forceinline__ unsigned long long weft_div_u64(unsigned long long a, unsigned long long b) { return b == 0ull ? 0ull : a / b; }"
+            }
+            Helper::RemU64 => {
+                "__device__ __forceinline__ unsigned long long weft_rem_u64(unsigned long long a, unsigned long long b) { return b == 0ull ? 0ull : a % b; }"
+            }
+            // 8- and 16-bit operands divide as `int` (C's promotion, where
+            // MIN / -1 cannot overflow) and wrap back to their width.
+            Helper::DivI8 => {
+                "__device__ __forceinline__ signed char weft_div_i8(signed char a, signed char b) { return b == 0 ? 0 : (signed char)(unsigned char)((int)a / (int)b); }"
+            }
+            Helper::RemI8 => {
+                "__device__ __forceinline__ signed char weft_rem_i8(signed char a, signed char b) { return b == 0 ? 0 : (signed char)((int)a % (int)b); }"
+            }
+            Helper::DivU8 => {
+                "__device__ __forceinline__ unsigned char weft_div_u8(unsigned char a, unsigned char b) { return b == 0 ? 0 : (unsigned char)(a / b); }"
+            }
+            Helper::RemU8 => {
+                "__device__ __forceinline__ unsigned char weft_rem_u8(unsigned char a, unsigned char b) { return b == 0 ? 0 : (unsigned char)(a % b); }"
+            }
+            Helper::DivI16 => {
+                "__device__ __forceinline__ short weft_div_i16(short a, short b) { return b == 0 ? 0 : (short)(unsigned short)((int)a / (int)b); }"
+            }
+            Helper::RemI16 => {
+                "__device__ __forceinline__ short weft_rem_i16(short a, short b) { return b == 0 ? 0 : (short)((int)a % (int)b); }"
+            }
+            Helper::DivU16 => {
+                "__device__ __forceinline__ unsigned short weft_div_u16(unsigned short a, unsigned short b) { return b == 0 ? 0 : (unsigned short)(a / b); }"
+            }
+            Helper::RemU16 => {
+                "__device__ __forceinline__ unsigned short weft_rem_u16(unsigned short a, unsigned short b) { return b == 0 ? 0 : (unsigned short)(a % b); }"
             }
         }
     }
@@ -505,6 +555,29 @@ __device__ __forceinline__ float weft_ll_to_f32_odd(long long x)
 {
     const float f = __ll2float_rz(x);
     return __float2ll_rz(f) != x ? __uint_as_float(__float_as_uint(f) | 1u) : f;
+}
+__device__ __forceinline__ float weft_ull_to_f32_odd(unsigned long long x)
+{
+    const float f = __ull2float_rz(x);
+    return __float2ull_rz(f) != x ? __uint_as_float(__float_as_uint(f) | 1u) : f;
+}
+// A double's NaN as float: quiet, sign and top payload bits kept.
+__device__ __forceinline__ float weft_f64_nan_to_f32(double d)
+{
+    const unsigned long long x = (unsigned long long)__double_as_longlong(d);
+    return __uint_as_float((unsigned int)(x >> 32) & 0x80000000u | 0x7fc00000u | (unsigned int)((x >> 29) & 0x7fffffu));
+}
+__device__ __forceinline__ float weft_f64_to_f32(double d)
+{
+    return d != d ? weft_f64_nan_to_f32(d) : __double2float_rn(d);
+}
+// Rounded toward zero with a sticky last bit: rounding this once more to a
+// type of at most 11 significant bits equals rounding `d` directly.
+__device__ __forceinline__ float weft_f64_to_f32_odd(double d)
+{
+    if (d != d) return weft_f64_nan_to_f32(d);
+    const float f = __double2float_rz(d);
+    return (double)f != d && f - f == 0.0f ? __uint_as_float(__float_as_uint(f) | 1u) : f;
 }";
 
 /// KIR's shuffle semantics, computed: the lane a shuffle reads, or the
@@ -931,7 +1004,9 @@ impl<'k> Emitter<'k> {
                 if t != rt {
                     return Err(format!("operands are {t} but the result is {rt}"));
                 }
-                let e = if t.is_float() {
+                let e = if t == Type::F64 {
+                    format!("__fma_rn({a}, {b}, {c})")
+                } else if t.is_float() {
                     round_to(t, format!("__fmaf_rn({}, {}, {})", as_f32(t, a), as_f32(t, b), as_f32(t, c)))
                 } else if t.is_int() {
                     let u = ucast(t);
@@ -968,7 +1043,7 @@ impl<'k> Emitter<'k> {
                     return Err(format!("cast to {to} defines a value of type {rt}"));
                 }
                 let from = self.ty(arg)?;
-                if from.is_int() && matches!(to, Type::F16 | Type::BF16) {
+                if (from.is_int() || from == Type::F64) && matches!(to, Type::F16 | Type::BF16 | Type::F32) {
                     self.helpers.insert(Helper::RoundToOdd);
                 }
                 (cast(from, to, &arg.to_string()), None)
@@ -1036,6 +1111,9 @@ impl<'k> Emitter<'k> {
                 let e = match rt {
                     Type::F16 | Type::BF16 => format!("({}){}", c_type(rt), call(format!("(unsigned int){value}"))),
                     Type::Bool => format!("{} != 0", call(format!("(int){value}"))),
+                    Type::I8 | Type::U8 | Type::I16 | Type::U16 => {
+                        format!("({}){}", c_type(rt), call(format!("(int){value}")))
+                    }
                     _ => call(value.to_string()),
                 };
                 (e, None)
@@ -1057,11 +1135,7 @@ impl<'k> Emitter<'k> {
         if step == 1 {
             return true;
         }
-        let max: i128 = match ty {
-            Type::I32 => i32::MAX as i128,
-            Type::U32 => u32::MAX as i128,
-            _ => i64::MAX as i128,
-        };
+        let max: i128 = ty.int_range().map_or(i64::MAX as i128, |(_, hi)| hi);
         let constant = match self.k.values.get(end).map(|d| d.def) {
             Some(weft_kir::ValueDef::Result(i)) => match self.k.insts.get(i) {
                 Some(InstData::Const(s)) => s.as_i64(),
@@ -1110,9 +1184,18 @@ impl<'k> Emitter<'k> {
                 };
                 round_to(t, e)
             }
-            Type::I32 | Type::U32 | Type::I64 => {
+            Type::F64 => match op {
+                BinaryOp::Add => format!("__dadd_rn({a}, {b})"),
+                BinaryOp::Sub => format!("__dsub_rn({a}, {b})"),
+                BinaryOp::Mul => format!("__dmul_rn({a}, {b})"),
+                BinaryOp::Div => format!("__ddiv_rn({a}, {b})"),
+                BinaryOp::Min => format!("fmin({a}, {b})"),
+                BinaryOp::Max => format!("fmax({a}, {b})"),
+                _ => return Err(bad()),
+            },
+            Type::I32 | Type::U32 | Type::I64 | Type::U64 | Type::I8 | Type::U8 | Type::I16 | Type::U16 => {
                 let u = ucast(t);
-                let bits = if t == Type::I64 { "63" } else { "31" };
+                let bits = t.int_bits().map_or(31, |b| b - 1);
                 match op {
                     BinaryOp::Add => wrap_int(t, &format!("{u}{a} + {u}{b}")),
                     BinaryOp::Sub => wrap_int(t, &format!("{u}{a} - {u}{b}")),
@@ -1121,9 +1204,19 @@ impl<'k> Emitter<'k> {
                         let h = match (op, t) {
                             (BinaryOp::Div, Type::I32) => Helper::DivI32,
                             (BinaryOp::Div, Type::U32) => Helper::DivU32,
+                            (BinaryOp::Div, Type::U64) => Helper::DivU64,
+                            (BinaryOp::Div, Type::I8) => Helper::DivI8,
+                            (BinaryOp::Div, Type::U8) => Helper::DivU8,
+                            (BinaryOp::Div, Type::I16) => Helper::DivI16,
+                            (BinaryOp::Div, Type::U16) => Helper::DivU16,
                             (BinaryOp::Div, _) => Helper::DivI64,
                             (_, Type::I32) => Helper::RemI32,
                             (_, Type::U32) => Helper::RemU32,
+                            (_, Type::U64) => Helper::RemU64,
+                            (_, Type::I8) => Helper::RemI8,
+                            (_, Type::U8) => Helper::RemU8,
+                            (_, Type::I16) => Helper::RemI16,
+                            (_, Type::U16) => Helper::RemU16,
                             _ => Helper::RemI64,
                         };
                         self.helpers.insert(h);
@@ -1148,20 +1241,25 @@ impl<'k> Emitter<'k> {
     }
 }
 
-/// `(unsigned int)` / `(unsigned long long)` for signed types, nothing for u32.
+/// `(unsigned int)` / `(unsigned long long)` for signed types (and for the
+/// 8- and 16-bit types, which C would promote to signed `int`), nothing for
+/// u32 and u64.
 fn ucast(t: Type) -> &'static str {
     match t {
-        Type::I32 => "(unsigned int)",
+        Type::I32 | Type::I8 | Type::U8 | Type::I16 | Type::U16 => "(unsigned int)",
         Type::I64 => "(unsigned long long)",
         _ => "",
     }
 }
 
-/// Casts an unsigned-domain expression back to `t` (a no-op for u32).
+/// Casts an unsigned-domain expression back to `t` (a no-op for u32 and
+/// u64; narrow types keep the low bits).
 fn wrap_int(t: Type, unsigned_expr: &str) -> String {
     match t {
         Type::I32 => format!("(int)({unsigned_expr})"),
         Type::I64 => format!("(long long)({unsigned_expr})"),
+        Type::I8 | Type::I16 => format!("({})({})({unsigned_expr})", c_type(t), unsigned_c_type(t)),
+        Type::U8 | Type::U16 => format!("({})({unsigned_expr})", c_type(t)),
         _ => unsigned_expr.to_string(),
     }
 }
@@ -1190,6 +1288,24 @@ fn round_to(t: Type, e: String) -> String {
 
 fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
     let bad = || format!("`{}` is not defined on {t}", op.name());
+    if t == Type::F64 {
+        return Ok(match op {
+            UnaryOp::Neg => format!("-{a}"),
+            UnaryOp::Not => return Err(bad()),
+            UnaryOp::Abs => format!("fabs({a})"),
+            UnaryOp::Exp => format!("exp({a})"),
+            UnaryOp::Log => format!("log({a})"),
+            UnaryOp::Sqrt => format!("__dsqrt_rn({a})"),
+            UnaryOp::Rsqrt => format!("__ddiv_rn(1.0, __dsqrt_rn({a}))"),
+            UnaryOp::Tanh => format!("tanh({a})"),
+            UnaryOp::Erf => format!("erf({a})"),
+            UnaryOp::Floor => format!("floor({a})"),
+            UnaryOp::Ceil => format!("ceil({a})"),
+            UnaryOp::Sin => format!("sin({a})"),
+            UnaryOp::Cos => format!("cos({a})"),
+            UnaryOp::Atan => format!("atan({a})"),
+        });
+    }
     if t.is_float() {
         let fa = as_f32_str(t, a);
         let e = match op {
@@ -1217,8 +1333,10 @@ fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
         (UnaryOp::Not, Type::Bool) => format!("!{a}"),
         (_, Type::Bool) => return Err(bad()),
         (UnaryOp::Neg, _) => wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t))),
+        // Narrow operands promote to int; keep the low bits of the complement.
+        (UnaryOp::Not, Type::I8 | Type::U8 | Type::I16 | Type::U16) => wrap_int(t, &format!("~{u}{a}")),
         (UnaryOp::Not, _) => format!("~{a}"),
-        (UnaryOp::Abs, Type::U32) => a.to_string(),
+        (UnaryOp::Abs, Type::U32 | Type::U64 | Type::U8 | Type::U16) => a.to_string(),
         (UnaryOp::Abs, _) => format!("{a} < 0 ? {} : {a}", wrap_int(t, &format!("0{} - {u}{a}", zero_suffix(t)))),
         _ => return Err(bad()),
     })
@@ -1226,7 +1344,7 @@ fn unary(op: UnaryOp, t: Type, a: &str) -> R<String> {
 
 fn zero_suffix(t: Type) -> &'static str {
     match t {
-        Type::I64 => "ull",
+        Type::I64 | Type::U64 => "ull",
         _ => "u",
     }
 }
@@ -1237,6 +1355,11 @@ fn int_literal(t: Type, v: i64) -> Option<String> {
         Type::I32 => i32::try_from(v).ok().map(|v| v.to_string()),
         Type::U32 => u32::try_from(v).ok().map(|v| format!("{v}u")),
         Type::I64 => Some(format!("{v}ll")),
+        Type::U64 => u64::try_from(v).ok().map(|v| format!("{v}ull")),
+        Type::I8 | Type::U8 | Type::I16 | Type::U16 => {
+            let (lo, hi) = t.int_range()?;
+            (lo..=hi).contains(&(v as i128)).then(|| format!("({}){v}", c_type(t)))
+        }
         _ => None,
     }
 }
@@ -1252,6 +1375,12 @@ fn const_expr(s: Scalar) -> (String, Option<String>) {
         Scalar::F32(v) => (format!("__uint_as_float({:#010x}u)", v.to_bits()), Some(s.to_string())),
         Scalar::F16(v) => (format!("(weft_f16){:#06x}u", v.to_bits()), Some(s.to_string())),
         Scalar::BF16(v) => (format!("(weft_bf16){:#06x}u", v.to_bits()), Some(s.to_string())),
+        Scalar::I8(v) => (format!("(signed char)({v})"), None),
+        Scalar::U8(v) => (format!("(unsigned char){v}u"), None),
+        Scalar::I16(v) => (format!("(short)({v})"), None),
+        Scalar::U16(v) => (format!("(unsigned short){v}u"), None),
+        Scalar::U64(v) => (format!("{v}ull"), None),
+        Scalar::F64(v) => (format!("__longlong_as_double((long long){:#018x}ull)", v.to_bits()), Some(s.to_string())),
     }
 }
 
@@ -1275,16 +1404,37 @@ fn cast(from: Type, to: Type, a: &str) -> String {
             _ => format!("({}){a}", c_type(to)),
         },
         // Float to integer: truncate, saturate, NaN -> 0 (PTX cvt.rzi semantics).
+        (Type::F64, Type::I32) => format!("__double2int_rz({a})"),
+        (Type::F64, Type::U32) => format!("__double2uint_rz({a})"),
+        (Type::F64, Type::I64) => format!("__double2ll_rz({a})"),
+        (Type::F64, Type::U64) => format!("__double2ull_rz({a})"),
         (_, Type::I32) if from.is_float() => format!("__float2int_rz({fa})"),
         (_, Type::U32) if from.is_float() => format!("__float2uint_rz({fa})"),
         (_, Type::I64) if from.is_float() => format!("__float2ll_rz({fa})"),
-        // Float to float: through float (exact for f16/bf16), then round.
+        (_, Type::U64) if from.is_float() => format!("__float2ull_rz({fa})"),
+        // 8- and 16-bit targets: saturate through int (whose range holds theirs).
+        (_, Type::I8 | Type::U8 | Type::I16 | Type::U16) if from.is_float() => {
+            let i = if from == Type::F64 { format!("__double2int_rz({a})") } else { format!("__float2int_rz({fa})") };
+            let (lo, hi) = to.int_range().unwrap_or((0, 0));
+            format!("({})({i} < {lo} ? {lo} : {i} > {hi} ? {hi} : {i})", c_type(to))
+        }
+        // Float to float: through float (exact for f16/bf16), then round;
+        // from f64 once (f16/bf16 through a round-to-odd float).
+        (Type::F64, Type::F32) => format!("weft_f64_to_f32({a})"),
+        (Type::F64, _) => round_to(to, format!("weft_f64_to_f32_odd({a})")),
+        (_, Type::F64) if from.is_float() => format!("(double){fa}"),
         (_, Type::F32) if from.is_float() => fa,
         (_, Type::F16 | Type::BF16) if from.is_float() => round_to(to, fa),
         // Integer to float: one correctly rounded conversion.
         (Type::I32, Type::F32) => format!("__int2float_rn({a})"),
         (Type::U32, Type::F32) => format!("__uint2float_rn({a})"),
         (Type::I64, Type::F32) => format!("__ll2float_rn({a})"),
+        (Type::U64, Type::F32) => format!("__ull2float_rn({a})"),
+        (_, Type::F32) => format!("__int2float_rn((int){a})"),
+        (Type::I64, Type::F64) => format!("__ll2double_rn({a})"),
+        (Type::U64, Type::F64) => format!("__ull2double_rn({a})"),
+        (_, Type::F64) => format!("(double){a}"),
+        (Type::U64, Type::F16 | Type::BF16) => round_to(to, format!("weft_ull_to_f32_odd({a})")),
         (_, Type::F16 | Type::BF16) => round_to(to, format!("weft_ll_to_f32_odd((long long){a})")),
         // Integer to integer: two's-complement truncation or extension.
         (Type::I64, Type::I32) => format!("(int)(unsigned int){a}"),

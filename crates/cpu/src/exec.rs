@@ -247,6 +247,13 @@ struct Maths {
     sinf: extern "C" fn(f32) -> f32,
     cosf: extern "C" fn(f32) -> f32,
     atanf: extern "C" fn(f32) -> f32,
+    exp: extern "C" fn(f64) -> f64,
+    log: extern "C" fn(f64) -> f64,
+    tanh: extern "C" fn(f64) -> f64,
+    erf: extern "C" fn(f64) -> f64,
+    sin: extern "C" fn(f64) -> f64,
+    cos: extern "C" fn(f64) -> f64,
+    atan: extern "C" fn(f64) -> f64,
 }
 
 extern "C" fn expf(x: f32) -> f32 {
@@ -270,6 +277,27 @@ extern "C" fn cosf(x: f32) -> f32 {
 extern "C" fn atanf(x: f32) -> f32 {
     weft_interp::maths::atanf(x)
 }
+extern "C" fn exp(x: f64) -> f64 {
+    weft_interp::maths::exp(x)
+}
+extern "C" fn log(x: f64) -> f64 {
+    weft_interp::maths::log(x)
+}
+extern "C" fn tanh(x: f64) -> f64 {
+    weft_interp::maths::tanh(x)
+}
+extern "C" fn erf(x: f64) -> f64 {
+    weft_interp::maths::erf(x)
+}
+extern "C" fn sin(x: f64) -> f64 {
+    weft_interp::maths::sin(x)
+}
+extern "C" fn cos(x: f64) -> f64 {
+    weft_interp::maths::cos(x)
+}
+extern "C" fn atan(x: f64) -> f64 {
+    weft_interp::maths::atan(x)
+}
 
 fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
     // SAFETY: the library was compiled by `build_library` from weft_cpu.h and
@@ -290,7 +318,7 @@ fn load(path: PathBuf, bodies: &[Arc<KernelDef>]) -> Result<Module, CpuError> {
         let set = library
             .get::<unsafe extern "C" fn(*const Maths)>(b"weft_cpu_set_maths\0")
             .map_err(|source| CpuError::Load { path, source })?;
-        set(&Maths { expf, logf, tanhf, erff, sinf, cosf, atanf });
+        set(&Maths { expf, logf, tanhf, erff, sinf, cosf, atanf, exp, log, tanh, erf, sin, cos, atan });
     }
     let refs: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
     Ok(Module {

@@ -474,6 +474,81 @@ static inline long long __float2ll_rz(float f)
     if (f <= -9223372036854775808.0f) return (long long)(-9223372036854775807ll - 1ll);
     return (long long)f;
 }
+static inline unsigned long long __float2ull_rz(float f)
+{
+    if (f != f || f <= 0.0f) return 0ull;
+    if (f >= 18446744073709551616.0f) return 18446744073709551615ull;
+    return (unsigned long long)f;
+}
+
+// Doubles: IEEE double arithmetic is the same on host and device.
+static inline double __longlong_as_double(long long x)
+{
+    double d;
+    memcpy(&d, &x, 8);
+    return d;
+}
+static inline long long __double_as_longlong(double d)
+{
+    long long x;
+    memcpy(&x, &d, 8);
+    return x;
+}
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dsub_rn(double a, double b) { return a - b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __ddiv_rn(double a, double b) { return a / b; }
+static inline double __dsqrt_rn(double a) { return sqrt(a); }
+static inline double __fma_rn(double a, double b, double c) { return fma(a, b, c); }
+static inline int __double2int_rz(double d)
+{
+    if (d != d) return 0;
+    if (d >= 2147483648.0) return 2147483647;
+    if (d <= -2147483648.0) return (int)(-2147483647 - 1);
+    return (int)d;
+}
+static inline unsigned int __double2uint_rz(double d)
+{
+    if (d != d || d <= 0.0) return 0u;
+    if (d >= 4294967296.0) return 4294967295u;
+    return (unsigned int)d;
+}
+static inline long long __double2ll_rz(double d)
+{
+    if (d != d) return 0;
+    if (d >= 9223372036854775808.0) return 9223372036854775807ll;
+    if (d <= -9223372036854775808.0) return (long long)(-9223372036854775807ll - 1ll);
+    return (long long)d;
+}
+static inline unsigned long long __double2ull_rz(double d)
+{
+    if (d != d || d <= 0.0) return 0ull;
+    if (d >= 18446744073709551616.0) return 18446744073709551615ull;
+    return (unsigned long long)d;
+}
+static inline double __ll2double_rn(long long x) { return (double)x; }
+static inline double __ull2double_rn(unsigned long long x) { return (double)x; }
+static inline float __ull2float_rn(unsigned long long x) { return (float)x; }
+static inline float __double2float_rn(double d) { return (float)d; }
+// Toward zero: the nearest conversion, stepped back when it rounded away.
+static inline float __double2float_rz(double d)
+{
+    float f = (float)d;
+    if (f - f != 0.0f && d - d == 0.0) {
+        f = d > 0.0 ? 3.4028234663852886e38f : -3.4028234663852886e38f;
+    } else if (fabs((double)f) > fabs(d)) {
+        f = nextafterf(f, 0.0f);
+    }
+    return f;
+}
+static inline float __ull2float_rz(unsigned long long x)
+{
+    float f = (float)x;
+    if ((unsigned __int128)f > (unsigned __int128)x) {
+        f = nextafterf(f, 0.0f);
+    }
+    return f;
+}
 static inline float __int2float_rn(int x) { return (float)x; }
 static inline float __uint2float_rn(unsigned int x) { return (float)x; }
 static inline float __ll2float_rn(long long x) { return (float)x; }
@@ -527,7 +602,8 @@ static inline unsigned short weft_cvt_f32_to_f16_rn(float f)
 }
 
 // ---- Transcendentals ------------------------------------------------------
-// expf, logf, tanhf, erff, sinf, cosf and atanf are the interpreter's (weft_interp::maths),
+// expf, logf, tanhf, erff, sinf, cosf, atanf and their f64 forms are the
+// interpreter's (weft_interp::maths),
 // installed by the executor through weft_cpu_set_maths before any launch, so
 // the two executors agree bit for bit. The host libm's are the fallback.
 
@@ -539,9 +615,17 @@ struct WeftMaths {
     float (*sinf)(float);
     float (*cosf)(float);
     float (*atanf)(float);
+    double (*exp)(double);
+    double (*log)(double);
+    double (*tanh)(double);
+    double (*erf)(double);
+    double (*sin)(double);
+    double (*cos)(double);
+    double (*atan)(double);
 };
 
-static WeftMaths weft_maths = {::expf, ::logf, ::tanhf, ::erff, ::sinf, ::cosf, ::atanf};
+static WeftMaths weft_maths = {::expf, ::logf, ::tanhf, ::erff, ::sinf, ::cosf, ::atanf, ::exp, ::log, ::tanh, ::erf,
+                               ::sin, ::cos, ::atan};
 
 extern "C" __attribute__((visibility("default"))) void weft_cpu_set_maths(const WeftMaths* m)
 {
@@ -555,6 +639,20 @@ static inline float weft_host_erff(float x) { return weft_maths.erff(x); }
 static inline float weft_host_sinf(float x) { return weft_maths.sinf(x); }
 static inline float weft_host_cosf(float x) { return weft_maths.cosf(x); }
 static inline float weft_host_atanf(float x) { return weft_maths.atanf(x); }
+static inline double weft_host_exp(double x) { return weft_maths.exp(x); }
+static inline double weft_host_log(double x) { return weft_maths.log(x); }
+static inline double weft_host_tanh(double x) { return weft_maths.tanh(x); }
+static inline double weft_host_erf(double x) { return weft_maths.erf(x); }
+static inline double weft_host_sin(double x) { return weft_maths.sin(x); }
+static inline double weft_host_cos(double x) { return weft_maths.cos(x); }
+static inline double weft_host_atan(double x) { return weft_maths.atan(x); }
+#define exp weft_host_exp
+#define log weft_host_log
+#define tanh weft_host_tanh
+#define erf weft_host_erf
+#define sin weft_host_sin
+#define cos weft_host_cos
+#define atan weft_host_atan
 #define expf weft_host_expf
 #define logf weft_host_logf
 #define tanhf weft_host_tanhf

@@ -545,3 +545,133 @@ mod props {
         }
     }
 }
+
+/// Edge values of `ty`: zero, one, the extremes, values that wrap when
+/// added or multiplied, NaN, infinities and values only `f64` holds.
+fn edge_values(ty: Type) -> Vec<weft_kir::Scalar> {
+    use weft_kir::Scalar;
+    if ty.is_float() {
+        // No -0.0: KIR leaves which zero `min`/`max` of +0 and -0 return
+        // open (as C's fmin/fmax do).
+        let v = [
+            0.0,
+            1.0,
+            -1.0,
+            0.1,
+            3.7,
+            -3.7,
+            2.5,
+            65504.5,
+            1e10,
+            -1e10,
+            3e38,
+            1e300,
+            -1e-300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.0 + 2f64.powi(-11) + 2f64.powi(-40),
+        ];
+        return v.into_iter().map(|x| Scalar::from_f64(ty, x)).collect();
+    }
+    let (lo, hi) = ty.int_range().unwrap_or((0, 1));
+    let v = [0, 1, 2, 3, 7, 9, -1, -7, 100, -100, 300, 40_000, 1 << 40, lo, hi, lo + 1, hi - 1, hi / 2 + 1];
+    v.into_iter().filter_map(|x| Scalar::from_int(ty, x)).collect()
+}
+
+/// How one output of [`every_op_on`] is computed from the lane's operands.
+type OpOf = dyn Fn(&mut KernelBuilder, weft_kir::Value, weft_kir::Value) -> weft_kir::Value;
+
+/// One kernel over every pair of edge values of `ty`: each binary op (with
+/// zero divisors replaced by one), each unary op, each comparison, `fma`
+/// (floats), and a cast to every other type, one output buffer each.
+fn every_op_on(ty: Type) -> (KernelDef, Vec<ArgValue>) {
+    use weft_kir::{BinaryOp, CmpOp, Scalar, UnaryOp};
+    let vals = edge_values(ty);
+    let pairs: Vec<(Scalar, Scalar)> = vals.iter().flat_map(|&a| vals.iter().map(move |&b| (a, b))).collect();
+    let n = pairs.len();
+    let threads = 64;
+    let mut b = KernelBuilder::new(format!("every_op_{ty}"), LaunchShape::linear(n.div_ceil(threads) as u32, 64));
+    let pa = b.buffer("a", ty, n as u64, Access::Read);
+    let pb = b.buffer("b", ty, n as u64, Access::Read);
+    let mut outputs: Vec<(Type, Box<OpOf>)> = Vec::new();
+    for op in BinaryOp::ALL {
+        let ok = if ty.is_float() { op.is_arith() } else { true };
+        if !ok {
+            continue;
+        }
+        outputs.push((
+            ty,
+            Box::new(move |b, x, y| {
+                let y = if matches!(op, BinaryOp::Div | BinaryOp::Rem) && !ty.is_float() {
+                    let zero = b.constant(Scalar::from_f64(ty, 0.0));
+                    let one = b.constant(Scalar::from_f64(ty, 1.0));
+                    let z = b.cmp(CmpOp::Eq, y, zero);
+                    b.select(z, one, y)
+                } else {
+                    y
+                };
+                b.binary(op, x, y)
+            }),
+        ));
+    }
+    for op in UnaryOp::ALL {
+        let ok =
+            if ty.is_float() { op != UnaryOp::Not } else { matches!(op, UnaryOp::Neg | UnaryOp::Not | UnaryOp::Abs) };
+        if ok {
+            outputs.push((ty, Box::new(move |b, x, _| b.unary(op, x))));
+        }
+    }
+    for op in CmpOp::ALL {
+        outputs.push((Type::Bool, Box::new(move |b, x, y| b.cmp(op, x, y))));
+    }
+    if ty.is_float() {
+        outputs.push((ty, Box::new(|b, x, y| b.fma(x, y, x))));
+    }
+    for to in Type::ALL.into_iter().filter(|&to| to != ty) {
+        outputs.push((to, Box::new(move |b, x, _| b.cast(to, x))));
+    }
+    let outs: Vec<_> = outputs
+        .iter()
+        .enumerate()
+        .map(|(k, (t, _))| b.buffer(&format!("out{k}"), *t, n as u64, Access::Write))
+        .collect();
+    let i = b.global_thread_id(Axis::X);
+    let limit = b.const_i32(n as i32);
+    let inside = b.lt(i, limit);
+    b.if_(inside, |b| {
+        let x = b.load(pa, i);
+        let y = b.load(pb, i);
+        for ((_, f), &o) in outputs.iter().zip(&outs) {
+            let r = f(b, x, y);
+            b.store(o, i, r);
+        }
+    });
+    let mut args = Vec::new();
+    for side in [0, 1] {
+        let mut buf = HostBuffer::zeros(ty, n);
+        for (k, p) in pairs.iter().enumerate() {
+            buf.set(k, if side == 0 { p.0 } else { p.1 });
+        }
+        args.push(ArgValue::Buffer(buf));
+    }
+    args.extend(outputs.iter().map(|(t, _)| ArgValue::Buffer(HostBuffer::zeros(*t, n))));
+    (b.finish(), args)
+}
+
+#[test]
+fn narrow_unsigned_and_f64_types_match_the_interpreter_bit_for_bit() {
+    if !weft_cpu::require_host_compiler_or_skip("narrow_unsigned_and_f64_types_match_the_interpreter_bit_for_bit") {
+        return;
+    }
+    let mut cpu = CpuExecutor::checking(SEED);
+    for ty in [Type::I8, Type::U8, Type::I16, Type::U16, Type::U32, Type::U64, Type::F64] {
+        let (k, args) = every_op_on(ty);
+        let got = run_bundle(&mut cpu, &[solo(&k, &args)]).unwrap_or_else(|e| panic!("{ty}: {e}"));
+        let mut want = args.clone();
+        Interpreter::new().run(&k, &mut want).unwrap_or_else(|e| panic!("{ty}: interpreter: {e}"));
+        for (j, (g, w)) in got[0].iter().zip(&want).enumerate() {
+            assert!(g == w, "{ty}: output buffer {j} differs from the interpreter's");
+        }
+    }
+}

@@ -251,9 +251,8 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let x = self.x(0)?;
                 let shape = x.shape.clone();
                 // Integer-to-integer casts skip f64 so large i64 values survive.
-                match (x.as_i64s(), to) {
-                    (Some(v), DType::I64) => vec![Tensor::i64(shape, v)],
-                    (Some(v), DType::I32) => vec![Tensor::i32(shape, v.iter().map(|&x| x as i32).collect())],
+                match x.as_i128s() {
+                    Some(v) if to.is_int() => vec![Tensor::from_ints(*to, shape, &v)],
                     _ => vec![Tensor::from_f64(*to, shape, &x.to_f64())],
                 }
             }
@@ -685,6 +684,8 @@ fn select(sources: &[&TensorData], picks: impl Iterator<Item = (usize, usize)>) 
         Some(TensorData::I32(_)) => pick!(I32),
         Some(TensorData::I64(_)) => pick!(I64),
         Some(TensorData::Bool(_)) => pick!(Bool),
+        Some(TensorData::U64(_)) => pick!(U64),
+        Some(TensorData::F64(_)) => pick!(F64),
     }
 }
 

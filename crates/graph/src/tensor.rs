@@ -60,14 +60,19 @@ impl From<&[usize]> for Shape {
     }
 }
 
-/// Element storage of a constant tensor.
+/// Element storage of a constant tensor. Narrow types share a wider
+/// storage that holds every value exactly.
 #[derive(Clone, PartialEq, Debug)]
 pub enum TensorData {
     /// `f32`, and `f16`/`bf16` widened to `f32` (exactly).
     F32(Vec<f32>),
+    /// `i32`, and `i8`/`u8`/`i16`/`u16`.
     I32(Vec<i32>),
+    /// `i64`, and `u32`.
     I64(Vec<i64>),
     Bool(Vec<bool>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
 }
 
 impl TensorData {
@@ -77,6 +82,8 @@ impl TensorData {
             TensorData::I32(v) => v.len(),
             TensorData::I64(v) => v.len(),
             TensorData::Bool(v) => v.len(),
+            TensorData::U64(v) => v.len(),
+            TensorData::F64(v) => v.len(),
         }
     }
 
@@ -109,6 +116,8 @@ impl Tensor {
             TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F64(v) => v.clone(),
         }
     }
 
@@ -117,8 +126,37 @@ impl Tensor {
         match &self.data {
             TensorData::I64(v) => Some(v.clone()),
             TensorData::I32(v) => Some(v.iter().map(|&x| x as i64).collect()),
+            TensorData::U64(v) => Some(v.iter().map(|&x| x as i64).collect()),
             _ => None,
         }
+    }
+
+    /// Integer contents, exactly, if the dtype is an integer type.
+    pub fn as_i128s(&self) -> Option<Vec<i128>> {
+        match &self.data {
+            TensorData::I64(v) => Some(v.iter().map(|&x| x as i128).collect()),
+            TensorData::I32(v) => Some(v.iter().map(|&x| x as i128).collect()),
+            TensorData::U64(v) => Some(v.iter().map(|&x| x as i128).collect()),
+            _ => None,
+        }
+    }
+
+    /// A tensor of integer `dtype` from exact integer values, each converted
+    /// as C converts integers (keeping the low bits of the type's width).
+    pub fn from_ints(dtype: DType, shape: impl Into<Shape>, values: &[i128]) -> Tensor {
+        let data = match dtype {
+            DType::I8 => TensorData::I32(values.iter().map(|&x| x as i8 as i32).collect()),
+            DType::U8 => TensorData::I32(values.iter().map(|&x| x as u8 as i32).collect()),
+            DType::I16 => TensorData::I32(values.iter().map(|&x| x as i16 as i32).collect()),
+            DType::U16 => TensorData::I32(values.iter().map(|&x| x as u16 as i32).collect()),
+            DType::I32 => TensorData::I32(values.iter().map(|&x| x as i32).collect()),
+            DType::U32 => TensorData::I64(values.iter().map(|&x| x as u32 as i64).collect()),
+            DType::I64 => TensorData::I64(values.iter().map(|&x| x as i64).collect()),
+            DType::U64 => TensorData::U64(values.iter().map(|&x| x as u64).collect()),
+            DType::Bool => TensorData::Bool(values.iter().map(|&x| x != 0).collect()),
+            _ => return Tensor::from_f64(dtype, shape, &values.iter().map(|&x| x as f64).collect::<Vec<_>>()),
+        };
+        Tensor { dtype, shape: shape.into(), data }
     }
 }
 
@@ -142,6 +180,13 @@ impl Tensor {
             DType::I32 => TensorData::I32(values.iter().map(|&x| x as i32).collect()),
             DType::I64 => TensorData::I64(values.iter().map(|&x| x as i64).collect()),
             DType::Bool => TensorData::Bool(values.iter().map(|&x| x != 0.0).collect()),
+            DType::I8 => TensorData::I32(values.iter().map(|&x| x as i8 as i32).collect()),
+            DType::U8 => TensorData::I32(values.iter().map(|&x| x as u8 as i32).collect()),
+            DType::I16 => TensorData::I32(values.iter().map(|&x| x as i16 as i32).collect()),
+            DType::U16 => TensorData::I32(values.iter().map(|&x| x as u16 as i32).collect()),
+            DType::U32 => TensorData::I64(values.iter().map(|&x| x as u32 as i64).collect()),
+            DType::U64 => TensorData::U64(values.iter().map(|&x| x as u64).collect()),
+            DType::F64 => TensorData::F64(values.to_vec()),
         };
         Tensor { dtype, shape: shape.into(), data }
     }
@@ -152,12 +197,19 @@ impl Tensor {
         let fits = matches!(
             (self.dtype, &self.data),
             (DType::F32 | DType::F16 | DType::BF16, TensorData::F32(_))
-                | (DType::I32, TensorData::I32(_))
-                | (DType::I64, TensorData::I64(_))
+                | (DType::I32 | DType::I8 | DType::U8 | DType::I16 | DType::U16, TensorData::I32(_))
+                | (DType::I64 | DType::U32, TensorData::I64(_))
                 | (DType::Bool, TensorData::Bool(_))
+                | (DType::U64, TensorData::U64(_))
+                | (DType::F64, TensorData::F64(_))
         );
         if !fits {
             return Err(format!("dtype {} does not match its storage", self.dtype));
+        }
+        if let (Some((lo, hi)), Some(values)) = (self.dtype.int_range(), self.as_i128s()) {
+            if let Some(v) = values.iter().find(|&&v| v < lo || v > hi) {
+                return Err(format!("holds {v}, outside {}'s range {lo}..={hi}", self.dtype));
+            }
         }
         if self.data.len() != self.shape.numel() {
             return Err(format!(

@@ -39,6 +39,8 @@ fn bits(t: &Tensor) -> Vec<u64> {
         TensorData::I32(v) => v.iter().map(|&x| x as u32 as u64).collect(),
         TensorData::I64(v) => v.iter().map(|&x| x as u64).collect(),
         TensorData::Bool(v) => v.iter().map(|&x| x as u64).collect(),
+        TensorData::U64(v) => v.clone(),
+        TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
     }
 }
 

@@ -71,7 +71,7 @@ pub use crate::error::{InterpError, MemorySpace};
 /// executor links these same functions into the emitted code, so the two
 /// compare bit for bit; CUDA's own maths library differs from both.
 pub mod maths {
-    pub use libm::{atanf, cosf, erff, expf, logf, sinf, tanhf};
+    pub use libm::{atan, atanf, cos, cosf, erf, erff, exp, expf, log, logf, sin, sinf, tanh, tanhf};
 }
 pub use crate::mapped::MappedSlot;
 

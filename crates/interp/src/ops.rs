@@ -6,12 +6,15 @@
 //!
 //! - `f32` arithmetic is done in `f32` (never widened to `f64`); `fma` is one
 //!   rounding (`f32::mul_add`). `f16`/`bf16` are computed in `f32` and rounded
-//!   back to the type after every operation.
+//!   back to the type after every operation. `f64` is computed in `f64`.
 //! - Math functions come from the pure-Rust `libm` crate, so results are the
 //!   same bits on every host; `rsqrt` is `1 / sqrt`.
 //! - Float `min`/`max` return the non-NaN operand (`fminf`/`fmaxf`).
-//! - Integer arithmetic wraps; `div`/`rem` truncate toward zero (C), and a zero
+//! - Integer arithmetic wraps at the type's width (8, 16, 32 or 64 bits; C's
+//!   promotion of narrow operands to `int` followed by the conversion back
+//!   gives the same bits); `div`/`rem` truncate toward zero (C), and a zero
 //!   divisor is a fault; shift amounts are taken modulo the bit width.
+//!   Unsigned types divide, compare and shift right as unsigned.
 //! - Float comparisons are ordered (NaN compares false) except `ne`.
 //! - Casts follow C: float→int truncates toward zero and saturates, NaN → 0;
 //!   int→float rounds to nearest; int→int wraps; `bool` converts as 0/1 and
@@ -88,6 +91,10 @@ pub(crate) fn int_value(ty: Type, bits: u64) -> i64 {
     match ty {
         Type::I32 => bits as u32 as i32 as i64,
         Type::U32 => bits as u32 as i64,
+        Type::I16 => bits as u16 as i16 as i64,
+        Type::U16 => bits as u16 as i64,
+        Type::I8 => bits as u8 as i8 as i64,
+        Type::U8 => bits as u8 as i64,
         Type::Bool => (bits & 1) as i64,
         _ => bits as i64,
     }
@@ -98,6 +105,8 @@ pub(crate) fn int_value(ty: Type, bits: u64) -> i64 {
 pub(crate) fn int_bits(ty: Type, v: i64) -> u64 {
     match ty {
         Type::I32 | Type::U32 => v as u32 as u64,
+        Type::I16 | Type::U16 => v as u16 as u64,
+        Type::I8 | Type::U8 => v as u8 as u64,
         Type::Bool => (v != 0) as u64,
         _ => v as u64,
     }
@@ -164,6 +173,12 @@ pub(crate) fn unary(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u
         Type::I32 => int_unary!(i32, |v: i32| v as u32 as u64, op, ty, lanes, dst, a),
         Type::U32 => int_unary!(u32, |v: u32| v as u64, op, ty, lanes, dst, a),
         Type::I64 => int_unary!(i64, |v: i64| v as u64, op, ty, lanes, dst, a),
+        Type::U64 => int_unary!(u64, |v: u64| v, op, ty, lanes, dst, a),
+        Type::I16 => int_unary!(i16, |v: i16| v as u16 as u64, op, ty, lanes, dst, a),
+        Type::U16 => int_unary!(u16, |v: u16| v as u64, op, ty, lanes, dst, a),
+        Type::I8 => int_unary!(i8, |v: i8| v as u8 as u64, op, ty, lanes, dst, a),
+        Type::U8 => int_unary!(u8, |v: u8| v as u64, op, ty, lanes, dst, a),
+        Type::F64 => f64_unary(op, ty, lanes, dst, a),
         Type::Bool => match op {
             UnaryOp::Not => {
                 map1(lanes, dst, a, |x| (x & 1) ^ 1);
@@ -201,6 +216,27 @@ fn float_unary<F: FloatLane>(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64
     Ok(())
 }
 
+fn f64_unary(op: UnaryOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) -> Result<(), OpFault> {
+    let get = f64::from_bits;
+    match op {
+        UnaryOp::Neg => map1(lanes, dst, a, |x| (-get(x)).to_bits()),
+        UnaryOp::Abs => map1(lanes, dst, a, |x| get(x).abs().to_bits()),
+        UnaryOp::Sqrt => map1(lanes, dst, a, |x| get(x).sqrt().to_bits()),
+        UnaryOp::Rsqrt => map1(lanes, dst, a, |x| (1.0 / get(x).sqrt()).to_bits()),
+        UnaryOp::Exp => map1(lanes, dst, a, |x| crate::maths::exp(get(x)).to_bits()),
+        UnaryOp::Log => map1(lanes, dst, a, |x| crate::maths::log(get(x)).to_bits()),
+        UnaryOp::Tanh => map1(lanes, dst, a, |x| crate::maths::tanh(get(x)).to_bits()),
+        UnaryOp::Erf => map1(lanes, dst, a, |x| crate::maths::erf(get(x)).to_bits()),
+        UnaryOp::Floor => map1(lanes, dst, a, |x| get(x).floor().to_bits()),
+        UnaryOp::Ceil => map1(lanes, dst, a, |x| get(x).ceil().to_bits()),
+        UnaryOp::Sin => map1(lanes, dst, a, |x| crate::maths::sin(get(x)).to_bits()),
+        UnaryOp::Cos => map1(lanes, dst, a, |x| crate::maths::cos(get(x)).to_bits()),
+        UnaryOp::Atan => map1(lanes, dst, a, |x| crate::maths::atan(get(x)).to_bits()),
+        UnaryOp::Not => return unsupported(op.name(), ty),
+    }
+    Ok(())
+}
+
 // ---- binary -------------------------------------------------------------
 
 pub(crate) fn binary(
@@ -218,6 +254,24 @@ pub(crate) fn binary(
         Type::I32 => int_binary!(i32, |v: i32| v as u32 as u64, op, ty, lanes, dst, a, b),
         Type::U32 => int_binary!(u32, |v: u32| v as u64, op, ty, lanes, dst, a, b),
         Type::I64 => int_binary!(i64, |v: i64| v as u64, op, ty, lanes, dst, a, b),
+        Type::U64 => int_binary!(u64, |v: u64| v, op, ty, lanes, dst, a, b),
+        Type::I16 => int_binary!(i16, |v: i16| v as u16 as u64, op, ty, lanes, dst, a, b),
+        Type::U16 => int_binary!(u16, |v: u16| v as u64, op, ty, lanes, dst, a, b),
+        Type::I8 => int_binary!(i8, |v: i8| v as u8 as u64, op, ty, lanes, dst, a, b),
+        Type::U8 => int_binary!(u8, |v: u8| v as u64, op, ty, lanes, dst, a, b),
+        Type::F64 => {
+            let get = f64::from_bits;
+            match op {
+                BinaryOp::Add => map2(lanes, dst, a, b, |x, y| (get(x) + get(y)).to_bits()),
+                BinaryOp::Sub => map2(lanes, dst, a, b, |x, y| (get(x) - get(y)).to_bits()),
+                BinaryOp::Mul => map2(lanes, dst, a, b, |x, y| (get(x) * get(y)).to_bits()),
+                BinaryOp::Div => map2(lanes, dst, a, b, |x, y| (get(x) / get(y)).to_bits()),
+                BinaryOp::Min => map2(lanes, dst, a, b, |x, y| get(x).min(get(y)).to_bits()),
+                BinaryOp::Max => map2(lanes, dst, a, b, |x, y| get(x).max(get(y)).to_bits()),
+                _ => return unsupported(op.name(), ty),
+            }
+            Ok(())
+        }
         Type::Bool => {
             match op {
                 BinaryOp::And => map2(lanes, dst, a, b, |x, y| x & y & 1),
@@ -261,7 +315,16 @@ pub(crate) fn fma(ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64], b: &[u64],
         Type::I32 | Type::U32 => {
             map3(lanes, dst, a, b, c, |x, y, z| (x as u32).wrapping_mul(y as u32).wrapping_add(z as u32) as u64)
         }
-        Type::I64 => map3(lanes, dst, a, b, c, |x, y, z| x.wrapping_mul(y).wrapping_add(z)),
+        Type::I64 | Type::U64 => map3(lanes, dst, a, b, c, |x, y, z| x.wrapping_mul(y).wrapping_add(z)),
+        Type::I16 | Type::U16 => {
+            map3(lanes, dst, a, b, c, |x, y, z| (x as u16).wrapping_mul(y as u16).wrapping_add(z as u16) as u64)
+        }
+        Type::I8 | Type::U8 => {
+            map3(lanes, dst, a, b, c, |x, y, z| (x as u8).wrapping_mul(y as u8).wrapping_add(z as u8) as u64)
+        }
+        Type::F64 => map3(lanes, dst, a, b, c, |x, y, z| {
+            f64::from_bits(x).mul_add(f64::from_bits(y), f64::from_bits(z)).to_bits()
+        }),
         Type::Bool => return unsupported("fma", ty),
     }
     Ok(())
@@ -292,6 +355,12 @@ pub(crate) fn cmp(op: CmpOp, ty: Type, lanes: Lanes, dst: &mut [u64], a: &[u64],
         Type::I32 => compare!(|x: u64| x as u32 as i32),
         Type::U32 => compare!(|x: u64| x as u32),
         Type::I64 => compare!(|x: u64| x as i64),
+        Type::U64 => compare!(|x: u64| x),
+        Type::I16 => compare!(|x: u64| x as u16 as i16),
+        Type::U16 => compare!(|x: u64| x as u16),
+        Type::I8 => compare!(|x: u64| x as u8 as i8),
+        Type::U8 => compare!(|x: u64| x as u8),
+        Type::F64 => compare!(f64::from_bits),
         Type::Bool => compare!(|x: u64| x & 1),
     }
 }
@@ -343,19 +412,98 @@ impl<F: FloatLane> CastSource for F {
     }
 }
 
-pub(crate) fn cast(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
-    match from {
-        Type::Bool => cast_from::<BoolSrc>(to, lanes, dst, a),
-        Type::I32 => cast_from::<I32Src>(to, lanes, dst, a),
-        Type::U32 => cast_from::<U32Src>(to, lanes, dst, a),
-        Type::I64 => cast_from::<I64Src>(to, lanes, dst, a),
-        Type::F32 => cast_from::<F32>(to, lanes, dst, a),
-        Type::F16 => cast_from::<F16>(to, lanes, dst, a),
-        Type::BF16 => cast_from::<BF16>(to, lanes, dst, a),
+/// Whether a cast between `from` and `to` takes the general path (the
+/// 8-, 16- and unsigned 64-bit integers and `f64`); the others have
+/// monomorphised loops.
+fn wide_cast(from: Type, to: Type) -> bool {
+    let general = |t: Type| matches!(t, Type::I8 | Type::U8 | Type::I16 | Type::U16 | Type::U64 | Type::F64);
+    general(from) || general(to)
+}
+
+/// A lane's value, exactly: integers as `i128`, floats widened to `f64`.
+#[derive(Copy, Clone)]
+enum Value {
+    Int(i128),
+    Float(f64),
+}
+
+fn value_of(ty: Type, bits: u64) -> Value {
+    let s = weft_kir::Scalar::from_bits(ty, bits);
+    match s.as_i128() {
+        Some(v) => Value::Int(v),
+        None => Value::Float(s.to_f64()),
     }
 }
 
-fn cast_from<S: CastSource>(to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
+/// The C conversion of `v` to `to`, as canonical lane bits: integers wrap to
+/// the width, floats truncate toward zero and saturate (NaN → 0) into
+/// integers, and round to nearest into floats (once, from the exact value).
+fn convert_value(v: Value, to: Type) -> u64 {
+    use weft_kir::Scalar;
+    match (v, to) {
+        (Value::Int(i), Type::Bool) => (i != 0) as u64,
+        (Value::Float(f), Type::Bool) => (f != 0.0) as u64,
+        (Value::Int(i), t) if t.is_int() => Scalar::from_int(t, i).map_or(0, Scalar::to_bits),
+        (Value::Float(f), t) if t.is_int() => Scalar::from_f64(t, f).to_bits(),
+        (Value::Float(f), Type::F32) => F32::put(f64_to_f32(f)),
+        (Value::Float(f), Type::F16) => F16::put(f64_to_f32_odd(f)),
+        (Value::Float(f), Type::BF16) => BF16::put(f64_to_f32_odd(f)),
+        (Value::Float(f), t) => Scalar::from_f64(t, f).to_bits(),
+        (Value::Int(i), Type::F32) => F32::put(i as f32),
+        (Value::Int(i), t) => Scalar::from_f64(t, i as f64).to_bits(),
+    }
+}
+
+/// A double's NaN as `f32`: quiet, with the sign and top payload bits.
+fn f64_nan_to_f32(d: f64) -> f32 {
+    let x = d.to_bits();
+    f32::from_bits(((x >> 32) as u32 & 0x8000_0000) | 0x7fc0_0000 | ((x >> 29) as u32 & 0x7f_ffff))
+}
+
+/// `f64` to `f32`, rounded to nearest (NaNs by [`f64_nan_to_f32`]).
+pub(crate) fn f64_to_f32(d: f64) -> f32 {
+    if d.is_nan() {
+        f64_nan_to_f32(d)
+    } else {
+        d as f32
+    }
+}
+
+/// `f64` to `f32` rounded toward zero with a sticky last bit: rounding the
+/// result once more to `f16`/`bf16` equals rounding `d` directly (the
+/// emitted C computes it the same way).
+fn f64_to_f32_odd(d: f64) -> f32 {
+    if d.is_nan() {
+        return f64_nan_to_f32(d);
+    }
+    let mut f = d as f32;
+    // Step back toward zero when nearest rounding went away from it.
+    if f.is_infinite() && d.is_finite() {
+        f = f32::MAX.copysign(d as f32);
+    } else if (f as f64).abs() > d.abs() {
+        f = f32::from_bits(f.to_bits() - 1);
+    }
+    if f as f64 != d && f.is_finite() {
+        f = f32::from_bits(f.to_bits() | 1);
+    }
+    f
+}
+
+pub(crate) fn cast(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
+    match from {
+        _ if wide_cast(from, to) => map1(lanes, dst, a, |x| convert_value(value_of(from, x), to)),
+        Type::Bool => cast_from::<BoolSrc>(from, to, lanes, dst, a),
+        Type::I32 => cast_from::<I32Src>(from, to, lanes, dst, a),
+        Type::U32 => cast_from::<U32Src>(from, to, lanes, dst, a),
+        Type::I64 => cast_from::<I64Src>(from, to, lanes, dst, a),
+        Type::F32 => cast_from::<F32>(from, to, lanes, dst, a),
+        Type::F16 => cast_from::<F16>(from, to, lanes, dst, a),
+        Type::BF16 => cast_from::<BF16>(from, to, lanes, dst, a),
+        _ => map1(lanes, dst, a, |x| convert_value(value_of(from, x), to)),
+    }
+}
+
+fn cast_from<S: CastSource>(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
     // Rust's float-to-int `as` truncates toward zero, saturates and maps NaN
     // to 0; int-to-float `as` rounds to nearest: C semantics as the GPU
     // implements them (`cvt.rzi.sat`, `cvt.rn`).
@@ -374,6 +522,7 @@ fn cast_from<S: CastSource>(to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) 
         Type::F16 => map1(lanes, dst, a, |x| f16::from_f64(S::int(x) as f64).to_bits() as u64),
         Type::BF16 if S::FLOAT => map1(lanes, dst, a, |x| BF16::put(S::float(x))),
         Type::BF16 => map1(lanes, dst, a, |x| bf16::from_f64(S::int(x) as f64).to_bits() as u64),
+        _ => map1(lanes, dst, a, |x| convert_value(value_of(from, x), to)),
     }
 }
 

@@ -505,7 +505,7 @@ impl Verifier<'_> {
 
     fn expect_int_index(&mut self, i: Inst, index: Value) {
         if let Some(t) = self.ty(index) {
-            if !t.is_int() {
+            if !t.is_index() {
                 self.error(self.inst_name(i), format!("index {index} is {t}; indices must be i32, u32 or i64"));
             }
         }
@@ -680,8 +680,8 @@ impl Verifier<'_> {
                 if !(1..=warp).contains(&width) || !width.is_power_of_two() {
                     self.error(self.inst_name(i), format!("width {width} is not a power of two in 1..={warp}"));
                 }
-                if self.ty(operand).is_some_and(|t| !t.is_int()) {
-                    self.error(self.inst_name(i), format!("operand {} is not an integer", self.typed(operand)));
+                if self.ty(operand).is_some_and(|t| !t.is_index()) {
+                    self.error(self.inst_name(i), format!("operand {} is not an i32, u32 or i64", self.typed(operand)));
                 }
                 if let Some(t) = self.ty(value) {
                     self.expect_result(i, t);
@@ -697,8 +697,8 @@ impl Verifier<'_> {
                         self.inst_name(i),
                         format!("bounds {} and {} differ in type", self.typed(start), self.typed(end)),
                     );
-                } else if !s.is_int() {
-                    self.error(self.inst_name(i), format!("bounds are {s}; loops run over integers"));
+                } else if !s.is_index() {
+                    self.error(self.inst_name(i), format!("bounds are {s}; loops run over i32, u32 or i64"));
                 }
                 if let Some(t) = self.ty(index) {
                     if t != s {
@@ -1099,11 +1099,15 @@ mod tests {
         let shuffles: Vec<Inst> = k.insts.keys().filter(|&s| k.insts[s].mnemonic() == "shuffle").collect();
         assert_error(&k, &format!("{} (shuffle)", shuffles[0]), "width 3 is not a power of two in 1..=32");
         assert_error(&k, &format!("{} (shuffle)", shuffles[1]), "width 64 is not a power of two");
-        assert_error(&k, &format!("{} (shuffle)", shuffles[1]), &format!("operand {f} (f32) is not an integer"));
+        assert_error(
+            &k,
+            &format!("{} (shuffle)", shuffles[1]),
+            &format!("operand {f} (f32) is not an i32, u32 or i64"),
+        );
         let fors: Vec<Inst> = k.insts.keys().filter(|&s| k.insts[s].mnemonic() == "for").collect();
         assert_error(&k, &format!("{} (for)", fors[0]), "step 0 is not positive");
         assert_error(&k, &format!("{} (for)", fors[0]), "bounds v0 (i32) and");
-        assert_error(&k, &format!("{} (for)", fors[1]), "bounds are f32; loops run over integers");
+        assert_error(&k, &format!("{} (for)", fors[1]), "bounds are f32; loops run over i32, u32 or i64");
         assert_error(&k, &format!("{} (if)", find(&k, "if")), "is not bool");
     }
 

@@ -46,6 +46,13 @@ pub fn kir_type(dtype: DType) -> Type {
         DType::I32 => Type::I32,
         DType::I64 => Type::I64,
         DType::Bool => Type::Bool,
+        DType::I8 => Type::I8,
+        DType::U8 => Type::U8,
+        DType::I16 => Type::I16,
+        DType::U16 => Type::U16,
+        DType::U32 => Type::U32,
+        DType::U64 => Type::U64,
+        DType::F64 => Type::F64,
     }
 }
 
@@ -55,6 +62,17 @@ pub fn tensor_to_host(t: &Tensor) -> HostBuffer {
     match &t.data {
         TensorData::F32(v) if ty == Type::F32 => HostBuffer::from_f32(v),
         TensorData::I32(v) if ty == Type::I32 => HostBuffer::from_i32(v),
+        // Integers element by element, exactly (f64 would round 64-bit values).
+        _ if t.dtype.is_int() => {
+            let values = t.as_i128s().unwrap_or_default();
+            let mut buf = HostBuffer::zeros(ty, values.len());
+            for (i, &v) in values.iter().enumerate() {
+                if let Some(s) = weft_kir::Scalar::from_int(ty, v) {
+                    buf.set(i, s);
+                }
+            }
+            buf
+        }
         _ => HostBuffer::from_f64(ty, &t.to_f64()),
     }
 }

@@ -150,7 +150,10 @@ pub fn splat_constant(ctx: &LowerCtx, t: TensorId) -> Option<f64> {
     let first = match &c.data {
         TensorData::F32(v) => *v.first()? as f64,
         TensorData::I32(v) => *v.first()? as f64,
-        TensorData::I64(v) => *v.first()? as f64,
+        // 64-bit integers only where f64 holds them (and every neighbour) exactly.
+        TensorData::I64(v) => Some(*v.first()?).filter(|x| x.unsigned_abs() < 1 << 53)? as f64,
+        TensorData::U64(v) => Some(*v.first()?).filter(|&x| x < 1 << 53)? as f64,
+        TensorData::F64(v) => *v.first()?,
         TensorData::Bool(_) => return None,
     };
     c.to_f64().iter().all(|&x| x == first).then_some(first)

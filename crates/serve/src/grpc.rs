@@ -55,6 +55,25 @@ fn from_contents(input: &str, ty: Type, len: usize, c: &InferTensorContents) -> 
         Type::I32 => c.int_contents.iter().map(|&v| Scalar::from_f64(ty, v as f64)).collect(),
         Type::U32 => c.uint_contents.iter().map(|&v| Scalar::from_f64(ty, v as f64)).collect(),
         Type::I64 => c.int64_contents.iter().map(|&v| Scalar::from_bits(ty, v as u64)).collect(),
+        Type::U64 => c.uint64_contents.iter().map(|&v| Scalar::U64(v)).collect(),
+        Type::F64 => c.fp64_contents.iter().map(|&v| Scalar::F64(v)).collect(),
+        // Narrow integers travel in the 32-bit fields; out-of-range values
+        // are refused rather than wrapped.
+        Type::I8 | Type::I16 | Type::U8 | Type::U16 => {
+            let (lo, hi) = ty.int_range().unwrap_or((0, 0));
+            let wide: Vec<i128> = if ty.is_signed_int() {
+                c.int_contents.iter().map(|&v| v as i128).collect()
+            } else {
+                c.uint_contents.iter().map(|&v| v as i128).collect()
+            };
+            if let Some(v) = wide.iter().find(|v| !(lo..=hi).contains(*v)) {
+                return Err(InferError::Data {
+                    input: input.to_string(),
+                    problem: format!("{v} is outside {}'s range {lo}..={hi}", tensor::datatype_name(ty)),
+                });
+            }
+            wide.into_iter().filter_map(|v| Scalar::from_int(ty, v)).collect()
+        }
         Type::Bool => c.bool_contents.iter().map(|&v| Scalar::from_f64(ty, if v { 1.0 } else { 0.0 })).collect(),
         Type::F16 | Type::BF16 => {
             return Err(InferError::Data {

@@ -16,6 +16,12 @@ pub fn datatype_name(ty: Type) -> &'static str {
         Type::F32 => "FP32",
         Type::F16 => "FP16",
         Type::BF16 => "BF16",
+        Type::I8 => "INT8",
+        Type::U8 => "UINT8",
+        Type::I16 => "INT16",
+        Type::U16 => "UINT16",
+        Type::U64 => "UINT64",
+        Type::F64 => "FP64",
     }
 }
 
@@ -105,7 +111,12 @@ fn json_scalar(ty: Type, v: &serde_json::Value) -> Option<Scalar> {
         Type::I32 => v.as_i64().filter(|x| i32::try_from(*x).is_ok()).map(|x| Scalar::from_f64(ty, x as f64)),
         Type::U32 => v.as_u64().filter(|x| u32::try_from(*x).is_ok()).map(|x| Scalar::from_f64(ty, x as f64)),
         Type::I64 => v.as_i64().map(|x| Scalar::from_bits(ty, x as u64)),
-        Type::F32 | Type::F16 | Type::BF16 => v.as_f64().map(|x| Scalar::from_f64(ty, x)),
+        Type::U64 => v.as_u64().map(Scalar::U64),
+        Type::I8 | Type::U8 | Type::I16 | Type::U16 => {
+            let (lo, hi) = ty.int_range()?;
+            v.as_i64().filter(|&x| (lo..=hi).contains(&(x as i128))).and_then(|x| Scalar::from_int(ty, x as i128))
+        }
+        Type::F32 | Type::F16 | Type::BF16 | Type::F64 => v.as_f64().map(|x| Scalar::from_f64(ty, x)),
     }
 }
 
@@ -117,8 +128,11 @@ pub fn to_json(buf: &HostBuffer) -> serde_json::Value {
         match ty {
             Type::Bool => serde_json::Value::Bool(s.to_bits() != 0),
             Type::I64 => serde_json::Value::from(s.to_bits() as i64),
-            Type::I32 | Type::U32 => serde_json::Value::from(s.to_f64() as i64),
-            Type::F32 | Type::F16 | Type::BF16 => serde_json::Number::from_f64(s.to_f64())
+            Type::U64 => serde_json::Value::from(s.to_bits()),
+            Type::I32 | Type::U32 | Type::I8 | Type::U8 | Type::I16 | Type::U16 => {
+                serde_json::Value::from(s.as_i64().unwrap_or(0))
+            }
+            Type::F32 | Type::F16 | Type::BF16 | Type::F64 => serde_json::Number::from_f64(s.to_f64())
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
         }

@@ -100,6 +100,12 @@ pub fn every_instruction(t: Type) -> KernelDef {
         Type::U32 => b.constant(Scalar::U32(u32::MAX)),
         Type::I64 => b.constant(Scalar::I64(i64::MIN)),
         Type::Bool => b.constant(Scalar::Bool(true)),
+        Type::F64 => b.const_float(t, 0.3),
+        Type::I8 => b.constant(Scalar::I8(i8::MIN)),
+        Type::U8 => b.constant(Scalar::U8(u8::MAX)),
+        Type::I16 => b.constant(Scalar::I16(i16::MIN)),
+        Type::U16 => b.constant(Scalar::U16(u16::MAX)),
+        Type::U64 => b.constant(Scalar::U64(u64::MAX)),
     };
     b.set(var, a);
     let mut acc = p;

@@ -748,8 +748,13 @@ fn tensor_proto(name: &str, t: &Tensor) -> Result<TensorProto, ExportError> {
         (TensorData::F32(v), DType::F16) => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
         (TensorData::F32(v), DType::BF16) => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
         (TensorData::F32(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (TensorData::I32(v), DType::I8 | DType::U8) => v.iter().map(|&x| x as u8).collect(),
+        (TensorData::I32(v), DType::I16 | DType::U16) => v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
         (TensorData::I32(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (TensorData::I64(v), DType::U32) => v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect(),
         (TensorData::I64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (TensorData::U64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (TensorData::F64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         (TensorData::Bool(v), _) => v.iter().map(|&b| b as u8).collect(),
     };
     Ok(p)

@@ -297,12 +297,8 @@ pub fn eye_like(node: &FoldNode<'_>, dims: &[usize], input_dtype: DType) -> Resu
 /// Converts a tensor's elements to `dtype` with ONNX `Cast` rounding
 /// (truncation toward zero for float → int).
 pub fn cast(x: &Tensor, dtype: DType) -> Tensor {
-    if let (Some(v), true) = (x.as_i64s(), matches!(dtype, DType::I64 | DType::I32)) {
-        let data = match dtype {
-            DType::I64 => TensorData::I64(v),
-            _ => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
-        };
-        return Tensor { dtype, shape: x.shape.clone(), data };
+    if let (Some(v), true) = (x.as_i128s(), dtype.is_int() || dtype == DType::Bool) {
+        return Tensor::from_ints(dtype, x.shape.clone(), &v);
     }
     from_f64(dtype, x.shape.clone(), &x.to_f64())
 }
@@ -313,6 +309,7 @@ fn from_f64(dtype: DType, shape: Shape, v: &[f64]) -> Tensor {
         DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
         DType::I64 => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
         DType::Bool => TensorData::Bool(v.iter().map(|&x| x != 0.0).collect()),
+        _ => return Tensor::from_f64(dtype, shape, v),
     };
     Tensor { dtype, shape, data }
 }
@@ -323,8 +320,9 @@ fn binary(node: &FoldNode<'_>, a: &Tensor, b: &Tensor) -> Result<Tensor, ImportE
     node.check_size(&shape)?;
     let (ai, bi) = (broadcast_index(a.shape.dims(), &shape), broadcast_index(b.shape.dims(), &shape));
     let int = !a.dtype.is_float() && a.dtype != DType::Bool;
-    if let (true, Some(av), Some(bv)) = (int, a.as_i64s(), b.as_i64s()) {
-        // Integer arithmetic stays in i64 so shape products never round.
+    if let (true, Some(av), Some(bv)) = (int, a.as_i128s(), b.as_i128s()) {
+        // Integer arithmetic stays exact (wrapping at the type's width) so
+        // shape products never round.
         let mut out = Vec::with_capacity(ai.len());
         for i in 0..ai.len() {
             let (x, y) = (av[ai[i]], bv[bi[i]]);
@@ -336,22 +334,15 @@ fn binary(node: &FoldNode<'_>, a: &Tensor, b: &Tensor) -> Result<Tensor, ImportE
                 "Div" => x.wrapping_div(y),
                 "Max" => x.max(y),
                 "Min" => x.min(y),
-                "Pow" => x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32),
-                "Equal" => (x == y) as i64,
-                "Less" => (x < y) as i64,
-                _ => (x > y) as i64,
+                "Pow" => x.wrapping_pow(y.clamp(0, u32::MAX as i128) as u32),
+                "Equal" => (x == y) as i128,
+                "Less" => (x < y) as i128,
+                _ => (x > y) as i128,
             });
         }
         let boolean = matches!(node.op_type, "Equal" | "Less" | "Greater");
-        let data = if boolean {
-            TensorData::Bool(out.iter().map(|&x| x != 0).collect())
-        } else if a.dtype == DType::I32 {
-            TensorData::I32(out.iter().map(|&x| x as i32).collect())
-        } else {
-            TensorData::I64(out)
-        };
         let dtype = if boolean { DType::Bool } else { a.dtype };
-        return Ok(Tensor { dtype, shape: Shape(shape), data });
+        return Ok(Tensor::from_ints(dtype, Shape(shape), &out));
     }
     let (av, bv) = (a.to_f64(), b.to_f64());
     let mut out = Vec::with_capacity(ai.len());
@@ -383,14 +374,18 @@ pub fn take(data: &TensorData, idx: &[usize]) -> TensorData {
         TensorData::I32(v) => TensorData::I32(idx.iter().map(|&i| v[i]).collect()),
         TensorData::I64(v) => TensorData::I64(idx.iter().map(|&i| v[i]).collect()),
         TensorData::Bool(v) => TensorData::Bool(idx.iter().map(|&i| v[i]).collect()),
+        TensorData::U64(v) => TensorData::U64(idx.iter().map(|&i| v[i]).collect()),
+        TensorData::F64(v) => TensorData::F64(idx.iter().map(|&i| v[i]).collect()),
     }
 }
 
 fn concat_data(dtype: DType, pieces: Vec<TensorData>) -> TensorData {
     let mut out = match dtype {
-        DType::I32 => TensorData::I32(Vec::new()),
-        DType::I64 => TensorData::I64(Vec::new()),
+        DType::I32 | DType::I8 | DType::U8 | DType::I16 | DType::U16 => TensorData::I32(Vec::new()),
+        DType::I64 | DType::U32 => TensorData::I64(Vec::new()),
         DType::Bool => TensorData::Bool(Vec::new()),
+        DType::U64 => TensorData::U64(Vec::new()),
+        DType::F64 => TensorData::F64(Vec::new()),
         _ => TensorData::F32(Vec::new()),
     };
     for p in pieces {
@@ -399,6 +394,8 @@ fn concat_data(dtype: DType, pieces: Vec<TensorData>) -> TensorData {
             (TensorData::I32(o), TensorData::I32(p)) => o.extend(p),
             (TensorData::I64(o), TensorData::I64(p)) => o.extend(p),
             (TensorData::Bool(o), TensorData::Bool(p)) => o.extend(p),
+            (TensorData::U64(o), TensorData::U64(p)) => o.extend(p),
+            (TensorData::F64(o), TensorData::F64(p)) => o.extend(p),
             // Inputs were checked to share one dtype.
             _ => {}
         }

@@ -432,6 +432,7 @@ const SUPPORTED: &[&str] = &[
     "OneHot",
     "Or",
     "PRelu",
+    "DequantizeLinear",
     "Pad",
     "Pow",
     "RMSNormalization",

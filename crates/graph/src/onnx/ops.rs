@@ -106,6 +106,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             gamma: a.float("gamma", name)?.unwrap_or(1.050_701),
         })?,
         "PRelu" => return prelu(imp, n),
+        "DequantizeLinear" => return dequantize_linear(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -922,6 +923,64 @@ fn composite_reduce(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
             }
         }
     }
+}
+
+/// DequantizeLinear: `(float(x) − float(zero_point)) · scale`, as ONNX
+/// computes it (both conversions are exact for 8- and 16-bit integers, so
+/// one rounding, the product's). The scale is per tensor (a scalar) or per
+/// axis (1-D along `axis`, reshaped to broadcast); f32 scales only.
+fn dequantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the x_scale input is missing"))?;
+    let zname = n.inputs.get(2).copied().flatten();
+    if n.attrs.int("block_size", &n.name)?.unwrap_or(0) != 0 {
+        return Err(n.err("blocked quantization (block_size > 0) is not supported; use per-tensor or per-axis scales"));
+    }
+    let sdtype = imp.dtype_of(sname).unwrap_or(DType::F32);
+    if sdtype != DType::F32 {
+        return Err(n.err(format!("x_scale is {sdtype}; only f32 scales are supported")));
+    }
+    if let Some(to) = n.attrs.int("output_dtype", &n.name)?.filter(|&t| t != 0) {
+        if super::tensor::dtype_of(to as i32).ok() != Some(DType::F32) {
+            return Err(n.err("output_dtype other than FLOAT is not supported"));
+        }
+    }
+    let rank = imp.shape_of(xname).len();
+    let sdims = imp.shape_of(sname);
+    let c = Chain { n };
+    let (x, mut scale) = (imp.tensor(xname)?, imp.tensor(sname)?);
+    let mut zp = match zname {
+        Some(z) => Some(imp.tensor(z)?),
+        None => None,
+    };
+    if sdims.len() == 1 && sdims[0] != 1 && rank > 1 {
+        // Per axis: [C] becomes [C, 1, ..., 1] to broadcast along `axis`.
+        let axis = n.attrs.int("axis", &n.name)?.unwrap_or(1);
+        let a = if axis < 0 { axis + rank as i64 } else { axis };
+        if !(0..rank as i64).contains(&a) {
+            return Err(n.err(format!("axis {axis} is outside the input's rank {rank}")));
+        }
+        let trailing: Vec<i64> = (1..rank as i64 - a).collect();
+        if !trailing.is_empty() {
+            scale = c.step(imp, "scale_axis", Op::Unsqueeze { axes: trailing.clone() }, &[scale])?;
+            if let Some(z) = zp {
+                zp = Some(c.step(imp, "zero_point_axis", Op::Unsqueeze { axes: trailing }, &[z])?);
+            }
+        }
+    } else if sdims.len() > 1 {
+        return Err(
+            n.err(format!("x_scale has shape {sdims:?}; only per-tensor and per-axis (1-D) scales are supported"))
+        );
+    }
+    let xf = c.step(imp, "x_float", Op::Cast { to: DType::F32 }, &[x])?;
+    let centred = match zp {
+        Some(z) => {
+            let zf = c.step(imp, "zero_point_float", Op::Cast { to: DType::F32 }, &[z])?;
+            c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[xf, zf])?
+        }
+        None => xf,
+    };
+    c.last(imp, Op::Binary(BinaryOp::Mul), &[centred, scale])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.

@@ -2,10 +2,10 @@
 //!
 //! ONNX stores a tensor's elements either in a typed repeated field
 //! (`float_data`, `int32_data` — which also carries 8/16-bit integers, bools
-//! and the bit patterns of f16/bf16 —, `int64_data`, `double_data`) or as
-//! little-endian `raw_data`. Both are read. Narrow integers widen to `i32`,
-//! `f64` narrows to `f32` (weft computes in `f32`), f16/bf16 widen to `f32`
-//! exactly and keep their dtype. Weights stored outside the file (external
+//! and the bit patterns of f16/bf16 —, `int64_data`, `uint64_data`,
+//! `double_data`) or as little-endian `raw_data`. Both are read. Every
+//! element type keeps its dtype; 8- and 16-bit integers are stored in `i32`,
+//! `u32` in `i64`, f16/bf16 widened to `f32` (all exactly). Weights stored outside the file (external
 //! data) are refused with a clear error rather than silently read as empty.
 
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
@@ -25,22 +25,18 @@ pub fn dtype_of(elem_type: i32) -> Result<DType, String> {
         Some(DataType::INT32) => Ok(DType::I32),
         Some(DataType::INT64) => Ok(DType::I64),
         Some(DataType::BOOL) => Ok(DType::Bool),
-        Some(other) => {
-            Err(format!("element type {other:?} is not supported (weft runs f32, f16, bf16, i32, i64, bool)"))
-        }
+        Some(DataType::INT8) => Ok(DType::I8),
+        Some(DataType::UINT8) => Ok(DType::U8),
+        Some(DataType::INT16) => Ok(DType::I16),
+        Some(DataType::UINT16) => Ok(DType::U16),
+        Some(DataType::UINT32) => Ok(DType::U32),
+        Some(DataType::UINT64) => Ok(DType::U64),
+        Some(DataType::DOUBLE) => Ok(DType::F64),
+        Some(other) => Err(format!(
+            "element type {other:?} is not supported (weft runs f64, f32, f16, bf16, i64, i32, i16, i8, u64, u32, \
+             u16, u8, bool)"
+        )),
         None => Err(format!("unknown element type {elem_type}")),
-    }
-}
-
-/// The dtype a stored tensor of ONNX type `elem_type` becomes: like
-/// [`dtype_of`], but also accepting the integer widths and `f64` that weights
-/// and shape constants use in practice.
-fn stored_dtype(elem_type: i32) -> Result<DType, String> {
-    match DataType::from_i32(elem_type) {
-        Some(DataType::DOUBLE) => Ok(DType::F32),
-        Some(DataType::INT8 | DataType::UINT8 | DataType::INT16 | DataType::UINT16) => Ok(DType::I32),
-        Some(DataType::UINT32) => Ok(DType::I64),
-        _ => dtype_of(elem_type),
     }
 }
 
@@ -84,7 +80,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| err(format!("dims {:?} have more elements than memory can hold", t.dims)))?;
     let shape = Shape(dims);
-    let dtype = stored_dtype(t.data_type).map_err(err)?;
+    let dtype = dtype_of(t.data_type).map_err(err)?;
     let kind = DataType::from_i32(t.data_type).unwrap_or(DataType::UNDEFINED);
     let raw = &t.raw_data;
     let has_raw = !raw.is_empty();
@@ -100,10 +96,14 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
             TensorData::F32(chunks(4)?.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         }
         DataType::FLOAT => TensorData::F32(t.float_data.clone()),
-        DataType::DOUBLE if has_raw => TensorData::F32(
-            chunks(8)?.map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
+        DataType::DOUBLE if has_raw => TensorData::F64(
+            chunks(8)?.map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
         ),
-        DataType::DOUBLE => TensorData::F32(t.double_data.iter().map(|&x| x as f32).collect()),
+        DataType::DOUBLE => TensorData::F64(t.double_data.clone()),
+        DataType::UINT64 if has_raw => TensorData::U64(
+            chunks(8)?.map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+        ),
+        DataType::UINT64 => TensorData::U64(t.uint64_data.clone()),
         DataType::FLOAT16 | DataType::BFLOAT16 => {
             let bits: Vec<u16> = if has_raw {
                 chunks(2)?.map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
@@ -126,7 +126,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
         DataType::UINT32 if has_raw => {
             TensorData::I64(chunks(4)?.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect())
         }
-        DataType::UINT32 => TensorData::I64(t.uint64_data.iter().map(|&x| x as i64).collect()),
+        DataType::UINT32 => TensorData::I64(t.uint64_data.iter().map(|&x| x as u32 as i64).collect()),
         DataType::INT32 if has_raw => {
             TensorData::I32(chunks(4)?.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         }
@@ -138,9 +138,12 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, ImportError> {
         }
         DataType::INT8 if has_raw => TensorData::I32(chunks(1)?.map(|c| c[0] as i8 as i32).collect()),
         DataType::UINT8 if has_raw => TensorData::I32(chunks(1)?.map(|c| c[0] as i32).collect()),
-        DataType::INT32 | DataType::INT16 | DataType::UINT16 | DataType::INT8 | DataType::UINT8 => {
-            TensorData::I32(t.int32_data.clone())
-        }
+        DataType::INT32 => TensorData::I32(t.int32_data.clone()),
+        // Narrow integers are stored one per int32; keep each value in range.
+        DataType::INT16 => TensorData::I32(t.int32_data.iter().map(|&x| x as i16 as i32).collect()),
+        DataType::UINT16 => TensorData::I32(t.int32_data.iter().map(|&x| x as u16 as i32).collect()),
+        DataType::INT8 => TensorData::I32(t.int32_data.iter().map(|&x| x as i8 as i32).collect()),
+        DataType::UINT8 => TensorData::I32(t.int32_data.iter().map(|&x| x as u8 as i32).collect()),
         DataType::BOOL if has_raw => TensorData::Bool(chunks(1)?.map(|c| c[0] != 0).collect()),
         DataType::BOOL => TensorData::Bool(t.int32_data.iter().map(|&x| x != 0).collect()),
         other => return Err(err(format!("element type {other:?} is not supported"))),
@@ -160,6 +163,13 @@ pub fn elem_type_of(dtype: DType) -> i32 {
         DType::I32 => DataType::INT32,
         DType::I64 => DataType::INT64,
         DType::Bool => DataType::BOOL,
+        DType::I8 => DataType::INT8,
+        DType::U8 => DataType::UINT8,
+        DType::I16 => DataType::INT16,
+        DType::U16 => DataType::UINT16,
+        DType::U32 => DataType::UINT32,
+        DType::U64 => DataType::UINT64,
+        DType::F64 => DataType::DOUBLE,
     };
     t.value()
 }

@@ -49,6 +49,19 @@ fn samples(ty: Type) -> Vec<Scalar> {
         Type::F32 => float_samples().into_iter().map(Scalar::F32).collect(),
         Type::F16 => float_samples().into_iter().map(|v| Scalar::F16(f16::from_f32(v))).collect(),
         Type::BF16 => float_samples().into_iter().map(|v| Scalar::BF16(bf16::from_f32(v))).collect(),
+        Type::I8 => [0, 1, -1, 2, 7, -7, 8, 9, 100, -100, i8::MAX, i8::MIN, i8::MIN + 1].map(Scalar::I8).to_vec(),
+        Type::U8 => [0, 1, 2, 7, 8, 9, 100, 200, 0x80, u8::MAX, u8::MAX - 1].map(Scalar::U8).to_vec(),
+        Type::I16 => [0, 1, -1, 7, -7, 15, 16, 17, 300, -300, i16::MAX, i16::MIN].map(Scalar::I16).to_vec(),
+        Type::U16 => [0, 1, 2, 15, 16, 17, 300, 40_000, 0x8000, u16::MAX].map(Scalar::U16).to_vec(),
+        Type::U64 => {
+            [0, 1, 2, 63, 64, 65, 1 << 40, (1 << 53) + 1, 1 << 63, u64::MAX, u64::MAX - 1].map(Scalar::U64).to_vec()
+        }
+        Type::F64 => {
+            let mut v: Vec<Scalar> = float_samples().into_iter().map(|v| Scalar::F64(v as f64)).collect();
+            // Values only f64 holds: more precision and range than f32.
+            v.extend([0.1, 1.0 + f64::EPSILON, 1e300, -1e-300, std::f64::consts::PI].map(Scalar::F64));
+            v
+        }
     }
 }
 
@@ -61,6 +74,7 @@ fn round_to(ty: Type, v: f64) -> Scalar {
     match ty {
         Type::F32 => Scalar::F32(v as f32),
         Type::F16 => Scalar::F16(f16::from_f64(v)),
+        Type::F64 => Scalar::F64(v),
         _ => Scalar::BF16(bf16::from_f64(v)),
     }
 }
@@ -141,6 +155,11 @@ fn ref_binary(op: BinaryOp, a: Scalar, b: Scalar) -> Option<Scalar> {
         (Scalar::I32(x), Scalar::I32(y)) => int!(x, y, Scalar::I32),
         (Scalar::U32(x), Scalar::U32(y)) => int!(x, y, Scalar::U32),
         (Scalar::I64(x), Scalar::I64(y)) => int!(x, y, Scalar::I64),
+        (Scalar::I8(x), Scalar::I8(y)) => int!(x, y, Scalar::I8),
+        (Scalar::U8(x), Scalar::U8(y)) => int!(x, y, Scalar::U8),
+        (Scalar::I16(x), Scalar::I16(y)) => int!(x, y, Scalar::I16),
+        (Scalar::U16(x), Scalar::U16(y)) => int!(x, y, Scalar::U16),
+        (Scalar::U64(x), Scalar::U64(y)) => int!(x, y, Scalar::U64),
         (Scalar::Bool(x), Scalar::Bool(y)) => Some(Scalar::Bool(match op {
             And => x & y,
             Or => x | y,
@@ -221,6 +240,67 @@ fn c_division_and_wrapping_spot_checks() {
     assert_eq!(got[0], Scalar::I64(6));
 }
 
+/// Runs `a op b` for one lane of `a`'s type.
+fn one_binary(op: BinaryOp, a: Scalar, b: Scalar) -> Scalar {
+    let ty = a.ty();
+    let k = elementwise("one", &[ty, ty], ty, 1, |bl, v| bl.binary(op, v[0], v[1]));
+    run_columns(&k, &[(ty, vec![a]), (ty, vec![b])], ty)[0]
+}
+
+#[test]
+fn narrow_unsigned_and_f64_spot_checks() {
+    use BinaryOp::*;
+    // Hand-computed: wrapping at 8 and 16 bits, unsigned division and
+    // shifts, 64-bit unsigned values above i64::MAX, f64 precision.
+    let cases = [
+        (Add, Scalar::I8(127), Scalar::I8(1), Scalar::I8(-128)),
+        (Div, Scalar::I8(-128), Scalar::I8(-1), Scalar::I8(-128)),
+        (Mul, Scalar::I8(16), Scalar::I8(16), Scalar::I8(0)),
+        (Add, Scalar::U8(200), Scalar::U8(100), Scalar::U8(44)),
+        (Sub, Scalar::U8(0), Scalar::U8(1), Scalar::U8(255)),
+        (Div, Scalar::U8(200), Scalar::U8(3), Scalar::U8(66)),
+        (Rem, Scalar::U8(200), Scalar::U8(7), Scalar::U8(4)),
+        (Shr, Scalar::U8(0x80), Scalar::U8(7), Scalar::U8(1)),
+        (Shr, Scalar::I8(-128), Scalar::I8(7), Scalar::I8(-1)),
+        (Shl, Scalar::U8(1), Scalar::U8(9), Scalar::U8(2)),
+        (Mul, Scalar::I16(300), Scalar::I16(300), Scalar::I16(24_464)),
+        (Shr, Scalar::I16(-16), Scalar::I16(2), Scalar::I16(-4)),
+        (Div, Scalar::U16(65_535), Scalar::U16(256), Scalar::U16(255)),
+        (Max, Scalar::U16(40_000), Scalar::U16(100), Scalar::U16(40_000)),
+        (Div, Scalar::U64(u64::MAX), Scalar::U64(2), Scalar::U64(9_223_372_036_854_775_807)),
+        (Max, Scalar::U64(1 << 63), Scalar::U64(1), Scalar::U64(9_223_372_036_854_775_808)),
+        (Add, Scalar::U64(u64::MAX), Scalar::U64(2), Scalar::U64(1)),
+        (Add, Scalar::F64(0.1), Scalar::F64(0.2), Scalar::F64(0.300_000_000_000_000_04)),
+        (Sub, Scalar::F64(1.0 + f64::EPSILON), Scalar::F64(1.0), Scalar::F64(2.220_446_049_250_313e-16)),
+        (Mul, Scalar::F64(1e200), Scalar::F64(1e100), Scalar::F64(1e300)),
+    ];
+    for (op, a, b, want) in cases {
+        assert_eq!(one_binary(op, a, b), want, "{} {a} {b}", op.name());
+    }
+    // Unsigned comparison: 200 > 100 as u8 (as i8, -56 < 100).
+    let k = elementwise("gt_u8", &[Type::U8, Type::U8], Type::Bool, 1, |bl, v| bl.cmp(CmpOp::Gt, v[0], v[1]));
+    let got = run_columns(&k, &[(Type::U8, vec![Scalar::U8(200)]), (Type::U8, vec![Scalar::U8(100)])], Type::Bool);
+    assert_eq!(got[0], Scalar::Bool(true));
+    let k = elementwise("lt_u64", &[Type::U64, Type::U64], Type::Bool, 1, |bl, v| bl.cmp(CmpOp::Lt, v[0], v[1]));
+    let got =
+        run_columns(&k, &[(Type::U64, vec![Scalar::U64(1)]), (Type::U64, vec![Scalar::U64(1 << 63)])], Type::Bool);
+    assert_eq!(got[0], Scalar::Bool(true));
+    // A zero divisor faults for every integer width, as for i32.
+    for ty in [Type::I8, Type::U8, Type::I16, Type::U16, Type::U64] {
+        let k = elementwise("div0", &[ty, ty], ty, 1, |bl, v| bl.binary(Div, v[0], v[1]));
+        let mut args =
+            vec![buffer(ty, &[Scalar::from_f64(ty, 5.0)]), buffer(ty, &[Scalar::from_f64(ty, 0.0)]), zeros(ty, 1)];
+        assert!(run(&k, &mut args).is_err(), "{ty} division by zero ran");
+    }
+    // f64 -> f16 rounds once: 1 + 2^-11 + 2^-40 is above the halfway point
+    // between 1 and the next f16 (1 + 2^-10), so it rounds up; through f32
+    // it would first round to the halfway point and then to even (1).
+    let x = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
+    let k = elementwise("f64_f16", &[Type::F64], Type::F16, 1, |bl, v| bl.cast(Type::F16, v[0]));
+    let got = run_columns(&k, &[(Type::F64, vec![Scalar::F64(x)])], Type::F16);
+    assert_eq!(got[0], Scalar::F16(f16::from_bits(0x3c01)));
+}
+
 #[test]
 fn float_min_max_return_the_non_nan_operand() {
     for ty in [Type::F32, Type::F16, Type::BF16] {
@@ -238,9 +318,10 @@ fn float_min_max_return_the_non_nan_operand() {
 fn ulps(a: Scalar, b: Scalar) -> u64 {
     let key = |s: Scalar| {
         let (bits, sign) = match s {
-            Scalar::F32(v) => (v.to_bits() as i64, 1i64 << 31),
-            Scalar::F16(v) => (v.to_bits() as i64, 1 << 15),
-            Scalar::BF16(v) => (v.to_bits() as i64, 1 << 15),
+            Scalar::F64(v) => (v.to_bits() as i128, 1i128 << 63),
+            Scalar::F32(v) => (v.to_bits() as i128, 1i128 << 31),
+            Scalar::F16(v) => (v.to_bits() as i128, 1 << 15),
+            Scalar::BF16(v) => (v.to_bits() as i128, 1 << 15),
             _ => unreachable!(),
         };
         if bits & sign != 0 {
@@ -249,7 +330,7 @@ fn ulps(a: Scalar, b: Scalar) -> u64 {
             bits
         }
     };
-    key(a).abs_diff(key(b))
+    key(a).abs_diff(key(b)).min(u64::MAX as u128) as u64
 }
 
 fn ref_unary(op: UnaryOp, a: Scalar) -> Option<(Scalar, u64)> {
@@ -275,6 +356,36 @@ fn ref_unary(op: UnaryOp, a: Scalar) -> Option<(Scalar, u64)> {
             Abs => exact(Scalar::I64(x.wrapping_abs())),
             _ => None,
         },
+        Scalar::I8(x) => match op {
+            Neg => exact(Scalar::I8(x.wrapping_neg())),
+            Not => exact(Scalar::I8(!x)),
+            Abs => exact(Scalar::I8(x.wrapping_abs())),
+            _ => None,
+        },
+        Scalar::I16(x) => match op {
+            Neg => exact(Scalar::I16(x.wrapping_neg())),
+            Not => exact(Scalar::I16(!x)),
+            Abs => exact(Scalar::I16(x.wrapping_abs())),
+            _ => None,
+        },
+        Scalar::U8(x) => match op {
+            Neg => exact(Scalar::U8(x.wrapping_neg())),
+            Not => exact(Scalar::U8(!x)),
+            Abs => exact(Scalar::U8(x)),
+            _ => None,
+        },
+        Scalar::U16(x) => match op {
+            Neg => exact(Scalar::U16(x.wrapping_neg())),
+            Not => exact(Scalar::U16(!x)),
+            Abs => exact(Scalar::U16(x)),
+            _ => None,
+        },
+        Scalar::U64(x) => match op {
+            Neg => exact(Scalar::U64(x.wrapping_neg())),
+            Not => exact(Scalar::U64(!x)),
+            Abs => exact(Scalar::U64(x)),
+            _ => None,
+        },
         _ => {
             let x = a.to_f64();
             let ty = a.ty();
@@ -296,7 +407,8 @@ fn ref_unary(op: UnaryOp, a: Scalar) -> Option<(Scalar, u64)> {
                 Cos => (x.cos(), 1),
                 Atan => (x.atan(), 1),
             };
-            Some((round_to(ty, r), tol))
+            // libm's f64 functions are within 2 ulp of the system's.
+            Some((round_to(ty, r), if ty == Type::F64 { 2 * tol } else { tol }))
         }
     }
 }
@@ -355,7 +467,7 @@ fn every_comparison_on_every_type() {
                         }
                     }
                     _ => {
-                        let (x, y) = (a.as_i64().unwrap() as i128, b.as_i64().unwrap() as i128);
+                        let (x, y) = (a.as_i128().unwrap(), b.as_i128().unwrap());
                         match op {
                             CmpOp::Eq => x == y,
                             CmpOp::Ne => x != y,
@@ -374,24 +486,37 @@ fn every_comparison_on_every_type() {
 
 fn ref_cast(a: Scalar, to: Type) -> Scalar {
     if a.ty().is_float() {
-        let x = a.to_f64() as f32; // exact: every float type fits in f32
+        let x = a.to_f64(); // exact: every float type fits in f64
         match to {
             Type::Bool => Scalar::Bool(x != 0.0),
+            // Rust's float-to-int `as` truncates, saturates and maps NaN to 0.
+            Type::I8 => Scalar::I8(x as i8),
+            Type::U8 => Scalar::U8(x as u8),
+            Type::I16 => Scalar::I16(x as i16),
+            Type::U16 => Scalar::U16(x as u16),
             Type::I32 => Scalar::I32(x as i32),
             Type::U32 => Scalar::U32(x as u32),
             Type::I64 => Scalar::I64(x as i64),
-            Type::F32 => Scalar::F32(x),
-            Type::F16 => Scalar::F16(f16::from_f32(x)),
-            Type::BF16 => Scalar::BF16(bf16::from_f32(x)),
+            Type::U64 => Scalar::U64(x as u64),
+            Type::F32 => Scalar::F32(x as f32),
+            Type::F64 => Scalar::F64(x),
+            Type::F16 => Scalar::F16(f16::from_f64(x)),
+            Type::BF16 => Scalar::BF16(bf16::from_f64(x)),
         }
     } else {
-        let v = a.as_i64().unwrap();
+        let v = a.as_i128().unwrap();
         match to {
             Type::Bool => Scalar::Bool(v != 0),
+            Type::I8 => Scalar::I8(v as i8),
+            Type::U8 => Scalar::U8(v as u8),
+            Type::I16 => Scalar::I16(v as i16),
+            Type::U16 => Scalar::U16(v as u16),
             Type::I32 => Scalar::I32(v as i32),
             Type::U32 => Scalar::U32(v as u32),
-            Type::I64 => Scalar::I64(v),
+            Type::I64 => Scalar::I64(v as i64),
+            Type::U64 => Scalar::U64(v as u64),
             Type::F32 => Scalar::F32(v as f32),
+            Type::F64 => Scalar::F64(v as f64),
             Type::F16 => Scalar::F16(f16::from_f64(v as f64)),
             Type::BF16 => Scalar::BF16(bf16::from_f64(v as f64)),
         }

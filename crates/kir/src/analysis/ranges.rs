@@ -84,13 +84,7 @@ impl Interval {
 
     /// Every value of an integer or boolean type; `None` for floats.
     pub fn of_type(ty: Type) -> Option<Interval> {
-        match ty {
-            Type::Bool => Some(Interval { lo: 0, hi: 1 }),
-            Type::I32 => Some(Interval { lo: i32::MIN as i128, hi: i32::MAX as i128 }),
-            Type::U32 => Some(Interval { lo: 0, hi: u32::MAX as i128 }),
-            Type::I64 => Some(Interval { lo: i64::MIN as i128, hi: i64::MAX as i128 }),
-            Type::F32 | Type::F16 | Type::BF16 => None,
-        }
+        ty.int_range().map(|(lo, hi)| Interval { lo, hi })
     }
 
     /// The indices `0..len`, or `None` for an empty array.
@@ -619,7 +613,10 @@ fn unary(op: UnaryOp, a: Interval, ty: Type) -> Option<Interval> {
         }),
         UnaryOp::Not if ty == Type::Bool => Interval::new(1 - a.hi, 1 - a.lo),
         UnaryOp::Not if ty.is_signed_int() => Interval::new(-a.hi - 1, -a.lo - 1),
-        UnaryOp::Not if ty == Type::U32 => Interval::new(u32::MAX as i128 - a.hi, u32::MAX as i128 - a.lo),
+        UnaryOp::Not if ty.is_int() => {
+            let max = ty.int_range()?.1;
+            Interval::new(max - a.hi, max - a.lo)
+        }
         _ => None,
     }
 }

@@ -78,6 +78,19 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
     }
 }
 
+/// Refuses `f64` for kernels that compute in `f32` (rounding `f64` data to
+/// `f32` would silently lose precision).
+fn no_f64(node: &Node, elem: Type) -> Result<(), LowerError> {
+    if elem == Type::F64 {
+        return Err(LowerError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.name().to_string(),
+            reason: "f64 input: this kernel computes in f32; cast the input to f32 first".into(),
+        });
+    }
+    Ok(())
+}
+
 fn internal(node: &Node, message: &str) -> LowerError {
     LowerError::Internal { node: node.name.clone(), message: message.to_string() }
 }
@@ -90,13 +103,18 @@ fn norm_axis(node: &Node, axis: i64, rank: usize) -> Result<usize, LowerError> {
     Ok(a as usize)
 }
 
-/// The type partials are accumulated in: `f32` for every float type (half
-/// types would lose the sum), the element type for integers.
+/// The type partials are accumulated in: `f64` for `f64`, `f32` for the
+/// other float types (half types would lose the sum), the element type for
+/// 32- and 64-bit integers (a wrapping sum has the same bits at any width)
+/// and 64 bits for the narrow integers and `u32`, so a mean divides the
+/// exact sum.
 fn acc_type(elem: Type) -> Type {
-    if elem.is_float() {
-        Type::F32
-    } else {
-        elem
+    match elem {
+        Type::F64 => Type::F64,
+        t if t.is_float() => Type::F32,
+        Type::I8 | Type::I16 => Type::I64,
+        Type::U8 | Type::U16 | Type::U32 => Type::U64,
+        t => t,
     }
 }
 
@@ -117,6 +135,12 @@ fn identity(op: BinaryOp, ty: Type) -> Scalar {
         (BinaryOp::Min, Type::I32) => Scalar::I32(i32::MAX),
         (BinaryOp::Min, Type::I64) => Scalar::I64(i64::MAX),
         (BinaryOp::Min, Type::U32) => Scalar::U32(u32::MAX),
+        (BinaryOp::Max, Type::F64) => Scalar::F64(f64::NEG_INFINITY),
+        (BinaryOp::Min, Type::F64) => Scalar::F64(f64::INFINITY),
+        (BinaryOp::Max | BinaryOp::Min, t) if t.is_int() => {
+            let (lo, hi) = t.int_range().unwrap_or((0, 0));
+            Scalar::from_int(t, if op == BinaryOp::Max { lo } else { hi }).unwrap_or(Scalar::from_f64(t, 0.0))
+        }
         (BinaryOp::Mul, _) => Scalar::from_f64(ty, 1.0),
         _ => Scalar::from_f64(ty, 0.0),
     }
@@ -194,6 +218,7 @@ fn softmax(
     let (outer, len, inner) = around_axis(dims, a);
     let n = outer * len * inner;
     let elem = kir_type(ctx.graph.info(x).dtype);
+    no_f64(node, elem)?;
     let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
     if n == 0 {
         ctx.mark_available(epi.output);
@@ -331,6 +356,7 @@ fn layer_norm(
     let cols: usize = norm_dims.iter().product();
     let n = rows * cols;
     let elem = kir_type(ctx.graph.info(x).dtype);
+    no_f64(node, elem)?;
     let out_ty = kir_type(ctx.graph.info(epi.output).dtype);
     if n == 0 {
         ctx.mark_available(epi.output);
