@@ -57,6 +57,8 @@ pub fn write_npy(path: &Path, t: &Tensor) {
         TensorData::I32(v) => write!(i32, v),
         TensorData::I64(v) => write!(i64, v),
         TensorData::Bool(v) => write!(bool, v),
+        TensorData::U64(v) => write!(u64, v),
+        TensorData::F64(v) => write!(f64, v),
     }
 }
 
@@ -159,19 +161,7 @@ pub fn run_lowered(
 ) -> Vec<Tensor> {
     use weft_kir::exec::HostBuffer;
     use weft_kir::Type;
-    let buffers: Vec<HostBuffer> = inputs
-        .iter()
-        .map(|t| {
-            let elem = weft_lower::kir_type(t.dtype);
-            let bytes: Vec<u8> = match &t.data {
-                TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                TensorData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-            };
-            HostBuffer::from_bytes(elem, bytes).expect("input bytes fit the type")
-        })
-        .collect();
+    let buffers: Vec<HostBuffer> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
     let program = std::sync::Arc::new(program.clone());
     let outs = weft::pack::run_program(exec, program, &buffers, |_| {})
         .unwrap_or_else(|e| panic!("the program failed on {}: {e}", exec.name()));
