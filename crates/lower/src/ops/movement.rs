@@ -31,7 +31,7 @@
 
 use weft_graph::infer::slice_ranges;
 use weft_graph::{CoordinateTransform, NearestMode, Node, Op, ResizeMode, ScatterReduction, TensorId};
-use weft_kir::{Access, HostBuffer, KernelBuilder, Param, Scalar, Type, Value};
+use weft_kir::{Access, HostBuffer, KernelBuilder, Param, Scalar, Type, Value, Var};
 
 use crate::context::{kir_type, LowerCtx};
 use crate::epilogue::{convert, Epilogue, EpilogueParams};
@@ -754,15 +754,20 @@ fn combine_type(elem: Type) -> Type {
     }
 }
 
-/// `cur` combined with update `u` by `reduction`.
-fn combine(b: &mut KernelBuilder, reduction: ScatterReduction, cur: Value, u: Value) -> Value {
-    match reduction {
+/// Folds update `u` (converted to `acc_ty`) into `acc` by `reduction`
+/// where `hit` holds; `acc` keeps its value elsewhere.
+fn fold_update(b: &mut KernelBuilder, acc: Var, hit: Value, u: Value, reduction: ScatterReduction, acc_ty: Type) {
+    let u = convert(b, u, acc_ty);
+    let cur = b.get(acc);
+    let next = match reduction {
         ScatterReduction::None => u,
         ScatterReduction::Add => b.add(cur, u),
         ScatterReduction::Mul => b.mul(cur, u),
         ScatterReduction::Max => b.max(cur, u),
         ScatterReduction::Min => b.min(cur, u),
-    }
+    };
+    let v = b.select(hit, next, cur);
+    b.set(acc, v);
 }
 
 fn int_indices(node: &Node, ity: Type) -> Result<(), LowerError> {
@@ -815,11 +820,7 @@ fn scatter_elements(
                 hit = b.and(hit, same);
             }
             let u = b.load(p[2], j);
-            let u = convert(b, u, acc_ty);
-            let cur = b.get(acc);
-            let next = combine(b, reduction, cur, u);
-            let v = b.select(hit, next, cur);
-            b.set(acc, v);
+            fold_update(b, acc, hit, u, reduction, acc_ty);
         });
         b.get(acc)
     })
@@ -870,11 +871,7 @@ fn scatter_nd(
             let ub = b.mul(q, cs);
             let ui = b.add(ub, within);
             let u = b.load(p[2], ui);
-            let u = convert(b, u, acc_ty);
-            let cur = b.get(acc);
-            let next = combine(b, reduction, cur, u);
-            let v = b.select(hit, next, cur);
-            b.set(acc, v);
+            fold_update(b, acc, hit, u, reduction, acc_ty);
         });
         b.get(acc)
     })
