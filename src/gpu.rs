@@ -16,10 +16,13 @@
 //! counts a request-path compile.
 //!
 //! Per launch only the slot table and the argument words cross
-//! ([`weft_pack::encode_launch`], the same encoding every executor checks);
-//! the launch is `table.total_blocks()` blocks of the class's
-//! `block_threads`, with the largest body's shared pool as dynamic shared
-//! memory, timed with CUDA events.
+//! ([`weft_pack::encode_launch`], the same encoding every executor checks),
+//! into the module's constant memory (cut into consecutive launches where
+//! a launch exceeds it, `EncodedLaunch::chunks`; a module whose body has
+//! more parameters than it holds takes them in global memory instead); the
+//! launch is the table's blocks of the class's `block_threads`, with the
+//! largest body's shared pool as dynamic shared memory, timed with CUDA
+//! events.
 //!
 //! **Faults and the watchdog.** A launch is issued asynchronously and its
 //! end event polled, with a growing sleep, until it completes or the
@@ -35,8 +38,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use weft_codegen::bundle::{
+    constant_launch_table, ARG_WORDS_SYMBOL, CONSTANT_ARG_WORDS, CONSTANT_TABLE_ROWS, SLOT_TABLE_SYMBOL,
+};
 use weft_codegen::{Arch, CompileError, Compiler, ResourceReport, BUNDLE_ENTRY};
-use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims};
+use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims, Module};
 use weft_kir::{HostBuffer, KernelDef, Type};
 use weft_pack::{
     compile_bundle, encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass,
@@ -61,7 +67,12 @@ struct BundleModule {
     /// The bodies it was emitted from: a hit is checked against them, so a
     /// fingerprint collision can never run another body's code.
     bodies: Vec<Arc<KernelDef>>,
+    module: Module,
     function: Function,
+    /// The module reads each launch's slot table and argument words from
+    /// its constant memory (`weft_codegen::bundle::constant_launch_table`),
+    /// else through the entry's pointers.
+    constant_table: bool,
     /// Dynamic shared memory of every launch (the largest body's pool).
     shared_bytes: u32,
     /// ptxas's report on the module, where ptxas ran.
@@ -181,14 +192,23 @@ fn build_module(
     let compiled = compile_bundle(compiler, &gpu.info().target(), bodies, class)?;
     // Below the opt-in limit (checked by `compile_bundle`), so it fits a u32.
     let shared_bytes = u32::try_from(compiled.dynamic_shared_bytes).unwrap_or(u32::MAX);
-    let function = gpu.load_module(&compiled.ptx.ptx)?.function(&compiled.ptx.name)?;
+    let module = gpu.load_module(&compiled.ptx.ptx)?;
+    let function = module.function(&compiled.ptx.name)?;
     debug_assert_eq!(function.name(), BUNDLE_ENTRY);
     // The driver refuses more than the static limit of dynamic shared memory
     // unless the function opts in.
     if u64::from(shared_bytes) > gpu.info().shared_bytes_per_block {
         function.set_max_dynamic_shared_bytes(shared_bytes)?;
     }
-    Ok(BundleModule { bodies: bodies.to_vec(), function, shared_bytes, report: compiled.ptx.report().cloned() })
+    let kernels: Vec<&KernelDef> = bodies.iter().map(|k| &**k).collect();
+    Ok(BundleModule {
+        bodies: bodies.to_vec(),
+        module,
+        function,
+        constant_table: constant_launch_table(&kernels),
+        shared_bytes,
+        report: compiled.ptx.report().cloned(),
+    })
 }
 
 fn same_bodies(a: &[Arc<KernelDef>], b: &[Arc<KernelDef>]) -> bool {
@@ -325,12 +345,48 @@ impl Executor for GpuExecutor {
                     .ok_or_else(|| ExecError::Bundle { reason: "its module was built but is not loaded".into() })?
             }
         };
+        let block = [bundle.class().block_threads, 1, 1];
         let dims = LaunchDims {
             grid: [bundle.table().total_blocks(), 1, 1],
-            block: [bundle.class().block_threads, 1, 1],
+            block,
             dynamic_shared_bytes: module.shared_bytes,
         };
         self.gpu.check_launch(&dims, 0).map_err(cuda_err)?;
+        if module.constant_table {
+            // The table and words go to the module's constant memory, which
+            // holds a bounded launch: a larger one runs as consecutive
+            // launches of whole slots.
+            let chunks = encoded.chunks(CONSTANT_TABLE_ROWS, CONSTANT_ARG_WORDS)?;
+            let start = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
+            let end = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
+            stream.record(&start).map_err(|e| self.fail(e))?;
+            let began = Instant::now();
+            for chunk in &chunks {
+                stream.write_symbol(&module.module, SLOT_TABLE_SYMBOL, &chunk.table).map_err(|e| self.fail(e))?;
+                stream.write_symbol(&module.module, ARG_WORDS_SYMBOL, &chunk.words).map_err(|e| self.fail(e))?;
+                let grid = u32::try_from(chunk.blocks()).map_err(|_| ExecError::Bundle {
+                    reason: format!("{} physical blocks exceed a launch's grid", chunk.blocks()),
+                })?;
+                let dims = LaunchDims { grid: [grid, 1, 1], ..dims };
+                let launch_args = [KernelArg::I64(0), KernelArg::I32(chunk.rows.len() as i32), KernelArg::I64(0)];
+                // SAFETY: `weft_bundle` takes (const WeftSlot*, int, void*
+                // const*) and, in a constant-table module, reads the table
+                // and words from the symbols written above on this stream,
+                // never through the (null) pointers; encode_launch checked
+                // the rows against the bodies the module was emitted from
+                // and every word (a live device buffer of the exact type
+                // and length its parameter declares, or a packed scalar),
+                // and `chunks` keeps each row with its own words.
+                unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(|e| self.fail(e))?;
+            }
+            stream.record(&end).map_err(|e| self.fail(e))?;
+            self.wait_for(&end, began)?;
+            stream.synchronize().map_err(|e| self.fail(e))?;
+            let ms = start.elapsed_ms(&end).map_err(|e| self.fail(e))?;
+            self.transfers.launches += chunks.len() as u64;
+            self.transfers.launch_bytes += encoded.bytes();
+            return Ok(Timing { total_us: f64::from(ms) * 1e3, per_slot_us: None });
+        }
         let table_dev = self.gpu.upload(&encoded.table).map_err(|e| self.fail(e))?;
         let words_dev = self.gpu.upload(&encoded.words).map_err(|e| self.fail(e))?;
         let launch_args =

@@ -46,7 +46,23 @@
 //!
 //! **Arguments** travel as one array of 8-byte words, `void* args[]`; slot `s`
 //! reads its kernel's parameters at `args[slots[s].arg_offset ..]`, one word
-//! per parameter in order. A buffer's word is its device address. A scalar is
+//! per parameter in order.
+//!
+//! **Where the table and words live.** On the GPU both sit in the module's
+//! constant memory ([`SLOT_TABLE_SYMBOL`], [`ARG_WORDS_SYMBOL`]), written
+//! before each launch: a block reads its row and words at a block-uniform
+//! index, which the compiler serves from the uniform datapath, so a body's
+//! buffer addresses stay out of its threads' registers as a kernel's own
+//! parameters do. Read from global memory instead, every address a body
+//! uses is held in two registers per thread for the whole body (an SGEMM
+//! body: 64 registers alone, 79 in such a bundle, 64 with the constant
+//! table). A launch holds at most [`CONSTANT_TABLE_ROWS`] rows and
+//! [`CONSTANT_ARG_WORDS`] words; an executor cuts a larger one into
+//! consecutive launches of whole slots (slots of one launch are
+//! independent). A module with a body of more parameters than the words
+//! hold ([`constant_launch_table`] is false) reads the table and words
+//! through the entry's pointers instead, as a host build always does (the
+//! entry keeps both pointers either way, so its signature never changes). A buffer's word is its device address. A scalar is
 //! packed into its word ([`pack_scalar`]): its bits, zero-extended, read back
 //! with an integer cast of the pointer value. Packing rather than a pointer to
 //! a device copy saves an allocation, an upload and a dependent load per
@@ -58,7 +74,7 @@ use weft_kir::{Axis, KernelDef, ParamKind, Scalar, Type};
 
 use crate::emit::{
     barrier_stmt, c_ident, c_type, emit_device_function, shared_pool_layout, BarrierForm, BlockMapping, CodeWriter,
-    CudaSource, DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET,
+    CudaSource, DeviceForm, EmitError, EmitOptions, Prelude, CODEGEN_TARGET, PLATFORM_GUARD,
 };
 
 /// The dispatcher's `extern "C"` name.
@@ -70,6 +86,26 @@ pub const NAMED_BARRIER_ID: u32 = 1;
 
 /// `int`s in one row of the device slot table (`struct WeftSlot`).
 pub const SLOT_FIELDS: usize = 8;
+
+/// Rows of the slot table one launch of a constant-table module carries.
+pub const CONSTANT_TABLE_ROWS: usize = 1024;
+
+/// Argument words one launch of a constant-table module carries (with the
+/// rows, 64 KiB: the constant memory a module may declare).
+pub const CONSTANT_ARG_WORDS: usize = 4096;
+
+/// The constant-memory symbol holding a launch's slot table.
+pub const SLOT_TABLE_SYMBOL: &str = "weft_slot_table";
+
+/// The constant-memory symbol holding a launch's argument words.
+pub const ARG_WORDS_SYMBOL: &str = "weft_arg_words";
+
+/// Whether a module of `bodies` reads its launch's table and words from
+/// constant memory on the GPU (see the module docs): unless one slot of a
+/// body would need more words than [`CONSTANT_ARG_WORDS`].
+pub fn constant_launch_table(bodies: &[&KernelDef]) -> bool {
+    bodies.iter().all(|k| k.params.len() <= CONSTANT_ARG_WORDS)
+}
 
 /// Name given to errors about the bundle as a whole.
 const BUNDLE_NAME: &str = "<bundle>";
@@ -356,6 +392,24 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     w.line("");
     w.line("// One row of the slot table (weft_codegen::bundle::SlotRow).");
     w.line("struct WeftSlot { int body, first_block, num_blocks, grid_x, grid_y, grid_z, threads, arg_offset; };");
+    w.line("");
+    w.line(format!("#ifndef {PLATFORM_GUARD}"));
+    if constant_launch_table(bodies) {
+        w.line("// The launch's slot table and argument words, written to constant memory before each launch:");
+        w.line("// read at a block-uniform index, they stay out of the threads' registers.");
+        w.line(format!("__constant__ WeftSlot {SLOT_TABLE_SYMBOL}[{CONSTANT_TABLE_ROWS}];"));
+        w.line(format!("__constant__ void* {ARG_WORDS_SYMBOL}[{CONSTANT_ARG_WORDS}];"));
+        w.line(format!("#define WEFT_LAUNCH_SLOTS {SLOT_TABLE_SYMBOL}"));
+        w.line(format!("#define WEFT_LAUNCH_ARGS {ARG_WORDS_SYMBOL}"));
+    } else {
+        w.line(format!(
+            "// A body has more parameters than constant memory's {CONSTANT_ARG_WORDS} argument words: the table and"
+        ));
+        w.line("// words arrive in global memory, through the entry's pointers.");
+        w.line("#define WEFT_LAUNCH_SLOTS slots");
+        w.line("#define WEFT_LAUNCH_ARGS args");
+    }
+    w.line("#endif");
     for f in &functions {
         w.line("");
         for l in f.code.lines() {
@@ -386,7 +440,7 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     w.line("int hi = nslots;");
     w.open("while (lo < hi) {");
     w.line("const int mid = (lo + hi) >> 1;");
-    w.open("if (slots[mid].first_block <= p) {");
+    w.open("if (WEFT_LAUNCH_SLOTS[mid].first_block <= p) {");
     w.line("lo = mid + 1;");
     w.close("} else {");
     w.indent_more();
@@ -396,11 +450,11 @@ pub fn emit_bundle_with(bodies: &[&KernelDef], block_threads: u32, form: BundleF
     w.open("if (lo == 0) {");
     w.line("return;");
     w.close("}");
-    w.line("const WeftSlot slot = slots[lo - 1];");
+    w.line("const WeftSlot slot = WEFT_LAUNCH_SLOTS[lo - 1];");
     w.open("if (p >= slot.first_block + slot.num_blocks) {");
     w.line("return;");
     w.close("}");
-    w.line("void* const* a = args + slot.arg_offset;");
+    w.line("void* const* a = WEFT_LAUNCH_ARGS + slot.arg_offset;");
     if form.single_pass {
         w.line("// Logical block p - first_block: one per physical block (a single-pass launch class).");
         w.line("const unsigned long long start = (unsigned long long)(p - slot.first_block);");

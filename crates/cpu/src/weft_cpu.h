@@ -4,10 +4,10 @@
 // The emitted source is included after this header, unchanged. It spells the
 // few things that differ between a GPU and a host through the platform layer
 // (WEFT_SYNC_BLOCK, WEFT_SYNC_NAMED, WEFT_SHARED_ARRAY, WEFT_SHARED_POOL,
-// WEFT_SHARED_VIEW, weft_cvt_*), which it defines for CUDA only when
-// WEFT_HOST is not defined; this header defines WEFT_HOST and the host
-// spellings. CUDA intrinsics and built-ins are defined here with their CUDA
-// semantics, bit for bit.
+// WEFT_SHARED_VIEW, WEFT_LAUNCH_SLOTS, WEFT_LAUNCH_ARGS, weft_cvt_*), which
+// it defines for CUDA only when WEFT_HOST is not defined; this header
+// defines WEFT_HOST and the host spellings. CUDA intrinsics and built-ins
+// are defined here with their CUDA semantics, bit for bit.
 //
 // Execution: one physical block at a time per OS thread (the caller runs
 // blocks on several threads); each CUDA thread of the block is a fiber: a
@@ -430,6 +430,10 @@ static inline void weft_cpu_tick()
 #define WEFT_SHARED_POOL(name) unsigned char* const name = weft_run->pool
 #define WEFT_SHARED_VIEW(T, name, pool, offset, len) \
     T* const name = (T*)weft_cpu_view((offset), sizeof(T) * (len), #name)
+// A bundle's slot table and argument words: the entry's parameters (a GPU
+// module reads them from constant memory).
+#define WEFT_LAUNCH_SLOTS slots
+#define WEFT_LAUNCH_ARGS args
 
 // ---- Float intrinsics (CUDA semantics) -------------------------------------
 // Compiled with -ffp-contract=off: no fused multiply-add unless asked for.

@@ -282,6 +282,28 @@ impl Module {
 }
 
 impl Stream {
+    /// Copies `bytes` to the start of `module`'s global or `__constant__`
+    /// symbol `name`, ordered on this stream: launches queued after it read
+    /// them, launches queued before it still read the old contents. The
+    /// host bytes may be dropped on return (the driver stages them).
+    pub fn write_symbol(&self, module: &Module, name: &str, bytes: &[u8]) -> Result<(), CudaError> {
+        if name.contains('\0') {
+            return Err(CudaError::InvalidArgument { op: "write_symbol", reason: "name contains a NUL byte".into() });
+        }
+        let mut symbol = module.inner.get_global(name, &self.inner).map_err(CudaError::driver("cuModuleGetGlobal"))?;
+        if bytes.len() > symbol.len() {
+            return Err(CudaError::InvalidArgument {
+                op: "write_symbol",
+                reason: format!("{} bytes do not fit symbol `{name}` of {} bytes", bytes.len(), symbol.len()),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut head = symbol.slice_mut(..bytes.len());
+        self.inner.memcpy_htod(bytes, &mut head).map_err(CudaError::driver("cuMemcpyHtoD"))
+    }
+
     /// Launches `f` with `args`.
     ///
     /// # Safety

@@ -30,6 +30,69 @@ impl EncodedLaunch {
     pub fn bytes(&self) -> u64 {
         (self.table.len() + self.words.len()) as u64
     }
+
+    /// Physical blocks the launch needs: up to the end of its last slot.
+    pub fn blocks(&self) -> u64 {
+        self.rows.last().map_or(0, |r| r.first_block as u64 + r.num_blocks as u64)
+    }
+
+    /// The launch as consecutive launches of whole slots, each of at most
+    /// `max_rows` table rows and `max_words` argument words, with block
+    /// ranges and argument offsets counted from the chunk's first slot:
+    /// what an executor whose table lives in fixed-size constant memory
+    /// launches in turn (`weft_codegen::bundle`, "Where the table and words
+    /// live"). The slots of one launch are independent, so running them in
+    /// several launches changes only the timing. One chunk, the launch
+    /// itself, when it fits; an error when one slot alone needs more than
+    /// `max_words` words.
+    pub fn chunks(&self, max_rows: usize, max_words: usize) -> Result<Vec<EncodedLaunch>, ExecError> {
+        let total_words = self.words.len() / 8;
+        if self.rows.len() <= max_rows && total_words <= max_words {
+            return Ok(vec![self.clone()]);
+        }
+        if max_rows == 0 {
+            return Err(ExecError::Bundle { reason: "a launch chunk must hold at least one slot".into() });
+        }
+        let words_of = |i: usize| {
+            let end = self.rows.get(i + 1).map_or(total_words, |r| r.arg_offset as usize);
+            end.saturating_sub(self.rows[i].arg_offset as usize)
+        };
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < self.rows.len() {
+            let (mut end, mut words) = (start, 0);
+            while end < self.rows.len() && end - start < max_rows && words + words_of(end) <= max_words {
+                words += words_of(end);
+                end += 1;
+            }
+            if end == start {
+                return Err(ExecError::Slot {
+                    slot: start,
+                    kernel: format!("body {}", self.rows[start].body),
+                    reason: format!(
+                        "its kernel has {} argument words, more than the {max_words} one launch carries",
+                        words_of(start)
+                    ),
+                });
+            }
+            let (block_base, word_base) = (self.rows[start].first_block, self.rows[start].arg_offset);
+            let rows: Vec<SlotRow> = self.rows[start..end]
+                .iter()
+                .map(|r| SlotRow {
+                    first_block: r.first_block - block_base,
+                    arg_offset: r.arg_offset - word_base,
+                    ..*r
+                })
+                .collect();
+            // Each field only shrank, so every row still fits the device's int.
+            let table = rows.iter().filter_map(SlotRow::to_le_bytes).flatten().collect();
+            let first = word_base as usize * 8;
+            let words = self.words[first..first + words * 8].to_vec();
+            chunks.push(EncodedLaunch { rows, table, words });
+            start = end;
+        }
+        Ok(chunks)
+    }
 }
 
 /// Bytes of one slot table row.
@@ -154,4 +217,86 @@ pub fn check_launch_args(
             LaunchArg::Scalar(s) => ArgShape::Scalar(s.ty()),
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A launch of slots whose kernels take `words[i]` argument words, slot
+    /// `i` owning blocks `[10 i, 10 i + 3)` and words numbered from 1000.
+    fn launch(words: &[u32]) -> EncodedLaunch {
+        let mut rows = Vec::new();
+        let mut offset = 0;
+        for (i, &w) in words.iter().enumerate() {
+            let i = i as u32;
+            rows.push(SlotRow {
+                body: i % 2,
+                first_block: 10 * i,
+                num_blocks: 3,
+                grid: [3, 1, 1],
+                threads: 32,
+                arg_offset: offset,
+            });
+            offset += w;
+        }
+        let table = rows.iter().flat_map(|r| r.to_le_bytes().unwrap()).collect();
+        let words = (0..u64::from(offset)).flat_map(|w| (1000 + w).to_le_bytes()).collect();
+        EncodedLaunch { rows, table, words }
+    }
+
+    fn word(bytes: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_launch_that_fits_is_one_chunk() {
+        let l = launch(&[3, 1, 4]);
+        assert_eq!(l.blocks(), 23);
+        assert_eq!(l.chunks(3, 8).unwrap(), vec![l.clone()]);
+    }
+
+    #[test]
+    fn chunks_hold_whole_slots_within_both_limits_counted_from_their_first_slot() {
+        let l = launch(&[3, 1, 4, 1, 5]);
+        let chunks = l.chunks(2, 6).unwrap();
+        // Rows 0-1 (two rows, 4 words), 2-3 (5 words), 4 (5 words).
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.rows.len()).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let mut slot = 0;
+        for c in &chunks {
+            assert!(c.rows.len() <= 2 && c.words.len() / 8 <= 6);
+            let first = l.rows[slot];
+            assert_eq!(c.table, c.rows.iter().flat_map(|r| r.to_le_bytes().unwrap()).collect::<Vec<u8>>());
+            assert_eq!(c.blocks(), (c.rows.last().unwrap().first_block + 3) as u64);
+            for r in &c.rows {
+                let orig = l.rows[slot];
+                assert_eq!(r.first_block + first.first_block, orig.first_block);
+                assert_eq!(r.arg_offset + first.arg_offset, orig.arg_offset);
+                assert_eq!(
+                    (r.body, r.num_blocks, r.grid, r.threads),
+                    (orig.body, orig.num_blocks, orig.grid, orig.threads)
+                );
+                // The row's first word is the slot's own.
+                assert_eq!(word(&c.words, r.arg_offset as usize), 1000 + u64::from(orig.arg_offset));
+                slot += 1;
+            }
+        }
+        assert_eq!(slot, 5);
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.words.clone()).collect();
+        assert_eq!(all, l.words);
+    }
+
+    #[test]
+    fn a_slot_with_more_words_than_a_chunk_holds_is_refused() {
+        let err = launch(&[2, 9, 1]).chunks(4, 8).unwrap_err();
+        match err {
+            ExecError::Slot { slot, reason, .. } => {
+                assert_eq!(slot, 1);
+                assert!(reason.contains("9 argument words"), "{reason}");
+            }
+            other => panic!("expected a slot error, got {other:?}"),
+        }
+        assert!(launch(&[1]).chunks(0, 0).is_err());
+    }
 }
