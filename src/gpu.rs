@@ -45,8 +45,8 @@ use weft_codegen::{Arch, CompileError, Compiler, ResourceReport, BUNDLE_ENTRY};
 use weft_cuda::{CudaError, DeviceBuffer, Function, Gpu, KernelArg, LaunchDims, Module};
 use weft_kir::{HostBuffer, KernelDef, Type};
 use weft_pack::{
-    compile_bundle, encode_launch, BufferShape, Bundle, ExecError, Executor, Handle, HandleMap, LaunchArg, LaunchClass,
-    ModuleError, Timing, Transfers,
+    compile_bundle, encode_launch, BufferShape, Bundle, BundleFigures, ExecError, Executor, Handle, HandleMap,
+    LaunchArg, LaunchClass, ModuleError, Timing, Transfers,
 };
 
 const NAME: &str = "cuda";
@@ -77,6 +77,8 @@ struct BundleModule {
     shared_bytes: u32,
     /// ptxas's report on the module, where ptxas ran.
     report: Option<ResourceReport>,
+    /// Its figures beside its heaviest body's, where ptxas ran.
+    figures: Option<BundleFigures>,
 }
 
 /// Modules by class, shared with background builders.
@@ -208,6 +210,7 @@ fn build_module(
         constant_table: constant_launch_table(&kernels),
         shared_bytes,
         report: compiled.ptx.report().cloned(),
+        figures: compiled.figures,
     })
 }
 
@@ -295,6 +298,10 @@ impl Executor for GpuExecutor {
     fn release(&mut self, class: &LaunchClass) {
         // Launches hold their module by `Arc`; it unloads when the last ends.
         lock(&self.modules).remove(class);
+    }
+
+    fn module_figures(&self, class: &LaunchClass) -> Option<BundleFigures> {
+        lock(&self.modules).get(class).and_then(|m| m.figures)
     }
 
     fn prepared_modules(&self) -> usize {

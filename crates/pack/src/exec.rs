@@ -40,6 +40,7 @@ use weft_codegen::ResourceReport;
 use weft_kir::{ArgError, HostBuffer, Scalar, Type};
 
 use crate::bundle::{Bundle, LaunchClass};
+use crate::module::BundleFigures;
 
 /// A buffer held by an executor. Handles are only meaningful to the
 /// executor that issued them.
@@ -234,6 +235,15 @@ pub trait Executor {
     /// nothing keep the default: nothing to drop.
     fn release(&mut self, _class: &LaunchClass) {}
 
+    /// The figures of `class`'s prepared module (ptxas's, beside its
+    /// heaviest body's), where the executor compiled it with ptxas present:
+    /// what the serving loop records so planners judge joins of the class
+    /// on the module it really loads ([`crate::grow`]). Executors that
+    /// compile nothing, or compile without ptxas, keep the default: `None`.
+    fn module_figures(&self, _class: &LaunchClass) -> Option<BundleFigures> {
+        None
+    }
+
     /// Prepared modules held now.
     fn prepared_modules(&self) -> usize {
         0
@@ -383,6 +393,10 @@ pub trait Interceptor {
         inner.release(class)
     }
 
+    fn module_figures(&self, inner: &dyn Executor, class: &LaunchClass) -> Option<BundleFigures> {
+        inner.module_figures(class)
+    }
+
     fn is_faulted(&self, inner: &dyn Executor) -> bool {
         inner.is_faulted()
     }
@@ -452,6 +466,10 @@ impl<E: Executor, I: Interceptor> Executor for Intercepted<E, I> {
 
     fn release(&mut self, class: &LaunchClass) {
         self.hooks.release(&mut self.inner, class)
+    }
+
+    fn module_figures(&self, class: &LaunchClass) -> Option<BundleFigures> {
+        self.hooks.module_figures(&self.inner, class)
     }
 
     fn prepared_modules(&self) -> usize {

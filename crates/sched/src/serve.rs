@@ -234,6 +234,9 @@ pub struct ServeStats {
     /// One-slot bundles prepared (compiled, or loaded from cache) when
     /// tenants were registered.
     pub registration_prepares: u64,
+    /// Fused modules whose compiled figures were recorded for planning
+    /// (`Executor::module_figures`).
+    pub recorded_modules: u64,
 }
 
 impl ServeStats {
@@ -257,6 +260,7 @@ impl ServeStats {
         self.predicted_us += o.predicted_us;
         self.predicted_measured_us += o.predicted_measured_us;
         self.registration_prepares += o.registration_prepares;
+        self.recorded_modules += o.recorded_modules;
     }
 
     /// Bytes that crossed per completed request.
@@ -629,6 +633,14 @@ impl<'a> Server<'a> {
             source: Box::new(source),
         };
         if bundle.slots().len() <= 1 || self.exec.is_prepared(bundle.class()) {
+            // Joins of this class are judged on the module the executor
+            // loaded from here on (`weft_pack::grow`), once it says.
+            if bundle.slots().len() > 1 && self.scheduler.resources().bundle(bundle.class()).is_none() {
+                if let Some(figures) = self.exec.module_figures(bundle.class()) {
+                    self.scheduler.resources().record_bundle(bundle.class(), figures);
+                    self.stats.recorded_modules += 1;
+                }
+            }
             let began = std::time::Instant::now();
             let timing = self.exec.launch(bundle, &args);
             self.stats.launch_wall_us += began.elapsed().as_secs_f64() * 1e6;

@@ -154,3 +154,103 @@ fn a_step_no_bundle_can_hold_fails_only_its_request() {
     assert_eq!(failed[0].0, 1);
     assert!(failed[0].1.contains("cannot form a bundle alone"), "{}", failed[0].1);
 }
+
+/// An executor whose fused modules lose their bodies' occupancy (255
+/// registers where each body alone takes 32), around the interpreter: it
+/// says so of every class asked about, and counts the launches of several
+/// slots of each class after it said so.
+#[derive(Default)]
+struct LosingModules {
+    reported: std::cell::RefCell<std::collections::HashSet<weft_pack::LaunchClass>>,
+    fused_after_report: std::collections::HashMap<weft_pack::LaunchClass, usize>,
+    fused: usize,
+}
+
+impl weft_pack::Interceptor for LosingModules {
+    fn name(&self) -> &str {
+        "losing-modules"
+    }
+    fn module_figures(
+        &self,
+        _inner: &dyn weft_pack::Executor,
+        class: &weft_pack::LaunchClass,
+    ) -> Option<weft_pack::BundleFigures> {
+        self.reported.borrow_mut().insert(class.clone());
+        let resources = |registers| KernelResources {
+            threads: class.block_threads,
+            registers,
+            shared_bytes: 0,
+            spill_bytes: 0,
+            measured: true,
+        };
+        Some(weft_pack::BundleFigures::new(resources(255), resources(32), &common::limits()))
+    }
+    fn launch(
+        &mut self,
+        inner: &mut dyn weft_pack::Executor,
+        bundle: &weft_pack::Bundle,
+        args: &[Vec<weft_pack::LaunchArg>],
+    ) -> Result<weft_pack::Timing, weft_pack::ExecError> {
+        if bundle.slots().len() > 1 {
+            self.fused += 1;
+            if self.reported.borrow().contains(bundle.class()) {
+                *self.fused_after_report.entry(bundle.class().clone()).or_default() += 1;
+            }
+        }
+        inner.launch(bundle, args)
+    }
+}
+
+/// The serving loop records the figures of each fused module the executor
+/// loaded; from then on the scheduler judges joins of that class on them:
+/// a module that loses occupancy is launched once (the bundle formed before
+/// its figures were known) and its joins are split after.
+#[test]
+fn fused_modules_figures_are_recorded_and_steer_later_joins() {
+    let config = SchedulerConfig::slo_aware(1.0).with_admission(false);
+    let mut scheduler = Scheduler::new(config, common::limits(), common::prior());
+    let mut exec =
+        weft_pack::Intercepted { inner: weft_pack::InterpExecutor::default(), hooks: LosingModules::default() };
+    // Two models of one architecture at different resolutions: their
+    // kernels differ, so joins make modules of several bodies.
+    let wider = {
+        let graph = weft_graph::models::resnet18(7, 1, 24, 10).expect("resnet18 builds");
+        Arc::new(weft_lower::lower(&graph, &weft_lower::LowerOptions::default()).expect("resnet18 lowers"))
+    };
+    let programs = [common::resnet18_small(), wider];
+    let recorded = {
+        let mut server = weft_sched::Server::new(&mut scheduler, &mut exec).expect("an empty loop starts");
+        for (t, program) in programs.iter().enumerate() {
+            let id = weft_pack::TenantId(t as u32);
+            let name = format!("r18-{t}");
+            let spec = weft_sched::TenantSpec { id, name, program: program.clone(), slo_us: 1e9, weight: 1.0 };
+            server.register(spec).expect("registers");
+        }
+        let mut clock = weft_sched::WallClock::new();
+        let mut events = Vec::new();
+        for id in 0..4u64 {
+            let t = (id % 2) as usize;
+            let request = weft_sched::Request::new(weft_pack::TenantId(t as u32), id, 0.0);
+            server.submit(request, Arc::new(programs[t].seeded_inputs(id)), 0.0, &mut events);
+        }
+        let mut steps = 0;
+        while server.live_requests() > 0 {
+            assert!(server.step(&mut clock, &mut events), "a step ran");
+            steps += 1;
+            assert!(steps < 100_000, "the loop did not finish");
+        }
+        let completed = events.iter().filter(|e| matches!(e, weft_sched::Event::Completed { .. })).count();
+        assert_eq!(completed, 4, "every request completes");
+        server.stats().recorded_modules
+    };
+    let hooks = &exec.hooks;
+    let reported = hooks.reported.borrow();
+    assert!(hooks.fused > 0 && recorded > 0, "tenants in step fuse: {} fused launches", hooks.fused);
+    assert_eq!(recorded as usize, reported.len(), "each class is recorded once");
+    for class in reported.iter() {
+        let figures = scheduler.resources().bundle(class).expect("the figures are in the scheduler's table");
+        assert_eq!(figures.module.registers, 255);
+        let after = hooks.fused_after_report.get(class).copied().unwrap_or(0);
+        assert!(after <= 1, "{after} fused launches of a class whose module loses occupancy");
+    }
+}
