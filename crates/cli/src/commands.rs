@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use weft::codegen::{emit_cuda, Arch, Compiler, CudaSource};
+use weft::codegen::{emit_bundle, emit_cuda, fits_parameter_space, Arch, Compiler, CudaSource};
 use weft::gpu::GpuExecutor;
 use weft::interp::Interpreter;
 use weft::kir::{analysis, HostBuffer, Target};
@@ -251,7 +251,15 @@ pub fn compile(model: &Path, bind: &Bindings, arch: Option<&str>, out: &Path) ->
     let mut unique: HashMap<String, usize> = HashMap::new();
     let mut step_source = Vec::with_capacity(program.steps.len());
     for step in &program.steps {
-        let src = emit_cuda(&step.kernel)?;
+        // A kernel past the parameter space runs only as a bundle body: its
+        // file is the one-body bundle module the executors would load.
+        let k = &step.kernel;
+        let src = if fits_parameter_space(k) {
+            emit_cuda(k)?
+        } else {
+            let threads = u32::try_from(k.launch.threads_per_block()).unwrap_or(u32::MAX);
+            emit_bundle(&[&**k], threads)?
+        };
         let path = out.join(format!("{}.cu", step.kernel.name));
         std::fs::write(&path, &src.code).map_err(io_err(&path))?;
         let idx = *unique.entry(src.code.clone()).or_insert_with(|| {

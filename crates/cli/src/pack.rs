@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use weft::codegen::{emit_cuda, Arch, Compiler};
+use weft::codegen::{emit_cuda, fits_parameter_space, Arch, Compiler};
 use weft::interp::Interpreter;
 use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, Program};
@@ -85,7 +85,9 @@ fn measure(programs: &[(String, Program)], compiler: &Compiler, table: &Resource
         .map(|s| &s.kernel)
         .filter(|k| seen.insert(body_fingerprint(k)))
         .collect();
-    kernels.par_iter().try_for_each(|k| -> Result<(), CliError> {
+    // A kernel past the parameter space is never launched alone: it keeps
+    // its estimate here, and its bundles are measured as modules.
+    kernels.par_iter().filter(|k| fits_parameter_space(k)).try_for_each(|k| -> Result<(), CliError> {
         let compiled = compiler.compile_measured(&emit_cuda(k)?)?;
         table.record_compiled(k, &compiled);
         Ok(())
@@ -94,7 +96,8 @@ fn measure(programs: &[(String, Program)], compiler: &Compiler, table: &Resource
         format!("registers, shared memory and spills from ptxas for all {} distinct kernels", kernels.len())
     } else {
         format!(
-            "{} of {} distinct kernels measured by ptxas (no ptxas found), the rest estimated from KIR",
+            "{} of {} distinct kernels measured by ptxas, the rest estimated from KIR (no ptxas found, or \
+             parameters past a kernel launch's)",
             table.len(),
             kernels.len()
         )

@@ -342,6 +342,12 @@ impl CodeWriter {
     }
 }
 
+/// Whether `kernel` can be launched alone, as [`emit_cuda`] emits it: its
+/// parameters fit CUDA's parameter space. Any kernel runs as a bundle body.
+pub fn fits_parameter_space(kernel: &KernelDef) -> bool {
+    kernel.param_bytes() <= u64::from(CODEGEN_TARGET.param_bytes)
+}
+
 /// Emits `kernel` with the default options (direct block mapping).
 pub fn emit_cuda(kernel: &KernelDef) -> Result<CudaSource, EmitError> {
     emit_cuda_with(kernel, &EmitOptions::default())
@@ -709,6 +715,14 @@ impl<'k> Emitter<'k> {
     fn run(mut self, options: &EmitOptions<'_>) -> Result<CudaSource, EmitError> {
         self.check_kernel()?;
         let k = self.k;
+        if !fits_parameter_space(k) {
+            let (bytes, limit) = (k.param_bytes(), CODEGEN_TARGET.param_bytes);
+            return Err(self.kernel_err(format!(
+                "its {} parameters need {bytes} bytes, past CUDA's {limit}-byte parameter space: a kernel this \
+                 wide runs as a bundle body (`emit_bundle`), whose arguments travel in memory",
+                k.params.len()
+            )));
+        }
         let launch = k.launch;
         let threads = launch.threads_per_block();
         let body = self.body()?;

@@ -26,8 +26,8 @@ pub use bundle::{
 pub use compiler::require_nvrtc_or_skip;
 pub use compiler::{default_cache_dir, Arch, CompileError, CompileStats, CompiledPtx, Compiler};
 pub use emit::{
-    emit_cuda, emit_cuda_with, emit_device_function, BarrierForm, BlockMapping, CodeWriter, CudaSource, DeviceForm,
-    DeviceFunction, DirectBlocks, EmitError, EmitOptions, Prelude, PLATFORM_GUARD,
+    emit_cuda, emit_cuda_with, emit_device_function, fits_parameter_space, BarrierForm, BlockMapping, CodeWriter,
+    CudaSource, DeviceForm, DeviceFunction, DirectBlocks, EmitError, EmitOptions, Prelude, PLATFORM_GUARD,
 };
 pub use nvrtc::{nvrtc_version, NvrtcInfo};
 pub use ptxas::{parse_ptxas_output, report_for, Ptxas, PtxasError, ResourceReport};

@@ -134,6 +134,9 @@ fn write_failed_source(kernel: &str, code: &str, log: &str) -> Option<std::path:
     Some(path)
 }
 
+/// The stack NVRTC runs on (address space; pages are touched only as used).
+const NVRTC_STACK_BYTES: usize = 256 << 20;
+
 /// Compiles `code` to PTX text. NVRTC must already be loaded ([`load`]).
 pub(crate) fn compile_raw(kernel: &str, code: &str, options: &[String]) -> Result<String, CompileError> {
     if code.contains('\0') {
@@ -144,7 +147,25 @@ pub(crate) fn compile_raw(kernel: &str, code: &str, options: &[String]) -> Resul
         name: Some(format!("{}.cu", kernel.replace('\0', "_"))),
         ..Default::default()
     };
-    match cudarc::nvrtc::compile_ptx_with_opts(code, opts) {
+    // NVRTC recurses over the source's structure: a long body (thousands
+    // of statements) overflows the 2 MiB stack of a spawned thread, which
+    // aborts the process. It runs on a thread with room to spare.
+    let compiled = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("nvrtc".into())
+            .stack_size(NVRTC_STACK_BYTES)
+            .spawn_scoped(scope, || cudarc::nvrtc::compile_ptx_with_opts(code, opts))
+            .map(|t| t.join())
+    });
+    let compiled = match compiled {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => {
+            let message = format!("could not start NVRTC's thread: {e}");
+            return Err(CompileError::NvrtcApi { kernel: kernel.into(), message });
+        }
+    };
+    match compiled {
         Ok(ptx) => Ok(ptx.to_src().trim_end_matches('\0').to_string()),
         Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => {
             let log = log.to_string_lossy().into_owned();

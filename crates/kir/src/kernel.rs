@@ -154,6 +154,21 @@ impl KernelDef {
         self.shared.values().map(SharedData::bytes).sum()
     }
 
+    /// Bytes the parameters take passed to a CUDA kernel: 8 per buffer
+    /// pointer, scalars by value, each aligned to its size as the C ABI
+    /// lays them out. A launch's parameter space bounds this for a kernel
+    /// launched alone ([`crate::Target::param_bytes`]); a bundle body
+    /// reads its arguments from memory and has no such bound.
+    pub fn param_bytes(&self) -> u64 {
+        self.params.values().fold(0u64, |end, pd| {
+            let size = match pd.kind {
+                ParamKind::Buffer { .. } => 8,
+                ParamKind::Scalar { ty } => ty.size_bytes().max(1),
+            };
+            end.next_multiple_of(size) + size
+        })
+    }
+
     /// Finds a parameter by name.
     pub fn param_by_name(&self, name: &str) -> Option<Param> {
         self.params.iter().find(|(_, p)| p.name == name).map(|(id, _)| id)

@@ -50,7 +50,8 @@ pub struct Target {
     /// Shared memory the CUDA runtime reserves per block (1 KiB on 8.0+).
     pub shared_reserved_per_block: u64,
     /// Bytes of kernel parameters one launch may pass (32764 on 7.0+ with
-    /// CUDA 12.1 or later, 4096 before).
+    /// CUDA 12.1 or later, 4096 before): a bound on a kernel launched
+    /// alone, never on a bundle body, whose arguments travel in memory.
     pub param_bytes: u32,
     /// Active warps per SM beyond which blocks share issue slots and slow
     /// down (the schedulers' time model): 4 schedulers × 4 warps each to
