@@ -303,9 +303,9 @@ fn bundle_modules_keep_their_bodies_occupancy() {
         "{TEST}: {kept} of {modules} modules keep their body's occupancy ({kept_by_default} in the default form)"
     );
     assert!(kept > kept_by_default, "choosing the form gained nothing: {kept} vs {kept_by_default} of {modules}");
-    // Measured: 83 of 95 with the register cap (80 before it, 44 in the
-    // default form); the floor guards the gain.
-    assert!(kept * 100 >= modules * 85, "only {kept} of {modules} one-slot modules keep their body's occupancy");
+    // Measured: 94 of 95 with the launch table in constant memory (83
+    // before it, 66 in the default form); the goal is 95%.
+    assert!(kept * 100 >= modules * 95, "only {kept} of {modules} one-slot modules keep their body's occupancy");
 }
 
 /// The goal on a real multi-tenant plan of the README's models (two PP-OCR
@@ -315,14 +315,13 @@ fn bundle_modules_keep_their_bodies_occupancy() {
 /// module (`CompiledModules`), every distinct module of several bodies
 /// keeps its heaviest body's occupancy (its blocks per SM, registers
 /// within 1.1x as allocated), none spills, no bundle is predicted slower
-/// than its slots alone one after another, and the share of all distinct
-/// modules that keep it stays at the measured floor: the rest are single
-/// kernels' modules, which no split changes (docs/packer.md).
+/// than its slots alone one after another, and at least 95% of all
+/// distinct modules keep it (docs/packer.md).
 #[test]
 fn planned_bundle_modules_keep_their_heaviest_bodys_occupancy() {
-    // Measured: 76 of 85 (89%), 31 of them of several bodies, 17 joins
-    // split; every module that loses is a single kernel's. The goal is 95.
-    const FLOOR_PERCENT: usize = 85;
+    // Measured: 97 of 97, 75 of them of several bodies, 14 joins split
+    // (76 of 85 with the launch table in global memory). The goal is 95.
+    const FLOOR_PERCENT: usize = 95;
     const TEST: &str = "planned_bundle_modules_keep_their_heaviest_bodys_occupancy";
     let Some(compiler) = measuring_compiler(TEST) else { return };
     let target = Target::sm_90();
