@@ -117,6 +117,18 @@ fn bodies() -> Vec<KernelDef> {
     ]
 }
 
+/// NVRTC with ptxas beside it (register figures), or `None` after saying
+/// why the test skips (a failure under `CI=true`).
+fn measuring_compiler_or_skip(test: &str) -> Option<weft_codegen::Compiler> {
+    let c = compiler_or_skip(test)?;
+    if weft_codegen::CudaSearch::from_env().find_ptxas().is_none() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{test}: ptxas is required when CI=true");
+        eprintln!("skipping {test}'s register figures: no ptxas found");
+        return None;
+    }
+    Some(c)
+}
+
 fn threads(k: &KernelDef) -> u32 {
     k.launch.threads_per_block() as u32
 }
@@ -362,7 +374,7 @@ fn a_single_pass_module_runs_one_logical_block_without_the_loop() {
 
 #[test]
 fn a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it() {
-    use weft_codegen::{emit_bundle_with, BundleForm, CudaSearch};
+    use weft_codegen::{emit_bundle_with, BundleForm};
     let k = sgemm(256, 256, 256, mid_tiles());
     let form = |max_registers, min_blocks_per_sm| BundleForm {
         max_registers,
@@ -381,14 +393,9 @@ fn a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it() {
             other => panic!("{}: {other:?}", bad.name()),
         }
     }
-    let Some(c) = compiler_or_skip("a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it") else {
+    let Some(c) = measuring_compiler_or_skip("a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it") else {
         return;
     };
-    if CudaSearch::from_env().find_ptxas().is_none() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas is required when CI=true");
-        eprintln!("skipping the register figures: no ptxas found");
-        return;
-    }
     let free = c.compile_measured(&emit_bundle_with(&[&k], threads(&k), form(None, None)).unwrap()).unwrap();
     let free = free.report().expect("ptxas ran").registers;
     // A cap below what ptxas takes unbounded, in whole allocation steps.
@@ -402,7 +409,7 @@ fn a_register_cap_bounds_the_module_and_refuses_a_minimum_beside_it() {
 #[test]
 fn the_launch_table_lives_in_constant_memory_and_the_body_keeps_its_registers() {
     use weft_codegen::bundle::{constant_launch_table, ARG_WORDS_SYMBOL, CONSTANT_ARG_WORDS, SLOT_TABLE_SYMBOL};
-    use weft_codegen::{emit_bundle_with, BundleForm, CudaSearch};
+    use weft_codegen::{emit_bundle_with, BundleForm};
     let k = sgemm(256, 256, 256, mid_tiles());
     let form = BundleForm { single_pass: true, ..BundleForm::default() };
     let src = emit_bundle_with(&[&k], threads(&k), form).unwrap();
@@ -424,14 +431,11 @@ fn the_launch_table_lives_in_constant_memory_and_the_body_keeps_its_registers() 
     let code = emit_bundle(&[&k, &wide], threads(&k)).unwrap().code;
     assert!(!code.contains("__constant__") && code.contains("#define WEFT_LAUNCH_SLOTS slots"), "no constant table");
 
-    let Some(c) = compiler_or_skip("the_launch_table_lives_in_constant_memory_and_the_body_keeps_its_registers") else {
+    let Some(c) =
+        measuring_compiler_or_skip("the_launch_table_lives_in_constant_memory_and_the_body_keeps_its_registers")
+    else {
         return;
     };
-    if CudaSearch::from_env().find_ptxas().is_none() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "ptxas is required when CI=true");
-        eprintln!("skipping the register figures: no ptxas found");
-        return;
-    }
     let alone = c.compile_measured(&emit_cuda(&k).unwrap()).unwrap();
     let alone = alone.report().expect("ptxas ran").clone();
     let bundled = c.compile_measured(&src).unwrap();
