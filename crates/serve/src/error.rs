@@ -102,6 +102,7 @@ impl InferError {
             },
             Request { source, .. } => match source {
                 weft::RequestError::Rejected(_) | weft::RequestError::Stopped => ErrorKind::Unavailable,
+                weft::RequestError::Execution(e) if e.is_bad_input() => ErrorKind::BadRequest,
                 weft::RequestError::Execution(_) => ErrorKind::Internal,
             },
             Draining => ErrorKind::Unavailable,
