@@ -260,3 +260,40 @@ impl Program {
         self.steps.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GatherND-style tuples of two components over axes of sizes 2 and 3.
+    fn check() -> IndexCheck {
+        IndexCheck {
+            node: "g".into(),
+            op: "GatherND".into(),
+            input: "idx".into(),
+            indices: BufferId::from_u32(0),
+            axes: vec![(0, 2), (1, 3)],
+        }
+    }
+
+    fn i64s(v: &[i64]) -> HostBuffer {
+        let mut b = HostBuffer::zeros(Type::I64, v.len());
+        for (i, &x) in v.iter().enumerate() {
+            b.set(i, weft_kir::Scalar::I64(x));
+        }
+        b
+    }
+
+    #[test]
+    fn each_tuple_component_is_checked_against_its_own_axis() {
+        let c = check();
+        assert_eq!(c.first_out_of_range(&i64s(&[1, 2, -2, -3, 0, 0])), None);
+        // 2 is fine for the second axis (size 3) but not for the first (size 2).
+        let bad = c.first_out_of_range(&i64s(&[1, 2, 2, 0])).unwrap();
+        assert_eq!(bad, OutOfRange { position: 2, value: 2, axis: 0, dim: 2 });
+        let bad = c.first_out_of_range(&i64s(&[0, -4, 0, 9])).unwrap();
+        assert_eq!(bad, OutOfRange { position: 1, value: -4, axis: 1, dim: 3 });
+        let bad = c.first_out_of_range(&i64s(&[i64::MIN, 0])).unwrap();
+        assert_eq!((bad.position, bad.value), (0, i64::MIN));
+    }
+}
