@@ -225,9 +225,10 @@ pub enum EngineError {
 pub enum RequestError {
     #[error("rejected by admission control: {0}")]
     Rejected(String),
-    /// The launch running this request failed (or its buffers could not
-    /// be moved); the cause is kept, typed.
-    #[error("the launch running this request failed: {0}")]
+    /// The launch running this request failed, its buffers could not be
+    /// moved, or its inputs held an index out of range
+    /// ([`ServeError::is_bad_input`]); the cause is kept, typed.
+    #[error("running the request failed: {0}")]
     Execution(Arc<ServeError>),
     #[error("the engine stopped before the request finished")]
     Stopped,

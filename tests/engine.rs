@@ -254,6 +254,37 @@ fn check_failed_launch<E: Executor + Send + 'static>(inner: E, name: &'static st
 /// moves exactly its inputs and outputs, plus the launches' slot tables and
 /// argument words. Counted by the interpreter's executor, which sees every
 /// byte it is given.
+/// An index out of range fails only its request, as a bad-input error
+/// naming the node, its indices input and the range; the tenant's next
+/// request, in the same reused arena, gets the right values.
+#[test]
+fn an_index_out_of_range_fails_only_its_request() {
+    use weft::graph::{DType, Graph, Op};
+    let mut g = Graph::new("lookup");
+    let table = g.add_input("table", DType::F32, vec![4, 2]);
+    let ids = g.add_input("ids", DType::I64, vec![3]);
+    let y = g.add_node("embed", Op::Gather { axis: 0 }, vec![Some(table), Some(ids)]).unwrap()[0];
+    g.add_output(y);
+    let p = Arc::new(lower(&g, &LowerOptions::default()).unwrap());
+    let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();
+    let t = engine.register(p, SLO, 1.0).unwrap();
+    let table = HostBuffer::from_f32(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let ids = |v: &[f64]| HostBuffer::from_f64(Type::I64, v);
+    for bad in [4.0, -5.0] {
+        match engine.submit(t, vec![table.clone(), ids(&[0.0, bad, 1.0])]).unwrap().wait() {
+            Err(RequestError::Execution(e)) => {
+                assert!(e.is_bad_input(), "{e}");
+                let m = e.to_string();
+                assert!(m.contains("`embed`") && m.contains("`ids`") && m.contains("[-4, 4)"), "{m}");
+            }
+            other => panic!("expected an index error, got {other:?}"),
+        }
+        let good = engine.submit(t, vec![table.clone(), ids(&[3.0, -4.0, -1.0])]).unwrap().wait().expect("in range");
+        assert_eq!(good.outputs[0].to_f32_vec(), vec![6.0, 7.0, 0.0, 1.0, 6.0, 7.0]);
+    }
+    assert_eq!(engine.metrics(t).unwrap().failed, 2);
+}
+
 #[test]
 fn weights_cross_once_and_requests_move_only_inputs_outputs_and_launch_words() {
     let engine = Engine::new(Backend::Interp, EngineConfig::default()).unwrap();

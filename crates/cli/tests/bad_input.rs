@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{NodeProto, TensorProto, ValueInfoProto};
 use protobuf::Enum;
-use weft_graph::onnx::testing::{attr_ints, f32_input, graph, model_of, node, to_bytes, value_info, Dim};
+use weft_graph::onnx::testing::{attr_int, attr_ints, f32_input, graph, model_of, node, to_bytes, value_info, Dim};
 
 fn weft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("the weft binary runs")
@@ -440,4 +440,103 @@ fn pack_verifies_many_tenants_in_groups_within_the_budget() {
     let o = weft(&["pack", &spec, "--out", s(&out)]);
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(stdout.contains("all 8 tenants' outputs are bit-identical"), "{stdout}");
+}
+
+// ------------------------------------------------------- run-time indices
+
+/// A model `y = op(data, idx[, updates])` whose `data` (and `updates`) are
+/// float initializers and whose int64 indices `idx` are the input.
+fn index_model(
+    dir: &Path,
+    op: &str,
+    data: (&[i64], Vec<f32>),
+    idx_dims: &[i64],
+    updates: Option<(&[i64], Vec<f32>)>,
+    attrs: Vec<onnx_protobuf::AttributeProto>,
+) -> PathBuf {
+    use weft_graph::onnx::testing::tensor_f32;
+    let idx_dims: Vec<Dim> = idx_dims.iter().map(|&d| Dim::Value(d)).collect();
+    let idx = value_info("idx", DataType::INT64, &idx_dims);
+    let mut inits = vec![tensor_f32("data", data.0, data.1)];
+    let mut ins = vec!["data", "idx"];
+    if let Some((dims, values)) = updates {
+        inits.push(tensor_f32("updates", dims, values));
+        ins.push("updates");
+    }
+    let file = format!("{op}.onnx");
+    write_model(dir, &file, vec![idx], inits, vec![node(op, "the_op", &ins, &["y"], attrs)], &["y"])
+}
+
+/// Runs `model` on the interpreter with `idx` (int64, shape `dims`).
+fn run_with_indices(dir: &Path, model: &Path, dims: &[usize], idx: &[i64]) -> Output {
+    let data: Vec<u8> = idx.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npy = write_npy(dir, "idx.npy", "<i8", dims, &data);
+    run_with_input_named(model, "idx", &npy, dir)
+}
+
+fn run_with_input_named(model: &Path, name: &str, npy: &Path, out: &Path) -> Output {
+    let input = format!("{name}={}", s(npy));
+    weft(&["run", s(model), "--backend", "interp", "--input", &input, "--output-dir", s(out)])
+}
+
+/// Succeeds and returns output `y`.
+fn output_y(o: &Output, dir: &Path) -> Vec<f32> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = std::fs::read(dir.join("y.npy")).expect("output written");
+    npyz::NpyFile::new(&y[..]).expect("npy").into_vec().expect("f32 data")
+}
+
+#[test]
+fn a_gather_index_out_of_range_at_run_time_names_the_node() {
+    let dir = temp_dir("gather-oob");
+    let data: Vec<f32> = (0..10).map(|v| v as f32).collect();
+    let model = index_model(&dir, "Gather", (&[5, 2], data), &[3], None, vec![]);
+    for bad in [[0, 7, -1], [0, -6, 1]] {
+        let o = run_with_indices(&dir, &model, &[3], &bad);
+        fails_with(&o, &["`the_op`", "Gather", "`idx`", "[-5, 5)"]);
+        assert!(!dir.join("y.npy").exists(), "no outputs after an index error");
+    }
+    let o = run_with_indices(&dir, &model, &[3], &[4, -5, -1]);
+    assert_eq!(output_y(&o, &dir), vec![8.0, 9.0, 0.0, 1.0, 8.0, 9.0]);
+}
+
+#[test]
+fn a_gather_elements_index_out_of_range_at_run_time_names_the_node() {
+    let dir = temp_dir("gather-elements-oob");
+    let data: Vec<f32> = (0..6).map(|v| v as f32).collect();
+    let model = index_model(&dir, "GatherElements", (&[2, 3], data), &[2, 2], None, vec![attr_int("axis", 1)]);
+    let o = run_with_indices(&dir, &model, &[2, 2], &[0, 3, 1, 1]);
+    fails_with(&o, &["`the_op`", "GatherElements", "`idx`", "[-3, 3)"]);
+    let o = run_with_indices(&dir, &model, &[2, 2], &[2, -3, -1, 0]);
+    assert_eq!(output_y(&o, &dir), vec![2.0, 0.0, 5.0, 3.0]);
+}
+
+#[test]
+fn a_gather_nd_index_out_of_range_at_run_time_names_the_node() {
+    let dir = temp_dir("gather-nd-oob");
+    let data: Vec<f32> = (0..6).map(|v| v as f32).collect();
+    let model = index_model(&dir, "GatherND", (&[2, 3], data), &[2, 2], None, vec![]);
+    let o = run_with_indices(&dir, &model, &[2, 2], &[1, -4, 0, 0]);
+    fails_with(&o, &["`the_op`", "GatherND", "`idx`", "[-3, 3)"]);
+    let o = run_with_indices(&dir, &model, &[2, 2], &[2, 0, 0, 0]);
+    fails_with(&o, &["`the_op`", "GatherND", "`idx`", "[-2, 2)"]);
+    let o = run_with_indices(&dir, &model, &[2, 2], &[-1, 2, 0, -3]);
+    assert_eq!(output_y(&o, &dir), vec![5.0, 0.0]);
+}
+
+#[test]
+fn a_scatter_nd_index_out_of_range_at_run_time_names_the_node() {
+    let dir = temp_dir("scatter-nd-oob");
+    let model = index_model(
+        &dir,
+        "ScatterND",
+        (&[4], vec![1.0, 2.0, 3.0, 4.0]),
+        &[2, 1],
+        Some((&[2], vec![10.0, 20.0])),
+        vec![],
+    );
+    let o = run_with_indices(&dir, &model, &[2, 1], &[4, 0]);
+    fails_with(&o, &["`the_op`", "ScatterND", "`idx`", "[-4, 4)"]);
+    let o = run_with_indices(&dir, &model, &[2, 1], &[-1, 0]);
+    assert_eq!(output_y(&o, &dir), vec![20.0, 2.0, 3.0, 10.0]);
 }

@@ -151,6 +151,17 @@ impl<'g> LowerCtx<'g> {
         self.new_buffer(name, elem, shape, BufferKind::Activation)
     }
 
+    /// The program's status word ([`crate::Program::status`]), created on
+    /// first use.
+    pub fn status_buffer(&mut self) -> BufferId {
+        if let Some(b) = self.program.status {
+            return b;
+        }
+        let b = self.new_buffer("index_status", Type::U32, vec![1], BufferKind::Activation);
+        self.program.status = Some(b);
+        b
+    }
+
     fn new_buffer(&mut self, name: &str, elem: Type, shape: Vec<usize>, kind: BufferKind) -> BufferId {
         self.program.buffers.push(BufferInfo { name: name.to_string(), elem, shape, kind })
     }

@@ -20,4 +20,6 @@ pub use context::{kir_type, LowerCtx, LowerOptions};
 pub use epilogue::{Epilogue, EpilogueOp, EpilogueParams};
 pub use error::LowerError;
 pub use lower::lower;
-pub use program::{random_buffer, Binding, BufferId, BufferInfo, BufferKind, MemoryUse, Program, Step};
+pub use program::{
+    random_buffer, Binding, BufferId, BufferInfo, BufferKind, IndexCheck, MemoryUse, OutOfRange, Program, Step,
+};

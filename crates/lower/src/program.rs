@@ -6,6 +6,18 @@
 //! every request (and, later, every tenant of the same model) shares them.
 //! View ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity) cost nothing: the
 //! output tensor aliases the input's buffer.
+//!
+//! Indices a kernel loads from data (Gather, GatherElements, GatherND,
+//! ScatterElements, ScatterND) are checked where they are used: a kernel that
+//! meets an index outside `[-d, d)` still accesses only its own buffers (it
+//! clamps, or a scatter drops the update) and stores a nonzero word into the
+//! program's one status buffer ([`Program::status`], a `u32[1]` activation
+//! zeroed at the start of every run). Every such kernel stores the same word,
+//! so kernel bodies stay independent of the node they serve and are shared
+//! as before; the program's [`IndexCheck`]s say which buffers hold checked
+//! indices and their valid ranges, so whoever reads the status back can find
+//! the offending node and value in the run's own buffers
+//! ([`IndexCheck::first_out_of_range`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,6 +78,56 @@ pub struct Binding {
     pub shape: Vec<usize>,
 }
 
+/// A buffer of data-dependent indices that kernels check at run time (see
+/// the module doc): element `j` must lie in `[-d, d)` for
+/// `d = dims[j % dims.len()]` (one entry per component of an index tuple;
+/// one entry for Gather, GatherElements and ScatterElements).
+#[derive(Clone, PartialEq, Debug)]
+pub struct IndexCheck {
+    /// The graph node whose kernel checks the indices.
+    pub node: String,
+    /// Its ONNX op (`Gather`, `ScatterND`, …).
+    pub op: String,
+    /// The graph tensor holding the indices.
+    pub input: String,
+    /// The buffer holding the indices.
+    pub indices: BufferId,
+    /// The data axis each tuple component indexes, and its size.
+    pub axes: Vec<(usize, usize)>,
+}
+
+/// An index outside its valid range ([`IndexCheck::first_out_of_range`]).
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct OutOfRange {
+    /// Position of the index in the indices tensor (row-major).
+    pub position: usize,
+    pub value: i64,
+    /// The data axis it indexes, and that axis's size `d`: valid indices are
+    /// `[-d, d)`.
+    pub axis: usize,
+    pub dim: usize,
+}
+
+impl IndexCheck {
+    /// The first index of `indices` (this check's buffer, read back after a
+    /// run) outside its valid range, if any.
+    pub fn first_out_of_range(&self, indices: &HostBuffer) -> Option<OutOfRange> {
+        if self.axes.is_empty() {
+            return None;
+        }
+        (0..indices.len()).find_map(|position| {
+            let (axis, dim) = self.axes[position % self.axes.len()];
+            let value = indices.get(position).as_i128()?;
+            let d = dim as i128;
+            if (-d..d).contains(&value) {
+                None
+            } else {
+                Some(OutOfRange { position, value: value.clamp(i64::MIN as i128, i64::MAX as i128) as i64, axis, dim })
+            }
+        })
+    }
+}
+
 /// A lowered model.
 #[derive(Clone, Debug, Default)]
 pub struct Program {
@@ -76,6 +138,12 @@ pub struct Program {
     pub weights: Arc<HashMap<BufferId, HostBuffer>>,
     pub inputs: Vec<Binding>,
     pub outputs: Vec<Binding>,
+    /// The run's status word (`u32[1]`, an activation): zero at the start of
+    /// every run, nonzero after it when some kernel met an index out of
+    /// range. `None` when no kernel checks indices.
+    pub status: Option<BufferId>,
+    /// The index buffers checked at run time, in step order.
+    pub index_checks: Vec<IndexCheck>,
 }
 
 /// Seeded random contents for a buffer of `len` elements of `elem`: floats
@@ -190,5 +258,42 @@ impl Program {
     /// Total FLOPs and bytes are the sum of the kernels'; this is the count of launches.
     pub fn num_kernels(&self) -> usize {
         self.steps.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GatherND-style tuples of two components over axes of sizes 2 and 3.
+    fn check() -> IndexCheck {
+        IndexCheck {
+            node: "g".into(),
+            op: "GatherND".into(),
+            input: "idx".into(),
+            indices: BufferId::from_u32(0),
+            axes: vec![(0, 2), (1, 3)],
+        }
+    }
+
+    fn i64s(v: &[i64]) -> HostBuffer {
+        let mut b = HostBuffer::zeros(Type::I64, v.len());
+        for (i, &x) in v.iter().enumerate() {
+            b.set(i, weft_kir::Scalar::I64(x));
+        }
+        b
+    }
+
+    #[test]
+    fn each_tuple_component_is_checked_against_its_own_axis() {
+        let c = check();
+        assert_eq!(c.first_out_of_range(&i64s(&[1, 2, -2, -3, 0, 0])), None);
+        // 2 is fine for the second axis (size 3) but not for the first (size 2).
+        let bad = c.first_out_of_range(&i64s(&[1, 2, 2, 0])).unwrap();
+        assert_eq!(bad, OutOfRange { position: 2, value: 2, axis: 0, dim: 2 });
+        let bad = c.first_out_of_range(&i64s(&[0, -4, 0, 9])).unwrap();
+        assert_eq!(bad, OutOfRange { position: 1, value: -4, axis: 1, dim: 3 });
+        let bad = c.first_out_of_range(&i64s(&[i64::MIN, 0])).unwrap();
+        assert_eq!((bad.position, bad.value), (0, i64::MIN));
     }
 }

@@ -156,21 +156,83 @@ fn gather_on_any_axis_with_negative_indices() {
     check(&g, &[rng.f32(&[10, 4], -1.0, 1.0)]);
 }
 
+/// Runs `p` on the interpreter with `inputs`.
+fn run(p: &weft_lower::Program, inputs: &[Tensor]) -> Result<Vec<weft_kir::HostBuffer>, weft_pack::RunError> {
+    let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
+    weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(p.clone()), &hosts, |_| {})
+}
+
+/// Asserts that running `g` with `inputs` fails with the typed index error
+/// naming `node`, `op`, indices input `input`, the bad `value` and `dim`.
+fn assert_index_error(g: &Graph, inputs: &[Tensor], node: &str, op: &str, input: &str, value: i64, dim: usize) {
+    let p = weft_lower::lower(g, &Default::default()).unwrap();
+    common::assert_kernels_proven(&p);
+    assert!(p.status.is_some(), "{op}: no status word");
+    match run(&p, inputs) {
+        Err(weft_pack::RunError::IndexOutOfRange { source: e, .. }) => {
+            assert_eq!(
+                (e.node.as_str(), e.op.as_str(), e.input.as_str(), e.value, e.dim),
+                (node, op, input, value, dim)
+            );
+        }
+        other => panic!("{op}: expected an index error, got {other:?}"),
+    }
+    let e = run(&p, inputs).unwrap_err().to_string();
+    let range = format!("[-{dim}, {dim})");
+    for needle in [node, op, input, range.as_str()] {
+        assert!(e.contains(needle), "`{e}` does not mention `{needle}`");
+    }
+}
+
 #[test]
-fn gather_clamps_out_of_range_indices() {
+fn gather_out_of_range_indices_are_an_error_naming_the_node() {
     let mut g = Graph::new("gather_oob");
     let x = g.add_input("x", DType::F32, vec![4]);
     let idx = g.add_input("idx", DType::I64, vec![3]);
     let y = node(&mut g, "gather", Op::Gather { axis: 0 }, &[x, idx]);
     g.add_output(y);
+    let xs = Tensor::f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
+    for bad in [4, -5, 1 << 32] {
+        assert_index_error(&g, &[xs.clone(), Tensor::i64(vec![3], vec![0, bad, 1])], "gather", "Gather", "idx", bad, 4);
+    }
+    // The ends of the valid range are fine.
     let p = weft_lower::lower(&g, &Default::default()).unwrap();
-    common::assert_kernels_proven(&p);
-    let xs = weft_kir::HostBuffer::from_f32(&[1.0, 2.0, 3.0, 4.0]);
-    let is = weft_kir::HostBuffer::from_f64(weft_kir::Type::I64, &[7.0, -9.0, 1.0]);
-    let out =
-        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), std::sync::Arc::new(p), &[xs, is], |_| {})
-            .unwrap();
-    assert_eq!(out[0].to_f32_vec(), vec![4.0, 1.0, 2.0]);
+    let out = run(&p, &[xs, Tensor::i64(vec![3], vec![3, -4, -1])]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![4.0, 1.0, 4.0]);
+}
+
+#[test]
+fn gather_elements_and_gather_nd_out_of_range_indices_are_errors() {
+    let mut g = Graph::new("gather_elements_oob");
+    let x = g.add_input("x", DType::F32, vec![2, 3]);
+    let idx = g.add_input("idx", DType::I64, vec![2, 2]);
+    let y = node(&mut g, "ge", Op::GatherElements { axis: 1 }, &[x, idx]);
+    g.add_output(y);
+    let xs = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_index_error(
+        &g,
+        &[xs.clone(), Tensor::i64(vec![2, 2], vec![0, 1, -4, 2])],
+        "ge",
+        "GatherElements",
+        "idx",
+        -4,
+        3,
+    );
+    let p = weft_lower::lower(&g, &Default::default()).unwrap();
+    let out = run(&p, &[xs.clone(), Tensor::i64(vec![2, 2], vec![2, -3, -1, 0])]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![3.0, 1.0, 6.0, 4.0]);
+
+    // GatherND: each tuple component has its own range (2 rows, 3 columns).
+    let mut g = Graph::new("gather_nd_oob");
+    let x = g.add_input("x", DType::F32, vec![2, 3]);
+    let idx = g.add_input("tuples", DType::I64, vec![2, 2]);
+    let y = node(&mut g, "gnd", Op::GatherND { batch_dims: 0 }, &[x, idx]);
+    g.add_output(y);
+    assert_index_error(&g, &[xs.clone(), Tensor::i64(vec![2, 2], vec![1, 2, 2, 0])], "gnd", "GatherND", "tuples", 2, 2);
+    assert_index_error(&g, &[xs.clone(), Tensor::i64(vec![2, 2], vec![1, 3, 0, 0])], "gnd", "GatherND", "tuples", 3, 3);
+    let p = weft_lower::lower(&g, &Default::default()).unwrap();
+    let out = run(&p, &[xs, Tensor::i64(vec![2, 2], vec![-1, 2, -2, -3])]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![6.0, 1.0]);
 }
 
 #[test]
@@ -299,21 +361,67 @@ fn scatter_nd_tuples_and_slices() {
 }
 
 #[test]
-fn scatter_drops_an_update_whose_run_time_index_is_out_of_range() {
+fn scatter_out_of_range_run_time_indices_are_errors() {
     let mut g = Graph::new("scatter_oob");
     let x = g.add_input("x", DType::F32, vec![4]);
     let i = g.add_input("i", DType::I64, vec![3]);
     let u = g.add_input("u", DType::F32, vec![3]);
     let y = node(&mut g, "s", Op::ScatterElements { axis: 0, reduction: ScatterReduction::None }, &[x, i, u]);
     g.add_output(y);
-    let inputs = [
-        Tensor::f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]),
-        // 2^32 + 1 must not alias index 1; -5 wraps to -1, still outside.
-        Tensor::i64(vec![3], vec![(1 << 32) + 1, -5, -1]),
-        Tensor::f32(vec![3], vec![10.0, 20.0, 30.0]),
-    ];
-    let (_, out) = common::lower_and_run(&g, &inputs, &Default::default());
-    assert_eq!(out[0].to_f32_vec(), vec![1.0, 2.0, 3.0, 30.0]);
+    let xs = Tensor::f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
+    let us = Tensor::f32(vec![3], vec![10.0, 20.0, 30.0]);
+    // 2^32 + 1 must not alias index 1.
+    for bad in [(1 << 32) + 1, -5, 4] {
+        let is = Tensor::i64(vec![3], vec![0, bad, -1]);
+        assert_index_error(&g, &[xs.clone(), is, us.clone()], "s", "ScatterElements", "i", bad, 4);
+    }
+    let p = weft_lower::lower(&g, &Default::default()).unwrap();
+    let out = run(&p, &[xs.clone(), Tensor::i64(vec![3], vec![-4, 2, -1]), us.clone()]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![10.0, 2.0, 20.0, 30.0]);
+
+    let mut g = Graph::new("scatter_nd_oob");
+    let x = g.add_input("x", DType::F32, vec![4]);
+    let i = g.add_input("rows", DType::I64, vec![3, 1]);
+    let u = g.add_input("u", DType::F32, vec![3]);
+    let y = node(&mut g, "snd", Op::ScatterND { reduction: ScatterReduction::Add }, &[x, i, u]);
+    g.add_output(y);
+    let is = Tensor::i64(vec![3, 1], vec![1, 9, 0]);
+    assert_index_error(&g, &[xs.clone(), is, us.clone()], "snd", "ScatterND", "rows", 9, 4);
+    let p = weft_lower::lower(&g, &Default::default()).unwrap();
+    let out = run(&p, &[xs, Tensor::i64(vec![3, 1], vec![-1, 3, 0]), us]).unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![31.0, 2.0, 3.0, 34.0]);
+}
+
+/// A tenant's arena is reused across requests: after a request with a bad
+/// index, the status word is zeroed, so a good request succeeds.
+#[test]
+fn a_good_request_after_a_bad_one_in_the_same_arena_succeeds() {
+    use weft_pack::{solo_bundle, Arena, Executor, InterpExecutor, Resident, RunError, TenantId};
+    let mut g = Graph::new("gather_twice");
+    let x = g.add_input("x", DType::F32, vec![4]);
+    let idx = g.add_input("idx", DType::I64, vec![2]);
+    let y = node(&mut g, "gather", Op::Gather { axis: 0 }, &[x, idx]);
+    g.add_output(y);
+    let p = std::sync::Arc::new(weft_lower::lower(&g, &Default::default()).unwrap());
+    let mut exec = InterpExecutor::default();
+    let resident = Resident::upload(&mut exec, p.clone()).unwrap();
+    let arena = Arena::alloc(&mut exec, &p).unwrap();
+    let mut request = |idx: Vec<i64>| -> Result<Vec<f32>, RunError> {
+        let inputs = [Tensor::f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]), Tensor::i64(vec![2], idx)];
+        let hosts: Vec<_> = inputs.iter().map(weft_lower::context::tensor_to_host).collect();
+        resident.begin(&mut exec, &arena, &hosts)?;
+        for (k, step) in p.steps.iter().enumerate() {
+            let bundle = solo_bundle(&p, k, TenantId(0))?;
+            let args = vec![resident.launch_args(&arena, &step.args)?];
+            exec.launch(&bundle, &args).expect("launch");
+        }
+        Ok(resident.outputs(&mut exec, &arena)?[0].to_f32_vec())
+    };
+    assert_eq!(request(vec![1, -1]).unwrap(), vec![2.0, 4.0]);
+    assert!(matches!(request(vec![1, 4]), Err(RunError::IndexOutOfRange { source, .. }) if source.value == 4));
+    assert_eq!(request(vec![0, -4]).unwrap(), vec![1.0, 1.0]);
+    assert!(matches!(request(vec![-5, 0]), Err(RunError::IndexOutOfRange { source, .. }) if source.value == -5));
+    assert_eq!(request(vec![3, 2]).unwrap(), vec![4.0, 3.0]);
 }
 
 #[test]

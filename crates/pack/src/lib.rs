@@ -44,8 +44,8 @@ pub use module::{
 };
 pub use occupancy::{allocated_registers, estimate_registers, KernelResources, Limiter, Occupancy, ResourceTable};
 pub use run::{
-    check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, MultiRun, Resident,
-    RunError, TenantRun, Weights,
+    check_inputs, launch_host, run_kernel, run_multi, run_plan, run_program, solo_bundle, Arena, IndexError, MultiRun,
+    Resident, RunError, TenantRun, Weights,
 };
 pub use schedule::{
     grow, plan, plan_with, Grown, Offer, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,

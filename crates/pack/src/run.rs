@@ -14,8 +14,17 @@
 //! - [`Resident`]: a program with its weights on an executor, which binds a
 //!   step's buffers to handles ([`Resident::launch_args`]) for any arena.
 //!
-//! Per request, therefore, only the inputs, the outputs, and each launch's
-//! slot table and argument words cross between host and executor.
+//! Per request, therefore, only the inputs, the outputs (with the 4-byte
+//! status word below, where the program has one), and each launch's slot
+//! table and argument words cross between host and executor.
+//!
+//! A program whose kernels check data-dependent indices has a status word
+//! ([`Program::status`]): [`Resident::begin`] zeroes it with the buffers read
+//! before written, and [`Resident::outputs`], the one place outputs are read
+//! back, reads it first. Nonzero means some kernel met an index outside
+//! `[-d, d)`: the run returns [`RunError::IndexOutOfRange`] naming the node,
+//! its indices input, the index and the valid range (found in the arena's
+//! own index buffers through [`Program::index_checks`]), and no outputs.
 //!
 //! [`run_plan`] runs a whole offline [`Plan`] over several tenants' arenas
 //! and checks that every slot is its tenant's next step, so a wrong plan is
@@ -54,6 +63,14 @@ pub enum RunError {
     },
     #[error("program `{program}` is malformed: {message}")]
     Malformed { program: String, message: String },
+    /// A kernel met a data-dependent index outside its valid range; the
+    /// run's outputs are withheld.
+    #[error("program `{program}`: {source}")]
+    IndexOutOfRange {
+        program: String,
+        #[source]
+        source: Box<IndexError>,
+    },
     /// Allocating, uploading or downloading a program's buffers failed.
     #[error("program `{program}`: {source}")]
     Buffers {
@@ -96,6 +113,27 @@ pub enum RunError {
     InputLists { tenants: usize, inputs: usize },
     #[error(transparent)]
     Schedule(Box<ScheduleError>),
+}
+
+/// An index a kernel met outside its valid range `[-dim, dim)`
+/// ([`RunError::IndexOutOfRange`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node `{node}` ({op}): index {value} at position {position} of input `{input}` is out of range for axis {axis} \
+     of size {dim}; valid indices are [-{dim}, {dim})"
+)]
+pub struct IndexError {
+    /// The graph node whose kernel met the index, and its ONNX op.
+    pub node: String,
+    pub op: String,
+    /// The graph tensor holding the indices.
+    pub input: String,
+    /// The index's position in that tensor (row-major), and its value.
+    pub position: usize,
+    pub value: i64,
+    /// The data axis it indexes, and that axis's size.
+    pub axis: usize,
+    pub dim: usize,
 }
 
 impl From<PackError> for RunError {
@@ -251,8 +289,8 @@ pub fn check_inputs(program: &Program, inputs: &[HostBuffer]) -> Result<(), RunE
 pub struct Resident {
     pub program: Arc<Program>,
     pub weights: Arc<Weights>,
-    /// Non-input buffers some step reads before any step writes them: zeroed
-    /// at the start of every request.
+    /// Non-input buffers some step reads before any step writes them, and
+    /// the status word: zeroed at the start of every request.
     zeroed: Vec<BufferId>,
 }
 
@@ -260,7 +298,10 @@ impl Resident {
     /// `program` with `weights` (uploaded with [`Weights::upload`] for this
     /// program, possibly shared with other tenants of it).
     pub fn new(program: Arc<Program>, weights: Arc<Weights>) -> Resident {
-        let zeroed = read_before_written(&program);
+        let mut zeroed = read_before_written(&program);
+        if let Some(status) = program.status.filter(|s| !zeroed.contains(s)) {
+            zeroed.push(status);
+        }
         Resident { program, weights, zeroed }
     }
 
@@ -305,14 +346,53 @@ impl Resident {
         args.iter().map(|&b| self.handle(arena, b).map(LaunchArg::Buffer)).collect()
     }
 
-    /// Downloads the graph outputs, in order.
+    /// Downloads the graph outputs, in order, after checking the run's
+    /// status word ([`Resident::check_status`]).
     pub fn outputs(&self, exec: &mut dyn Executor, arena: &Arena) -> Result<Vec<HostBuffer>, RunError> {
+        self.check_status(exec, arena)?;
         let program = &*self.program;
         program
             .outputs
             .iter()
             .map(|o| exec.download(self.handle(arena, o.buffer)?).map_err(buffers_err(program)))
             .collect()
+    }
+}
+
+impl Resident {
+    /// Reads the status word of the run in `arena` (4 bytes; nothing for a
+    /// program without one). Nonzero: finds the first index out of range
+    /// among the program's checked index buffers and returns it as
+    /// [`RunError::IndexOutOfRange`].
+    pub fn check_status(&self, exec: &mut dyn Executor, arena: &Arena) -> Result<(), RunError> {
+        let program = &*self.program;
+        let Some(status) = program.status else { return Ok(()) };
+        let word = exec.download(self.handle(arena, status)?).map_err(buffers_err(program))?;
+        let code = if word.is_empty() { None } else { word.get(0).as_i64() };
+        if code == Some(0) {
+            return Ok(());
+        }
+        for check in &program.index_checks {
+            let indices = exec.download(self.handle(arena, check.indices)?).map_err(buffers_err(program))?;
+            if let Some(bad) = check.first_out_of_range(&indices) {
+                return Err(RunError::IndexOutOfRange {
+                    program: program.name.clone(),
+                    source: Box::new(IndexError {
+                        node: check.node.clone(),
+                        op: check.op.clone(),
+                        input: check.input.clone(),
+                        position: bad.position,
+                        value: bad.value,
+                        axis: bad.axis,
+                        dim: bad.dim,
+                    }),
+                });
+            }
+        }
+        Err(malformed(
+            program,
+            format!("the run's status word is {code:?} but no checked index buffer holds an index out of range"),
+        ))
     }
 }
 

@@ -181,6 +181,12 @@ impl ServeError {
     pub fn is_hung(&self) -> bool {
         matches!(self, ServeError::Run(e) if matches!(&**e, RunError::Launch { source, .. } if source.is_hung()))
     }
+
+    /// Whether the request's own inputs failed it (an index out of range,
+    /// `RunError::IndexOutOfRange`): the client's error, not the server's.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ServeError::Run(e) if matches!(&**e, RunError::IndexOutOfRange { .. }))
+    }
 }
 
 impl From<RunError> for ServeError {

@@ -102,6 +102,7 @@ impl InferError {
             },
             Request { source, .. } => match source {
                 weft::RequestError::Rejected(_) | weft::RequestError::Stopped => ErrorKind::Unavailable,
+                weft::RequestError::Execution(e) if e.is_bad_input() => ErrorKind::BadRequest,
                 weft::RequestError::Execution(_) => ErrorKind::Internal,
             },
             Draining => ErrorKind::Unavailable,
@@ -146,4 +147,40 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn execution(e: weft::pack::RunError) -> InferError {
+        InferError::Request {
+            model: "m".into(),
+            source: weft::RequestError::Execution(Arc::new(weft::sched::ServeError::from(e))),
+        }
+    }
+
+    /// An index out of range in the request's inputs is the client's error
+    /// (400); other failures while running stay the server's (500).
+    #[test]
+    fn an_index_out_of_range_is_a_bad_request() {
+        let index = weft::pack::IndexError {
+            node: "embed".into(),
+            op: "Gather".into(),
+            input: "ids".into(),
+            position: 1,
+            value: 9,
+            axis: 0,
+            dim: 4,
+        };
+        let e = execution(weft::pack::RunError::IndexOutOfRange { program: "p".into(), source: Box::new(index) });
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+        assert_eq!(e.reason(), "bad_request");
+        let m = e.to_string();
+        assert!(m.contains("`embed`") && m.contains("`ids`") && m.contains("[-4, 4)"), "{m}");
+        let other = execution(weft::pack::RunError::Malformed { program: "p".into(), message: "broken".into() });
+        assert_eq!(other.kind(), ErrorKind::Internal);
+    }
 }

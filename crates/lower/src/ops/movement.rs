@@ -15,14 +15,18 @@
 //! Resize's tables), the read sits under an `if` whose comparisons bound the
 //! coordinate, which the analysis uses to prove it.
 //!
-//! Gather, GatherElements and GatherND clamp each index into `[0, dim − 1]` after wrapping negatives
-//! (ONNX calls out-of-range indices an error; a kernel cannot report one, and
-//! clamping keeps every tenant's reads inside its own buffer).
+//! Gather, GatherElements and GatherND clamp each index into `[0, dim − 1]` after wrapping negatives,
+//! so every tenant's reads stay inside its own buffer whatever the index.
 //! ScatterElements and ScatterND run as gathers too: a thread per output
 //! element walks every update in order and folds in those whose (wrapped)
 //! index names its element, so duplicates combine deterministically in index
 //! order, nothing races, and an update whose index is out of range names no
-//! element and is dropped (a constant one is refused at import). The walk
+//! element. ONNX calls an out-of-range index an error (a constant one is
+//! refused at import): each of these kernels also stores a nonzero word into
+//! the program's status buffer when a raw index lies outside `[-d, d)`
+//! ([`flag_out_of_range`]), and the run that reads it back reports the node,
+//! its indices input and the range instead of returning outputs
+//! ([`crate::program`]'s module doc). The walk
 //! costs `output × updates`, fine for the small index sets models scatter. Resize
 //! resolves its coordinate transform and rounding on the host, in `f64`,
 //! into per-axis tables (source indices, interpolation weights) stored as
@@ -41,7 +45,7 @@ use crate::index::{
     MAX_BLOCKS,
 };
 use crate::ops::elementwise::{map_kernel, Operand};
-use crate::program::{BufferId, BufferKind};
+use crate::program::{BufferId, BufferKind, IndexCheck};
 
 pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
     let inputs: Vec<TensorId> = node.inputs.iter().flatten().copied().collect();
@@ -141,6 +145,21 @@ fn gather_kernel(
     inputs: &[(BufferId, Type, usize)],
     f: impl FnOnce(&mut KernelBuilder, Value, &[Param]) -> Value,
 ) -> Result<(), LowerError> {
+    checked_gather_kernel(ctx, node, epi, base_name, inputs, None, |b, i, p, _| f(b, i, p))
+}
+
+/// [`gather_kernel`] whose kernel, given `check`, also binds the program's
+/// status word (passed to `f`, for [`flag_out_of_range`]) and records the
+/// check, so a run can report the indices `f` finds out of range.
+fn checked_gather_kernel(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    base_name: &str,
+    inputs: &[(BufferId, Type, usize)],
+    check: Option<IndexCheck>,
+    f: impl FnOnce(&mut KernelBuilder, Value, &[Param], Option<Param>) -> Value,
+) -> Result<(), LowerError> {
     let info = ctx.graph.info(epi.output);
     let n = info.shape.numel();
     let out_ty = kir_type(info.dtype);
@@ -156,10 +175,11 @@ fn gather_kernel(
         .map(|(k, &(_, ty, len))| b.buffer(&format!("in{k}"), ty, len.max(1) as u64, Access::Read))
         .collect();
     let out = b.buffer("out", out_ty, n as u64, Access::Write);
+    let status = check.as_ref().map(|_| b.buffer("status", Type::U32, 1, Access::Write));
     let epi_params: EpilogueParams = epi.declare(ctx, &mut b)?;
     let mut err = None;
     grid_stride_loop(&mut b, n, |b, i| {
-        let v = f(b, i, &params);
+        let v = f(b, i, &params, status);
         match epi.apply(ctx, b, &epi_params, v, i) {
             Ok(v) => {
                 let v = convert(b, v, out_ty);
@@ -173,12 +193,54 @@ fn gather_kernel(
     }
     let mut args: Vec<BufferId> = inputs.iter().map(|i| i.0).collect();
     args.push(ctx.buffer_of(epi.output));
+    if check.is_some() {
+        args.push(ctx.status_buffer());
+    }
     args.extend(epi_params.buffers);
     let mut nodes = vec![node.name.clone()];
     nodes.extend(epi.nodes.iter().cloned());
     ctx.push_step(b.finish(), args, nodes)?;
+    ctx.program.index_checks.extend(check);
     ctx.mark_available(epi.output);
     Ok(())
+}
+
+/// The check of `indices` (held in `buffer`), whose tuple components index
+/// the data axes `axes` (axis, size).
+fn index_check(
+    ctx: &LowerCtx,
+    node: &Node,
+    indices: TensorId,
+    buffer: BufferId,
+    axes: Vec<(usize, usize)>,
+) -> IndexCheck {
+    IndexCheck {
+        node: node.name.clone(),
+        op: node.op.name().to_string(),
+        input: ctx.graph.info(indices).name.clone(),
+        indices: buffer,
+        axes,
+    }
+}
+
+/// Stores 1 into `status[0]` when `raw` (of integer type `ity`) lies outside
+/// `[-d, d)`. ONNX calls such an index an error; the kernel still clamps it
+/// (or drops the update) so it never leaves its buffers, and the run reports
+/// the error after reading the status back. Every kernel stores the same
+/// word: the node is found from the program's [`IndexCheck`]s, so kernel
+/// bodies stay shared between nodes.
+fn flag_out_of_range(b: &mut KernelBuilder, status: Option<Param>, raw: Value, ity: Type, d: usize) {
+    let Some(status) = status else { return };
+    let lo = b.constant(Scalar::from_f64(ity, -(d as f64)));
+    let hi = b.constant(Scalar::from_f64(ity, d as f64));
+    let below = b.lt(raw, lo);
+    let above = b.ge(raw, hi);
+    let bad = b.or(below, above);
+    b.if_(bad, |b| {
+        let zero = const_index(b, 0);
+        let one = b.const_u32(1);
+        b.store(status, zero, one);
+    });
 }
 
 fn input_of(ctx: &mut LowerCtx, t: TensorId) -> (BufferId, Type, usize) {
@@ -382,9 +444,11 @@ fn gather(
             reason: "gathering from an empty axis".into(),
         });
     }
-    gather_kernel(ctx, node, epi, "gather", &[data, idx_in], |b, i, p| {
+    let check = index_check(ctx, node, indices, idx_in.0, vec![(a, d)]);
+    checked_gather_kernel(ctx, node, epi, "gather", &[data, idx_in], Some(check), |b, i, p, status| {
         let (o, q, r) = split3(b, i, outer, nq, inner);
         let raw = b.load(p[1], q);
+        flag_out_of_range(b, status, raw, ity, d);
         let g = wrap_clamp(b, raw, ity, d);
         let init = typed_const(b, elem, 0.0);
         let res = b.var_init(init);
@@ -447,9 +511,11 @@ fn gather_elements(
         });
     }
     let st = strides(&in_dims);
-    gather_kernel(ctx, node, epi, "gather_elements", &[data, idx_in], |b, i, p| {
+    let check = index_check(ctx, node, indices, idx_in.0, vec![(a, d)]);
+    checked_gather_kernel(ctx, node, epi, "gather_elements", &[data, idx_in], Some(check), |b, i, p, status| {
         let mut c = unravel(b, i, &idx_dims);
         let raw = b.load(p[1], i);
+        flag_out_of_range(b, status, raw, ity, d);
         let g = wrap_clamp(b, raw, ity, d);
         let init = typed_const(b, elem, 0.0);
         let res = b.var_init(init);
@@ -802,7 +868,8 @@ fn scatter_elements(
     let m: usize = idx_dims.iter().product();
     let acc_ty = combine_type(elem);
     let d = in_dims[a];
-    gather_kernel(ctx, node, epi, "scatter_elements", &[data, idx_in, upd], |b, i, p| {
+    let check = index_check(ctx, node, indices, idx_in.0, vec![(a, d)]);
+    checked_gather_kernel(ctx, node, epi, "scatter_elements", &[data, idx_in, upd], Some(check), |b, i, p, status| {
         let c = unravel(b, i, &in_dims);
         let first = b.load(p[0], i);
         let first = convert(b, first, acc_ty);
@@ -813,6 +880,7 @@ fn scatter_elements(
         b.for_range(zero, end, 1, |b, j| {
             let uc = unravel(b, j, &idx_dims);
             let raw = b.load(p[1], j);
+            flag_out_of_range(b, status, raw, ity, d);
             let target = wrap_negative(b, raw, ity, d);
             let mut hit = b.eq(target, here);
             for k in (0..in_dims.len()).filter(|&k| k != a) {
@@ -846,7 +914,8 @@ fn scatter_nd(
     let slice_dims = in_dims[k..].to_vec();
     let slice: usize = slice_dims.iter().product();
     let acc_ty = combine_type(elem);
-    gather_kernel(ctx, node, epi, "scatter_nd", &[data, idx_in, upd], |b, i, p| {
+    let check = index_check(ctx, node, indices, idx_in.0, (0..k).map(|t| (t, in_dims[t])).collect());
+    checked_gather_kernel(ctx, node, epi, "scatter_nd", &[data, idx_in, upd], Some(check), |b, i, p, status| {
         let c = unravel(b, i, &in_dims);
         let first = b.load(p[0], i);
         let first = convert(b, first, acc_ty);
@@ -863,6 +932,7 @@ fn scatter_nd(
                 let ct = const_index(b, t);
                 let at = b.add(row, ct);
                 let raw = b.load(p[1], at);
+                flag_out_of_range(b, status, raw, ity, in_dims[t]);
                 let target = wrap_negative(b, raw, ity, in_dims[t]);
                 let same = b.eq(target, h);
                 hit = b.and(hit, same);
@@ -914,7 +984,9 @@ fn gather_nd(
     int_indices(node, ity)?;
     let st = strides(&in_dims);
     let tuple_st = strides(&idx_dims[..q - 1]);
-    gather_kernel(ctx, node, epi, "gather_nd", &[data, idx_in], |b, i, p| {
+    let axes = (batch_dims..batch_dims + k).map(|t| (t, in_dims[t])).collect();
+    let check = index_check(ctx, node, indices, idx_in.0, axes);
+    checked_gather_kernel(ctx, node, epi, "gather_nd", &[data, idx_in], Some(check), |b, i, p, status| {
         let co = unravel(b, i, &out_dims);
         let tuple = ravel(b, &co[..q - 1], &tuple_st);
         let ck = const_index(b, k);
@@ -926,6 +998,7 @@ fn gather_nd(
             let at = b.add(row, ct);
             let raw = b.load(p[1], at);
             let d = in_dims[batch_dims + t];
+            flag_out_of_range(b, status, raw, ity, d);
             let g = wrap_clamp(b, raw, ity, d);
             // Always true after the clamp; it bounds the loaded index for
             // the range analysis.
