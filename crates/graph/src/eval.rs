@@ -209,9 +209,25 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 self.out(&out)
             }
             Op::MatMul => self.out(&matmul(self.x(0)?, self.x(1)?)),
+            Op::Unary(UnaryOp::BitwiseNot) => {
+                let x = self.x(0)?;
+                let v = x.as_i128s().ok_or_else(|| (self.err)("input is not an integer tensor".into()))?;
+                let v: Vec<i128> = v.into_iter().map(|x| !x).collect();
+                vec![Tensor::from_ints(x.dtype, x.shape.clone(), &v)]
+            }
             Op::Unary(u) => {
                 let v: Vec<f64> = self.x(0)?.to_f64().into_iter().map(|x| unary(u, x)).collect();
                 self.out(&v)
+            }
+            Op::Binary(b) if b.is_bitwise() => {
+                let (x, y) = (self.x(0)?, self.x(1)?);
+                let dims = self.out_dims();
+                let (mx, my) = (broadcast_map(dims, x.shape.dims()), broadcast_map(dims, y.shape.dims()));
+                let not_int = || (self.err)("inputs are not integer tensors".into());
+                let (xv, yv) = (x.as_i128s().ok_or_else(not_int)?, y.as_i128s().ok_or_else(not_int)?);
+                let bits = 8 * x.dtype.size_bytes() as i128;
+                let v: Vec<i128> = mx.iter().zip(&my).map(|(&i, &j)| bitwise(*b, xv[i], yv[j], bits)).collect();
+                vec![Tensor::from_ints(x.dtype, Shape(dims.to_vec()), &v)]
             }
             Op::Binary(b) => {
                 let (x, y) = (self.x(0)?, self.x(1)?);
@@ -255,6 +271,10 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                     Some(v) if to.is_int() => vec![Tensor::from_ints(*to, shape, &v)],
                     _ => vec![Tensor::from_f64(*to, shape, &x.to_f64())],
                 }
+            }
+            Op::BitCast { to } => {
+                let x = self.x(0)?;
+                vec![from_bits(*to, x.shape.clone(), &element_bits(x))]
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 let log = matches!(op, Op::LogSoftmax { .. });
@@ -856,6 +876,8 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
         UnaryOp::Asin => x.asin(),
         UnaryOp::Acos => x.acos(),
         UnaryOp::Atan => x.atan(),
+        // Exact below 2^53; [`Op::Unary`] evaluates it on exact integers.
+        UnaryOp::BitwiseNot => !(x as i64) as f64,
     }
 }
 
@@ -887,10 +909,76 @@ fn binary(b: BinaryOp, x: f64, y: f64, dtype: DType) -> f64 {
             let r = x % y;
             if r != 0.0 && (r < 0.0) != (y < 0.0) {
                 r + y
+            } else if r == 0.0 {
+                // numpy's zero takes the divisor's sign.
+                0f64.copysign(y)
             } else {
                 r
             }
         }
+        // Exact below 2^53; [`Op::Binary`] evaluates these on exact integers.
+        BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor | BinaryOp::BitShift { .. } => {
+            bitwise(b, x as i128, y as i128, 8 * dtype.size_bytes() as i128) as f64
+        }
+    }
+}
+
+/// Every element's bits in its dtype's width, zero-extended (a `bool` is 0
+/// or 1).
+fn element_bits(t: &Tensor) -> Vec<u64> {
+    let mask = |v: i128| (v as u64) & (u64::MAX >> (64 - 8 * t.dtype.size_bytes()));
+    match (&t.data, t.dtype) {
+        (TensorData::F32(v), DType::F16) => v.iter().map(|&x| half::f16::from_f32(x).to_bits() as u64).collect(),
+        (TensorData::F32(v), DType::BF16) => v.iter().map(|&x| half::bf16::from_f32(x).to_bits() as u64).collect(),
+        (TensorData::F32(v), _) => v.iter().map(|&x| x.to_bits() as u64).collect(),
+        (TensorData::F64(v), _) => v.iter().map(|&x| x.to_bits()).collect(),
+        (TensorData::Bool(v), _) => v.iter().map(|&x| x as u64).collect(),
+        _ => t.as_i128s().unwrap_or_default().into_iter().map(mask).collect(),
+    }
+}
+
+/// A tensor of `dtype` whose elements have the given bits (a `bool` is
+/// whether any bit is set).
+fn from_bits(dtype: DType, shape: Shape, bits: &[u64]) -> Tensor {
+    let data = match dtype {
+        DType::F32 => TensorData::F32(bits.iter().map(|&b| f32::from_bits(b as u32)).collect()),
+        DType::F16 => TensorData::F32(bits.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect()),
+        DType::BF16 => TensorData::F32(bits.iter().map(|&b| half::bf16::from_bits(b as u16).to_f32()).collect()),
+        DType::F64 => TensorData::F64(bits.iter().map(|&b| f64::from_bits(b)).collect()),
+        _ => {
+            let ints: Vec<i128> = bits
+                .iter()
+                .map(|&b| match dtype {
+                    DType::I8 => b as i8 as i128,
+                    DType::I16 => b as i16 as i128,
+                    DType::I32 => b as i32 as i128,
+                    DType::I64 => b as i64 as i128,
+                    _ => b as i128,
+                })
+                .collect();
+            return Tensor::from_ints(dtype, shape, &ints);
+        }
+    };
+    Tensor { dtype, shape, data }
+}
+
+/// A bitwise op on exact integer values of a `bits`-wide type (the result's
+/// low bits are what the type keeps).
+fn bitwise(b: BinaryOp, x: i128, y: i128, bits: i128) -> i128 {
+    match b {
+        BinaryOp::BitwiseAnd => x & y,
+        BinaryOp::BitwiseOr => x | y,
+        BinaryOp::BitwiseXor => x ^ y,
+        BinaryOp::BitShift { left } if !(0..bits).contains(&y) => {
+            if !left && x < 0 {
+                -1
+            } else {
+                0
+            }
+        }
+        BinaryOp::BitShift { left: true } => x.wrapping_shl(y as u32),
+        BinaryOp::BitShift { left: false } => x >> y,
+        _ => unreachable!("called for bitwise ops only"),
     }
 }
 

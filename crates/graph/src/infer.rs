@@ -442,6 +442,13 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    fn integer(&self, i: usize, name: &str, t: &TensorInfo) -> Result<(), GraphError> {
+        if !t.dtype.is_int() {
+            return Err(self.err(format!("input {i} ({name}) has dtype {}; expected an integer type", t.dtype)));
+        }
+        Ok(())
+    }
+
     fn same_dtype(&self, i: usize, name: &str, t: &TensorInfo, want: DType, other: &str) -> Result<(), GraphError> {
         if t.dtype != want {
             return Err(
@@ -490,6 +497,19 @@ impl<'a> Cx<'a> {
             Op::Cast { to } => {
                 self.arity(1, &["input"])?;
                 let x = self.input(0, "input")?;
+                one(*to, x.shape.0.clone())
+            }
+            Op::BitCast { to } => {
+                self.arity(1, &["input"])?;
+                let x = self.input(0, "input")?;
+                if x.dtype.size_bytes() != to.size_bytes() {
+                    return Err(self.err(format!(
+                        "input 0 (input) is {} ({} bytes) but `to` is {to} ({} bytes); expected types of one size",
+                        x.dtype,
+                        x.dtype.size_bytes(),
+                        to.size_bytes()
+                    )));
+                }
                 one(*to, x.shape.0.clone())
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
@@ -844,6 +864,8 @@ impl<'a> Cx<'a> {
             if x.dtype != DType::Bool {
                 return Err(self.err(format!("input 0 (X) has dtype {}; expected bool", x.dtype)));
             }
+        } else if *u == UnaryOp::BitwiseNot {
+            self.integer(0, "X", x)?;
         } else if matches!(u, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. } | UnaryOp::Sign) {
             self.numeric(0, "X", x)?;
         } else {
@@ -861,12 +883,12 @@ impl<'a> Cx<'a> {
                     return Err(self.err(format!("input {i} ({name}) has dtype {}; expected bool", t.dtype)));
                 }
             }
+        } else if b.is_bitwise() {
+            self.integer(0, "A", x)?;
+            self.integer(1, "B", y)?;
         } else if b != BinaryOp::Equal {
             self.numeric(0, "A", x)?;
             self.numeric(1, "B", y)?;
-        }
-        if b == (BinaryOp::Mod { fmod: false }) && x.dtype.is_float() {
-            return Err(self.err("Mod of floats needs fmod=1 (ONNX requires it)"));
         }
         // Pow's exponent may have its own numeric type (ONNX T1).
         if b != BinaryOp::Pow {

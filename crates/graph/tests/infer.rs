@@ -379,3 +379,29 @@ fn scatter_and_gather_nd_shapes() {
     fails(Op::GatherND { batch_dims: 1 }, &[f32s(&[2, 3, 4]), i64s(&[3, 1])], &["first 1 dims"]);
     fails(Op::GatherND { batch_dims: 0 }, &[f32s(&[2, 3]), t(DType::F32, &[1, 1])], &["i32 or i64"]);
 }
+
+#[test]
+fn bitwise_ops_take_integers_of_one_type() {
+    let u8s = t(DType::U8, &[2, 3]);
+    for b in [BinaryOp::BitwiseAnd, BinaryOp::BitwiseOr, BinaryOp::BitwiseXor, BinaryOp::BitShift { left: true }] {
+        assert_eq!(ok(Op::Binary(b), &[u8s.clone(), t(DType::U8, &[3])], DType::U8), [2, 3]);
+        fails(Op::Binary(b), &[f32s(&[3]), f32s(&[3])], &["f32", "integer"]);
+        fails(Op::Binary(b), &[t(DType::Bool, &[3]), t(DType::Bool, &[3])], &["bool", "integer"]);
+        fails(Op::Binary(b), &[u8s.clone(), t(DType::I8, &[3])], &["i8", "u8"]);
+    }
+    assert_eq!(ok(Op::Unary(UnaryOp::BitwiseNot), &[t(DType::I64, &[4])], DType::I64), [4]);
+    fails(Op::Unary(UnaryOp::BitwiseNot), &[f32s(&[4])], &["integer"]);
+}
+
+#[test]
+fn bit_cast_keeps_the_shape_between_types_of_one_size() {
+    assert_eq!(ok(Op::BitCast { to: DType::I32 }, &[f32s(&[2, 2])], DType::I32), [2, 2]);
+    assert_eq!(ok(Op::BitCast { to: DType::U8 }, &[t(DType::Bool, &[])], DType::U8), Vec::<usize>::new());
+    fails(Op::BitCast { to: DType::F64 }, &[f32s(&[2])], &["4 bytes", "8 bytes"]);
+}
+
+#[test]
+fn float_mod_is_numpy_mod_without_fmod() {
+    let m = Op::Binary(BinaryOp::Mod { fmod: false });
+    assert_eq!(ok(m, &[f32s(&[3]), f32s(&[1])], DType::F32), [3]);
+}

@@ -7,8 +7,8 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, Message, ModelProto};
 use weft_graph::eval::evaluate;
 use weft_graph::onnx::testing::{
-    attr_float, attr_floats, attr_int, attr_ints, attr_tensor, f32_input, model_bytes, node, tensor_f32, tensor_i64,
-    value_info, vector_i64, Dim,
+    attr_float, attr_floats, attr_int, attr_ints, attr_string, attr_tensor, f32_input, model_bytes, node, tensor_f32,
+    tensor_i64, value_info, vector_i64, Dim,
 };
 use weft_graph::{import_onnx, ImportError, ImportOptions, Op, Tensor, UnaryOp};
 
@@ -932,4 +932,105 @@ fn bool_reduce_max_is_any_and_min_is_all() {
     assert_eq!(bools(&run(&bytes("ReduceMin"), std::slice::from_ref(&x))[0]), [false, true]);
     let none = Tensor::bool(vec![2, 3], vec![false; 6]);
     assert_eq!(bools(&run(&bytes("ReduceMax"), &[none])[0]), [false, false]);
+}
+
+/// An int8 tensor (stored in `int32_data`, as ONNX stores 8-bit integers).
+fn tensor_i8(name: &str, dims: &[i64], data: Vec<i32>) -> onnx_protobuf::TensorProto {
+    let mut t = onnx_protobuf::TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = DataType::INT8 as i32;
+    t.int32_data = data;
+    t
+}
+
+#[test]
+fn quantize_linear_rounds_half_to_even_and_saturates() {
+    // x / 0.5 = [0.5, 1.5, 2.5, -0.5, 400, -6, 254.5, 255.5]: ties go to the
+    // even neighbour, and u8 (no zero point) clamps to 0..=255.
+    let bytes = model_bytes(
+        21,
+        vec![f32_input("x", &[8])],
+        vec![tensor_f32("s", &[], vec![0.5])],
+        vec![node("QuantizeLinear", "q", &["x", "s"], &["y"], vec![])],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![8], vec![0.25, 0.75, 1.25, -0.25, 200.0, -3.0, 127.25, 127.75]);
+    let y = &run(&bytes, &[x])[0];
+    assert_eq!(y.dtype, weft_graph::DType::U8);
+    assert_eq!(y.as_i128s().unwrap(), vec![0, 2, 2, 0, 255, 0, 254, 255]);
+}
+
+#[test]
+fn quantize_linear_per_axis_with_a_signed_zero_point() {
+    // Row 0: scale 1, zero point 1; row 1: scale 2, zero point -1, where
+    // -300 / 2 - 1 = -151 saturates to i8's -128 and 3 / 2 = 1.5 rounds to 2.
+    let bytes = model_bytes(
+        13,
+        vec![f32_input("x", &[2, 2])],
+        vec![tensor_f32("s", &[2], vec![1.0, 2.0]), tensor_i8("z", &[2], vec![1, -1])],
+        vec![node("QuantizeLinear", "q", &["x", "s", "z"], &["y"], vec![attr_int("axis", 0)])],
+        &["y"],
+    );
+    let y = &run(&bytes, &[Tensor::f32(vec![2, 2], vec![1.0, -1.0, 3.0, -300.0])])[0];
+    assert_eq!(y.dtype, weft_graph::DType::I8);
+    assert_eq!(y.as_i128s().unwrap(), vec![2, 0, 1, -128]);
+}
+
+#[test]
+fn dynamic_quantize_linear_derives_scale_and_zero_point_from_the_range() {
+    // Range [-3, 10]: scale 13/255, zero point round(3 / scale) = round(58.85) = 59.
+    let bytes = model_bytes(
+        11,
+        vec![f32_input("x", &[4])],
+        vec![],
+        vec![node("DynamicQuantizeLinear", "d", &["x"], &["y", "s", "z"], vec![])],
+        &["y", "s", "z"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![4], vec![0.0, 2.0, -3.0, 10.0])]);
+    // x / scale = [0, 39.2, -58.8, 196.2] rounds to [0, 39, -59, 196], plus 59.
+    assert_eq!(out[0].as_i128s().unwrap(), vec![59, 98, 0, 255]);
+    close(&f32s(&out[1]), &[13.0 / 255.0]);
+    assert_eq!(out[2].as_i128s().unwrap(), vec![59]);
+}
+
+fn einsum(equation: &str, inputs: &[(&str, &[i64])], values: &[Tensor]) -> Tensor {
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
+    let bytes = model_bytes(
+        12,
+        inputs.iter().map(|(n, d)| f32_input(n, d)).collect(),
+        vec![],
+        vec![node("Einsum", "e", &names, &["out"], vec![attr_string("equation", equation)])],
+        &["out"],
+    );
+    run(&bytes, values).remove(0)
+}
+
+#[test]
+fn einsum_products_diagonals_sums_and_transposes() {
+    let a = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = Tensor::f32(vec![3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    // [[1 2 3] [4 5 6]] · [[1 0] [0 1] [1 1]] = [[4 5] [10 11]].
+    let y = einsum("ij,jk->ik", &[("a", &[2, 3]), ("b", &[3, 2])], &[a.clone(), b.clone()]);
+    assert_eq!(y.shape.dims(), &[2, 2]);
+    close(&f32s(&y), &[4.0, 5.0, 10.0, 11.0]);
+    // Implicit output: `ji` gives the letters alphabetically, `ij`: a transpose.
+    let y = einsum("ji", &[("a", &[2, 3])], std::slice::from_ref(&a));
+    assert_eq!(y.shape.dims(), &[3, 2]);
+    close(&f32s(&y), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    close(&f32s(&einsum("ij->", &[("a", &[2, 3])], std::slice::from_ref(&a))), &[21.0]);
+    close(&f32s(&einsum("ij->j", &[("a", &[2, 3])], &[a])), &[5.0, 7.0, 9.0]);
+    // Batched diagonals: [[0 1] [2 3]] and [[4 5] [6 7]] give [0 3] and [4 7].
+    let d = Tensor::f32(vec![2, 2, 2], (0..8).map(|v| v as f32).collect());
+    close(&f32s(&einsum("bii->bi", &[("d", &[2, 2, 2])], &[d])), &[0.0, 3.0, 4.0, 7.0]);
+    // A label of size 1 broadcast against 3: the Mul-and-sum path.
+    let u = Tensor::f32(vec![1, 2], vec![1.0, 2.0]);
+    let v = Tensor::f32(vec![3, 2], vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+    close(&f32s(&einsum("ij,ij->i", &[("u", &[1, 2]), ("v", &[3, 2])], &[u, v])), &[3.0, 6.0, 9.0]);
+    // Three operands: x · y · z summed over everything.
+    let x = Tensor::f32(vec![2], vec![1.0, 2.0]);
+    let y = Tensor::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    let z = Tensor::f32(vec![2], vec![1.0, -1.0]);
+    // Σ x_i y_ij z_j = 1·(1 − 2) + 2·(3 − 4) = −3.
+    close(&f32s(&einsum("i,ij,j", &[("x", &[2]), ("y", &[2, 2]), ("z", &[2])], &[x, y, z])), &[-3.0]);
 }

@@ -68,9 +68,11 @@
 //! constants.
 
 mod attrs;
+mod einsum;
 pub mod error;
 pub mod export;
 mod fold;
+mod grid_sample;
 mod ops;
 pub mod tensor;
 #[cfg(feature = "testing")]
@@ -362,6 +364,12 @@ const SUPPORTED: &[&str] = &[
     "Attention",
     "AveragePool",
     "BatchNormalization",
+    "BitCast",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
     "BlackmanWindow",
     "Cast",
     "CastLike",
@@ -381,6 +389,8 @@ const SUPPORTED: &[&str] = &[
     "DepthToSpace",
     "Div",
     "Dropout",
+    "DynamicQuantizeLinear",
+    "Einsum",
     "Elu",
     "Equal",
     "Erf",
@@ -398,6 +408,7 @@ const SUPPORTED: &[&str] = &[
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GridSample",
     "GroupNormalization",
     "HammingWindow",
     "HannWindow",
@@ -418,6 +429,7 @@ const SUPPORTED: &[&str] = &[
     "LpNormalization",
     "LpPool",
     "MatMul",
+    "MatMulInteger",
     "Max",
     "MaxPool",
     "Mean",
@@ -438,6 +450,8 @@ const SUPPORTED: &[&str] = &[
     "RMSNormalization",
     "Range",
     "Reciprocal",
+    "QLinearMatMul",
+    "QuantizeLinear",
     "ReduceL1",
     "ReduceL2",
     "ReduceLogSum",

@@ -107,6 +107,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         })?,
         "PRelu" => return prelu(imp, n),
         "DequantizeLinear" => return dequantize_linear(imp, n),
+        "QuantizeLinear" => return quantize_linear(imp, n),
+        "DynamicQuantizeLinear" => return dynamic_quantize_linear(imp, n),
+        "MatMulInteger" => return matmul_integer(imp, n),
+        "QLinearMatMul" => return qlinear_matmul(imp, n),
+        "Einsum" => return super::einsum::einsum(imp, n),
+        "GridSample" => return super::grid_sample::grid_sample(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -239,6 +245,19 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Not" => unary(UnaryOp::Not)?,
         "Sign" => unary(UnaryOp::Sign)?,
         "Mod" => Some(Op::Binary(BinaryOp::Mod { fmod: a.int("fmod", name)?.unwrap_or(0) != 0 })),
+        "BitwiseAnd" => Some(Op::Binary(BinaryOp::BitwiseAnd)),
+        "BitwiseOr" => Some(Op::Binary(BinaryOp::BitwiseOr)),
+        "BitwiseXor" => Some(Op::Binary(BinaryOp::BitwiseXor)),
+        "BitwiseNot" => unary(UnaryOp::BitwiseNot)?,
+        "BitShift" => {
+            let left = match a.string("direction", name)?.as_deref() {
+                Some("LEFT") => true,
+                Some("RIGHT") => false,
+                Some(other) => return Err(n.err(format!("direction `{other}` is not one of LEFT, RIGHT"))),
+                None => return Err(n.err("attribute `direction` is missing")),
+            };
+            Some(Op::Binary(BinaryOp::BitShift { left }))
+        }
         "Max" | "Min" => {
             let b = if n.op_type == "Max" { BinaryOp::Max } else { BinaryOp::Min };
             return variadic(imp, n, b);
@@ -249,6 +268,10 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Cast" => {
             let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
             Some(Op::Cast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
+        }
+        "BitCast" => {
+            let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
+            Some(Op::BitCast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
         }
         "CastLike" => {
             // Cast to the element type of the second input.
@@ -833,12 +856,18 @@ fn reduce_axes(imp: &mut Importer, n: &NodeView<'_>) -> Result<Option<(Vec<i64>,
 
 /// Emits a chain of single-output nodes named `{node}/{step}`; the last one
 /// gets the node's output name. Each step's inputs are tensor ids.
-struct Chain<'n, 'a> {
-    n: &'n NodeView<'a>,
+pub(super) struct Chain<'n, 'a> {
+    pub(super) n: &'n NodeView<'a>,
 }
 
 impl Chain<'_, '_> {
-    fn step(&self, imp: &mut Importer, step: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, ImportError> {
+    pub(super) fn step(
+        &self,
+        imp: &mut Importer,
+        step: &str,
+        op: Op,
+        inputs: &[TensorId],
+    ) -> Result<TensorId, ImportError> {
         let name = format!("{}/{step}", self.n.name);
         Ok(imp.emit(&name, op, inputs.iter().map(|&t| Some(t)).collect(), &[])?[0])
     }
@@ -863,7 +892,7 @@ impl Chain<'_, '_> {
         Ok((d, sd))
     }
 
-    fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
+    pub(super) fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
         let outs: Vec<String> = self.n.outputs.iter().take(1).cloned().collect();
         imp.emit(&self.n.name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
         Ok(())
@@ -871,7 +900,7 @@ impl Chain<'_, '_> {
 }
 
 /// A scalar constant of `dtype` holding `v`.
-fn scalar(imp: &mut Importer, n: &NodeView<'_>, what: &str, dtype: DType, v: f64) -> TensorId {
+pub(super) fn scalar(imp: &mut Importer, n: &NodeView<'_>, what: &str, dtype: DType, v: f64) -> TensorId {
     imp.add_constant(format!("{}/{what}", n.name), Tensor::from_f64(dtype, Shape::scalar(), &[v]))
 }
 
@@ -925,17 +954,77 @@ fn composite_reduce(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
     }
 }
 
+/// The quantization axis and block size of a QuantizeLinear or
+/// DequantizeLinear node over an input of rank `rank` (`axis` normalised;
+/// block size 0 when not blocked).
+fn quant_axis(n: &NodeView<'_>, rank: usize) -> Result<(usize, usize), ImportError> {
+    let axis = n.attrs.int("axis", &n.name)?.unwrap_or(1);
+    let block = n.attrs.int("block_size", &n.name)?.unwrap_or(0);
+    let block = to_usize(n, "block_size", block)?;
+    // An axis outside the rank is refused where a per-axis or blocked
+    // parameter needs it ([`quant_param`]); per-tensor ones never read it.
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    Ok((usize::try_from(a).unwrap_or(usize::MAX), block))
+}
+
+/// A quantization parameter (scale or zero point) `t` of shape `pdims`,
+/// shaped to broadcast against the data of shape `xdims`: per tensor (one
+/// element) as it is; per axis (1-D, the data's `axis` length) as
+/// `[C, 1, …, 1]`; blocked (`block > 0`: the data's rank, the `axis`
+/// dimension `⌈d / block⌉`, the others equal) with each element repeated
+/// `block` times along `axis`, by a Gather of constant indices.
+#[allow(clippy::too_many_arguments)]
+fn quant_param(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    what: &str,
+    t: TensorId,
+    pdims: &[usize],
+    xdims: &[usize],
+    (axis, block): (usize, usize),
+) -> Result<TensorId, ImportError> {
+    let rank = xdims.len();
+    if pdims.iter().product::<usize>() == 1 && pdims.len() <= rank.max(1) {
+        return Ok(t);
+    }
+    if axis >= rank {
+        return Err(n.err(format!("axis is outside the input's rank {rank}")));
+    }
+    if block == 0 {
+        if pdims != [xdims[axis]] {
+            return Err(n.err(format!(
+                "{what} has shape {pdims:?}; per-axis parameters are 1-D of the input's axis {axis} length {}",
+                xdims[axis]
+            )));
+        }
+        let trailing: Vec<i64> = (1..(rank - axis) as i64).collect();
+        if trailing.is_empty() {
+            return Ok(t);
+        }
+        return c.step(imp, &format!("{what}_axis"), Op::Unsqueeze { axes: trailing }, &[t]);
+    }
+    let blocks = xdims[axis].div_ceil(block);
+    let fits = pdims.len() == rank && (0..rank).all(|d| pdims[d] == if d == axis { blocks } else { xdims[d] });
+    if !fits {
+        return Err(n.err(format!(
+            "{what} has shape {pdims:?}; blocked parameters have the input's shape {xdims:?} with axis {axis} \
+             divided into blocks of {block} ({blocks})"
+        )));
+    }
+    let idx: Vec<i64> = (0..xdims[axis]).map(|i| (i / block) as i64).collect();
+    let idx = imp.add_constant(format!("{}/{what}_block_index", n.name), Tensor::i64(vec![xdims[axis]], idx));
+    c.step(imp, &format!("{what}_blocks"), Op::Gather { axis: axis as i64 }, &[t, idx])
+}
+
 /// DequantizeLinear: `(float(x) − float(zero_point)) · scale`, as ONNX
 /// computes it (both conversions are exact for 8- and 16-bit integers, so
-/// one rounding, the product's). The scale is per tensor (a scalar) or per
-/// axis (1-D along `axis`, reshaped to broadcast); f32 scales only.
+/// one rounding, the product's). The scale is per tensor, per axis or
+/// blocked ([`quant_param`]); f32 scales only.
 fn dequantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let xname = data_input(n)?;
     let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the x_scale input is missing"))?;
     let zname = n.inputs.get(2).copied().flatten();
-    if n.attrs.int("block_size", &n.name)?.unwrap_or(0) != 0 {
-        return Err(n.err("blocked quantization (block_size > 0) is not supported; use per-tensor or per-axis scales"));
-    }
     let sdtype = imp.dtype_of(sname).unwrap_or(DType::F32);
     if sdtype != DType::F32 {
         return Err(n.err(format!("x_scale is {sdtype}; only f32 scales are supported")));
@@ -945,42 +1034,232 @@ fn dequantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportE
             return Err(n.err("output_dtype other than FLOAT is not supported"));
         }
     }
-    let rank = imp.shape_of(xname).len();
-    let sdims = imp.shape_of(sname);
+    let xdims = imp.shape_of(xname);
+    let ax = quant_axis(n, xdims.len())?;
     let c = Chain { n };
-    let (x, mut scale) = (imp.tensor(xname)?, imp.tensor(sname)?);
-    let mut zp = match zname {
-        Some(z) => Some(imp.tensor(z)?),
-        None => None,
-    };
-    if sdims.len() == 1 && sdims[0] != 1 && rank > 1 {
-        // Per axis: [C] becomes [C, 1, ..., 1] to broadcast along `axis`.
-        let axis = n.attrs.int("axis", &n.name)?.unwrap_or(1);
-        let a = if axis < 0 { axis + rank as i64 } else { axis };
-        if !(0..rank as i64).contains(&a) {
-            return Err(n.err(format!("axis {axis} is outside the input's rank {rank}")));
-        }
-        let trailing: Vec<i64> = (1..rank as i64 - a).collect();
-        if !trailing.is_empty() {
-            scale = c.step(imp, "scale_axis", Op::Unsqueeze { axes: trailing.clone() }, &[scale])?;
-            if let Some(z) = zp {
-                zp = Some(c.step(imp, "zero_point_axis", Op::Unsqueeze { axes: trailing }, &[z])?);
-            }
-        }
-    } else if sdims.len() > 1 {
-        return Err(
-            n.err(format!("x_scale has shape {sdims:?}; only per-tensor and per-axis (1-D) scales are supported"))
-        );
-    }
+    let (x, scale) = (imp.tensor(xname)?, imp.tensor(sname)?);
+    let scale = quant_param(imp, n, &c, "scale", scale, &imp.shape_of(sname), &xdims, ax)?;
     let xf = c.step(imp, "x_float", Op::Cast { to: DType::F32 }, &[x])?;
-    let centred = match zp {
+    let centred = match zname {
         Some(z) => {
-            let zf = c.step(imp, "zero_point_float", Op::Cast { to: DType::F32 }, &[z])?;
+            let zp = imp.tensor(z)?;
+            let zp = quant_param(imp, n, &c, "zero_point", zp, &imp.shape_of(z), &xdims, ax)?;
+            let zf = c.step(imp, "zero_point_float", Op::Cast { to: DType::F32 }, &[zp])?;
             c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[xf, zf])?
         }
         None => xf,
     };
     c.last(imp, Op::Binary(BinaryOp::Mul), &[centred, scale])
+}
+
+/// The integer types QuantizeLinear writes, with their ranges.
+fn quantized_range(n: &NodeView<'_>, to: DType) -> Result<(f32, f32), ImportError> {
+    match to {
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 => {
+            let (lo, hi) = to.int_range().unwrap_or((0, 0));
+            Ok((lo as f32, hi as f32))
+        }
+        other => Err(n.err(format!("quantizing to {other} is not supported (i8, u8, i16, u16)"))),
+    }
+}
+
+/// `saturate(round(x / scale) + zero_point)` into `to`, as ONNX computes it:
+/// the quotient in x's type, rounded half to even, made an `i32`, the
+/// integer zero point added, clamped to `to`'s range. The last step gets
+/// the node's output 0.
+fn quantize_steps(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    x: TensorId,
+    scale: TensorId,
+    zero_point: Option<TensorId>,
+    to: DType,
+) -> Result<(), ImportError> {
+    let (lo, hi) = quantized_range(n, to)?;
+    let c = Chain { n };
+    let q = c.step(imp, "quotient", Op::Binary(BinaryOp::Div), &[x, scale])?;
+    let dtype = imp.graph.info(q).dtype;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "quotient", q, dtype)?;
+    let r = c.step(imp, "rounded", Op::Where, &[finite, rounded, q])?;
+    // Clamped while still a float, so the conversion is defined for any
+    // finite quotient (2^31 − 128 is the largest f32 below 2^31).
+    let bounded =
+        c.step(imp, "bounded", Op::Unary(UnaryOp::Clip { min: -2_147_483_648.0, max: 2_147_483_520.0 }), &[r])?;
+    let mut acc = c.step(imp, "as_i32", Op::Cast { to: DType::I32 }, &[bounded])?;
+    if let Some(z) = zero_point {
+        let zi = c.step(imp, "zero_point_i32", Op::Cast { to: DType::I32 }, &[z])?;
+        acc = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[acc, zi])?;
+    }
+    let sat = c.step(imp, "saturated", Op::Unary(UnaryOp::Clip { min: lo, max: hi }), &[acc])?;
+    c.last(imp, Op::Cast { to }, &[sat])
+}
+
+/// QuantizeLinear to an 8- or 16-bit integer type (the zero point's type,
+/// else `output_dtype`, else u8); scale and zero point per tensor, per
+/// axis or blocked ([`quant_param`]).
+fn quantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the y_scale input is missing"))?;
+    let zname = n.inputs.get(2).copied().flatten();
+    let xdtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !xdtype.is_float() {
+        return Err(n.err(format!("x is {xdtype}; QuantizeLinear takes a float tensor")));
+    }
+    if n.attrs.int("precision", &n.name)?.is_some_and(|p| p != 0) {
+        return Err(n.err("attribute `precision` is not supported"));
+    }
+    let declared = match n.attrs.int("output_dtype", &n.name)?.filter(|&t| t != 0) {
+        Some(t) => Some(super::tensor::dtype_of(t as i32).map_err(|m| n.err(m))?),
+        None => None,
+    };
+    let to = match zname {
+        Some(z) => imp.dtype_of(z).ok_or_else(|| n.err(format!("input `{z}` is not defined")))?,
+        None => declared.unwrap_or(DType::U8),
+    };
+    if declared.is_some_and(|d| d != to) {
+        return Err(n.err(format!("output_dtype differs from the zero point's type {to}")));
+    }
+    quantized_range(n, to)?;
+    let xdims = imp.shape_of(xname);
+    let ax = quant_axis(n, xdims.len())?;
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let mut scale = imp.tensor(sname)?;
+    if imp.dtype_of(sname) != Some(xdtype) {
+        scale = c.step(imp, "scale_as_x", Op::Cast { to: xdtype }, &[scale])?;
+    }
+    let scale = quant_param(imp, n, &c, "scale", scale, &imp.shape_of(sname), &xdims, ax)?;
+    let zp = match zname {
+        Some(z) => {
+            let t = imp.tensor(z)?;
+            Some(quant_param(imp, n, &c, "zero_point", t, &imp.shape_of(z), &xdims, ax)?)
+        }
+        None => None,
+    };
+    quantize_steps(imp, n, x, scale, zp, to)
+}
+
+/// DynamicQuantizeLinear: u8 quantization with the scale and zero point
+/// computed from the data's range (widened to hold 0), as ONNX defines it:
+/// `scale = (max(0, max x) − min(0, min x)) / 255` (1/255 for an all-zero
+/// range), `zero_point = round(clamp(−min / scale, 0, 255))`.
+fn dynamic_quantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !dtype.is_float() {
+        return Err(n.err(format!("x is {dtype}; DynamicQuantizeLinear takes a float tensor")));
+    }
+    let rank = imp.shape_of(xname).len();
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let all: Vec<i64> = (0..rank as i64).collect();
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let one = scalar(imp, n, "one", dtype, 1.0);
+    let levels = scalar(imp, n, "levels", dtype, 255.0);
+    let hi = c.step(imp, "max", Op::ReduceMax { axes: all.clone(), keepdims: false }, &[x])?;
+    let lo = c.step(imp, "min", Op::ReduceMin { axes: all, keepdims: false }, &[x])?;
+    let hi = c.step(imp, "max_with_zero", Op::Binary(BinaryOp::Max), &[hi, zero])?;
+    let lo = c.step(imp, "min_with_zero", Op::Binary(BinaryOp::Min), &[lo, zero])?;
+    let range = c.step(imp, "range", Op::Binary(BinaryOp::Sub), &[hi, lo])?;
+    let empty = c.step(imp, "range_is_zero", Op::Binary(BinaryOp::Equal), &[range, zero])?;
+    let range = c.step(imp, "range_or_one", Op::Where, &[empty, one, range])?;
+    let scale = emit_output(imp, n, 1, "scale", Op::Binary(BinaryOp::Div), &[range, levels])?;
+    let ratio = c.step(imp, "min_over_scale", Op::Binary(BinaryOp::Div), &[lo, scale])?;
+    let initial = c.step(imp, "initial_zero_point", Op::Unary(UnaryOp::Neg), &[ratio])?;
+    let clamped = c.step(imp, "zero_point_clamped", Op::Unary(UnaryOp::Clip { min: 0.0, max: 255.0 }), &[initial])?;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "zero_point", clamped, dtype)?;
+    let zpf = c.step(imp, "zero_point_rounded", Op::Where, &[finite, rounded, clamped])?;
+    let zp = emit_output(imp, n, 2, "zero_point", Op::Cast { to: DType::U8 }, &[zpf])?;
+    quantize_steps(imp, n, x, scale, Some(zp), DType::U8)
+}
+
+/// Quantized integer input `i` of a node as `i32` with its zero point
+/// (input `zi`, when given) subtracted. A 1-D zero point of the `rows`
+/// length other than one is per row (the second-to-last axis) and becomes
+/// `[rows, 1]`; any other shape broadcasts as it is (per column along the
+/// last axis, or per tensor).
+fn centred_i32(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    what: &str,
+    (i, zi): (usize, usize),
+    per_row: bool,
+) -> Result<TensorId, ImportError> {
+    let name = n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))?;
+    let dtype = imp.dtype_of(name).unwrap_or(DType::F32);
+    if !dtype.is_int() {
+        return Err(n.err(format!("{what} is {dtype}; expected an 8- or 16-bit integer tensor")));
+    }
+    let t = imp.tensor(name)?;
+    let t = c.step(imp, &format!("{what}_i32"), Op::Cast { to: DType::I32 }, &[t])?;
+    let Some(z) = opt_tensor(imp, n, zi)? else { return Ok(t) };
+    let z = c.step(imp, &format!("{what}_zero_point_i32"), Op::Cast { to: DType::I32 }, &[z])?;
+    let z = per_row_param(imp, c, &format!("{what}_zero_point"), z, per_row)?;
+    c.step(imp, &format!("{what}_centred"), Op::Binary(BinaryOp::Sub), &[t, z])
+}
+
+/// Parameter `t` (a scale or zero point) made to broadcast along rows when
+/// it is 1-D with more than one element and `per_row` holds: `[M]` becomes
+/// `[M, 1]`.
+fn per_row_param(
+    imp: &mut Importer,
+    c: &Chain,
+    what: &str,
+    t: TensorId,
+    per_row: bool,
+) -> Result<TensorId, ImportError> {
+    let dims = imp.graph.info(t).shape.dims().to_vec();
+    if per_row && dims.len() == 1 && dims[0] != 1 {
+        return c.step(imp, &format!("{what}_per_row"), Op::Unsqueeze { axes: vec![1] }, &[t]);
+    }
+    Ok(t)
+}
+
+/// MatMulInteger: `(A − a_zero_point) · (B − b_zero_point)` in `i32`
+/// (a zero point per tensor, per row of A, or per column of B).
+fn matmul_integer(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let c = Chain { n };
+    let a = centred_i32(imp, n, &c, "a", (0, 2), true)?;
+    let b = centred_i32(imp, n, &c, "b", (1, 3), false)?;
+    c.last(imp, Op::MatMul, &[a, b])
+}
+
+/// QLinearMatMul: the `i32` product of the centred inputs, scaled by
+/// `a_scale · b_scale / y_scale` (in the scales' type), then in `f64` as
+/// ONNX's reference computes it: the output zero point added, rounded half
+/// to even, saturated to the output type (y_zero_point's, else a's).
+fn qlinear_matmul(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let c = Chain { n };
+    let a = centred_i32(imp, n, &c, "a", (0, 2), true)?;
+    let b = centred_i32(imp, n, &c, "b", (3, 5), false)?;
+    let input = |i: usize, what: &str| {
+        n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
+    };
+    let (a_scale, b_scale, y_scale) = (input(1, "a_scale")?, input(4, "b_scale")?, input(6, "y_scale")?);
+    let to = match n.inputs.get(7).copied().flatten() {
+        Some(z) => imp.dtype_of(z),
+        None => imp.dtype_of(input(0, "a")?),
+    }
+    .unwrap_or(DType::U8);
+    let (lo, hi) = quantized_range(n, to)?;
+    let product = c.step(imp, "product", Op::MatMul, &[a, b])?;
+    let a_scale = imp.tensor(a_scale)?;
+    let a_scale = per_row_param(imp, &c, "a_scale", a_scale, true)?;
+    let (b_scale, y_scale) = (imp.tensor(b_scale)?, imp.tensor(y_scale)?);
+    let ab = c.step(imp, "scale_product", Op::Binary(BinaryOp::Mul), &[a_scale, b_scale])?;
+    let multiplier = c.step(imp, "multiplier", Op::Binary(BinaryOp::Div), &[ab, y_scale])?;
+    let multiplier = c.step(imp, "multiplier_f64", Op::Cast { to: DType::F64 }, &[multiplier])?;
+    let wide = c.step(imp, "product_f64", Op::Cast { to: DType::F64 }, &[product])?;
+    let mut y = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[wide, multiplier])?;
+    if let Some(z) = opt_tensor(imp, n, 7)? {
+        let z = c.step(imp, "y_zero_point_f64", Op::Cast { to: DType::F64 }, &[z])?;
+        y = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[y, z])?;
+    }
+    let (finite, rounded) = round_even_steps(imp, n, &c, "y", y, DType::F64)?;
+    let r = c.step(imp, "rounded", Op::Where, &[finite, rounded, y])?;
+    let sat = c.step(imp, "saturated", Op::Unary(UnaryOp::Clip { min: lo, max: hi }), &[r])?;
+    c.last(imp, Op::Cast { to }, &[sat])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
@@ -1910,26 +2189,43 @@ fn round_half_even(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportErr
     }
     let x = imp.tensor(xname)?;
     let c = Chain { n };
-    let half = scalar(imp, n, "half", dtype, 0.5);
-    let one = scalar(imp, n, "one", dtype, 1.0);
-    let f = c.step(imp, "floor", Op::Unary(UnaryOp::Floor), &[x])?;
-    let frac = c.step(imp, "fraction", Op::Binary(BinaryOp::Sub), &[x, f])?;
-    let up = c.step(imp, "floor_plus_one", Op::Binary(BinaryOp::Add), &[f, one])?;
-    // f is even when floor(f / 2) · 2 = f.
-    let hf = c.step(imp, "half_floor", Op::Binary(BinaryOp::Mul), &[f, half])?;
-    let hff = c.step(imp, "half_floor_floor", Op::Unary(UnaryOp::Floor), &[hf])?;
-    let two = scalar(imp, n, "two", dtype, 2.0);
-    let back = c.step(imp, "even_part", Op::Binary(BinaryOp::Mul), &[hff, two])?;
-    let even = c.step(imp, "floor_is_even", Op::Binary(BinaryOp::Equal), &[back, f])?;
-    let tie = c.step(imp, "tie", Op::Where, &[even, f, up])?;
-    let below = c.step(imp, "below_half", Op::Binary(BinaryOp::Less), &[frac, half])?;
-    let above = c.step(imp, "above_half", Op::Binary(BinaryOp::Greater), &[frac, half])?;
-    let not_below = c.step(imp, "not_below", Op::Where, &[above, up, tie])?;
-    let rounded = c.step(imp, "rounded", Op::Where, &[below, f, not_below])?;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "round", x, dtype)?;
     // ±∞ − ±∞ is NaN, which compares false both ways; keep x where its
     // fraction is not a number (x itself is ±∞ or NaN).
-    let finite = c.step(imp, "fraction_is_number", Op::Binary(BinaryOp::Equal), &[frac, frac])?;
     c.last(imp, Op::Where, &[finite, rounded, x])
+}
+
+/// Rounds float tensor `x` half to even, in steps named `{prefix}_…`:
+/// `(finite, rounded)`, where
+/// `rounded` is right wherever `finite` (x's fraction is a number) holds,
+/// and x itself (±∞, NaN) is the answer elsewhere.
+pub(super) fn round_even_steps(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    prefix: &str,
+    x: TensorId,
+    dtype: DType,
+) -> Result<(TensorId, TensorId), ImportError> {
+    let name = |step: &str| format!("{prefix}_{step}");
+    let half = scalar(imp, n, &name("half"), dtype, 0.5);
+    let one = scalar(imp, n, &name("one"), dtype, 1.0);
+    let f = c.step(imp, &name("floor"), Op::Unary(UnaryOp::Floor), &[x])?;
+    let frac = c.step(imp, &name("fraction"), Op::Binary(BinaryOp::Sub), &[x, f])?;
+    let up = c.step(imp, &name("floor_plus_one"), Op::Binary(BinaryOp::Add), &[f, one])?;
+    // f is even when floor(f / 2) · 2 = f.
+    let hf = c.step(imp, &name("half_floor"), Op::Binary(BinaryOp::Mul), &[f, half])?;
+    let hff = c.step(imp, &name("half_floor_floor"), Op::Unary(UnaryOp::Floor), &[hf])?;
+    let two = scalar(imp, n, &name("two"), dtype, 2.0);
+    let back = c.step(imp, &name("even_part"), Op::Binary(BinaryOp::Mul), &[hff, two])?;
+    let even = c.step(imp, &name("floor_is_even"), Op::Binary(BinaryOp::Equal), &[back, f])?;
+    let tie = c.step(imp, &name("tie"), Op::Where, &[even, f, up])?;
+    let below = c.step(imp, &name("below_half"), Op::Binary(BinaryOp::Less), &[frac, half])?;
+    let above = c.step(imp, &name("above_half"), Op::Binary(BinaryOp::Greater), &[frac, half])?;
+    let not_below = c.step(imp, &name("not_below"), Op::Where, &[above, up, tie])?;
+    let rounded = c.step(imp, &name("round_even"), Op::Where, &[below, f, not_below])?;
+    let finite = c.step(imp, &name("fraction_is_number"), Op::Binary(BinaryOp::Equal), &[frac, frac])?;
+    Ok((finite, rounded))
 }
 
 /// Pad in `reflect`, `edge` or `wrap` mode, axis by axis as numpy's `pad`

@@ -463,7 +463,7 @@ fn implicit_gemm(
     };
     let graph_ctx: &LowerCtx = ctx;
     let ConvBuffers { pbias, py, out_ty, epi: eparams, args, .. } = bufs;
-    emit_tiled_gemm(&mut b, shape, cfg, &a_op, &b_op, |b, e| {
+    emit_tiled_gemm(&mut b, shape, cfg, Type::F32, &a_op, &b_op, |b, e| {
         let zm = b.mul(e.z, c_mgk);
         let oc = b.add(zm, e.m);
         let nb = b.div(e.n, c_ohw);
