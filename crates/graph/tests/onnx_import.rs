@@ -1034,3 +1034,47 @@ fn einsum_products_diagonals_sums_and_transposes() {
     // Σ x_i y_ij z_j = 1·(1 − 2) + 2·(3 − 4) = −3.
     close(&f32s(&einsum("i,ij,j", &[("x", &[2]), ("y", &[2, 2]), ("z", &[2])], &[x, y, z])), &[-3.0]);
 }
+
+fn grid_sample(mode: &str, padding: &str, grid: Vec<f32>) -> Vec<f32> {
+    let points = grid.len() as i64 / 2;
+    let bytes = model_bytes(
+        22,
+        vec![f32_input("x", &[1, 1, 2, 2]), f32_input("grid", &[1, 1, points, 2])],
+        vec![],
+        vec![node(
+            "GridSample",
+            "g",
+            &["x", "grid"],
+            &["y"],
+            vec![
+                attr_string("mode", mode),
+                attr_string("padding_mode", padding),
+                attr_int("align_corners", 1),
+            ],
+        )],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    let g = Tensor::f32(vec![1, 1, points as usize, 2], grid);
+    let y = run(&bytes, &[x, g]).remove(0);
+    assert_eq!(y.shape.dims(), &[1, 1, 1, points as usize]);
+    f32s(&y)
+}
+
+#[test]
+fn grid_sample_interpolates_and_pads_as_onnx_does() {
+    // x = [[1 2] [3 4]] with corners aligned: grid (-1, -1) is pixel (0, 0),
+    // (1, 1) pixel (1, 1), (0, 0) the centre; (0.5, -1) is x = 0.75 on row 0.
+    let inside = vec![-1.0, -1.0, 1.0, 1.0, 0.0, 0.0, 0.5, -1.0];
+    close(&grid_sample("linear", "zeros", inside.clone()), &[1.0, 4.0, 2.5, 1.75]);
+    // Nearest rounds x = 0.75 to column 1, and the centre (0.5, 0.5) to even (0, 0).
+    close(&grid_sample("nearest", "zeros", inside), &[1.0, 4.0, 1.0, 2.0]);
+    // (2, 0) is x = 1.5, y = 0.5: the border clamps x to column 1 (mean of 2
+    // and 4); zeros keeps half of column 1's weight; reflection folds x back
+    // to 0.5 (the centre).
+    close(&grid_sample("linear", "border", vec![2.0, 0.0]), &[3.0]);
+    close(&grid_sample("linear", "zeros", vec![2.0, 0.0]), &[1.5]);
+    close(&grid_sample("linear", "reflection", vec![2.0, 0.0]), &[2.5]);
+    // Cubic through the pixel centres reproduces the pixels.
+    close(&grid_sample("cubic", "border", vec![-1.0, -1.0, 1.0, -1.0]), &[1.0, 2.0]);
+}
