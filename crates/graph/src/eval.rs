@@ -1215,6 +1215,38 @@ fn nearest_index(x: f64, mode: NearestMode, len: usize) -> usize {
     r.clamp(0.0, len as f64 - 1.0) as usize
 }
 
+/// The four taps of Keys' cubic convolution (parameter `a`) at input
+/// coordinate `x` along an axis of `len` elements, as ONNX's Resize takes
+/// them: indices `⌊x⌋ − 1 ..= ⌊x⌋ + 2` (an integral `x` counts as the end of
+/// the interval below it) clamped into the axis, with their weights; with
+/// `exclude_outside`, taps past the borders weigh zero and the rest are
+/// renormalised.
+pub fn resize_cubic_taps(x: f64, len: usize, a: f64, exclude_outside: bool) -> [(usize, f64); 4] {
+    let mut base = x.floor();
+    let mut t = x - base;
+    if t == 0.0 {
+        base -= 1.0;
+        t = 1.0;
+    }
+    let near = |d: f64| ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+    let far = |d: f64| ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a;
+    let mut w = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+    let raw = [base - 1.0, base, base + 1.0, base + 2.0];
+    if exclude_outside {
+        for (wk, &i) in w.iter_mut().zip(&raw) {
+            if i < 0.0 || i >= len as f64 {
+                *wk = 0.0;
+            }
+        }
+        let sum: f64 = w.iter().sum();
+        if sum != 0.0 {
+            w.iter_mut().for_each(|wk| *wk /= sum);
+        }
+    }
+    let last = len.saturating_sub(1) as f64;
+    std::array::from_fn(|k| (raw[k].clamp(0.0, last) as usize, w[k]))
+}
+
 fn resize<E: Fn(String) -> GraphError>(
     ev: &Eval<'_, E>,
     x: &Tensor,
@@ -1275,6 +1307,35 @@ fn resize<E: Fn(String) -> GraphError>(
                     }
                 }
                 v.push(acc);
+            });
+            Ok(ev.out(&v))
+        }
+        ResizeMode::Cubic { coeff_a, exclude_outside } => {
+            let taps: Vec<Vec<[(usize, f64); 4]>> = (0..r)
+                .map(|d| {
+                    coords[d]
+                        .iter()
+                        .map(|&c| resize_cubic_taps(c, in_dims[d], coeff_a as f64, exclude_outside))
+                        .collect()
+                })
+                .collect();
+            let xv = x.to_f64();
+            let mut v = Vec::with_capacity(out_dims.iter().product());
+            for_each_index(&out_dims, |pos| {
+                // Every combination of one tap per axis, skipping zero weights.
+                let mut terms: Vec<(f64, usize)> = vec![(1.0, 0)];
+                for d in 0..r {
+                    let mut next = Vec::with_capacity(terms.len() * 4);
+                    for &(w0, at) in &terms {
+                        for &(i, w) in &taps[d][pos[d]] {
+                            if w != 0.0 {
+                                next.push((w0 * w, at + i * strides[d]));
+                            }
+                        }
+                    }
+                    terms = next;
+                }
+                v.push(terms.iter().map(|&(w, at)| w * xv[at]).sum());
             });
             Ok(ev.out(&v))
         }

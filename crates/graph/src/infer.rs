@@ -1322,7 +1322,7 @@ impl<'a> Cx<'a> {
     fn resize(&self, scales: &[f32], mode: ResizeMode) -> Outs {
         self.arity(1, &["X"])?;
         let x = self.input(0, "X")?;
-        if mode == ResizeMode::Linear {
+        if mode != ResizeMode::Nearest {
             self.numeric(0, "X", x)?;
         }
         let d = x.shape.dims();

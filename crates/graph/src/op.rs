@@ -211,10 +211,17 @@ pub struct Window {
 }
 
 /// Interpolation mode of `Resize`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub enum ResizeMode {
     Nearest,
     Linear,
+    /// Keys' cubic convolution with parameter `coeff_a` over four taps per
+    /// axis (edge pixels repeat past the borders); `exclude_outside` gives
+    /// taps outside the input weight zero and renormalises the rest.
+    Cubic {
+        coeff_a: f32,
+        exclude_outside: bool,
+    },
 }
 
 /// How `Resize` maps output coordinates to input coordinates (ONNX

@@ -618,3 +618,25 @@ fn float_mod_takes_the_divisors_sign() {
     let r = ev1(Op::Binary(BinaryOp::Mod { fmod: true }), &[&x, &y]).to_f64();
     assert_eq!(&r[..4], &[-0.5, 1.0, -3.0, 1.0]);
 }
+
+#[test]
+fn resize_cubic_keys_weights_and_exclude_outside() {
+    // Asymmetric ×2 over [1 2 3 4]: even outputs sit on pixels; x = 0.5 takes
+    // taps -1 (the edge, 1), 0, 1, 2 with Keys' weights for a = -0.75 at
+    // distances 1.5, 0.5, 0.5, 1.5: -0.09375, 0.59375, 0.59375, -0.09375.
+    let x = f(&[4], &[1.0, 2.0, 3.0, 4.0]);
+    let cubic = |exclude_outside| Op::Resize {
+        scales: vec![2.0],
+        mode: ResizeMode::Cubic { coeff_a: -0.75, exclude_outside },
+        transform: CoordinateTransform::Asymmetric,
+        nearest: NearestMode::Floor,
+    };
+    let y = ev1(cubic(false), &[&x]).to_f64();
+    assert_eq!(y.len(), 8);
+    assert!((y[0] - 1.0).abs() < 1e-6 && (y[2] - 2.0).abs() < 1e-6 && (y[4] - 3.0).abs() < 1e-6, "{y:?}");
+    assert!((y[1] - 1.40625).abs() < 1e-6, "{y:?}");
+    // Excluding the tap before the input renormalises the other three:
+    // (0.59375·1 + 0.59375·2 − 0.09375·3) / 1.09375 = 1.5 / 1.09375.
+    let y = ev1(cubic(true), &[&x]).to_f64();
+    assert!((y[1] - 1.5 / 1.09375).abs() < 1e-6, "{y:?}");
+}

@@ -1046,11 +1046,7 @@ fn grid_sample(mode: &str, padding: &str, grid: Vec<f32>) -> Vec<f32> {
             "g",
             &["x", "grid"],
             &["y"],
-            vec![
-                attr_string("mode", mode),
-                attr_string("padding_mode", padding),
-                attr_int("align_corners", 1),
-            ],
+            vec![attr_string("mode", mode), attr_string("padding_mode", padding), attr_int("align_corners", 1)],
         )],
         &["y"],
     );

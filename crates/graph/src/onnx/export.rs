@@ -552,8 +552,13 @@ impl<'g> Exporter<'g> {
                     match mode {
                         ResizeMode::Nearest => "nearest",
                         ResizeMode::Linear => "linear",
+                        ResizeMode::Cubic { .. } => "cubic",
                     },
                 ));
+                if let ResizeMode::Cubic { coeff_a, exclude_outside } = *mode {
+                    attrs.push(float("cubic_coeff_a", coeff_a));
+                    attrs.push(int("exclude_outside", exclude_outside as i64));
+                }
                 attrs.push(string(
                     "coordinate_transformation_mode",
                     match transform {

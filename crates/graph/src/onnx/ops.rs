@@ -738,7 +738,11 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
     let mode = match a.string("mode", name)?.as_deref().unwrap_or("nearest") {
         "nearest" => ResizeMode::Nearest,
         "linear" | "bilinear" => ResizeMode::Linear,
-        other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear)"))),
+        "cubic" | "bicubic" => ResizeMode::Cubic {
+            coeff_a: a.float("cubic_coeff_a", name)?.unwrap_or(-0.75),
+            exclude_outside: a.int("exclude_outside", name)?.unwrap_or(0) != 0,
+        },
+        other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear, cubic)"))),
     };
     // Opset 18 additions weft does not implement are refused by name rather
     // than ignored (each changes the output).
