@@ -653,7 +653,7 @@ fn resize(
                         .map(|t| {
                             let mut hit = t.iter().filter(|&&(_, w)| w != 0.0);
                             match (hit.next(), hit.next()) {
-                                (Some(&(i, w)), None) if w == 1.0 => Some(i as i32),
+                                (Some(&(i, 1.0)), None) => Some(i as i32),
                                 _ => None,
                             }
                         })
