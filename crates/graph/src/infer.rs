@@ -678,7 +678,10 @@ impl<'a> Cx<'a> {
     fn conv(&self, window: &Window, groups: usize) -> Outs {
         self.arity(2, &["X", "W", "B"])?;
         let (x, w) = (self.input(0, "X")?, self.input(1, "W")?);
-        self.float(0, "X", x)?;
+        // i32: the integer convolution the quantized ones compose to.
+        if x.dtype != DType::I32 {
+            self.float(0, "X", x)?;
+        }
         self.same_dtype(1, "W", w, x.dtype, "X")?;
         let (xd, wd) = (x.shape.dims(), w.shape.dims());
         if xd.len() < 3 {

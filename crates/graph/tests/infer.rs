@@ -105,7 +105,11 @@ fn conv_errors() {
     );
     fails(conv(win(&[], &[0, 1], &[], &[]), 1), &[x.clone(), f32s(&[16, 3, 3, 3])], &["strides"]);
     fails(conv(win(&[], &[], &[], &[]), 1), &[x.clone()], &["has 1 inputs; expected 2 to 3 (X, W, B)"]);
-    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I32, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["float"]);
+    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I64, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["float"]);
+    // i32 is the integer convolution the quantized ones compose to.
+    let ints = [t(DType::I32, &[1, 3, 8, 8]), t(DType::I32, &[16, 3, 3, 3])];
+    assert_eq!(ok(conv(win(&[], &[], &[], &[]), 1), &ints, DType::I32), [1, 16, 6, 6]);
+    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I32, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["f32", "i32"]);
     fails(conv(win(&[], &[], &[], &[]), 1), &[x.clone(), f32s(&[16, 3, 3, 3]), f32s(&[15])], &["(B)", "expected [16]"]);
     fails(conv(win(&[], &[], &[], &[]), 0), &[x, f32s(&[16, 3, 3, 3])], &["group is 0"]);
     // A missing required input in the middle.

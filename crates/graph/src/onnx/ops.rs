@@ -111,6 +111,8 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "DynamicQuantizeLinear" => return dynamic_quantize_linear(imp, n),
         "MatMulInteger" => return matmul_integer(imp, n),
         "QLinearMatMul" => return qlinear_matmul(imp, n),
+        "ConvInteger" => return conv_integer(imp, n),
+        "QLinearConv" => return qlinear_conv(imp, n),
         "Einsum" => return super::einsum::einsum(imp, n),
         "GridSample" => return super::grid_sample::grid_sample(imp, n),
         "Gelu" => return gelu(imp, n),
@@ -1178,17 +1180,15 @@ fn dynamic_quantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), I
 }
 
 /// Quantized integer input `i` of a node as `i32` with its zero point
-/// (input `zi`, when given) subtracted. A 1-D zero point of the `rows`
-/// length other than one is per row (the second-to-last axis) and becomes
-/// `[rows, 1]`; any other shape broadcasts as it is (per column along the
-/// last axis, or per tensor).
+/// (input `zi`, when given) subtracted, the zero point shaped by
+/// [`per_channel`] with `trailing` ones.
 fn centred_i32(
     imp: &mut Importer,
     n: &NodeView<'_>,
     c: &Chain,
     what: &str,
     (i, zi): (usize, usize),
-    per_row: bool,
+    trailing: usize,
 ) -> Result<TensorId, ImportError> {
     let name = n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))?;
     let dtype = imp.dtype_of(name).unwrap_or(DType::F32);
@@ -1199,64 +1199,83 @@ fn centred_i32(
     let t = c.step(imp, &format!("{what}_i32"), Op::Cast { to: DType::I32 }, &[t])?;
     let Some(z) = opt_tensor(imp, n, zi)? else { return Ok(t) };
     let z = c.step(imp, &format!("{what}_zero_point_i32"), Op::Cast { to: DType::I32 }, &[z])?;
-    let z = per_row_param(imp, c, &format!("{what}_zero_point"), z, per_row)?;
+    let z = per_channel(imp, c, &format!("{what}_zero_point"), z, trailing)?;
     c.step(imp, &format!("{what}_centred"), Op::Binary(BinaryOp::Sub), &[t, z])
 }
 
-/// Parameter `t` (a scale or zero point) made to broadcast along rows when
-/// it is 1-D with more than one element and `per_row` holds: `[M]` becomes
-/// `[M, 1]`.
-fn per_row_param(
+/// Parameter `t` (a scale or zero point) made to broadcast along one axis
+/// followed by `trailing` others when it is 1-D with more than one element:
+/// `[M]` becomes `[M, 1, …, 1]` (a row of a matrix with one, an output
+/// channel of a convolution with its spatial rank). Anything else
+/// broadcasts as it is.
+fn per_channel(
     imp: &mut Importer,
     c: &Chain,
     what: &str,
     t: TensorId,
-    per_row: bool,
+    trailing: usize,
 ) -> Result<TensorId, ImportError> {
     let dims = imp.graph.info(t).shape.dims().to_vec();
-    if per_row && dims.len() == 1 && dims[0] != 1 {
-        return c.step(imp, &format!("{what}_per_row"), Op::Unsqueeze { axes: vec![1] }, &[t]);
+    if trailing > 0 && dims.len() == 1 && dims[0] != 1 {
+        let axes = (1..=trailing as i64).collect();
+        return c.step(imp, &format!("{what}_per_channel"), Op::Unsqueeze { axes }, &[t]);
     }
     Ok(t)
+}
+
+/// A node's required input `i`.
+fn required<'a>(n: &NodeView<'a>, i: usize, what: &str) -> Result<&'a str, ImportError> {
+    n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
 }
 
 /// MatMulInteger: `(A − a_zero_point) · (B − b_zero_point)` in `i32`
 /// (a zero point per tensor, per row of A, or per column of B).
 fn matmul_integer(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let c = Chain { n };
-    let a = centred_i32(imp, n, &c, "a", (0, 2), true)?;
-    let b = centred_i32(imp, n, &c, "b", (1, 3), false)?;
+    let a = centred_i32(imp, n, &c, "a", (0, 2), 1)?;
+    let b = centred_i32(imp, n, &c, "b", (1, 3), 0)?;
     c.last(imp, Op::MatMul, &[a, b])
 }
 
-/// QLinearMatMul: the `i32` product of the centred inputs, scaled by
-/// `a_scale · b_scale / y_scale` (in the scales' type), then in `f64` as
-/// ONNX's reference computes it: the output zero point added, rounded half
-/// to even, saturated to the output type (y_zero_point's, else a's).
-fn qlinear_matmul(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+/// The window and groups of a convolution node whose weight is input 1 (or
+/// 3 for QLinearConv).
+fn conv_window(imp: &Importer, n: &NodeView<'_>, weight: usize) -> Result<(Window, usize), ImportError> {
+    let w = required(n, weight, "weight")?;
+    let window = window(n, imp.shape_of(w).get(2..).map(<[usize]>::to_vec))?;
+    let groups = to_usize(n, "group", n.attrs.int("group", &n.name)?.unwrap_or(1))?;
+    Ok((window, groups))
+}
+
+/// ConvInteger: the convolution of `x − x_zero_point` and `w − w_zero_point`
+/// (per tensor, or per output channel) in `i32`; padding reads zero after
+/// the zero point is subtracted, as ONNX's reference pads.
+fn conv_integer(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let (window, groups) = conv_window(imp, n, 1)?;
+    let rank = imp.shape_of(required(n, 1, "w")?).len();
     let c = Chain { n };
-    let a = centred_i32(imp, n, &c, "a", (0, 2), true)?;
-    let b = centred_i32(imp, n, &c, "b", (3, 5), false)?;
-    let input = |i: usize, what: &str| {
-        n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
-    };
-    let (a_scale, b_scale, y_scale) = (input(1, "a_scale")?, input(4, "b_scale")?, input(6, "y_scale")?);
-    let to = match n.inputs.get(7).copied().flatten() {
-        Some(z) => imp.dtype_of(z),
-        None => imp.dtype_of(input(0, "a")?),
-    }
-    .unwrap_or(DType::U8);
+    let x = centred_i32(imp, n, &c, "x", (0, 2), 0)?;
+    let w = centred_i32(imp, n, &c, "w", (1, 3), rank.saturating_sub(1))?;
+    c.last(imp, Op::Conv { window, groups }, &[x, w])
+}
+
+/// `saturate(round(acc · multiplier) + zero_point)` into `to`, in `f64` as
+/// ONNX's reference computes it (an `i32` times an `f32` is an `f64` in
+/// numpy): the tail of QLinearMatMul and QLinearConv. The last step gets
+/// the node's output 0.
+fn requantize(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    acc: TensorId,
+    multiplier: TensorId,
+    zero_point: Option<TensorId>,
+    to: DType,
+) -> Result<(), ImportError> {
     let (lo, hi) = quantized_range(n, to)?;
-    let product = c.step(imp, "product", Op::MatMul, &[a, b])?;
-    let a_scale = imp.tensor(a_scale)?;
-    let a_scale = per_row_param(imp, &c, "a_scale", a_scale, true)?;
-    let (b_scale, y_scale) = (imp.tensor(b_scale)?, imp.tensor(y_scale)?);
-    let ab = c.step(imp, "scale_product", Op::Binary(BinaryOp::Mul), &[a_scale, b_scale])?;
-    let multiplier = c.step(imp, "multiplier", Op::Binary(BinaryOp::Div), &[ab, y_scale])?;
+    let c = Chain { n };
     let multiplier = c.step(imp, "multiplier_f64", Op::Cast { to: DType::F64 }, &[multiplier])?;
-    let wide = c.step(imp, "product_f64", Op::Cast { to: DType::F64 }, &[product])?;
+    let wide = c.step(imp, "accumulator_f64", Op::Cast { to: DType::F64 }, &[acc])?;
     let mut y = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[wide, multiplier])?;
-    if let Some(z) = opt_tensor(imp, n, 7)? {
+    if let Some(z) = zero_point {
         let z = c.step(imp, "y_zero_point_f64", Op::Cast { to: DType::F64 }, &[z])?;
         y = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[y, z])?;
     }
@@ -1264,6 +1283,65 @@ fn qlinear_matmul(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportErro
     let r = c.step(imp, "rounded", Op::Where, &[finite, rounded, y])?;
     let sat = c.step(imp, "saturated", Op::Unary(UnaryOp::Clip { min: lo, max: hi }), &[r])?;
     c.last(imp, Op::Cast { to }, &[sat])
+}
+
+/// `x_scale · w_scale / y_scale` of a QLinear node (inputs `scales`), the
+/// second scale shaped by [`per_channel`] with `trailing` ones, and the
+/// output type: y_zero_point's (input `zp`), else input 0's.
+fn qlinear_scales(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    [xs, ws, ys]: [usize; 3],
+    trailing: (usize, usize),
+    zp: usize,
+) -> Result<(TensorId, DType), ImportError> {
+    let to = match n.inputs.get(zp).copied().flatten() {
+        Some(z) => imp.dtype_of(z),
+        None => imp.dtype_of(required(n, 0, "input")?),
+    }
+    .unwrap_or(DType::U8);
+    let x_scale = imp.tensor(required(n, xs, "first scale")?)?;
+    let x_scale = per_channel(imp, c, "first_scale", x_scale, trailing.0)?;
+    let w_scale = imp.tensor(required(n, ws, "second scale")?)?;
+    let w_scale = per_channel(imp, c, "second_scale", w_scale, trailing.1)?;
+    let y_scale = imp.tensor(required(n, ys, "y_scale")?)?;
+    let product = c.step(imp, "scale_product", Op::Binary(BinaryOp::Mul), &[x_scale, w_scale])?;
+    Ok((c.step(imp, "multiplier", Op::Binary(BinaryOp::Div), &[product, y_scale])?, to))
+}
+
+/// QLinearMatMul: the `i32` product of the centred inputs, requantized by
+/// `a_scale · b_scale / y_scale` ([`requantize`]).
+fn qlinear_matmul(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let c = Chain { n };
+    let a = centred_i32(imp, n, &c, "a", (0, 2), 1)?;
+    let b = centred_i32(imp, n, &c, "b", (3, 5), 0)?;
+    let (multiplier, to) = qlinear_scales(imp, n, &c, [1, 4, 6], (1, 0), 7)?;
+    let product = c.step(imp, "product", Op::MatMul, &[a, b])?;
+    let zp = opt_tensor(imp, n, 7)?;
+    requantize(imp, n, product, multiplier, zp, to)
+}
+
+/// QLinearConv: the `i32` convolution of the centred inputs plus the `i32`
+/// bias, requantized by `x_scale · w_scale / y_scale` (w_scale per tensor or
+/// per output channel).
+fn qlinear_conv(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let (window, groups) = conv_window(imp, n, 3)?;
+    let rank = imp.shape_of(required(n, 3, "w")?).len();
+    let c = Chain { n };
+    let x = centred_i32(imp, n, &c, "x", (0, 2), 0)?;
+    let w = centred_i32(imp, n, &c, "w", (3, 5), rank.saturating_sub(1))?;
+    let mut inputs = vec![x, w];
+    if let Some(bias) = opt_tensor(imp, n, 8)? {
+        if imp.graph.info(bias).dtype != DType::I32 {
+            return Err(n.err(format!("B is {}; expected i32", imp.graph.info(bias).dtype)));
+        }
+        inputs.push(bias);
+    }
+    let (multiplier, to) = qlinear_scales(imp, n, &c, [1, 4, 6], (0, rank.saturating_sub(2)), 7)?;
+    let acc = c.step(imp, "convolution", Op::Conv { window, groups }, &inputs)?;
+    let zp = opt_tensor(imp, n, 7)?;
+    requantize(imp, n, acc, multiplier, zp, to)
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
