@@ -1187,8 +1187,9 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
     res
 }
 
-/// The input coordinate that output coordinate `o` maps to along one axis.
-fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
+/// The input coordinate that output coordinate `o` maps to along one axis
+/// (the reference evaluator's and lowering's one definition).
+pub fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
     let o = o as f64;
     match t {
         CoordinateTransform::HalfPixel => (o + 0.5) / scale - 0.5,
@@ -1201,6 +1202,11 @@ fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize
         }
         CoordinateTransform::AlignCorners => 0.0,
         CoordinateTransform::Asymmetric => o / scale,
+        CoordinateTransform::HalfPixelSymmetric => {
+            let len = scale * len_in as f64;
+            let offset = len_in as f64 / 2.0 * (1.0 - len_out as f64 / len);
+            offset + (o + 0.5) / scale - 0.5
+        }
     }
 }
 

@@ -232,6 +232,9 @@ pub enum CoordinateTransform {
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    /// Half-pixel centred on the input when the output length is rounded
+    /// down from `scale · len`.
+    HalfPixelSymmetric,
 }
 
 /// Rounding of `Resize` in nearest mode (ONNX `nearest_mode`).

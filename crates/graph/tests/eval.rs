@@ -640,3 +640,13 @@ fn resize_cubic_keys_weights_and_exclude_outside() {
     let y = ev1(cubic(true), &[&x]).to_f64();
     assert!((y[1] - 1.5 / 1.09375).abs() < 1e-6, "{y:?}");
 }
+
+#[test]
+fn resize_half_pixel_symmetric_centres_a_rounded_down_output() {
+    // 4 → floor(4 · 0.6) = 2 outputs over a resized length of 2.4: the
+    // offset 4/2 · (1 − 2/2.4) = 1/3 centres them; half-pixel coordinates
+    // (o + 0.5)/0.6 − 0.5 = 1/3 and 2 + 1/3 become 2/3 and 2 + 1/3.
+    let x = f(&[4], &[0.0, 10.0, 20.0, 30.0]);
+    let op = resize(ResizeMode::Linear, CoordinateTransform::HalfPixelSymmetric, NearestMode::Floor, &[0.6]);
+    close(&ev1(op, &[&x]), &[2], &[20.0 / 3.0, 70.0 / 3.0]);
+}

@@ -199,6 +199,7 @@ fn resize_every_mode_and_transform() {
         CoordinateTransform::PytorchHalfPixel,
         CoordinateTransform::AlignCorners,
         CoordinateTransform::Asymmetric,
+        CoordinateTransform::HalfPixelSymmetric,
     ];
     let nearests = [NearestMode::RoundPreferFloor, NearestMode::RoundPreferCeil, NearestMode::Floor, NearestMode::Ceil];
     let cases: &[(&[usize], &[f32])] = &[

@@ -566,6 +566,7 @@ impl<'g> Exporter<'g> {
                         CoordinateTransform::PytorchHalfPixel => "pytorch_half_pixel",
                         CoordinateTransform::AlignCorners => "align_corners",
                         CoordinateTransform::Asymmetric => "asymmetric",
+                        CoordinateTransform::HalfPixelSymmetric => "half_pixel_symmetric",
                     },
                 ));
                 attrs.push(string(

@@ -824,6 +824,7 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
             "pytorch_half_pixel" => CoordinateTransform::PytorchHalfPixel,
             "align_corners" => CoordinateTransform::AlignCorners,
             "asymmetric" => CoordinateTransform::Asymmetric,
+            "half_pixel_symmetric" => CoordinateTransform::HalfPixelSymmetric,
             other => return Err(n.err(format!("coordinate_transformation_mode `{other}` is not supported"))),
         };
         let m = match a.string("nearest_mode", name)?.as_deref().unwrap_or("round_prefer_floor") {

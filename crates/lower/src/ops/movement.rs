@@ -517,33 +517,6 @@ fn pad(
     })
 }
 
-/// Where output coordinate `x` of an axis samples the input, per ONNX
-/// `coordinate_transformation_mode` (`scale` as given, `o`/`d` the sizes).
-fn source_coord(t: CoordinateTransform, x: usize, scale: f64, o: usize, d: usize) -> f64 {
-    let x = x as f64;
-    match t {
-        CoordinateTransform::HalfPixel => (x + 0.5) / scale - 0.5,
-        CoordinateTransform::PytorchHalfPixel => {
-            if o > 1 {
-                (x + 0.5) / scale - 0.5
-            } else {
-                0.0
-            }
-        }
-        // ONNX measures the resized length as `scale · d`, not the integer
-        // output length `o`: they differ when the scale does not divide.
-        CoordinateTransform::AlignCorners => {
-            let len = scale * d as f64;
-            if len != 1.0 {
-                x * (d as f64 - 1.0) / (len - 1.0)
-            } else {
-                0.0
-            }
-        }
-        CoordinateTransform::Asymmetric => x / scale,
-    }
-}
-
 /// ONNX nearest rounding of a source coordinate.
 fn nearest_index(mode: NearestMode, c: f64) -> f64 {
     let f = c.floor();
@@ -618,7 +591,8 @@ fn resize(
     let samples: Vec<AxisSample> = (0..r)
         .map(|k| {
             let (d, o, s) = (in_dims[k], out_dims[k], scales[k] as f64);
-            let coords: Vec<f64> = (0..o).map(|xo| source_coord(transform, xo, s, o, d)).collect();
+            let coords: Vec<f64> =
+                (0..o).map(|xo| weft_graph::eval::source_coordinate(transform, xo, s, d, o)).collect();
             match mode {
                 ResizeMode::Nearest => {
                     let idx: Vec<i32> = coords.iter().map(|&c| clamp(nearest_index(nearest, c), d)).collect();
