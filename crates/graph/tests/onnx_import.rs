@@ -1074,3 +1074,27 @@ fn grid_sample_interpolates_and_pads_as_onnx_does() {
     // Cubic through the pixel centres reproduces the pixels.
     close(&grid_sample("cubic", "border", vec![-1.0, -1.0, 1.0, -1.0]), &[1.0, 2.0]);
 }
+
+#[test]
+fn affine_grid_transforms_pixel_centres() {
+    // size [1, 1, 2, 3] without align_corners: x at the centres -2/3, 0, 2/3
+    // of three columns, y at -1/2, 1/2 of two rows; theta scales y by 2 and
+    // shifts x by 1/2.
+    let bytes = model_bytes(
+        20,
+        vec![f32_input("theta", &[1, 2, 3])],
+        vec![tensor_i64("size", &[4], vec![1, 1, 2, 3])],
+        vec![node("AffineGrid", "a", &["theta", "size"], &["grid"], vec![])],
+        &["grid"],
+    );
+    let theta = Tensor::f32(vec![1, 2, 3], vec![1.0, 0.0, 0.5, 0.0, 2.0, 0.0]);
+    let grid = run(&bytes, &[theta]).remove(0);
+    assert_eq!(grid.shape.dims(), &[1, 2, 3, 2]);
+    let t = 2.0 / 3.0;
+    #[rustfmt::skip]
+    let want = [
+        -t + 0.5, -1.0,   0.5, -1.0,   t + 0.5, -1.0,
+        -t + 0.5, 1.0,    0.5, 1.0,    t + 0.5, 1.0,
+    ];
+    close(&f32s(&grid), &want.map(|v| v as f32));
+}

@@ -1,5 +1,6 @@
-//! GridSample, composed at import from ops that already lower everywhere,
-//! for any number of spatial dimensions (4-D and 5-D inputs and beyond).
+//! GridSample (and AffineGrid, which makes its grids), composed at import
+//! from ops that already lower everywhere, for any number of spatial
+//! dimensions (4-D and 5-D inputs and beyond).
 //!
 //! The input is moved channels-last (`[N, D…, C]`) so that one `GatherND`
 //! with a batch dimension fetches every channel of a pixel. Per spatial axis
@@ -173,6 +174,67 @@ impl Steps<'_, '_, '_> {
         };
         Ok(Tap { index, weight, valid })
     }
+}
+
+/// AffineGrid: the sampling grid GridSample takes, `theta · (x, y, [z,] 1)`
+/// for every output position, with the positions' normalised coordinates
+/// (pixel centres, or corners with `align_corners`) a constant `[r + 1, P]`
+/// matrix multiplied by each batch's `theta` `[r, r + 1]` in one MatMul.
+pub(crate) fn affine_grid(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let tname = n.inputs.first().copied().flatten().ok_or_else(|| n.err("the theta input is missing"))?;
+    let size = super::ops::const_input(imp, n, 1, "size")?.ok_or_else(|| n.err("the size input is missing"))?;
+    let size = size.as_i64s().ok_or_else(|| n.err("size is not an integer tensor"))?;
+    let align = n.attrs.int("align_corners", &n.name)?.unwrap_or(0) != 0;
+    let td = imp.shape_of(tname);
+    let dtype = imp.dtype_of(tname).unwrap_or(DType::F32);
+    let r = size.len().saturating_sub(2);
+    let dims: Vec<usize> = size.iter().skip(2).map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+    if !(2..=3).contains(&r) || td != [usize::try_from(size[0]).unwrap_or(usize::MAX), r, r + 1] || dims.contains(&0) {
+        return Err(n.err(format!(
+            "theta has shape {td:?} and size is {size:?}; expected [N, C, H, W] or [N, C, D, H, W] sizes and \
+             theta [N, 2, 3] or [N, 3, 4]"
+        )));
+    }
+    if !dtype.is_float() {
+        return Err(n.err(format!("theta is {dtype}; AffineGrid takes a float tensor")));
+    }
+    // Normalised coordinate `i` of an axis of `len`.
+    let coord = |i: usize, len: usize| {
+        if align {
+            if len == 1 {
+                -1.0
+            } else {
+                -1.0 + i as f64 * 2.0 / (len - 1) as f64
+            }
+        } else {
+            let step = 2.0 / len as f64;
+            -1.0 + step / 2.0 + i as f64 * step
+        }
+    };
+    let points: usize = dims.iter().product();
+    // Row k of the base holds coordinate k (innermost axis first), the last
+    // row ones; column p is position p in row-major order.
+    let mut base = vec![1.0; (r + 1) * points];
+    for p in 0..points {
+        let mut rest = p;
+        for (k, &len) in dims.iter().enumerate().rev() {
+            let row = dims.len() - 1 - k;
+            base[row * points + p] = coord(rest % len, len);
+            rest /= len;
+        }
+    }
+    let base = imp.add_constant(
+        format!("{}/base_grid", n.name),
+        crate::tensor::Tensor::from_f64(dtype, vec![r + 1, points], &base),
+    );
+    let c = Chain { n };
+    let theta = imp.tensor(tname)?;
+    let grid = c.step(imp, "transformed", Op::MatMul, &[theta, base])?;
+    let grid = c.step(imp, "points_last", Op::Transpose { perm: vec![0, 2, 1] }, &[grid])?;
+    let mut shape: Vec<i64> = vec![td[0] as i64];
+    shape.extend(dims.iter().map(|&d| d as i64));
+    shape.push(r as i64);
+    c.last(imp, Op::Reshape { shape, allow_zero: true }, &[grid])
 }
 
 /// GridSample: see the module doc.

@@ -115,6 +115,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "QLinearConv" => return qlinear_conv(imp, n),
         "Einsum" => return super::einsum::einsum(imp, n),
         "GridSample" => return super::grid_sample::grid_sample(imp, n),
+        "AffineGrid" => return super::grid_sample::affine_grid(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -583,7 +584,12 @@ fn data_input<'a>(n: &NodeView<'a>) -> Result<&'a str, ImportError> {
 /// omitted, as exporters use that for "not given".
 /// A graph input given a value at import ([`super::ImportOptions::values`])
 /// counts as a constant here, and the graph is specialised to it.
-fn const_input(imp: &mut Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+pub(super) fn const_input(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    i: usize,
+    what: &str,
+) -> Result<Option<Tensor>, ImportError> {
     let Some(name) = n.inputs.get(i).copied().flatten() else { return Ok(None) };
     match imp.const_of(name).cloned().or_else(|| imp.input_value(name)) {
         Some(t) if t.data.is_empty() && t.shape.numel() == 0 => Ok(None),
