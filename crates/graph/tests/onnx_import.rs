@@ -1098,3 +1098,19 @@ fn affine_grid_transforms_pixel_centres() {
     ];
     close(&f32s(&grid), &want.map(|v| v as f32));
 }
+
+#[test]
+fn reverse_sequence_reverses_each_batchs_prefix() {
+    // Time along axis 0, batch along axis 1: column 0 reverses its first 3
+    // steps, column 1 its first 1 (nothing moves), the rest stays.
+    let bytes = model_bytes(
+        10,
+        vec![f32_input("x", &[4, 2])],
+        vec![tensor_i64("lens", &[2], vec![3, 1])],
+        vec![node("ReverseSequence", "r", &["x", "lens"], &["y"], vec![])],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![4, 2], vec![0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0]);
+    let y = run(&bytes, &[x]).remove(0);
+    close(&f32s(&y), &[2.0, 10.0, 1.0, 11.0, 0.0, 12.0, 3.0, 13.0]);
+}

@@ -116,6 +116,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Einsum" => return super::einsum::einsum(imp, n),
         "GridSample" => return super::grid_sample::grid_sample(imp, n),
         "AffineGrid" => return super::grid_sample::affine_grid(imp, n),
+        "ReverseSequence" => return reverse_sequence(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -1349,6 +1350,45 @@ fn qlinear_conv(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError>
     let acc = c.step(imp, "convolution", Op::Conv { window, groups }, &inputs)?;
     let zp = opt_tensor(imp, n, 7)?;
     requantize(imp, n, acc, multiplier, zp, to)
+}
+
+/// ReverseSequence: along `time_axis`, the first `sequence_lens[b]`
+/// elements of each batch `b` (along `batch_axis`) reversed, the rest kept:
+/// a GatherElements whose index is `t < len ? len − 1 − t : t`, computed on
+/// broadcast `[T]` and `[B]` shapes and widened to the input's.
+fn reverse_sequence(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let lname = required(n, 1, "sequence_lens")?;
+    let dims = imp.shape_of(xname);
+    let rank = dims.len();
+    let time = norm_axis(n, n.attrs.int("time_axis", &n.name)?.unwrap_or(0), rank)?;
+    let batch = norm_axis(n, n.attrs.int("batch_axis", &n.name)?.unwrap_or(1), rank)?;
+    if rank < 2 || time == batch {
+        return Err(n.err(format!("time_axis {time} and batch_axis {batch} must be two axes of the rank-{rank} input")));
+    }
+    if imp.shape_of(lname) != [dims[batch]] {
+        return Err(n.err(format!("sequence_lens has shape {:?}; expected [{}]", imp.shape_of(lname), dims[batch])));
+    }
+    let along =
+        |axis: usize, len: usize| -> Vec<usize> { (0..rank).map(|d| if d == axis { len } else { 1 }).collect() };
+    let c = Chain { n };
+    let steps: Vec<i64> = (0..dims[time] as i64).collect();
+    let t = imp.add_constant(format!("{}/time_index", n.name), Tensor::i64(along(time, dims[time]), steps));
+    let lens = imp.tensor(lname)?;
+    let lens = c.step(imp, "lens_i64", Op::Cast { to: DType::I64 }, &[lens])?;
+    let lens = c.step(imp, "lens_clamped", Op::Unary(UnaryOp::Clip { min: 0.0, max: dims[time] as f32 }), &[lens])?;
+    let shape = along(batch, dims[batch]).iter().map(|&d| d as i64).collect();
+    let lens = c.step(imp, "lens_along_batch", Op::Reshape { shape, allow_zero: true }, &[lens])?;
+    let one = scalar(imp, n, "one", DType::I64, 1.0);
+    let last = c.step(imp, "last", Op::Binary(BinaryOp::Sub), &[lens, one])?;
+    let reversed = c.step(imp, "reversed", Op::Binary(BinaryOp::Sub), &[last, t])?;
+    let inside = c.step(imp, "inside", Op::Binary(BinaryOp::Less), &[t, lens])?;
+    let idx = c.step(imp, "index", Op::Where, &[inside, reversed, t])?;
+    let zeros = Tensor::i64(dims.clone(), vec![0; dims.iter().product()]);
+    let zeros = imp.add_constant(format!("{}/zeros", n.name), zeros);
+    let idx = c.step(imp, "index_full", Op::Binary(BinaryOp::Add), &[idx, zeros])?;
+    let x = imp.tensor(xname)?;
+    c.last(imp, Op::GatherElements { axis: time as i64 }, &[x, idx])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
