@@ -1114,3 +1114,26 @@ fn reverse_sequence_reverses_each_batchs_prefix() {
     let y = run(&bytes, &[x]).remove(0);
     close(&f32s(&y), &[2.0, 10.0, 1.0, 11.0, 0.0, 12.0, 3.0, 13.0]);
 }
+
+fn col2im(columns: usize, pads: &[i64], x: Vec<f32>) -> Vec<f32> {
+    let bytes = model_bytes(
+        18,
+        vec![f32_input("x", &[1, 2, columns as i64])],
+        vec![vector_i64("image", vec![3]), vector_i64("block", vec![2])],
+        vec![node("Col2Im", "c", &["x", "image", "block"], &["y"], vec![attr_ints("pads", pads)])],
+        &["y"],
+    );
+    let y = run(&bytes, &[Tensor::f32(vec![1, 2, columns], x)]).remove(0);
+    assert_eq!(y.shape.dims(), &[1, 1, 3]);
+    f32s(&y)
+}
+
+#[test]
+fn col2im_sums_overlapping_blocks_and_drops_the_padding() {
+    // Blocks of 2 over 3 pixels: block offset 0 (row a) lands on pixel p,
+    // offset 1 (row b) on p + 1, so the middle pixel sums two columns.
+    close(&col2im(2, &[0, 0], vec![1.0, 2.0, 10.0, 20.0]), &[1.0, 12.0, 20.0]);
+    // Padded by one each side: four columns; a[0] and b[3] fall into the padding.
+    let x = vec![1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
+    close(&col2im(4, &[1, 1], x), &[12.0, 23.0, 34.0]);
+}

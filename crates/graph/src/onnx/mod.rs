@@ -378,6 +378,7 @@ const SUPPORTED: &[&str] = &[
     "Celu",
     "CenterCropPad",
     "Clip",
+    "Col2Im",
     "Concat",
     "Constant",
     "ConstantOfShape",

@@ -117,6 +117,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "GridSample" => return super::grid_sample::grid_sample(imp, n),
         "AffineGrid" => return super::grid_sample::affine_grid(imp, n),
         "ReverseSequence" => return reverse_sequence(imp, n),
+        "Col2Im" => return col2im(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -1389,6 +1390,89 @@ fn reverse_sequence(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
     let idx = c.step(imp, "index_full", Op::Binary(BinaryOp::Add), &[idx, zeros])?;
     let x = imp.tensor(xname)?;
     c.last(imp, Op::GatherElements { axis: time as i64 }, &[x, idx])
+}
+
+/// Col2Im: the columns of `[N, C·∏block, L]` summed back into an image
+/// `[N, C, image…]`, as a ScatterElements with `add` into the flattened image
+/// plus one spare element that collects the block positions falling into
+/// the padding (sliced off after). The target of every (block position,
+/// column) pair is computed here, from the constant image and block shapes.
+fn col2im(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let shape_of = |imp: &mut Importer, i: usize, what: &str| -> Result<Vec<usize>, ImportError> {
+        let t = const_input(imp, n, i, what)?.ok_or_else(|| n.err(format!("the {what} input is missing")))?;
+        to_usizes(n, what, &ints_of(n, &t)?)
+    };
+    let image = shape_of(imp, 1, "image_shape")?;
+    let block = shape_of(imp, 2, "block_shape")?;
+    let r = image.len();
+    let attr = |name: &str, default: usize, len: usize| -> Result<Vec<usize>, ImportError> {
+        match n.attrs.ints(name, &n.name)? {
+            Some(v) => to_usizes(n, name, &v),
+            None => Ok(vec![default; len]),
+        }
+    };
+    let (dil, pads, strides) = (attr("dilations", 1, r)?, attr("pads", 0, 2 * r)?, attr("strides", 1, r)?);
+    let xd = imp.shape_of(xname);
+    let kprod: usize = block.iter().product();
+    if r == 0 || block.len() != r || dil.len() != r || pads.len() != 2 * r || strides.len() != r || xd.len() != 3 {
+        return Err(n.err(format!(
+            "input {xd:?}, image_shape {image:?}, block_shape {block:?}: expected [N, C·∏block, L] and one block, \
+             dilation, stride and two pads per image dimension"
+        )));
+    }
+    // Block positions per image dimension.
+    let mut grid = Vec::with_capacity(r);
+    for d in 0..r {
+        let span = dil[d] * block[d].saturating_sub(1) + 1;
+        let padded = image[d] + pads[d] + pads[r + d];
+        if strides[d] == 0 || block[d] == 0 || padded < span {
+            return Err(n.err(format!("dimension {d}: the blocks do not fit the padded image")));
+        }
+        grid.push((padded - span) / strides[d] + 1);
+    }
+    let l: usize = grid.iter().product();
+    if kprod == 0 || !xd[1].is_multiple_of(kprod) || xd[2] != l {
+        return Err(n.err(format!("input {xd:?} is not [N, C·{kprod}, {l}]")));
+    }
+    let (batch, channels) = (xd[0], xd[1] / kprod);
+    let pixels: usize = image.iter().product();
+    // Target of (block offset k, column p), row-major over both.
+    let mut target = Vec::with_capacity(kprod * l);
+    for k in 0..kprod {
+        for p in 0..l {
+            let (mut kr, mut pr, mut at, mut inside) = (k, p, 0usize, true);
+            let mut coord = vec![0i64; r];
+            for d in (0..r).rev() {
+                let (kd, pd) = (kr % block[d], pr % grid[d]);
+                kr /= block[d];
+                pr /= grid[d];
+                coord[d] = (pd * strides[d] + kd * dil[d]) as i64 - pads[d] as i64;
+            }
+            for d in 0..r {
+                inside &= (0..image[d] as i64).contains(&coord[d]);
+                at = at * image[d] + coord[d].max(0) as usize;
+            }
+            target.push(if inside { at as i64 } else { pixels as i64 });
+        }
+    }
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let cols = vec![batch as i64, channels as i64, (kprod * l) as i64];
+    let x = c.step(imp, "columns", Op::Reshape { shape: cols, allow_zero: true }, &[x])?;
+    let total = batch * channels * kprod * l;
+    let idx: Vec<i64> = (0..total).map(|i| target[i % (kprod * l)]).collect();
+    let idx = imp.add_constant(format!("{}/targets", n.name), Tensor::i64(vec![batch, channels, kprod * l], idx));
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zeros = Tensor::from_f64(dtype, vec![batch, channels, pixels + 1], &vec![0.0; batch * channels * (pixels + 1)]);
+    let zeros = imp.add_constant(format!("{}/image", n.name), zeros);
+    let scatter = Op::ScatterElements { axis: 2, reduction: ScatterReduction::Add };
+    let summed = c.step(imp, "summed", scatter, &[zeros, idx, x])?;
+    let slice = Op::Slice { starts: vec![0], ends: vec![pixels as i64], axes: vec![2], steps: vec![1] };
+    let kept = c.step(imp, "without_padding", slice, &[summed])?;
+    let mut shape = vec![batch as i64, channels as i64];
+    shape.extend(image.iter().map(|&d| d as i64));
+    c.last(imp, Op::Reshape { shape, allow_zero: true }, &[kept])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
