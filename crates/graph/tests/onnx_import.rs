@@ -1137,3 +1137,27 @@ fn col2im_sums_overlapping_blocks_and_drops_the_padding() {
     let x = vec![1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
     close(&col2im(4, &[1, 1], x), &[12.0, 23.0, 34.0]);
 }
+
+#[test]
+fn dropout_masks_keep_everything_and_random_training_is_refused() {
+    let mut training = onnx_protobuf::TensorProto::new();
+    training.name = "training".into();
+    training.data_type = DataType::BOOL as i32;
+    training.int32_data = vec![1];
+    let model = |ratio: f32| {
+        model_bytes(
+            13,
+            vec![f32_input("x", &[2, 2])],
+            vec![tensor_f32("ratio", &[], vec![ratio]), training.clone()],
+            vec![node("Dropout", "d", &["x", "ratio", "training"], &["y", "mask"], vec![])],
+            &["y", "mask"],
+        )
+    };
+    // Training with ratio 0 drops nothing: y is x and the mask all true.
+    let x = Tensor::f32(vec![2, 2], vec![1.0, -2.0, 3.0, 4.0]);
+    let out = run(&model(0.0), std::slice::from_ref(&x));
+    close(&f32s(&out[0]), &[1.0, -2.0, 3.0, 4.0]);
+    assert_eq!(out[1], Tensor::bool(vec![2, 2], vec![true; 4]));
+    let err = import_onnx(&model(0.5), &ImportOptions::default()).expect_err("random dropout is refused");
+    assert!(err.to_string().contains("training mode with ratio 0.5"), "{err}");
+}

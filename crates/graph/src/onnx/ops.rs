@@ -500,14 +500,37 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         }
         "Identity" => Some(Op::Identity),
         "Dropout" => {
-            // Opset 12 made training mode an input; a constant false is inference.
+            // Opset 12 made the ratio and training mode inputs; a constant
+            // false is inference. Training with ratio 0 drops nothing, so it
+            // is inference too; any other ratio draws random numbers.
+            let ratio = if n.opset >= 12 {
+                match const_input(imp, n, 1, "ratio")? {
+                    Some(t) => t.to_f64().first().copied().unwrap_or(0.5),
+                    None => 0.5,
+                }
+            } else {
+                a.float("ratio", name)?.unwrap_or(0.5) as f64
+            };
             if let Some(t) = const_input(imp, n, 2, "training_mode")? {
-                if t.to_f64().first().is_some_and(|&v| v != 0.0) {
-                    return Err(n.err("training mode is not supported"));
+                if t.to_f64().first().is_some_and(|&v| v != 0.0) && ratio != 0.0 {
+                    return Err(n.err(format!(
+                        "training mode with ratio {ratio} is not supported (it drops at random); only ratio 0 is"
+                    )));
                 }
             }
-            // The mask output is not produced; a node consuming it fails
-            // naming the tensor.
+            // The mask keeps everything: all true (all ones before opset 10,
+            // where it has the data's type).
+            if wanted_output(n, 1).is_some() {
+                let x = data_input(n)?;
+                let dims = imp.shape_of(x);
+                let numel = dims.iter().product();
+                let mask = if n.opset < 10 {
+                    Tensor::from_f64(imp.dtype_of(x).unwrap_or(DType::F32), dims, &vec![1.0; numel])
+                } else {
+                    Tensor::bool(dims, vec![true; numel])
+                };
+                imp.set_const(n, 1, mask);
+            }
             return emit_one(imp, n, Op::Identity, 1);
         }
         "Expand" => return expand(imp, n),
