@@ -1161,3 +1161,33 @@ fn dropout_masks_keep_everything_and_random_training_is_refused() {
     let err = import_onnx(&model(0.5), &ImportOptions::default()).expect_err("random dropout is refused");
     assert!(err.to_string().contains("training mode with ratio 0.5"), "{err}");
 }
+
+#[test]
+fn batch_normalization_training_uses_batch_statistics() {
+    // x = [1, 3, 5, 7] over N = 2 and two positions, one channel: batch mean
+    // 4, population variance (9 + 1 + 1 + 9) / 4 = 5.
+    let bytes = model_bytes(
+        15,
+        vec![f32_input("x", &[2, 1, 2])],
+        vec![
+            tensor_f32("scale", &[1], vec![2.0]),
+            tensor_f32("bias", &[1], vec![1.0]),
+            tensor_f32("mean", &[1], vec![0.0]),
+            tensor_f32("var", &[1], vec![1.0]),
+        ],
+        vec![node(
+            "BatchNormalization",
+            "bn",
+            &["x", "scale", "bias", "mean", "var"],
+            &["y", "running_mean", "running_var"],
+            vec![attr_int("training_mode", 1), attr_float("epsilon", 0.0)],
+        )],
+        &["y", "running_mean", "running_var"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![2, 1, 2], vec![1.0, 3.0, 5.0, 7.0])]);
+    let s = 2.0 / 5f32.sqrt();
+    close(&f32s(&out[0]), &[1.0 - 3.0 * s, 1.0 - s, 1.0 + s, 1.0 + 3.0 * s]);
+    // Momentum 0.9: 0 · 0.9 + 4 · 0.1 and 1 · 0.9 + 5 · 0.1.
+    close(&f32s(&out[1]), &[0.4]);
+    close(&f32s(&out[2]), &[1.4]);
+}

@@ -52,7 +52,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "GlobalMaxPool" => Some(Op::GlobalMaxPool),
         "BatchNormalization" => {
             if a.int("training_mode", name)?.unwrap_or(0) != 0 || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-                return Err(n.err("training mode (running mean/var outputs) is not supported; export for inference"));
+                if n.opset < 14 {
+                    return Err(n.err(
+                        "training mode before opset 14 (saved mean/var outputs) is not supported; export for inference",
+                    ));
+                }
+                return batch_norm_training(imp, n);
             }
             // Opsets 7 and 8 have `spatial`; 0 means per-element statistics
             // (scale and mean shaped as the input without its batch).
@@ -1496,6 +1501,41 @@ fn col2im(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let mut shape = vec![batch as i64, channels as i64];
     shape.extend(image.iter().map(|&d| d as i64));
     c.last(imp, Op::Reshape { shape, allow_zero: true }, &[kept])
+}
+
+/// BatchNormalization in training mode (opset 14 on): normalised by the
+/// batch's own per-channel mean and (population) variance, with the running
+/// statistics updated as `running · momentum + batch · (1 − momentum)`.
+fn batch_norm_training(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    if rank < 2 {
+        return Err(n.err(format!("input has rank {rank}; expected [N, C, …]")));
+    }
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    let momentum = n.attrs.float("momentum", &n.name)?.unwrap_or(0.9) as f64;
+    let input = |imp: &mut Importer, i: usize, what: &str| imp.tensor(required(n, i, what)?);
+    let (x, scale, bias) = (input(imp, 0, "X")?, input(imp, 1, "scale")?, input(imp, 2, "B")?);
+    let (mean, var) = (input(imp, 3, "input_mean")?, input(imp, 4, "input_var")?);
+    let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+    let c = Chain { n };
+    let kept = c.step(imp, "batch_mean_kept", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    let batch_mean = c.step(imp, "batch_mean", Op::ReduceMean { axes: axes.clone(), keepdims: false }, &[x])?;
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, kept])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let batch_var = c.step(imp, "batch_var", Op::ReduceMean { axes, keepdims: false }, &[d2])?;
+    let keep = scalar(imp, n, "momentum", dtype, momentum);
+    let take = scalar(imp, n, "one_minus_momentum", dtype, 1.0 - momentum);
+    for (i, what, running, batch) in [(1, "mean", mean, batch_mean), (2, "var", var, batch_var)] {
+        if wanted_output(n, i).is_none() {
+            continue;
+        }
+        let old = c.step(imp, &format!("running_{what}_kept"), Op::Binary(BinaryOp::Mul), &[running, keep])?;
+        let new = c.step(imp, &format!("batch_{what}_taken"), Op::Binary(BinaryOp::Mul), &[batch, take])?;
+        emit_output(imp, n, i, &format!("running_{what}"), Op::Binary(BinaryOp::Add), &[old, new])?;
+    }
+    c.last(imp, Op::BatchNormalization { epsilon }, &[x, scale, bias, batch_mean, batch_var])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
