@@ -1191,3 +1191,27 @@ fn batch_normalization_training_uses_batch_statistics() {
     close(&f32s(&out[1]), &[0.4]);
     close(&f32s(&out[2]), &[1.4]);
 }
+
+#[test]
+fn conv_transpose_output_shape_becomes_pads_and_output_padding() {
+    let model = |out: i64| {
+        model_bytes(
+            11,
+            vec![f32_input("x", &[1, 1, 2])],
+            vec![tensor_f32("w", &[1, 1, 2], vec![1.0, 1.0])],
+            vec![node(
+                "ConvTranspose",
+                "t",
+                &["x", "w"],
+                &["y"],
+                vec![attr_ints("strides", &[2]), attr_ints("output_shape", &[out])],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 2], vec![3.0, 5.0]);
+    // Stride 2 and a kernel of two ones give [3 3 5 5]; one more element
+    // at the end is output padding (a zero), one fewer crops the start.
+    close(&f32s(&run(&model(5), std::slice::from_ref(&x))[0]), &[3.0, 3.0, 5.0, 5.0, 0.0]);
+    close(&f32s(&run(&model(3), std::slice::from_ref(&x))[0]), &[3.0, 5.0, 5.0]);
+}

@@ -25,13 +25,16 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             if n.op_type == "Conv" {
                 Some(Op::Conv { window, groups })
             } else {
-                if a.has("output_shape") {
-                    return Err(n.err("`output_shape` is not supported: give `pads` and `output_padding` instead"));
-                }
-                let output_padding = match a.ints("output_padding", name)? {
+                let mut window = window;
+                let mut output_padding = match a.ints("output_padding", name)? {
                     Some(v) => to_usizes(n, "output_padding", &v)?,
                     None => vec![0; window.kernel.len()],
                 };
+                if let Some(shape) = a.ints("output_shape", name)? {
+                    let x = imp.shape_of(data_input(n)?);
+                    let pads = transpose_pads_for(n, &x, &window, &mut output_padding, &shape)?;
+                    window.padding = Padding::Explicit(pads);
+                }
                 Some(Op::ConvTranspose { window, groups, output_padding })
             }
         }
@@ -1536,6 +1539,50 @@ fn batch_norm_training(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Impor
         emit_output(imp, n, i, &format!("running_{what}"), Op::Binary(BinaryOp::Add), &[old, new])?;
     }
     c.last(imp, Op::BatchNormalization { epsilon }, &[x, scale, bias, batch_mean, batch_var])
+}
+
+/// The pads that make a ConvTranspose produce `output_shape` (its spatial
+/// dimensions, or all of them), as ONNX derives them: the total
+/// `s·(in − 1) + output_padding + (k − 1)·d + 1 − out` split half and half
+/// (the odd one at the end for SAME_UPPER, at the start otherwise). A
+/// negative end pad, an output longer than the transposed convolution
+/// gives, becomes output padding.
+fn transpose_pads_for(
+    n: &NodeView<'_>,
+    x: &[usize],
+    window: &Window,
+    output_padding: &mut [usize],
+    output_shape: &[i64],
+) -> Result<Vec<usize>, ImportError> {
+    let r = window.kernel.len();
+    let shape = if output_shape.len() == r + 2 { &output_shape[2..] } else { output_shape };
+    if shape.len() != r || x.len() != r + 2 || output_padding.len() != r {
+        return Err(n.err(format!("output_shape {output_shape:?} does not match the input's {r} spatial dimensions")));
+    }
+    let upper = n.attrs.string("auto_pad", &n.name)?.as_deref() == Some("SAME_UPPER");
+    let (mut begin, mut end) = (vec![0; r], vec![0; r]);
+    for i in 0..r {
+        let full = (window.strides[i] * (x[i + 2].max(1) - 1)
+            + output_padding[i]
+            + (window.kernel[i].max(1) - 1) * window.dilations[i]
+            + 1) as i64;
+        let total = full - shape[i];
+        let half = total.div_euclid(2);
+        let (b, e) = if upper { (half, total - half) } else { (total - half, half) };
+        if b < 0 {
+            return Err(n.err(format!(
+                "output_shape {output_shape:?} needs {} more leading elements than the transposed convolution gives",
+                -b
+            )));
+        }
+        if e < 0 {
+            output_padding[i] += (-e) as usize;
+        }
+        begin[i] = b as usize;
+        end[i] = e.max(0) as usize;
+    }
+    begin.extend(end);
+    Ok(begin)
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
