@@ -1215,3 +1215,31 @@ fn conv_transpose_output_shape_becomes_pads_and_output_padding() {
     close(&f32s(&run(&model(5), std::slice::from_ref(&x))[0]), &[3.0, 3.0, 5.0, 5.0, 0.0]);
     close(&f32s(&run(&model(3), std::slice::from_ref(&x))[0]), &[3.0, 5.0, 5.0]);
 }
+
+#[test]
+fn max_unpool_places_values_at_their_indices() {
+    let model = |with_shape: bool| {
+        let inputs: &[&str] = if with_shape { &["x", "i", "shape"] } else { &["x", "i"] };
+        model_bytes(
+            11,
+            vec![
+                f32_input("x", &[1, 1, 2]),
+                value_info("i", DataType::INT64, &[Dim::Value(1), Dim::Value(1), Dim::Value(2)]),
+            ],
+            vec![vector_i64("shape", vec![1, 1, 5])],
+            vec![node(
+                "MaxUnpool",
+                "u",
+                inputs,
+                &["y"],
+                vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 2], vec![5.0, 6.0]);
+    let i = Tensor::i64(vec![1, 1, 2], vec![1, 2]);
+    // Unpooled length (2 − 1)·2 + 2 = 4; output_shape 5 pads one zero at the end.
+    close(&f32s(&run(&model(false), &[x.clone(), i.clone()])[0]), &[0.0, 5.0, 6.0, 0.0]);
+    close(&f32s(&run(&model(true), &[x, i])[0]), &[0.0, 5.0, 6.0, 0.0, 0.0]);
+}

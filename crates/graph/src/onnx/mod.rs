@@ -435,6 +435,7 @@ const SUPPORTED: &[&str] = &[
     "MatMulInteger",
     "Max",
     "MaxPool",
+    "MaxUnpool",
     "Mean",
     "MeanVarianceNormalization",
     "Min",

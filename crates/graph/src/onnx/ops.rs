@@ -126,6 +126,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "AffineGrid" => return super::grid_sample::affine_grid(imp, n),
         "ReverseSequence" => return reverse_sequence(imp, n),
         "Col2Im" => return col2im(imp, n),
+        "MaxUnpool" => return max_unpool(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -1583,6 +1584,63 @@ fn transpose_pads_for(
     }
     begin.extend(end);
     Ok(begin)
+}
+
+/// MaxUnpool: zeros of the unpooled shape (`(in − 1)·stride − pads + kernel`
+/// per spatial dimension) with each input element written at its index
+/// (flat over that shape, as MaxPool's Indices give it): a ScatterElements
+/// on the flattened tensors. A larger `output_shape` pads the result with
+/// zeros at the end of each dimension.
+fn max_unpool(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let iname = required(n, 1, "I")?;
+    let xd = imp.shape_of(xname);
+    if xd.len() < 3 || imp.shape_of(iname) != xd {
+        return Err(n.err(format!("X has shape {xd:?}; expected [N, C, spatial…] and indices of the same shape")));
+    }
+    let w = window(n, None)?;
+    let r = w.kernel.len();
+    let pads = match &w.padding {
+        Padding::Explicit(p) if p.len() == 2 * r => p.clone(),
+        _ => return Err(n.err("MaxUnpool takes explicit `pads` (one begin and end per spatial dimension)")),
+    };
+    if xd.len() != r + 2 {
+        return Err(n.err(format!("kernel_shape has {r} dimensions but X has {} spatial ones", xd.len() - 2)));
+    }
+    let mut inferred = xd[..2].to_vec();
+    for i in 0..r {
+        let full = (xd[i + 2].max(1) - 1) * w.strides[i] + w.kernel[i];
+        let cut = pads[i] + pads[r + i];
+        inferred.push(full.checked_sub(cut).ok_or_else(|| n.err("the pads exceed the unpooled size"))?);
+    }
+    let out: Vec<usize> = match const_input(imp, n, 2, "output_shape")? {
+        Some(t) => to_usizes(n, "output_shape", &ints_of(n, &t)?)?,
+        None => inferred.clone(),
+    };
+    if out.len() != xd.len() || out.iter().zip(&inferred).any(|(o, i)| o < i) || out[..2] != xd[..2] {
+        return Err(n.err(format!(
+            "output_shape {out:?} is not the unpooled shape {inferred:?} grown along spatial dimensions"
+        )));
+    }
+    let numel: usize = xd.iter().product();
+    let total: usize = inferred.iter().product();
+    let c = Chain { n };
+    let (x, idx) = (imp.tensor(xname)?, imp.tensor(iname)?);
+    let flat = vec![numel as i64];
+    let x = c.step(imp, "values", Op::Reshape { shape: flat.clone(), allow_zero: true }, &[x])?;
+    let idx = c.step(imp, "indices", Op::Reshape { shape: flat, allow_zero: true }, &[idx])?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zeros = imp.add_constant(format!("{}/zeros", n.name), Tensor::from_f64(dtype, vec![total], &vec![0.0; total]));
+    let scatter = Op::ScatterElements { axis: 0, reduction: ScatterReduction::None };
+    let placed = c.step(imp, "placed", scatter, &[zeros, idx, x])?;
+    let shape = inferred.iter().map(|&d| d as i64).collect();
+    if out == inferred {
+        return c.last(imp, Op::Reshape { shape, allow_zero: true }, &[placed]);
+    }
+    let unpooled = c.step(imp, "unpooled", Op::Reshape { shape, allow_zero: true }, &[placed])?;
+    let mut pads = vec![0; out.len()];
+    pads.extend(out.iter().zip(&inferred).map(|(o, i)| o - i));
+    c.last(imp, Op::Pad { pads, value: 0.0 }, &[unpooled])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
