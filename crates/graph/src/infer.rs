@@ -551,7 +551,7 @@ impl<'a> Cx<'a> {
                 one(DType::I64, out)
             }
             Op::MaxPool { window, ceil_mode } | Op::AveragePool { window, ceil_mode, .. } => {
-                self.pool(window, *ceil_mode)
+                self.pool(window, *ceil_mode, matches!(self.op, Op::MaxPool { .. }))
             }
             Op::GlobalAveragePool | Op::GlobalMaxPool => {
                 self.arity(1, &["X"])?;
@@ -989,10 +989,13 @@ impl<'a> Cx<'a> {
         one(x.dtype, out)
     }
 
-    fn pool(&self, window: &Window, ceil_mode: bool) -> Outs {
+    fn pool(&self, window: &Window, ceil_mode: bool, max: bool) -> Outs {
         self.arity(1, &["X"])?;
         let x = self.input(0, "X")?;
-        self.float(0, "X", x)?;
+        // MaxPool takes 8-bit integers too.
+        if !(max && matches!(x.dtype, DType::I8 | DType::U8)) {
+            self.float(0, "X", x)?;
+        }
         let xd = x.shape.dims();
         if xd.len() < 3 {
             return Err(self.err(format!("input 0 (X) has shape {}; expected rank ≥ 3 [N, C, spatial…]", x.shape)));

@@ -60,7 +60,7 @@ struct PoolBuffers {
 
 fn declare(ctx: &mut LowerCtx, b: &mut KernelBuilder, tx: TensorId, epi: &Epilogue) -> Result<PoolBuffers, LowerError> {
     let x_len = ctx.graph.info(tx).shape.numel() as u64;
-    let px = b.buffer("x", Type::F32, x_len, Access::Read);
+    let px = b.buffer("x", kir_type(ctx.graph.info(tx).dtype), x_len, Access::Read);
     let out_info = ctx.graph.info(epi.output).clone();
     let out_ty = kir_type(out_info.dtype);
     let py = b.buffer("y", out_ty, out_info.shape.numel() as u64, Access::Write);
@@ -73,9 +73,12 @@ fn declare(ctx: &mut LowerCtx, b: &mut KernelBuilder, tx: TensorId, epi: &Epilog
 fn io(ctx: &LowerCtx, node: &Node) -> Result<(TensorId, Vec<usize>, Vec<usize>), LowerError> {
     let tx = node.inputs.first().copied().flatten().ok_or_else(|| unsupported(node, "input 0 is missing"))?;
     let out = *node.outputs.first().ok_or_else(|| unsupported(node, "no output"))?;
+    // MaxPool also runs on 8-bit integers (compared as they are).
+    let int_ok = matches!(node.op, Op::MaxPool { .. });
     for t in [tx, out] {
         let info = ctx.graph.info(t);
-        if info.dtype != DType::F32 {
+        let ok = info.dtype == DType::F32 || (int_ok && matches!(info.dtype, DType::I8 | DType::U8));
+        if !ok {
             return Err(unsupported(node, format!("tensor `{}` is {}; only f32 is lowered", info.name, info.dtype)));
         }
     }
@@ -165,7 +168,12 @@ fn window_pool(
     let c_w = b.const_i32(w as i32);
     let c_hw = b.const_i32((h * w) as i32);
     let depth_consts = (r == 3).then(|| (b.const_i32(dd as i32), b.const_i32((dd * h * w) as i32)));
-    let init = b.const_f32(if average.is_some() { 0.0 } else { f32::NEG_INFINITY });
+    let x_ty = b.kernel().params[bufs.px].ty();
+    let init = match (average, x_ty.int_range()) {
+        // An integer max starts at the type's least value.
+        (None, Some((lo, _))) => b.constant(weft_kir::Scalar::from_int(x_ty, lo).unwrap_or(weft_kir::Scalar::I32(0))),
+        _ => b.const_f32(if average.is_some() { 0.0 } else { f32::NEG_INFINITY }),
+    };
     let one_i = b.const_i32(1);
     let graph_ctx: &LowerCtx = ctx;
     let mut result = Ok(());
