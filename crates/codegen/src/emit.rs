@@ -377,6 +377,24 @@ pub fn c_type(t: Type) -> &'static str {
     }
 }
 
+/// `v`'s bits (of type `from`) read as `to`, of the same size: the float
+/// types through the bit intrinsics, the others (whose C types are
+/// integers, f16 and bf16 included) by an integer conversion, which keeps
+/// the bits of a same-width type.
+fn bitcast(from: Type, to: Type, v: &str) -> String {
+    let bits = match from {
+        Type::F32 => format!("__float_as_uint({v})"),
+        Type::F64 => format!("__double_as_longlong({v})"),
+        _ => v.to_string(),
+    };
+    match to {
+        Type::Bool => format!("({bits}) != 0"),
+        Type::F32 => format!("__uint_as_float((unsigned int)({bits}))"),
+        Type::F64 => format!("__longlong_as_double((long long)({bits}))"),
+        _ => format!("({})({bits})", c_type(to)),
+    }
+}
+
 /// The unsigned C type of an integer type's width.
 fn unsigned_c_type(t: Type) -> &'static str {
     match t {
@@ -820,7 +838,9 @@ impl<'k> Emitter<'k> {
             || k.shared.values().any(|s| s.elem == t)
             || k.vars.values().any(|v| v.ty == t)
             || k.values.values().any(|v| v.ty == t)
-            || k.insts.values().any(|i| matches!(i, InstData::Cast { to, .. } if *to == t))
+            || k.insts
+                .values()
+                .any(|i| matches!(i, InstData::Cast { to, .. } | InstData::Bitcast { to, .. } if *to == t))
     }
 
     fn region(&mut self, r: Region, w: &mut CodeWriter) -> Result<(), EmitError> {
@@ -1061,6 +1081,16 @@ impl<'k> Emitter<'k> {
                     self.helpers.insert(Helper::RoundToOdd);
                 }
                 (cast(from, to, &arg.to_string()), None)
+            }
+            InstData::Bitcast { to, arg } => {
+                if to != rt {
+                    return Err(format!("bitcast to {to} defines a value of type {rt}"));
+                }
+                let from = self.ty(arg)?;
+                if from.size_bytes() != to.size_bytes() {
+                    return Err(format!("bitcast of {from} to {to}, a type of another size"));
+                }
+                (bitcast(from, to, &arg.to_string()), None)
             }
             InstData::Load { buf, index } => {
                 let elem = match k.params.get(buf).map(|p| &p.kind) {

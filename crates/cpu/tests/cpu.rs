@@ -584,7 +584,8 @@ type OpOf = dyn Fn(&mut KernelBuilder, weft_kir::Value, weft_kir::Value) -> weft
 
 /// One kernel over every pair of edge values of `ty`: each binary op (with
 /// zero divisors replaced by one), each unary op, each comparison, `fma`
-/// (floats), and a cast to every other type, one output buffer each.
+/// (floats), a cast to every other type and a bitcast to every other type
+/// of its size, one output buffer each.
 fn every_op_on(ty: Type) -> (KernelDef, Vec<ArgValue>) {
     use weft_kir::{BinaryOp, CmpOp, Scalar, UnaryOp};
     let vals = edge_values(ty);
@@ -630,6 +631,9 @@ fn every_op_on(ty: Type) -> (KernelDef, Vec<ArgValue>) {
     }
     for to in Type::ALL.into_iter().filter(|&to| to != ty) {
         outputs.push((to, Box::new(move |b, x, _| b.cast(to, x))));
+    }
+    for to in Type::ALL.into_iter().filter(|&to| to != ty && to.size_bytes() == ty.size_bytes()) {
+        outputs.push((to, Box::new(move |b, x, _| b.bitcast(to, x))));
     }
     let outs: Vec<_> = outputs
         .iter()

@@ -209,9 +209,25 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 self.out(&out)
             }
             Op::MatMul => self.out(&matmul(self.x(0)?, self.x(1)?)),
+            Op::Unary(UnaryOp::BitwiseNot) => {
+                let x = self.x(0)?;
+                let v = x.as_i128s().ok_or_else(|| (self.err)("input is not an integer tensor".into()))?;
+                let v: Vec<i128> = v.into_iter().map(|x| !x).collect();
+                vec![Tensor::from_ints(x.dtype, x.shape.clone(), &v)]
+            }
             Op::Unary(u) => {
                 let v: Vec<f64> = self.x(0)?.to_f64().into_iter().map(|x| unary(u, x)).collect();
                 self.out(&v)
+            }
+            Op::Binary(b) if b.is_bitwise() => {
+                let (x, y) = (self.x(0)?, self.x(1)?);
+                let dims = self.out_dims();
+                let (mx, my) = (broadcast_map(dims, x.shape.dims()), broadcast_map(dims, y.shape.dims()));
+                let not_int = || (self.err)("inputs are not integer tensors".into());
+                let (xv, yv) = (x.as_i128s().ok_or_else(not_int)?, y.as_i128s().ok_or_else(not_int)?);
+                let bits = 8 * x.dtype.size_bytes() as i128;
+                let v: Vec<i128> = mx.iter().zip(&my).map(|(&i, &j)| bitwise(*b, xv[i], yv[j], bits)).collect();
+                vec![Tensor::from_ints(x.dtype, Shape(dims.to_vec()), &v)]
             }
             Op::Binary(b) => {
                 let (x, y) = (self.x(0)?, self.x(1)?);
@@ -255,6 +271,10 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                     Some(v) if to.is_int() => vec![Tensor::from_ints(*to, shape, &v)],
                     _ => vec![Tensor::from_f64(*to, shape, &x.to_f64())],
                 }
+            }
+            Op::BitCast { to } => {
+                let x = self.x(0)?;
+                vec![from_bits(*to, x.shape.clone(), &element_bits(x))]
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 let log = matches!(op, Op::LogSoftmax { .. });
@@ -856,6 +876,8 @@ fn unary(u: &UnaryOp, x: f64) -> f64 {
         UnaryOp::Asin => x.asin(),
         UnaryOp::Acos => x.acos(),
         UnaryOp::Atan => x.atan(),
+        // Exact below 2^53; [`Op::Unary`] evaluates it on exact integers.
+        UnaryOp::BitwiseNot => !(x as i64) as f64,
     }
 }
 
@@ -887,10 +909,76 @@ fn binary(b: BinaryOp, x: f64, y: f64, dtype: DType) -> f64 {
             let r = x % y;
             if r != 0.0 && (r < 0.0) != (y < 0.0) {
                 r + y
+            } else if r == 0.0 {
+                // numpy's zero takes the divisor's sign.
+                0f64.copysign(y)
             } else {
                 r
             }
         }
+        // Exact below 2^53; [`Op::Binary`] evaluates these on exact integers.
+        BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor | BinaryOp::BitShift { .. } => {
+            bitwise(b, x as i128, y as i128, 8 * dtype.size_bytes() as i128) as f64
+        }
+    }
+}
+
+/// Every element's bits in its dtype's width, zero-extended (a `bool` is 0
+/// or 1).
+fn element_bits(t: &Tensor) -> Vec<u64> {
+    let mask = |v: i128| (v as u64) & (u64::MAX >> (64 - 8 * t.dtype.size_bytes()));
+    match (&t.data, t.dtype) {
+        (TensorData::F32(v), DType::F16) => v.iter().map(|&x| half::f16::from_f32(x).to_bits() as u64).collect(),
+        (TensorData::F32(v), DType::BF16) => v.iter().map(|&x| half::bf16::from_f32(x).to_bits() as u64).collect(),
+        (TensorData::F32(v), _) => v.iter().map(|&x| x.to_bits() as u64).collect(),
+        (TensorData::F64(v), _) => v.iter().map(|&x| x.to_bits()).collect(),
+        (TensorData::Bool(v), _) => v.iter().map(|&x| x as u64).collect(),
+        _ => t.as_i128s().unwrap_or_default().into_iter().map(mask).collect(),
+    }
+}
+
+/// A tensor of `dtype` whose elements have the given bits (a `bool` is
+/// whether any bit is set).
+fn from_bits(dtype: DType, shape: Shape, bits: &[u64]) -> Tensor {
+    let data = match dtype {
+        DType::F32 => TensorData::F32(bits.iter().map(|&b| f32::from_bits(b as u32)).collect()),
+        DType::F16 => TensorData::F32(bits.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect()),
+        DType::BF16 => TensorData::F32(bits.iter().map(|&b| half::bf16::from_bits(b as u16).to_f32()).collect()),
+        DType::F64 => TensorData::F64(bits.iter().map(|&b| f64::from_bits(b)).collect()),
+        _ => {
+            let ints: Vec<i128> = bits
+                .iter()
+                .map(|&b| match dtype {
+                    DType::I8 => b as i8 as i128,
+                    DType::I16 => b as i16 as i128,
+                    DType::I32 => b as i32 as i128,
+                    DType::I64 => b as i64 as i128,
+                    _ => b as i128,
+                })
+                .collect();
+            return Tensor::from_ints(dtype, shape, &ints);
+        }
+    };
+    Tensor { dtype, shape, data }
+}
+
+/// A bitwise op on exact integer values of a `bits`-wide type (the result's
+/// low bits are what the type keeps).
+fn bitwise(b: BinaryOp, x: i128, y: i128, bits: i128) -> i128 {
+    match b {
+        BinaryOp::BitwiseAnd => x & y,
+        BinaryOp::BitwiseOr => x | y,
+        BinaryOp::BitwiseXor => x ^ y,
+        BinaryOp::BitShift { left } if !(0..bits).contains(&y) => {
+            if !left && x < 0 {
+                -1
+            } else {
+                0
+            }
+        }
+        BinaryOp::BitShift { left: true } => x.wrapping_shl(y as u32),
+        BinaryOp::BitShift { left: false } => x >> y,
+        _ => unreachable!("called for bitwise ops only"),
     }
 }
 
@@ -1099,8 +1187,9 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
     res
 }
 
-/// The input coordinate that output coordinate `o` maps to along one axis.
-fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
+/// The input coordinate that output coordinate `o` maps to along one axis
+/// (the reference evaluator's and lowering's one definition).
+pub fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
     let o = o as f64;
     match t {
         CoordinateTransform::HalfPixel => (o + 0.5) / scale - 0.5,
@@ -1113,6 +1202,11 @@ fn source_coordinate(t: CoordinateTransform, o: usize, scale: f64, len_in: usize
         }
         CoordinateTransform::AlignCorners => 0.0,
         CoordinateTransform::Asymmetric => o / scale,
+        CoordinateTransform::HalfPixelSymmetric => {
+            let len = scale * len_in as f64;
+            let offset = len_in as f64 / 2.0 * (1.0 - len_out as f64 / len);
+            offset + (o + 0.5) / scale - 0.5
+        }
     }
 }
 
@@ -1125,6 +1219,38 @@ fn nearest_index(x: f64, mode: NearestMode, len: usize) -> usize {
         NearestMode::Ceil => x.ceil(),
     };
     r.clamp(0.0, len as f64 - 1.0) as usize
+}
+
+/// The four taps of Keys' cubic convolution (parameter `a`) at input
+/// coordinate `x` along an axis of `len` elements, as ONNX's Resize takes
+/// them: indices `⌊x⌋ − 1 ..= ⌊x⌋ + 2` (an integral `x` counts as the end of
+/// the interval below it) clamped into the axis, with their weights; with
+/// `exclude_outside`, taps past the borders weigh zero and the rest are
+/// renormalised.
+pub fn resize_cubic_taps(x: f64, len: usize, a: f64, exclude_outside: bool) -> [(usize, f64); 4] {
+    let mut base = x.floor();
+    let mut t = x - base;
+    if t == 0.0 {
+        base -= 1.0;
+        t = 1.0;
+    }
+    let near = |d: f64| ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+    let far = |d: f64| ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a;
+    let mut w = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+    let raw = [base - 1.0, base, base + 1.0, base + 2.0];
+    if exclude_outside {
+        for (wk, &i) in w.iter_mut().zip(&raw) {
+            if i < 0.0 || i >= len as f64 {
+                *wk = 0.0;
+            }
+        }
+        let sum: f64 = w.iter().sum();
+        if sum != 0.0 {
+            w.iter_mut().for_each(|wk| *wk /= sum);
+        }
+    }
+    let last = len.saturating_sub(1) as f64;
+    std::array::from_fn(|k| (raw[k].clamp(0.0, last) as usize, w[k]))
 }
 
 fn resize<E: Fn(String) -> GraphError>(
@@ -1187,6 +1313,35 @@ fn resize<E: Fn(String) -> GraphError>(
                     }
                 }
                 v.push(acc);
+            });
+            Ok(ev.out(&v))
+        }
+        ResizeMode::Cubic { coeff_a, exclude_outside } => {
+            let taps: Vec<Vec<[(usize, f64); 4]>> = (0..r)
+                .map(|d| {
+                    coords[d]
+                        .iter()
+                        .map(|&c| resize_cubic_taps(c, in_dims[d], coeff_a as f64, exclude_outside))
+                        .collect()
+                })
+                .collect();
+            let xv = x.to_f64();
+            let mut v = Vec::with_capacity(out_dims.iter().product());
+            for_each_index(&out_dims, |pos| {
+                // Every combination of one tap per axis, skipping zero weights.
+                let mut terms: Vec<(f64, usize)> = vec![(1.0, 0)];
+                for d in 0..r {
+                    let mut next = Vec::with_capacity(terms.len() * 4);
+                    for &(w0, at) in &terms {
+                        for &(i, w) in &taps[d][pos[d]] {
+                            if w != 0.0 {
+                                next.push((w0 * w, at + i * strides[d]));
+                            }
+                        }
+                    }
+                    terms = next;
+                }
+                v.push(terms.iter().map(|&(w, at)| w * xv[at]).sum());
             });
             Ok(ev.out(&v))
         }

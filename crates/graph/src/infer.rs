@@ -442,6 +442,13 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    fn integer(&self, i: usize, name: &str, t: &TensorInfo) -> Result<(), GraphError> {
+        if !t.dtype.is_int() {
+            return Err(self.err(format!("input {i} ({name}) has dtype {}; expected an integer type", t.dtype)));
+        }
+        Ok(())
+    }
+
     fn same_dtype(&self, i: usize, name: &str, t: &TensorInfo, want: DType, other: &str) -> Result<(), GraphError> {
         if t.dtype != want {
             return Err(
@@ -492,6 +499,19 @@ impl<'a> Cx<'a> {
                 let x = self.input(0, "input")?;
                 one(*to, x.shape.0.clone())
             }
+            Op::BitCast { to } => {
+                self.arity(1, &["input"])?;
+                let x = self.input(0, "input")?;
+                if x.dtype.size_bytes() != to.size_bytes() {
+                    return Err(self.err(format!(
+                        "input 0 (input) is {} ({} bytes) but `to` is {to} ({} bytes); expected types of one size",
+                        x.dtype,
+                        x.dtype.size_bytes(),
+                        to.size_bytes()
+                    )));
+                }
+                one(*to, x.shape.0.clone())
+            }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 self.arity(1, &["input"])?;
                 let x = self.input(0, "input")?;
@@ -531,7 +551,7 @@ impl<'a> Cx<'a> {
                 one(DType::I64, out)
             }
             Op::MaxPool { window, ceil_mode } | Op::AveragePool { window, ceil_mode, .. } => {
-                self.pool(window, *ceil_mode)
+                self.pool(window, *ceil_mode, matches!(self.op, Op::MaxPool { .. }))
             }
             Op::GlobalAveragePool | Op::GlobalMaxPool => {
                 self.arity(1, &["X"])?;
@@ -658,7 +678,10 @@ impl<'a> Cx<'a> {
     fn conv(&self, window: &Window, groups: usize) -> Outs {
         self.arity(2, &["X", "W", "B"])?;
         let (x, w) = (self.input(0, "X")?, self.input(1, "W")?);
-        self.float(0, "X", x)?;
+        // i32: the integer convolution the quantized ones compose to.
+        if x.dtype != DType::I32 {
+            self.float(0, "X", x)?;
+        }
         self.same_dtype(1, "W", w, x.dtype, "X")?;
         let (xd, wd) = (x.shape.dims(), w.shape.dims());
         if xd.len() < 3 {
@@ -844,6 +867,8 @@ impl<'a> Cx<'a> {
             if x.dtype != DType::Bool {
                 return Err(self.err(format!("input 0 (X) has dtype {}; expected bool", x.dtype)));
             }
+        } else if *u == UnaryOp::BitwiseNot {
+            self.integer(0, "X", x)?;
         } else if matches!(u, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. } | UnaryOp::Sign) {
             self.numeric(0, "X", x)?;
         } else {
@@ -861,12 +886,12 @@ impl<'a> Cx<'a> {
                     return Err(self.err(format!("input {i} ({name}) has dtype {}; expected bool", t.dtype)));
                 }
             }
+        } else if b.is_bitwise() {
+            self.integer(0, "A", x)?;
+            self.integer(1, "B", y)?;
         } else if b != BinaryOp::Equal {
             self.numeric(0, "A", x)?;
             self.numeric(1, "B", y)?;
-        }
-        if b == (BinaryOp::Mod { fmod: false }) && x.dtype.is_float() {
-            return Err(self.err("Mod of floats needs fmod=1 (ONNX requires it)"));
         }
         // Pow's exponent may have its own numeric type (ONNX T1).
         if b != BinaryOp::Pow {
@@ -964,10 +989,13 @@ impl<'a> Cx<'a> {
         one(x.dtype, out)
     }
 
-    fn pool(&self, window: &Window, ceil_mode: bool) -> Outs {
+    fn pool(&self, window: &Window, ceil_mode: bool, max: bool) -> Outs {
         self.arity(1, &["X"])?;
         let x = self.input(0, "X")?;
-        self.float(0, "X", x)?;
+        // MaxPool takes 8-bit integers too.
+        if !(max && matches!(x.dtype, DType::I8 | DType::U8)) {
+            self.float(0, "X", x)?;
+        }
         let xd = x.shape.dims();
         if xd.len() < 3 {
             return Err(self.err(format!("input 0 (X) has shape {}; expected rank ≥ 3 [N, C, spatial…]", x.shape)));
@@ -1300,7 +1328,7 @@ impl<'a> Cx<'a> {
     fn resize(&self, scales: &[f32], mode: ResizeMode) -> Outs {
         self.arity(1, &["X"])?;
         let x = self.input(0, "X")?;
-        if mode == ResizeMode::Linear {
+        if mode != ResizeMode::Nearest {
             self.numeric(0, "X", x)?;
         }
         let d = x.shape.dims();

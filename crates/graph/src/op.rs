@@ -83,6 +83,8 @@ pub enum UnaryOp {
     Atanh,
     Sin,
     Cos,
+    /// Bitwise complement; integers only.
+    BitwiseNot,
     /// `sin(x) / cos(x)`.
     Tan,
     /// `atan(x / √((1 − x)(1 + x)))`.
@@ -111,11 +113,23 @@ pub enum BinaryOp {
     And,
     Or,
     Xor,
-    /// Remainder. `fmod`: C `fmod` (the dividend's sign, required for
-    /// floats); otherwise the divisor's sign, as Python's `%` (integers).
+    /// Remainder. `fmod`: C `fmod` (the dividend's sign); otherwise the
+    /// divisor's sign, as numpy's `mod` (a float zero takes the divisor's
+    /// sign too).
     /// An integer divisor of zero counts as one, as in [`BinaryOp::Div`].
     Mod {
         fmod: bool,
+    },
+    /// Bitwise, on integers of one type.
+    BitwiseAnd,
+    BitwiseOr,
+    BitwiseXor,
+    /// `x << y` (`left`) or `x >> y` on integers of one type, as numpy
+    /// shifts: a left shift wraps, a right shift of a signed type is
+    /// arithmetic, and an amount outside `0..bits` gives 0 (−1 for a right
+    /// shift of a negative signed value).
+    BitShift {
+        left: bool,
     },
 }
 
@@ -131,6 +145,11 @@ impl BinaryOp {
     /// Whether the op takes and gives `bool`.
     pub fn is_logical(self) -> bool {
         matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+
+    /// Whether the op takes and gives integers only, bit by bit.
+    pub fn is_bitwise(self) -> bool {
+        matches!(self, BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor | BinaryOp::BitShift { .. })
     }
 }
 
@@ -192,10 +211,17 @@ pub struct Window {
 }
 
 /// Interpolation mode of `Resize`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub enum ResizeMode {
     Nearest,
     Linear,
+    /// Keys' cubic convolution with parameter `coeff_a` over four taps per
+    /// axis (edge pixels repeat past the borders); `exclude_outside` gives
+    /// taps outside the input weight zero and renormalises the rest.
+    Cubic {
+        coeff_a: f32,
+        exclude_outside: bool,
+    },
 }
 
 /// How `Resize` maps output coordinates to input coordinates (ONNX
@@ -206,6 +232,9 @@ pub enum CoordinateTransform {
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    /// Half-pixel centred on the input when the output length is rounded
+    /// down from `scale · len`.
+    HalfPixelSymmetric,
 }
 
 /// Rounding of `Resize` in nearest mode (ONNX `nearest_mode`).
@@ -251,6 +280,10 @@ pub enum Op {
     /// `cond ? x : y`, broadcast.
     Where,
     Cast {
+        to: DType,
+    },
+    /// The input's bits read as `to`, a type of the same size.
+    BitCast {
         to: DType,
     },
     Softmax {
@@ -458,6 +491,7 @@ impl Op {
                 UnaryOp::Atanh => "Atanh",
                 UnaryOp::Sin => "Sin",
                 UnaryOp::Cos => "Cos",
+                UnaryOp::BitwiseNot => "BitwiseNot",
                 UnaryOp::Tan => "Tan",
                 UnaryOp::Asin => "Asin",
                 UnaryOp::Acos => "Acos",
@@ -480,10 +514,15 @@ impl Op {
                 BinaryOp::Or => "Or",
                 BinaryOp::Xor => "Xor",
                 BinaryOp::Mod { .. } => "Mod",
+                BinaryOp::BitwiseAnd => "BitwiseAnd",
+                BinaryOp::BitwiseOr => "BitwiseOr",
+                BinaryOp::BitwiseXor => "BitwiseXor",
+                BinaryOp::BitShift { .. } => "BitShift",
             },
             Op::Sum => "Sum",
             Op::Where => "Where",
             Op::Cast { .. } => "Cast",
+            Op::BitCast { .. } => "BitCast",
             Op::Softmax { .. } => "Softmax",
             Op::LayerNormalization { .. } => "LayerNormalization",
             Op::ReduceMean { .. } => "ReduceMean",

@@ -59,6 +59,7 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         Op::Sum => out_elems * node.inputs.len().saturating_sub(1) as u64,
         Op::Resize { .. } => out_elems * 4,
         Op::Cast { .. }
+        | Op::BitCast { .. }
         | Op::Concat { .. }
         | Op::Split { .. }
         | Op::Reshape { .. }

@@ -551,3 +551,102 @@ fn top_k_orders_ties_by_index_and_nan_as_largest() {
     let down = ev(Op::TopK { axis: 0, k: 1, largest: true }, &[&f(&[2, 2], &[1.0, 5.0, 4.0, 5.0])]);
     assert_eq!(down[1].as_i64s().unwrap(), vec![1, 0]);
 }
+
+#[test]
+fn bitwise_ops_on_exact_integers_of_every_width() {
+    let and = ev1(
+        Op::Binary(BinaryOp::BitwiseAnd),
+        &[&Tensor::from_ints(DType::U8, vec![2], &[0b1100, 255]), &Tensor::from_ints(DType::U8, vec![1], &[0b1010])],
+    );
+    assert_eq!(and.as_i128s().unwrap(), vec![0b1000, 0b1010]);
+    // u64 values above 2^53 survive (an f64 path would round them).
+    let big = (1u64 << 63) | 1;
+    let x = Tensor { dtype: DType::U64, shape: vec![1].into(), data: TensorData::U64(vec![big]) };
+    let y = Tensor { dtype: DType::U64, shape: vec![1].into(), data: TensorData::U64(vec![3]) };
+    assert_eq!(ev1(Op::Binary(BinaryOp::BitwiseXor), &[&x, &y]).as_i128s().unwrap(), vec![(big ^ 3) as i128]);
+    assert_eq!(ev1(Op::Binary(BinaryOp::BitwiseOr), &[&x, &y]).as_i128s().unwrap(), vec![(big | 3) as i128]);
+    // Not: -6 is !5 in two's complement; 250 is !5 in eight unsigned bits.
+    let not = |dtype| ev1(Op::Unary(UnaryOp::BitwiseNot), &[&Tensor::from_ints(dtype, vec![1], &[5])]);
+    assert_eq!(not(DType::I16).as_i128s().unwrap(), vec![-6]);
+    assert_eq!(not(DType::U8).as_i128s().unwrap(), vec![250]);
+}
+
+#[test]
+fn bit_shifts_wrap_and_saturate_outside_the_width() {
+    let shift = |left, dtype, x: &[i128], y: &[i128]| {
+        let (xt, yt) = (Tensor::from_ints(dtype, vec![x.len()], x), Tensor::from_ints(dtype, vec![y.len()], y));
+        ev1(Op::Binary(BinaryOp::BitShift { left }), &[&xt, &yt]).as_i128s().unwrap()
+    };
+    // 0b0110_0000 << 2 keeps the low eight bits: 0b1000_0000 = 128 (u8), -128 (i8).
+    assert_eq!(shift(true, DType::U8, &[96, 1, 1], &[2, 7, 8]), vec![128, 128, 0]);
+    assert_eq!(shift(true, DType::I8, &[96, 1, 1], &[2, 7, -1]), vec![-128, -128, 0]);
+    // Right shifts of signed values are arithmetic; an amount of the width
+    // or more (or below zero) leaves only the sign.
+    assert_eq!(shift(false, DType::I32, &[-16, -16, 16, -1], &[2, 32, 40, -3]), vec![-4, -1, 0, -1]);
+    assert_eq!(shift(false, DType::U16, &[0x8000, 0x8000], &[15, 16]), vec![1, 0]);
+}
+
+#[test]
+fn bit_cast_reads_the_same_bits() {
+    let one = ev1(Op::BitCast { to: DType::I32 }, &[&f(&[2], &[1.0, -2.0])]);
+    assert_eq!(one.as_i128s().unwrap(), vec![0x3f80_0000, 0xc000_0000u32 as i32 as i128]);
+    let back = ev1(Op::BitCast { to: DType::F32 }, &[&Tensor::i32(vec![1], vec![0x4049_0fdb])]);
+    assert_eq!(back.to_f64()[0] as f32, std::f32::consts::PI);
+    let u = ev1(Op::BitCast { to: DType::U8 }, &[&Tensor::from_ints(DType::I8, vec![2], &[-1, 5])]);
+    assert_eq!(u.as_i128s().unwrap(), vec![255, 5]);
+    let ins = [Some(&Tensor::i32(vec![1], vec![1]))];
+    assert!(eval_node("n", &Op::BitCast { to: DType::I64 }, &ins).is_err(), "sizes differ");
+}
+
+#[test]
+fn float_mod_takes_the_divisors_sign() {
+    let x = Tensor {
+        dtype: DType::F64,
+        shape: vec![6].into(),
+        data: TensorData::F64(vec![-4.5, 7.0, -3.0, 1.0, 4.0, -4.0]),
+    };
+    let y = Tensor {
+        dtype: DType::F64,
+        shape: vec![6].into(),
+        data: TensorData::F64(vec![2.0, -3.0, f64::INFINITY, f64::NEG_INFINITY, -2.0, 2.0]),
+    };
+    let m = ev1(Op::Binary(BinaryOp::Mod { fmod: false }), &[&x, &y]).to_f64();
+    // -4.5 = -3·2 + 1.5; 7 = -3·-3 - 2; -3 mod ∞ is ∞ - 3 = ∞; 1 mod -∞ is -∞.
+    assert_eq!(&m[..4], &[1.5, -2.0, f64::INFINITY, f64::NEG_INFINITY]);
+    // Zero remainders take the divisor's sign.
+    assert!(m[4] == 0.0 && m[4].is_sign_negative() && m[5] == 0.0 && m[5].is_sign_positive(), "{m:?}");
+    let r = ev1(Op::Binary(BinaryOp::Mod { fmod: true }), &[&x, &y]).to_f64();
+    assert_eq!(&r[..4], &[-0.5, 1.0, -3.0, 1.0]);
+}
+
+#[test]
+fn resize_cubic_keys_weights_and_exclude_outside() {
+    // Asymmetric ×2 over [1 2 3 4]: even outputs sit on pixels; x = 0.5 takes
+    // taps -1 (the edge, 1), 0, 1, 2 with Keys' weights for a = -0.75 at
+    // distances 1.5, 0.5, 0.5, 1.5: -0.09375, 0.59375, 0.59375, -0.09375.
+    let x = f(&[4], &[1.0, 2.0, 3.0, 4.0]);
+    let cubic = |exclude_outside| Op::Resize {
+        scales: vec![2.0],
+        mode: ResizeMode::Cubic { coeff_a: -0.75, exclude_outside },
+        transform: CoordinateTransform::Asymmetric,
+        nearest: NearestMode::Floor,
+    };
+    let y = ev1(cubic(false), &[&x]).to_f64();
+    assert_eq!(y.len(), 8);
+    assert!((y[0] - 1.0).abs() < 1e-6 && (y[2] - 2.0).abs() < 1e-6 && (y[4] - 3.0).abs() < 1e-6, "{y:?}");
+    assert!((y[1] - 1.40625).abs() < 1e-6, "{y:?}");
+    // Excluding the tap before the input renormalises the other three:
+    // (0.59375·1 + 0.59375·2 − 0.09375·3) / 1.09375 = 1.5 / 1.09375.
+    let y = ev1(cubic(true), &[&x]).to_f64();
+    assert!((y[1] - 1.5 / 1.09375).abs() < 1e-6, "{y:?}");
+}
+
+#[test]
+fn resize_half_pixel_symmetric_centres_a_rounded_down_output() {
+    // 4 → floor(4 · 0.6) = 2 outputs over a resized length of 2.4: the
+    // offset 4/2 · (1 − 2/2.4) = 1/3 centres them; half-pixel coordinates
+    // (o + 0.5)/0.6 − 0.5 = 1/3 and 2 + 1/3 become 2/3 and 2 + 1/3.
+    let x = f(&[4], &[0.0, 10.0, 20.0, 30.0]);
+    let op = resize(ResizeMode::Linear, CoordinateTransform::HalfPixelSymmetric, NearestMode::Floor, &[0.6]);
+    close(&ev1(op, &[&x]), &[2], &[20.0 / 3.0, 70.0 / 3.0]);
+}

@@ -105,7 +105,11 @@ fn conv_errors() {
     );
     fails(conv(win(&[], &[0, 1], &[], &[]), 1), &[x.clone(), f32s(&[16, 3, 3, 3])], &["strides"]);
     fails(conv(win(&[], &[], &[], &[]), 1), &[x.clone()], &["has 1 inputs; expected 2 to 3 (X, W, B)"]);
-    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I32, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["float"]);
+    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I64, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["float"]);
+    // i32 is the integer convolution the quantized ones compose to.
+    let ints = [t(DType::I32, &[1, 3, 8, 8]), t(DType::I32, &[16, 3, 3, 3])];
+    assert_eq!(ok(conv(win(&[], &[], &[], &[]), 1), &ints, DType::I32), [1, 16, 6, 6]);
+    fails(conv(win(&[], &[], &[], &[]), 1), &[t(DType::I32, &[1, 3, 8, 8]), f32s(&[16, 3, 3, 3])], &["f32", "i32"]);
     fails(conv(win(&[], &[], &[], &[]), 1), &[x.clone(), f32s(&[16, 3, 3, 3]), f32s(&[15])], &["(B)", "expected [16]"]);
     fails(conv(win(&[], &[], &[], &[]), 0), &[x, f32s(&[16, 3, 3, 3])], &["group is 0"]);
     // A missing required input in the middle.
@@ -378,4 +382,30 @@ fn scatter_and_gather_nd_shapes() {
     assert_eq!(ok(Op::GatherND { batch_dims: 1 }, &[f32s(&[2, 3, 4]), i64s(&[2, 6, 1])], DType::F32), [2, 6, 4]);
     fails(Op::GatherND { batch_dims: 1 }, &[f32s(&[2, 3, 4]), i64s(&[3, 1])], &["first 1 dims"]);
     fails(Op::GatherND { batch_dims: 0 }, &[f32s(&[2, 3]), t(DType::F32, &[1, 1])], &["i32 or i64"]);
+}
+
+#[test]
+fn bitwise_ops_take_integers_of_one_type() {
+    let u8s = t(DType::U8, &[2, 3]);
+    for b in [BinaryOp::BitwiseAnd, BinaryOp::BitwiseOr, BinaryOp::BitwiseXor, BinaryOp::BitShift { left: true }] {
+        assert_eq!(ok(Op::Binary(b), &[u8s.clone(), t(DType::U8, &[3])], DType::U8), [2, 3]);
+        fails(Op::Binary(b), &[f32s(&[3]), f32s(&[3])], &["f32", "integer"]);
+        fails(Op::Binary(b), &[t(DType::Bool, &[3]), t(DType::Bool, &[3])], &["bool", "integer"]);
+        fails(Op::Binary(b), &[u8s.clone(), t(DType::I8, &[3])], &["i8", "u8"]);
+    }
+    assert_eq!(ok(Op::Unary(UnaryOp::BitwiseNot), &[t(DType::I64, &[4])], DType::I64), [4]);
+    fails(Op::Unary(UnaryOp::BitwiseNot), &[f32s(&[4])], &["integer"]);
+}
+
+#[test]
+fn bit_cast_keeps_the_shape_between_types_of_one_size() {
+    assert_eq!(ok(Op::BitCast { to: DType::I32 }, &[f32s(&[2, 2])], DType::I32), [2, 2]);
+    assert_eq!(ok(Op::BitCast { to: DType::U8 }, &[t(DType::Bool, &[])], DType::U8), Vec::<usize>::new());
+    fails(Op::BitCast { to: DType::F64 }, &[f32s(&[2])], &["4 bytes", "8 bytes"]);
+}
+
+#[test]
+fn float_mod_is_numpy_mod_without_fmod() {
+    let m = Op::Binary(BinaryOp::Mod { fmod: false });
+    assert_eq!(ok(m, &[f32s(&[3]), f32s(&[1])], DType::F32), [3]);
 }

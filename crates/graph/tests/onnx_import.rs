@@ -7,8 +7,8 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, Message, ModelProto};
 use weft_graph::eval::evaluate;
 use weft_graph::onnx::testing::{
-    attr_float, attr_floats, attr_int, attr_ints, attr_tensor, f32_input, model_bytes, node, tensor_f32, tensor_i64,
-    value_info, vector_i64, Dim,
+    attr_float, attr_floats, attr_int, attr_ints, attr_string, attr_tensor, f32_input, model_bytes, node, tensor_f32,
+    tensor_i64, value_info, vector_i64, Dim,
 };
 use weft_graph::{import_onnx, ImportError, ImportOptions, Op, Tensor, UnaryOp};
 
@@ -932,4 +932,314 @@ fn bool_reduce_max_is_any_and_min_is_all() {
     assert_eq!(bools(&run(&bytes("ReduceMin"), std::slice::from_ref(&x))[0]), [false, true]);
     let none = Tensor::bool(vec![2, 3], vec![false; 6]);
     assert_eq!(bools(&run(&bytes("ReduceMax"), &[none])[0]), [false, false]);
+}
+
+/// An int8 tensor (stored in `int32_data`, as ONNX stores 8-bit integers).
+fn tensor_i8(name: &str, dims: &[i64], data: Vec<i32>) -> onnx_protobuf::TensorProto {
+    let mut t = onnx_protobuf::TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = DataType::INT8 as i32;
+    t.int32_data = data;
+    t
+}
+
+#[test]
+fn quantize_linear_rounds_half_to_even_and_saturates() {
+    // x / 0.5 = [0.5, 1.5, 2.5, -0.5, 400, -6, 254.5, 255.5]: ties go to the
+    // even neighbour, and u8 (no zero point) clamps to 0..=255.
+    let bytes = model_bytes(
+        21,
+        vec![f32_input("x", &[8])],
+        vec![tensor_f32("s", &[], vec![0.5])],
+        vec![node("QuantizeLinear", "q", &["x", "s"], &["y"], vec![])],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![8], vec![0.25, 0.75, 1.25, -0.25, 200.0, -3.0, 127.25, 127.75]);
+    let y = &run(&bytes, &[x])[0];
+    assert_eq!(y.dtype, weft_graph::DType::U8);
+    assert_eq!(y.as_i128s().unwrap(), vec![0, 2, 2, 0, 255, 0, 254, 255]);
+}
+
+#[test]
+fn quantize_linear_per_axis_with_a_signed_zero_point() {
+    // Row 0: scale 1, zero point 1; row 1: scale 2, zero point -1, where
+    // -300 / 2 - 1 = -151 saturates to i8's -128 and 3 / 2 = 1.5 rounds to 2.
+    let bytes = model_bytes(
+        13,
+        vec![f32_input("x", &[2, 2])],
+        vec![tensor_f32("s", &[2], vec![1.0, 2.0]), tensor_i8("z", &[2], vec![1, -1])],
+        vec![node("QuantizeLinear", "q", &["x", "s", "z"], &["y"], vec![attr_int("axis", 0)])],
+        &["y"],
+    );
+    let y = &run(&bytes, &[Tensor::f32(vec![2, 2], vec![1.0, -1.0, 3.0, -300.0])])[0];
+    assert_eq!(y.dtype, weft_graph::DType::I8);
+    assert_eq!(y.as_i128s().unwrap(), vec![2, 0, 1, -128]);
+}
+
+#[test]
+fn dynamic_quantize_linear_derives_scale_and_zero_point_from_the_range() {
+    // Range [-3, 10]: scale 13/255, zero point round(3 / scale) = round(58.85) = 59.
+    let bytes = model_bytes(
+        11,
+        vec![f32_input("x", &[4])],
+        vec![],
+        vec![node("DynamicQuantizeLinear", "d", &["x"], &["y", "s", "z"], vec![])],
+        &["y", "s", "z"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![4], vec![0.0, 2.0, -3.0, 10.0])]);
+    // x / scale = [0, 39.2, -58.8, 196.2] rounds to [0, 39, -59, 196], plus 59.
+    assert_eq!(out[0].as_i128s().unwrap(), vec![59, 98, 0, 255]);
+    close(&f32s(&out[1]), &[13.0 / 255.0]);
+    assert_eq!(out[2].as_i128s().unwrap(), vec![59]);
+}
+
+fn einsum(equation: &str, inputs: &[(&str, &[i64])], values: &[Tensor]) -> Tensor {
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
+    let bytes = model_bytes(
+        12,
+        inputs.iter().map(|(n, d)| f32_input(n, d)).collect(),
+        vec![],
+        vec![node("Einsum", "e", &names, &["out"], vec![attr_string("equation", equation)])],
+        &["out"],
+    );
+    run(&bytes, values).remove(0)
+}
+
+#[test]
+fn einsum_products_diagonals_sums_and_transposes() {
+    let a = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = Tensor::f32(vec![3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    // [[1 2 3] [4 5 6]] · [[1 0] [0 1] [1 1]] = [[4 5] [10 11]].
+    let y = einsum("ij,jk->ik", &[("a", &[2, 3]), ("b", &[3, 2])], &[a.clone(), b.clone()]);
+    assert_eq!(y.shape.dims(), &[2, 2]);
+    close(&f32s(&y), &[4.0, 5.0, 10.0, 11.0]);
+    // Implicit output: `ji` gives the letters alphabetically, `ij`: a transpose.
+    let y = einsum("ji", &[("a", &[2, 3])], std::slice::from_ref(&a));
+    assert_eq!(y.shape.dims(), &[3, 2]);
+    close(&f32s(&y), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    close(&f32s(&einsum("ij->", &[("a", &[2, 3])], std::slice::from_ref(&a))), &[21.0]);
+    close(&f32s(&einsum("ij->j", &[("a", &[2, 3])], &[a])), &[5.0, 7.0, 9.0]);
+    // Batched diagonals: [[0 1] [2 3]] and [[4 5] [6 7]] give [0 3] and [4 7].
+    let d = Tensor::f32(vec![2, 2, 2], (0..8).map(|v| v as f32).collect());
+    close(&f32s(&einsum("bii->bi", &[("d", &[2, 2, 2])], &[d])), &[0.0, 3.0, 4.0, 7.0]);
+    // A label of size 1 broadcast against 3: the Mul-and-sum path.
+    let u = Tensor::f32(vec![1, 2], vec![1.0, 2.0]);
+    let v = Tensor::f32(vec![3, 2], vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+    close(&f32s(&einsum("ij,ij->i", &[("u", &[1, 2]), ("v", &[3, 2])], &[u, v])), &[3.0, 6.0, 9.0]);
+    // Three operands: x · y · z summed over everything.
+    let x = Tensor::f32(vec![2], vec![1.0, 2.0]);
+    let y = Tensor::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    let z = Tensor::f32(vec![2], vec![1.0, -1.0]);
+    // Σ x_i y_ij z_j = 1·(1 − 2) + 2·(3 − 4) = −3.
+    close(&f32s(&einsum("i,ij,j", &[("x", &[2]), ("y", &[2, 2]), ("z", &[2])], &[x, y, z])), &[-3.0]);
+}
+
+fn grid_sample(mode: &str, padding: &str, grid: Vec<f32>) -> Vec<f32> {
+    let points = grid.len() as i64 / 2;
+    let bytes = model_bytes(
+        22,
+        vec![f32_input("x", &[1, 1, 2, 2]), f32_input("grid", &[1, 1, points, 2])],
+        vec![],
+        vec![node(
+            "GridSample",
+            "g",
+            &["x", "grid"],
+            &["y"],
+            vec![attr_string("mode", mode), attr_string("padding_mode", padding), attr_int("align_corners", 1)],
+        )],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    let g = Tensor::f32(vec![1, 1, points as usize, 2], grid);
+    let y = run(&bytes, &[x, g]).remove(0);
+    assert_eq!(y.shape.dims(), &[1, 1, 1, points as usize]);
+    f32s(&y)
+}
+
+#[test]
+fn grid_sample_interpolates_and_pads_as_onnx_does() {
+    // x = [[1 2] [3 4]] with corners aligned: grid (-1, -1) is pixel (0, 0),
+    // (1, 1) pixel (1, 1), (0, 0) the centre; (0.5, -1) is x = 0.75 on row 0.
+    let inside = vec![-1.0, -1.0, 1.0, 1.0, 0.0, 0.0, 0.5, -1.0];
+    close(&grid_sample("linear", "zeros", inside.clone()), &[1.0, 4.0, 2.5, 1.75]);
+    // Nearest rounds x = 0.75 to column 1, and the centre (0.5, 0.5) to even (0, 0).
+    close(&grid_sample("nearest", "zeros", inside), &[1.0, 4.0, 1.0, 2.0]);
+    // (2, 0) is x = 1.5, y = 0.5: the border clamps x to column 1 (mean of 2
+    // and 4); zeros keeps half of column 1's weight; reflection folds x back
+    // to 0.5 (the centre).
+    close(&grid_sample("linear", "border", vec![2.0, 0.0]), &[3.0]);
+    close(&grid_sample("linear", "zeros", vec![2.0, 0.0]), &[1.5]);
+    close(&grid_sample("linear", "reflection", vec![2.0, 0.0]), &[2.5]);
+    // Cubic through the pixel centres reproduces the pixels.
+    close(&grid_sample("cubic", "border", vec![-1.0, -1.0, 1.0, -1.0]), &[1.0, 2.0]);
+}
+
+#[test]
+fn affine_grid_transforms_pixel_centres() {
+    // size [1, 1, 2, 3] without align_corners: x at the centres -2/3, 0, 2/3
+    // of three columns, y at -1/2, 1/2 of two rows; theta scales y by 2 and
+    // shifts x by 1/2.
+    let bytes = model_bytes(
+        20,
+        vec![f32_input("theta", &[1, 2, 3])],
+        vec![tensor_i64("size", &[4], vec![1, 1, 2, 3])],
+        vec![node("AffineGrid", "a", &["theta", "size"], &["grid"], vec![])],
+        &["grid"],
+    );
+    let theta = Tensor::f32(vec![1, 2, 3], vec![1.0, 0.0, 0.5, 0.0, 2.0, 0.0]);
+    let grid = run(&bytes, &[theta]).remove(0);
+    assert_eq!(grid.shape.dims(), &[1, 2, 3, 2]);
+    let t = 2.0 / 3.0;
+    #[rustfmt::skip]
+    let want = [
+        -t + 0.5, -1.0,   0.5, -1.0,   t + 0.5, -1.0,
+        -t + 0.5, 1.0,    0.5, 1.0,    t + 0.5, 1.0,
+    ];
+    close(&f32s(&grid), &want.map(|v| v as f32));
+}
+
+#[test]
+fn reverse_sequence_reverses_each_batchs_prefix() {
+    // Time along axis 0, batch along axis 1: column 0 reverses its first 3
+    // steps, column 1 its first 1 (nothing moves), the rest stays.
+    let bytes = model_bytes(
+        10,
+        vec![f32_input("x", &[4, 2])],
+        vec![tensor_i64("lens", &[2], vec![3, 1])],
+        vec![node("ReverseSequence", "r", &["x", "lens"], &["y"], vec![])],
+        &["y"],
+    );
+    let x = Tensor::f32(vec![4, 2], vec![0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0]);
+    let y = run(&bytes, &[x]).remove(0);
+    close(&f32s(&y), &[2.0, 10.0, 1.0, 11.0, 0.0, 12.0, 3.0, 13.0]);
+}
+
+fn col2im(columns: usize, pads: &[i64], x: Vec<f32>) -> Vec<f32> {
+    let bytes = model_bytes(
+        18,
+        vec![f32_input("x", &[1, 2, columns as i64])],
+        vec![vector_i64("image", vec![3]), vector_i64("block", vec![2])],
+        vec![node("Col2Im", "c", &["x", "image", "block"], &["y"], vec![attr_ints("pads", pads)])],
+        &["y"],
+    );
+    let y = run(&bytes, &[Tensor::f32(vec![1, 2, columns], x)]).remove(0);
+    assert_eq!(y.shape.dims(), &[1, 1, 3]);
+    f32s(&y)
+}
+
+#[test]
+fn col2im_sums_overlapping_blocks_and_drops_the_padding() {
+    // Blocks of 2 over 3 pixels: block offset 0 (row a) lands on pixel p,
+    // offset 1 (row b) on p + 1, so the middle pixel sums two columns.
+    close(&col2im(2, &[0, 0], vec![1.0, 2.0, 10.0, 20.0]), &[1.0, 12.0, 20.0]);
+    // Padded by one each side: four columns; a[0] and b[3] fall into the padding.
+    let x = vec![1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0];
+    close(&col2im(4, &[1, 1], x), &[12.0, 23.0, 34.0]);
+}
+
+#[test]
+fn dropout_masks_keep_everything_and_random_training_is_refused() {
+    let mut training = onnx_protobuf::TensorProto::new();
+    training.name = "training".into();
+    training.data_type = DataType::BOOL as i32;
+    training.int32_data = vec![1];
+    let model = |ratio: f32| {
+        model_bytes(
+            13,
+            vec![f32_input("x", &[2, 2])],
+            vec![tensor_f32("ratio", &[], vec![ratio]), training.clone()],
+            vec![node("Dropout", "d", &["x", "ratio", "training"], &["y", "mask"], vec![])],
+            &["y", "mask"],
+        )
+    };
+    // Training with ratio 0 drops nothing: y is x and the mask all true.
+    let x = Tensor::f32(vec![2, 2], vec![1.0, -2.0, 3.0, 4.0]);
+    let out = run(&model(0.0), std::slice::from_ref(&x));
+    close(&f32s(&out[0]), &[1.0, -2.0, 3.0, 4.0]);
+    assert_eq!(out[1], Tensor::bool(vec![2, 2], vec![true; 4]));
+    let err = import_onnx(&model(0.5), &ImportOptions::default()).expect_err("random dropout is refused");
+    assert!(err.to_string().contains("training mode with ratio 0.5"), "{err}");
+}
+
+#[test]
+fn batch_normalization_training_uses_batch_statistics() {
+    // x = [1, 3, 5, 7] over N = 2 and two positions, one channel: batch mean
+    // 4, population variance (9 + 1 + 1 + 9) / 4 = 5.
+    let bytes = model_bytes(
+        15,
+        vec![f32_input("x", &[2, 1, 2])],
+        vec![
+            tensor_f32("scale", &[1], vec![2.0]),
+            tensor_f32("bias", &[1], vec![1.0]),
+            tensor_f32("mean", &[1], vec![0.0]),
+            tensor_f32("var", &[1], vec![1.0]),
+        ],
+        vec![node(
+            "BatchNormalization",
+            "bn",
+            &["x", "scale", "bias", "mean", "var"],
+            &["y", "running_mean", "running_var"],
+            vec![attr_int("training_mode", 1), attr_float("epsilon", 0.0)],
+        )],
+        &["y", "running_mean", "running_var"],
+    );
+    let out = run(&bytes, &[Tensor::f32(vec![2, 1, 2], vec![1.0, 3.0, 5.0, 7.0])]);
+    let s = 2.0 / 5f32.sqrt();
+    close(&f32s(&out[0]), &[1.0 - 3.0 * s, 1.0 - s, 1.0 + s, 1.0 + 3.0 * s]);
+    // Momentum 0.9: 0 · 0.9 + 4 · 0.1 and 1 · 0.9 + 5 · 0.1.
+    close(&f32s(&out[1]), &[0.4]);
+    close(&f32s(&out[2]), &[1.4]);
+}
+
+#[test]
+fn conv_transpose_output_shape_becomes_pads_and_output_padding() {
+    let model = |out: i64| {
+        model_bytes(
+            11,
+            vec![f32_input("x", &[1, 1, 2])],
+            vec![tensor_f32("w", &[1, 1, 2], vec![1.0, 1.0])],
+            vec![node(
+                "ConvTranspose",
+                "t",
+                &["x", "w"],
+                &["y"],
+                vec![attr_ints("strides", &[2]), attr_ints("output_shape", &[out])],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 2], vec![3.0, 5.0]);
+    // Stride 2 and a kernel of two ones give [3 3 5 5]; one more element
+    // at the end is output padding (a zero), one fewer crops the start.
+    close(&f32s(&run(&model(5), std::slice::from_ref(&x))[0]), &[3.0, 3.0, 5.0, 5.0, 0.0]);
+    close(&f32s(&run(&model(3), std::slice::from_ref(&x))[0]), &[3.0, 5.0, 5.0]);
+}
+
+#[test]
+fn max_unpool_places_values_at_their_indices() {
+    let model = |with_shape: bool| {
+        let inputs: &[&str] = if with_shape { &["x", "i", "shape"] } else { &["x", "i"] };
+        model_bytes(
+            11,
+            vec![
+                f32_input("x", &[1, 1, 2]),
+                value_info("i", DataType::INT64, &[Dim::Value(1), Dim::Value(1), Dim::Value(2)]),
+            ],
+            vec![vector_i64("shape", vec![1, 1, 5])],
+            vec![node(
+                "MaxUnpool",
+                "u",
+                inputs,
+                &["y"],
+                vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])],
+            )],
+            &["y"],
+        )
+    };
+    let x = Tensor::f32(vec![1, 1, 2], vec![5.0, 6.0]);
+    let i = Tensor::i64(vec![1, 1, 2], vec![1, 2]);
+    // Unpooled length (2 − 1)·2 + 2 = 4; output_shape 5 pads one zero at the end.
+    close(&f32s(&run(&model(false), &[x.clone(), i.clone()])[0]), &[0.0, 5.0, 6.0, 0.0]);
+    close(&f32s(&run(&model(true), &[x, i])[0]), &[0.0, 5.0, 6.0, 0.0, 0.0]);
 }

@@ -304,6 +304,9 @@ impl BlockExec<'_, '_> {
                 let from = self.ty(arg);
                 self.compute(inst, |dst, v, _| ops::cast(from, to, lanes, dst, &v[arg.index()]))?;
             }
+            InstData::Bitcast { to, arg } => {
+                self.compute(inst, |dst, v, _| ops::bitcast(to, lanes, dst, &v[arg.index()]))?;
+            }
             InstData::Load { buf, index } => {
                 let launch = self.launch;
                 let Some(global) = &launch.globals[buf.index()] else {

@@ -503,6 +503,15 @@ pub(crate) fn cast(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64
     }
 }
 
+/// Reinterprets same-size bits: lanes hold every type's bits zero-extended
+/// (`Scalar::to_bits`), so only a `bool` result needs canonicalising.
+pub(crate) fn bitcast(to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
+    match to {
+        Type::Bool => map1(lanes, dst, a, |x| (x != 0) as u64),
+        _ => map1(lanes, dst, a, |x| x),
+    }
+}
+
 fn cast_from<S: CastSource>(from: Type, to: Type, lanes: Lanes, dst: &mut [u64], a: &[u64]) {
     // Rust's float-to-int `as` truncates toward zero, saturates and maps NaN
     // to 0; int-to-float `as` rounds to nearest: C semantics as the GPU
@@ -534,6 +543,16 @@ mod tests {
         let mut dst = [0u64];
         binary(op, ty, Lanes::All(1), &mut dst, &[a], &[b])?;
         Ok(dst[0])
+    }
+
+    #[test]
+    fn bitcast_keeps_bits_and_canonical_bools() {
+        let mut dst = [0u64; 3];
+        bitcast(Type::I32, Lanes::All(2), &mut dst, &[1.0f32.to_bits() as u64, (-2.0f32).to_bits() as u64]);
+        assert_eq!(&dst[..2], &[0x3f80_0000, 0xc000_0000]);
+        // Any set bit is `true`, stored as 1.
+        bitcast(Type::Bool, Lanes::All(3), &mut dst, &[0, 0x80, 1]);
+        assert_eq!(dst, [0, 1, 1]);
     }
 
     #[test]

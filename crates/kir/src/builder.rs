@@ -220,6 +220,11 @@ impl KernelBuilder {
         self.emit(InstData::Cast { to, arg }, to)
     }
 
+    /// The bits of `arg` read as `to`, a type of the same size.
+    pub fn bitcast(&mut self, to: Type, arg: Value) -> Value {
+        self.emit(InstData::Bitcast { to, arg }, to)
+    }
+
     // ---- memory -------------------------------------------------------
 
     pub fn load(&mut self, buf: Param, index: Value) -> Value {

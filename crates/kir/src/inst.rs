@@ -320,6 +320,12 @@ pub enum InstData {
         to: Type,
         arg: Value,
     },
+    /// The bits of `arg` read as `to`, a type of the same size (no value
+    /// conversion); a `bool` result is whether any bit is set.
+    Bitcast {
+        to: Type,
+        arg: Value,
+    },
     /// Reads element `index` of global buffer `buf`.
     Load {
         buf: Param,
@@ -390,6 +396,7 @@ impl InstData {
             InstData::Cmp { op, .. } => op.name(),
             InstData::Select { .. } => "select",
             InstData::Cast { .. } => "cast",
+            InstData::Bitcast { .. } => "bitcast",
             InstData::Load { .. } => "load",
             InstData::Store { .. } => "store",
             InstData::SharedLoad { .. } => "shared_load",
@@ -408,7 +415,7 @@ impl InstData {
         match *self {
             InstData::Const(_) | InstData::Special(_) | InstData::ScalarParam(_) | InstData::VarGet(_) => vec![],
             InstData::Barrier => vec![],
-            InstData::Unary { arg, .. } | InstData::Cast { arg, .. } => vec![arg],
+            InstData::Unary { arg, .. } | InstData::Cast { arg, .. } | InstData::Bitcast { arg, .. } => vec![arg],
             InstData::Binary { lhs, rhs, .. } | InstData::Cmp { lhs, rhs, .. } => vec![lhs, rhs],
             InstData::Fma { a, b, c } => vec![a, b, c],
             InstData::Select { cond, if_true, if_false } => vec![cond, if_true, if_false],

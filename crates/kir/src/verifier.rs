@@ -52,6 +52,7 @@
 //!   condition and arms of one type, which is the result's; `fma`: three
 //!   floats of one type; `cast`: the result has the target type, which
 //!   differs from the operand's (an identity cast is a mistake upstream);
+//!   `bitcast`: the result has the target type, of the operand's size;
 //! - `load`/`store`: a buffer parameter the kernel may read (`read` or
 //!   `readwrite`) / write (`write` or `readwrite`), an integer index
 //!   (`i32`, `u32` or `i64`), the buffer's element type as result / value;
@@ -225,6 +226,7 @@ fn produces_value(data: &InstData) -> bool {
             | InstData::Cmp { .. }
             | InstData::Select { .. }
             | InstData::Cast { .. }
+            | InstData::Bitcast { .. }
             | InstData::Load { .. }
             | InstData::SharedLoad { .. }
             | InstData::VarGet(_)
@@ -581,6 +583,17 @@ impl Verifier<'_> {
                     self.error(self.inst_name(i), format!("`fma` takes floats, not {ta}"));
                 }
                 self.expect_result(i, ta);
+            }
+            InstData::Bitcast { to, arg } => {
+                if let Some(from) = self.ty(arg) {
+                    if from.size_bytes() != to.size_bytes() {
+                        self.error(
+                            self.inst_name(i),
+                            format!("bitcasts {} to {to}, a type of another size", self.typed(arg)),
+                        );
+                    }
+                }
+                self.expect_result(i, to);
             }
             InstData::Cast { to, arg } => {
                 if self.ty(arg) == Some(to) {
@@ -981,6 +994,20 @@ mod tests {
         assert_error(&k, &format!("{} (exp)", find(&k, "exp")), &format!("`exp` takes a float operand, not {i} (i32)"));
         assert_error(&k, &format!("{} (not)", find(&k, "not")), "`not` takes an integer or bool operand");
         assert_error(&k, &format!("{} (neg)", find(&k, "neg")), "`neg` takes an integer or float operand");
+    }
+
+    #[test]
+    fn bitcast_keeps_the_size() {
+        let (mut b, ..) = small();
+        let f = b.const_f32(1.0);
+        b.bitcast(Type::I32, f);
+        b.bitcast(Type::I64, f);
+        let k = b.finish();
+        let casts: Vec<Inst> = k.insts.iter().filter(|(_, d)| d.mnemonic() == "bitcast").map(|(i, _)| i).collect();
+        assert_eq!(casts.len(), 2);
+        assert_error(&k, &format!("{} (bitcast)", casts[1]), "a type of another size");
+        let first = format!("{} (bitcast)", casts[0]);
+        assert!(!errors(&k).iter().any(|e| e.entity == first), "f32 to i32 keeps the size");
     }
 
     #[test]

@@ -206,6 +206,16 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
         let t = convert(b, v, Type::Bool);
         return b.unary(weft_kir::UnaryOp::Not, t);
     }
+    if op == UnaryOp::BitwiseNot {
+        // KIR's `not` is bitwise on integers; other types (which shape
+        // inference refuses) go through i64.
+        if ty.is_int() {
+            return b.unary(weft_kir::UnaryOp::Not, v);
+        }
+        let i = convert(b, v, Type::I64);
+        let r = b.unary(weft_kir::UnaryOp::Not, i);
+        return convert(b, r, ty);
+    }
     if op == UnaryOp::Sign {
         // (x > 0) - (x < 0), in x's type; NaN compares false both ways, so
         // it is kept by selecting x itself.
@@ -419,7 +429,7 @@ pub fn emit_unary(b: &mut KernelBuilder, op: UnaryOp, v: Value) -> Value {
             let a = b.atan(r);
             b.mul(two, a)
         }
-        UnaryOp::Not | UnaryOp::Sign => unreachable!("handled above for every type"),
+        UnaryOp::Not | UnaryOp::Sign | UnaryOp::BitwiseNot => unreachable!("handled above for every type"),
     }
 }
 
@@ -485,6 +495,16 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
             _ => b.binary(weft_kir::BinaryOp::Xor, xb, yb),
         };
     }
+    if op.is_bitwise() {
+        if ty.is_int() {
+            return emit_bitwise(b, op, x, y);
+        }
+        // Shape inference refuses non-integers; computed on i64 so that
+        // lowering never fails.
+        let (xi, yi) = (convert(b, x, Type::I64), convert(b, y, Type::I64));
+        let r = emit_bitwise(b, op, xi, yi);
+        return convert(b, r, ty);
+    }
     if ty == Type::Bool && !op.is_comparison() {
         // Arithmetic on booleans: compute on integers, back to bool.
         let xi = convert(b, x, Type::I32);
@@ -518,10 +538,16 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
         BinaryOp::Greater => b.gt(x, y),
         BinaryOp::LessOrEqual => b.le(x, y),
         BinaryOp::GreaterOrEqual => b.ge(x, y),
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => unreachable!("handled above"),
+        BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor
+        | BinaryOp::BitwiseAnd
+        | BinaryOp::BitwiseOr
+        | BinaryOp::BitwiseXor
+        | BinaryOp::BitShift { .. } => unreachable!("handled above"),
         BinaryOp::Mod { fmod } if ty.is_float() => {
-            // fmod(x, y) = x - trunc(x / y) * y; Mod of floats is always fmod.
-            let _ = fmod;
+            // fmod(x, y) = x - trunc(x / y) * y, except that an infinite
+            // divisor leaves a finite x as it is (as C's fmod does).
             let q = b.div(x, y);
             let f = b.floor(q);
             let c = b.ceil(q);
@@ -529,7 +555,29 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
             let neg = b.lt(q, z);
             let t = b.select(neg, c, f);
             let p = b.mul(t, y);
-            b.sub(x, p)
+            let r = b.sub(x, p);
+            let inf = b.const_float(ty, f64::INFINITY);
+            let (ax, ay) = (b.abs(x), b.abs(y));
+            let y_inf = b.eq(ay, inf);
+            let x_finite = b.lt(ax, inf);
+            let keep = b.and(y_inf, x_finite);
+            let r = b.select(keep, x, r);
+            if fmod {
+                return r;
+            }
+            // numpy's mod: a non-zero remainder whose sign differs from the
+            // divisor's moves by one divisor; a zero takes the divisor's sign.
+            let r_neg = b.lt(r, z);
+            let y_neg = b.lt(y, z);
+            let nonzero = b.ne(r, z);
+            let differ = b.ne(r_neg, y_neg);
+            let fix = b.and(nonzero, differ);
+            let adjusted = b.add(r, y);
+            let r = b.select(fix, adjusted, r);
+            let nz = b.neg(z);
+            let signed_zero = b.select(y_neg, nz, z);
+            let is_zero = b.eq(r, z);
+            b.select(is_zero, signed_zero, r)
         }
         BinaryOp::Mod { fmod } => {
             // The zero-divisor rule of Div: the divisor counts as one.
@@ -552,6 +600,39 @@ pub fn emit_binary(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> V
                 b.select(fix, adjusted, r)
             }
         }
+    }
+}
+
+/// A bitwise op on integers `x` and `y` of one type. KIR's shifts take the
+/// amount modulo the bit width, so amounts outside `0..bits` are selected
+/// away: a left shift gives 0, a right shift 0 or (signed, negative `x`) −1,
+/// which is `x` shifted right by `bits − 1`.
+fn emit_bitwise(b: &mut KernelBuilder, op: BinaryOp, x: Value, y: Value) -> Value {
+    let ty = ty_of(b, x);
+    match op {
+        BinaryOp::BitwiseAnd => b.binary(weft_kir::BinaryOp::And, x, y),
+        BinaryOp::BitwiseOr => b.binary(weft_kir::BinaryOp::Or, x, y),
+        BinaryOp::BitwiseXor => b.binary(weft_kir::BinaryOp::Xor, x, y),
+        BinaryOp::BitShift { left } => {
+            let bits = ty.int_bits().unwrap_or(32);
+            let zero = constant(b, ty, 0.0);
+            let width = constant(b, ty, bits as f64);
+            let below = b.lt(y, zero);
+            let above = b.ge(y, width);
+            let outside = b.or(below, above);
+            if left {
+                let s = b.binary(weft_kir::BinaryOp::Shl, x, y);
+                b.select(outside, zero, s)
+            } else if ty.is_signed_int() {
+                let last = constant(b, ty, (bits - 1) as f64);
+                let amount = b.select(outside, last, y);
+                b.binary(weft_kir::BinaryOp::Shr, x, amount)
+            } else {
+                let s = b.binary(weft_kir::BinaryOp::Shr, x, y);
+                b.select(outside, zero, s)
+            }
+        }
+        _ => unreachable!("called for bitwise ops only"),
     }
 }
 

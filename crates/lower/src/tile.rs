@@ -189,7 +189,7 @@ pub struct OutputElement {
     pub m: Value,
     pub n: Value,
     pub z: Value,
-    /// The `f32` accumulator.
+    /// The accumulator, of the type the GEMM accumulates in.
     pub acc: Value,
 }
 
@@ -204,13 +204,16 @@ struct Slot {
 }
 
 /// Emits a tiled GEMM into `b`, whose launch must be `cfg.launch(&shape)`.
-/// `store` is called once per output element a thread owns, inside the
-/// guard `m < M && n < N`; it computes the output index, applies any
-/// epilogue and stores.
+/// Operands are converted to `acc` as they are staged, and products are
+/// accumulated in `acc` (fused multiply-adds for floats; wrapping integer
+/// arithmetic for integers). `store` is called once per output element a
+/// thread owns, inside the guard `m < M && n < N`; it computes the output
+/// index, applies any epilogue and stores.
 pub fn emit_tiled_gemm(
     b: &mut KernelBuilder,
     shape: GemmShape,
     cfg: TileConfig,
+    acc_ty: Type,
     a: &Operand,
     bop: &Operand,
     mut store: impl FnMut(&mut KernelBuilder, OutputElement) -> Result<(), LowerError>,
@@ -218,8 +221,8 @@ pub fn emit_tiled_gemm(
     let TileConfig { bm, bn, bk, tm, tn } = cfg;
     let threads = cfg.threads();
     let lda = bm + 1;
-    let a_tile = b.shared_array(Type::F32, bk * lda);
-    let b_tile = b.shared_array(Type::F32, bk * bn);
+    let a_tile = b.shared_array(acc_ty, bk * lda);
+    let b_tile = b.shared_array(acc_ty, bk * bn);
 
     let tid = b.thread_id(Axis::X);
     let tx_count = bn / tn;
@@ -240,7 +243,7 @@ pub fn emit_tiled_gemm(
     let n_last = b.const_i32(shape.n as i32 - 1);
     let c_bk = b.const_i32(bk as i32);
     let c_lda = b.const_i32(lda as i32);
-    let zero_f = b.const_f32(0.0);
+    let zero_f = b.constant(weft_kir::Scalar::from_f64(acc_ty, 0.0));
 
     // Staging slots of A: element e of the bm×bk tile is (row e / bk, k e % bk),
     // so consecutive threads read consecutive k (contiguous for row-major A).
@@ -308,7 +311,12 @@ pub fn emit_tiled_gemm(
             for i in 0..tm as usize {
                 for j in 0..tn as usize {
                     let c = &mut cur[i * tn as usize + j];
-                    *c = b.fma(av[i], bv[j], *c);
+                    *c = if acc_ty.is_float() {
+                        b.fma(av[i], bv[j], *c)
+                    } else {
+                        let p = b.mul(av[i], bv[j]);
+                        b.add(p, *c)
+                    };
                 }
             }
         }
@@ -370,7 +378,8 @@ fn stage(
             ok,
             |b| {
                 let v = b.load(op.buf, g.index);
-                let v = if elem == Type::F32 { v } else { b.cast(Type::F32, v) };
+                let acc_ty = b.kernel().value_type(zero);
+                let v = if elem == acc_ty { v } else { b.cast(acc_ty, v) };
                 b.shared_store(tile, slot.shared_index, v);
             },
             |b| b.shared_store(tile, slot.shared_index, zero),

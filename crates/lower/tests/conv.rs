@@ -29,6 +29,8 @@ struct ConvCase {
     pads: Vec<usize>,
     groups: usize,
     bias: bool,
+    /// i32 tensors (the integer convolution) rather than f32.
+    int: bool,
 }
 
 impl ConvCase {
@@ -43,7 +45,20 @@ impl ConvCase {
             pads: vec![0; 2 * n],
             groups: 1,
             bias: true,
+            int: false,
         }
+    }
+    fn int(mut self) -> Self {
+        self.int = true;
+        self
+    }
+    /// Random values in [-1, 1], or integers in [-9, 9] for an int case.
+    fn values(&self, rng: &mut Rng, dims: &[usize]) -> Tensor {
+        let t = rng.f32(dims, -1.0, 1.0);
+        if !self.int {
+            return t;
+        }
+        Tensor::i32(dims.to_vec(), t.to_f64().iter().map(|v| (v * 9.0).round() as i32).collect())
     }
     fn stride(mut self, s: usize) -> Self {
         self.strides = vec![s; self.kernel.len()];
@@ -72,13 +87,13 @@ impl ConvCase {
 
     fn graph(&self, rng: &mut Rng) -> Graph {
         let mut g = Graph::new("conv");
-        let x = g.add_input("x", DType::F32, self.x.clone());
+        let x = g.add_input("x", if self.int { DType::I32 } else { DType::F32 }, self.x.clone());
         let mut wd = vec![self.m, self.x[1] / self.groups];
         wd.extend(&self.kernel);
-        let w = g.add_constant("w", rng.f32(&wd, -1.0, 1.0));
+        let w = g.add_constant("w", self.values(rng, &wd));
         let mut inputs = vec![Some(x), Some(w)];
         if self.bias {
-            inputs.push(Some(g.add_constant("bias", rng.f32(&[self.m], -1.0, 1.0))));
+            inputs.push(Some(g.add_constant("bias", self.values(rng, &[self.m]))));
         }
         let op =
             Op::Conv { window: window(&self.kernel, &self.strides, &self.dilations, &self.pads), groups: self.groups };
@@ -90,7 +105,8 @@ impl ConvCase {
     fn check(&self) {
         let mut rng = Rng::new(self.x.iter().product::<usize>() as u64 + self.m as u64);
         let g = self.graph(&mut rng);
-        let p = check(&g, &[rng.f32(&self.x, -1.0, 1.0)]);
+        let x = self.values(&mut rng, &self.x);
+        let p = check(&g, &[x]);
         assert_eq!(p.num_kernels(), 1);
     }
 }
@@ -114,6 +130,14 @@ fn conv_1x1_and_groups() {
     ConvCase::new(&[1, 4, 6, 6], 6, &[1, 1]).pad(1).check();
     ConvCase::new(&[1, 8, 9, 7], 6, &[3, 3]).pad(1).groups(2).check();
     ConvCase::new(&[2, 12, 8, 8], 12, &[3, 3]).pad(1).stride(2).groups(3).check();
+}
+
+#[test]
+fn integer_conv_is_exact() {
+    // Implicit GEMM (grouped, strided, padded) and depthwise, on i32.
+    ConvCase::new(&[1, 4, 9, 9], 6, &[3, 3]).pad(1).int().check();
+    ConvCase::new(&[2, 6, 8, 7], 4, &[3, 3]).pad(1).stride(2).groups(2).int().check();
+    ConvCase::new(&[1, 5, 8, 8], 5, &[3, 3]).pad(1).groups(5).no_bias().int().check();
 }
 
 #[test]

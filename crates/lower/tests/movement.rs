@@ -261,6 +261,7 @@ fn resize_every_mode_and_transform() {
         CoordinateTransform::PytorchHalfPixel,
         CoordinateTransform::AlignCorners,
         CoordinateTransform::Asymmetric,
+        CoordinateTransform::HalfPixelSymmetric,
     ];
     let nearests = [NearestMode::RoundPreferFloor, NearestMode::RoundPreferCeil, NearestMode::Floor, NearestMode::Ceil];
     let cases: &[(&[usize], &[f32])] = &[
@@ -271,7 +272,8 @@ fn resize_every_mode_and_transform() {
     ];
     for (dims, scales) in cases {
         for &transform in &transforms {
-            for mode in [ResizeMode::Nearest, ResizeMode::Linear] {
+            let cubic = |exclude_outside| ResizeMode::Cubic { coeff_a: -0.5, exclude_outside };
+            for mode in [ResizeMode::Nearest, ResizeMode::Linear, cubic(false), cubic(true)] {
                 let ns: &[NearestMode] = if mode == ResizeMode::Nearest { &nearests } else { &nearests[..1] };
                 for &nearest in ns {
                     let mut g = Graph::new("resize");

@@ -81,3 +81,26 @@ fn pool_relu_is_one_kernel() {
     let p = check(&g, &[rng.f32(&[1, 3, 9, 9], -1.0, 1.0)]);
     assert_eq!(p.num_kernels(), 1);
 }
+
+#[test]
+fn three_d_windows() {
+    let w = window(&[2, 3, 2], &[2, 1, 2], &[1, 2, 1], &[1, 0, 1, 0, 1, 1]);
+    run(&[1, 2, 6, 7, 5], max_pool(w.clone(), true), 1);
+    run(&[2, 1, 5, 6, 6], avg_pool(w.clone(), false, true), 1);
+    run(&[1, 3, 4, 5, 6], avg_pool(w, true, false), 1);
+}
+
+#[test]
+fn max_pool_on_8_bit_integers() {
+    for (dtype, lo) in [(DType::I8, -128.0), (DType::U8, 0.0)] {
+        let mut rng = Rng::new(7);
+        let dims = [1, 2, 7, 6];
+        let mut g = Graph::new("pool");
+        let xt = g.add_input("x", dtype, dims.to_vec());
+        let op = max_pool(window(&[3, 2], &[2, 2], &[], &[1, 0, 1, 1]), false);
+        let y = node(&mut g, "pool", op, &[xt]);
+        g.add_output(y);
+        let vals: Vec<f64> = rng.f32(&dims, 0.0, 1.0).to_f64().iter().map(|v| lo + (v * 255.0).round()).collect();
+        check(&g, &[weft_graph::Tensor::from_f64(dtype, dims.to_vec(), &vals)]);
+    }
+}

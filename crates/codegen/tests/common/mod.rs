@@ -63,9 +63,9 @@ pub fn block_sum() -> KernelDef {
 }
 
 /// One kernel per type that uses every instruction kind valid on it: every
-/// unary, binary and comparison op, fma, select, casts to every type, global
-/// and shared loads and stores, variables, barriers, all shuffle kinds,
-/// loops and both forms of `if`.
+/// unary, binary and comparison op, fma, select, casts to every type,
+/// bitcasts to every type of its size, global and shared loads and stores,
+/// variables, barriers, all shuffle kinds, loops and both forms of `if`.
 pub fn every_instruction(t: Type) -> KernelDef {
     let mut b = KernelBuilder::new(format!("every_{}", t.name()), LaunchShape::new([2, 2, 1], [32, 2, 1]));
     let input = b.buffer("in", t, 64, Access::Read);
@@ -73,6 +73,11 @@ pub fn every_instruction(t: Type) -> KernelDef {
     let s = b.scalar_param("s", t);
     let casts: Vec<_> =
         Type::ALL.iter().map(|&to| b.buffer(&format!("cast_{}", to.name()), to, 64, Access::Write)).collect();
+    let bitcasts: Vec<_> = Type::ALL
+        .iter()
+        .filter(|to| to.size_bytes() == t.size_bytes())
+        .map(|&to| (to, b.buffer(&format!("bitcast_{}", to.name()), to, 64, Access::Write)))
+        .collect();
     let flags = b.buffer("flags", Type::Bool, 64, Access::Write);
     let sh = b.shared_array(t, 64);
     let var = b.var(t);
@@ -143,6 +148,10 @@ pub fn every_instruction(t: Type) -> KernelDef {
     acc = b.select(cond, acc, a);
     for (&to, &buf) in Type::ALL.iter().zip(&casts) {
         let c = b.cast(to, acc);
+        b.store(buf, i, c);
+    }
+    for &(to, buf) in &bitcasts {
+        let c = b.bitcast(to, acc);
         b.store(buf, i, c);
     }
     b.shared_store(sh, i, acc);

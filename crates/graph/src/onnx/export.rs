@@ -351,6 +351,9 @@ impl<'g> Exporter<'g> {
                     UnaryOp::Mish if self.opset < 18 => {
                         return Err(format!("Mish needs opset 18, exporting opset {}", self.opset).into());
                     }
+                    UnaryOp::BitwiseNot if self.opset < 18 => {
+                        return Err(format!("BitwiseNot needs opset 18, exporting opset {}", self.opset).into());
+                    }
                     UnaryOp::HardSwish if self.opset < 14 => {
                         return Err(format!("HardSwish needs opset 14, exporting opset {}", self.opset).into());
                     }
@@ -373,8 +376,19 @@ impl<'g> Exporter<'g> {
                 node.op.name()
             }
             Op::Binary(b) => {
-                if let BinaryOp::Mod { fmod } = b {
-                    attrs.push(int("fmod", *fmod as i64));
+                match *b {
+                    BinaryOp::Mod { fmod } => attrs.push(int("fmod", fmod as i64)),
+                    BinaryOp::BitShift { .. } if self.opset < 11 => {
+                        return Err(format!("BitShift needs opset 11, exporting opset {}", self.opset).into());
+                    }
+                    BinaryOp::BitShift { left } => {
+                        attrs.push(string("direction", if left { "LEFT" } else { "RIGHT" }));
+                    }
+                    BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor if self.opset < 18 => {
+                        let name = Op::Binary(*b).name();
+                        return Err(format!("{name} needs opset 18, exporting opset {}", self.opset).into());
+                    }
+                    _ => {}
                 }
                 Op::Binary(*b).name()
             }
@@ -384,6 +398,13 @@ impl<'g> Exporter<'g> {
             Op::Cast { to } => {
                 attrs.push(int("to", elem_type_of(*to) as i64));
                 "Cast"
+            }
+            Op::BitCast { .. } if self.opset < 26 => {
+                return Err(format!("BitCast needs opset 26, exporting opset {}", self.opset).into());
+            }
+            Op::BitCast { to } => {
+                attrs.push(int("to", elem_type_of(*to) as i64));
+                "BitCast"
             }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => {
                 attrs.push(int("axis", *axis));
@@ -531,8 +552,13 @@ impl<'g> Exporter<'g> {
                     match mode {
                         ResizeMode::Nearest => "nearest",
                         ResizeMode::Linear => "linear",
+                        ResizeMode::Cubic { .. } => "cubic",
                     },
                 ));
+                if let ResizeMode::Cubic { coeff_a, exclude_outside } = *mode {
+                    attrs.push(float("cubic_coeff_a", coeff_a));
+                    attrs.push(int("exclude_outside", exclude_outside as i64));
+                }
                 attrs.push(string(
                     "coordinate_transformation_mode",
                     match transform {
@@ -540,6 +566,7 @@ impl<'g> Exporter<'g> {
                         CoordinateTransform::PytorchHalfPixel => "pytorch_half_pixel",
                         CoordinateTransform::AlignCorners => "align_corners",
                         CoordinateTransform::Asymmetric => "asymmetric",
+                        CoordinateTransform::HalfPixelSymmetric => "half_pixel_symmetric",
                     },
                 ));
                 attrs.push(string(

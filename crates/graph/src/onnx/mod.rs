@@ -68,9 +68,11 @@
 //! constants.
 
 mod attrs;
+mod einsum;
 pub mod error;
 pub mod export;
 mod fold;
+mod grid_sample;
 mod ops;
 pub mod tensor;
 #[cfg(feature = "testing")]
@@ -352,6 +354,7 @@ const SUPPORTED: &[&str] = &[
     "Acos",
     "Acosh",
     "Add",
+    "AffineGrid",
     "And",
     "ArgMax",
     "ArgMin",
@@ -362,6 +365,12 @@ const SUPPORTED: &[&str] = &[
     "Attention",
     "AveragePool",
     "BatchNormalization",
+    "BitCast",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
     "BlackmanWindow",
     "Cast",
     "CastLike",
@@ -369,10 +378,12 @@ const SUPPORTED: &[&str] = &[
     "Celu",
     "CenterCropPad",
     "Clip",
+    "Col2Im",
     "Concat",
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "ConvInteger",
     "ConvTranspose",
     "Cos",
     "Cosh",
@@ -381,6 +392,8 @@ const SUPPORTED: &[&str] = &[
     "DepthToSpace",
     "Div",
     "Dropout",
+    "DynamicQuantizeLinear",
+    "Einsum",
     "Elu",
     "Equal",
     "Erf",
@@ -398,6 +411,7 @@ const SUPPORTED: &[&str] = &[
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GridSample",
     "GroupNormalization",
     "HammingWindow",
     "HannWindow",
@@ -418,8 +432,10 @@ const SUPPORTED: &[&str] = &[
     "LpNormalization",
     "LpPool",
     "MatMul",
+    "MatMulInteger",
     "Max",
     "MaxPool",
+    "MaxUnpool",
     "Mean",
     "MeanVarianceNormalization",
     "Min",
@@ -438,6 +454,9 @@ const SUPPORTED: &[&str] = &[
     "RMSNormalization",
     "Range",
     "Reciprocal",
+    "QLinearConv",
+    "QLinearMatMul",
+    "QuantizeLinear",
     "ReduceL1",
     "ReduceL2",
     "ReduceLogSum",
@@ -451,6 +470,7 @@ const SUPPORTED: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "ReverseSequence",
     "RotaryEmbedding",
     "Round",
     "Scatter",

@@ -25,13 +25,16 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             if n.op_type == "Conv" {
                 Some(Op::Conv { window, groups })
             } else {
-                if a.has("output_shape") {
-                    return Err(n.err("`output_shape` is not supported: give `pads` and `output_padding` instead"));
-                }
-                let output_padding = match a.ints("output_padding", name)? {
+                let mut window = window;
+                let mut output_padding = match a.ints("output_padding", name)? {
                     Some(v) => to_usizes(n, "output_padding", &v)?,
                     None => vec![0; window.kernel.len()],
                 };
+                if let Some(shape) = a.ints("output_shape", name)? {
+                    let x = imp.shape_of(data_input(n)?);
+                    let pads = transpose_pads_for(n, &x, &window, &mut output_padding, &shape)?;
+                    window.padding = Padding::Explicit(pads);
+                }
                 Some(Op::ConvTranspose { window, groups, output_padding })
             }
         }
@@ -52,7 +55,12 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "GlobalMaxPool" => Some(Op::GlobalMaxPool),
         "BatchNormalization" => {
             if a.int("training_mode", name)?.unwrap_or(0) != 0 || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-                return Err(n.err("training mode (running mean/var outputs) is not supported; export for inference"));
+                if n.opset < 14 {
+                    return Err(n.err(
+                        "training mode before opset 14 (saved mean/var outputs) is not supported; export for inference",
+                    ));
+                }
+                return batch_norm_training(imp, n);
             }
             // Opsets 7 and 8 have `spatial`; 0 means per-element statistics
             // (scale and mean shaped as the input without its batch).
@@ -107,6 +115,18 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         })?,
         "PRelu" => return prelu(imp, n),
         "DequantizeLinear" => return dequantize_linear(imp, n),
+        "QuantizeLinear" => return quantize_linear(imp, n),
+        "DynamicQuantizeLinear" => return dynamic_quantize_linear(imp, n),
+        "MatMulInteger" => return matmul_integer(imp, n),
+        "QLinearMatMul" => return qlinear_matmul(imp, n),
+        "ConvInteger" => return conv_integer(imp, n),
+        "QLinearConv" => return qlinear_conv(imp, n),
+        "Einsum" => return super::einsum::einsum(imp, n),
+        "GridSample" => return super::grid_sample::grid_sample(imp, n),
+        "AffineGrid" => return super::grid_sample::affine_grid(imp, n),
+        "ReverseSequence" => return reverse_sequence(imp, n),
+        "Col2Im" => return col2im(imp, n),
+        "MaxUnpool" => return max_unpool(imp, n),
         "Gelu" => return gelu(imp, n),
         "Swish" => return swish(imp, n),
         "DepthToSpace" | "SpaceToDepth" => return depth_space(imp, n),
@@ -239,6 +259,19 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Not" => unary(UnaryOp::Not)?,
         "Sign" => unary(UnaryOp::Sign)?,
         "Mod" => Some(Op::Binary(BinaryOp::Mod { fmod: a.int("fmod", name)?.unwrap_or(0) != 0 })),
+        "BitwiseAnd" => Some(Op::Binary(BinaryOp::BitwiseAnd)),
+        "BitwiseOr" => Some(Op::Binary(BinaryOp::BitwiseOr)),
+        "BitwiseXor" => Some(Op::Binary(BinaryOp::BitwiseXor)),
+        "BitwiseNot" => unary(UnaryOp::BitwiseNot)?,
+        "BitShift" => {
+            let left = match a.string("direction", name)?.as_deref() {
+                Some("LEFT") => true,
+                Some("RIGHT") => false,
+                Some(other) => return Err(n.err(format!("direction `{other}` is not one of LEFT, RIGHT"))),
+                None => return Err(n.err("attribute `direction` is missing")),
+            };
+            Some(Op::Binary(BinaryOp::BitShift { left }))
+        }
         "Max" | "Min" => {
             let b = if n.op_type == "Max" { BinaryOp::Max } else { BinaryOp::Min };
             return variadic(imp, n, b);
@@ -249,6 +282,10 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         "Cast" => {
             let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
             Some(Op::Cast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
+        }
+        "BitCast" => {
+            let to = a.int("to", name)?.ok_or_else(|| n.err("attribute `to` is missing"))?;
+            Some(Op::BitCast { to: super::tensor::dtype_of(to as i32).map_err(|m| n.err(m))? })
         }
         "CastLike" => {
             // Cast to the element type of the second input.
@@ -472,14 +509,37 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         }
         "Identity" => Some(Op::Identity),
         "Dropout" => {
-            // Opset 12 made training mode an input; a constant false is inference.
+            // Opset 12 made the ratio and training mode inputs; a constant
+            // false is inference. Training with ratio 0 drops nothing, so it
+            // is inference too; any other ratio draws random numbers.
+            let ratio = if n.opset >= 12 {
+                match const_input(imp, n, 1, "ratio")? {
+                    Some(t) => t.to_f64().first().copied().unwrap_or(0.5),
+                    None => 0.5,
+                }
+            } else {
+                a.float("ratio", name)?.unwrap_or(0.5) as f64
+            };
             if let Some(t) = const_input(imp, n, 2, "training_mode")? {
-                if t.to_f64().first().is_some_and(|&v| v != 0.0) {
-                    return Err(n.err("training mode is not supported"));
+                if t.to_f64().first().is_some_and(|&v| v != 0.0) && ratio != 0.0 {
+                    return Err(n.err(format!(
+                        "training mode with ratio {ratio} is not supported (it drops at random); only ratio 0 is"
+                    )));
                 }
             }
-            // The mask output is not produced; a node consuming it fails
-            // naming the tensor.
+            // The mask keeps everything: all true (all ones before opset 10,
+            // where it has the data's type).
+            if wanted_output(n, 1).is_some() {
+                let x = data_input(n)?;
+                let dims = imp.shape_of(x);
+                let numel = dims.iter().product();
+                let mask = if n.opset < 10 {
+                    Tensor::from_f64(imp.dtype_of(x).unwrap_or(DType::F32), dims, &vec![1.0; numel])
+                } else {
+                    Tensor::bool(dims, vec![true; numel])
+                };
+                imp.set_const(n, 1, mask);
+            }
             return emit_one(imp, n, Op::Identity, 1);
         }
         "Expand" => return expand(imp, n),
@@ -558,7 +618,12 @@ fn data_input<'a>(n: &NodeView<'a>) -> Result<&'a str, ImportError> {
 /// omitted, as exporters use that for "not given".
 /// A graph input given a value at import ([`super::ImportOptions::values`])
 /// counts as a constant here, and the graph is specialised to it.
-fn const_input(imp: &mut Importer, n: &NodeView<'_>, i: usize, what: &str) -> Result<Option<Tensor>, ImportError> {
+pub(super) fn const_input(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    i: usize,
+    what: &str,
+) -> Result<Option<Tensor>, ImportError> {
     let Some(name) = n.inputs.get(i).copied().flatten() else { return Ok(None) };
     match imp.const_of(name).cloned().or_else(|| imp.input_value(name)) {
         Some(t) if t.data.is_empty() && t.shape.numel() == 0 => Ok(None),
@@ -715,7 +780,11 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
     let mode = match a.string("mode", name)?.as_deref().unwrap_or("nearest") {
         "nearest" => ResizeMode::Nearest,
         "linear" | "bilinear" => ResizeMode::Linear,
-        other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear)"))),
+        "cubic" | "bicubic" => ResizeMode::Cubic {
+            coeff_a: a.float("cubic_coeff_a", name)?.unwrap_or(-0.75),
+            exclude_outside: a.int("exclude_outside", name)?.unwrap_or(0) != 0,
+        },
+        other => return Err(n.err(format!("resize mode `{other}` is not supported (nearest, linear, cubic)"))),
     };
     // Opset 18 additions weft does not implement are refused by name rather
     // than ignored (each changes the output).
@@ -795,6 +864,7 @@ fn resize(imp: &mut Importer, n: &NodeView<'_>) -> Result<Op, ImportError> {
             "pytorch_half_pixel" => CoordinateTransform::PytorchHalfPixel,
             "align_corners" => CoordinateTransform::AlignCorners,
             "asymmetric" => CoordinateTransform::Asymmetric,
+            "half_pixel_symmetric" => CoordinateTransform::HalfPixelSymmetric,
             other => return Err(n.err(format!("coordinate_transformation_mode `{other}` is not supported"))),
         };
         let m = match a.string("nearest_mode", name)?.as_deref().unwrap_or("round_prefer_floor") {
@@ -833,12 +903,18 @@ fn reduce_axes(imp: &mut Importer, n: &NodeView<'_>) -> Result<Option<(Vec<i64>,
 
 /// Emits a chain of single-output nodes named `{node}/{step}`; the last one
 /// gets the node's output name. Each step's inputs are tensor ids.
-struct Chain<'n, 'a> {
-    n: &'n NodeView<'a>,
+pub(super) struct Chain<'n, 'a> {
+    pub(super) n: &'n NodeView<'a>,
 }
 
 impl Chain<'_, '_> {
-    fn step(&self, imp: &mut Importer, step: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, ImportError> {
+    pub(super) fn step(
+        &self,
+        imp: &mut Importer,
+        step: &str,
+        op: Op,
+        inputs: &[TensorId],
+    ) -> Result<TensorId, ImportError> {
         let name = format!("{}/{step}", self.n.name);
         Ok(imp.emit(&name, op, inputs.iter().map(|&t| Some(t)).collect(), &[])?[0])
     }
@@ -863,7 +939,7 @@ impl Chain<'_, '_> {
         Ok((d, sd))
     }
 
-    fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
+    pub(super) fn last(&self, imp: &mut Importer, op: Op, inputs: &[TensorId]) -> Result<(), ImportError> {
         let outs: Vec<String> = self.n.outputs.iter().take(1).cloned().collect();
         imp.emit(&self.n.name, op, inputs.iter().map(|&t| Some(t)).collect(), &outs)?;
         Ok(())
@@ -871,7 +947,7 @@ impl Chain<'_, '_> {
 }
 
 /// A scalar constant of `dtype` holding `v`.
-fn scalar(imp: &mut Importer, n: &NodeView<'_>, what: &str, dtype: DType, v: f64) -> TensorId {
+pub(super) fn scalar(imp: &mut Importer, n: &NodeView<'_>, what: &str, dtype: DType, v: f64) -> TensorId {
     imp.add_constant(format!("{}/{what}", n.name), Tensor::from_f64(dtype, Shape::scalar(), &[v]))
 }
 
@@ -925,17 +1001,77 @@ fn composite_reduce(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportEr
     }
 }
 
+/// The quantization axis and block size of a QuantizeLinear or
+/// DequantizeLinear node over an input of rank `rank` (`axis` normalised;
+/// block size 0 when not blocked).
+fn quant_axis(n: &NodeView<'_>, rank: usize) -> Result<(usize, usize), ImportError> {
+    let axis = n.attrs.int("axis", &n.name)?.unwrap_or(1);
+    let block = n.attrs.int("block_size", &n.name)?.unwrap_or(0);
+    let block = to_usize(n, "block_size", block)?;
+    // An axis outside the rank is refused where a per-axis or blocked
+    // parameter needs it ([`quant_param`]); per-tensor ones never read it.
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    Ok((usize::try_from(a).unwrap_or(usize::MAX), block))
+}
+
+/// A quantization parameter (scale or zero point) `t` of shape `pdims`,
+/// shaped to broadcast against the data of shape `xdims`: per tensor (one
+/// element) as it is; per axis (1-D, the data's `axis` length) as
+/// `[C, 1, …, 1]`; blocked (`block > 0`: the data's rank, the `axis`
+/// dimension `⌈d / block⌉`, the others equal) with each element repeated
+/// `block` times along `axis`, by a Gather of constant indices.
+#[allow(clippy::too_many_arguments)]
+fn quant_param(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    what: &str,
+    t: TensorId,
+    pdims: &[usize],
+    xdims: &[usize],
+    (axis, block): (usize, usize),
+) -> Result<TensorId, ImportError> {
+    let rank = xdims.len();
+    if pdims.iter().product::<usize>() == 1 && pdims.len() <= rank.max(1) {
+        return Ok(t);
+    }
+    if axis >= rank {
+        return Err(n.err(format!("axis is outside the input's rank {rank}")));
+    }
+    if block == 0 {
+        if pdims != [xdims[axis]] {
+            return Err(n.err(format!(
+                "{what} has shape {pdims:?}; per-axis parameters are 1-D of the input's axis {axis} length {}",
+                xdims[axis]
+            )));
+        }
+        let trailing: Vec<i64> = (1..(rank - axis) as i64).collect();
+        if trailing.is_empty() {
+            return Ok(t);
+        }
+        return c.step(imp, &format!("{what}_axis"), Op::Unsqueeze { axes: trailing }, &[t]);
+    }
+    let blocks = xdims[axis].div_ceil(block);
+    let fits = pdims.len() == rank && (0..rank).all(|d| pdims[d] == if d == axis { blocks } else { xdims[d] });
+    if !fits {
+        return Err(n.err(format!(
+            "{what} has shape {pdims:?}; blocked parameters have the input's shape {xdims:?} with axis {axis} \
+             divided into blocks of {block} ({blocks})"
+        )));
+    }
+    let idx: Vec<i64> = (0..xdims[axis]).map(|i| (i / block) as i64).collect();
+    let idx = imp.add_constant(format!("{}/{what}_block_index", n.name), Tensor::i64(vec![xdims[axis]], idx));
+    c.step(imp, &format!("{what}_blocks"), Op::Gather { axis: axis as i64 }, &[t, idx])
+}
+
 /// DequantizeLinear: `(float(x) − float(zero_point)) · scale`, as ONNX
 /// computes it (both conversions are exact for 8- and 16-bit integers, so
-/// one rounding, the product's). The scale is per tensor (a scalar) or per
-/// axis (1-D along `axis`, reshaped to broadcast); f32 scales only.
+/// one rounding, the product's). The scale is per tensor, per axis or
+/// blocked ([`quant_param`]); f32 scales only.
 fn dequantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let xname = data_input(n)?;
     let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the x_scale input is missing"))?;
     let zname = n.inputs.get(2).copied().flatten();
-    if n.attrs.int("block_size", &n.name)?.unwrap_or(0) != 0 {
-        return Err(n.err("blocked quantization (block_size > 0) is not supported; use per-tensor or per-axis scales"));
-    }
     let sdtype = imp.dtype_of(sname).unwrap_or(DType::F32);
     if sdtype != DType::F32 {
         return Err(n.err(format!("x_scale is {sdtype}; only f32 scales are supported")));
@@ -945,42 +1081,566 @@ fn dequantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportE
             return Err(n.err("output_dtype other than FLOAT is not supported"));
         }
     }
-    let rank = imp.shape_of(xname).len();
-    let sdims = imp.shape_of(sname);
+    let xdims = imp.shape_of(xname);
+    let ax = quant_axis(n, xdims.len())?;
     let c = Chain { n };
-    let (x, mut scale) = (imp.tensor(xname)?, imp.tensor(sname)?);
-    let mut zp = match zname {
-        Some(z) => Some(imp.tensor(z)?),
-        None => None,
-    };
-    if sdims.len() == 1 && sdims[0] != 1 && rank > 1 {
-        // Per axis: [C] becomes [C, 1, ..., 1] to broadcast along `axis`.
-        let axis = n.attrs.int("axis", &n.name)?.unwrap_or(1);
-        let a = if axis < 0 { axis + rank as i64 } else { axis };
-        if !(0..rank as i64).contains(&a) {
-            return Err(n.err(format!("axis {axis} is outside the input's rank {rank}")));
-        }
-        let trailing: Vec<i64> = (1..rank as i64 - a).collect();
-        if !trailing.is_empty() {
-            scale = c.step(imp, "scale_axis", Op::Unsqueeze { axes: trailing.clone() }, &[scale])?;
-            if let Some(z) = zp {
-                zp = Some(c.step(imp, "zero_point_axis", Op::Unsqueeze { axes: trailing }, &[z])?);
-            }
-        }
-    } else if sdims.len() > 1 {
-        return Err(
-            n.err(format!("x_scale has shape {sdims:?}; only per-tensor and per-axis (1-D) scales are supported"))
-        );
-    }
+    let (x, scale) = (imp.tensor(xname)?, imp.tensor(sname)?);
+    let scale = quant_param(imp, n, &c, "scale", scale, &imp.shape_of(sname), &xdims, ax)?;
     let xf = c.step(imp, "x_float", Op::Cast { to: DType::F32 }, &[x])?;
-    let centred = match zp {
+    let centred = match zname {
         Some(z) => {
-            let zf = c.step(imp, "zero_point_float", Op::Cast { to: DType::F32 }, &[z])?;
+            let zp = imp.tensor(z)?;
+            let zp = quant_param(imp, n, &c, "zero_point", zp, &imp.shape_of(z), &xdims, ax)?;
+            let zf = c.step(imp, "zero_point_float", Op::Cast { to: DType::F32 }, &[zp])?;
             c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[xf, zf])?
         }
         None => xf,
     };
     c.last(imp, Op::Binary(BinaryOp::Mul), &[centred, scale])
+}
+
+/// The integer types QuantizeLinear writes, with their ranges.
+fn quantized_range(n: &NodeView<'_>, to: DType) -> Result<(f32, f32), ImportError> {
+    match to {
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 => {
+            let (lo, hi) = to.int_range().unwrap_or((0, 0));
+            Ok((lo as f32, hi as f32))
+        }
+        other => Err(n.err(format!("quantizing to {other} is not supported (i8, u8, i16, u16)"))),
+    }
+}
+
+/// `saturate(round(x / scale) + zero_point)` into `to`, as ONNX computes it:
+/// the quotient in x's type, rounded half to even, made an `i32`, the
+/// integer zero point added, clamped to `to`'s range. The last step gets
+/// the node's output 0.
+fn quantize_steps(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    x: TensorId,
+    scale: TensorId,
+    zero_point: Option<TensorId>,
+    to: DType,
+) -> Result<(), ImportError> {
+    let (lo, hi) = quantized_range(n, to)?;
+    let c = Chain { n };
+    let q = c.step(imp, "quotient", Op::Binary(BinaryOp::Div), &[x, scale])?;
+    let dtype = imp.graph.info(q).dtype;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "quotient", q, dtype)?;
+    let r = c.step(imp, "rounded", Op::Where, &[finite, rounded, q])?;
+    // Clamped while still a float, so the conversion is defined for any
+    // finite quotient (2^31 − 128 is the largest f32 below 2^31).
+    let bounded =
+        c.step(imp, "bounded", Op::Unary(UnaryOp::Clip { min: -2_147_483_648.0, max: 2_147_483_520.0 }), &[r])?;
+    let mut acc = c.step(imp, "as_i32", Op::Cast { to: DType::I32 }, &[bounded])?;
+    if let Some(z) = zero_point {
+        let zi = c.step(imp, "zero_point_i32", Op::Cast { to: DType::I32 }, &[z])?;
+        acc = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[acc, zi])?;
+    }
+    let sat = c.step(imp, "saturated", Op::Unary(UnaryOp::Clip { min: lo, max: hi }), &[acc])?;
+    c.last(imp, Op::Cast { to }, &[sat])
+}
+
+/// QuantizeLinear to an 8- or 16-bit integer type (the zero point's type,
+/// else `output_dtype`, else u8); scale and zero point per tensor, per
+/// axis or blocked ([`quant_param`]).
+fn quantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let sname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the y_scale input is missing"))?;
+    let zname = n.inputs.get(2).copied().flatten();
+    let xdtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !xdtype.is_float() {
+        return Err(n.err(format!("x is {xdtype}; QuantizeLinear takes a float tensor")));
+    }
+    if n.attrs.int("precision", &n.name)?.is_some_and(|p| p != 0) {
+        return Err(n.err("attribute `precision` is not supported"));
+    }
+    let declared = match n.attrs.int("output_dtype", &n.name)?.filter(|&t| t != 0) {
+        Some(t) => Some(super::tensor::dtype_of(t as i32).map_err(|m| n.err(m))?),
+        None => None,
+    };
+    let to = match zname {
+        Some(z) => imp.dtype_of(z).ok_or_else(|| n.err(format!("input `{z}` is not defined")))?,
+        None => declared.unwrap_or(DType::U8),
+    };
+    if declared.is_some_and(|d| d != to) {
+        return Err(n.err(format!("output_dtype differs from the zero point's type {to}")));
+    }
+    quantized_range(n, to)?;
+    let xdims = imp.shape_of(xname);
+    let ax = quant_axis(n, xdims.len())?;
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let mut scale = imp.tensor(sname)?;
+    if imp.dtype_of(sname) != Some(xdtype) {
+        scale = c.step(imp, "scale_as_x", Op::Cast { to: xdtype }, &[scale])?;
+    }
+    let scale = quant_param(imp, n, &c, "scale", scale, &imp.shape_of(sname), &xdims, ax)?;
+    let zp = match zname {
+        Some(z) => {
+            let t = imp.tensor(z)?;
+            Some(quant_param(imp, n, &c, "zero_point", t, &imp.shape_of(z), &xdims, ax)?)
+        }
+        None => None,
+    };
+    quantize_steps(imp, n, x, scale, zp, to)
+}
+
+/// DynamicQuantizeLinear: u8 quantization with the scale and zero point
+/// computed from the data's range (widened to hold 0), as ONNX defines it:
+/// `scale = (max(0, max x) − min(0, min x)) / 255` (1/255 for an all-zero
+/// range), `zero_point = round(clamp(−min / scale, 0, 255))`.
+fn dynamic_quantize_linear(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    if !dtype.is_float() {
+        return Err(n.err(format!("x is {dtype}; DynamicQuantizeLinear takes a float tensor")));
+    }
+    let rank = imp.shape_of(xname).len();
+    let x = imp.tensor(xname)?;
+    let c = Chain { n };
+    let all: Vec<i64> = (0..rank as i64).collect();
+    let zero = scalar(imp, n, "zero", dtype, 0.0);
+    let one = scalar(imp, n, "one", dtype, 1.0);
+    let levels = scalar(imp, n, "levels", dtype, 255.0);
+    let hi = c.step(imp, "max", Op::ReduceMax { axes: all.clone(), keepdims: false }, &[x])?;
+    let lo = c.step(imp, "min", Op::ReduceMin { axes: all, keepdims: false }, &[x])?;
+    let hi = c.step(imp, "max_with_zero", Op::Binary(BinaryOp::Max), &[hi, zero])?;
+    let lo = c.step(imp, "min_with_zero", Op::Binary(BinaryOp::Min), &[lo, zero])?;
+    let range = c.step(imp, "range", Op::Binary(BinaryOp::Sub), &[hi, lo])?;
+    let empty = c.step(imp, "range_is_zero", Op::Binary(BinaryOp::Equal), &[range, zero])?;
+    let range = c.step(imp, "range_or_one", Op::Where, &[empty, one, range])?;
+    let scale = emit_output(imp, n, 1, "scale", Op::Binary(BinaryOp::Div), &[range, levels])?;
+    let ratio = c.step(imp, "min_over_scale", Op::Binary(BinaryOp::Div), &[lo, scale])?;
+    let initial = c.step(imp, "initial_zero_point", Op::Unary(UnaryOp::Neg), &[ratio])?;
+    let clamped = c.step(imp, "zero_point_clamped", Op::Unary(UnaryOp::Clip { min: 0.0, max: 255.0 }), &[initial])?;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "zero_point", clamped, dtype)?;
+    let zpf = c.step(imp, "zero_point_rounded", Op::Where, &[finite, rounded, clamped])?;
+    let zp = emit_output(imp, n, 2, "zero_point", Op::Cast { to: DType::U8 }, &[zpf])?;
+    quantize_steps(imp, n, x, scale, Some(zp), DType::U8)
+}
+
+/// Quantized integer input `i` of a node as `i32` with its zero point
+/// (input `zi`, when given) subtracted, the zero point shaped by
+/// [`per_channel`] with `trailing` ones.
+fn centred_i32(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    what: &str,
+    (i, zi): (usize, usize),
+    trailing: usize,
+) -> Result<TensorId, ImportError> {
+    let name = n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))?;
+    let dtype = imp.dtype_of(name).unwrap_or(DType::F32);
+    if !dtype.is_int() {
+        return Err(n.err(format!("{what} is {dtype}; expected an 8- or 16-bit integer tensor")));
+    }
+    let t = imp.tensor(name)?;
+    let t = c.step(imp, &format!("{what}_i32"), Op::Cast { to: DType::I32 }, &[t])?;
+    let Some(z) = opt_tensor(imp, n, zi)? else { return Ok(t) };
+    let z = c.step(imp, &format!("{what}_zero_point_i32"), Op::Cast { to: DType::I32 }, &[z])?;
+    let z = per_channel(imp, c, &format!("{what}_zero_point"), z, trailing)?;
+    c.step(imp, &format!("{what}_centred"), Op::Binary(BinaryOp::Sub), &[t, z])
+}
+
+/// Parameter `t` (a scale or zero point) made to broadcast along one axis
+/// followed by `trailing` others when it is 1-D with more than one element:
+/// `[M]` becomes `[M, 1, …, 1]` (a row of a matrix with one, an output
+/// channel of a convolution with its spatial rank). Anything else
+/// broadcasts as it is.
+fn per_channel(
+    imp: &mut Importer,
+    c: &Chain,
+    what: &str,
+    t: TensorId,
+    trailing: usize,
+) -> Result<TensorId, ImportError> {
+    let dims = imp.graph.info(t).shape.dims().to_vec();
+    if trailing > 0 && dims.len() == 1 && dims[0] != 1 {
+        let axes = (1..=trailing as i64).collect();
+        return c.step(imp, &format!("{what}_per_channel"), Op::Unsqueeze { axes }, &[t]);
+    }
+    Ok(t)
+}
+
+/// A node's required input `i`.
+fn required<'a>(n: &NodeView<'a>, i: usize, what: &str) -> Result<&'a str, ImportError> {
+    n.inputs.get(i).copied().flatten().ok_or_else(|| n.err(format!("the {what} input is missing")))
+}
+
+/// MatMulInteger: `(A − a_zero_point) · (B − b_zero_point)` in `i32`
+/// (a zero point per tensor, per row of A, or per column of B).
+fn matmul_integer(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let c = Chain { n };
+    let a = centred_i32(imp, n, &c, "a", (0, 2), 1)?;
+    let b = centred_i32(imp, n, &c, "b", (1, 3), 0)?;
+    c.last(imp, Op::MatMul, &[a, b])
+}
+
+/// The window and groups of a convolution node whose weight is input 1 (or
+/// 3 for QLinearConv).
+fn conv_window(imp: &Importer, n: &NodeView<'_>, weight: usize) -> Result<(Window, usize), ImportError> {
+    let w = required(n, weight, "weight")?;
+    let window = window(n, imp.shape_of(w).get(2..).map(<[usize]>::to_vec))?;
+    let groups = to_usize(n, "group", n.attrs.int("group", &n.name)?.unwrap_or(1))?;
+    Ok((window, groups))
+}
+
+/// ConvInteger: the convolution of `x − x_zero_point` and `w − w_zero_point`
+/// (per tensor, or per output channel) in `i32`; padding reads zero after
+/// the zero point is subtracted, as ONNX's reference pads.
+fn conv_integer(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let (window, groups) = conv_window(imp, n, 1)?;
+    let rank = imp.shape_of(required(n, 1, "w")?).len();
+    let c = Chain { n };
+    let x = centred_i32(imp, n, &c, "x", (0, 2), 0)?;
+    let w = centred_i32(imp, n, &c, "w", (1, 3), rank.saturating_sub(1))?;
+    c.last(imp, Op::Conv { window, groups }, &[x, w])
+}
+
+/// `saturate(round(acc · multiplier) + zero_point)` into `to`, in `f64` as
+/// ONNX's reference computes it (an `i32` times an `f32` is an `f64` in
+/// numpy): the tail of QLinearMatMul and QLinearConv. The last step gets
+/// the node's output 0.
+fn requantize(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    acc: TensorId,
+    multiplier: TensorId,
+    zero_point: Option<TensorId>,
+    to: DType,
+) -> Result<(), ImportError> {
+    let (lo, hi) = quantized_range(n, to)?;
+    let c = Chain { n };
+    let multiplier = c.step(imp, "multiplier_f64", Op::Cast { to: DType::F64 }, &[multiplier])?;
+    let wide = c.step(imp, "accumulator_f64", Op::Cast { to: DType::F64 }, &[acc])?;
+    let mut y = c.step(imp, "scaled", Op::Binary(BinaryOp::Mul), &[wide, multiplier])?;
+    if let Some(z) = zero_point {
+        let z = c.step(imp, "y_zero_point_f64", Op::Cast { to: DType::F64 }, &[z])?;
+        y = c.step(imp, "shifted", Op::Binary(BinaryOp::Add), &[y, z])?;
+    }
+    let (finite, rounded) = round_even_steps(imp, n, &c, "y", y, DType::F64)?;
+    let r = c.step(imp, "rounded", Op::Where, &[finite, rounded, y])?;
+    let sat = c.step(imp, "saturated", Op::Unary(UnaryOp::Clip { min: lo, max: hi }), &[r])?;
+    c.last(imp, Op::Cast { to }, &[sat])
+}
+
+/// `x_scale · w_scale / y_scale` of a QLinear node (inputs `scales`), the
+/// second scale shaped by [`per_channel`] with `trailing` ones, and the
+/// output type: y_zero_point's (input `zp`), else input 0's.
+fn qlinear_scales(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    [xs, ws, ys]: [usize; 3],
+    trailing: (usize, usize),
+    zp: usize,
+) -> Result<(TensorId, DType), ImportError> {
+    let to = match n.inputs.get(zp).copied().flatten() {
+        Some(z) => imp.dtype_of(z),
+        None => imp.dtype_of(required(n, 0, "input")?),
+    }
+    .unwrap_or(DType::U8);
+    let x_scale = imp.tensor(required(n, xs, "first scale")?)?;
+    let x_scale = per_channel(imp, c, "first_scale", x_scale, trailing.0)?;
+    let w_scale = imp.tensor(required(n, ws, "second scale")?)?;
+    let w_scale = per_channel(imp, c, "second_scale", w_scale, trailing.1)?;
+    let y_scale = imp.tensor(required(n, ys, "y_scale")?)?;
+    let product = c.step(imp, "scale_product", Op::Binary(BinaryOp::Mul), &[x_scale, w_scale])?;
+    Ok((c.step(imp, "multiplier", Op::Binary(BinaryOp::Div), &[product, y_scale])?, to))
+}
+
+/// QLinearMatMul: the `i32` product of the centred inputs, requantized by
+/// `a_scale · b_scale / y_scale` ([`requantize`]).
+fn qlinear_matmul(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let c = Chain { n };
+    let a = centred_i32(imp, n, &c, "a", (0, 2), 1)?;
+    let b = centred_i32(imp, n, &c, "b", (3, 5), 0)?;
+    let (multiplier, to) = qlinear_scales(imp, n, &c, [1, 4, 6], (1, 0), 7)?;
+    let product = c.step(imp, "product", Op::MatMul, &[a, b])?;
+    let zp = opt_tensor(imp, n, 7)?;
+    requantize(imp, n, product, multiplier, zp, to)
+}
+
+/// QLinearConv: the `i32` convolution of the centred inputs plus the `i32`
+/// bias, requantized by `x_scale · w_scale / y_scale` (w_scale per tensor or
+/// per output channel).
+fn qlinear_conv(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let (window, groups) = conv_window(imp, n, 3)?;
+    let rank = imp.shape_of(required(n, 3, "w")?).len();
+    let c = Chain { n };
+    let x = centred_i32(imp, n, &c, "x", (0, 2), 0)?;
+    let w = centred_i32(imp, n, &c, "w", (3, 5), rank.saturating_sub(1))?;
+    let mut inputs = vec![x, w];
+    if let Some(bias) = opt_tensor(imp, n, 8)? {
+        if imp.graph.info(bias).dtype != DType::I32 {
+            return Err(n.err(format!("B is {}; expected i32", imp.graph.info(bias).dtype)));
+        }
+        inputs.push(bias);
+    }
+    let (multiplier, to) = qlinear_scales(imp, n, &c, [1, 4, 6], (0, rank.saturating_sub(2)), 7)?;
+    let acc = c.step(imp, "convolution", Op::Conv { window, groups }, &inputs)?;
+    let zp = opt_tensor(imp, n, 7)?;
+    requantize(imp, n, acc, multiplier, zp, to)
+}
+
+/// ReverseSequence: along `time_axis`, the first `sequence_lens[b]`
+/// elements of each batch `b` (along `batch_axis`) reversed, the rest kept:
+/// a GatherElements whose index is `t < len ? len − 1 − t : t`, computed on
+/// broadcast `[T]` and `[B]` shapes and widened to the input's.
+fn reverse_sequence(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let lname = required(n, 1, "sequence_lens")?;
+    let dims = imp.shape_of(xname);
+    let rank = dims.len();
+    let time = norm_axis(n, n.attrs.int("time_axis", &n.name)?.unwrap_or(0), rank)?;
+    let batch = norm_axis(n, n.attrs.int("batch_axis", &n.name)?.unwrap_or(1), rank)?;
+    if rank < 2 || time == batch {
+        return Err(n.err(format!("time_axis {time} and batch_axis {batch} must be two axes of the rank-{rank} input")));
+    }
+    if imp.shape_of(lname) != [dims[batch]] {
+        return Err(n.err(format!("sequence_lens has shape {:?}; expected [{}]", imp.shape_of(lname), dims[batch])));
+    }
+    let along =
+        |axis: usize, len: usize| -> Vec<usize> { (0..rank).map(|d| if d == axis { len } else { 1 }).collect() };
+    let c = Chain { n };
+    let steps: Vec<i64> = (0..dims[time] as i64).collect();
+    let t = imp.add_constant(format!("{}/time_index", n.name), Tensor::i64(along(time, dims[time]), steps));
+    let lens = imp.tensor(lname)?;
+    let lens = c.step(imp, "lens_i64", Op::Cast { to: DType::I64 }, &[lens])?;
+    let lens = c.step(imp, "lens_clamped", Op::Unary(UnaryOp::Clip { min: 0.0, max: dims[time] as f32 }), &[lens])?;
+    let shape = along(batch, dims[batch]).iter().map(|&d| d as i64).collect();
+    let lens = c.step(imp, "lens_along_batch", Op::Reshape { shape, allow_zero: true }, &[lens])?;
+    let one = scalar(imp, n, "one", DType::I64, 1.0);
+    let last = c.step(imp, "last", Op::Binary(BinaryOp::Sub), &[lens, one])?;
+    let reversed = c.step(imp, "reversed", Op::Binary(BinaryOp::Sub), &[last, t])?;
+    let inside = c.step(imp, "inside", Op::Binary(BinaryOp::Less), &[t, lens])?;
+    let idx = c.step(imp, "index", Op::Where, &[inside, reversed, t])?;
+    let zeros = Tensor::i64(dims.clone(), vec![0; dims.iter().product()]);
+    let zeros = imp.add_constant(format!("{}/zeros", n.name), zeros);
+    let idx = c.step(imp, "index_full", Op::Binary(BinaryOp::Add), &[idx, zeros])?;
+    let x = imp.tensor(xname)?;
+    c.last(imp, Op::GatherElements { axis: time as i64 }, &[x, idx])
+}
+
+/// Col2Im: the columns of `[N, C·∏block, L]` summed back into an image
+/// `[N, C, image…]`, as a ScatterElements with `add` into the flattened image
+/// plus one spare element that collects the block positions falling into
+/// the padding (sliced off after). The target of every (block position,
+/// column) pair is computed here, from the constant image and block shapes.
+fn col2im(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let shape_of = |imp: &mut Importer, i: usize, what: &str| -> Result<Vec<usize>, ImportError> {
+        let t = const_input(imp, n, i, what)?.ok_or_else(|| n.err(format!("the {what} input is missing")))?;
+        to_usizes(n, what, &ints_of(n, &t)?)
+    };
+    let image = shape_of(imp, 1, "image_shape")?;
+    let block = shape_of(imp, 2, "block_shape")?;
+    let r = image.len();
+    let attr = |name: &str, default: usize, len: usize| -> Result<Vec<usize>, ImportError> {
+        match n.attrs.ints(name, &n.name)? {
+            Some(v) => to_usizes(n, name, &v),
+            None => Ok(vec![default; len]),
+        }
+    };
+    let (dil, pads, strides) = (attr("dilations", 1, r)?, attr("pads", 0, 2 * r)?, attr("strides", 1, r)?);
+    let xd = imp.shape_of(xname);
+    let kprod: usize = block.iter().product();
+    if r == 0 || block.len() != r || dil.len() != r || pads.len() != 2 * r || strides.len() != r || xd.len() != 3 {
+        return Err(n.err(format!(
+            "input {xd:?}, image_shape {image:?}, block_shape {block:?}: expected [N, C·∏block, L] and one block, \
+             dilation, stride and two pads per image dimension"
+        )));
+    }
+    // Block positions per image dimension.
+    let mut grid = Vec::with_capacity(r);
+    for d in 0..r {
+        let span = dil[d] * block[d].saturating_sub(1) + 1;
+        let padded = image[d] + pads[d] + pads[r + d];
+        if strides[d] == 0 || block[d] == 0 || padded < span {
+            return Err(n.err(format!("dimension {d}: the blocks do not fit the padded image")));
+        }
+        grid.push((padded - span) / strides[d] + 1);
+    }
+    let l: usize = grid.iter().product();
+    if kprod == 0 || !xd[1].is_multiple_of(kprod) || xd[2] != l {
+        return Err(n.err(format!("input {xd:?} is not [N, C·{kprod}, {l}]")));
+    }
+    let (batch, channels) = (xd[0], xd[1] / kprod);
+    let pixels: usize = image.iter().product();
+    // Target of (block offset k, column p), row-major over both.
+    let mut target = Vec::with_capacity(kprod * l);
+    for k in 0..kprod {
+        for p in 0..l {
+            let (mut kr, mut pr, mut at, mut inside) = (k, p, 0usize, true);
+            let mut coord = vec![0i64; r];
+            for d in (0..r).rev() {
+                let (kd, pd) = (kr % block[d], pr % grid[d]);
+                kr /= block[d];
+                pr /= grid[d];
+                coord[d] = (pd * strides[d] + kd * dil[d]) as i64 - pads[d] as i64;
+            }
+            for d in 0..r {
+                inside &= (0..image[d] as i64).contains(&coord[d]);
+                at = at * image[d] + coord[d].max(0) as usize;
+            }
+            target.push(if inside { at as i64 } else { pixels as i64 });
+        }
+    }
+    let c = Chain { n };
+    let x = imp.tensor(xname)?;
+    let cols = vec![batch as i64, channels as i64, (kprod * l) as i64];
+    let x = c.step(imp, "columns", Op::Reshape { shape: cols, allow_zero: true }, &[x])?;
+    let total = batch * channels * kprod * l;
+    let idx: Vec<i64> = (0..total).map(|i| target[i % (kprod * l)]).collect();
+    let idx = imp.add_constant(format!("{}/targets", n.name), Tensor::i64(vec![batch, channels, kprod * l], idx));
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zeros = Tensor::from_f64(dtype, vec![batch, channels, pixels + 1], &vec![0.0; batch * channels * (pixels + 1)]);
+    let zeros = imp.add_constant(format!("{}/image", n.name), zeros);
+    let scatter = Op::ScatterElements { axis: 2, reduction: ScatterReduction::Add };
+    let summed = c.step(imp, "summed", scatter, &[zeros, idx, x])?;
+    let slice = Op::Slice { starts: vec![0], ends: vec![pixels as i64], axes: vec![2], steps: vec![1] };
+    let kept = c.step(imp, "without_padding", slice, &[summed])?;
+    let mut shape = vec![batch as i64, channels as i64];
+    shape.extend(image.iter().map(|&d| d as i64));
+    c.last(imp, Op::Reshape { shape, allow_zero: true }, &[kept])
+}
+
+/// BatchNormalization in training mode (opset 14 on): normalised by the
+/// batch's own per-channel mean and (population) variance, with the running
+/// statistics updated as `running · momentum + batch · (1 − momentum)`.
+fn batch_norm_training(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let rank = imp.shape_of(xname).len();
+    if rank < 2 {
+        return Err(n.err(format!("input has rank {rank}; expected [N, C, …]")));
+    }
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let epsilon = n.attrs.float("epsilon", &n.name)?.unwrap_or(1e-5);
+    let momentum = n.attrs.float("momentum", &n.name)?.unwrap_or(0.9) as f64;
+    let input = |imp: &mut Importer, i: usize, what: &str| imp.tensor(required(n, i, what)?);
+    let (x, scale, bias) = (input(imp, 0, "X")?, input(imp, 1, "scale")?, input(imp, 2, "B")?);
+    let (mean, var) = (input(imp, 3, "input_mean")?, input(imp, 4, "input_var")?);
+    let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+    let c = Chain { n };
+    let kept = c.step(imp, "batch_mean_kept", Op::ReduceMean { axes: axes.clone(), keepdims: true }, &[x])?;
+    let batch_mean = c.step(imp, "batch_mean", Op::ReduceMean { axes: axes.clone(), keepdims: false }, &[x])?;
+    let d = c.step(imp, "centred", Op::Binary(BinaryOp::Sub), &[x, kept])?;
+    let d2 = c.step(imp, "squared", Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let batch_var = c.step(imp, "batch_var", Op::ReduceMean { axes, keepdims: false }, &[d2])?;
+    let keep = scalar(imp, n, "momentum", dtype, momentum);
+    let take = scalar(imp, n, "one_minus_momentum", dtype, 1.0 - momentum);
+    for (i, what, running, batch) in [(1, "mean", mean, batch_mean), (2, "var", var, batch_var)] {
+        if wanted_output(n, i).is_none() {
+            continue;
+        }
+        let old = c.step(imp, &format!("running_{what}_kept"), Op::Binary(BinaryOp::Mul), &[running, keep])?;
+        let new = c.step(imp, &format!("batch_{what}_taken"), Op::Binary(BinaryOp::Mul), &[batch, take])?;
+        emit_output(imp, n, i, &format!("running_{what}"), Op::Binary(BinaryOp::Add), &[old, new])?;
+    }
+    c.last(imp, Op::BatchNormalization { epsilon }, &[x, scale, bias, batch_mean, batch_var])
+}
+
+/// The pads that make a ConvTranspose produce `output_shape` (its spatial
+/// dimensions, or all of them), as ONNX derives them: the total
+/// `s·(in − 1) + output_padding + (k − 1)·d + 1 − out` split half and half
+/// (the odd one at the end for SAME_UPPER, at the start otherwise). A
+/// negative end pad, an output longer than the transposed convolution
+/// gives, becomes output padding.
+fn transpose_pads_for(
+    n: &NodeView<'_>,
+    x: &[usize],
+    window: &Window,
+    output_padding: &mut [usize],
+    output_shape: &[i64],
+) -> Result<Vec<usize>, ImportError> {
+    let r = window.kernel.len();
+    let shape = if output_shape.len() == r + 2 { &output_shape[2..] } else { output_shape };
+    if shape.len() != r || x.len() != r + 2 || output_padding.len() != r {
+        return Err(n.err(format!("output_shape {output_shape:?} does not match the input's {r} spatial dimensions")));
+    }
+    let upper = n.attrs.string("auto_pad", &n.name)?.as_deref() == Some("SAME_UPPER");
+    let (mut begin, mut end) = (vec![0; r], vec![0; r]);
+    for i in 0..r {
+        let full = (window.strides[i] * (x[i + 2].max(1) - 1)
+            + output_padding[i]
+            + (window.kernel[i].max(1) - 1) * window.dilations[i]
+            + 1) as i64;
+        let total = full - shape[i];
+        let half = total.div_euclid(2);
+        let (b, e) = if upper { (half, total - half) } else { (total - half, half) };
+        if b < 0 {
+            return Err(n.err(format!(
+                "output_shape {output_shape:?} needs {} more leading elements than the transposed convolution gives",
+                -b
+            )));
+        }
+        if e < 0 {
+            output_padding[i] += (-e) as usize;
+        }
+        begin[i] = b as usize;
+        end[i] = e.max(0) as usize;
+    }
+    begin.extend(end);
+    Ok(begin)
+}
+
+/// MaxUnpool: zeros of the unpooled shape (`(in − 1)·stride − pads + kernel`
+/// per spatial dimension) with each input element written at its index
+/// (flat over that shape, as MaxPool's Indices give it): a ScatterElements
+/// on the flattened tensors. A larger `output_shape` pads the result with
+/// zeros at the end of each dimension.
+fn max_unpool(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let iname = required(n, 1, "I")?;
+    let xd = imp.shape_of(xname);
+    if xd.len() < 3 || imp.shape_of(iname) != xd {
+        return Err(n.err(format!("X has shape {xd:?}; expected [N, C, spatial…] and indices of the same shape")));
+    }
+    let w = window(n, None)?;
+    let r = w.kernel.len();
+    let pads = match &w.padding {
+        Padding::Explicit(p) if p.len() == 2 * r => p.clone(),
+        _ => return Err(n.err("MaxUnpool takes explicit `pads` (one begin and end per spatial dimension)")),
+    };
+    if xd.len() != r + 2 {
+        return Err(n.err(format!("kernel_shape has {r} dimensions but X has {} spatial ones", xd.len() - 2)));
+    }
+    let mut inferred = xd[..2].to_vec();
+    for i in 0..r {
+        let full = (xd[i + 2].max(1) - 1) * w.strides[i] + w.kernel[i];
+        let cut = pads[i] + pads[r + i];
+        inferred.push(full.checked_sub(cut).ok_or_else(|| n.err("the pads exceed the unpooled size"))?);
+    }
+    let out: Vec<usize> = match const_input(imp, n, 2, "output_shape")? {
+        Some(t) => to_usizes(n, "output_shape", &ints_of(n, &t)?)?,
+        None => inferred.clone(),
+    };
+    if out.len() != xd.len() || out.iter().zip(&inferred).any(|(o, i)| o < i) || out[..2] != xd[..2] {
+        return Err(n.err(format!(
+            "output_shape {out:?} is not the unpooled shape {inferred:?} grown along spatial dimensions"
+        )));
+    }
+    let numel: usize = xd.iter().product();
+    let total: usize = inferred.iter().product();
+    let c = Chain { n };
+    let (x, idx) = (imp.tensor(xname)?, imp.tensor(iname)?);
+    let flat = vec![numel as i64];
+    let x = c.step(imp, "values", Op::Reshape { shape: flat.clone(), allow_zero: true }, &[x])?;
+    let idx = c.step(imp, "indices", Op::Reshape { shape: flat, allow_zero: true }, &[idx])?;
+    let dtype = imp.dtype_of(xname).unwrap_or(DType::F32);
+    let zeros = imp.add_constant(format!("{}/zeros", n.name), Tensor::from_f64(dtype, vec![total], &vec![0.0; total]));
+    let scatter = Op::ScatterElements { axis: 0, reduction: ScatterReduction::None };
+    let placed = c.step(imp, "placed", scatter, &[zeros, idx, x])?;
+    let shape = inferred.iter().map(|&d| d as i64).collect();
+    if out == inferred {
+        return c.last(imp, Op::Reshape { shape, allow_zero: true }, &[placed]);
+    }
+    let unpooled = c.step(imp, "unpooled", Op::Reshape { shape, allow_zero: true }, &[placed])?;
+    let mut pads = vec![0; out.len()];
+    pads.extend(out.iter().zip(&inferred).map(|(o, i)| o - i));
+    c.last(imp, Op::Pad { pads, value: 0.0 }, &[unpooled])
 }
 
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to `x`.
@@ -1910,26 +2570,43 @@ fn round_half_even(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportErr
     }
     let x = imp.tensor(xname)?;
     let c = Chain { n };
-    let half = scalar(imp, n, "half", dtype, 0.5);
-    let one = scalar(imp, n, "one", dtype, 1.0);
-    let f = c.step(imp, "floor", Op::Unary(UnaryOp::Floor), &[x])?;
-    let frac = c.step(imp, "fraction", Op::Binary(BinaryOp::Sub), &[x, f])?;
-    let up = c.step(imp, "floor_plus_one", Op::Binary(BinaryOp::Add), &[f, one])?;
-    // f is even when floor(f / 2) · 2 = f.
-    let hf = c.step(imp, "half_floor", Op::Binary(BinaryOp::Mul), &[f, half])?;
-    let hff = c.step(imp, "half_floor_floor", Op::Unary(UnaryOp::Floor), &[hf])?;
-    let two = scalar(imp, n, "two", dtype, 2.0);
-    let back = c.step(imp, "even_part", Op::Binary(BinaryOp::Mul), &[hff, two])?;
-    let even = c.step(imp, "floor_is_even", Op::Binary(BinaryOp::Equal), &[back, f])?;
-    let tie = c.step(imp, "tie", Op::Where, &[even, f, up])?;
-    let below = c.step(imp, "below_half", Op::Binary(BinaryOp::Less), &[frac, half])?;
-    let above = c.step(imp, "above_half", Op::Binary(BinaryOp::Greater), &[frac, half])?;
-    let not_below = c.step(imp, "not_below", Op::Where, &[above, up, tie])?;
-    let rounded = c.step(imp, "rounded", Op::Where, &[below, f, not_below])?;
+    let (finite, rounded) = round_even_steps(imp, n, &c, "round", x, dtype)?;
     // ±∞ − ±∞ is NaN, which compares false both ways; keep x where its
     // fraction is not a number (x itself is ±∞ or NaN).
-    let finite = c.step(imp, "fraction_is_number", Op::Binary(BinaryOp::Equal), &[frac, frac])?;
     c.last(imp, Op::Where, &[finite, rounded, x])
+}
+
+/// Rounds float tensor `x` half to even, in steps named `{prefix}_…`:
+/// `(finite, rounded)`, where
+/// `rounded` is right wherever `finite` (x's fraction is a number) holds,
+/// and x itself (±∞, NaN) is the answer elsewhere.
+pub(super) fn round_even_steps(
+    imp: &mut Importer,
+    n: &NodeView<'_>,
+    c: &Chain,
+    prefix: &str,
+    x: TensorId,
+    dtype: DType,
+) -> Result<(TensorId, TensorId), ImportError> {
+    let name = |step: &str| format!("{prefix}_{step}");
+    let half = scalar(imp, n, &name("half"), dtype, 0.5);
+    let one = scalar(imp, n, &name("one"), dtype, 1.0);
+    let f = c.step(imp, &name("floor"), Op::Unary(UnaryOp::Floor), &[x])?;
+    let frac = c.step(imp, &name("fraction"), Op::Binary(BinaryOp::Sub), &[x, f])?;
+    let up = c.step(imp, &name("floor_plus_one"), Op::Binary(BinaryOp::Add), &[f, one])?;
+    // f is even when floor(f / 2) · 2 = f.
+    let hf = c.step(imp, &name("half_floor"), Op::Binary(BinaryOp::Mul), &[f, half])?;
+    let hff = c.step(imp, &name("half_floor_floor"), Op::Unary(UnaryOp::Floor), &[hf])?;
+    let two = scalar(imp, n, &name("two"), dtype, 2.0);
+    let back = c.step(imp, &name("even_part"), Op::Binary(BinaryOp::Mul), &[hff, two])?;
+    let even = c.step(imp, &name("floor_is_even"), Op::Binary(BinaryOp::Equal), &[back, f])?;
+    let tie = c.step(imp, &name("tie"), Op::Where, &[even, f, up])?;
+    let below = c.step(imp, &name("below_half"), Op::Binary(BinaryOp::Less), &[frac, half])?;
+    let above = c.step(imp, &name("above_half"), Op::Binary(BinaryOp::Greater), &[frac, half])?;
+    let not_below = c.step(imp, &name("not_below"), Op::Where, &[above, up, tie])?;
+    let rounded = c.step(imp, &name("round_even"), Op::Where, &[below, f, not_below])?;
+    let finite = c.step(imp, &name("fraction_is_number"), Op::Binary(BinaryOp::Equal), &[frac, frac])?;
+    Ok((finite, rounded))
 }
 
 /// Pad in `reflect`, `edge` or `wrap` mode, axis by axis as numpy's `pad`

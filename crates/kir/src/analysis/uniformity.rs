@@ -151,7 +151,8 @@ fn pass(k: &KernelDef, events: &[Event], u: &mut Uniformity) {
                     | InstData::Fma { .. }
                     | InstData::Cmp { .. }
                     | InstData::Select { .. }
-                    | InstData::Cast { .. } => operands_uniform,
+                    | InstData::Cast { .. }
+                    | InstData::Bitcast { .. } => operands_uniform,
                     InstData::Load { buf, .. } => {
                         let read_only = matches!(
                             k.params.get(*buf).map(|p| &p.kind),

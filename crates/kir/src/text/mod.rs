@@ -31,6 +31,7 @@
 //!   v8: bool = lt v2, v1                   ; eq ne lt le gt ge
 //!   v9: f32 = select v8, v3, v5
 //!   v10: f16 = cast v9                     ; the target type is the result type
+//!   v14: i32 = bitcast v9                  ; the same bits, a type of the same size
 //!   v11: f32 = shuffle.xor v3, v1, 32      ; idx up down xor; value, operand, width
 //!   v12: f32 = exp v11                     ; neg not abs exp log sqrt rsqrt tanh erf floor ceil
 //!   barrier

@@ -490,6 +490,7 @@ impl Parser {
                 InstData::Select { cond, if_true, if_false }
             }
             "cast" => InstData::Cast { to: ty, arg: self.value_use(st)? },
+            "bitcast" => InstData::Bitcast { to: ty, arg: self.value_use(st)? },
             "load" => {
                 let buf = self.param_ref(st)?;
                 InstData::Load { buf, index: self.index(st)? }

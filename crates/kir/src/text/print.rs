@@ -141,7 +141,7 @@ fn write_inst(
             write_result(f, k, inst)?;
             writeln!(f, "{m} {p}")
         }
-        InstData::Unary { arg, .. } | InstData::Cast { arg, .. } => {
+        InstData::Unary { arg, .. } | InstData::Cast { arg, .. } | InstData::Bitcast { arg, .. } => {
             write_result(f, k, inst)?;
             writeln!(f, "{m} {arg}")
         }

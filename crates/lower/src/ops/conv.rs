@@ -27,6 +27,9 @@
 //!   starts the epilogue chain after it, so Conv→BN→Relu→Add is one kernel.
 //!
 //! 1-D convolutions run as 2-D ones with a unit height; 3-D is refused.
+//! Conv lowers `f32` and `i32` (the integer convolution ConvInteger and
+//! QLinearConv compose to, accumulated in wrapping `i32`); ConvTranspose
+//! `f32`.
 
 use petgraph::stable_graph::NodeIndex;
 use weft_graph::infer::{conv_geometry, conv_transpose_geometry};
@@ -172,15 +175,19 @@ fn f32_data(ctx: &LowerCtx, t: TensorId) -> Option<Vec<f64>> {
     ctx.graph.constants.get(&t).map(|c| c.to_f64())
 }
 
-/// Weight and bias buffers of a conv, BN-folded when the driver folded it.
+/// Weight and bias buffers of a conv, BN-folded when the driver folded it,
+/// and the element type of input, weight, bias and accumulator (`f32`, or
+/// `i32` for the integer convolutions quantized models compose to, which
+/// wrap as integer arithmetic does).
 struct ConvParams {
+    elem: Type,
     weight: BufferId,
     bias: Option<BufferId>,
     /// The folded BN node's name.
     folded: Vec<String>,
 }
 
-fn conv_params(ctx: &mut LowerCtx, node: &Node, m: usize) -> Result<ConvParams, LowerError> {
+fn conv_params(ctx: &mut LowerCtx, node: &Node, m: usize, elem: Type) -> Result<ConvParams, LowerError> {
     let tw = input(node, 1)?;
     let tbias = node.inputs.get(2).copied().flatten();
     if ctx.options.fold_batchnorm {
@@ -219,10 +226,10 @@ fn conv_params(ctx: &mut LowerCtx, node: &Node, m: usize) -> Result<ConvParams, 
             let bname = format!("{}.folded_bias", node.name);
             let weight = ctx.add_weight(&wname, w_shape, HostBuffer::from_f32(&w2));
             let bias = ctx.add_weight(&bname, vec![m], HostBuffer::from_f32(&b2));
-            return Ok(ConvParams { weight, bias: Some(bias), folded: vec![bn_node.name.clone()] });
+            return Ok(ConvParams { elem, weight, bias: Some(bias), folded: vec![bn_node.name.clone()] });
         }
     }
-    Ok(ConvParams { weight: ctx.buffer_of(tw), bias: tbias.map(|t| ctx.buffer_of(t)), folded: Vec::new() })
+    Ok(ConvParams { elem, weight: ctx.buffer_of(tw), bias: tbias.map(|t| ctx.buffer_of(t)), folded: Vec::new() })
 }
 
 fn require_f32(ctx: &LowerCtx, node: &Node, ts: &[TensorId]) -> Result<(), LowerError> {
@@ -235,6 +242,22 @@ fn require_f32(ctx: &LowerCtx, node: &Node, ts: &[TensorId]) -> Result<(), Lower
     Ok(())
 }
 
+/// The one element type of `ts` if it is `f32` or `i32` (the types Conv
+/// lowers).
+fn conv_elem(ctx: &LowerCtx, node: &Node, ts: &[TensorId]) -> Result<Type, LowerError> {
+    let first = ts.first().map_or(DType::F32, |&t| ctx.graph.info(t).dtype);
+    for &t in ts {
+        let info = ctx.graph.info(t);
+        if info.dtype != first || !matches!(info.dtype, DType::F32 | DType::I32) {
+            return Err(unsupported(
+                node,
+                format!("tensor `{}` is {}; Conv lowers f32 or i32 tensors of one type", info.name, info.dtype),
+            ));
+        }
+    }
+    Ok(kir_type(first))
+}
+
 fn lower_conv(
     ctx: &mut LowerCtx,
     node: &Node,
@@ -245,9 +268,9 @@ fn lower_conv(
     let tx = input(node, 0)?;
     let tw = input(node, 1)?;
     let out = *node.outputs.first().ok_or_else(|| unsupported(node, "no output"))?;
-    let mut f32s = vec![tx, tw, out];
-    f32s.extend(node.inputs.get(2).copied().flatten());
-    require_f32(ctx, node, &f32s)?;
+    let mut tensors = vec![tx, tw, out];
+    tensors.extend(node.inputs.get(2).copied().flatten());
+    let elem = conv_elem(ctx, node, &tensors)?;
     let xd = ctx.graph.info(tx).shape.dims().to_vec();
     let wd = ctx.graph.info(tw).shape.dims().to_vec();
     let yd = ctx.graph.info(out).shape.dims().to_vec();
@@ -263,7 +286,7 @@ fn lower_conv(
     for len in [xd.iter().product::<usize>(), wd.iter().product(), yd.iter().product()] {
         check_numel(&node.name, "Conv", len)?;
     }
-    let params = conv_params(ctx, node, m)?;
+    let params = conv_params(ctx, node, m, elem)?;
     if cg == 1 && groups > 1 {
         depthwise(ctx, node, epi, &g, [n, c, m, groups], params)
     } else {
@@ -317,13 +340,13 @@ fn declare(
 ) -> Result<ConvBuffers, LowerError> {
     let x_len = ctx.graph.info(tx).shape.numel() as u64;
     let w_len = ctx.program.buffers[p.weight].len() as u64;
-    let px = b.buffer("x", Type::F32, x_len, Access::Read);
-    let pw = b.buffer("w", Type::F32, w_len, Access::Read);
+    let px = b.buffer("x", p.elem, x_len, Access::Read);
+    let pw = b.buffer("w", p.elem, w_len, Access::Read);
     let mut args = vec![ctx.buffer_of(tx), p.weight];
     let pbias = p.bias.map(|bb| {
         args.push(bb);
         let len = ctx.program.buffers[bb].len() as u64;
-        b.buffer("bias", Type::F32, len, Access::Read)
+        b.buffer("bias", p.elem, len, Access::Read)
     });
     let out_info = ctx.graph.info(epi.output).clone();
     let out_ty = kir_type(out_info.dtype);
@@ -463,7 +486,7 @@ fn implicit_gemm(
     };
     let graph_ctx: &LowerCtx = ctx;
     let ConvBuffers { pbias, py, out_ty, epi: eparams, args, .. } = bufs;
-    emit_tiled_gemm(&mut b, shape, cfg, &a_op, &b_op, |b, e| {
+    emit_tiled_gemm(&mut b, shape, cfg, params.elem, &a_op, &b_op, |b, e| {
         let zm = b.mul(e.z, c_mgk);
         let oc = b.add(zm, e.m);
         let nb = b.div(e.n, c_ohw);
@@ -561,7 +584,8 @@ fn depthwise(
     let bufs = declare(ctx, &mut b, tx, &params, epi)?;
     let mult = m / groups;
     let hw = g.h * g.w;
-    let zero_f = b.const_f32(0.0);
+    let elem = params.elem;
+    let zero_f = b.constant(weft_kir::Scalar::from_f64(elem, 0.0));
     let zero = b.const_i32(0);
     let c_h = b.const_i32(g.h as i32);
     let c_w = b.const_i32(g.w as i32);
@@ -596,7 +620,12 @@ fn depthwise(
                     let wi = b.add(wbase, tap);
                     let wv = b.load(pw, wi);
                     let cur = b.get(acc);
-                    let nv = b.fma(xv, wv, cur);
+                    let nv = if elem.is_float() {
+                        b.fma(xv, wv, cur)
+                    } else {
+                        let p = b.mul(xv, wv);
+                        b.add(p, cur)
+                    };
                     b.set(acc, nv);
                 };
                 match and_opt(b, row.guard, col.guard) {
@@ -654,6 +683,7 @@ fn lower_conv_transpose(
         return Err(unsupported(node, format!("window of {khw} taps exceeds {MAX_TAPS}")));
     }
     let params = ConvParams {
+        elem: Type::F32,
         weight: ctx.buffer_of(tw),
         bias: node.inputs.get(2).copied().flatten().map(|t| ctx.buffer_of(t)),
         folded: Vec::new(),

@@ -1,5 +1,5 @@
-//! Lowering of the elementwise op family: Unary, Binary, Sum, Where, Cast and
-//! standalone BatchNormalization.
+//! Lowering of the elementwise op family: Unary, Binary, Sum, Where, Cast,
+//! BitCast and standalone BatchNormalization.
 //!
 //! Every op here is one *map* kernel: one thread per output element in a
 //! grid-stride loop ([`crate::index::grid_stride_loop`]), each operand read at
@@ -75,6 +75,11 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
             let to = kir_type(*to);
             let ops = operands(ctx, &inputs);
             map_kernel(ctx, node, epi, "cast", &ops, move |b, v| convert(b, v[0], to))
+        }
+        Op::BitCast { to } => {
+            let to = kir_type(*to);
+            let ops = operands(ctx, &inputs);
+            map_kernel(ctx, node, epi, "bitcast", &ops, move |b, v| b.bitcast(to, v[0]))
         }
         Op::BatchNormalization { epsilon } => batch_norm(ctx, node, epi, &inputs, *epsilon),
         _ => Err(super::not_yet(node)),

@@ -12,7 +12,9 @@
 //!   broadcast batch shape once per thread and mapped to `A`/`B` offsets with
 //!   stride 0 along broadcast axes.
 //!
-//! Only `f32` operands are lowered; other types are refused by name.
+//! `Gemm` lowers `f32` operands only (other types are refused by name);
+//! `MatMul` `f32`, `f64` and integers, accumulating as
+//! [`matmul_accumulator`] says.
 
 use weft_graph::{DType, Node, Op, TensorId};
 use weft_kir::{Access, KernelBuilder, Type};
@@ -145,7 +147,7 @@ fn lower_gemm(
     let alpha_v = (alpha != 1.0).then(|| b.const_f32(alpha));
     let beta_v = (beta != 1.0).then(|| b.const_f32(beta));
     let graph_ctx: &LowerCtx = ctx;
-    emit_tiled_gemm(&mut b, shape, cfg, &a_op, &b_op, |b, e| {
+    emit_tiled_gemm(&mut b, shape, cfg, Type::F32, &a_op, &b_op, |b, e| {
         let mut v = e.acc;
         if let Some(al) = alpha_v {
             v = b.mul(v, al);
@@ -170,11 +172,33 @@ fn lower_gemm(
     Ok(())
 }
 
+/// The type MatMul accumulates `elem` products in: `f32` for `f32`, `f64`
+/// for `f64`, and for integers a wrapping integer at least 32 bits wide
+/// (the output keeps the low bits, which wrapping arithmetic gets right at
+/// any width, as numpy's integer `matmul` does). 16-bit floats are refused:
+/// ONNX's references for them round every intermediate to 16 bits, which
+/// an `f32` accumulation does not reproduce to 1e-4.
+fn matmul_accumulator(ctx: &LowerCtx, node: &Node, t: TensorId) -> Result<Type, LowerError> {
+    let info = ctx.graph.info(t);
+    Ok(match info.dtype {
+        DType::F32 => Type::F32,
+        DType::F64 => Type::F64,
+        DType::I64 | DType::U64 => Type::I64,
+        DType::I32 | DType::U32 | DType::I16 | DType::U16 | DType::I8 | DType::U8 => Type::I32,
+        other => {
+            return Err(unsupported(
+                node,
+                format!("tensor `{}` is {other}; MatMul lowers f32, f64 and integer tensors", info.name),
+            ))
+        }
+    })
+}
+
 fn lower_matmul(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
     let ta = input(node, 0)?;
     let tb = input(node, 1)?;
-    let out = *node.outputs.first().ok_or_else(|| unsupported(node, "no output"))?;
-    require_f32(ctx, node, &[ta, tb, out])?;
+    let acc_ty = matmul_accumulator(ctx, node, ta)?;
+    let elem = kir_type(ctx.graph.info(ta).dtype);
     let mut ad = ctx.graph.info(ta).shape.dims().to_vec();
     let mut bd = ctx.graph.info(tb).shape.dims().to_vec();
     if ad.is_empty() || bd.is_empty() {
@@ -214,8 +238,8 @@ fn lower_matmul(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), L
     shape.check(&cfg, &node.name, "MatMul")?;
     let name = ctx.kernel_name(&format!("matmul_{m}x{n}x{k}"));
     let mut b = KernelBuilder::new(name, cfg.launch(&shape));
-    let pa = b.buffer("a", Type::F32, a_len as u64, Access::Read);
-    let pb = b.buffer("b", Type::F32, b_len as u64, Access::Read);
+    let pa = b.buffer("a", elem, a_len as u64, Access::Read);
+    let pb = b.buffer("b", elem, b_len as u64, Access::Read);
     let mut args = vec![ctx.buffer_of(ta), ctx.buffer_of(tb)];
     let out_info = ctx.graph.info(epi.output).clone();
     let out_ty = kir_type(out_info.dtype);
@@ -252,12 +276,15 @@ fn lower_matmul(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), L
         }),
     };
     let graph_ctx: &LowerCtx = ctx;
-    emit_tiled_gemm(&mut b, shape, cfg, &a_op, &b_op, |b, e| {
+    emit_tiled_gemm(&mut b, shape, cfg, acc_ty, &a_op, &b_op, |b, e| {
         let zo = b.mul(e.z, c_mn);
         let rn = b.mul(e.m, c_n);
         let oi = b.add(zo, rn);
         let oi = b.add(oi, e.n);
-        let v = epi.apply(graph_ctx, b, &params, e.acc, oi)?;
+        // An integer sum wraps to the MatMul's own type before any
+        // epilogue sees it; floats go on at the accumulator's precision.
+        let acc = if acc_ty.is_float() { e.acc } else { convert(b, e.acc, elem) };
+        let v = epi.apply(graph_ctx, b, &params, acc, oi)?;
         let v = convert(b, v, out_ty);
         b.store(py, oi, v);
         Ok(())

@@ -53,9 +53,13 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::CumSum { .. }
         | Op::CumProd { .. }
         | Op::TopK { .. } => reduce::lower(ctx, node, epi),
-        Op::Unary(_) | Op::Binary(_) | Op::Sum | Op::Where | Op::Cast { .. } | Op::BatchNormalization { .. } => {
-            elementwise::lower(ctx, node, epi)
-        }
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Sum
+        | Op::Where
+        | Op::Cast { .. }
+        | Op::BitCast { .. }
+        | Op::BatchNormalization { .. } => elementwise::lower(ctx, node, epi),
         Op::Concat { .. }
         | Op::Split { .. }
         | Op::Reshape { .. }

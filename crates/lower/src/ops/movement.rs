@@ -583,33 +583,6 @@ fn pad(
     })
 }
 
-/// Where output coordinate `x` of an axis samples the input, per ONNX
-/// `coordinate_transformation_mode` (`scale` as given, `o`/`d` the sizes).
-fn source_coord(t: CoordinateTransform, x: usize, scale: f64, o: usize, d: usize) -> f64 {
-    let x = x as f64;
-    match t {
-        CoordinateTransform::HalfPixel => (x + 0.5) / scale - 0.5,
-        CoordinateTransform::PytorchHalfPixel => {
-            if o > 1 {
-                (x + 0.5) / scale - 0.5
-            } else {
-                0.0
-            }
-        }
-        // ONNX measures the resized length as `scale · d`, not the integer
-        // output length `o`: they differ when the scale does not divide.
-        CoordinateTransform::AlignCorners => {
-            let len = scale * d as f64;
-            if len != 1.0 {
-                x * (d as f64 - 1.0) / (len - 1.0)
-            } else {
-                0.0
-            }
-        }
-        CoordinateTransform::Asymmetric => x / scale,
-    }
-}
-
 /// ONNX nearest rounding of a source coordinate.
 fn nearest_index(mode: NearestMode, c: f64) -> f64 {
     let f = c.floor();
@@ -644,6 +617,16 @@ enum AxisSample {
     Nearest(Vec<i32>),
     /// Two source indices and the weight of the second.
     Linear(Vec<i32>, Vec<i32>, Vec<f32>),
+    /// Per tap (four for cubic): its source indices and weights.
+    Taps(Vec<Vec<i32>>, Vec<Vec<f32>>),
+}
+
+/// The weights of one interpolated axis's taps in a resize kernel.
+enum Weights {
+    /// Two taps: the second's weight (the first's is one minus it).
+    Upper(Value),
+    /// Every tap's weight.
+    Each(Vec<Value>),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -674,7 +657,8 @@ fn resize(
     let samples: Vec<AxisSample> = (0..r)
         .map(|k| {
             let (d, o, s) = (in_dims[k], out_dims[k], scales[k] as f64);
-            let coords: Vec<f64> = (0..o).map(|xo| source_coord(transform, xo, s, o, d)).collect();
+            let coords: Vec<f64> =
+                (0..o).map(|xo| weft_graph::eval::source_coordinate(transform, xo, s, d, o)).collect();
             match mode {
                 ResizeMode::Nearest => {
                     let idx: Vec<i32> = coords.iter().map(|&c| clamp(nearest_index(nearest, c), d)).collect();
@@ -698,6 +682,33 @@ fn resize(
                         AxisSample::Linear(i0, i1, w)
                     }
                 }
+                ResizeMode::Cubic { coeff_a, exclude_outside } => {
+                    let taps: Vec<[(usize, f64); 4]> = coords
+                        .iter()
+                        .map(|&c| weft_graph::eval::resize_cubic_taps(c, d, coeff_a as f64, exclude_outside))
+                        .collect();
+                    // A coordinate on a pixel weighs that pixel alone.
+                    let single: Option<Vec<i32>> = taps
+                        .iter()
+                        .map(|t| {
+                            let mut hit = t.iter().filter(|&&(_, w)| w != 0.0);
+                            match (hit.next(), hit.next()) {
+                                (Some(&(i, 1.0)), None) => Some(i as i32),
+                                _ => None,
+                            }
+                        })
+                        .collect();
+                    match single {
+                        Some(idx) if o == d && idx.iter().enumerate().all(|(i, &v)| v == i as i32) => {
+                            AxisSample::Identity
+                        }
+                        Some(idx) => AxisSample::Nearest(idx),
+                        None => AxisSample::Taps(
+                            (0..4).map(|k| taps.iter().map(|t| t[k].0 as i32).collect()).collect(),
+                            (0..4).map(|k| taps.iter().map(|t| t[k].1 as f32).collect()).collect(),
+                        ),
+                    }
+                }
             }
         })
         .collect();
@@ -709,7 +720,7 @@ fn resize(
         let mut add = |ctx: &mut LowerCtx, suffix: &str, data: HostBuffer| {
             let len = data.len();
             let buf = ctx.add_weight(&format!("{}_resize_{suffix}{k}", node.name), vec![len], data);
-            inputs.push((buf, if suffix == "w" { Type::F32 } else { Type::I32 }, len));
+            inputs.push((buf, if suffix.starts_with('w') { Type::F32 } else { Type::I32 }, len));
             inputs.len() - 1
         };
         match s {
@@ -721,15 +732,25 @@ fn resize(
                 let c = add(ctx, "w", HostBuffer::from_f32(w));
                 table_param[k] = vec![a, bb, c];
             }
+            AxisSample::Taps(idx, w) => {
+                let mut params: Vec<usize> = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(t, i)| add(ctx, &format!("tap{t}_"), HostBuffer::from_i32(i)))
+                    .collect();
+                params.extend(w.iter().enumerate().map(|(t, w)| add(ctx, &format!("w{t}_"), HostBuffer::from_f32(w))));
+                table_param[k] = params;
+            }
         }
     }
     let in_st = strides(&in_dims);
     gather_kernel(ctx, node, epi, "resize", &inputs, |b, i, p| {
         let c = unravel(b, i, &out_dims);
-        // Per axis: the candidate source coordinates (1 or 2) and, for
-        // linear axes, the weight of the second.
+        // Per axis: the candidate source coordinates (1, 2 or 4) and their
+        // weights: a linear axis has the second's (the first's is one
+        // minus it), a cubic axis every tap's.
         let mut srcs: Vec<Vec<Value>> = Vec::with_capacity(r);
-        let mut weights: Vec<Option<Value>> = Vec::with_capacity(r);
+        let mut weights: Vec<Option<Weights>> = Vec::with_capacity(r);
         let mut cond: Option<Value> = None;
         for k in 0..r {
             let tp = &table_param[k];
@@ -739,7 +760,13 @@ fn resize(
                 AxisSample::Linear(..) => {
                     let lo = b.load(p[tp[0]], c[k]);
                     let hi = b.load(p[tp[1]], c[k]);
-                    (vec![lo, hi], Some(b.load(p[tp[2]], c[k])))
+                    (vec![lo, hi], Some(Weights::Upper(b.load(p[tp[2]], c[k]))))
+                }
+                AxisSample::Taps(idx, _) => {
+                    let n = idx.len();
+                    let list: Vec<Value> = (0..n).map(|t| b.load(p[tp[t]], c[k])).collect();
+                    let ws: Vec<Value> = (0..n).map(|t| b.load(p[tp[n + t]], c[k])).collect();
+                    (list, Some(Weights::Each(ws)))
                 }
             };
             if !matches!(samples[k], AxisSample::Identity) {
@@ -769,14 +796,23 @@ fn resize(
             let zero_f = b.const_f32(0.0);
             let one = b.const_f32(1.0);
             let mut acc = zero_f;
-            for corner in 0..(1usize << lin.len()) {
+            // Every combination of one tap per weighted axis, the first
+            // such axis varying fastest.
+            let combos: usize = lin.iter().map(|&k| srcs[k].len()).product();
+            for corner in 0..combos {
                 let mut coords: Vec<Value> = srcs.iter().map(|l| l[0]).collect();
                 let mut wt: Option<Value> = None;
-                for (bit, &k) in lin.iter().enumerate() {
-                    let Some(w) = weights[k] else { continue };
-                    let hi = corner >> bit & 1 == 1;
-                    coords[k] = srcs[k][hi as usize];
-                    let f = if hi { w } else { b.sub(one, w) };
+                let mut rest = corner;
+                for &k in &lin {
+                    let Some(w) = &weights[k] else { continue };
+                    let tap = rest % srcs[k].len();
+                    rest /= srcs[k].len();
+                    coords[k] = srcs[k][tap];
+                    let f = match w {
+                        Weights::Upper(w) if tap == 1 => *w,
+                        Weights::Upper(w) => b.sub(one, *w),
+                        Weights::Each(ws) => ws[tap],
+                    };
                     wt = Some(match wt {
                         Some(prev) => b.mul(prev, f),
                         None => f,

@@ -1,4 +1,4 @@
-//! Lowering of pooling and LRN (NCHW, 1-D and 2-D spatial windows).
+//! Lowering of pooling and LRN (NCHW, 1-D, 2-D and 3-D spatial windows).
 //!
 //! - `MaxPool` / `AveragePool`: one thread per output (grid-stride), the
 //!   window unrolled; like the direct convolutions, a tap is guarded only
@@ -7,7 +7,8 @@
 //!   input, or with `count_include_pad` inside the padded input (as
 //!   onnxruntime and PyTorch: a `ceil_mode` window past the end padding does
 //!   not count its overhang). The window is separable, so the count is the
-//!   product of the row and column counts.
+//!   product of the per-axis counts. A 3-D window adds a depth loop
+//!   around the 2-D one.
 //! - `GlobalAveragePool` / `GlobalMaxPool`: one thread per `(n, c)` looping
 //!   over the spatial extent when it is small (ResNet's 7×7), else one block
 //!   per `(n, c)` with a strided per-thread pass, a warp-shuffle reduction and
@@ -59,7 +60,7 @@ struct PoolBuffers {
 
 fn declare(ctx: &mut LowerCtx, b: &mut KernelBuilder, tx: TensorId, epi: &Epilogue) -> Result<PoolBuffers, LowerError> {
     let x_len = ctx.graph.info(tx).shape.numel() as u64;
-    let px = b.buffer("x", Type::F32, x_len, Access::Read);
+    let px = b.buffer("x", kir_type(ctx.graph.info(tx).dtype), x_len, Access::Read);
     let out_info = ctx.graph.info(epi.output).clone();
     let out_ty = kir_type(out_info.dtype);
     let py = b.buffer("y", out_ty, out_info.shape.numel() as u64, Access::Write);
@@ -72,9 +73,12 @@ fn declare(ctx: &mut LowerCtx, b: &mut KernelBuilder, tx: TensorId, epi: &Epilog
 fn io(ctx: &LowerCtx, node: &Node) -> Result<(TensorId, Vec<usize>, Vec<usize>), LowerError> {
     let tx = node.inputs.first().copied().flatten().ok_or_else(|| unsupported(node, "input 0 is missing"))?;
     let out = *node.outputs.first().ok_or_else(|| unsupported(node, "no output"))?;
+    // MaxPool also runs on 8-bit integers (compared as they are).
+    let int_ok = matches!(node.op, Op::MaxPool { .. });
     for t in [tx, out] {
         let info = ctx.graph.info(t);
-        if info.dtype != DType::F32 {
+        let ok = info.dtype == DType::F32 || (int_ok && matches!(info.dtype, DType::I8 | DType::U8));
+        if !ok {
             return Err(unsupported(node, format!("tensor `{}` is {}; only f32 is lowered", info.name, info.dtype)));
         }
     }
@@ -124,81 +128,99 @@ fn window_pool(
             message: "pool geometry disagrees with shape".into(),
         });
     }
-    // Normalise to 2-D: a 1-D pool has unit height.
-    let (h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, peh, pew) = match xd.len() - 2 {
-        1 => (
-            1,
-            xd[2],
-            1,
-            yd[2],
-            1,
-            geom.kernel[0],
-            1,
-            geom.strides[0],
-            1,
-            geom.dilations[0],
-            0,
-            geom.pads_begin[0],
-            0,
-            geom.pads_end[0],
-        ),
-        2 => (
-            xd[2],
-            xd[3],
-            yd[2],
-            yd[3],
-            geom.kernel[0],
-            geom.kernel[1],
-            geom.strides[0],
-            geom.strides[1],
-            geom.dilations[0],
-            geom.dilations[1],
-            geom.pads_begin[0],
-            geom.pads_begin[1],
-            geom.pads_end[0],
-            geom.pads_end[1],
-        ),
-        r => return Err(unsupported(node, format!("{r}-D pooling is not lowered (1-D and 2-D are)"))),
+    // Normalise to 3-D: missing leading spatial axes have unit extent (and
+    // no taps of their own: a 1-D or 2-D pool has no depth loop).
+    let r = xd.len() - 2;
+    if !(1..=3).contains(&r) {
+        return Err(unsupported(node, format!("{r}-D pooling is not lowered (1-D, 2-D and 3-D are)")));
+    }
+    let lead = 3 - r;
+    let axis = |v: &[usize], i: usize, unit: usize| if i < lead { unit } else { v[i - lead] };
+    let spatial = |i: usize| {
+        [
+            axis(&xd[2..], i, 1),
+            axis(&yd[2..], i, 1),
+            axis(&geom.kernel, i, 1),
+            axis(&geom.strides, i, 1),
+            axis(&geom.dilations, i, 1),
+            axis(&geom.pads_begin, i, 0),
+            axis(&geom.pads_end, i, 0),
+        ]
     };
-    if kh * kw > MAX_TAPS {
-        return Err(unsupported(node, format!("window of {} taps exceeds {MAX_TAPS}", kh * kw)));
+    let [dd, od, kd, sd, ddil, pd, ped] = spatial(0);
+    let [h, oh, kh, sh, dh, ph, peh] = spatial(1);
+    let [w, ow, kw, sw, dw, pw, pew] = spatial(2);
+    if kd * kh * kw > MAX_TAPS {
+        return Err(unsupported(node, format!("window of {} taps exceeds {MAX_TAPS}", kd * kh * kw)));
     }
     let nc = xd[0] * xd[1];
-    let total = nc * oh * ow;
+    let total = nc * od * oh * ow;
     let base = if average.is_some() { "avgpool" } else { "maxpool" };
-    let name = ctx.kernel_name(&format!("{base}_{kh}x{kw}"));
+    let name = if r == 3 {
+        ctx.kernel_name(&format!("{base}_{kd}x{kh}x{kw}"))
+    } else {
+        ctx.kernel_name(&format!("{base}_{kh}x{kw}"))
+    };
     let mut b = KernelBuilder::new(name, linear_launch(total, MAX_BLOCKS));
     let bufs = declare(ctx, &mut b, tx, epi)?;
     let zero = b.const_i32(0);
     let c_h = b.const_i32(h as i32);
     let c_w = b.const_i32(w as i32);
     let c_hw = b.const_i32((h * w) as i32);
-    let init = b.const_f32(if average.is_some() { 0.0 } else { f32::NEG_INFINITY });
+    let depth_consts = (r == 3).then(|| (b.const_i32(dd as i32), b.const_i32((dd * h * w) as i32)));
+    let x_ty = b.kernel().params[bufs.px].ty();
+    let init = match (average, x_ty.int_range()) {
+        // An integer max starts at the type's least value.
+        (None, Some((lo, _))) => b.constant(weft_kir::Scalar::from_int(x_ty, lo).unwrap_or(weft_kir::Scalar::I32(0))),
+        _ => b.const_f32(if average.is_some() { 0.0 } else { f32::NEG_INFINITY }),
+    };
     let one_i = b.const_i32(1);
     let graph_ctx: &LowerCtx = ctx;
     let mut result = Ok(());
     grid_stride_loop(&mut b, total, |b, i| {
-        let co = unravel(b, i, &[nc, oh, ow]);
-        let base = b.mul(co[0], c_hw);
-        let hs = window_start(b, co[1], sh, ph);
-        let ws = window_start(b, co[2], sw, pw);
+        // Output coordinates (nc, [d,] h, w) and the depth taps of a 3-D pool.
+        let (base, depths, co_h, co_w) = if let Some((c_d, c_dhw)) = depth_consts {
+            let co = unravel(b, i, &[nc, od, oh, ow]);
+            let base = b.mul(co[0], c_dhw);
+            let ds = window_start(b, co[1], sd, pd);
+            let depths = axis_taps(b, ds, [od, sd, ddil, pd, dd, kd], zero, c_d);
+            (base, Some(depths), co[2], co[3])
+        } else {
+            let co = unravel(b, i, &[nc, oh, ow]);
+            (b.mul(co[0], c_hw), None, co[1], co[2])
+        };
+        let hs = window_start(b, co_h, sh, ph);
+        let ws = window_start(b, co_w, sw, pw);
         let rows = axis_taps(b, hs, [oh, sh, dh, ph, h, kh], zero, c_h);
         let cols = axis_taps(b, ws, [ow, sw, dw, pw, w, kw], zero, c_w);
         let acc = b.var_init(init);
-        for row in &rows {
-            let rowoff = b.mul(row.coord, c_w);
-            let rowbase = b.add(base, rowoff);
-            for col in &cols {
-                let body = |b: &mut KernelBuilder| {
-                    let xi = b.add(rowbase, col.coord);
-                    let xv = b.load(bufs.px, xi);
-                    let cur = b.get(acc);
-                    let nv = if average.is_some() { b.add(cur, xv) } else { crate::epilogue::nan_max(b, cur, xv) };
-                    b.set(acc, nv);
-                };
-                match and_opt(b, row.guard, col.guard) {
-                    Some(gd) => b.if_(gd, body),
-                    None => body(b),
+        let planes: Vec<(Value, Option<Value>)> = match &depths {
+            Some(ds) => ds
+                .iter()
+                .map(|t| {
+                    let off = b.mul(t.coord, c_hw);
+                    (b.add(base, off), t.guard)
+                })
+                .collect(),
+            None => vec![(base, None)],
+        };
+        for &(plane, dguard) in &planes {
+            for row in &rows {
+                let rowoff = b.mul(row.coord, c_w);
+                let rowbase = b.add(plane, rowoff);
+                for col in &cols {
+                    let body = |b: &mut KernelBuilder| {
+                        let xi = b.add(rowbase, col.coord);
+                        let xv = b.load(bufs.px, xi);
+                        let cur = b.get(acc);
+                        let nv = if average.is_some() { b.add(cur, xv) } else { crate::epilogue::nan_max(b, cur, xv) };
+                        b.set(acc, nv);
+                    };
+                    let rc = and_opt(b, row.guard, col.guard);
+                    match and_opt(b, dguard, rc) {
+                        Some(gd) => b.if_(gd, body),
+                        None => body(b),
+                    }
                 }
             }
         }
@@ -240,7 +262,11 @@ fn window_pool(
                 };
             let ch = count(b, &rows, ph, peh, h);
             let cw = count(b, &cols, pw, pew, w);
-            let cnt = b.mul(ch, cw);
+            let mut cnt = b.mul(ch, cw);
+            if let Some(ds) = &depths {
+                let cd = count(b, ds, pd, ped, dd);
+                cnt = b.mul(cd, cnt);
+            }
             let cnt = b.max(cnt, one_i);
             let cf = b.cast(Type::F32, cnt);
             v = b.div(v, cf);
