@@ -352,76 +352,68 @@ impl Executor for GpuExecutor {
                     .ok_or_else(|| ExecError::Bundle { reason: "its module was built but is not loaded".into() })?
             }
         };
-        let block = [bundle.class().block_threads, 1, 1];
         let dims = LaunchDims {
             grid: [bundle.table().total_blocks(), 1, 1],
-            block,
+            block: [bundle.class().block_threads, 1, 1],
             dynamic_shared_bytes: module.shared_bytes,
         };
         self.gpu.check_launch(&dims, 0).map_err(cuda_err)?;
-        if module.constant_table {
-            // The table and words go to the module's constant memory, which
-            // holds a bounded launch: a larger one runs as consecutive
-            // launches of whole slots.
-            let chunks = encoded.chunks(CONSTANT_TABLE_ROWS, CONSTANT_ARG_WORDS)?;
-            let start = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
-            let end = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
-            stream.record(&start).map_err(|e| self.fail(e))?;
-            let began = Instant::now();
-            for chunk in &chunks {
-                stream.write_symbol(&module.module, SLOT_TABLE_SYMBOL, &chunk.table).map_err(|e| self.fail(e))?;
-                stream.write_symbol(&module.module, ARG_WORDS_SYMBOL, &chunk.words).map_err(|e| self.fail(e))?;
-                let grid = u32::try_from(chunk.blocks()).map_err(|_| ExecError::Bundle {
-                    reason: format!("{} physical blocks exceed a launch's grid", chunk.blocks()),
-                })?;
-                let dims = LaunchDims { grid: [grid, 1, 1], ..dims };
-                let launch_args = [KernelArg::I64(0), KernelArg::I32(chunk.rows.len() as i32), KernelArg::I64(0)];
-                // SAFETY: `weft_bundle` takes (const WeftSlot*, int, void*
-                // const*) and, in a constant-table module, reads the table
-                // and words from the symbols written above on this stream,
-                // never through the (null) pointers; encode_launch checked
-                // the rows against the bodies the module was emitted from
-                // and every word (a live device buffer of the exact type
-                // and length its parameter declares, or a packed scalar),
-                // and `chunks` keeps each row with its own words.
-                unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(|e| self.fail(e))?;
-            }
-            stream.record(&end).map_err(|e| self.fail(e))?;
-            self.wait_for(&end, began)?;
-            stream.synchronize().map_err(|e| self.fail(e))?;
-            let ms = start.elapsed_ms(&end).map_err(|e| self.fail(e))?;
-            self.transfers.launches += chunks.len() as u64;
-            self.transfers.launch_bytes += encoded.bytes();
-            return Ok(Timing { total_us: f64::from(ms) * 1e3, per_slot_us: None });
-        }
-        let table_dev = self.gpu.upload(&encoded.table).map_err(|e| self.fail(e))?;
-        let words_dev = self.gpu.upload(&encoded.words).map_err(|e| self.fail(e))?;
-        let launch_args =
-            [KernelArg::Buffer(&table_dev), KernelArg::I32(encoded.rows.len() as i32), KernelArg::Buffer(&words_dev)];
+        // A constant-table module holds a bounded launch: a larger one runs
+        // as consecutive launches of whole slots. Otherwise the table and
+        // words are uploaded to buffers the entry's pointers name.
+        let chunks = if module.constant_table {
+            encoded.chunks(CONSTANT_TABLE_ROWS, CONSTANT_ARG_WORDS)?
+        } else {
+            vec![std::borrow::Cow::Borrowed(&encoded)]
+        };
+        // Uploaded tables and words live until the launches are done.
+        let mut uploaded: Vec<DeviceBuffer> = Vec::new();
         let start = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
         let end = self.gpu.new_timing_event().map_err(|e| self.fail(e))?;
         stream.record(&start).map_err(|e| self.fail(e))?;
         let began = Instant::now();
-        // SAFETY: `weft_bundle` takes (const WeftSlot*, int, void* const*);
-        // encode_launch checked that the table has one row per slot against
-        // the bodies the module was emitted from, and that every argument
-        // word is a live device buffer of the exact type and length its
-        // parameter declares or a scalar packed as the dispatcher decodes it.
-        unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(|e| self.fail(e))?;
+        for chunk in &chunks {
+            let (table, words) = if module.constant_table {
+                stream.write_symbol(&module.module, SLOT_TABLE_SYMBOL, &chunk.table).map_err(|e| self.fail(e))?;
+                stream.write_symbol(&module.module, ARG_WORDS_SYMBOL, &chunk.words).map_err(|e| self.fail(e))?;
+                (0, 0)
+            } else {
+                let table = self.gpu.upload(&chunk.table).map_err(|e| self.fail(e))?;
+                let words = self.gpu.upload(&chunk.words).map_err(|e| self.fail(e))?;
+                let addresses = (table.device_address(&stream), words.device_address(&stream));
+                uploaded.extend([table, words]);
+                addresses
+            };
+            let grid = u32::try_from(chunk.blocks()).map_err(|_| ExecError::Bundle {
+                reason: format!("{} physical blocks exceed a launch's grid", chunk.blocks()),
+            })?;
+            let dims = LaunchDims { grid: [grid, 1, 1], ..dims };
+            let launch_args =
+                [KernelArg::I64(table as i64), KernelArg::I32(chunk.rows.len() as i32), KernelArg::I64(words as i64)];
+            // SAFETY: `weft_bundle` takes (const WeftSlot*, int, void*
+            // const*). A constant-table module reads the table and words
+            // from the symbols written above on this stream, never through
+            // the (null) pointers; otherwise they point at the buffers
+            // uploaded above, alive until the launch is done. encode_launch
+            // checked the rows against the bodies the module was emitted
+            // from and every word (a live device buffer of the exact type
+            // and length its parameter declares, or a packed scalar), and
+            // `chunks` keeps each row with its own words.
+            unsafe { stream.launch(&module.function, dims, &launch_args) }.map_err(|e| self.fail(e))?;
+        }
         stream.record(&end).map_err(|e| self.fail(e))?;
         if let Err(e) = self.wait_for(&end, began) {
             if self.faulted {
                 // The device may still read the table and words: leak them
                 // rather than free memory a running kernel uses; the
                 // context reset in `recover` releases them.
-                std::mem::forget(table_dev);
-                std::mem::forget(words_dev);
+                std::mem::forget(uploaded);
             }
             return Err(e);
         }
         stream.synchronize().map_err(|e| self.fail(e))?;
         let ms = start.elapsed_ms(&end).map_err(|e| self.fail(e))?;
-        self.transfers.launches += 1;
+        self.transfers.launches += chunks.len() as u64;
         self.transfers.launch_bytes += encoded.bytes();
         Ok(Timing { total_us: f64::from(ms) * 1e3, per_slot_us: None })
     }

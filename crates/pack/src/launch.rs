@@ -9,6 +9,8 @@
 //! CUDA uploads these bytes; the interpreter checks the same things and
 //! counts the same bytes, so host-side launch code is exercised everywhere.
 
+use std::borrow::Cow;
+
 use weft_codegen::bundle::{pack_scalar, SlotRow, SLOT_FIELDS};
 use weft_kir::{check_arg_shapes, ArgError, ArgShape, KernelDef};
 
@@ -43,12 +45,12 @@ impl EncodedLaunch {
     /// launches in turn (`weft_codegen::bundle`, "Where the table and words
     /// live"). The slots of one launch are independent, so running them in
     /// several launches changes only the timing. One chunk, the launch
-    /// itself, when it fits; an error when one slot alone needs more than
-    /// `max_words` words.
-    pub fn chunks(&self, max_rows: usize, max_words: usize) -> Result<Vec<EncodedLaunch>, ExecError> {
+    /// itself (borrowed), when it fits; an error when one slot alone needs
+    /// more than `max_words` words.
+    pub fn chunks(&self, max_rows: usize, max_words: usize) -> Result<Vec<Cow<'_, EncodedLaunch>>, ExecError> {
         let total_words = self.words.len() / 8;
         if self.rows.len() <= max_rows && total_words <= max_words {
-            return Ok(vec![self.clone()]);
+            return Ok(vec![Cow::Borrowed(self)]);
         }
         if max_rows == 0 {
             return Err(ExecError::Bundle { reason: "a launch chunk must hold at least one slot".into() });
@@ -88,7 +90,7 @@ impl EncodedLaunch {
             let table = rows.iter().filter_map(SlotRow::to_le_bytes).flatten().collect();
             let first = word_base as usize * 8;
             let words = self.words[first..first + words * 8].to_vec();
-            chunks.push(EncodedLaunch { rows, table, words });
+            chunks.push(Cow::Owned(EncodedLaunch { rows, table, words }));
             start = end;
         }
         Ok(chunks)
@@ -253,7 +255,7 @@ mod tests {
     fn a_launch_that_fits_is_one_chunk() {
         let l = launch(&[3, 1, 4]);
         assert_eq!(l.blocks(), 23);
-        assert_eq!(l.chunks(3, 8).unwrap(), vec![l.clone()]);
+        assert_eq!(l.chunks(3, 8).unwrap(), vec![Cow::Borrowed(&l)]);
     }
 
     #[test]
