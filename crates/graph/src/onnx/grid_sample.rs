@@ -70,6 +70,27 @@ impl Steps<'_, '_, '_> {
         self.c.step(imp, name, Op::Binary(op), &[a, b])
     }
 
+    /// The present `items` combined by `op` left to right (step `{name}{i}`
+    /// for item `i`); `None` when none is present.
+    fn fold(
+        &self,
+        imp: &mut Importer,
+        name: &str,
+        op: BinaryOp,
+        items: impl Iterator<Item = Option<TensorId>>,
+    ) -> Result<Option<TensorId>, ImportError> {
+        let mut acc: Option<TensorId> = None;
+        for (i, item) in items.enumerate() {
+            if let Some(t) = item {
+                acc = Some(match acc {
+                    Some(a) => self.bin(imp, &format!("{name}{i}"), op, a, t)?,
+                    None => t,
+                });
+            }
+        }
+        Ok(acc)
+    }
+
     fn op(&self, imp: &mut Importer, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, ImportError> {
         self.c.step(imp, name, op, inputs)
     }
@@ -369,27 +390,11 @@ pub(crate) fn grid_sample(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Im
         let index =
             if r == 1 { indices[0] } else { s.op(imp, &format!("{q}_index"), Op::Concat { axis: -1 }, &indices)? };
         let mut v = s.op(imp, &format!("{q}_gather"), Op::GatherND { batch_dims: 1 }, &[xt, index])?;
-        let mut valid: Option<TensorId> = None;
-        for (i, t) in taps.iter().enumerate() {
-            if let Some(tv) = t.valid {
-                valid = Some(match valid {
-                    Some(a) => s.bin(imp, &format!("{q}_valid{i}"), BinaryOp::And, a, tv)?,
-                    None => tv,
-                });
-            }
-        }
+        let valid = s.fold(imp, &format!("{q}_valid"), BinaryOp::And, taps.iter().map(|t| t.valid))?;
         if let Some(ok) = valid {
             v = s.op(imp, &format!("{q}_masked"), Op::Where, &[ok, v, zero_x])?;
         }
-        let mut weight: Option<TensorId> = None;
-        for (i, t) in taps.iter().enumerate() {
-            if let Some(tw) = t.weight {
-                weight = Some(match weight {
-                    Some(a) => s.bin(imp, &format!("{q}_weight{i}"), BinaryOp::Mul, a, tw)?,
-                    None => tw,
-                });
-            }
-        }
+        let weight = s.fold(imp, &format!("{q}_weight"), BinaryOp::Mul, taps.iter().map(|t| t.weight))?;
         if let Some(w) = weight {
             let w =
                 if dtype == xdtype { w } else { s.op(imp, &format!("{q}_weight_x"), Op::Cast { to: xdtype }, &[w])? };
