@@ -11,7 +11,7 @@ use weft::gpu::GpuExecutor;
 use weft::interp::Interpreter;
 use weft::kir::{analysis, HostBuffer, Target};
 use weft::pack::{Occupancy, ResourceTable};
-use weft_graph::onnx::{import_onnx_file, ImportOptions};
+use weft_graph::onnx::{import_data_dependent, import_onnx_file, ImportOptions, OnnxModel};
 use weft_graph::{stats, Graph};
 use weft_lower::{lower, LowerOptions, Program};
 
@@ -139,14 +139,19 @@ fn load_with_values(
     bind: &Bindings,
     values: HashMap<String, weft_graph::Tensor>,
 ) -> Result<Graph, CliError> {
-    let options = ImportOptions {
+    Ok(import_onnx_file(model, &import_options(bind, values)?)?)
+}
+
+/// The import options of `--shape`, `--dim`, `--max-memory` and the given
+/// inputs' values.
+fn import_options(bind: &Bindings, values: HashMap<String, weft_graph::Tensor>) -> Result<ImportOptions, CliError> {
+    Ok(ImportOptions {
         shapes: parse_shapes(bind.shapes)?,
         dims: parse_dims(bind.dims)?,
         values,
         max_memory: bind.max_memory,
         ..ImportOptions::default()
-    };
-    Ok(import_onnx_file(model, &options)?)
+    })
 }
 
 /// `--input NAME=FILE` flags by input name, in order; an input named twice
@@ -418,9 +423,29 @@ pub fn run(
             }
         },
     };
-    let graph = load_with_values(model, bind, values)?;
+    let lower_options = bind.lower_options(gpu.as_ref());
+    let mut exec: Box<dyn weft::pack::Executor> = match gpu {
+        Some(g) => Box::new(g),
+        None if backend == Backend::Cpu => Box::new(weft::cpu::CpuExecutor::fast()),
+        None => Box::new(weft::pack::InterpExecutor::new(Interpreter::new())),
+    };
+    let onnx = OnnxModel::read(model)?;
+    let mut options = import_options(bind, values)?;
+    // Where the size of an output depends on the data (NonZero), the part
+    // of the model that computes it runs first, on the same inputs.
+    let graph = import_data_dependent(&onnx, &mut options, &mut |prefix, options| -> Result<usize, CliError> {
+        let program = lower(&prefix.import(options)?, &lower_options)?;
+        let inputs = inputs_for(&program, input_specs, seed)?;
+        let out = weft::pack::run_program(exec.as_mut(), std::sync::Arc::new(program), &inputs, |_| {})?;
+        Ok(out.first().map_or(0, HostBuffer::count_nonzero))
+    })?;
+    if !options.counts.is_empty() {
+        let mut counts: Vec<String> = options.counts.iter().map(|(t, n)| format!("`{t}` {n}")).collect();
+        counts.sort();
+        eprintln!("weft: data-dependent sizes bound from the inputs: {}", counts.join(", "));
+    }
     // Refused here, before any executor allocates the program.
-    let program = lower(&graph, &bind.lower_options(gpu.as_ref()))?;
+    let program = lower(&graph, &lower_options)?;
     let inputs = inputs_for(&program, input_specs, seed)?;
     let started = Instant::now();
     let bar = ProgressBar::new(program.steps.len() as u64);
@@ -433,11 +458,6 @@ pub fn run(
     let progress = |i: usize| {
         bar.set_position(i as u64);
         bar.set_message(names[i].clone());
-    };
-    let mut exec: Box<dyn weft::pack::Executor> = match gpu {
-        Some(g) => Box::new(g),
-        None if backend == Backend::Cpu => Box::new(weft::cpu::CpuExecutor::fast()),
-        None => Box::new(weft::pack::InterpExecutor::new(Interpreter::new())),
     };
     let used = exec.name().to_string();
     let outputs = weft::pack::run_program(exec.as_mut(), program.clone(), &inputs, progress)?;

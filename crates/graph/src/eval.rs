@@ -387,6 +387,27 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let (dtype, shape) = &self.outs[0];
                 vec![Tensor::from_f64(*dtype, shape.clone(), &vals), Tensor::i64(self.outs[1].1.clone(), idx)]
             }
+            Op::NonZero { count } => {
+                let x = self.x(0)?;
+                let dims = x.shape.dims();
+                let mut coords: Vec<Vec<i64>> = vec![Vec::new(); dims.len()];
+                for (flat, v) in x.to_f64().iter().enumerate() {
+                    if *v != 0.0 {
+                        let mut rest = flat;
+                        for (d, c) in dims.iter().zip(coords.iter_mut()).rev() {
+                            c.push((rest % d) as i64);
+                            rest /= d;
+                        }
+                    }
+                }
+                let found = coords.first().map_or(usize::from(x.to_f64().first().is_some_and(|v| *v != 0.0)), Vec::len);
+                if found != *count {
+                    return Err((self.err)(format!(
+                        "the input has {found} nonzero elements but the graph was built for {count}"
+                    )));
+                }
+                vec![Tensor::i64(self.outs[0].1.clone(), coords.concat())]
+            }
             Op::CumSum { axis, exclusive, reverse } | Op::CumProd { axis, exclusive, reverse } => {
                 let x = self.x(0)?;
                 let a = normalize_axis(*axis, x.shape.rank()).ok_or_else(|| (self.err)("bad axis".into()))?;

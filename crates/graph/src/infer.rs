@@ -624,6 +624,18 @@ impl<'a> Cx<'a> {
                 d[a] = *k;
                 Ok(vec![(x.dtype, Shape(d.clone())), (DType::I64, Shape(d))])
             }
+            Op::NonZero { count } => {
+                self.arity(1, &["X"])?;
+                let x = self.input(0, "X")?;
+                let numel = x.shape.numel();
+                if *count > numel {
+                    return Err(self.err(format!(
+                        "{count} nonzero elements were counted, but input 0 (X) {} has only {numel}",
+                        x.shape
+                    )));
+                }
+                one(DType::I64, vec![x.shape.rank(), *count])
+            }
             Op::CumSum { axis, .. } | Op::CumProd { axis, .. } => {
                 self.arity(1, &["x"])?;
                 let x = self.input(0, "x")?;

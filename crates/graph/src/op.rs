@@ -446,6 +446,15 @@ pub enum Op {
         exclusive: bool,
         reverse: bool,
     },
+    /// The coordinates of the input's nonzero elements in row-major order,
+    /// as `i64 [rank, count]`. How many there are depends on the data:
+    /// `count` is bound before the graph is built, from a run of the graph
+    /// up to this node's input on the same inputs
+    /// ([`crate::onnx::import_data_dependent`]), so the program stays
+    /// statically shaped.
+    NonZero {
+        count: usize,
+    },
 }
 
 impl Op {
@@ -557,6 +566,7 @@ impl Op {
             Op::TopK { .. } => "TopK",
             Op::GatherND { .. } => "GatherND",
             Op::CumProd { .. } => "CumProd",
+            Op::NonZero { .. } => "NonZero",
         }
     }
 }

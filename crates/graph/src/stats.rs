@@ -48,7 +48,8 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
         | Op::ReduceProd { .. }
         | Op::ArgMax { .. }
         | Op::ArgMin { .. }
-        | Op::TopK { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
+        | Op::TopK { .. }
+        | Op::NonZero { .. } => input_dims(0).map_or(0, |d| d.iter().map(|&x| x as u64).product()),
         // max, subtract, exp, sum, divide
         Op::Softmax { .. } | Op::LogSoftmax { .. } => 5 * out_elems,
         // mean, variance, normalise, scale, shift

@@ -90,6 +90,12 @@ impl HostBuffer {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         (0..self.len()).map(|i| self.get(i).to_f64() as f32).collect()
     }
+
+    /// How many elements are not zero (NaN is not zero; `true` is one):
+    /// the size of ONNX `NonZero`'s output over this buffer.
+    pub fn count_nonzero(&self) -> usize {
+        (0..self.len()).filter(|&i| self.get(i).to_f64() != 0.0).count()
+    }
 }
 
 /// One kernel argument.

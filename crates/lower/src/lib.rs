@@ -21,5 +21,6 @@ pub use epilogue::{Epilogue, EpilogueOp, EpilogueParams};
 pub use error::LowerError;
 pub use lower::lower;
 pub use program::{
-    random_buffer, Binding, BufferId, BufferInfo, BufferKind, IndexCheck, MemoryUse, OutOfRange, Program, Step,
+    random_buffer, Binding, BufferId, BufferInfo, BufferKind, CountCheck, IndexCheck, MemoryUse, OutOfRange, Program,
+    Step,
 };

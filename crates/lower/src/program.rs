@@ -140,10 +140,38 @@ pub struct Program {
     pub outputs: Vec<Binding>,
     /// The run's status word (`u32[1]`, an activation): zero at the start of
     /// every run, nonzero after it when some kernel met an index out of
-    /// range. `None` when no kernel checks indices.
+    /// range or a data-dependent size other than the program's. `None` when
+    /// no kernel checks either.
     pub status: Option<BufferId>,
     /// The index buffers checked at run time, in step order.
     pub index_checks: Vec<IndexCheck>,
+    /// The data-dependent output sizes checked at run time, in step order.
+    pub count_checks: Vec<CountCheck>,
+}
+
+/// A data-dependent output size the program was built for (a `NonZero`'s
+/// count, bound from a run of the model's prefix on the same inputs): the
+/// kernel stores a nonzero status word when the nonzero elements of
+/// `values` are not `count` (it never writes past its output), and whoever
+/// reads the status back recounts them ([`CountCheck::found`]).
+#[derive(Clone, PartialEq, Debug)]
+pub struct CountCheck {
+    /// The graph node, and the graph tensor whose nonzero elements it counts.
+    pub node: String,
+    pub input: String,
+    /// The buffer holding that tensor.
+    pub values: BufferId,
+    /// The count the program was built for.
+    pub count: usize,
+}
+
+impl CountCheck {
+    /// How many nonzero elements `values` (this check's buffer, read back
+    /// after a run) holds, where that is not the count the program was
+    /// built for.
+    pub fn found(&self, values: &HostBuffer) -> Option<usize> {
+        Some(values.count_nonzero()).filter(|&n| n != self.count)
+    }
 }
 
 /// Seeded random contents for a buffer of `len` elements of `elem`: floats

@@ -319,3 +319,70 @@ fn top_k_every_axis_both_directions_with_ties() {
         }
     }
 }
+
+/// NonZero's kernel against the evaluator: every rank, element types whose
+/// zero tests differ (NaN is nonzero, bool), inputs spanning many of the
+/// block's runs, and the empty and full cases.
+#[test]
+fn non_zero_coordinates_in_row_major_order() {
+    let mut rng = Rng::new(41);
+    let shapes: &[&[usize]] = &[&[7], &[3, 5], &[2, 3, 4], &[3, 1000], &[2, 1, 600, 3]];
+    for dims in shapes {
+        let n: usize = dims.iter().product();
+        for density in [0.0, 0.1, 0.5, 1.0] {
+            let mut keep = |rng: &mut Rng| rng.uniform(0.0, 1.0) < density;
+            let floats: Vec<f32> = (0..n)
+                .map(|i| match (keep(&mut rng), i % 11) {
+                    (false, _) => 0.0,
+                    (true, 3) => f32::NAN,
+                    (true, _) => rng.uniform(-2.0, 2.0) as f32 + 3.0,
+                })
+                .collect();
+            let bools: Vec<bool> = (0..n).map(|_| keep(&mut rng)).collect();
+            let ints: Vec<i64> = (0..n).map(|_| if keep(&mut rng) { -(1 << 40) } else { 0 }).collect();
+            let cases = [
+                (Tensor::f32(dims.to_vec(), floats.clone()), floats.iter().filter(|v| **v != 0.0).count()),
+                (Tensor::bool(dims.to_vec(), bools.clone()), bools.iter().filter(|v| **v).count()),
+                (Tensor::i64(dims.to_vec(), ints.clone()), ints.iter().filter(|v| **v != 0).count()),
+            ];
+            for (x, count) in cases {
+                let mut g = Graph::new("non_zero");
+                let xi = g.add_input("x", x.dtype, dims.to_vec());
+                let y = node(&mut g, "nz", Op::NonZero { count }, &[xi]);
+                g.add_output(y);
+                assert_eq!(g.info(y).shape.dims(), &[dims.len(), count]);
+                let p = check(&g, &[x]);
+                assert_eq!(p.steps.len(), usize::from(count > 0));
+            }
+        }
+    }
+}
+
+/// A NonZero program run on inputs with another count than it was built
+/// for answers a typed error naming the node and both counts, never
+/// outputs (the kernel's stores stay inside its output either way).
+#[test]
+fn non_zero_on_inputs_of_another_count_is_an_error() {
+    let mut g = Graph::new("non_zero");
+    let x = g.add_input("x", DType::F32, vec![4, 100]);
+    let y = node(&mut g, "nz", Op::NonZero { count: 7 }, &[x]);
+    g.add_output(y);
+    let program = std::sync::Arc::new(weft_lower::lower(&g, &weft_lower::LowerOptions::default()).unwrap());
+    common::assert_kernels_proven(&program);
+    let run = |nonzero: &[usize]| {
+        let mut v = vec![0.0f32; 400];
+        nonzero.iter().for_each(|&i| v[i] = 1.0);
+        let x = weft_kir::HostBuffer::from_f32(&v);
+        weft_pack::run_program(&mut weft_pack::InterpExecutor::default(), program.clone(), &[x], |_| {})
+    };
+    for wrong in [&[3usize, 9][..], &[0, 1, 2, 3, 4, 5, 6, 7, 399, 398]] {
+        match run(wrong) {
+            Err(weft_pack::RunError::CountMismatch { node, expected, found, .. }) => {
+                assert_eq!((node.as_str(), expected, found), ("nz", 7, wrong.len()));
+            }
+            other => panic!("{} nonzero elements: expected a count mismatch, got {other:?}", wrong.len()),
+        }
+    }
+    let right = run(&[0, 5, 99, 100, 250, 398, 399]).unwrap();
+    assert_eq!(right[0].to_f64_vec(), [0., 0., 0., 1., 2., 3., 3., 0., 5., 99., 0., 50., 98., 99.]);
+}

@@ -71,6 +71,14 @@ pub enum RunError {
         #[source]
         source: Box<IndexError>,
     },
+    /// A data-dependent output size (a `NonZero`'s count) differs from the
+    /// one the program was built for: the program was imported for other
+    /// inputs. The run's outputs are withheld.
+    #[error(
+        "program `{program}`: node `{node}` (NonZero): input `{input}` has {found} nonzero elements, but the \
+         program was built for {expected}; import the model for these inputs (`weft::graph::onnx::import_data_dependent`)"
+    )]
+    CountMismatch { program: String, node: String, input: String, expected: usize, found: usize },
     /// Allocating, uploading or downloading a program's buffers failed.
     #[error("program `{program}`: {source}")]
     Buffers {
@@ -363,7 +371,8 @@ impl Resident {
     /// Reads the status word of the run in `arena` (4 bytes; nothing for a
     /// program without one). Nonzero: finds the first index out of range
     /// among the program's checked index buffers and returns it as
-    /// [`RunError::IndexOutOfRange`].
+    /// [`RunError::IndexOutOfRange`], else the first data-dependent count
+    /// that does not hold ([`RunError::CountMismatch`]).
     pub fn check_status(&self, exec: &mut dyn Executor, arena: &Arena) -> Result<(), RunError> {
         let program = &*self.program;
         let Some(status) = program.status else { return Ok(()) };
@@ -389,9 +398,24 @@ impl Resident {
                 });
             }
         }
+        for check in &program.count_checks {
+            let values = exec.download(self.handle(arena, check.values)?).map_err(buffers_err(program))?;
+            if let Some(found) = check.found(&values) {
+                return Err(RunError::CountMismatch {
+                    program: program.name.clone(),
+                    node: check.node.clone(),
+                    input: check.input.clone(),
+                    expected: check.count,
+                    found,
+                });
+            }
+        }
         Err(malformed(
             program,
-            format!("the run's status word is {code:?} but no checked index buffer holds an index out of range"),
+            format!(
+                "the run's status word is {code:?} but no checked index buffer holds an index out of range and \
+                 every data-dependent count holds"
+            ),
         ))
     }
 }

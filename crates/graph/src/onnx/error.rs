@@ -51,6 +51,17 @@ pub enum ImportError {
     /// Checked before anything of that size is allocated.
     #[error(transparent)]
     Memory(#[from] crate::memory::MemoryError),
+    /// The size of a node's output depends on run-time data (a `NonZero`
+    /// of a tensor computed from the inputs) and no count is bound for it
+    /// ([`ImportOptions::counts`](super::ImportOptions::counts)).
+    /// [`import_data_dependent`](super::import_data_dependent) binds it by
+    /// running the model up to `input` on the inputs.
+    #[error(
+        "node `{node}` ({op_type}): the size of output `{output}` depends on the values of `{input}`, which are \
+         computed at run time; run the model on its inputs (`weft run`, or a `weft::DynamicModel` on an engine), \
+         which counts them first"
+    )]
+    DataDependent { node: String, op_type: String, input: String, output: String },
     /// The imported node did not fit the graph (shape inference refused it).
     #[error(transparent)]
     Graph(#[from] GraphError),

@@ -528,6 +528,8 @@ impl<'g> Exporter<'g> {
                 attrs.push(int("largest", *largest as i64));
                 node.op.name()
             }
+            // The count is bound again when the model is imported.
+            Op::NonZero { .. } => node.op.name(),
             Op::GatherND { batch_dims } => {
                 if *batch_dims != 0 {
                     attrs.push(int("batch_dims", *batch_dims as i64));

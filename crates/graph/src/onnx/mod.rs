@@ -133,6 +133,13 @@ pub struct ImportOptions {
     /// [`crate::memory::host_memory_budget`] (import holds everything on
     /// the host).
     pub max_memory: Option<u64>,
+    /// How many elements each data-dependent output has, by the ONNX name of
+    /// the output (a `NonZero` of a tensor computed at run time: its output
+    /// is `[rank, count]`). Bound by [`import_data_dependent`], which counts
+    /// them on a run of the model's prefix on the very inputs the program
+    /// will run on; a program imported with a count runs correctly only on
+    /// inputs that give that count.
+    pub counts: HashMap<String, usize>,
 }
 
 /// The default [`ImportOptions::max_elements`]: 2^31 elements (8 GiB of `f32`).
@@ -196,14 +203,19 @@ pub fn import_onnx_file(path: impl AsRef<Path>, options: &ImportOptions) -> Resu
         // refused later for lacking an opset.
         return Err(ImportError::Decode(format!("{}: the file is empty", path.display())));
     }
-    import_onnx(&bytes, options).map_err(|e| match e {
+    import_onnx(&bytes, options).map_err(|e| in_file(path, e))
+}
+
+/// `e`, naming the file `path` where it is about the file as a whole.
+fn in_file(path: &Path, e: ImportError) -> ImportError {
+    match e {
         ImportError::Decode(m) => ImportError::Decode(format!("{}: {m}", path.display())),
         ImportError::Protobuf { path: None, source } => {
             ImportError::Protobuf { path: Some(path.display().to_string()), source }
         }
         ImportError::Opset(m) => ImportError::Opset(format!("{}: {m}", path.display())),
         other => other,
-    })
+    }
 }
 
 /// The static shape of every graph input of `model` (in order, with its
@@ -258,6 +270,14 @@ impl OnnxModel {
         Ok(OnnxModel(model))
     }
 
+    /// Reads and parses the ONNX file at `path`.
+    pub fn read(path: impl AsRef<Path>) -> Result<OnnxModel, ImportError> {
+        let path = path.as_ref();
+        let bytes =
+            std::fs::read(path).map_err(|source| ImportError::Io { path: path.display().to_string(), source })?;
+        OnnxModel::parse(&bytes).map_err(|e| in_file(path, e))
+    }
+
     /// The model's name: its graph's, else `model`.
     pub fn name(&self) -> &str {
         self.0.graph.as_ref().map(|g| g.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("model")
@@ -271,6 +291,73 @@ impl OnnxModel {
     /// Imports the model under `options` ([`import_model`]).
     pub fn import(&self, options: &ImportOptions) -> Result<Graph, ImportError> {
         import_model(&self.0, options)
+    }
+
+    /// The part of the model that computes tensor `output`: the same inputs,
+    /// initializers and opsets, only the nodes `output` depends on, and
+    /// `output` as the one graph output (a graph input passes through).
+    pub fn prefix(&self, output: &str) -> Result<OnnxModel, ImportError> {
+        let mut model = self.0.clone();
+        let Some(graph) = model.graph.as_mut() else {
+            return Err(ImportError::Decode("the model has no graph".into()));
+        };
+        let mut needed: HashSet<String> = HashSet::from([output.to_string()]);
+        let mut keep = vec![false; graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate().rev() {
+            if node.output.iter().any(|o| needed.contains(o)) {
+                keep[i] = true;
+                needed.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
+            }
+        }
+        let produced = keep.iter().any(|&k| k)
+            || graph.input.iter().any(|i| i.name == output)
+            || graph.initializer.iter().any(|t| t.name == output);
+        if !produced {
+            return Err(ImportError::Node {
+                node: "(graph outputs)".into(),
+                op_type: "output".into(),
+                message: format!("tensor `{output}` is not produced by any node"),
+            });
+        }
+        let mut kept = keep.iter();
+        graph.node.retain(|_| kept.next().copied().unwrap_or(false));
+        let mut out = onnx_protobuf::ValueInfoProto::new();
+        out.name = output.to_string();
+        graph.output = vec![out];
+        Ok(OnnxModel(model))
+    }
+}
+
+/// Imports `model` for inputs whose data decides the size of some outputs
+/// (`NonZero` of a computed tensor). Each time import meets such an output
+/// with no count in `options.counts` ([`ImportError::DataDependent`]), the
+/// model's prefix that computes the node's input ([`OnnxModel::prefix`]) is
+/// handed to `count`, which runs it on the caller's inputs (under the same
+/// `options`, so earlier counts hold) and returns how many of its one
+/// output's elements are nonzero; the count is bound and import resumes. A
+/// model without such outputs imports at the first try.
+///
+/// The graph is then static, and the counts in `options` are part of its
+/// binding: a caller caching programs by binding keys them by the counts
+/// too.
+pub fn import_data_dependent<E: From<ImportError>>(
+    model: &OnnxModel,
+    options: &mut ImportOptions,
+    count: &mut dyn FnMut(&OnnxModel, &ImportOptions) -> Result<usize, E>,
+) -> Result<Graph, E> {
+    loop {
+        match model.import(options) {
+            Err(ImportError::DataDependent { node, op_type, input, output }) => {
+                if options.counts.contains_key(&output) {
+                    // Bound already yet refused: the error is not ours to resolve.
+                    return Err(ImportError::DataDependent { node, op_type, input, output }.into());
+                }
+                let prefix = model.prefix(&input)?;
+                let n = count(&prefix, options)?;
+                options.counts.insert(output, n);
+            }
+            other => return other.map_err(E::from),
+        }
     }
 }
 
@@ -292,6 +379,7 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
         max_elements,
         input_values: HashMap::new(),
         budget: Budget::new(options.memory_limit()),
+        counts: options.counts.clone(),
     };
 
     for t in &proto.initializer {
@@ -443,6 +531,7 @@ const SUPPORTED: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NonZero",
     "NegativeLogLikelihoodLoss",
     "Not",
     "OneHot",
@@ -741,6 +830,8 @@ pub(crate) struct Importer {
     input_values: HashMap<String, Tensor>,
     /// Bytes of the constants import holds, against the memory budget.
     budget: Budget,
+    /// [`ImportOptions::counts`].
+    counts: HashMap<String, usize>,
 }
 
 impl Importer {

@@ -200,6 +200,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             };
             return emit_one(imp, n, op, 1);
         }
+        "NonZero" => return non_zero(imp, n),
         "IsInf" => return is_inf(imp, n),
         "Shrink" => return shrink(imp, n),
         "MeanVarianceNormalization" => return mean_variance_norm(imp, n),
@@ -1712,6 +1713,31 @@ fn opt_tensor(imp: &mut Importer, n: &NodeView<'_>, i: usize) -> Result<Option<T
 }
 
 /// Output `i`'s name when the node asks for it.
+/// NonZero: its output's size is the number of nonzero input elements —
+/// counted now for a constant input, else bound by the caller
+/// ([`super::ImportOptions::counts`], which
+/// [`super::import_data_dependent`] fills from a run on the inputs) or
+/// refused as [`ImportError::DataDependent`].
+fn non_zero(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let x = data_input(n)?;
+    let output = wanted_output(n, 0).unwrap_or_else(|| format!("{}:0", n.name));
+    let count = match imp.const_of(x) {
+        Some(t) => t.to_f64().iter().filter(|v| **v != 0.0).count(),
+        None => match imp.counts.get(&output) {
+            Some(&c) => c,
+            None => {
+                return Err(ImportError::DataDependent {
+                    node: n.name.clone(),
+                    op_type: n.op_type.to_string(),
+                    input: x.to_string(),
+                    output,
+                })
+            }
+        },
+    };
+    emit_one(imp, n, Op::NonZero { count }, 1)
+}
+
 fn wanted_output(n: &NodeView<'_>, i: usize) -> Option<String> {
     n.outputs.get(i).filter(|o| !o.is_empty()).cloned()
 }

@@ -52,7 +52,8 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
         | Op::ArgMin { .. }
         | Op::CumSum { .. }
         | Op::CumProd { .. }
-        | Op::TopK { .. } => reduce::lower(ctx, node, epi),
+        | Op::TopK { .. }
+        | Op::NonZero { .. } => reduce::lower(ctx, node, epi),
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Sum

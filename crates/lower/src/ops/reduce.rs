@@ -32,7 +32,7 @@ use crate::index::{
     block_stride_loop, broadcast_index, check_numel, const_index, grid_stride_loop, linear_launch, ravel, strides,
     unravel, MAX_BLOCKS,
 };
-use crate::program::BufferId;
+use crate::program::{BufferId, CountCheck};
 
 /// Most blocks a block-per-row kernel launches; more rows loop.
 const MAX_ROW_BLOCKS: usize = 65535;
@@ -74,6 +74,7 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), Lowe
             let op = if matches!(node.op, Op::CumSum { .. }) { BinaryOp::Add } else { BinaryOp::Mul };
             cumulative(ctx, node, epi, x, &dims, a, op, *exclusive, *reverse)
         }
+        Op::NonZero { count } => non_zero(ctx, node, epi, x, &dims, *count),
         _ => Err(super::not_yet(node)),
     }
 }
@@ -916,5 +917,140 @@ fn top_k(
     ctx.push_step(b.finish(), args, vec![node.name.clone()])?;
     ctx.mark_available(values);
     ctx.mark_available(indices);
+    Ok(())
+}
+
+/// Threads of the NonZero kernel's one block.
+const NON_ZERO_THREADS: u32 = 256;
+
+/// NonZero: one block whose thread `t` owns a contiguous run of the input
+/// (`⌈n / threads⌉` elements). Each thread counts its run's nonzero
+/// elements into shared memory; after a barrier it sums the counts of the
+/// runs before its own (its first output column) and walks its run again,
+/// storing the coordinates of each nonzero element it meets into column
+/// `k` of the `[rank, count]` output, row-major order throughout. `count`
+/// was counted on the same inputs ([`weft_graph::onnx::import_data_dependent`]);
+/// a column past it is never stored (the store is guarded and its index
+/// clamped), so no input can make the kernel write outside its output.
+fn non_zero(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    epi: &Epilogue,
+    x: TensorId,
+    dims: &[usize],
+    count: usize,
+) -> Result<(), LowerError> {
+    if !epi.is_empty() {
+        return Err(internal(node, "NonZero takes no epilogue"));
+    }
+    let out = node.outputs[0];
+    let n: usize = dims.iter().product();
+    let rank = dims.len();
+    if n == 0 || count == 0 || rank == 0 {
+        ctx.mark_available(out);
+        return Ok(());
+    }
+    let elem = kir_type(ctx.graph.info(x).dtype);
+    let cmp_ty = if elem == Type::Bool { Type::I32 } else { acc_type(elem) };
+    let threads = NON_ZERO_THREADS;
+    let run = n.div_ceil(threads as usize);
+    let mut b = KernelBuilder::new(ctx.kernel_name("non_zero"), LaunchShape::linear(1, threads));
+    let xp = b.buffer("x", elem, n as u64, Access::Read);
+    let op = b.buffer("out", Type::I64, (rank * count) as u64, Access::Write);
+    let counts = b.shared_array(Type::I32, threads);
+    let t = b.thread_id(Axis::X);
+    let c_run = const_index(&mut b, run);
+    let first = b.mul(t, c_run);
+    // `body(b, i)` for each element index `i` of this thread's run.
+    let walk = |b: &mut KernelBuilder, body: &mut dyn FnMut(&mut KernelBuilder, Value)| {
+        let zero = const_index(b, 0);
+        let c_run = const_index(b, run);
+        b.for_range(zero, c_run, 1, |b, j| {
+            let i = b.add(first, j);
+            let c_n = const_index(b, n);
+            let inside = b.lt(i, c_n);
+            b.if_(inside, |b| body(b, i));
+        });
+    };
+    let is_nonzero = |b: &mut KernelBuilder, i: Value| {
+        let v = b.load(xp, i);
+        let v = convert(b, v, cmp_ty);
+        let z = b.constant(Scalar::from_f64(cmp_ty, 0.0));
+        b.ne(v, z)
+    };
+    let zero = b.const_i32(0);
+    let mine = b.var_init(zero);
+    walk(&mut b, &mut |b, i| {
+        let nz = is_nonzero(b, i);
+        let one = b.const_i32(1);
+        let zero = b.const_i32(0);
+        let add = b.select(nz, one, zero);
+        let c = b.get(mine);
+        let c = b.add(c, add);
+        b.set(mine, c);
+    });
+    let c = b.get(mine);
+    b.shared_store(counts, t, c);
+    b.barrier();
+    let zero = b.const_i32(0);
+    let column = b.var_init(zero);
+    b.for_const(0, threads as i32, 1, |b, s| {
+        let before = b.lt(s, t);
+        b.if_(before, |b| {
+            let c = b.shared_load(counts, s);
+            let k = b.get(column);
+            let k = b.add(k, c);
+            b.set(column, k);
+        });
+    });
+    let st = strides(dims);
+    walk(&mut b, &mut |b, i| {
+        let nz = is_nonzero(b, i);
+        b.if_(nz, |b| {
+            let k = b.get(column);
+            let c_count = const_index(b, count);
+            let fits = b.lt(k, c_count);
+            b.if_(fits, |b| {
+                let last = const_index(b, count - 1);
+                let k = b.min(k, last);
+                let zero = const_index(b, 0);
+                let k = b.max(k, zero);
+                for (d, (&dim, &stride)) in dims.iter().zip(&st).enumerate() {
+                    let c_stride = const_index(b, stride);
+                    let q = b.div(i, c_stride);
+                    let c_dim = const_index(b, dim);
+                    let coord = b.rem(q, c_dim);
+                    let row = const_index(b, d * count);
+                    let at = b.add(row, k);
+                    let coord = convert(b, coord, Type::I64);
+                    b.store(op, at, coord);
+                }
+            });
+            let k = b.get(column);
+            let one = b.const_i32(1);
+            let k = b.add(k, one);
+            b.set(column, k);
+        });
+    });
+    // The last run ends at the total: another count than the program's
+    // is reported through the status word.
+    let status = b.buffer("status", Type::U32, 1, Access::Write);
+    let last = b.const_i32(threads as i32 - 1);
+    let is_last = b.eq(t, last);
+    let total = b.get(column);
+    let c_count = const_index(&mut b, count);
+    let differs = b.ne(total, c_count);
+    let flag = b.and(is_last, differs);
+    b.if_(flag, |b| {
+        let zero = const_index(b, 0);
+        let one = b.const_u32(1);
+        b.store(status, zero, one);
+    });
+    let args = vec![ctx.buffer_of(x), ctx.buffer_of(out), ctx.status_buffer()];
+    ctx.push_step(b.finish(), args, vec![node.name.clone()])?;
+    let check =
+        CountCheck { node: node.name.clone(), input: ctx.graph.info(x).name.clone(), values: ctx.buffer_of(x), count };
+    ctx.program.count_checks.push(check);
+    ctx.mark_available(out);
     Ok(())
 }
