@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weft_graph::onnx::{ImportOptions, OnnxModel};
+use weft_graph::onnx::{import_data_dependent, ImportOptions, OnnxModel};
 use weft_kir::HostBuffer;
 use weft_lower::{LowerOptions, Program};
 
@@ -52,19 +52,49 @@ pub struct NamedInput {
     pub data: HostBuffer,
 }
 
-/// Each binding's tenant and program, by the bound shape of every input.
-type Compiled = HashMap<Vec<Vec<usize>>, (Tenant, Arc<Program>)>;
+/// What a program is compiled for: the bound shape of every input, in the
+/// model's order, and each data-dependent size (by output name, sorted).
+type Key = (Vec<Vec<usize>>, Vec<(String, usize)>);
+
+/// Why binding a request's data-dependent sizes failed: import refused, or
+/// the request counting a size did.
+enum Staged {
+    Import(weft_graph::ImportError),
+    Engine(EngineError),
+}
+
+impl From<weft_graph::ImportError> for Staged {
+    fn from(e: weft_graph::ImportError) -> Staged {
+        Staged::Import(e)
+    }
+}
+
+/// By input shapes, the data-dependent sizes their binding has met, in the
+/// order import meets them: (the sized output, the tensor counted).
+type Stages = HashMap<Vec<Vec<usize>>, Vec<(String, String)>>;
+
+/// Each binding's tenant and program.
+type Compiled = HashMap<Key, (Tenant, Arc<Program>)>;
 
 /// A model whose dynamic dimensions each request's input shapes bind; one
 /// program (and tenant) per distinct binding, compiled on first use.
+///
+/// Where the size of an output depends on the data (`NonZero` of a tensor
+/// the model computes), a request first runs the part of the model that
+/// computes that tensor — itself a `DynamicModel` on the same engine, one
+/// per such tensor — counts its nonzero elements, and binds the count
+/// ([`weft_graph::onnx::import_data_dependent`]); the counts are part of
+/// the binding, so each distinct count compiles once.
 pub struct DynamicModel {
     model: OnnxModel,
     options: ImportOptions,
     slo: Duration,
     weight: f64,
-    /// Tenants by the bound shapes of every input, in the model's order.
     compiled: Mutex<Compiled>,
     compiles: AtomicU64,
+    stages: Mutex<Stages>,
+    /// The model's prefix computing each counted tensor, by tensor name.
+    prefixes: Mutex<HashMap<String, Arc<DynamicModel>>>,
 }
 
 impl DynamicModel {
@@ -72,7 +102,16 @@ impl DynamicModel {
     /// for each binding; `options` carries explicit `shapes` and `dims`
     /// every binding must agree with.
     pub fn new(model: OnnxModel, options: ImportOptions, slo: Duration, weight: f64) -> DynamicModel {
-        DynamicModel { model, options, slo, weight, compiled: Mutex::new(HashMap::new()), compiles: AtomicU64::new(0) }
+        DynamicModel {
+            model,
+            options,
+            slo,
+            weight,
+            compiled: Mutex::new(HashMap::new()),
+            compiles: AtomicU64::new(0),
+            stages: Mutex::new(HashMap::new()),
+            prefixes: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The model's name.
@@ -96,12 +135,21 @@ impl DynamicModel {
     }
 
     /// The tenant (and its program) for inputs of these shapes, compiling
-    /// and registering it on `engine` the first time the binding is seen.
+    /// and registering it on `engine` the first time the binding is seen. A
+    /// model with data-dependent sizes needs the inputs' values as well:
+    /// [`DynamicModel::submit`].
     pub fn tenant_for(
         &self,
         engine: &Engine,
         shapes: &[(String, Vec<usize>)],
     ) -> Result<(Tenant, Arc<Program>), EngineError> {
+        let (options, shapes_key) = self.bind(shapes)?;
+        self.compile(engine, options, shapes_key, None)
+    }
+
+    /// The import options of a request of these input shapes, and the
+    /// inputs' bound shapes.
+    fn bind(&self, shapes: &[(String, Vec<usize>)]) -> Result<(ImportOptions, Vec<Vec<usize>>), EngineError> {
         let mut options = self.options.clone();
         for (name, shape) in shapes {
             if options.input_shapes.insert(name.clone(), shape.clone()).is_some() {
@@ -112,21 +160,71 @@ impl DynamicModel {
             }
         }
         let bound = self.model.bind(&options).map_err(self.bind_err())?;
-        let key: Vec<Vec<usize>> = bound.iter().map(|(_, _, s)| s.dims().to_vec()).collect();
+        Ok((options, bound.iter().map(|(_, _, s)| s.dims().to_vec()).collect()))
+    }
+
+    /// The program of the binding `options` (counts included) makes,
+    /// compiled and registered the first time. `inputs`: the request's, to
+    /// count the data-dependent sizes import meets unbound; without them
+    /// such a size is refused ([`weft_graph::ImportError::DataDependent`]).
+    fn compile(
+        &self,
+        engine: &Engine,
+        mut options: ImportOptions,
+        shapes_key: Vec<Vec<usize>>,
+        inputs: Option<&[NamedInput]>,
+    ) -> Result<(Tenant, Arc<Program>), EngineError> {
+        let key = |options: &ImportOptions| -> Key {
+            let mut counts: Vec<(String, usize)> = options.counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            counts.sort();
+            (shapes_key.clone(), counts)
+        };
         // Held while compiling, so a binding compiles once however many
         // requests ask for it at the same time.
         let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((t, p)) = compiled.get(&key) {
+        if let Some((t, p)) = compiled.get(&key(&options)) {
             return Ok((*t, p.clone()));
         }
         options.max_memory = Some(engine.memory_budget());
-        let graph = self.model.import(&options).map_err(self.bind_err())?;
+        let mut met = Vec::new();
+        let graph = import_data_dependent(&self.model, &mut options, &mut |counted, _| {
+            let Some(inputs) = inputs else {
+                return Err(Staged::Import(weft_graph::ImportError::DataDependent {
+                    node: counted.node.clone(),
+                    op_type: "NonZero".into(),
+                    input: counted.tensor.clone(),
+                    output: counted.output.clone(),
+                }));
+            };
+            let n = self.count(engine, &counted.tensor, &counted.prefix, inputs).map_err(Staged::Engine)?;
+            met.push((counted.output.clone(), counted.tensor.clone()));
+            Ok(n)
+        })
+        .map_err(|e| match e {
+            Staged::Import(e) => self.bind_err()(e),
+            Staged::Engine(e) => e,
+        })?;
+        if !met.is_empty() {
+            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            let known = stages.entry(shapes_key.clone()).or_default();
+            for stage in met {
+                if !known.contains(&stage) {
+                    known.push(stage);
+                }
+            }
+        }
+        let key = key(&options);
+        if let Some((t, p)) = compiled.get(&key) {
+            return Ok((*t, p.clone()));
+        }
         let lower_options = LowerOptions { max_memory: Some(engine.memory_budget()), ..LowerOptions::default() };
         let mut program = weft_lower::lower(&graph, &lower_options)
             .map_err(|source| EngineError::Lower { model: self.name().to_string(), source: Box::new(source) })?;
+        let bound = self.model.bind(&options).map_err(self.bind_err())?;
         let shown: Vec<String> = bound
             .iter()
             .map(|(n, _, s)| format!("{n}={}", s.dims().iter().map(usize::to_string).collect::<Vec<_>>().join("x")))
+            .chain(key.1.iter().map(|(o, n)| format!("{o}:{n}")))
             .collect();
         program.name = format!("{} [{}]", self.name(), shown.join(", "));
         let program = Arc::new(program);
@@ -136,12 +234,23 @@ impl DynamicModel {
         Ok((tenant, program))
     }
 
-    /// Submits one request: binds the model to the inputs' shapes (compiling
-    /// that binding if it is new) and submits the inputs, in the model's
-    /// input order, to its tenant.
+    /// Submits one request: binds the model to the inputs' shapes (and, where
+    /// output sizes depend on the data, to the counts the inputs give),
+    /// compiling that binding if it is new, and submits the inputs, in the
+    /// model's input order, to its tenant.
     pub fn submit(&self, engine: &Engine, inputs: Vec<NamedInput>) -> Result<Pending, EngineError> {
         let shapes: Vec<(String, Vec<usize>)> = inputs.iter().map(|i| (i.name.clone(), i.shape.clone())).collect();
-        let (tenant, program) = self.tenant_for(engine, &shapes)?;
+        let (mut options, shapes_key) = self.bind(&shapes)?;
+        let known = {
+            let stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            stages.get(&shapes_key).cloned().unwrap_or_default()
+        };
+        for (output, tensor) in known {
+            let prefix = self.model.prefix(&tensor).map_err(self.bind_err())?;
+            let n = self.count(engine, &tensor, &prefix, &inputs)?;
+            options.counts.insert(output, n);
+        }
+        let (tenant, program) = self.compile(engine, options, shapes_key, Some(&inputs))?;
         let mut by_name: HashMap<String, HostBuffer> = inputs.into_iter().map(|i| (i.name, i.data)).collect();
         let mut ordered = Vec::with_capacity(program.inputs.len());
         for binding in &program.inputs {
@@ -152,5 +261,28 @@ impl DynamicModel {
             ordered.push(data);
         }
         engine.submit(tenant, ordered)
+    }
+
+    /// The nonzero elements of `tensor` on these inputs: a request to the
+    /// model's prefix computing it (a `DynamicModel` of its own on `engine`,
+    /// made on first use).
+    fn count(
+        &self,
+        engine: &Engine,
+        tensor: &str,
+        prefix: &OnnxModel,
+        inputs: &[NamedInput],
+    ) -> Result<usize, EngineError> {
+        let model = {
+            let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+            let made = || Arc::new(DynamicModel::new(prefix.clone(), self.options.clone(), self.slo, self.weight));
+            prefixes.entry(tensor.to_string()).or_insert_with(made).clone()
+        };
+        let response = model.submit(engine, inputs.to_vec())?.wait().map_err(|source| EngineError::Count {
+            model: self.name().to_string(),
+            tensor: tensor.to_string(),
+            source,
+        })?;
+        Ok(response.outputs.first().map_or(0, HostBuffer::count_nonzero))
     }
 }

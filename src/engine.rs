@@ -207,6 +207,15 @@ pub enum EngineError {
         #[source]
         source: Box<weft_graph::ImportError>,
     },
+    /// A request to the part of a model that computes a tensor whose
+    /// nonzero elements size an output ([`crate::DynamicModel`]) failed.
+    #[error("model `{model}`: counting the nonzero elements of `{tensor}`: {source}")]
+    Count {
+        model: String,
+        tensor: String,
+        #[source]
+        source: RequestError,
+    },
     /// A model's program for a binding could not be lowered.
     #[error("model `{model}`: {source}")]
     Lower {

@@ -118,3 +118,54 @@ fn registrations_beyond_the_memory_budget_are_refused_before_allocating() {
     assert!(e.to_string().contains("memory budget"), "{e}");
     assert_eq!(model.compiles(), 1);
 }
+
+/// `idx = NonZero(x > 0)` (`[2, N]`) and `vals = GatherND(x, idxᵀ)` over
+/// `x: [batch, 6]`: output sizes that depend on the data.
+fn positives() -> OnnxModel {
+    use weft::graph::onnx::testing::tensor_f32;
+    let dims = [Dim::Param("batch"), Dim::Value(6)];
+    let bytes = model_bytes(
+        18,
+        vec![f32_dynamic_input("x", &dims)],
+        vec![tensor_f32("zero", &[], vec![0.0])],
+        vec![
+            node("Greater", "positive", &["x", "zero"], &["mask"], vec![]),
+            node("NonZero", "where", &["mask"], &["idx"], vec![]),
+            node("Transpose", "rows", &["idx"], &["idx_t"], vec![]),
+            node("GatherND", "pick", &["x", "idx_t"], &["vals"], vec![]),
+        ],
+        &["idx", "vals"],
+    );
+    OnnxModel::parse(&bytes).unwrap()
+}
+
+#[test]
+fn data_dependent_sizes_bind_per_request_and_each_count_compiles_once() {
+    let engine = engine();
+    let model = DynamicModel::new(positives(), ImportOptions::default(), SLO, 1.0);
+    // (batch, positions of the positive elements)
+    let requests: &[(usize, &[usize])] = &[(2, &[1, 4, 7]), (2, &[0, 11, 5]), (2, &[2]), (3, &[17, 3, 9]), (2, &[])];
+    for &(batch, positive) in requests {
+        let mut x = vec![-1.0f32; batch * 6];
+        for (k, &p) in positive.iter().enumerate() {
+            x[p] = 1.0 + k as f32;
+        }
+        let out = model.submit(&engine, vec![input("x", &[batch, 6], &x)]).unwrap().wait().unwrap();
+        let mut sorted = positive.to_vec();
+        sorted.sort();
+        let idx: Vec<f64> = [sorted.iter().map(|p| p / 6).collect::<Vec<_>>(), sorted.iter().map(|p| p % 6).collect()]
+            .concat()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect();
+        assert_eq!(out.outputs[0].to_f64_vec(), idx, "batch {batch}, positives {positive:?}");
+        let vals: Vec<f32> = sorted.iter().map(|&p| x[p]).collect();
+        assert_eq!(out.outputs[1].to_f32_vec(), vals, "batch {batch}, positives {positive:?}");
+    }
+    // (batch 2, 3 positives) answered twice from one program; then batch 2
+    // with 1, batch 3 with 3, batch 2 with 0.
+    assert_eq!(model.compiles(), 4);
+    // Without the values, the tenant of a binding cannot be chosen.
+    let e = model.tenant_for(&engine, &[("x".into(), vec![4, 6])]).map(|_| ()).unwrap_err();
+    assert!(matches!(e, EngineError::Bind { .. }) && e.to_string().contains("`where`"), "{e}");
+}

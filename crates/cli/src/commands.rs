@@ -433,8 +433,8 @@ pub fn run(
     let mut options = import_options(bind, values)?;
     // Where the size of an output depends on the data (NonZero), the part
     // of the model that computes it runs first, on the same inputs.
-    let graph = import_data_dependent(&onnx, &mut options, &mut |prefix, options| -> Result<usize, CliError> {
-        let program = lower(&prefix.import(options)?, &lower_options)?;
+    let graph = import_data_dependent(&onnx, &mut options, &mut |counted, options| -> Result<usize, CliError> {
+        let program = lower(&counted.prefix.import(options)?, &lower_options)?;
         let inputs = inputs_for(&program, input_specs, seed)?;
         let out = weft::pack::run_program(exec.as_mut(), std::sync::Arc::new(program), &inputs, |_| {})?;
         Ok(out.first().map_or(0, HostBuffer::count_nonzero))

@@ -330,7 +330,7 @@ fn non_zero_coordinates_in_row_major_order() {
     for dims in shapes {
         let n: usize = dims.iter().product();
         for density in [0.0, 0.1, 0.5, 1.0] {
-            let mut keep = |rng: &mut Rng| rng.uniform(0.0, 1.0) < density;
+            let keep = |rng: &mut Rng| rng.uniform(0.0, 1.0) < density;
             let floats: Vec<f32> = (0..n)
                 .map(|i| match (keep(&mut rng), i % 11) {
                     (false, _) => 0.0,

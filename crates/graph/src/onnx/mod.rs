@@ -328,14 +328,27 @@ impl OnnxModel {
     }
 }
 
+/// A data-dependent output size import met unbound
+/// ([`import_data_dependent`]): what to count to bind it.
+#[derive(Clone, Debug)]
+pub struct Counted {
+    /// The node (`NonZero`) and the output whose size is the count.
+    pub node: String,
+    pub output: String,
+    /// The tensor whose nonzero elements are counted, and the model's part
+    /// that computes it ([`OnnxModel::prefix`]).
+    pub tensor: String,
+    pub prefix: OnnxModel,
+}
+
 /// Imports `model` for inputs whose data decides the size of some outputs
 /// (`NonZero` of a computed tensor). Each time import meets such an output
-/// with no count in `options.counts` ([`ImportError::DataDependent`]), the
-/// model's prefix that computes the node's input ([`OnnxModel::prefix`]) is
-/// handed to `count`, which runs it on the caller's inputs (under the same
-/// `options`, so earlier counts hold) and returns how many of its one
-/// output's elements are nonzero; the count is bound and import resumes. A
-/// model without such outputs imports at the first try.
+/// with no count in `options.counts` ([`ImportError::DataDependent`]),
+/// `count` is handed the model's prefix that computes the node's input
+/// ([`Counted`]), runs it on the caller's inputs (under the same `options`,
+/// so earlier counts hold) and returns how many of its one output's
+/// elements are nonzero; the count is bound and import resumes. A model
+/// without such outputs imports at the first try.
 ///
 /// The graph is then static, and the counts in `options` are part of its
 /// binding: a caller caching programs by binding keys them by the counts
@@ -343,7 +356,7 @@ impl OnnxModel {
 pub fn import_data_dependent<E: From<ImportError>>(
     model: &OnnxModel,
     options: &mut ImportOptions,
-    count: &mut dyn FnMut(&OnnxModel, &ImportOptions) -> Result<usize, E>,
+    count: &mut dyn FnMut(&Counted, &ImportOptions) -> Result<usize, E>,
 ) -> Result<Graph, E> {
     loop {
         match model.import(options) {
@@ -353,8 +366,9 @@ pub fn import_data_dependent<E: From<ImportError>>(
                     return Err(ImportError::DataDependent { node, op_type, input, output }.into());
                 }
                 let prefix = model.prefix(&input)?;
-                let n = count(&prefix, options)?;
-                options.counts.insert(output, n);
+                let counted = Counted { node, output, tensor: input, prefix };
+                let n = count(&counted, options)?;
+                options.counts.insert(counted.output, n);
             }
             other => return other.map_err(E::from),
         }
