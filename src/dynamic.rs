@@ -8,7 +8,9 @@
 //! shape from them, naming the dimension where two inputs (or an input and
 //! an explicit binding) disagree. The program for a binding is imported,
 //! lowered and registered as a tenant the first time the binding is seen,
-//! and reused for every later request with the same shapes.
+//! and reused for every later request with the same shapes. Where an
+//! output's size depends on the data (`NonZero`), the request's values bind
+//! it too: see [`DynamicModel`].
 //!
 //! ```
 //! use std::time::Duration;
