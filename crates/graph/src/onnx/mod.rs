@@ -481,6 +481,7 @@ const SUPPORTED: &[&str] = &[
     "CenterCropPad",
     "Clip",
     "Col2Im",
+    "Compress",
     "Concat",
     "Constant",
     "ConstantOfShape",

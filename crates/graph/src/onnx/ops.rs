@@ -201,6 +201,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             return emit_one(imp, n, op, 1);
         }
         "NonZero" => return non_zero(imp, n),
+        "Compress" => return compress(imp, n),
         "IsInf" => return is_inf(imp, n),
         "Shrink" => return shrink(imp, n),
         "MeanVarianceNormalization" => return mean_variance_norm(imp, n),
@@ -1713,29 +1714,52 @@ fn opt_tensor(imp: &mut Importer, n: &NodeView<'_>, i: usize) -> Result<Option<T
 }
 
 /// Output `i`'s name when the node asks for it.
-/// NonZero: its output's size is the number of nonzero input elements —
-/// counted now for a constant input, else bound by the caller
-/// ([`super::ImportOptions::counts`], which
-/// [`super::import_data_dependent`] fills from a run on the inputs) or
-/// refused as [`ImportError::DataDependent`].
+/// NonZero: its output's size is the number of nonzero input elements.
 fn non_zero(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     let x = data_input(n)?;
     let output = wanted_output(n, 0).unwrap_or_else(|| format!("{}:0", n.name));
-    let count = match imp.const_of(x) {
-        Some(t) => t.to_f64().iter().filter(|v| **v != 0.0).count(),
-        None => match imp.counts.get(&output) {
-            Some(&c) => c,
-            None => {
-                return Err(ImportError::DataDependent {
-                    node: n.name.clone(),
-                    op_type: n.op_type.to_string(),
-                    input: x.to_string(),
-                    output,
-                })
-            }
-        },
-    };
+    let count = nonzero_count(imp, n, x, &output)?;
     emit_one(imp, n, Op::NonZero { count }, 1)
+}
+
+/// How many elements of tensor `x` are nonzero, for the output `output`
+/// of node `n` that this count sizes: counted now when `x` is a constant,
+/// else bound by the caller ([`super::ImportOptions::counts`], which
+/// [`super::import_data_dependent`] fills from a run on the inputs) or
+/// refused as [`ImportError::DataDependent`].
+fn nonzero_count(imp: &Importer, n: &NodeView<'_>, x: &str, output: &str) -> Result<usize, ImportError> {
+    if let Some(t) = imp.const_of(x) {
+        return Ok(t.to_f64().iter().filter(|v| **v != 0.0).count());
+    }
+    imp.counts.get(output).copied().ok_or_else(|| ImportError::DataDependent {
+        node: n.name.clone(),
+        op_type: n.op_type.to_string(),
+        input: x.to_string(),
+        output: output.to_string(),
+    })
+}
+
+/// Compress: the slices of the input along `axis` (of the flattened input
+/// without one) where the 1-D condition is true, as a Gather of the
+/// condition's `NonZero` — whose count binds as a data-dependent size.
+fn compress(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
+    let xname = data_input(n)?;
+    let cname = n.inputs.get(1).copied().flatten().ok_or_else(|| n.err("the condition input is missing"))?;
+    let rank = imp.shape_of(cname).len();
+    if rank != 1 {
+        return Err(n.err(format!("the condition has rank {rank}; Compress takes a 1-D condition")));
+    }
+    let c = Chain { n };
+    let count = nonzero_count(imp, n, cname, &format!("{}/selected", n.name))?;
+    let cond = imp.tensor(cname)?;
+    let selected = c.step(imp, "selected", Op::NonZero { count }, &[cond])?;
+    let indices = c.step(imp, "indices", Op::Squeeze { axes: vec![0] }, &[selected])?;
+    let x = imp.tensor(xname)?;
+    let (data, axis) = match n.attrs.int("axis", &n.name)? {
+        Some(axis) => (x, axis),
+        None => (c.step(imp, "flat", Op::Reshape { shape: vec![-1], allow_zero: false }, &[x])?, 0),
+    };
+    c.last(imp, Op::Gather { axis }, &[data, indices])
 }
 
 fn wanted_output(n: &NodeView<'_>, i: usize) -> Option<String> {
