@@ -54,6 +54,12 @@ impl<'a> Attrs<'a> {
         Ok(self.find(name, AttributeType::STRING, node)?.map(|a| String::from_utf8_lossy(&a.s).into_owned()))
     }
 
+    pub fn strings(&self, name: &str, node: &str) -> Result<Option<Vec<String>>, ImportError> {
+        Ok(self
+            .find(name, AttributeType::STRINGS, node)?
+            .map(|a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()))
+    }
+
     pub fn tensor(&self, name: &str, node: &str) -> Result<Option<&'a TensorProto>, ImportError> {
         match self.find(name, AttributeType::TENSOR, node)? {
             Some(a) => match a.t.as_ref() {

@@ -74,6 +74,7 @@ pub mod export;
 mod fold;
 mod grid_sample;
 mod ops;
+mod rnn;
 pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -509,6 +510,7 @@ const SUPPORTED: &[&str] = &[
     "GatherElements",
     "GatherND",
     "Gelu",
+    "GRU",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -526,6 +528,7 @@ const SUPPORTED: &[&str] = &[
     "IsInf",
     "IsNaN",
     "LRN",
+    "LSTM",
     "LayerNormalization",
     "LeakyRelu",
     "Less",
@@ -556,6 +559,7 @@ const SUPPORTED: &[&str] = &[
     "Pad",
     "Pow",
     "RMSNormalization",
+    "RNN",
     "Range",
     "Reciprocal",
     "QLinearConv",

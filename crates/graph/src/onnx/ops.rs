@@ -202,6 +202,7 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
         }
         "NonZero" => return non_zero(imp, n),
         "Compress" => return compress(imp, n),
+        "RNN" | "GRU" | "LSTM" => return super::rnn::recurrent(imp, n),
         "IsInf" => return is_inf(imp, n),
         "Shrink" => return shrink(imp, n),
         "MeanVarianceNormalization" => return mean_variance_norm(imp, n),
@@ -1762,13 +1763,18 @@ fn compress(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
     c.last(imp, Op::Gather { axis }, &[data, indices])
 }
 
+/// Whether output `i` of the node is asked for.
+pub(super) fn wanted(n: &NodeView<'_>, i: usize) -> bool {
+    wanted_output(n, i).is_some()
+}
+
 fn wanted_output(n: &NodeView<'_>, i: usize) -> Option<String> {
     n.outputs.get(i).filter(|o| !o.is_empty()).cloned()
 }
 
 /// Emits `op` as the producer of output `i` of the node (or an internal
 /// step named `{node}/{step}` when that output is not asked for).
-fn emit_output(
+pub(super) fn emit_output(
     imp: &mut Importer,
     n: &NodeView<'_>,
     i: usize,
