@@ -6,7 +6,7 @@
 //! row, adds the recurrent projection (`H · Rᵀ + Rb`, one `MatMul`), and
 //! applies the gates with elementwise ops, exactly as ONNX writes them
 //! (GRU's `linear_before_reset` both ways, LSTM's peepholes, `clip` on
-//! every gate's input). A reverse direction walks the steps backwards and
+//! every gate's input — not on the cell state LSTM's output activates). A reverse direction walks the steps backwards and
 //! writes each step's output at its own time. `sequence_lens` (forward
 //! direction) masks each batch row past its length: its state holds and
 //! its output is zero, as ONNX defines. `layout = 1` transposes the input
@@ -158,12 +158,17 @@ impl Unroll<'_, '_> {
         self.op(imp, step, Op::Squeeze { axes: vec![0] }, &[row])
     }
 
-    /// `f(clip(x))`.
+    /// `f(clip(x))`: a gate's activation.
     fn activate(&self, imp: &mut Importer, step: &str, f: Activation, x: TensorId) -> Result<TensorId, ImportError> {
         let x = match self.clip {
             Some(c) => self.op(imp, &format!("{step}_clip"), Op::Unary(UnaryOp::Clip { min: -c, max: c }), &[x])?,
             None => x,
         };
+        self.apply(imp, step, f, x)
+    }
+
+    /// `f(x)`.
+    fn apply(&self, imp: &mut Importer, step: &str, f: Activation, x: TensorId) -> Result<TensorId, ImportError> {
         match f {
             Activation::Unary(u) => self.op(imp, step, Op::Unary(u), &[x]),
             Activation::Affine(alpha, beta) => {
@@ -391,7 +396,8 @@ pub(super) fn recurrent(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Impo
                     let o = pre(imp, 1, "o")?;
                     let o = peep_add(imp, o, peeps.map(|p| p.1), c_new, "o")?;
                     let o = u.activate(imp, &s("o"), f[0], o)?;
-                    let hc = u.activate(imp, &s("c_act"), f[2], c_new)?;
+                    // `clip` bounds the gates' inputs, not the cell's.
+                    let hc = u.apply(imp, &s("c_act"), f[2], c_new)?;
                     (u.bin(imp, &s("h"), BinaryOp::Mul, o, hc)?, Some(c_new))
                 }
             };
@@ -422,8 +428,10 @@ pub(super) fn recurrent(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Impo
     if super::ops::wanted(n, 0) {
         let mut steps = Vec::with_capacity(seq);
         for t in 0..seq {
-            let per_dir: Vec<TensorId> = (0..dirs)
-                .map(|d| u.op(imp, &format!("d{d}_t{t}_y_lead"), Op::Unsqueeze { axes: vec![0, 1] }, &[y_dirs[d][t]]))
+            let per_dir: Vec<TensorId> = y_dirs
+                .iter()
+                .enumerate()
+                .map(|(d, ys)| u.op(imp, &format!("d{d}_t{t}_y_lead"), Op::Unsqueeze { axes: vec![0, 1] }, &[ys[t]]))
                 .collect::<Result<_, _>>()?;
             steps.push(if dirs == 1 {
                 per_dir[0]

@@ -142,6 +142,15 @@ pub fn attr_string(name: &str, v: &str) -> AttributeProto {
     a
 }
 
+/// A `STRINGS` attribute.
+pub fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::STRINGS.into();
+    a.strings = v.iter().map(|s| s.as_bytes().to_vec()).collect();
+    a
+}
+
 /// A `TENSOR` attribute (`Constant`'s `value`).
 pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
     let mut a = AttributeProto::new();
