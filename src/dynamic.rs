@@ -193,7 +193,7 @@ impl DynamicModel {
             let Some(inputs) = inputs else {
                 return Err(Staged::Import(weft_graph::ImportError::DataDependent {
                     node: counted.node.clone(),
-                    op_type: "NonZero".into(),
+                    op_type: counted.op_type.clone(),
                     input: counted.tensor.clone(),
                     output: counted.output.clone(),
                 }));

@@ -169,3 +169,52 @@ fn data_dependent_sizes_bind_per_request_and_each_count_compiles_once() {
     let e = model.tenant_for(&engine, &[("x".into(), vec![4, 6])]).map(|_| ()).unwrap_err();
     assert!(matches!(e, EngineError::Bind { .. }) && e.to_string().contains("`where`"), "{e}");
 }
+
+/// `y = If(sum(x) > 0, then: x · 2, else: −x)` over `x: [2]`.
+fn sign_branch() -> OnnxModel {
+    use weft::graph::onnx::testing::{attr_graph, attr_int, graph, output, tensor_f32};
+    let then_branch = graph(
+        "double",
+        vec![],
+        vec![tensor_f32("two", &[], vec![2.0])],
+        vec![node("Mul", "times_two", &["x", "two"], &["doubled"], vec![])],
+        vec![output("doubled")],
+    );
+    let else_branch = graph(
+        "negate",
+        vec![],
+        vec![],
+        vec![node("Neg", "neg", &["x"], &["negated"], vec![])],
+        vec![output("negated")],
+    );
+    let bytes = model_bytes(
+        18,
+        vec![f32_dynamic_input("x", &[Dim::Value(2)])],
+        vec![tensor_f32("zero", &[], vec![0.0])],
+        vec![
+            node("ReduceSum", "total", &["x"], &["sum"], vec![attr_int("keepdims", 0)]),
+            node("Greater", "positive", &["sum", "zero"], &["cond"], vec![]),
+            node(
+                "If",
+                "branch",
+                &["cond"],
+                &["y"],
+                vec![attr_graph("then_branch", then_branch), attr_graph("else_branch", else_branch)],
+            ),
+        ],
+        &["y"],
+    );
+    OnnxModel::parse(&bytes).unwrap()
+}
+
+#[test]
+fn an_if_condition_binds_per_request_and_each_branch_compiles_once() {
+    let engine = engine();
+    let model = DynamicModel::new(sign_branch(), ImportOptions::default(), SLO, 1.0);
+    for x in [[1.0f32, 2.0], [-3.0, 1.0], [0.5, 0.25], [-1.0, -1.0]] {
+        let out = model.submit(&engine, vec![input("x", &[2], &x)]).unwrap().wait().unwrap();
+        let want: Vec<f32> = if x[0] + x[1] > 0.0 { x.map(|v| v * 2.0).to_vec() } else { x.map(|v| -v).to_vec() };
+        assert_eq!(out.outputs[0].to_f32_vec(), want, "x = {x:?}");
+    }
+    assert_eq!(model.compiles(), 2, "one program per branch");
+}

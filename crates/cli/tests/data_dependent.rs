@@ -131,3 +131,95 @@ fn inspect_names_the_data_dependent_node() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("where_above") && err.contains("NonZero") && err.contains("`mask`"), "{err}");
 }
+
+/// `y = If(sum(x) > 0, then: x · 2, else: x − 10)`, and a second If on a
+/// constant condition (folded at import) choosing `+ 1`.
+fn write_if_model(dir: &Path) -> PathBuf {
+    use weft_graph::onnx::testing::{attr_graph, attr_int, output, tensor_i64};
+    let then_branch = graph(
+        "double",
+        vec![],
+        vec![tensor_f32("two", &[], vec![2.0])],
+        vec![node("Mul", "times_two", &["x", "two"], &["doubled"], vec![])],
+        vec![output("doubled")],
+    );
+    let else_branch = graph(
+        "shift",
+        vec![],
+        vec![tensor_f32("ten", &[], vec![10.0])],
+        vec![node("Sub", "minus_ten", &["x", "ten"], &["shifted"], vec![])],
+        vec![output("shifted")],
+    );
+    let plus_one = graph(
+        "plus_one",
+        vec![],
+        vec![],
+        vec![node("Add", "add_one", &["picked", "one"], &["bumped"], vec![])],
+        vec![output("bumped")],
+    );
+    let never = graph(
+        "never",
+        vec![],
+        vec![],
+        vec![node("Neg", "negate", &["picked"], &["negated"], vec![])],
+        vec![output("negated")],
+    );
+    let nodes = vec![
+        node("ReduceSum", "total", &["x"], &["sum"], vec![attr_int("keepdims", 0)]),
+        node("Greater", "positive", &["sum", "zero"], &["cond"], vec![]),
+        node(
+            "If",
+            "branch",
+            &["cond"],
+            &["picked"],
+            vec![attr_graph("then_branch", then_branch), attr_graph("else_branch", else_branch)],
+        ),
+        node("Greater", "fixed", &["three", "zero_i"], &["always"], vec![]),
+        node(
+            "If",
+            "folded",
+            &["always"],
+            &["y"],
+            vec![attr_graph("then_branch", plus_one), attr_graph("else_branch", never)],
+        ),
+    ];
+    let inits = vec![
+        tensor_f32("zero", &[], vec![0.0]),
+        tensor_f32("one", &[], vec![1.0]),
+        tensor_i64("three", &[], vec![3]),
+        tensor_i64("zero_i", &[], vec![0]),
+    ];
+    let m = model_of(18, graph("if_model", vec![f32_input("x", &[2, 3])], inits, nodes, vec![f32_input("y", &[])]));
+    let path = dir.join("if.onnx");
+    std::fs::write(&path, to_bytes(&m)).expect("model written");
+    path
+}
+
+#[test]
+fn run_binds_an_if_condition_from_the_inputs() {
+    let dir = temp_dir("if");
+    let model = write_if_model(&dir);
+    for (name, x) in
+        [("positive", [1.0f32, 2.0, -0.5, 0.25, 3.0, 0.0]), ("negative", [-1.0, 2.0, -5.5, 0.25, 0.0, 1.0])]
+    {
+        let xf = dir.join(format!("{name}.npy"));
+        write_f32(&xf, &[2, 3], &x);
+        let out = dir.join(name);
+        let o = weft(&[
+            "run",
+            s(&model),
+            "--backend",
+            "interp",
+            "--input",
+            &format!("x={}", s(&xf)),
+            "--output-dir",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let positive = x.iter().sum::<f32>() > 0.0;
+        let want: Vec<f32> = x.iter().map(|v| if positive { v * 2.0 } else { v - 10.0 } + 1.0).collect();
+        let (shape, got) = read_npy::<f32>(&out.join("y.npy"));
+        assert_eq!(shape, [2, 3], "{name}");
+        assert_eq!(got, want, "{name}: the branch the condition picks, then the folded one");
+    }
+}

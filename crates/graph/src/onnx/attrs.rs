@@ -60,6 +60,10 @@ impl<'a> Attrs<'a> {
             .map(|a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()))
     }
 
+    pub fn graph(&self, name: &str, node: &str) -> Result<Option<&'a onnx_protobuf::GraphProto>, ImportError> {
+        Ok(self.find(name, AttributeType::GRAPH, node)?.and_then(|a| a.g.as_ref()))
+    }
+
     pub fn tensor(&self, name: &str, node: &str) -> Result<Option<&'a TensorProto>, ImportError> {
         match self.find(name, AttributeType::TENSOR, node)? {
             Some(a) => match a.t.as_ref() {

@@ -333,8 +333,10 @@ impl OnnxModel {
 /// ([`import_data_dependent`]): what to count to bind it.
 #[derive(Clone, Debug)]
 pub struct Counted {
-    /// The node (`NonZero`) and the output whose size is the count.
+    /// The node (`NonZero`, `Compress`, `If`), its operator, and the
+    /// name its count binds (the output it sizes, or the `If`'s condition).
     pub node: String,
+    pub op_type: String,
     pub output: String,
     /// The tensor whose nonzero elements are counted, and the model's part
     /// that computes it ([`OnnxModel::prefix`]).
@@ -367,7 +369,7 @@ pub fn import_data_dependent<E: From<ImportError>>(
                     return Err(ImportError::DataDependent { node, op_type, input, output }.into());
                 }
                 let prefix = model.prefix(&input)?;
-                let counted = Counted { node, output, tensor: input, prefix };
+                let counted = Counted { node, op_type, output, tensor: input, prefix };
                 let n = count(&counted, options)?;
                 options.counts.insert(counted.output, n);
             }
@@ -524,6 +526,7 @@ const SUPPORTED: &[&str] = &[
     "HardSwish",
     "Hardmax",
     "Identity",
+    "If",
     "InstanceNormalization",
     "IsInf",
     "IsNaN",
@@ -913,6 +916,7 @@ impl Importer {
                 self.set_const(&view, 0, value);
                 return Ok(());
             }
+            "If" => return self.import_if(&view),
             _ => {}
         }
         let consts: Vec<Option<Tensor>> =
@@ -985,6 +989,81 @@ impl Importer {
             self.graph.specialized.insert(*id, value.clone());
         }
         Some(value)
+    }
+
+    /// `If`: the branch its condition selects, inlined (its initializers
+    /// and nodes imported in place, its outputs bound to the node's). A
+    /// condition known at import picks the branch now; one computed at run
+    /// time is bound like a data-dependent size — its count of nonzero
+    /// elements, 0 or 1, from a run of the model's prefix on the inputs
+    /// ([`import_data_dependent`]) — and the program checks it holds (a
+    /// `NonZero` of the condition, whose count the run verifies).
+    fn import_if(&mut self, view: &NodeView<'_>) -> Result<(), ImportError> {
+        let cond = view.inputs.first().copied().flatten().ok_or_else(|| view.err("the cond input is missing"))?;
+        let numel: usize = self.shape_of(cond).iter().product();
+        if numel != 1 {
+            return Err(view.err(format!("the condition `{cond}` has {numel} elements; If takes one")));
+        }
+        let taken = match self.const_of(cond) {
+            Some(t) => t.to_f64().first().is_some_and(|v| *v != 0.0),
+            None => {
+                let key = format!("{}/condition", view.name);
+                let Some(&count) = self.counts.get(&key) else {
+                    return Err(ImportError::DataDependent {
+                        node: view.name.clone(),
+                        op_type: view.op_type.to_string(),
+                        input: cond.to_string(),
+                        output: key,
+                    });
+                };
+                let c = self.tensor(cond)?;
+                self.emit(&key, Op::NonZero { count }, vec![Some(c)], &[])?;
+                count != 0
+            }
+        };
+        let which = if taken { "then_branch" } else { "else_branch" };
+        let branch = view.attrs.graph(which, &view.name)?.ok_or_else(|| view.err(format!("`{which}` is missing")))?;
+        if branch.output.len() != view.outputs.len() {
+            return Err(view.err(format!(
+                "`{which}` has {} outputs; the node has {}",
+                branch.output.len(),
+                view.outputs.len()
+            )));
+        }
+        check_supported(&branch.node)?;
+        for t in &branch.initializer {
+            let value = tensor::tensor_from_proto(t)?;
+            tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), self.max_elements)?;
+            self.budget.charge(|| format!("initializer `{}`", t.name), &t.name, crate::memory::held_bytes(&value))?;
+            self.values.insert(t.name.clone(), Value::Const(value));
+        }
+        for (index, node) in branch.node.iter().enumerate() {
+            self.import_node(index, node)?;
+        }
+        for (out, inner) in view.outputs.iter().zip(&branch.output) {
+            if out.is_empty() {
+                continue;
+            }
+            let value = self.values.get(&inner.name).cloned().ok_or_else(|| {
+                view.err(format!("`{which}` output `{}` is not produced by any of its nodes", inner.name))
+            })?;
+            match value {
+                // A graph tensor takes the node's output name (a model
+                // output keeps the name the model gives it).
+                Value::Tensor(id) => {
+                    self.emit(
+                        &format!("{}/{out}", view.name),
+                        Op::Identity,
+                        vec![Some(id)],
+                        std::slice::from_ref(out),
+                    )?;
+                }
+                constant => {
+                    self.values.insert(out.clone(), constant);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The import-time value of `name`, if it has one.

@@ -151,6 +151,15 @@ pub fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
     a
 }
 
+/// A `GRAPH` attribute (`If`'s branches).
+pub fn attr_graph(name: &str, g: GraphProto) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::GRAPH.into();
+    a.g = Some(g).into();
+    a
+}
+
 /// A `TENSOR` attribute (`Constant`'s `value`).
 pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
     let mut a = AttributeProto::new();
