@@ -97,7 +97,13 @@ pub struct DynamicModel {
     stages: Mutex<Stages>,
     /// The model's prefix computing each counted tensor, by tensor name.
     prefixes: Mutex<HashMap<String, Arc<DynamicModel>>>,
+    /// The most bindings compiled ([`DynamicModel::with_max_bindings`]).
+    max_bindings: usize,
 }
+
+/// The default [`DynamicModel::with_max_bindings`]: each binding holds a
+/// program and a tenant's arena, and requests choose the bindings.
+pub const DEFAULT_MAX_BINDINGS: usize = 64;
 
 impl DynamicModel {
     /// A model served with latency objective `slo` and fairness `weight`
@@ -113,7 +119,17 @@ impl DynamicModel {
             compiles: AtomicU64::new(0),
             stages: Mutex::new(HashMap::new()),
             prefixes: Mutex::new(HashMap::new()),
+            max_bindings: DEFAULT_MAX_BINDINGS,
         }
+    }
+
+    /// Compiles at most `n` bindings (default [`DEFAULT_MAX_BINDINGS`]); a
+    /// request that needs another is refused ([`EngineError::Bind`]) rather
+    /// than letting clients' shapes, counts or branches grow the engine's
+    /// programs without bound.
+    pub fn with_max_bindings(mut self, n: usize) -> DynamicModel {
+        self.max_bindings = n;
+        self
     }
 
     /// The model's name.
@@ -219,6 +235,19 @@ impl DynamicModel {
         if let Some((t, p)) = compiled.get(&key) {
             return Ok((*t, p.clone()));
         }
+        if compiled.len() >= self.max_bindings {
+            let mut bound: Vec<String> = key.0.iter().map(|s| format!("{s:?}")).collect();
+            bound.extend(key.1.iter().map(|(o, n)| format!("{o}:{n}")));
+            return Err(self.bind_err()(weft_graph::ImportError::Input {
+                input: "(binding)".into(),
+                message: format!(
+                    "this request needs a new binding ({}), but the model has compiled its limit of {}; raise it \
+                     with DynamicModel::with_max_bindings",
+                    bound.join(", "),
+                    self.max_bindings
+                ),
+            }));
+        }
         let lower_options = LowerOptions { max_memory: Some(engine.memory_budget()), ..LowerOptions::default() };
         let mut program = weft_lower::lower(&graph, &lower_options)
             .map_err(|source| EngineError::Lower { model: self.name().to_string(), source: Box::new(source) })?;
@@ -277,7 +306,10 @@ impl DynamicModel {
     ) -> Result<usize, EngineError> {
         let model = {
             let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
-            let made = || Arc::new(DynamicModel::new(prefix.clone(), self.options.clone(), self.slo, self.weight));
+            let made = || {
+                let model = DynamicModel::new(prefix.clone(), self.options.clone(), self.slo, self.weight);
+                Arc::new(model.with_max_bindings(self.max_bindings))
+            };
             prefixes.entry(tensor.to_string()).or_insert_with(made).clone()
         };
         let response = model.submit(engine, inputs.to_vec())?.wait().map_err(|source| EngineError::Count {

@@ -25,7 +25,7 @@ pub mod dynamic;
 pub mod engine;
 pub mod gpu;
 
-pub use dynamic::{DynamicModel, NamedInput};
+pub use dynamic::{DynamicModel, NamedInput, DEFAULT_MAX_BINDINGS};
 pub use engine::{
     Backend, DeviceStats, Engine, EngineConfig, EngineError, EngineStats, Pending, RequestError, Response,
     SubmitOptions, Tenant, TenantMetrics,

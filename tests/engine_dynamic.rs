@@ -218,3 +218,20 @@ fn an_if_condition_binds_per_request_and_each_branch_compiles_once() {
     }
     assert_eq!(model.compiles(), 2, "one program per branch");
 }
+
+#[test]
+fn bindings_past_the_limit_are_refused_and_known_ones_still_answer() {
+    let engine = engine();
+    let model = DynamicModel::new(positives(), ImportOptions::default(), SLO, 1.0).with_max_bindings(2);
+    let request = |positive: &[usize]| {
+        let mut x = vec![-1.0f32; 12];
+        positive.iter().for_each(|&p| x[p] = 1.0);
+        model.submit(&engine, vec![input("x", &[2, 6], &x)]).map(|p| p.wait().unwrap().outputs[1].len())
+    };
+    assert_eq!(request(&[1]).unwrap(), 1);
+    assert_eq!(request(&[1, 2]).unwrap(), 2);
+    let e = request(&[1, 2, 3]).unwrap_err();
+    assert!(matches!(e, EngineError::Bind { .. }) && e.to_string().contains("limit of 2"), "{e}");
+    assert_eq!(request(&[4, 5]).unwrap(), 2, "a binding compiled before still answers");
+    assert_eq!(model.compiles(), 2);
+}
