@@ -462,6 +462,13 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
                 let g = pool_geometry(window, &x.shape.0[2..], *ceil_mode).map_err(self.err)?;
                 self.out(&pool(x, &g, PoolKind::Max))
             }
+            Op::MaxPoolWithIndices { window, ceil_mode, column_major } => {
+                let x = self.x(0)?;
+                let g = pool_geometry(window, &x.shape.0[2..], *ceil_mode).map_err(self.err)?;
+                let (values, indices) = pool_with_indices(x, &g, PoolKind::Max, *column_major);
+                let (dtype, shape) = &self.outs[0];
+                vec![Tensor::from_f64(*dtype, shape.clone(), &values), Tensor::i64(self.outs[1].1.clone(), indices)]
+            }
             Op::AveragePool { window, ceil_mode, count_include_pad } => {
                 let x = self.x(0)?;
                 let g = pool_geometry(window, &x.shape.0[2..], *ceil_mode).map_err(self.err)?;
@@ -1164,6 +1171,13 @@ enum PoolKind {
 }
 
 fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
+    pool_with_indices(x, g, kind, false).0
+}
+
+/// Each window's pooled value and, for a max, the flat index into `x` of
+/// its first maximum in window order (NaN the largest value): row-major, or
+/// with the spatial axes column-major (`column_major`, 2-D).
+fn pool_with_indices(x: &Tensor, g: &WindowGeometry, kind: PoolKind, column_major: bool) -> (Vec<f64>, Vec<i64>) {
     let xv = x.to_f64();
     let nc = x.shape.0[0] * x.shape.0[1];
     let in_dims = &x.shape.0[2..];
@@ -1171,12 +1185,14 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
     let in_size: usize = in_dims.iter().product();
     let kpos = kernel_positions(g);
     let mut res = Vec::with_capacity(nc * g.output.iter().product::<usize>());
+    let mut args = Vec::new();
     for plane in 0..nc {
         let xs = &xv[plane * in_size..(plane + 1) * in_size];
         for_each_index(&g.output, |pos| {
             let base: Vec<isize> =
                 (0..pos.len()).map(|d| (pos[d] * g.strides[d]) as isize - g.pads_begin[d] as isize).collect();
             let (mut max, mut sum, mut valid, mut padded) = (f64::NEG_INFINITY, 0.0, 0usize, 0usize);
+            let mut arg: Option<usize> = None;
             for (off, _) in &kpos {
                 // A position counts toward count_include_pad's divisor if it lies
                 // inside the padded extent (onnxruntime clips windows that
@@ -1187,11 +1203,21 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
                     padded += 1;
                 }
                 if let Some(at) = spatial_offset(&base, off, in_dims, &in_strides) {
-                    max = nan_max(max, xs[at]);
+                    let v = xs[at];
+                    if arg.is_none() || v > max || (v.is_nan() && !max.is_nan()) {
+                        arg = Some(at);
+                    }
+                    max = nan_max(max, v);
                     sum += xs[at];
                     valid += 1;
                 }
             }
+            let at = arg.unwrap_or(0);
+            let at = match (column_major, in_dims) {
+                (true, [_, w]) => (at % w) * (in_size / w) + at / w,
+                _ => at,
+            };
+            args.push((plane * in_size + at) as i64);
             res.push(match kind {
                 PoolKind::Max => max,
                 PoolKind::Average { count_include_pad } => {
@@ -1205,7 +1231,7 @@ fn pool(x: &Tensor, g: &WindowGeometry, kind: PoolKind) -> Vec<f64> {
             });
         });
     }
-    res
+    (res, args)
 }
 
 /// The input coordinate that output coordinate `o` maps to along one axis

@@ -553,6 +553,15 @@ impl<'a> Cx<'a> {
             Op::MaxPool { window, ceil_mode } | Op::AveragePool { window, ceil_mode, .. } => {
                 self.pool(window, *ceil_mode, matches!(self.op, Op::MaxPool { .. }))
             }
+            Op::MaxPoolWithIndices { window, ceil_mode, column_major } => {
+                let mut outs = self.pool(window, *ceil_mode, true)?;
+                let shape = outs[0].1.clone();
+                if *column_major && shape.rank() != 4 {
+                    return Err(self.err("storage_order = 1 (column-major indices) is defined for 2-D pooling"));
+                }
+                outs.push((DType::I64, shape));
+                Ok(outs)
+            }
             Op::GlobalAveragePool | Op::GlobalMaxPool => {
                 self.arity(1, &["X"])?;
                 let x = self.input(0, "X")?;

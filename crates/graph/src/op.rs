@@ -337,6 +337,16 @@ pub enum Op {
         window: Window,
         ceil_mode: bool,
     },
+    /// MaxPool with its `Indices` output: each maximum's position in the
+    /// whole input as an `i64` flat index (row-major, or with the spatial
+    /// axes in column-major order when `column_major`: ONNX's
+    /// `storage_order = 1`). The first maximum in window order wins; NaN is
+    /// the largest value.
+    MaxPoolWithIndices {
+        window: Window,
+        ceil_mode: bool,
+        column_major: bool,
+    },
     AveragePool {
         window: Window,
         ceil_mode: bool,
@@ -567,6 +577,7 @@ impl Op {
             Op::GatherND { .. } => "GatherND",
             Op::CumProd { .. } => "CumProd",
             Op::NonZero { .. } => "NonZero",
+            Op::MaxPoolWithIndices { .. } => "MaxPool",
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
             let k = a.last().copied().unwrap_or(0) as u64;
             2 * out_elems * k
         }
-        Op::MaxPool { window, .. } | Op::AveragePool { window, .. } => {
+        Op::MaxPool { window, .. } | Op::MaxPoolWithIndices { window, .. } | Op::AveragePool { window, .. } => {
             out_elems * window.kernel.iter().map(|&k| k as u64).product::<u64>()
         }
         Op::GlobalAveragePool

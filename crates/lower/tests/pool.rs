@@ -104,3 +104,32 @@ fn max_pool_on_8_bit_integers() {
         check(&g, &[weft_graph::Tensor::from_f64(dtype, dims.to_vec(), &vals)]);
     }
 }
+
+/// MaxPool's Indices output against the evaluator: padding, strides,
+/// dilation, ceil_mode, 1-D and 3-D, column-major indices, ties (the first
+/// maximum in window order) and NaN (the largest value).
+#[test]
+fn max_pool_indices_every_geometry_ties_and_nan() {
+    let cases: &[(&[usize], Window, bool, bool)] = &[
+        (&[2, 3, 9, 9], window(&[3, 3], &[2, 2], &[], &[1, 1, 1, 1]), false, false),
+        (&[1, 2, 8, 7], window(&[2, 3], &[2, 1], &[], &[0, 1, 1, 0]), true, true),
+        (&[1, 2, 10, 10], window(&[3, 3], &[1, 1], &[2, 2], &[2, 2, 2, 2]), false, true),
+        (&[2, 2, 11], window(&[3], &[2], &[], &[1, 1]), true, false),
+        (&[1, 2, 4, 5, 6], window(&[2, 2, 3], &[2, 2, 2], &[], &[0, 1, 1, 0, 0, 1]), false, false),
+    ];
+    let mut rng = Rng::new(77);
+    for (dims, w, ceil_mode, column_major) in cases {
+        let n: usize = dims.iter().product();
+        // Few distinct values (ties) and a NaN now and then.
+        let values: Vec<f32> =
+            (0..n).map(|i| if i % 23 == 5 { f32::NAN } else { (rng.uniform(0.0, 4.0) as i32) as f32 }).collect();
+        let mut g = Graph::new("max_pool_indices");
+        let x = g.add_input("x", DType::F32, dims.to_vec());
+        let op = Op::MaxPoolWithIndices { window: w.clone(), ceil_mode: *ceil_mode, column_major: *column_major };
+        let outs = g.add_node("pool", op, vec![Some(x)]).unwrap_or_else(|e| panic!("{e}"));
+        g.add_output(outs[0]);
+        g.add_output(outs[1]);
+        let p = check(&g, &[weft_graph::Tensor::f32(dims.to_vec(), values)]);
+        assert_eq!(p.num_kernels(), 1, "{dims:?}");
+    }
+}

@@ -305,6 +305,13 @@ impl<'g> Exporter<'g> {
                 attrs.push(int("ceil_mode", *ceil_mode as i64));
                 "MaxPool"
             }
+            Op::MaxPoolWithIndices { window, ceil_mode, column_major } => {
+                let window = &self.portable_window(node, window)?;
+                window_attrs(&mut attrs, window, true);
+                attrs.push(int("ceil_mode", *ceil_mode as i64));
+                attrs.push(int("storage_order", *column_major as i64));
+                "MaxPool"
+            }
             Op::AveragePool { window, ceil_mode, count_include_pad } => {
                 // AveragePool gained `dilations` in opset 19.
                 if window.dilations.iter().any(|&d| d != 1) {
@@ -627,7 +634,9 @@ impl<'g> Exporter<'g> {
                 let w = info(1)?.shape.dims();
                 conv_geometry(window, spatial, w.get(2..).ok_or("the weight has no spatial dims")?)
             }
-            Op::MaxPool { ceil_mode, .. } => pool_geometry(window, spatial, *ceil_mode),
+            Op::MaxPool { ceil_mode, .. } | Op::MaxPoolWithIndices { ceil_mode, .. } => {
+                pool_geometry(window, spatial, *ceil_mode)
+            }
             _ => return Ok(window.clone()),
         }?;
         let pads = geometry.pads_begin.iter().chain(&geometry.pads_end).copied().collect();

@@ -39,11 +39,21 @@ pub(crate) fn convert(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), Import
             }
         }
         "MaxPool" | "AveragePool" => {
-            if n.outputs.get(1).is_some_and(|o| !o.is_empty()) {
-                return Err(n.err("the Indices output is not supported"));
-            }
             let window = window(n, None)?;
             let ceil_mode = a.int("ceil_mode", name)?.unwrap_or(0) != 0;
+            if n.op_type == "MaxPool" && wanted(n, 1) {
+                let column_major = match a.int("storage_order", name)?.unwrap_or(0) {
+                    0 => false,
+                    1 => true,
+                    other => {
+                        return Err(n.err(format!("storage_order {other} is not 0 (row-major) or 1 (column-major)")))
+                    }
+                };
+                let op = Op::MaxPoolWithIndices { window, ceil_mode, column_major };
+                let x = imp.tensor(data_input(n)?)?;
+                imp.emit(&n.name, op, vec![Some(x)], &n.outputs[..2])?;
+                return Ok(());
+            }
             if n.op_type == "MaxPool" {
                 Some(Op::MaxPool { window, ceil_mode })
             } else {

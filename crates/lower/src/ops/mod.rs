@@ -37,9 +37,12 @@ pub fn lower_node(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(),
     match &node.op {
         Op::Conv { .. } | Op::ConvTranspose { .. } => conv::lower(ctx, node, epi),
         Op::Gemm { .. } | Op::MatMul => gemm::lower(ctx, node, epi),
-        Op::MaxPool { .. } | Op::AveragePool { .. } | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Lrn { .. } => {
-            pool::lower(ctx, node, epi)
-        }
+        Op::MaxPool { .. }
+        | Op::MaxPoolWithIndices { .. }
+        | Op::AveragePool { .. }
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::Lrn { .. } => pool::lower(ctx, node, epi),
         Op::Softmax { .. }
         | Op::LayerNormalization { .. }
         | Op::ReduceMean { .. }

@@ -37,9 +37,12 @@ const REDUCE_THREADS: u32 = 256;
 
 pub fn lower(ctx: &mut LowerCtx, node: &Node, epi: &Epilogue) -> Result<(), LowerError> {
     match &node.op {
-        Op::MaxPool { window, ceil_mode } => window_pool(ctx, node, epi, window, *ceil_mode, None),
+        Op::MaxPool { window, ceil_mode } => window_pool(ctx, node, epi, window, *ceil_mode, None, None),
+        Op::MaxPoolWithIndices { window, ceil_mode, column_major } => {
+            window_pool(ctx, node, epi, window, *ceil_mode, None, Some(*column_major))
+        }
         Op::AveragePool { window, ceil_mode, count_include_pad } => {
-            window_pool(ctx, node, epi, window, *ceil_mode, Some(*count_include_pad))
+            window_pool(ctx, node, epi, window, *ceil_mode, Some(*count_include_pad), None)
         }
         Op::GlobalAveragePool => global_pool(ctx, node, epi, true),
         Op::GlobalMaxPool => global_pool(ctx, node, epi, false),
@@ -74,7 +77,7 @@ fn io(ctx: &LowerCtx, node: &Node) -> Result<(TensorId, Vec<usize>, Vec<usize>),
     let tx = node.inputs.first().copied().flatten().ok_or_else(|| unsupported(node, "input 0 is missing"))?;
     let out = *node.outputs.first().ok_or_else(|| unsupported(node, "no output"))?;
     // MaxPool also runs on 8-bit integers (compared as they are).
-    let int_ok = matches!(node.op, Op::MaxPool { .. });
+    let int_ok = matches!(node.op, Op::MaxPool { .. } | Op::MaxPoolWithIndices { .. });
     for t in [tx, out] {
         let info = ctx.graph.info(t);
         let ok = info.dtype == DType::F32 || (int_ok && matches!(info.dtype, DType::I8 | DType::U8));
@@ -112,6 +115,10 @@ fn finish_store(
     }
 }
 
+/// A windowed pool: `average` (with `count_include_pad`) or max; with
+/// `indices` (`Some(column_major)`), a max that also stores each maximum's
+/// flat input index into the node's second output.
+#[allow(clippy::too_many_arguments)]
 fn window_pool(
     ctx: &mut LowerCtx,
     node: &Node,
@@ -119,7 +126,14 @@ fn window_pool(
     window: &Window,
     ceil_mode: bool,
     average: Option<bool>,
+    indices: Option<bool>,
 ) -> Result<(), LowerError> {
+    if indices.is_some() && !epi.is_empty() {
+        return Err(LowerError::Internal {
+            node: node.name.clone(),
+            message: "MaxPool with Indices takes no epilogue".into(),
+        });
+    }
     let (tx, xd, yd) = io(ctx, node)?;
     let geom = pool_geometry(window, &xd[2..], ceil_mode).map_err(|e| unsupported(node, e))?;
     if geom.output != yd[2..] {
@@ -162,7 +176,20 @@ fn window_pool(
         ctx.kernel_name(&format!("{base}_{kh}x{kw}"))
     };
     let mut b = KernelBuilder::new(name, linear_launch(total, MAX_BLOCKS));
-    let bufs = declare(ctx, &mut b, tx, epi)?;
+    let mut bufs = declare(ctx, &mut b, tx, epi)?;
+    let pidx = match (indices, node.outputs.get(1)) {
+        (Some(_), Some(&out)) => {
+            bufs.args.push(ctx.buffer_of(out));
+            Some(b.buffer("indices", Type::I64, total as u64, Access::Write))
+        }
+        (Some(_), None) => {
+            return Err(LowerError::Internal {
+                node: node.name.clone(),
+                message: "the Indices output is missing".into(),
+            })
+        }
+        _ => None,
+    };
     let zero = b.const_i32(0);
     let c_h = b.const_i32(h as i32);
     let c_w = b.const_i32(w as i32);
@@ -194,6 +221,8 @@ fn window_pool(
         let rows = axis_taps(b, hs, [oh, sh, dh, ph, h, kh], zero, c_h);
         let cols = axis_taps(b, ws, [ow, sw, dw, pw, w, kw], zero, c_w);
         let acc = b.var_init(init);
+        let none = b.const_i32(-1);
+        let best = b.var_init(none);
         let planes: Vec<(Value, Option<Value>)> = match &depths {
             Some(ds) => ds
                 .iter()
@@ -213,6 +242,25 @@ fn window_pool(
                         let xi = b.add(rowbase, col.coord);
                         let xv = b.load(bufs.px, xi);
                         let cur = b.get(acc);
+                        if pidx.is_some() {
+                            // The first maximum in window order; NaN the largest.
+                            let at = b.get(best);
+                            let minus = b.const_i32(-1);
+                            let first = b.eq(at, minus);
+                            let above = b.gt(xv, cur);
+                            let take = b.or(first, above);
+                            let take = if x_ty.is_float() {
+                                let v_nan = b.ne(xv, xv);
+                                let c_nan = b.ne(cur, cur);
+                                let c_num = b.not(c_nan);
+                                let nan_first = b.and(v_nan, c_num);
+                                b.or(take, nan_first)
+                            } else {
+                                take
+                            };
+                            let nb = b.select(take, xi, at);
+                            b.set(best, nb);
+                        }
                         let nv = if average.is_some() { b.add(cur, xv) } else { crate::epilogue::nan_max(b, cur, xv) };
                         b.set(acc, nv);
                     };
@@ -272,11 +320,34 @@ fn window_pool(
             v = b.div(v, cf);
         }
         finish_store(graph_ctx, b, epi, &bufs, v, i, &mut result);
+        if let (Some(pi), Some(column_major)) = (pidx, indices) {
+            // A window wholly in the padding has no maximum: index 0.
+            let at = b.get(best);
+            let zero = b.const_i32(0);
+            let at = b.max(at, zero);
+            let at = if column_major {
+                // (h, w) of the plane, stored as w·H + h.
+                let local = b.rem(at, c_hw);
+                let plane = b.sub(at, local);
+                let hh = b.div(local, c_w);
+                let ww = b.rem(local, c_w);
+                let wh = b.mul(ww, c_h);
+                let moved = b.add(wh, hh);
+                b.add(plane, moved)
+            } else {
+                at
+            };
+            let at = b.cast(Type::I64, at);
+            b.store(pi, i, at);
+        }
     });
     result?;
     let args = bufs.args.clone();
     ctx.push_step(b.finish(), args, step_nodes(node, &[], epi))?;
     ctx.mark_available(epi.output);
+    if let Some(&out) = node.outputs.get(1).filter(|_| indices.is_some()) {
+        ctx.mark_available(out);
+    }
     Ok(())
 }
 
