@@ -456,6 +456,21 @@ pub fn nan_max(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
     propagate_nan(b, x, y, m)
 }
 
+/// Whether `v` goes beyond `cur` for a running maximum (`max`) or minimum:
+/// strictly above (below), or NaN where `cur` is not — NaN the most extreme
+/// value, as [`nan_max`] keeps it. The rule of every argmax-like search.
+pub fn nan_beyond(b: &mut KernelBuilder, v: Value, cur: Value, max: bool) -> Value {
+    let strictly = if max { b.gt(v, cur) } else { b.lt(v, cur) };
+    if !ty_of(b, v).is_float() {
+        return strictly;
+    }
+    let v_nan = b.ne(v, v);
+    let cur_nan = b.ne(cur, cur);
+    let cur_num = b.not(cur_nan);
+    let nan_wins = b.and(v_nan, cur_num);
+    b.or(strictly, nan_wins)
+}
+
 /// `min(x, y)`, NaN when either operand is.
 pub fn nan_min(b: &mut KernelBuilder, x: Value, y: Value) -> Value {
     let m = b.min(x, y);

@@ -236,7 +236,14 @@ fn flag_out_of_range(b: &mut KernelBuilder, status: Option<Param>, raw: Value, i
     let below = b.lt(raw, lo);
     let above = b.ge(raw, hi);
     let bad = b.or(below, above);
-    b.if_(bad, |b| {
+    raise_status(b, status, bad);
+}
+
+/// Stores 1 into the program's status word `status` where `cond` holds: the
+/// one way a kernel reports a run's data-dependent error (an index out of
+/// range, a count other than the program's).
+pub(crate) fn raise_status(b: &mut KernelBuilder, status: Param, cond: Value) {
+    b.if_(cond, |b| {
         let zero = const_index(b, 0);
         let one = b.const_u32(1);
         b.store(status, zero, one);

@@ -247,17 +247,8 @@ fn window_pool(
                             let at = b.get(best);
                             let minus = b.const_i32(-1);
                             let first = b.eq(at, minus);
-                            let above = b.gt(xv, cur);
+                            let above = crate::epilogue::nan_beyond(b, xv, cur, true);
                             let take = b.or(first, above);
-                            let take = if x_ty.is_float() {
-                                let v_nan = b.ne(xv, xv);
-                                let c_nan = b.ne(cur, cur);
-                                let c_num = b.not(c_nan);
-                                let nan_first = b.and(v_nan, c_num);
-                                b.or(take, nan_first)
-                            } else {
-                                take
-                            };
                             let nb = b.select(take, xi, at);
                             b.set(best, nb);
                         }

@@ -697,13 +697,10 @@ fn arg_extreme(
             let v = convert(b, v, cmp_ty);
             let cur = b.get(best);
             // NaN is the only value unequal to itself (never for integers).
-            let v_nan = b.ne(v, v);
-            let cur_nan = b.ne(cur, cur);
-            let cur_num = b.not(cur_nan);
-            let strictly = if max { b.gt(v, cur) } else { b.lt(v, cur) };
-            let nan_wins = b.and(v_nan, cur_num);
-            let better = b.or(strictly, nan_wins);
+            let better = crate::epilogue::nan_beyond(b, v, cur, max);
             let take = if last {
+                let v_nan = b.ne(v, v);
+                let cur_nan = b.ne(cur, cur);
                 let same = b.eq(v, cur);
                 let both_nan = b.and(v_nan, cur_nan);
                 let tie = b.or(same, both_nan);
@@ -1041,11 +1038,7 @@ fn non_zero(
     let c_count = const_index(&mut b, count);
     let differs = b.ne(total, c_count);
     let flag = b.and(is_last, differs);
-    b.if_(flag, |b| {
-        let zero = const_index(b, 0);
-        let one = b.const_u32(1);
-        b.store(status, zero, one);
-    });
+    super::movement::raise_status(&mut b, status, flag);
     let args = vec![ctx.buffer_of(x), ctx.buffer_of(out), ctx.status_buffer()];
     ctx.push_step(b.finish(), args, vec![node.name.clone()])?;
     let check =
