@@ -201,6 +201,10 @@ fn cpu_checking_mode_stops_a_hung_launch_too() {
     }
     let program = spin();
     let mut exec = weft_cpu::CpuExecutor::checking(3);
+    // A short run first compiles the kernel, so the bound below times the
+    // hung launch and its stop, not a cold host compiler on a loaded machine.
+    let out = run_program(&mut exec, program.clone(), &[trips(3)], |_| {}).expect("a short spin runs");
+    assert_eq!(out[0].to_f32_vec(), vec![3.0; 32]);
     exec.set_launch_limit(Some(Duration::from_millis(200)));
     let began = Instant::now();
     let err = run_program(&mut exec, program.clone(), &[trips(i64::MAX)], |_| {}).unwrap_err();
