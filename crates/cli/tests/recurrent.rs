@@ -59,6 +59,57 @@ fn read_f32(path: &Path) -> (Vec<u64>, Vec<f32>) {
     (shape, file.into_vec::<f32>().expect("f32 data"))
 }
 
+/// Whether onnxruntime is installed; says why a test skips (a failure under
+/// `CI=true`).
+fn onnxruntime_or_skip(test: &str) -> bool {
+    let py = workspace_root().join(".cache/py");
+    if py.join("onnxruntime").exists() {
+        return true;
+    }
+    let msg = format!("onnxruntime is not in {}: run scripts/fetch-models", py.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true makes this a failure)");
+    }
+    eprintln!("skipping {test}: {msg}");
+    false
+}
+
+/// Runs `model` on onnxruntime and through `weft run` on the same `.npy`
+/// inputs (`feeds`: input name and file) and compares the `f32` outputs
+/// `outs`; removes the model's directory after.
+fn matches_onnxruntime(name: &str, model: &Path, feeds: &[(String, PathBuf)], outs: &[&str]) {
+    let dir = model.parent().expect("the model is in its test's directory");
+    let specs: Vec<String> = feeds.iter().map(|(n, p)| format!("{n}={}", p.display())).collect();
+    let ort = dir.join("ort");
+    let o = Command::new("python3")
+        .arg(workspace_root().join("scripts/ort_reference.py"))
+        .arg(model)
+        .arg(&ort)
+        .args(&specs)
+        .env("PYTHONPATH", workspace_root().join(".cache/py"))
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "{name}: ort_reference.py: {}", String::from_utf8_lossy(&o.stderr));
+    let got = dir.join("weft");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.args(["run", model.to_str().unwrap(), "--backend", "interp", "--output-dir", got.to_str().unwrap()]);
+    for s in &specs {
+        cmd.args(["--input", s]);
+    }
+    let o = cmd.output().expect("the weft binary runs");
+    assert!(o.status.success(), "{name}: weft run: {}", String::from_utf8_lossy(&o.stderr));
+    for out in outs {
+        let (want_shape, want) = read_f32(&ort.join(format!("{out}.npy")));
+        let (got_shape, got) = read_f32(&got.join(format!("{out}.npy")));
+        assert_eq!(got_shape, want_shape, "{name}: {out}");
+        let diff: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = want.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+        let err = if norm > 0.0 { diff / norm } else { diff };
+        assert!(err <= 1e-4, "{name}: {out} differs from onnxruntime: relative L2 {err:.3e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// One recurrent layer's configuration.
 struct Case {
     name: &'static str,
@@ -87,14 +138,8 @@ impl Case {
 
     /// Runs the case on onnxruntime and through `weft run`; compares.
     fn check(&self) {
-        let root = workspace_root();
-        let py = root.join(".cache/py");
-        if !py.join("onnxruntime").exists() {
-            let msg = format!("onnxruntime is not in {}: run scripts/fetch-models", py.display());
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg} (CI=true makes this a failure)");
-            }
-            return eprintln!("skipping {}: {msg}", self.name);
+        if !onnxruntime_or_skip(self.name) {
+            return;
         }
         let dir = temp_dir(self.name);
         let (g, h, d) = (self.gates(), self.hidden, self.dirs);
@@ -150,34 +195,7 @@ impl Case {
         std::fs::write(&model, to_bytes(&model_of(22, graph(self.name, inputs, inits, vec![n], outputs))))
             .expect("model written");
 
-        let specs: Vec<String> = feeds.iter().map(|(n, p)| format!("{n}={}", p.display())).collect();
-        let ort = dir.join("ort");
-        let o = Command::new("python3")
-            .arg(workspace_root().join("scripts/ort_reference.py"))
-            .arg(&model)
-            .arg(&ort)
-            .args(&specs)
-            .env("PYTHONPATH", &py)
-            .output()
-            .expect("python3 runs");
-        assert!(o.status.success(), "{}: ort_reference.py: {}", self.name, String::from_utf8_lossy(&o.stderr));
-        let got = dir.join("weft");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-        cmd.args(["run", model.to_str().unwrap(), "--backend", "interp", "--output-dir", got.to_str().unwrap()]);
-        for s in &specs {
-            cmd.args(["--input", s]);
-        }
-        let o = cmd.output().expect("the weft binary runs");
-        assert!(o.status.success(), "{}: weft run: {}", self.name, String::from_utf8_lossy(&o.stderr));
-        for out in outs {
-            let (want_shape, want) = read_f32(&ort.join(format!("{out}.npy")));
-            let (got_shape, got) = read_f32(&got.join(format!("{out}.npy")));
-            assert_eq!(got_shape, want_shape, "{}: {out}", self.name);
-            let diff: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>().sqrt();
-            let norm: f64 = want.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
-            let err = if norm > 0.0 { diff / norm } else { diff };
-            assert!(err <= 1e-4, "{}: {out} differs from onnxruntime: relative L2 {err:.3e}", self.name);
-        }
+        matches_onnxruntime(self.name, &model, &feeds, outs);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -275,4 +293,59 @@ fn lstm_and_rnn_with_parameterised_activations() {
         peepholes: false,
     }
     .check();
+}
+
+/// Scan with a reverse scan input along axis 1, a forward one along axis 0,
+/// and scan outputs stacked along axis 2 (in reverse) and axis −1: the
+/// directions and axes ONNX's conformance cases leave at their defaults.
+#[test]
+fn scan_with_directions_and_axes() {
+    use weft_graph::onnx::testing::{attr_graph, attr_ints, tensor_i64};
+    const NAME: &str = "scan_directions_axes";
+    if !onnxruntime_or_skip(NAME) {
+        return;
+    }
+    let dir = temp_dir(NAME);
+    let f32s = |name: &str, dims: &[i64]| {
+        value_info(name, DataType::FLOAT, &dims.iter().map(|&d| Dim::Value(d)).collect::<Vec<_>>())
+    };
+    // body(s: [2], a: [3, 2], b: [3]) -> (s + Σ_rows a, a + s, b · 2)
+    let body = graph(
+        "body",
+        vec![f32s("s", &[2]), f32s("a", &[3, 2]), f32s("b", &[3])],
+        vec![tensor_i64("rows", &[1], vec![0]), tensor_f32("two", &[], vec![2.0])],
+        vec![
+            node("ReduceSum", "sum_rows", &["a", "rows"], &["col_sums"], vec![attr_int("keepdims", 0)]),
+            node("Add", "next_state", &["s", "col_sums"], &["s_out"], vec![]),
+            node("Add", "shifted", &["a", "s"], &["a_out"], vec![]),
+            node("Mul", "doubled", &["b", "two"], &["b_out"], vec![]),
+        ],
+        vec![f32s("s_out", &[2]), f32s("a_out", &[3, 2]), f32s("b_out", &[3])],
+    );
+    let scan = node(
+        "Scan",
+        "scan",
+        &["init", "x", "y"],
+        &["final", "ys", "zs"],
+        vec![
+            attr_graph("body", body),
+            attr_int("num_scan_inputs", 2),
+            attr_ints("scan_input_axes", &[1, 0]),
+            attr_ints("scan_input_directions", &[1, 0]),
+            attr_ints("scan_output_axes", &[2, -1]),
+            attr_ints("scan_output_directions", &[1, 0]),
+        ],
+    );
+    let inputs = vec![f32s("init", &[2]), f32s("x", &[3, 4, 2]), f32s("y", &[4, 3])];
+    let outputs = vec![f32s("final", &[2]), f32s("ys", &[3, 2, 4]), f32s("zs", &[3, 4])];
+    let model = dir.join("model.onnx");
+    std::fs::write(&model, to_bytes(&model_of(17, graph(NAME, inputs, vec![], vec![scan], outputs))))
+        .expect("model written");
+    let mut feeds = Vec::new();
+    for (name, shape, seed) in [("init", &[2u64][..], 7), ("x", &[3, 4, 2], 8), ("y", &[4, 3], 9)] {
+        let path = dir.join(format!("{name}.npy"));
+        write_npy(&path, shape, &values(shape.iter().product::<u64>() as usize, seed, 1.0));
+        feeds.push((name.to_string(), path));
+    }
+    matches_onnxruntime(NAME, &model, &feeds, &["final", "ys", "zs"]);
 }

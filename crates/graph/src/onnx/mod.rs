@@ -75,6 +75,7 @@ mod fold;
 mod grid_sample;
 mod ops;
 mod rnn;
+mod scan;
 pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -584,6 +585,7 @@ const SUPPORTED: &[&str] = &[
     "ReverseSequence",
     "RotaryEmbedding",
     "Round",
+    "Scan",
     "Scatter",
     "ScatterElements",
     "ScatterND",
@@ -917,6 +919,7 @@ impl Importer {
                 return Ok(());
             }
             "If" => return self.import_if(&view),
+            "Scan" => return self.import_scan(&view),
             _ => {}
         }
         let consts: Vec<Option<Tensor>> =
