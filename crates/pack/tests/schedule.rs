@@ -587,7 +587,6 @@ impl weft_pack::ResourceModel for AskedModules {
 
 #[test]
 fn grow_asks_for_a_module_only_of_joins_every_other_rule_takes() {
-    use weft_pack::ResourceModel;
     let limits = Target::sm_90();
     let kernels = [kernel("a", 8, 128, 4, 0), kernel("b", 8, 128, 5, 0), kernel("c", 8, 128, 6, 0)];
     let model = AskedModules { asked: Default::default() };
