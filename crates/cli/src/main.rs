@@ -111,6 +111,12 @@ enum Command {
         /// (`best`), or in the default form only (`default`: bodies inlined).
         #[arg(long, value_enum, default_value_t = Forms::Best)]
         bundle_forms: Forms,
+        /// Compile at most N bundle modules while planning (each new set of
+        /// bodies a join would launch is compiled to judge its occupancy);
+        /// later joins of sets not compiled are judged on their kernels'
+        /// own figures.
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        max_module_compiles: usize,
     },
     /// Run a model and write every graph output to DIR/<name>.npy.
     Run {
@@ -231,6 +237,7 @@ fn main() -> ExitCode {
             seed,
             draw_first,
             bundle_forms,
+            max_module_compiles,
         } => pack::pack(&pack::PackArgs {
             models: &models,
             mode: match mode {
@@ -248,6 +255,7 @@ fn main() -> ExitCode {
                 Forms::Best => weft::pack::FormChoice::Best,
                 Forms::Default => weft::pack::FormChoice::Default,
             },
+            max_module_compiles,
         }),
         Command::Run { model, backend, shapes, dims, max_memory, inputs, seed, output_dir } => {
             let bind = Bindings { shapes: &shapes, dims: &dims, max_memory };

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use weft::codegen::{emit_cuda, fits_parameter_space, Arch, Compiler};
@@ -20,8 +21,8 @@ use weft::kir::{HostBuffer, KernelDef, Target};
 use weft::lower::{lower, Program};
 use weft::pack::timeline::{chrome_trace, svg_timeline};
 use weft::pack::{
-    body_fingerprint, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan, Policy,
-    RefusalReason, Resident, ResourceTable, TenantId, TenantRun, Weights,
+    body_fingerprint, plan_observed, plan_with, run_plan, run_program, CostModel, InterpExecutor, PackMode, Plan,
+    Policy, RefusalReason, Resident, ResourceTable, TenantId, TenantRun, Weights,
 };
 use weft::predict::{DeviceModel, PredictorCost, RooflinePrior};
 
@@ -63,6 +64,33 @@ pub struct PackArgs<'a> {
     pub draw_first: Option<usize>,
     /// The forms a bundle module may take.
     pub forms: weft::pack::FormChoice,
+    /// Bundle modules compiled at most while planning.
+    pub max_module_compiles: usize,
+}
+
+/// Progress of long work on stderr: a line at most every few seconds,
+/// none for work that finishes sooner.
+struct Progress {
+    what: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(what: &'static str) -> Progress {
+        let now = Instant::now();
+        Progress { what, started: now, last: now }
+    }
+
+    /// Prints `line()` if the last line is old enough.
+    fn tick(&mut self, line: impl FnOnce() -> String) {
+        if self.last.elapsed() >= Self::EVERY {
+            self.last = Instant::now();
+            eprintln!("{}: {} ({:.0} s)", self.what, line(), self.started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 fn limits() -> (Target, String) {
@@ -135,15 +163,34 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
     let ids: Vec<(TenantId, &Program)> = tenants.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
     let mut cost = PredictorCost::new(RooflinePrior::new(), DeviceModel::sm_90_with(limits));
     // With NVRTC, every join is judged on the module it would compile to
-    // (cached with the PTX): joins whose module loses the bodies'
-    // occupancy are split.
-    let plan = if compiler.nvrtc().is_ok() {
-        let modules = weft::pack::CompiledModules::new(&table, &compiler, limits, args.forms);
-        plan_with(&ids, &limits, &policy, &modules, &mut cost)?
+    // (cached with the PTX), up to the compile limit: joins whose module
+    // loses the bodies' occupancy are split.
+    let mut progress = Progress::new("planning");
+    let (plan, modules) = if compiler.nvrtc().is_ok() {
+        let modules = weft::pack::CompiledModules::new(&table, &compiler, limits, args.forms)
+            .with_limit(args.max_module_compiles);
+        let plan = plan_observed(&ids, &limits, &policy, &modules, &mut cost, &mut |p| {
+            progress.tick(|| {
+                format!(
+                    "{} bundles, {} of {} slots placed, {} bundle modules compiled",
+                    p.bundles,
+                    p.slots,
+                    p.total_slots,
+                    modules.compiled()
+                )
+            })
+        })?;
+        (plan, Some((modules.compiled(), modules.unjudged())))
     } else {
-        plan_with(&ids, &limits, &policy, &table, &mut cost)?
+        let plan = plan_observed(&ids, &limits, &policy, &table, &mut cost, &mut |p| {
+            progress.tick(|| format!("{} bundles, {} of {} slots placed", p.bundles, p.slots, p.total_slots))
+        })?;
+        (plan, None)
     };
     print_plan(&plan, &tenants, &format!("{device}; {resources}"), cost.name(), args);
+    if let Some((compiled, unjudged)) = modules {
+        println!("{}", module_note(compiled, unjudged, args.max_module_compiles));
+    }
 
     std::fs::create_dir_all(args.out)
         .map_err(|source| CliError::Io { path: args.out.display().to_string(), source })?;
@@ -178,6 +225,20 @@ pub fn pack(args: &PackArgs) -> Result<(), CliError> {
         verify_bounded(&plan, &programs, &tenants, args.seed, budget, &mut replan)?;
     }
     Ok(())
+}
+
+/// What planning learnt from compiled modules: `compiled` launch classes
+/// compiled, `unjudged` joins past the `limit` judged on their kernels' own
+/// figures.
+fn module_note(compiled: usize, unjudged: usize, limit: usize) -> String {
+    if unjudged == 0 {
+        return format!("bundle modules: every join was judged on its compiled module ({compiled} compiled)");
+    }
+    format!(
+        "bundle modules: {compiled} compiled (at most {limit}); {unjudged} later joins of bodies not compiled together \
+         were judged on their kernels' own figures, not their module's (--max-module-compiles raises the limit; \
+         bundles.tsv has every planned module's figures)"
+    )
 }
 
 /// Bytes verifying `count` tenants at once holds on the host: every
@@ -216,8 +277,12 @@ fn verify_bounded(
     replan: &mut Replan<'_>,
 ) -> Result<(), CliError> {
     let all = verify_bytes(programs, tenants);
+    let mut progress = Progress::new("verifying");
+    let total = tenants.len();
     if all <= budget {
-        verify(plan, programs, tenants, seed)?;
+        verify(plan, programs, tenants, seed, &mut |k| {
+            progress.tick(|| format!("{k} of {total} tenants compared with their solo runs"))
+        })?;
         println!(
             "verified on the interpreter: all {} tenants' outputs are bit-identical to their solo runs",
             tenants.len()
@@ -245,10 +310,21 @@ fn verify_bounded(
         }));
     }
     groups.push(current);
-    for group in &groups {
+    let mut done = 0;
+    for (i, group) in groups.iter().enumerate() {
         let ids: Vec<(TenantId, &Program)> = group.iter().map(|(t, p, _)| (*t, &programs[*p].1)).collect();
         let sub = replan(&ids)?;
-        verify(&sub, programs, group, seed)?;
+        verify(&sub, programs, group, seed, &mut |k| {
+            progress.tick(|| {
+                format!(
+                    "group {} of {}: {} of {total} tenants compared with their solo runs",
+                    i + 1,
+                    groups.len(),
+                    done + k
+                )
+            })
+        })?;
+        done += group.len();
     }
     println!(
         "verified on the interpreter in {} groups of at most {} tenants (all {} at once would hold {}, over the \
@@ -355,13 +431,20 @@ fn write_bundles(
     };
     let distinct = distinct_bundles(plan);
     let nvrtc = compiler.nvrtc().err().map(|e| e.to_string());
+    // Most were compiled while planning (a cache hit); the rest compile now.
+    let progress = std::sync::Mutex::new((Progress::new("writing bundle modules"), 0usize));
     let compiled: Vec<Option<weft::pack::CompiledBundle>> = distinct
         .par_iter()
         .map(|d| -> Result<_, CliError> {
             if nvrtc.is_some() {
                 return Ok(None);
             }
-            Ok(Some(weft::pack::compile_bundle_with(compiler, target, d.bundle.bodies(), d.bundle.class(), forms)?))
+            let c = weft::pack::compile_bundle_with(compiler, target, d.bundle.bodies(), d.bundle.class(), forms)?;
+            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+            p.1 += 1;
+            let n = p.1;
+            p.0.tick(|| format!("{n} of {} compiled", distinct.len()));
+            Ok(Some(c))
         })
         .collect::<Result<_, _>>()?;
     let mut tsv = String::from(
@@ -443,12 +526,14 @@ fn write_bundles(
 }
 
 /// Runs the plan on the interpreter and checks every tenant's outputs are
-/// bit-identical to running its program alone.
+/// bit-identical to running its program alone; `compared` hears how many
+/// tenants were checked so far.
 fn verify(
     plan: &Plan,
     programs: &[(String, Program)],
     tenants: &[(TenantId, usize, String)],
     seed: u64,
+    compared: &mut dyn FnMut(usize),
 ) -> Result<(), CliError> {
     let interp = Interpreter::new();
     let inputs: Vec<Vec<HostBuffer>> = tenants
@@ -484,12 +569,13 @@ fn verify(
         runs.push(TenantRun::start(&mut exec, *t, resident, x).map_err(CliError::PackedRun)?);
     }
     run_plan(plan, &mut runs, &mut exec).map_err(CliError::PackedRun)?;
-    for ((run, (_, p, name)), x) in runs.iter().zip(tenants).zip(&inputs) {
+    for (k, ((run, (_, p, name)), x)) in runs.iter().zip(tenants).zip(&inputs).enumerate() {
         let packed = run.resident.outputs(&mut exec, &run.arena).map_err(CliError::PackedRun)?;
         let solo = run_program(&mut exec, arcs[*p].clone(), x, |_| {})?;
         if packed != solo {
             return Err(CliError::Usage(format!("tenant {name}: packed outputs differ from its solo run")));
         }
+        compared(k + 1);
     }
     // Dropping the interpreter frees the group's buffers before the next.
     Ok(())

@@ -8,9 +8,11 @@
 //!   [`Isolation::Strict`] an unproven access is an error instead. A slot's
 //!   kernel in the built bundle is the kernel that runs (the guarded one);
 //! - **code keyed by bodies** (principle 1): distinct kernel bodies are
-//!   deduplicated (same `Arc`, or equal kernels) into [`Bundle::bodies`], and
+//!   deduplicated (same `Arc`, or equal kernels) into [`Bundle::bodies`], in
+//!   the canonical order (by fingerprint, whichever slot came first), and
 //!   the [`LaunchClass`] holds their fingerprints and the block size, so N
-//!   tenants of one model share one compiled body;
+//!   tenants of one model share one compiled body, and a set of bodies one
+//!   module;
 //! - **legal barriers** (principle 4): the launch uses the widest slot's
 //!   block; a narrower slot idles whole warps and syncs with a named barrier
 //!   over its own warps, so its thread count must be a multiple of 32;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use weft_kir::verifier::verify;
 use weft_kir::{KernelDef, Target};
 
-use crate::bundle::{body_fingerprint, Bundle, LaunchClass, Slot};
+use crate::bundle::{body_fingerprint, canonical_order, reorder, Bundle, LaunchClass, Slot};
 use crate::error::PackError;
 use crate::isolate::{first_unproven, isolate, GuardedAccess};
 use crate::table::SlotTable;
@@ -149,8 +151,13 @@ impl BundleBuilder {
                     bodies.len() - 1
                 }
             };
-            slot.kernel = bodies[body].clone();
             body_of.push(body as u32);
+        }
+        let order = canonical_order(&mut fingerprints, &mut body_of);
+        reorder(&mut bodies, &order);
+        reorder(&mut guards, &order);
+        for (slot, &body) in slots.iter_mut().zip(&body_of) {
+            slot.kernel = bodies[body as usize].clone();
         }
 
         let block_threads = slots.iter().map(|s| threads(&s.kernel)).max().unwrap_or(0);
@@ -268,12 +275,27 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(bundle.bodies.len(), 2);
-        assert_eq!(bundle.class.bodies, vec![body_fingerprint(&a), body_fingerprint(&b)]);
+        // Bodies in the canonical order: ascending fingerprints.
+        let (fa, fb) = (body_fingerprint(&a), body_fingerprint(&b));
+        let (ia, ib) = if fa < fb { (0, 1) } else { (1, 0) };
+        assert_eq!(bundle.class.bodies, vec![fa.min(fb), fa.max(fb)]);
         assert_eq!(bundle.class.block_threads, 128);
         let rows: Vec<(u32, u32, u32)> =
             bundle.table.entries.iter().map(|e| (e.body, e.first_block, e.num_blocks)).collect();
-        assert_eq!(rows, [(0, 0, 4), (0, 4, 2), (1, 6, 3), (0, 9, 1)]);
-        assert!(Arc::ptr_eq(&bundle.slots[1].kernel, &bundle.bodies[0]));
+        assert_eq!(rows, [(ia, 0, 4), (ia, 4, 2), (ib, 6, 3), (ia, 9, 1)]);
+        assert!(Arc::ptr_eq(&bundle.slots[1].kernel, &bundle.bodies[ia as usize]));
+        assert_eq!(bundle.bodies[ib as usize].launch, b.launch);
+
+        // The same bodies met in the other order: the same class, each slot
+        // still running its own body.
+        let swapped = BundleBuilder::new()
+            .slot(slot(&b, 2, Budget::Blocks(9)))
+            .slot(slot(&a, 3, Budget::Blocks(1)))
+            .build()
+            .unwrap();
+        assert_eq!(swapped.class, bundle.class);
+        let rows: Vec<u32> = swapped.table.entries.iter().map(|e| e.body).collect();
+        assert_eq!(rows, [ib, ia]);
     }
 
     #[test]

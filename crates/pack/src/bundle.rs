@@ -50,11 +50,17 @@ pub struct Slot {
 }
 
 /// What a bundle's compiled module depends on: its distinct kernel bodies
-/// (in first-use order), the block size of the launch, and whether any
-/// physical block runs more than one logical block.
+/// (in the canonical order, [`canonical_order`]), the block size of the
+/// launch, and whether any physical block runs more than one logical block.
+///
+/// Bodies are dispatched by their index in the slot table, so the module
+/// of a set of bodies is one module whichever slot came first: a class is
+/// the *set* of its bodies, and bundles of the same bodies met in another
+/// order (tenants at other phases, offers in another priority) share it.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct LaunchClass {
-    /// Fingerprints of the distinct kernel bodies ([`body_fingerprint`]).
+    /// Fingerprints of the distinct kernel bodies ([`body_fingerprint`]),
+    /// ascending.
     pub bodies: Vec<u64>,
     /// Threads per physical block: the widest slot's.
     pub block_threads: u32,
@@ -68,8 +74,8 @@ pub struct LaunchClass {
 }
 
 impl LaunchClass {
-    /// The class of a launch of `bodies` (fingerprints, in first-use order)
-    /// in blocks of `block_threads`, laid out as `table`.
+    /// The class of a launch of `bodies` (fingerprints, in the canonical
+    /// order) in blocks of `block_threads`, laid out as `table`.
     pub fn of(bodies: Vec<u64>, block_threads: u32, table: &SlotTable) -> LaunchClass {
         LaunchClass { bodies, block_threads, single_pass: table.single_pass() }
     }
@@ -83,6 +89,31 @@ pub fn body_fingerprint(kernel: &KernelDef) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     kernel.to_string().hash(&mut h);
     h.finish()
+}
+
+/// Puts a bundle's distinct bodies in the canonical order, ascending by
+/// fingerprint (`fingerprints[i]` is body `i`'s), and renumbers the slots'
+/// body indices (`body_of`) to follow. Returns the old index of each body
+/// in its new place, for whatever else is indexed like the bodies.
+pub(crate) fn canonical_order(fingerprints: &mut [u64], body_of: &mut [u32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..fingerprints.len()).collect();
+    // Stable on ties: equal fingerprints of unequal bodies keep first use.
+    order.sort_by_key(|&i| fingerprints[i]);
+    let mut rank = vec![0u32; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        rank[old] = new as u32;
+    }
+    let sorted: Vec<u64> = order.iter().map(|&i| fingerprints[i]).collect();
+    fingerprints.copy_from_slice(&sorted);
+    for b in body_of {
+        *b = rank[*b as usize];
+    }
+    order
+}
+
+/// Reorders `items` (indexed like the bodies) as [`canonical_order`] did.
+pub(crate) fn reorder<T: Clone>(items: &mut Vec<T>, order: &[usize]) {
+    *items = order.iter().map(|&i| items[i].clone()).collect();
 }
 
 /// One launch of several slots.

@@ -48,7 +48,8 @@ pub use run::{
     Resident, RunError, TenantRun, Weights,
 };
 pub use schedule::{
-    grow, plan, plan_with, Grown, Offer, Plan, PlannedBundle, Policy, Refusal, RefusalReason, ScheduleError, SlotPlan,
+    grow, plan, plan_observed, plan_with, Grown, Offer, Plan, PlanProgress, PlannedBundle, Policy, Refusal,
+    RefusalReason, ScheduleError, SlotPlan,
 };
 pub use shape::{
     assemble, block_time, finish_together_budgets, shape, EstimatedResources, FormError, Member, PackMode,

@@ -12,6 +12,7 @@
 //! which is the occupancy the packer plans with when it takes the most of
 //! its members' resources.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use weft_codegen::{
@@ -271,16 +272,55 @@ impl BundleFigures {
 /// join [`crate::grow`] considers is judged on the module it would load.
 /// The serving scheduler plans on its [`ResourceTable`] alone, which knows
 /// the modules its executor has compiled and recorded so far.
+///
+/// A class is the set of its bodies ([`LaunchClass`]), so tenants of one
+/// program at any phases share its module. Many tenants at many phases
+/// still meet many sets, and each costs NVRTC and ptxas (seconds in the
+/// best form), so at most `limit` classes are compiled
+/// ([`CompiledModules::with_limit`]); past it a join of a class not
+/// recorded is judged as the serving scheduler judges one, on its
+/// members' figures ([`CompiledModules::unjudged`] counts them).
 pub struct CompiledModules<'a> {
     table: &'a ResourceTable,
     compiler: &'a Compiler,
     target: Target,
     choice: FormChoice,
+    limit: usize,
+    /// Launch classes compiled so far (not found in the table).
+    compiled: AtomicUsize,
+    /// Joins past `limit` judged on their members' figures.
+    unjudged: AtomicUsize,
 }
 
 impl<'a> CompiledModules<'a> {
+    /// Compiles every class a planner asks about (no limit).
     pub fn new(table: &'a ResourceTable, compiler: &'a Compiler, target: Target, choice: FormChoice) -> Self {
-        CompiledModules { table, compiler, target, choice }
+        CompiledModules {
+            table,
+            compiler,
+            target,
+            choice,
+            limit: usize::MAX,
+            compiled: AtomicUsize::new(0),
+            unjudged: AtomicUsize::new(0),
+        }
+    }
+
+    /// Compiles at most `limit` launch classes.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Launch classes whose module was compiled here so far.
+    pub fn compiled(&self) -> usize {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Joins of a class not recorded, asked about once the limit was
+    /// reached: judged on their members' figures, not on their module.
+    pub fn unjudged(&self) -> usize {
+        self.unjudged.load(Ordering::Relaxed)
     }
 }
 
@@ -289,14 +329,19 @@ impl ResourceModel for CompiledModules<'_> {
         self.table.resources(kernel)
     }
 
-    /// The recorded figures, else the module compiled now; `None` where
-    /// it cannot be built or ptxas does not report (the planner then plans
-    /// on the members' resources, and whoever builds the module meets the
-    /// error).
+    /// The recorded figures, else the module compiled now (within the
+    /// limit); `None` where it cannot be built, ptxas does not report, or
+    /// the limit is reached (the planner then plans on the members'
+    /// resources, and whoever builds the module meets any error).
     fn module(&self, bundle: &Bundle) -> Option<BundleFigures> {
         if let Some(known) = self.table.bundle(bundle.class()) {
             return Some(known);
         }
+        if self.compiled() >= self.limit {
+            self.unjudged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.compiled.fetch_add(1, Ordering::Relaxed);
         let compiled =
             compile_bundle_with(self.compiler, &self.target, bundle.bodies(), bundle.class(), self.choice).ok()?;
         let figures = compiled.figures?;

@@ -46,6 +46,8 @@
 //!    per SM, registers beyond 1.1x the heaviest body's as allocated, or
 //!    spills) would run slower than priced, so the kernel waits for a
 //!    later bundle or runs alone ([`RefusalReason::ModuleOccupancy`]).
+//!    This rule is asked last, of a kernel every other rule takes, since
+//!    knowing may mean compiling the module.
 //!
 //! [`plan`] prices bundles with the block-round model ([`BlockRounds`]);
 //! [`plan_with`] takes any [`ResourceModel`] and [`CostModel`] (the
@@ -320,6 +322,33 @@ pub fn plan_with(
     resources: &dyn ResourceModel,
     cost: &mut dyn CostModel,
 ) -> Result<Plan, ScheduleError> {
+    plan_observed(tenants, limits, policy, resources, cost, &mut |_| {})
+}
+
+/// How far a plan has come: what [`plan_observed`] tells its observer
+/// after each bundle.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct PlanProgress {
+    /// Bundles planned so far.
+    pub bundles: usize,
+    /// Slots (kernel launches of a tenant) placed in them.
+    pub slots: usize,
+    /// Slots the whole plan places: every step of every tenant.
+    pub total_slots: usize,
+}
+
+/// [`plan_with`], calling `progress` after each bundle is planned (a long
+/// plan's caller reports from it; it decides nothing).
+pub fn plan_observed(
+    tenants: &[(TenantId, &Program)],
+    limits: &Target,
+    policy: &Policy,
+    resources: &dyn ResourceModel,
+    cost: &mut dyn CostModel,
+    progress: &mut dyn FnMut(&PlanProgress),
+) -> Result<Plan, ScheduleError> {
+    let total_slots = tenants.iter().map(|(_, p)| p.steps.len()).sum();
+    let mut placed = 0usize;
     for (i, (t, _)) in tenants.iter().enumerate() {
         if tenants[..i].iter().any(|(u, _)| u == t) {
             return Err(ScheduleError::DuplicateTenant(*t));
@@ -396,7 +425,9 @@ pub fn plan_with(
             next[c.tenant_index] += 1;
             ready_since[c.tenant_index] = round + 1;
         }
+        placed += chosen.len();
         plan.bundles.push(planned(&chosen, shaped, time.total_us, time.slots(), limits));
+        progress(&PlanProgress { bundles: plan.bundles.len(), slots: placed, total_slots });
     }
     Ok(plan)
 }
@@ -429,19 +460,22 @@ pub struct Grown {
 ///
 /// 1. the wider member list shapes under `mode` (rule 2 of the module docs;
 ///    else `refused` hears [`RefusalReason::Shape`]),
-/// 2. where `resources` knows the compiled module of the wider bundle's
+/// 2. packing does not cost: the wider bundle is predicted no slower than
+///    the bundle without it followed by the offer alone (rule 4;
+///    [`RefusalReason::NoGain`]),
+/// 3. `accept`, given the indices of the trial members and the trial
+///    bundle's predicted time, raises no objection (the caller's slowdown
+///    rule, rule 3), and
+/// 4. where `resources` knows the compiled module of the wider bundle's
 ///    launch class ([`ResourceModel::module`]) and that class is new to
 ///    the bundle, the module keeps its bodies' occupancy
 ///    ([`BundleFigures::keeps_occupancy`](crate::BundleFigures::keeps_occupancy);
 ///    else [`RefusalReason::ModuleOccupancy`]): every price assumes the
 ///    heaviest body's blocks per SM, which such a module would not give,
-///    so the offer runs in a later bundle or alone instead;
-/// 3. packing does not cost: the wider bundle is predicted no slower than
-///    the bundle without it followed by the offer alone (rule 4;
-///    [`RefusalReason::NoGain`]), and
-/// 4. `accept`, given the indices of the trial members and the trial
-///    bundle's predicted time, raises no objection (the caller's slowdown
-///    rule, rule 3).
+///    so the offer runs in a later bundle or alone instead. This comes
+///    last because asking may compile the module (`weft pack`'s
+///    [`CompiledModules`](crate::CompiledModules)): a join another rule
+///    refuses compiles nothing.
 ///
 /// A member list that cannot be laid out at all fails the whole growth
 /// ([`FormError::Pack`]).
@@ -472,14 +506,6 @@ pub fn grow(
             }
             Err(e) => return Err(e),
         };
-        if trial_shaped.bundle.class() != shaped.bundle.class() {
-            if let Some(reason) =
-                resources.module(&trial_shaped.bundle).and_then(|f| loses_occupancy(&f, &trial_shaped, limits))
-            {
-                refused(i, reason);
-                continue;
-            }
-        }
         let trial_time = cost.bundle_cost(&trial_shaped);
         // Packing must not cost (NaN never passes; a relative epsilon keeps
         // rounding from refusing an even trade).
@@ -489,14 +515,23 @@ pub fn grow(
             refused(i, RefusalReason::NoGain { with_us: trial_time.total_us, apart_us: apart });
             continue;
         }
-        match accept(&trial, trial_time.total_us) {
-            Some(reason) => refused(i, reason),
-            None => {
-                chosen = trial;
-                shaped = trial_shaped;
-                time = trial_time;
+        if let Some(reason) = accept(&trial, trial_time.total_us) {
+            refused(i, reason);
+            continue;
+        }
+        // Last, since asking about a module may compile it: only a join
+        // every other rule takes is judged on its module.
+        if trial_shaped.bundle.class() != shaped.bundle.class() {
+            if let Some(reason) =
+                resources.module(&trial_shaped.bundle).and_then(|f| loses_occupancy(&f, &trial_shaped, limits))
+            {
+                refused(i, reason);
+                continue;
             }
         }
+        chosen = trial;
+        shaped = trial_shaped;
+        time = trial_time;
     }
     Ok(Grown { chosen, shaped, cost: time })
 }

@@ -45,7 +45,7 @@ use weft_kir::{KernelDef, Target};
 use weft_lower::BufferId;
 
 use crate::builder::{prepare_cached, Isolation, MAX_PHYSICAL_BLOCKS};
-use crate::bundle::{Budget, Bundle, LaunchClass, Slot, TenantId};
+use crate::bundle::{canonical_order, reorder, Budget, Bundle, LaunchClass, Slot, TenantId};
 use crate::error::PackError;
 use crate::module::BundleFigures;
 use crate::occupancy::{KernelResources, Limiter, Occupancy};
@@ -329,14 +329,13 @@ pub(crate) struct Part<'a> {
     pub args: &'a [BufferId],
 }
 
-/// Lays `parts` out as one bundle: distinct bodies in first-use order, the
-/// slot table, the launch class (the one layout [`assemble`] and
-/// [`Bundle::single`] share).
+/// Lays `parts` out as one bundle: distinct bodies in the canonical order
+/// ([`canonical_order`]), the slot table, the launch class (the one layout
+/// [`assemble`] and [`Bundle::single`] share).
 pub(crate) fn lay_out(parts: &[Part<'_>]) -> Result<Bundle, PackError> {
     let mut bodies: Vec<Arc<KernelDef>> = Vec::new();
     let mut fingerprints: Vec<u64> = Vec::new();
-    let mut slots = Vec::with_capacity(parts.len());
-    let mut layout = Vec::with_capacity(parts.len());
+    let mut body_of = Vec::with_capacity(parts.len());
     let mut total: u64 = 0;
     for p in parts {
         let found = bodies
@@ -351,10 +350,8 @@ pub(crate) fn lay_out(parts: &[Part<'_>]) -> Result<Bundle, PackError> {
                 bodies.len() - 1
             }
         };
-        let blocks = p.budget.physical_blocks(p.kernel.launch.num_blocks().max(1));
-        total += blocks as u64;
-        layout.push((body as u32, p.kernel.launch, blocks));
-        slots.push(Slot { kernel: bodies[body].clone(), tenant: p.tenant, budget: p.budget, args: p.args.to_vec() });
+        total += p.budget.physical_blocks(p.kernel.launch.num_blocks().max(1)) as u64;
+        body_of.push(body as u32);
     }
     if total > MAX_PHYSICAL_BLOCKS {
         return Err(PackError::LimitExceeded {
@@ -362,6 +359,16 @@ pub(crate) fn lay_out(parts: &[Part<'_>]) -> Result<Bundle, PackError> {
             limit: MAX_PHYSICAL_BLOCKS,
             needed: total,
         });
+    }
+    let order = canonical_order(&mut fingerprints, &mut body_of);
+    reorder(&mut bodies, &order);
+    let mut slots = Vec::with_capacity(parts.len());
+    let mut layout = Vec::with_capacity(parts.len());
+    for (p, &body) in parts.iter().zip(&body_of) {
+        let blocks = p.budget.physical_blocks(p.kernel.launch.num_blocks().max(1));
+        layout.push((body, p.kernel.launch, blocks));
+        let kernel = bodies[body as usize].clone();
+        slots.push(Slot { kernel, tenant: p.tenant, budget: p.budget, args: p.args.to_vec() });
     }
     let block_threads =
         parts.iter().map(|p| p.kernel.launch.threads_per_block().min(u32::MAX as u64) as u32).max().unwrap_or(0);

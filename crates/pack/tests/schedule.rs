@@ -567,3 +567,71 @@ fn grow_splits_a_join_whose_compiled_module_loses_occupancy() {
     table.record_bundle(&class, weft_pack::BundleFigures::new(body, body, &limits));
     assert_eq!(grown_with(&table), (vec![0, 1, 2], vec![]));
 }
+
+/// A resource model that records each launch class a planner asks the
+/// module of (and knows none): asking is what compiles in `weft pack`.
+struct AskedModules {
+    asked: std::cell::RefCell<Vec<weft_pack::LaunchClass>>,
+}
+
+impl weft_pack::ResourceModel for AskedModules {
+    fn resources(&self, kernel: &KernelDef) -> KernelResources {
+        EstimatedResources.resources(kernel)
+    }
+
+    fn module(&self, bundle: &weft_pack::Bundle) -> Option<weft_pack::BundleFigures> {
+        self.asked.borrow_mut().push(bundle.class().clone());
+        None
+    }
+}
+
+#[test]
+fn grow_asks_for_a_module_only_of_joins_every_other_rule_takes() {
+    let limits = Target::sm_90();
+    let kernels = [kernel("a", 8, 128, 4, 0), kernel("b", 8, 128, 5, 0), kernel("c", 8, 128, 6, 0)];
+    let model = AskedModules { asked: Default::default() };
+    let offers: Vec<Offer> = kernels
+        .iter()
+        .enumerate()
+        .map(|(t, k)| Offer {
+            member: Member {
+                kernel: Arc::new(PreparedKernel::new(k, &limits, &model).unwrap()),
+                tenant: TenantId(t as u32),
+                args: vec![weft_lower::BufferId::from_u32(0)],
+            },
+            solo_time: k.launch.num_blocks() as f64,
+        })
+        .collect();
+
+    // Where packing costs, every join is refused before its module is asked.
+    let grown = grow(&offers, &limits, PackMode::Auto, &model, &mut Costly, &mut |_, _| None, &mut |_, _| {}).unwrap();
+    assert_eq!(grown.chosen, vec![0]);
+    assert!(model.asked.borrow().is_empty(), "asked {:?}", model.asked.borrow());
+
+    // The caller objects to b: only the join of c is asked, as the class {a, c}.
+    let mut object = |trial: &[usize], _: f64| {
+        trial.contains(&1).then(|| RefusalReason::Slowdown {
+            member: TenantId(1),
+            member_kernel: "b".into(),
+            slowdown: 2.0,
+            tolerated: 1.0,
+        })
+    };
+    let grown =
+        grow(&offers, &limits, PackMode::Auto, &model, &mut Serial { solo_calls: 0 }, &mut object, &mut |_, _| {})
+            .unwrap();
+    assert_eq!(grown.chosen, vec![0, 2]);
+    let asked = model.asked.borrow().clone();
+    assert_eq!(asked, vec![grown.shaped.bundle.class().clone()]);
+    assert_eq!(asked[0].bodies.len(), 2);
+
+    // The class is the set of bodies: c and a in the other order launch
+    // the same module, each slot still running its own body.
+    let members = |order: [usize; 2]| order.iter().map(|&i| offers[i].member.clone()).collect::<Vec<_>>();
+    let ca = ShapedBundle::form(members([2, 0]), &limits, PackMode::Auto).unwrap();
+    assert_eq!(ca.bundle.class(), &asked[0]);
+    for (slot, entry) in ca.bundle.slots().iter().zip(&ca.bundle.table().entries) {
+        assert!(Arc::ptr_eq(&slot.kernel, &ca.bundle.bodies()[entry.body as usize]));
+    }
+    assert_eq!(ca.bundle.slots()[0].kernel.name, "c");
+}
