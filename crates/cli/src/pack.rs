@@ -244,9 +244,12 @@ fn module_note(compiled: usize, unjudged: usize, limit: usize) -> String {
 /// Bytes verifying `count` tenants at once holds on the host: every
 /// distinct program's weights twice (the program's copy and the
 /// interpreter's), each tenant's inputs, arena and outputs (packed and
-/// solo), and one solo run's weights and arena on top.
+/// solo), the weights of its heaviest step once more (a bundle launch on the
+/// interpreter hands each slot after the first its own copy of a shared
+/// weight), and one solo run's weights and arena on top.
 fn verify_bytes(programs: &[(String, Program)], tenants: &[(TenantId, usize, String)]) -> u64 {
     let memory: Vec<_> = programs.iter().map(|(_, p)| p.memory()).collect();
+    let step_weights: Vec<u64> = programs.iter().map(|(_, p)| heaviest_step_weights(p)).collect();
     let mut used = vec![false; programs.len()];
     let mut bytes = 0u64;
     for (_, p, _) in tenants {
@@ -256,9 +259,23 @@ fn verify_bytes(programs: &[(String, Program)], tenants: &[(TenantId, usize, Str
             bytes = bytes.saturating_add(m.weights.saturating_mul(2));
         }
         bytes = bytes.saturating_add(m.arena()).saturating_add(m.inputs).saturating_add(m.outputs.saturating_mul(2));
+        bytes = bytes.saturating_add(step_weights[*p]);
     }
     let solo = tenants.iter().map(|(_, p, _)| memory[*p].device()).max().unwrap_or(0);
     bytes.saturating_add(solo)
+}
+
+/// The most weight bytes one step of `program` reads.
+fn heaviest_step_weights(program: &Program) -> u64 {
+    let weight_bytes = |b: &weft_lower::BufferId| {
+        let info = &program.buffers[*b];
+        if info.kind == weft_lower::BufferKind::Weight {
+            (info.len() as u64).saturating_mul(info.elem.size_bytes())
+        } else {
+            0
+        }
+    };
+    program.steps.iter().map(|s| s.args.iter().map(weight_bytes).sum::<u64>()).max().unwrap_or(0)
 }
 
 /// Plans a group of tenants with the planner the whole plan came from.
