@@ -214,7 +214,8 @@ impl DynamicModel {
                     output: counted.output.clone(),
                 }));
             };
-            let n = self.count(engine, &counted.tensor, &counted.prefix, inputs).map_err(Staged::Engine)?;
+            let n =
+                self.count(engine, &counted.tensor, || Ok(counted.prefix.clone()), inputs).map_err(Staged::Engine)?;
             met.push((counted.output.clone(), counted.tensor.clone()));
             Ok(n)
         })
@@ -277,8 +278,7 @@ impl DynamicModel {
             stages.get(&shapes_key).cloned().unwrap_or_default()
         };
         for (output, tensor) in known {
-            let prefix = self.model.prefix(&tensor).map_err(self.bind_err())?;
-            let n = self.count(engine, &tensor, &prefix, &inputs)?;
+            let n = self.count(engine, &tensor, || self.model.prefix(&tensor).map_err(self.bind_err()), &inputs)?;
             options.counts.insert(output, n);
         }
         let (tenant, program) = self.compile(engine, options, shapes_key, Some(&inputs))?;
@@ -296,21 +296,25 @@ impl DynamicModel {
 
     /// The nonzero elements of `tensor` on these inputs: a request to the
     /// model's prefix computing it (a `DynamicModel` of its own on `engine`,
-    /// made on first use).
+    /// made from `prefix` on first use).
     fn count(
         &self,
         engine: &Engine,
         tensor: &str,
-        prefix: &OnnxModel,
+        prefix: impl FnOnce() -> Result<OnnxModel, EngineError>,
         inputs: &[NamedInput],
     ) -> Result<usize, EngineError> {
         let model = {
             let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
-            let made = || {
-                let model = DynamicModel::new(prefix.clone(), self.options.clone(), self.slo, self.weight);
-                Arc::new(model.with_max_bindings(self.max_bindings))
-            };
-            prefixes.entry(tensor.to_string()).or_insert_with(made).clone()
+            match prefixes.get(tensor) {
+                Some(model) => model.clone(),
+                None => {
+                    let model = DynamicModel::new(prefix()?, self.options.clone(), self.slo, self.weight);
+                    let model = Arc::new(model.with_max_bindings(self.max_bindings));
+                    prefixes.insert(tensor.to_string(), model.clone());
+                    model
+                }
+            }
         };
         let response = model.submit(engine, inputs.to_vec())?.wait().map_err(|source| EngineError::Count {
             model: self.name().to_string(),

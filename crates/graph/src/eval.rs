@@ -390,21 +390,21 @@ impl<E: Fn(String) -> GraphError> Eval<'_, E> {
             Op::NonZero { count } => {
                 let x = self.x(0)?;
                 let dims = x.shape.dims();
-                let mut coords: Vec<Vec<i64>> = vec![Vec::new(); dims.len()];
-                for (flat, v) in x.to_f64().iter().enumerate() {
-                    if *v != 0.0 {
-                        let mut rest = flat;
-                        for (d, c) in dims.iter().zip(coords.iter_mut()).rev() {
-                            c.push((rest % d) as i64);
-                            rest /= d;
-                        }
-                    }
-                }
-                let found = coords.first().map_or(usize::from(x.to_f64().first().is_some_and(|v| *v != 0.0)), Vec::len);
+                let nonzero: Vec<usize> =
+                    x.to_f64().iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i).collect();
+                let found = nonzero.len();
                 if found != *count {
                     return Err((self.err)(format!(
                         "the input has {found} nonzero elements but the graph was built for {count}"
                     )));
+                }
+                let mut coords: Vec<Vec<i64>> = vec![Vec::with_capacity(found); dims.len()];
+                for flat in nonzero {
+                    let mut rest = flat;
+                    for (d, c) in dims.iter().zip(coords.iter_mut()).rev() {
+                        c.push((rest % d) as i64);
+                        rest /= d;
+                    }
                 }
                 vec![Tensor::i64(self.outs[0].1.clone(), coords.concat())]
             }

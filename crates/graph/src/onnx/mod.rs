@@ -295,9 +295,10 @@ impl OnnxModel {
         import_model(&self.0, options)
     }
 
-    /// The part of the model that computes tensor `output`: the same inputs,
-    /// initializers and opsets, only the nodes `output` depends on, and
-    /// `output` as the one graph output (a graph input passes through).
+    /// The part of the model that computes tensor `output`: the same inputs
+    /// and opsets, only the nodes `output` depends on and the initializers
+    /// they read, and `output` as the one graph output (a graph input
+    /// passes through).
     pub fn prefix(&self, output: &str) -> Result<OnnxModel, ImportError> {
         let mut model = self.0.clone();
         let Some(graph) = model.graph.as_mut() else {
@@ -323,6 +324,12 @@ impl OnnxModel {
         }
         let mut kept = keep.iter();
         graph.node.retain(|_| kept.next().copied().unwrap_or(false));
+        // Initializers the kept nodes do not read (and, before IR 4, their
+        // entries among the inputs) would only be decoded again.
+        let unused: HashSet<String> =
+            graph.initializer.iter().map(|t| t.name.clone()).filter(|n| !needed.contains(n)).collect();
+        graph.initializer.retain(|t| !unused.contains(&t.name));
+        graph.input.retain(|i| !unused.contains(&i.name));
         let mut out = onnx_protobuf::ValueInfoProto::new();
         out.name = output.to_string();
         graph.output = vec![out];
@@ -401,10 +408,7 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Graph
     };
 
     for t in &proto.initializer {
-        let value = tensor::tensor_from_proto(t)?;
-        tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), max_elements)?;
-        imp.budget.charge(|| format!("initializer `{}`", t.name), &t.name, crate::memory::held_bytes(&value))?;
-        imp.values.insert(t.name.clone(), Value::Const(value));
+        imp.add_initializer(t.name.clone(), t)?;
     }
     // Before IR 4 every initializer is also listed as an input; it is a
     // weight, not something a caller feeds (bind_inputs skips those).
@@ -1007,23 +1011,14 @@ impl Importer {
         if numel != 1 {
             return Err(view.err(format!("the condition `{cond}` has {numel} elements; If takes one")));
         }
-        let taken = match self.const_of(cond) {
-            Some(t) => t.to_f64().first().is_some_and(|v| *v != 0.0),
-            None => {
-                let key = format!("{}/condition", view.name);
-                let Some(&count) = self.counts.get(&key) else {
-                    return Err(ImportError::DataDependent {
-                        node: view.name.clone(),
-                        op_type: view.op_type.to_string(),
-                        input: cond.to_string(),
-                        output: key,
-                    });
-                };
-                let c = self.tensor(cond)?;
-                self.emit(&key, Op::NonZero { count }, vec![Some(c)], &[])?;
-                count != 0
-            }
-        };
+        // The condition's nonzero elements: 0 or 1.
+        let key = format!("{}/condition", view.name);
+        let count = ops::nonzero_count(self, view, cond, &key)?;
+        if self.const_of(cond).is_none() {
+            let c = self.tensor(cond)?;
+            self.emit(&key, Op::NonZero { count }, vec![Some(c)], &[])?;
+        }
+        let taken = count != 0;
         let which = if taken { "then_branch" } else { "else_branch" };
         let branch = view.attrs.graph(which, &view.name)?.ok_or_else(|| view.err(format!("`{which}` is missing")))?;
         if branch.output.len() != view.outputs.len() {
@@ -1035,10 +1030,7 @@ impl Importer {
         }
         check_supported(&branch.node)?;
         for t in &branch.initializer {
-            let value = tensor::tensor_from_proto(t)?;
-            tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), self.max_elements)?;
-            self.budget.charge(|| format!("initializer `{}`", t.name), &t.name, crate::memory::held_bytes(&value))?;
-            self.values.insert(t.name.clone(), Value::Const(value));
+            self.add_initializer(t.name.clone(), t)?;
         }
         for (index, node) in branch.node.iter().enumerate() {
             self.import_node(index, node)?;
@@ -1066,6 +1058,16 @@ impl Importer {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Initializer `t` as the constant `name`, sized against the element
+    /// limit and the memory budget before it is kept.
+    fn add_initializer(&mut self, name: String, t: &onnx_protobuf::TensorProto) -> Result<(), ImportError> {
+        let value = tensor::tensor_from_proto(t)?;
+        tensor::check_elements(|| format!("initializer `{}`", t.name), value.shape.dims(), self.max_elements)?;
+        self.budget.charge(|| format!("initializer `{}`", t.name), &name, crate::memory::held_bytes(&value))?;
+        self.values.insert(name, Value::Const(value));
         Ok(())
     }
 

@@ -1738,7 +1738,7 @@ fn non_zero(imp: &mut Importer, n: &NodeView<'_>) -> Result<(), ImportError> {
 /// else bound by the caller ([`super::ImportOptions::counts`], which
 /// [`super::import_data_dependent`] fills from a run on the inputs) or
 /// refused as [`ImportError::DataDependent`].
-fn nonzero_count(imp: &Importer, n: &NodeView<'_>, x: &str, output: &str) -> Result<usize, ImportError> {
+pub(super) fn nonzero_count(imp: &Importer, n: &NodeView<'_>, x: &str, output: &str) -> Result<usize, ImportError> {
     if let Some(t) = imp.const_of(x) {
         return Ok(t.to_f64().iter().filter(|v| **v != 0.0).count());
     }

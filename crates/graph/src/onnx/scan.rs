@@ -3,8 +3,8 @@
 //! Each step binds the body's inputs — the loop state, then each scan
 //! input's slice at the step (from the end for a reverse direction) along
 //! its axis — imports the body's nodes with the body's own tensor names
-//! prefixed by the node and step (names from the enclosing graph keep
-//! theirs), and takes the body's outputs as the next state and the step's
+//! prefixed by the node and step (its constants, decoded once, by the node;
+//! names from the enclosing graph keep theirs), and takes the body's outputs as the next state and the step's
 //! scan outputs. The final state and the scan outputs, stacked along their
 //! axes (reversed for a reverse direction), are the node's outputs.
 
@@ -79,11 +79,15 @@ impl Importer {
             return Err(view.err("the scan inputs have no steps"));
         }
         check_supported(&body.node)?;
+        // The body's constants are the same every step: decoded once.
+        let constants: HashSet<&str> = body.initializer.iter().map(|t| t.name.as_str()).collect();
+        for init in &body.initializer {
+            self.add_initializer(format!("{name}/{}", init.name), init)?;
+        }
         let local: HashSet<&str> = body
             .input
             .iter()
             .map(|i| i.name.as_str())
-            .chain(body.initializer.iter().map(|t| t.name.as_str()))
             .chain(body.node.iter().flat_map(|n| n.output.iter().map(String::as_str)))
             .collect();
         let mut state: Vec<TensorId> = inputs[..n_state].iter().map(|s| self.tensor(s)).collect::<Result<_, _>>()?;
@@ -91,7 +95,11 @@ impl Importer {
         let mut outs: Vec<Vec<TensorId>> = vec![Vec::with_capacity(steps); k];
         for t in 0..steps {
             let prefix = format!("{name}/t{t}/");
-            let rename = |s: &str| if local.contains(s) { format!("{prefix}{s}") } else { s.to_string() };
+            let rename = |s: &str| match (local.contains(s), constants.contains(s)) {
+                (true, _) => format!("{prefix}{s}"),
+                (false, true) => format!("{name}/{s}"),
+                (false, false) => s.to_string(),
+            };
             for (i, input) in body.input.iter().enumerate() {
                 let id = match i.checked_sub(n_state) {
                     None => state[i],
@@ -104,21 +112,12 @@ impl Importer {
                             steps: vec![1],
                         };
                         let row =
-                            self.emit(&rename(&format!("{}/step", input.name)), op, vec![Some(scanned[j])], &[])?[0];
+                            self.emit(&format!("{prefix}{}/step", input.name), op, vec![Some(scanned[j])], &[])?[0];
                         let squeeze = Op::Squeeze { axes: vec![axes[j] as i64] };
-                        self.emit(&rename(&format!("{}/slice", input.name)), squeeze, vec![Some(row)], &[])?[0]
+                        self.emit(&format!("{prefix}{}/slice", input.name), squeeze, vec![Some(row)], &[])?[0]
                     }
                 };
                 self.values.insert(rename(&input.name), Value::Tensor(id));
-            }
-            for init in &body.initializer {
-                let value = super::tensor::tensor_from_proto(init)?;
-                self.budget.charge(
-                    || format!("initializer `{}`", init.name),
-                    &init.name,
-                    crate::memory::held_bytes(&value),
-                )?;
-                self.values.insert(rename(&init.name), Value::Const(value));
             }
             for (index, node) in body.node.iter().enumerate() {
                 let mut node = node.clone();
