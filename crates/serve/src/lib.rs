@@ -225,25 +225,32 @@ async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), not when the future is first polled, so a
+/// signal sent as soon as the caller has announced itself is not missed.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn received(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+        async move {
+            tokio::select! {
+                _ = received(term) => {}
+                _ = received(int) => {}
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -253,8 +260,9 @@ pub fn run(options: ServeOptions, announce: impl FnOnce(&Server)) -> Result<(), 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
     let result = runtime.block_on(async move {
         let server = start(options).await?;
+        let stop = shutdown_signal();
         announce(&server);
-        shutdown_signal().await;
+        stop.await;
         if !server.drain().await {
             eprintln!("weft serve: drain timeout passed with requests in flight; they were stopped");
         }
